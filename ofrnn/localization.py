@@ -1,0 +1,520 @@
+"""Heart localization layers: a Keras Fast R-CNN that finds the LV and crops the ROI sequence.
+
+Sec. 2 of the paper ("Heart localization layers") and Fig. 1, left: category-independent region
+proposals (:mod:`ofrnn.proposals`, selective search) -> a ZF-like convolutional network turns the
+whole frame into a feature map -> an RoI max-pooling layer turns the features inside every
+proposal into a fixed H x W map -> fully connected layers branch into a softmax (LV vs
+background) and a bounding-box regressor (Fast R-CNN [9]). Training uses Fast R-CNN's multi-task
+loss with RMSProp (Sec. 3). The best box per frame, after non-maximum suppression, becomes one box
+per sequence (:func:`sequence_box`) and :mod:`ofrnn.roi` crops the 64 x 64 ROI sequence.
+
+Detector space: every frame is normalised by its own intensity percentiles, zero-padded to a
+square and resized to ``input_size`` pixels; boxes are predicted there and mapped back to image
+pixels. A trained detector is a *bundle* folder: ``detector.keras`` (the Keras model, loadable
+without ``safe_mode=False``) and ``detector.json`` (the preprocessing and detection settings).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+from keras import layers, ops
+
+from . import proposals as P
+from ._version import __version__
+from .errors import OfrnnError
+from .roi import crop, crop_flow, sequence_transform
+from .store import Subject
+
+MODEL_FILE = "detector.keras"
+SETTINGS_FILE = "detector.json"
+
+
+# -- RoI max pooling -----------------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package="ofrnn")
+class RoiMaxPooling(layers.Layer):
+    """Fast R-CNN RoI max pooling: features inside each box -> a fixed ``pooled_size`` grid.
+
+    Inputs ``[features, rois]``: features (B, h, w, C) of a network with stride
+    ``1 / spatial_scale``; rois (B, R, 4) boxes (y0, x0, y1, x1) in input-image pixels. Each box is
+    snapped to feature cells (floor of its start, ceil of its end), split into H x W bins of
+    ``floor(i * bin) .. ceil((i + 1) * bin)`` cells, and every bin is max-pooled; an empty bin
+    (outside the map) gives 0, as in Fast R-CNN [9], Sec. 2.1. Output (B, R, H, W, C).
+    """
+
+    def __init__(self, pooled_size=(6, 6), spatial_scale=1.0 / 8, **kwargs):
+        super().__init__(**kwargs)
+        self.pooled_size = tuple(int(v) for v in pooled_size)
+        self.spatial_scale = float(spatial_scale)
+
+    def _bin_masks(self, start, end, n_bins, n_cells):
+        # start/end (B, R) in input pixels -> (B, R, n_bins, n_cells) booleans
+        s = ops.floor(start * self.spatial_scale)
+        e = ops.maximum(ops.ceil(end * self.spatial_scale), s + 1.0)
+        size = (e - s) / n_bins
+        i = ops.arange(n_bins, dtype="float32")
+        lo = s[..., None] + ops.floor(i * size[..., None])
+        hi = s[..., None] + ops.ceil((i + 1.0) * size[..., None])
+        cells = ops.arange(n_cells, dtype="float32")
+        return (cells >= lo[..., None]) & (cells < hi[..., None])
+
+    def call(self, inputs):
+        features, rois = inputs
+        rois = ops.cast(rois, "float32")
+        h, w = ops.shape(features)[1], ops.shape(features)[2]
+        H, W = self.pooled_size
+        my = self._bin_masks(rois[..., 0], rois[..., 2], H, h)  # (B, R, H, h)
+        mx = self._bin_masks(rois[..., 1], rois[..., 3], W, w)  # (B, R, W, w)
+        neg = ops.cast(-3.0e38, features.dtype)
+        # separable max: first over x inside each column bin, then over y inside each row bin
+        f = features[:, None, None, :, :, :]                     # (B, 1, 1, h, w, C)
+        cols = ops.max(ops.where(mx[:, :, :, None, :, None], f, neg), axis=4)  # (B, R, W, h, C)
+        cols = ops.transpose(cols, (0, 1, 3, 2, 4))[:, :, None]  # (B, R, 1, h, W, C)
+        out = ops.max(ops.where(my[:, :, :, :, None, None], cols, neg), axis=3)  # (B, R, H, W, C)
+        nonempty = ops.any(my, axis=3)[:, :, :, None, None] & ops.any(mx, axis=3)[:, :, None, :, None]
+        return ops.where(nonempty, out, ops.zeros_like(out))
+
+    def compute_output_shape(self, input_shape):
+        fshape, rshape = input_shape
+        return (fshape[0], rshape[1], *self.pooled_size, fshape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "pooled_size": list(self.pooled_size), "spatial_scale": self.spatial_scale}
+
+
+# -- network (Fig. 1, heart localization layers) ------------------------------------------------
+
+def build_backbone(input_size, filters=(32, 64, 96, 96, 64)):
+    """ZF-like convolutional network (Zeiler & Fergus 2014): conv7/2, pool3/2, conv5/2, 3 x conv3.
+
+    ZF's five convolutions at a fifth of its width (grey-level 128 x 128 frames need far less
+    than ImageNet), without its second pooling so the feature stride is 8, not 16: an LV of ~20
+    detector pixels still covers a few feature cells.
+    """
+    image = keras.Input((input_size, input_size, 1), name="image")
+    x = layers.Conv2D(filters[0], 7, strides=2, padding="same", activation="relu", name="conv1")(image)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    x = layers.Conv2D(filters[1], 5, strides=2, padding="same", activation="relu", name="conv2")(x)
+    for k, f in enumerate(filters[2:], start=3):
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{k}")(x)
+    return keras.Model(image, x, name="backbone")
+
+
+def build_head(feature_shape, *, pooled_size=(6, 6), stride=8, fc_units=256, dropout=0.3):
+    """RoI pooling -> fc6 -> fc7 -> sibling outputs: softmax (background, LV) and box regressor."""
+    features = keras.Input(feature_shape, name="features")
+    rois = keras.Input((None, 4), name="rois")
+    x = RoiMaxPooling(pooled_size, 1.0 / stride, name="roi_pool")([features, rois])
+    x = layers.Reshape((-1, pooled_size[0] * pooled_size[1] * feature_shape[-1]), name="flatten")(x)
+    for name in ("fc6", "fc7"):
+        x = layers.Dense(fc_units, activation="relu", name=name)(x)
+        x = layers.Dropout(dropout, name=f"{name}_drop")(x)
+    cls = layers.Dense(2, activation="softmax", name="cls")(x)
+    bbox = layers.Dense(4, name="bbox")(x)
+    return keras.Model([features, rois], [cls, bbox], name="head")
+
+
+def build_fast_rcnn(*, input_size=128, filters=(32, 64, 96, 96, 64), pooled_size=(6, 6), fc_units=256,
+                    dropout=0.3):
+    """The whole detector: image + proposals -> (class probabilities, box deltas) per proposal.
+
+    Parameters
+    ----------
+    input_size : int, keyword-only
+        Side of the square grey-level detector input.
+    filters : tuple of 5 int, keyword-only
+        Channels of conv1..conv5.
+    pooled_size : (int, int), keyword-only
+        H x W of the RoI max-pooling output (Sec. 2: "layer hyper-parameters").
+    fc_units, dropout : keyword-only
+        Width of fc6 and fc7 and their dropout rate.
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``image`` (B, S, S, 1) and ``rois`` (B, R, 4); outputs ``cls`` (B, R, 2) softmax and
+        ``bbox`` (B, R, 4) normalised (t_y, t_x, t_h, t_w) of the LV class.
+
+    References
+    ----------
+    Sec. 2, "Heart localization layers"; Fig. 1; Girshick, Fast R-CNN, ICCV 2015 ([9]).
+    """
+    backbone = build_backbone(input_size, filters)
+    head = build_head(backbone.output.shape[1:], pooled_size=pooled_size, stride=8, fc_units=fc_units,
+                      dropout=dropout)
+    image = keras.Input((input_size, input_size, 1), name="image")
+    rois = keras.Input((None, 4), name="rois")
+    cls, bbox = head([backbone(image), rois])
+    cls = layers.Identity(name="cls")(cls)
+    bbox = layers.Identity(name="bbox")(bbox)
+    return keras.Model([image, rois], {"cls": cls, "bbox": bbox}, name="fast_rcnn")
+
+
+def compile_fast_rcnn(model, *, learning_rate=1e-3, bbox_weight=1.0):
+    """Multi-task loss L = L_cls + lambda [u = LV] L_loc (Fast R-CNN [9], Eq. 1) with RMSProp (Sec. 3).
+
+    L_cls is the log loss of the true class; L_loc the smooth-L1 (Huber, delta 1) loss of the box
+    deltas, switched off for background RoIs by a sample weight that is 1 only for LV RoIs.
+    """
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate),
+                  loss={"cls": keras.losses.SparseCategoricalCrossentropy(),
+                        "bbox": keras.losses.Huber(delta=1.0)},
+                  loss_weights={"cls": 1.0, "bbox": bbox_weight})
+    return model
+
+
+# -- detector space ------------------------------------------------------------------------------
+
+def to_detector(frame, *, input_size, percentiles):
+    """A frame in detector space: percentile-normalised, square-padded, resized; plus the mapping back."""
+    norm = P.normalize_intensity(frame, percentiles=percentiles)
+    img, factor, offset = P.to_square(norm, input_size)
+    return img, factor, offset
+
+
+def boxes_to_detector(boxes, factor, offset):
+    return (np.asarray(boxes, dtype=float) + np.tile(offset, 2)) / factor
+
+
+def boxes_to_image(boxes, factor, offset):
+    return np.asarray(boxes, dtype=float) * factor - np.tile(offset, 2)
+
+
+# -- augmentation (training only) ----------------------------------------------------------------
+
+def augment(image, boxes, rng, cfg):
+    """Random geometry and appearance of one detector-space frame and its boxes.
+
+    Geometry: rotation by any angle and mirror flips (short-axis orientation conventions differ
+    between scanners and data sets, e.g. ACDC arrays are transposed relative to DICOM display, so
+    every orientation is anatomically plausible), zoom and shift (heart size and position in the
+    field of view). Appearance: gamma (non-linear contrast), a smooth multiplicative bias field (surface-coil
+    shading), blur and Gaussian noise, then the same percentile normalisation as at test time.
+    """
+    S = image.shape[0]
+    angle = rng.uniform(-180, 180) if cfg["rotate"] else 0.0
+    zoom = np.exp(rng.uniform(np.log(cfg["zoom"][0]), np.log(cfg["zoom"][1])))
+    shift = rng.uniform(-cfg["shift"], cfg["shift"], 2) * S
+    A = cv2.getRotationMatrix2D((S / 2, S / 2), angle, zoom)  # maps (x, y)
+    A[:, 2] += shift
+    if cfg["flip"] and rng.random() < 0.5:
+        A = np.array([[-1, 0, S], [0, 1, 0]], dtype=float) @ np.vstack([A, [0, 0, 1]])
+    out = cv2.warpAffine(image, A, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # boxes: map the centres; the extent is that of the rotated inscribed ellipse (the LV is
+    # round), because the box around a rotated box's corners would inflate a tight LV box
+    b = np.asarray(boxes, dtype=float)
+    c = ((b[:, [1, 0]] + b[:, [3, 2]]) / 2) @ A[:, :2].T + A[:, 2]  # (N, xy)
+    hh, ww = (b[:, 2] - b[:, 0]) / 2 * zoom, (b[:, 3] - b[:, 1]) / 2 * zoom
+    t = np.deg2rad(angle)
+    ey = np.sqrt((hh * np.cos(t)) ** 2 + (ww * np.sin(t)) ** 2)
+    ex = np.sqrt((hh * np.sin(t)) ** 2 + (ww * np.cos(t)) ** 2)
+    nb = np.stack([c[:, 1] - ey, c[:, 0] - ex, c[:, 1] + ey, c[:, 0] + ex], axis=1)
+    # appearance
+    yy, xx = np.mgrid[0:S, 0:S] / S
+    field = np.ones((S, S))
+    for _ in range(2):
+        cy, cx = rng.uniform(-0.5, 1.5, 2)
+        field += rng.uniform(0, cfg["bias"]) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / rng.uniform(0.1, 0.6))
+    img = out * field
+    img = np.clip(img, 0, None) ** np.exp(rng.uniform(-np.log(cfg["gamma"]), np.log(cfg["gamma"])))
+    sigma = rng.uniform(0, cfg["blur"])
+    if sigma > 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    img = img + rng.normal(0, rng.uniform(0, cfg["noise"]), img.shape)
+    img = P.normalize_intensity(img, percentiles=cfg["percentiles"])
+    return img.astype(np.float32), P.clip_boxes(nb, (S, S))
+
+
+def sample_rois(gt, candidates, rng, *, n_rois, fg_fraction, fg_iou, bg_iou_hi, size):
+    """Fast R-CNN minibatch RoIs for one frame: ``fg_fraction`` foreground (IoU >= ``fg_iou``), rest background.
+
+    Candidates are the frame's proposals plus jittered copies of the ground-truth box (Fast R-CNN
+    also trains on the ground-truth boxes) and random boxes, so every frame yields foreground
+    RoIs. Returns rois (n_rois, 4), labels (n_rois,) 1 = LV, box targets (n_rois, 4).
+    """
+    gh, gw = gt[2] - gt[0], gt[3] - gt[1]
+    n = 4 * n_rois
+    jit = np.column_stack([gt[0] + rng.normal(0, 0.12, n) * gh, gt[1] + rng.normal(0, 0.12, n) * gw,
+                           gt[2] + rng.normal(0, 0.12, n) * gh, gt[3] + rng.normal(0, 0.12, n) * gw])
+    side = np.exp(rng.uniform(np.log(6), np.log(size * 0.8), (n, 2)))
+    y0, x0 = rng.uniform(0, 1, n) * (size - side[:, 0]), rng.uniform(0, 1, n) * (size - side[:, 1])
+    rand = np.column_stack([y0, x0, y0 + side[:, 0], x0 + side[:, 1]])
+    cand = P.clip_boxes(np.concatenate([gt[None], candidates, jit, rand]), (size, size))
+    cand = cand[np.minimum(cand[:, 2] - cand[:, 0], cand[:, 3] - cand[:, 1]) >= 2]
+    iou = P.box_iou(cand, gt)[:, 0]
+    fg, bg = np.flatnonzero(iou >= fg_iou), np.flatnonzero(iou < bg_iou_hi)
+    n_fg = min(int(round(fg_fraction * n_rois)), fg.size)
+    pick = np.concatenate([rng.choice(fg, n_fg, replace=False), rng.choice(bg, n_rois - n_fg, replace=bg.size < n_rois)])
+    rois = cand[pick]
+    labels = (iou[pick] >= fg_iou).astype(np.int32)
+    targets = P.encode_boxes(rois, np.broadcast_to(gt, rois.shape))
+    return rois.astype(np.float32), labels, targets.astype(np.float32)
+
+
+# -- the detector --------------------------------------------------------------------------------
+
+@dataclass
+class Detector:
+    """A trained Fast R-CNN and the settings that must travel with it (see :func:`load_detector`)."""
+
+    model: keras.Model
+    settings: dict
+
+    @property
+    def _backbone(self):
+        return self.model.get_layer("backbone")
+
+    @property
+    def _head(self):
+        return self.model.get_layer("head")
+
+    def __call__(self, subject):
+        """The ROI crop of a :class:`~ofrnn.store.Subject` (fast mode), as :mod:`ofrnn.pipeline` asks."""
+        return self.localize(subject.cine, mode="fast")["transform"]
+
+    def save(self, folder):
+        """Write the bundle (``detector.keras`` + ``detector.json``) atomically into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".detector.", dir=folder))
+        try:
+            self.model.save(tmp / MODEL_FILE)
+            (tmp / SETTINGS_FILE).write_text(json.dumps(self.settings, indent=2, sort_keys=True))
+            for name in (MODEL_FILE, SETTINGS_FILE):
+                os.replace(tmp / name, folder / name)
+        finally:
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+
+    def score_proposals(self, image, rois, *, chunk=512):
+        """LV probability and decoded boxes of detector-space ``rois`` (N, 4) on one detector-space image."""
+        feat = self._backbone(ops.convert_to_tensor(image[None, :, :, None], dtype="float32"), training=False)
+        probs, boxes = [], []
+        std = np.asarray(self.settings["bbox_std"])
+        for i in range(0, len(rois), chunk):
+            r = rois[i:i + chunk].astype(np.float32)
+            cls, d = self._head([feat, ops.convert_to_tensor(r[None])], training=False)
+            probs.append(np.asarray(cls)[0, :, 1])
+            boxes.append(P.decode_boxes(r, np.asarray(d)[0] * std))
+        return np.concatenate(probs), np.concatenate(boxes)
+
+    def detect(self, frame, *, mode="fast"):
+        """Detect the LV in one frame (H, W).
+
+        Returns
+        -------
+        dict
+            ``box`` (4,) best LV box in image pixels after box regression and NMS, ``score`` its
+            LV probability, ``proposals`` (N, 4) image pixels, ``proposal_scores`` (N,) LV
+            probability of every (unregressed) proposal.
+        """
+        s = self.settings
+        frame = np.asarray(frame, dtype=np.float32)
+        img, factor, offset = to_detector(frame, input_size=s["input_size"], percentiles=s["percentiles"])
+        props = P.region_proposals(frame, mode=mode, size=s["input_size"], grow=tuple(s["grow"]),
+                                   max_proposals=s["max_proposals"])
+        rois = P.clip_boxes(boxes_to_detector(props, factor, offset), img.shape)
+        probs, boxes = self.score_proposals(img, rois)
+        keep = P.nms(boxes, probs, iou_threshold=s["nms_iou"], max_output=1)
+        best = P.clip_boxes(boxes_to_image(boxes[keep], factor, offset), frame.shape)[0]
+        return dict(box=best, score=float(probs[keep[0]]), proposals=props, proposal_scores=probs)
+
+    def localize(self, cine, *, mode="fast"):
+        """One LV box and one 64 x 64 crop transform for a whole cine (T, H, W).
+
+        ``fast`` detects on ``fast_frames`` frames spread over the cycle (frame 0 = ED first),
+        ``quality`` on every frame; :func:`sequence_box` merges the per-frame boxes.
+        Returns a dict with ``box``, ``transform`` (:class:`ofrnn.roi.RoiTransform`),
+        ``frames``, ``frame_boxes`` and ``frame_scores``.
+        """
+        cine = np.asarray(cine)
+        if cine.ndim != 3 or cine.shape[0] < 1:
+            raise ValueError(f"a cine must be a (T, H, W) array, got shape {cine.shape}")
+        T = cine.shape[0]
+        if mode == "fast":
+            frames = np.unique(np.linspace(0, T - 1, min(T, self.settings["fast_frames"])).round().astype(int))
+        else:
+            frames = np.arange(T)
+        dets = [self.detect(cine[t], mode=mode) for t in frames]
+        boxes = np.array([d["box"] for d in dets])
+        scores = np.array([d["score"] for d in dets])
+        box = sequence_box(boxes, scores, min_iou=self.settings["sequence_min_iou"])
+        ibox = np.round(box).astype(int)
+        ibox[2:] = np.maximum(ibox[2:], ibox[:2] + 1)
+        transform = sequence_transform(ibox, margin=self.settings["roi_margin"])
+        return dict(box=box, transform=transform, frames=frames, frame_boxes=boxes, frame_scores=scores)
+
+
+#: annotation fields cropped with nearest-neighbour sampling (labels and masks)
+_LABEL_FIELDS = ("infarct", "myocardium", "aha_segments", "myocardium_t", "lv_cavity_t", "flow_valid")
+
+
+def crop_subject(subject, found, *, mode):
+    """The ROI subject of ``subject``: cine and annotations cropped by ``found["transform"]``.
+
+    ``found`` is :meth:`Detector.localize`'s result. Spacing becomes that of ROI pixels; ``lv_box``
+    rows are mapped into the ROI (rows of -1 where the box falls outside it); the crop is recorded
+    in the attrs ``roi_transform``, ``roi_box``, ``roi_score``, ``roi_image_shape``,
+    ``localize_mode`` so predictions map back to image pixels.
+    """
+    t = found["transform"]
+    arrays = {"cine": crop(subject.cine, t, order=1).astype(np.float32)}
+    for name in _LABEL_FIELDS:
+        if getattr(subject, name) is not None:
+            arrays[name] = crop(getattr(subject, name), t, order=0)
+    if subject.flow is not None:
+        arrays["flow"] = crop_flow(subject.flow, t).astype(np.float32)
+    if subject.lv_box is not None:
+        arrays["lv_box"] = _box_to_roi(subject.lv_box, t)
+    attrs = dict(subject.attrs, roi_transform=json.dumps(t.to_dict()), roi_box=json.dumps(np.round(found["box"], 2).tolist()),
+                 roi_score=float(np.mean(found["frame_scores"])), roi_image_shape=json.dumps(list(subject.cine.shape[1:])),
+                 localize_mode=mode)
+    return Subject(id=subject.id, spacing_mm=tuple(float(v) * t.scale for v in subject.spacing_mm), level=subject.level,
+                   frame_times_ms=subject.frame_times_ms, annotated=dict(subject.annotated), attrs=attrs, **arrays)
+
+
+def _box_to_roi(boxes, t):
+    out = np.full(boxes.shape, -1, dtype=np.int32)
+    known = np.all(boxes >= 0, axis=1)
+    b = (boxes[known].astype(float) - np.tile([t.y0, t.x0], 2)) / t.scale
+    b = np.clip(np.concatenate([np.floor(b[:, :2]), np.ceil(b[:, 2:])], axis=1), 0, t.size).astype(np.int32)
+    b[(b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])] = -1
+    out[known] = b
+    return out
+
+
+def sequence_box(boxes, scores, *, min_iou=0.3):
+    """One LV box for a sequence from its per-frame detections.
+
+    Rule: take the score-weighted median box (per coordinate) as the consensus, then the union of
+    the per-frame boxes that overlap it by IoU >= ``min_iou``. The union covers the LV at its
+    largest (end-diastole) and through the cycle's motion, while a frame whose detection went
+    astray (low overlap with the consensus) cannot drag the crop away.
+    """
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    w = np.asarray(scores, dtype=float) + 1e-6
+    med = np.array([_weighted_median(boxes[:, k], w) for k in range(4)])
+    agree = P.box_iou(boxes, med)[:, 0] >= min_iou
+    if not agree.any():
+        return med
+    b = boxes[agree]
+    return np.concatenate([b[:, :2].min(0), b[:, 2:].max(0)])
+
+
+def _weighted_median(v, w):
+    o = np.argsort(v)
+    c = np.cumsum(w[o])
+    return float(v[o][np.searchsorted(c, c[-1] / 2)])
+
+
+def load_detector(folder):
+    """Load a detector bundle written by :meth:`Detector.save` (or ``make localize``)."""
+    folder = Path(folder)
+    mpath, spath = folder / MODEL_FILE, folder / SETTINGS_FILE
+    for p in (mpath, spath):
+        if not p.is_file():
+            raise OfrnnError("missing in the model folder (train one with 'make localize')", path=p)
+    try:
+        settings = json.loads(spath.read_text())
+    except json.JSONDecodeError as e:
+        raise OfrnnError(f"not valid JSON ({e.msg}, line {e.lineno})", path=spath) from None
+    for key in ("input_size", "percentiles", "bbox_std", "grow", "max_proposals", "nms_iou", "fast_frames",
+                "sequence_min_iou", "roi_margin"):
+        if key not in settings:
+            raise OfrnnError("missing setting", path=spath, field=key)
+    try:
+        model = keras.saving.load_model(mpath, compile=False)
+    except Exception as e:  # Keras raises ValueError, OSError, zipfile errors ... for a bad file
+        raise OfrnnError(f"cannot load the Keras model ({e.__class__.__name__})", path=mpath) from None
+    return Detector(model, settings)
+
+
+# -- training ------------------------------------------------------------------------------------
+
+def _training_batches(images, gts, cands, cfg, rng):
+    """Endless (inputs, targets, sample weights) batches of augmented frames with sampled RoIs."""
+    tr, aug = cfg["train"], cfg["augment"]
+    S = cfg["model"]["input_size"]
+    std = np.asarray(cfg["detect"]["bbox_std"], dtype=np.float32)
+    B, R = tr["images_per_batch"], tr["rois_per_image"]
+    while True:
+        xb = np.zeros((B, S, S, 1), np.float32)
+        rb = np.zeros((B, R, 4), np.float32)
+        lb = np.zeros((B, R), np.int32)
+        tb = np.zeros((B, R, 4), np.float32)
+        for k, i in enumerate(rng.integers(0, len(images), B)):
+            boxes = np.concatenate([gts[i][None], cands[i]])
+            img, nb = augment(images[i], boxes, rng, aug) if aug["enabled"] else (images[i], boxes)
+            rois, labels, targets = sample_rois(nb[0], nb[1:], rng, n_rois=R, fg_fraction=tr["fg_fraction"],
+                                                fg_iou=tr["fg_iou"], bg_iou_hi=tr["bg_iou_hi"], size=S)
+            xb[k, :, :, 0], rb[k], lb[k], tb[k] = img, rois, labels, targets / std
+        yield (xb, rb), {"cls": lb, "bbox": tb}, {"cls": np.ones_like(lb, np.float32), "bbox": lb.astype(np.float32)}
+
+
+def train_detector(frames, boxes, cfg, *, seed=0, progress=True):
+    """Train the Fast R-CNN on frames with ground-truth LV boxes.
+
+    Parameters
+    ----------
+    frames : sequence of arrays (H, W)
+        Training frames (any size; each is mapped to detector space).
+    boxes : array (N, 4)
+        Their ground-truth LV boxes (y0, x0, y1, x1) in image pixels.
+    cfg : dict
+        The ``[model]``, ``[train]``, ``[augment]`` and ``[detect]`` tables of
+        ``experiments/localization.toml``.
+    seed : int, keyword-only
+        Seeds weights, augmentation and RoI sampling.
+
+    Returns
+    -------
+    (Detector, dict)
+        The detector and a training record (loss history, seconds).
+    """
+    import tensorflow as tf
+
+    if len(frames) == 0 or len(frames) != len(boxes):
+        raise ValueError("need as many ground-truth boxes as frames, and at least one frame")
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    m, d, tr = cfg["model"], cfg["detect"], cfg["train"]
+    S = m["input_size"]
+    t0 = time.perf_counter()
+    images, gts, cands = [], [], []
+    for f, b in zip(frames, boxes):
+        img, factor, offset = to_detector(f, input_size=S, percentiles=d["percentiles"])
+        # proposals of the frame itself: the background RoIs Fast R-CNN sees at test time
+        props = P.region_proposals(img, mode="fast", size=S, grow=tuple(d["grow"]))
+        images.append(img)
+        gts.append(boxes_to_detector(np.asarray(b, float)[None], factor, offset)[0])
+        cands.append(props)
+    t_prop = time.perf_counter() - t0
+    model = compile_fast_rcnn(build_fast_rcnn(input_size=S, filters=tuple(m["filters"]),
+                                              pooled_size=tuple(m["pooled_size"]), fc_units=m["fc_units"],
+                                              dropout=m["dropout"]),
+                              learning_rate=tr["learning_rate"], bbox_weight=tr["bbox_weight"])
+    B, R = tr["images_per_batch"], tr["rois_per_image"]
+    spec = ((tf.TensorSpec((B, S, S, 1), tf.float32), tf.TensorSpec((B, R, 4), tf.float32)),
+            {"cls": tf.TensorSpec((B, R), tf.int32), "bbox": tf.TensorSpec((B, R, 4), tf.float32)},
+            {"cls": tf.TensorSpec((B, R), tf.float32), "bbox": tf.TensorSpec((B, R), tf.float32)})
+    ds = tf.data.Dataset.from_generator(lambda: _training_batches(images, gts, cands, cfg, rng),
+                                        output_signature=spec).prefetch(4)
+    hist = model.fit(ds, epochs=tr["epochs"], steps_per_epoch=tr["steps_per_epoch"],
+                     verbose=1 if progress else 0)
+    settings = dict(input_size=S, percentiles=list(d["percentiles"]), bbox_std=list(d["bbox_std"]),
+                    grow=list(d["grow"]), max_proposals=d["max_proposals"], nms_iou=d["nms_iou"],
+                    fast_frames=d["fast_frames"], sequence_min_iou=d["sequence_min_iou"],
+                    roi_margin=d["roi_margin"], trained_on=len(frames), seed=seed, ofrnn_version=__version__,
+                    keras_version=keras.__version__)
+    record = dict(history={k: [float(v) for v in vs] for k, vs in hist.history.items()},
+                  proposal_seconds=t_prop, seconds=time.perf_counter() - t0)
+    return Detector(model, settings), record

@@ -1,0 +1,244 @@
+"""Heart localization layers: proposals, RoI pooling, Fast R-CNN bundle, sequence box and ROI crop."""
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from ofrnn import proposals as P
+from ofrnn.errors import OfrnnError
+from ofrnn.roi import crop, sequence_transform, uncrop
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ring_frame(rng, size=96):
+    """A bright blood pool inside a dark myocardial ring, a bright RV blob beside it, smooth noise."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    img = ndi.gaussian_filter(rng.normal(0.3, 0.15, (size, size)), 3)
+    r_in = rng.uniform(0.07, 0.11) * size
+    r_out = r_in * rng.uniform(1.4, 1.7)
+    cy, cx = rng.uniform(r_out + 4, size - r_out - 4, 2)
+    ang = rng.uniform(0, 2 * np.pi)
+    ry, rx = cy + 1.9 * r_out * np.sin(ang), cx + 1.9 * r_out * np.cos(ang)
+    img[np.hypot(yy - ry, xx - rx) < r_in * 1.2] = 0.8
+    d = np.hypot(yy - cy, xx - cx)
+    img[d < r_out] = 0.15
+    img[d < r_in] = 0.9
+    img += rng.normal(0, 0.03, img.shape)
+    myo = d < r_out
+    ys, xs = np.nonzero(myo)
+    return img.astype(np.float32), np.array([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1], float), myo
+
+
+def tiny_cfg():
+    cfg = tomllib.loads((ROOT / "experiments" / "localization.toml").read_text())
+    cfg["model"].update(input_size=64, filters=[8, 8, 8, 8, 8], fc_units=16)
+    cfg["train"].update(epochs=2, steps_per_epoch=15, images_per_batch=2, rois_per_image=32, learning_rate=2e-3)
+    return cfg
+
+
+# -- proposals and box arithmetic (no TensorFlow) ------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["fast", "quality"])
+def test_proposals_are_valid_boxes_and_cover_the_lv(mode):
+    img, gt, _ = ring_frame(np.random.default_rng(1))
+    boxes = P.region_proposals(img, mode=mode, size=64)
+    assert boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) > 10
+    assert np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1])
+    assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2] <= 96) and np.all(boxes[:, 3] <= 96)
+    assert len(np.unique(np.round(boxes).astype(int), axis=0)) == len(boxes)
+    assert P.box_iou(boxes, gt).max() >= 0.5
+
+
+def test_quality_mode_proposes_more_than_fast_mode():
+    img, _, _ = ring_frame(np.random.default_rng(2))
+    assert len(P.region_proposals(img, mode="quality")) > len(P.region_proposals(img, mode="fast", size=64))
+
+
+def test_proposals_reject_bad_frames():
+    with pytest.raises(ValueError, match="2-D"):
+        P.region_proposals(np.zeros(100))
+    with pytest.raises(ValueError, match="mode"):
+        P.region_proposals(np.zeros((32, 32)), mode="slow")
+    with pytest.raises(ValueError, match="NaN"):
+        P.normalize_intensity(np.full((8, 8), np.nan))
+
+
+def test_box_regression_encode_decode_are_inverse():
+    rng = np.random.default_rng(3)
+
+    def boxes():
+        y0, x0, h, w = rng.uniform(0, 100, 50), rng.uniform(0, 100, 50), rng.uniform(2, 80, 50), rng.uniform(2, 80, 50)
+        return np.column_stack([y0, x0, y0 + h, x0 + w])
+
+    p, g = boxes(), boxes()
+    d = P.encode_boxes(p, g)
+    np.testing.assert_allclose(P.decode_boxes(p, d), g, atol=1e-9)
+    np.testing.assert_allclose(P.encode_boxes(g, g), 0, atol=1e-12)
+    with pytest.raises(ValueError):
+        P.encode_boxes([[0, 0, 0, 5]], [[0, 0, 5, 5]])
+
+
+def test_iou_and_nms_known_answers():
+    a = np.array([[0, 0, 10, 10], [0, 5, 10, 15], [20, 20, 30, 30]], float)
+    np.testing.assert_allclose(P.box_iou(a, a[0])[:, 0], [1.0, 50 / 150, 0.0])
+    keep = P.nms(a, [0.9, 0.95, 0.1], iou_threshold=0.3)
+    np.testing.assert_array_equal(keep, [1, 2])
+    np.testing.assert_array_equal(P.nms(a, [0.9, 0.95, 0.1], iou_threshold=0.5), [1, 0, 2])
+
+
+def test_sequence_box_ignores_an_outlier_frame_and_covers_the_cycle():
+    from ofrnn.localization import sequence_box
+
+    boxes = np.array([[40, 40, 80, 80], [42, 42, 78, 78], [44, 44, 76, 76], [0, 0, 20, 20]], float)
+    box = sequence_box(boxes, [0.9, 0.9, 0.9, 0.95])
+    np.testing.assert_allclose(box, [40, 40, 80, 80])
+
+
+def test_roi_crop_uncrop_maps_back_to_the_image():
+    img, gt, myo = ring_frame(np.random.default_rng(4), size=160)
+    t = sequence_transform(gt.astype(int))
+    roi = crop(myo.astype(np.uint8), t, order=0)
+    assert roi.shape == (64, 64)
+    assert roi.sum() > 0 and roi[0].sum() == roi[-1].sum() == roi[:, 0].sum() == roi[:, -1].sum() == 0
+    back = uncrop(roi, t, myo.shape, order=0)
+    # whole myocardium lies in the crop, and un-cropping returns it up to resampling at its rim
+    assert np.all(back[~ndi.binary_dilation(myo, iterations=2)] == 0)
+    assert (back & myo).sum() / myo.sum() > 0.9
+    centre = (gt[:2] + gt[2:]) / 2 - 0.5
+    np.testing.assert_allclose(t.image_to_roi(t.roi_to_image(centre)), centre)
+
+
+# -- Keras parts ----------------------------------------------------------------------------------
+
+def _roi_pool_reference(feat, rois, pooled, scale):
+    """Direct loops over bins, as Fast R-CNN's Caffe RoI pooling (half-open boxes)."""
+    B, h, w, C = feat.shape
+    H, W = pooled
+    out = np.zeros((B, rois.shape[1], H, W, C), np.float32)
+    for b in range(B):
+        for r, (y0, x0, y1, x1) in enumerate(rois[b]):
+            sy, sx = np.floor(y0 * scale), np.floor(x0 * scale)
+            ey, ex = max(np.ceil(y1 * scale), sy + 1), max(np.ceil(x1 * scale), sx + 1)
+            bh, bw = (ey - sy) / H, (ex - sx) / W
+            for i in range(H):
+                for j in range(W):
+                    ya, yb = int(max(sy + np.floor(i * bh), 0)), int(min(sy + np.ceil((i + 1) * bh), h))
+                    xa, xb = int(max(sx + np.floor(j * bw), 0)), int(min(sx + np.ceil((j + 1) * bw), w))
+                    if yb > ya and xb > xa:
+                        out[b, r, i, j] = feat[b, ya:yb, xa:xb].max(axis=(0, 1))
+    return out
+
+
+def test_roi_max_pooling_matches_numpy_reference():
+    from ofrnn.localization import RoiMaxPooling
+
+    rng = np.random.default_rng(5)
+    feat = rng.normal(size=(2, 9, 11, 3)).astype(np.float32)  # negative values too: max, not sum
+    y0, x0 = rng.uniform(-10, 60, (2, 7)), rng.uniform(-10, 75, (2, 7))
+    rois = np.stack([y0, x0, y0 + rng.uniform(1, 50, (2, 7)), x0 + rng.uniform(1, 50, (2, 7))], -1).astype(np.float32)
+    rois[0, 0] = [100, 100, 120, 130]  # wholly outside the map: every bin empty -> 0
+    layer = RoiMaxPooling((3, 4), 1 / 8)
+    got = np.asarray(layer([feat, rois]))
+    want = _roi_pool_reference(feat, rois, (3, 4), 1 / 8)
+    assert got.shape == (2, 7, 3, 4, 3)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.all(got[0, 0] == 0)
+    clone = RoiMaxPooling.from_config(layer.get_config())
+    assert clone.pooled_size == (3, 4) and clone.spatial_scale == 1 / 8
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from ofrnn.localization import train_detector
+
+    rng = np.random.default_rng(6)
+    frames, boxes, _ = zip(*[ring_frame(rng) for _ in range(12)])
+    det, record = train_detector(frames, np.array(boxes), tiny_cfg(), seed=0, progress=False)
+    folder = tmp_path_factory.mktemp("bundle")
+    det.save(folder)
+    return det, record, folder
+
+
+def test_training_lowers_the_multitask_loss(trained):
+    _, record, _ = trained
+    loss = record["history"]["loss"]
+    assert np.isfinite(loss).all() and loss[-1] < loss[0]
+    assert {"cls_loss", "bbox_loss"} <= set(record["history"])
+
+
+def test_bundle_round_trip_gives_identical_detections(trained):
+    from ofrnn.localization import load_detector
+
+    det, _, folder = trained
+    assert (folder / "detector.keras").is_file() and json.loads((folder / "detector.json").read_text())["input_size"] == 64
+    again = load_detector(folder)  # default safe_mode: no Lambda layers, registered RoI pooling
+    frame, _, _ = ring_frame(np.random.default_rng(7))
+    a, b = det.detect(frame), again.detect(frame)
+    np.testing.assert_allclose(a["proposal_scores"], b["proposal_scores"], atol=1e-6)
+    np.testing.assert_allclose(a["box"], b["box"], atol=1e-4)
+    assert a["box"][2] > a["box"][0] and a["box"][3] > a["box"][1]
+
+
+def test_localize_gives_one_transform_per_sequence(trained):
+    det, _, _ = trained
+    frame, _, _ = ring_frame(np.random.default_rng(8))
+    cine = np.stack([frame] * 5)
+    out = det.localize(cine, mode="fast")
+    assert len(out["frames"]) == det.settings["fast_frames"] and out["transform"].size == 64
+    assert out["transform"].side >= 64
+    with pytest.raises(ValueError, match="T, H, W"):
+        det.localize(frame)
+
+
+def test_load_detector_names_the_missing_file(tmp_path):
+    from ofrnn.localization import load_detector
+
+    with pytest.raises(OfrnnError, match="detector.keras"):
+        load_detector(tmp_path)
+    (tmp_path / "detector.keras").write_text("not a zip")
+    (tmp_path / "detector.json").write_text("{}")
+    with pytest.raises(OfrnnError, match="detector.json: input_size"):
+        load_detector(tmp_path)
+
+
+def test_cli_localize_bad_input_is_one_clear_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "ofrnn", "localize", "--model", str(tmp_path), "--cohort",
+                        str(tmp_path / "missing.h5"), "--out", str(tmp_path / "out.h5")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ofrnn: error: ") and "Traceback" not in r.stderr
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_cli_localize_writes_a_cohort_of_roi_sequences(trained, tmp_path):
+    from ofrnn.cli import main
+    from ofrnn.roi import RoiTransform
+    from ofrnn.store import Subject, open_cohort, write_cohort
+
+    rng = np.random.default_rng(9)
+    subjects = []
+    for k in range(2):
+        frame, box, myo = ring_frame(rng)
+        T = 4
+        subjects.append(Subject(id=f"s{k}", cine=np.stack([frame] * T), spacing_mm=(1.5, 1.5), level="unknown",
+                                frame_times_ms=np.arange(T) * 30.0, myocardium=myo.astype(np.uint8),
+                                lv_box=np.tile(box.astype(np.int32), (T, 1))))
+    write_cohort(tmp_path / "in.h5", subjects, source="dicom")
+    _, _, bundle = trained
+    assert main(["localize", "--model", str(bundle), "--cohort", str(tmp_path / "in.h5"),
+                 "--out", str(tmp_path / "roi.h5")]) == 0
+    with open_cohort(tmp_path / "roi.h5") as c:
+        assert c.ids == ["s0", "s1"]
+        s = c.read("s0")
+        assert s.cine.shape == (4, 64, 64) and s.myocardium.shape == (64, 64)
+        t = RoiTransform(**json.loads(s.attrs["roi_transform"]))
+        np.testing.assert_allclose(s.spacing_mm, (1.5 * t.scale, 1.5 * t.scale))
+        np.testing.assert_array_equal(s.myocardium, crop(subjects[0].myocardium, t, order=0))
+        assert json.loads(s.attrs["roi_image_shape"]) == [96, 96] and s.attrs["localize_mode"] == "fast"
