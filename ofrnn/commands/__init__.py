@@ -1,2 +1,2 @@
 """Subcommands of ``ofrnn``, in the order ``ofrnn --help`` lists them (module names)."""
-COMMANDS = ["info", "localize"]
+COMMANDS = ["info", "ingest", "localize"]
