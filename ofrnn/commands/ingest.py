@@ -9,8 +9,8 @@ pixel spacing is kept and the slice level is 'unknown'. Optional inputs:
                   lv_cavity_t, myocardium_t and lv_box on the resampled frame nearest in time.
   --masks DIR     infarct masks <subject id>.png or .npy (nonzero = infarct) at end-diastole.
 
-No names, IDs, dates, UIDs or institution fields are copied; subject ids are --ids, --id-prefix
-NN, or a hash of series and slice position. See ofrnn/ingest.py for every rule.
+No names, IDs, dates, UIDs or institution fields are copied; subject ids are --ids, PREFIX01,
+PREFIX02, ... (--id-prefix), or a hash of series and slice position. See ofrnn/ingest.py for every rule.
 """
 HELP = "read cine DICOM (with optional contours and infarct masks) into a cohort"
 
