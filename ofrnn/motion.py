@@ -1,0 +1,130 @@
+"""Local motion features: per-pixel patch sequences and the LSTM-RNN of the motion statistical layers.
+
+Paper Sec. 2, "Motion statistical layers": for every pixel p of the 64x64 ROI sequence
+I = (I_1, ..., I_J), P_l(p) is its N x N neighbourhood (N = 11) in each of the J = 25 frames,
+one vector of N*N intensities per frame. A four-layer LSTM-RNN with dropout on its inputs
+(Eqs. 1-3) reads that sequence and its last hidden state is the local motion feature.
+
+The patches are built on the fly from a view of the (edge-padded) ROI sequence, so a cohort's
+patches (64*64 pixels x J x N*N values per slice) never exist in memory at once: callers ask
+for all pixels of one sequence (:func:`local_patches`) or for a batch of pixels drawn from many
+sequences (:func:`patch_windows` + fancy indexing).
+
+TensorFlow is imported only by the model builder, so the NumPy half stays light.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+#: patch sizes studied in the paper's Fig. 3(e)
+PATCH_RANGE = (3, 17)
+
+
+def _check_patch(patch):
+    if int(patch) != patch or patch % 2 == 0 or not PATCH_RANGE[0] <= patch <= PATCH_RANGE[1]:
+        raise ValueError(f"patch must be an odd integer in {PATCH_RANGE[0]}..{PATCH_RANGE[1]}, got {patch}")
+    return int(patch)
+
+
+def patch_windows(roi_seqs, *, patch=11):
+    """A read-only view of every pixel's N x N neighbourhood in every frame.
+
+    Parameters
+    ----------
+    roi_seqs : array (..., T, H, W)
+        One ROI sequence, or a stack of them.
+    patch : int, keyword-only
+        Odd neighbourhood side N (3..17); the paper uses 11.
+
+    Returns
+    -------
+    windows : view (..., T, H, W, N, N)
+        ``windows[..., t, y, x, :, :]`` is the neighbourhood of pixel (y, x) in frame t; the
+        sequence is edge-padded by N // 2 so border pixels see replicated intensities. Index
+        it with pixel coordinates to get patches; only the padded copy is allocated.
+    """
+    patch = _check_patch(patch)
+    seqs = np.asarray(roi_seqs, dtype=np.float32)
+    if seqs.ndim < 3:
+        raise ValueError(f"roi_seqs must be (..., T, H, W), got shape {seqs.shape}")
+    r = patch // 2
+    pad = [(0, 0)] * (seqs.ndim - 2) + [(r, r), (r, r)]
+    padded = np.pad(seqs, pad, mode="edge")
+    return sliding_window_view(padded, (patch, patch), axis=(-2, -1))
+
+
+def local_patches(roi_seq, *, patch=11, pixels=None):
+    """Per-pixel patch sequences P_l(p) of one ROI sequence (paper Sec. 2, input of Eq. 1).
+
+    Parameters
+    ----------
+    roi_seq : array (T, H, W)
+        ROI sequence (the paper: J = 25 frames of 64 x 64), already intensity-normalised.
+    patch : int, keyword-only
+        Odd neighbourhood side N (3..17); the paper's choice is 11 (Fig. 3(e)).
+    pixels : tuple (ys, xs) of int arrays, keyword-only, optional
+        Only these pixels, in this order; default every pixel in row-major order.
+
+    Returns
+    -------
+    patches : float32 array (n_pixels, T, N*N)
+        Row ``y * W + x`` (or row i for ``pixels``) is the sequence x_1..x_T of Eq. 1 for p = (y, x):
+        frame t's N x N neighbourhood unrolled row by row.
+
+    References
+    ----------
+    Xu et al., "Direct detection of pixel-level myocardial infarction areas via a deep-learning
+    algorithm", MICCAI 2017, Sec. 2 (P_l(p) in R^{11*11*J}).
+    """
+    roi_seq = np.asarray(roi_seq)
+    if roi_seq.ndim != 3:
+        raise ValueError(f"roi_seq must be (T, H, W), got shape {roi_seq.shape}")
+    win = patch_windows(roi_seq, patch=patch)  # (T, H, W, N, N)
+    T, H, W, N, _ = win.shape
+    if pixels is None:
+        out = win.transpose(1, 2, 0, 3, 4).reshape(H * W, T, N * N)
+    else:
+        ys, xs = (np.asarray(a, dtype=np.intp) for a in pixels)
+        out = win[:, ys, xs].transpose(1, 0, 2, 3).reshape(len(ys), T, N * N)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def lstm_rnn(frames, patch, *, units=64, layers=4, dropout=0.2, name="local_motion"):
+    """The four-layer LSTM-RNN that turns P_l(p) into the local motion feature (Eqs. 1-3).
+
+    Parameters
+    ----------
+    frames : int
+        Sequence length J (time steps t = 1..J).
+    patch : int
+        Patch side N; each time step is an N*N vector.
+    units : int, keyword-only
+        Hidden state size of every LSTM layer.
+    layers : int, keyword-only
+        Stacked LSTM layers (the paper: four).
+    dropout : float, keyword-only
+        Rate of the dropout operator D applied to each layer's inputs x_t (Eq. 2).
+    name : str, keyword-only
+
+    Returns
+    -------
+    keras.Model
+        (batch, J, N*N) -> (batch, units): the last hidden state h_J of the top layer.
+
+    References
+    ----------
+    Xu et al., MICCAI 2017, Sec. 2, Eqs. 1-3 (LSTM gates with D(x_t)).
+    """
+    import keras
+
+    x_in = keras.Input((frames, patch * patch), name="local_patches")
+    h = x_in
+    for i in range(layers):
+        # Eq. 2: the gates see D(x_t); Keras' LSTM ``dropout`` is exactly input dropout.
+        h = keras.layers.LSTM(units, dropout=dropout, return_sequences=i < layers - 1,
+                              name=f"lstm_{i + 1}")(h)
+    return keras.Model(x_in, h, name=name)
+
+
+__all__ = ["PATCH_RANGE", "patch_windows", "local_patches", "lstm_rnn"]

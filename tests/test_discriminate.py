@@ -1,0 +1,60 @@
+"""Fully connected discriminate layers and the whole OF-RNN network: build, train a step, save, load."""
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from ofrnn.discriminate import autoencoder, local_motion_classifier, ofrnn_network  # noqa: E402
+from ofrnn.motion import lstm_rnn  # noqa: E402
+
+
+def _network():
+    keras.utils.set_random_seed(0)
+    rnn = lstm_rnn(6, 3, units=4, layers=4, dropout=0.1)
+    return ofrnn_network(rnn, global_frames=5, global_features=2, encoder_sizes=[8, 6, 4])
+
+
+def _inputs(n=16):
+    rng = np.random.default_rng(0)
+    return [rng.random((n, 6, 9)).astype(np.float32), rng.random((n, 5, 2)).astype(np.float32)]
+
+
+def test_network_reads_like_fig1():
+    net, parts = _network()
+    names = [l.name for l in net.layers]
+    for n in ("local_patches", "global_features", "motion_features", "encoder_1", "encoder_2", "encoder_3",
+              "infarct"):
+        assert n in names
+    assert len(parts["encoders"]) == 3  # "an auto-encoder with three stacking layers"
+    assert parts["features"].output.shape[-1] == 4 + 5 * 2  # P(p) = [LSTM feature, P_g(p)]
+    p = np.asarray(net(_inputs(), training=False))
+    assert p.shape == (16, 2)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)  # softmax
+
+
+def test_autoencoder_pretrains_the_shared_encoder_in_place():
+    net, parts = _network()
+    enc = parts["encoders"][0]
+    before = enc.get_weights()[0].copy()
+    ae = autoencoder(enc, 14, name="ae1")
+    ae.compile(optimizer=keras.optimizers.RMSprop(1e-2), loss="mse")
+    x = np.random.default_rng(1).random((64, 14)).astype(np.float32)
+    ae.fit(x, x, epochs=2, verbose=0)
+    assert not np.allclose(before, net.get_layer("encoder_1").get_weights()[0])
+
+
+def test_save_load_roundtrip_in_safe_mode(tmp_path):
+    net, parts = _network()
+    parts["normalization"].adapt(np.random.default_rng(2).random((32, 10)).astype(np.float32) * 5)
+    x = _inputs()
+    p = np.asarray(net(x, training=False))
+    net.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
+    np.testing.assert_allclose(np.asarray(back(x, training=False)), p, rtol=1e-5, atol=1e-6)
+
+
+def test_local_classifier_shares_the_rnn():
+    net, parts = _network()
+    clf = local_motion_classifier(parts["rnn"])
+    assert clf.output.shape[-1] == 2
+    assert clf.get_layer("lstm_1") is net.get_layer("lstm_1")
