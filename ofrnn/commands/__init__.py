@@ -1,2 +1,2 @@
 """Subcommands of ``ofrnn``, in the order ``ofrnn --help`` lists them (module names)."""
-COMMANDS = ["info", "ingest", "localize"]
+COMMANDS = ["simulate", "info", "ingest", "localize", "flow", "experiment", "train", "predict", "bench"]

@@ -1,0 +1,203 @@
+"""Rendering: material label map, supersampled frames, masks and exact ground-truth flow.
+
+Partial volume comes from supersampling: every output pixel averages K x K sub-samples, each
+taking the signal of the material point that the inverse motion map sends it to. Labels and
+flow come from the same map, so the ground truth is exact for the images produced.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .anatomy import Anatomy, sample_profile
+from .kinematics import FrameMap, Motion
+from .mri import SOLID, Tissue
+
+#: sub-samples per pixel side
+SUPERSAMPLE = 3
+
+
+def _grid_mm(n, spacing, k):
+    """Sub-sample positions (mm) along one axis: k per pixel, pixel centres at i * spacing."""
+    return ((np.arange(n * k) + 0.5) / k - 0.5) * spacing
+
+
+def _ellipse(rows, cols, cy, cx, ry, rx):
+    return ((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1
+
+
+def heart_labels(anatomy: Anatomy, R, theta, rows, cols):
+    """Tissue labels of material points given in LV polar (R, Theta) and image mm (row, col).
+
+    Returns uint8 labels and a boolean 'is heart' mask (points the heart model claims).
+    """
+    a = anatomy
+    r_endo = sample_profile(a.r_endo, theta)
+    r_epi = sample_profile(a.r_epi, theta)
+    depth = sample_profile(a.rv_depth, theta)
+    fat = sample_profile(a.fat, theta)
+    rv_out = np.where(depth > 0.3, r_epi + depth + a.rv_wall, r_epi)
+    lab = np.full(R.shape, Tissue.AIR, np.uint8)
+    inside = R < rv_out + fat + 1.0
+    lab[inside] = Tissue.PERICARDIUM
+    lab[R < rv_out + fat] = Tissue.FAT
+    rv = depth > 0.3
+    lab[rv & (R < rv_out)] = Tissue.RV_MYOCARDIUM
+    lab[rv & (R < r_epi + depth)] = Tissue.RV_BLOOD
+    lab[R < r_epi] = Tissue.LV_MYOCARDIUM
+    if a.infarct is not None:
+        tau = sample_profile(a.infarct.transmurality, theta)
+        scar = (R >= r_endo) & (R < r_endo + tau * (r_epi - r_endo)) & (tau > 0)
+        lab[scar] = Tissue.LV_INFARCT
+    cavity = R < r_endo
+    lab[cavity] = Tissue.LV_BLOOD
+    c = a.centre_mm
+    for th, rad in a.papillary:
+        rc = sample_profile(a.r_endo, np.array([th]))[0] - 0.6 * rad
+        py, px = c[0] - rc * np.sin(th), c[1] + rc * np.cos(th)
+        lab[cavity & ((rows - py) ** 2 + (cols - px) ** 2 < rad ** 2)] = Tissue.PAPILLARY
+    for th, depth_t, rad in a.trabeculae:
+        rc = sample_profile(a.r_endo, np.array([th]))[0] - depth_t
+        py, px = c[0] - rc * np.sin(th), c[1] + rc * np.cos(th)
+        lab[cavity & ((rows - py) ** 2 + (cols - px) ** 2 < rad ** 2)] = Tissue.TRABECULAE
+    return lab, inside
+
+
+def material_map(anatomy: Anatomy, shape, spacing, k=SUPERSAMPLE):
+    """End-diastolic label map on the K-times supersampled grid of the whole field of view."""
+    H, W = shape
+    rows = _grid_mm(H, spacing, k)[:, None]
+    cols = _grid_mm(W, spacing, k)[None, :]
+    b = anatomy.body
+    lab = np.full((H * k, W * k), Tissue.AIR, np.uint8)
+    oy, ox, ry, rx = b["outline"]
+    lab[_ellipse(rows, cols, oy, ox, ry, rx)] = Tissue.SUBCUTANEOUS_FAT
+    f = b["subcut_fat"]
+    lab[_ellipse(rows, cols, oy, ox, ry - f, rx - f)] = Tissue.MUSCLE
+    m = f + b["muscle"]
+    interior = _ellipse(rows, cols, oy, ox, ry - m, rx - m)
+    lab[interior] = Tissue.LUNG
+    ly, lx, lry, lrx = b["liver"]
+    lab[interior & _ellipse(rows, cols, ly, lx, lry, lrx)] = Tissue.LIVER
+    if b["stomach"] is not None:
+        sy, sx, sry, srx = b["stomach"]
+        lab[interior & _ellipse(rows, cols, sy, sx, sry, srx)] = Tissue.STOMACH
+    my, mx, mry, mrx = b["mediastinum"]
+    lab[interior & _ellipse(rows, cols, my, mx, mry, mrx)] = Tissue.FAT
+    vy, vx, vr = b["spine"]
+    # paraspinal muscles, vertebral body (cortex + marrow), spinal canal behind it
+    lab[_ellipse(rows, cols, vy + 1.3 * vr, vx, 1.5 * vr, 2.6 * vr) & (lab != Tissue.AIR)] = Tissue.MUSCLE
+    lab[_ellipse(rows, cols, vy, vx, vr, vr)] = Tissue.CORTICAL_BONE
+    lab[_ellipse(rows, cols, vy, vx, vr - 1.5, vr - 1.5)] = Tissue.MARROW
+    lab[_ellipse(rows, cols, vy + vr + 6, vx, 6, 5)] = Tissue.CSF
+    ay, ax, ar = b["aorta"]
+    lab[_ellipse(rows, cols, ay, ax, ar + 1.5, ar + 1.5)] = Tissue.SOFT_TISSUE
+    lab[_ellipse(rows, cols, ay, ax, ar, ar)] = Tissue.AORTA_BLOOD
+    # oesophagus between aorta and spine
+    lab[_ellipse(rows, cols, ay + 2, ax - 2.2 * ar, 6, 8)] = Tissue.SOFT_TISSUE
+    # the heart, inside its pericardial sac, over everything else
+    c = anatomy.centre_mm
+    reach = anatomy.heart_radius + 2.0
+    r0, r1 = np.searchsorted(rows[:, 0], [c[0] - reach, c[0] + reach])
+    c0, c1 = np.searchsorted(cols[0], [c[1] - reach, c[1] + reach])
+    rr, cc = np.broadcast_arrays(rows[r0:r1], cols[:, c0:c1])
+    R = np.hypot(rr - c[0], cc - c[1])
+    theta = np.arctan2(-(rr - c[0]), cc - c[1])
+    hl, inside = heart_labels(anatomy, R, theta, rr, cc)
+    sub = lab[r0:r1, c0:c1]
+    sub[inside] = hl[inside]
+    return lab
+
+
+def _block_mean(a, k):
+    h, w = a.shape[0] // k, a.shape[1] // k
+    return a.reshape(h, k, w, k).mean(axis=(1, 3))
+
+
+def _block_frac(mask, k):
+    return _block_mean(mask.astype(np.float32), k)
+
+
+def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture, k=SUPERSAMPLE):
+    """Render noise-free frames, masks and exact flow.
+
+    Parameters
+    ----------
+    anatomy, motion : the subject's model.
+    shape : (H, W) output matrix; spacing : pixel size (mm).
+    signal : float32 (n_labels,) signal per tissue label (see :func:`ofrnn.simulate.mri.signal_table`).
+    texture : float32 (H*k, W*k) multiplicative tissue texture on the material grid (1 = none).
+
+    Returns
+    -------
+    dict with ``frames`` (T,H,W) float32, ``myocardium_t``, ``lv_cavity_t`` (T,H,W) uint8,
+    ``infarct``, ``myocardium``, ``aha_segments`` (H,W) uint8, ``flow`` (T-1,2,H,W) float32 in
+    pixels (dy, dx), ``flow_valid`` (T-1,H,W) uint8.
+    """
+    H, W = shape
+    T = len(motion.phases)
+    mat = material_map(anatomy, shape, spacing, k)
+    smap = signal[mat] * texture
+    frame0 = _block_mean(smap, k).astype(np.float32)
+    myo_labels = (Tissue.LV_MYOCARDIUM, Tissue.LV_INFARCT)
+    cav_labels = (Tissue.LV_BLOOD, Tissue.PAPILLARY, Tissue.TRABECULAE)
+    solid = np.isin(mat, SOLID)
+
+    # the moving part: a box of output pixels covering the motion window
+    c = anatomy.centre_mm / spacing
+    rad = motion.r_window / spacing + 2
+    y0, y1 = max(0, int(c[0] - rad)), min(H, int(np.ceil(c[0] + rad)) + 1)
+    x0, x1 = max(0, int(c[1] - rad)), min(W, int(np.ceil(c[1] + rad)) + 1)
+    rows = _grid_mm(H, spacing, k)[y0 * k:y1 * k][:, None]
+    cols = _grid_mm(W, spacing, k)[x0 * k:x1 * k][None, :]
+    rows, cols = np.broadcast_arrays(rows, cols)
+    mid = k // 2  # the sub-sample at each pixel centre
+    prow, pcol = rows[mid::k, mid::k], cols[mid::k, mid::k]
+
+    frames = np.repeat(frame0[None], T, axis=0)
+    myo_t = np.zeros((T, H, W), np.uint8)
+    cav_t = np.zeros((T, H, W), np.uint8)
+    flow = np.zeros((T - 1, 2, H, W), np.float32)
+    # flow is tissue ground truth where most of a pixel is solid tissue (not blood, air or fluid)
+    valid = np.repeat((_block_frac(solid, k) >= 0.5)[None], T - 1, axis=0).astype(np.uint8)
+    maps = [FrameMap(anatomy, motion, t) for t in range(T)]
+    nr, nc = mat.shape
+
+    for t in range(T):
+        R, theta = maps[t].inverse(rows, cols)
+        my, mx = anatomy.centre_mm[0] - R * np.sin(theta), anatomy.centre_mm[1] + R * np.cos(theta)
+        # nearest material sub-sample (grid of _grid_mm)
+        ir = np.clip(np.rint((my / spacing + 0.5) * k - 0.5).astype(np.intp), 0, nr - 1)
+        ic = np.clip(np.rint((mx / spacing + 0.5) * k - 0.5).astype(np.intp), 0, nc - 1)
+        lab = mat[ir, ic]
+        frames[t, y0:y1, x0:x1] = _block_mean(smap[ir, ic], k)
+        myo_t[t, y0:y1, x0:x1] = _block_frac(np.isin(lab, myo_labels), k) >= 0.5
+        cav_t[t, y0:y1, x0:x1] = _block_frac(np.isin(lab, cav_labels), k) >= 0.5
+        if t == 0:
+            infarct = np.zeros((H, W), np.uint8)
+            infarct[y0:y1, x0:x1] = _block_frac(lab == Tissue.LV_INFARCT, k) >= 0.5
+        if t < T - 1:
+            Rc, thc = R[mid::k, mid::k], theta[mid::k, mid::k]
+            ny, nx = maps[t + 1].forward(Rc, thc)
+            flow[t, 0, y0:y1, x0:x1] = (ny - prow) / spacing
+            flow[t, 1, y0:y1, x0:x1] = (nx - pcol) / spacing
+            valid[t, y0:y1, x0:x1] = _block_frac(np.isin(lab, SOLID), k) >= 0.5
+
+    myocardium = myo_t[0].copy()
+    infarct &= myocardium
+    aha = np.zeros((H, W), np.uint8)
+    yy, xx = np.nonzero(myocardium)
+    cy, cx = anatomy.centre_mm
+    aha[yy, xx] = anatomy.aha(np.arctan2(-(yy * spacing - cy), xx * spacing - cx))
+    return dict(frames=frames, myocardium_t=myo_t, lv_cavity_t=cav_t, infarct=infarct, myocardium=myocardium,
+                aha_segments=aha, flow=flow, flow_valid=valid)
+
+
+def lv_boxes(myocardium_t, lv_cavity_t):
+    """(T,4) int32 half-open boxes tight around the LV epicardium (myocardium plus cavity)."""
+    T = myocardium_t.shape[0]
+    boxes = np.full((T, 4), -1, np.int32)
+    for t in range(T):
+        ys, xs = np.nonzero(myocardium_t[t] | lv_cavity_t[t])
+        if ys.size:
+            boxes[t] = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+    return boxes

@@ -1,0 +1,222 @@
+"""The phantom: determinism, cohort composition, schema, physiology and exact ground truth."""
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from ofrnn.cli import main
+from ofrnn.simulate import Acquisition, cohort_plan, level_counts, simulate_cohort, simulate_subject
+from ofrnn.simulate.measure import area_ejection_fraction, remote_and_scar_thickening
+from ofrnn.simulate.mri import Tissue, bssfp_signal, signal_table
+from ofrnn.store import open_cohort
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """A 12-subject cohort (two workers) read back through the store."""
+    path = tmp_path_factory.mktemp("sim") / "c.h5"
+    simulate_cohort(path, n_subjects=12, seed=11, jobs=2, progress=False)
+    with open_cohort(path) as c:
+        yield path, [c[sid] for sid in c.ids]
+
+
+def test_default_composition_is_the_papers():
+    assert level_counts(114) == {"apical": 43, "mid": 37, "basal": 34}
+    plan = cohort_plan(114, 0)
+    levels = [lv for _, lv, _ in plan]
+    assert (levels.count("apical"), levels.count("mid"), levels.count("basal")) == (43, 37, 34)
+    assert sum(level_counts(10).values()) == 10
+
+
+def test_same_seed_same_subject_other_seed_other_subject():
+    a = simulate_subject(5, "mid", Acquisition(matrix=128))
+    b = simulate_subject(5, "mid", Acquisition(matrix=128))
+    c = simulate_subject(6, "mid", Acquisition(matrix=128))
+    np.testing.assert_array_equal(a.cine, b.cine)
+    np.testing.assert_array_equal(a.flow, b.flow)
+    assert a.attrs == b.attrs
+    assert not np.array_equal(a.myocardium, c.myocardium)
+
+
+def test_cohort_is_independent_of_worker_count(cohort, tmp_path):
+    path, subjects = cohort
+    one = tmp_path / "one.h5"
+    simulate_cohort(one, n_subjects=2, seed=11, jobs=1, progress=False)
+    with open_cohort(one) as c:
+        first = c[c.ids[1]]
+    np.testing.assert_array_equal(first.cine, subjects[1].cine)
+    assert first.level == subjects[1].level
+
+
+def test_cohort_schema_and_acquisition(cohort):
+    path, subjects = cohort
+    with open_cohort(path) as c:
+        assert c.source == "simulated" and c.params["seed"] == 11
+    for s in subjects:
+        T, H, W = s.cine.shape
+        assert (T, H, W) == (25, 256, 256)
+        assert 1.3 <= s.spacing_mm[0] <= 1.6 and s.spacing_mm[0] == s.spacing_mm[1]
+        assert 15 <= s.attrs["snr"] <= 40 and s.attrs["field_t"] == 3.0
+        assert np.all(np.diff(s.frame_times_ms) > 0)
+        # the temporal resolution of the paper's cohort, 45.1 +- 8.8 ms, clipped to 30-65 ms
+        assert 30 <= s.frame_times_ms[1] <= 65
+        assert set(np.unique(s.aha_segments[s.myocardium > 0])) <= set(range(1, 17))
+        assert np.all(s.aha_segments[s.myocardium == 0] == 0)
+        assert np.all(s.infarct <= s.myocardium)
+
+
+def test_no_two_subjects_alike(cohort):
+    _, subjects = cohort
+    centres = {tuple(s.lv_box[0]) for s in subjects}
+    assert len(centres) == len(subjects)
+
+
+def test_lv_box_is_tight_around_the_epicardium(cohort):
+    _, s = cohort
+    s = s[0]
+    for t in range(s.cine.shape[0]):
+        y0, x0, y1, x1 = s.lv_box[t]
+        lv = s.myocardium_t[t] | s.lv_cavity_t[t]
+        assert lv[y0:y1, x0:x1].sum() == lv.sum()
+        assert lv[y0, x0:x1].any() and lv[y1 - 1, x0:x1].any() and lv[y0:y1, x0].any() and lv[y0:y1, x1 - 1].any()
+
+
+def test_ejection_fraction_normal_and_post_mi(cohort):
+    _, subjects = cohort
+    normal = [area_ejection_fraction(s) for s in subjects if not s.infarct.any()]
+    post_mi = [area_ejection_fraction(s) for s in subjects if s.infarct.any()]
+    assert normal and post_mi
+    # the model targets an area EF of 55-75 % in normal slices; pixel masks add a few points of slack
+    assert all(0.5 <= ef <= 0.8 for ef in normal)
+    assert np.mean(post_mi) < np.mean(normal)
+
+
+def test_myocardial_area_is_conserved(cohort):
+    _, subjects = cohort
+    for s in subjects[:4]:
+        area = s.myocardium_t.reshape(s.cine.shape[0], -1).sum(1)
+        # in-plane incompressibility, up to the pixel quantisation of a thin ring
+        assert np.all(np.abs(area / area[0] - 1) < 0.08)
+
+
+def test_transmural_scar_thickens_less_than_a_third_of_remote(cohort):
+    _, subjects = cohort
+    scar, remote = [], []
+    for s in subjects:
+        sc, rem = remote_and_scar_thickening(s)
+        if not np.isnan(sc):
+            scar.append(sc)
+        if not np.isnan(rem):
+            remote.append(rem)
+    assert scar and remote
+    assert np.mean(remote) > 0.2
+    assert np.mean(scar) < np.mean(remote) / 3
+
+
+def test_infarct_is_invisible_in_intensity():
+    # same PD/T1/T2: the bSSFP signal of scar and myocardium is identical by construction ...
+    table = signal_table(field_t=3.0, flip_deg=50, tr_ms=3.2)
+    assert table[Tissue.LV_INFARCT] == table[Tissue.LV_MYOCARDIUM]
+    # ... and on a rendered slice, intensity alone does not tell scar from myocardium
+    from sklearn.metrics import roc_auc_score
+
+    for seed in (3, 5):
+        s = simulate_subject(seed, "mid")
+        core = ndi.binary_erosion(s.myocardium)
+        inf, rem = core & (s.infarct > 0), core & (s.infarct == 0)
+        assert inf.sum() > 10
+        y = np.r_[np.ones(inf.sum()), np.zeros(rem.sum())]
+        auc = roc_auc_score(y, np.r_[s.cine[0][inf], s.cine[0][rem]])
+        assert 0.3 < auc < 0.7
+
+
+def _warp_back(s, t):
+    f = s.flow[t]
+    H, W = f.shape[1:]
+    yy, xx = np.mgrid[0:H, 0:W].astype(float)
+    return ndi.map_coordinates(s.cine[t + 1], [yy + f[0], xx + f[1]], order=1), (yy + f[0], xx + f[1])
+
+
+def test_ground_truth_flow_explains_the_images():
+    s = simulate_subject(3, "mid", Acquisition(snr=1e5, phase_resolution=1.0))
+    speed = [np.abs(s.flow[t]).max() for t in range(24)]
+    for t in np.argsort(speed)[-3:]:
+        warped, (wy, wx) = _warp_back(s, t)
+        m = s.myocardium_t[t] > 0
+        assert np.all(s.flow_valid[t][m])
+        residual = np.abs(warped - s.cine[t])[m].mean()
+        unwarped = np.abs(s.cine[t + 1] - s.cine[t])[m].mean()
+        assert residual < 0.6 * unwarped
+        # the myocardium of frame t+1, pulled back along the flow, is the myocardium of frame t
+        back = ndi.map_coordinates(s.myocardium_t[t + 1].astype(float), [wy, wx], order=0) > 0.5
+        dice = 2 * (back & m).sum() / (back.sum() + m.sum())
+        assert dice > 0.9
+
+
+def test_ground_truth_flow_matches_within_noise():
+    s = simulate_subject(4, "basal", Acquisition(snr=20, phase_resolution=1.0))
+    blood = s.cine[0][ndi.binary_erosion(s.lv_cavity_t[0], iterations=2)].mean()
+    sigma = blood / 20
+    # magnitude of pure complex noise is Rayleigh: mean sigma * sqrt(pi / 2) in the air outside the body
+    air = s.cine[0][:16, :16]
+    assert air.mean() == pytest.approx(sigma * np.sqrt(np.pi / 2), rel=0.15)
+    for t in (3, 6, 13):
+        warped, _ = _warp_back(s, t)
+        m = s.myocardium_t[t] > 0
+        # |a - b| of two noisy samples averages 1.13 sigma; bilinear resampling of partial-volume
+        # edges adds about 0.6 sigma in quadrature
+        assert np.abs(warped - s.cine[t])[m].mean() < 1.45 * sigma
+
+
+def test_bssfp_signal_known_values():
+    # full relaxation between pulses (TR >> T1, T2) leaves no steady state to speak of
+    assert bssfp_signal(1.0, 1.0, 1.0, flip_deg=60, tr_ms=1000.0) < 1e-6
+    # T1 = T2 at 90 degrees gives M0/2 at the echo for short TR (Scheffler & Lehnhardt 2003)
+    assert bssfp_signal(1.0, 1000.0, 1000.0, flip_deg=90, tr_ms=0.01) == pytest.approx(0.5, abs=1e-3)
+    # blood is 2.5-4x brighter than myocardium in cine bSSFP
+    t = signal_table(field_t=1.5, flip_deg=55, tr_ms=3.0)
+    assert 2.5 < t[Tissue.LV_BLOOD] / t[Tissue.LV_MYOCARDIUM] < 4.5
+
+
+def test_interrupted_cohort_leaves_nothing(tmp_path, monkeypatch):
+    import ofrnn.simulate as sim
+
+    calls = []
+
+    def boom(task):
+        calls.append(task)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return sim.simulate_subject(task[2], task[1], task[3], subject_id=f"S{task[0]:03d}")
+
+    monkeypatch.setattr(sim, "_simulate_task", boom)
+    out = tmp_path / "half.h5"
+    with pytest.raises(RuntimeError):
+        sim.simulate_cohort(out, n_subjects=3, seed=0, progress=False, matrix=96)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_simulate_and_info(tmp_path, capsys):
+    out = tmp_path / "tiny.h5"
+    assert main(["simulate", "--subjects", "2", "--seed", "1", "--matrix", "96", "--snr", "30",
+                 "--pixel-mm", "1.8", "--field", "1.5", "--quiet", "--out", str(out)]) == 0
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "subjects=2" in text and "96x96" in text and "1.80x1.80" in text and "30.0" in text
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--subjects", "0"], "--subjects"),
+    (["--frames", "1"], "acquisition"),
+    (["--pixel-mm", "9"], "acquisition"),
+])
+def test_cli_simulate_bad_arguments(tmp_path, capsys, argv, field):
+    assert main(["simulate", "--out", str(tmp_path / "x.h5"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ofrnn: error:") and field in err[0]
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_cli_simulate_missing_folder(tmp_path, capsys):
+    assert main(["simulate", "--subjects", "1", "--matrix", "96", "--quiet",
+                 "--out", str(tmp_path / "nope" / "x.h5")]) == 2
+    assert "output folder does not exist" in capsys.readouterr().err
