@@ -32,3 +32,24 @@ constraints:
 
 clean:
 	rm -rf results
+
+# ---- OF-RNN training, cross-validation, benchmark (issue 5; settings: experiments/train.toml) ----
+# make train FOLD=k PROFILE=quick|paper: train on nine folds, evaluate fold k -> results/train/fold<k>/
+# make cv: every fold (finished folds are skipped, a killed fold resumes) + mean +- sd -> results/train/cv/
+# make bench: inference seconds per subject by stage and training throughput -> results/bench/
+FOLD    ?= 3
+PROFILE ?= quick
+.PHONY: train cv bench
+
+train: $(COHORT)
+	$(OFRNN) train --cohort $(COHORT) --fold $(FOLD) --profile $(PROFILE) --out results/train/fold$(FOLD)
+
+cv: $(COHORT)
+	$(OFRNN) train --cohort $(COHORT) --fold all --profile $(PROFILE) --out results/train
+
+results/train/fold3/model.keras: | $(COHORT)
+	$(OFRNN) train --cohort $(COHORT) --fold 3 --profile $(PROFILE) --out results/train/fold3
+
+bench: results/train/fold3/model.keras
+	$(OFRNN) bench --model results/train/fold3 --cohort $(COHORT) --threads 2 --out results/bench
+# ---- end OF-RNN ----

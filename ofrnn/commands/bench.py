@@ -1,0 +1,88 @@
+"""Time OF-RNN inference per subject and training throughput on this machine.
+
+Inference: every stage of 'ofrnn predict' on SUBJECTS subjects of the cohort, timed separately:
+localization (the ROI box: annotated box, or the heart localization layers with --localizer),
+flow (deep optical flow of the ROI sequence), features (P_l and P_g of every ROI pixel),
+network (LSTM-RNN + discriminate layers on 4096 pixels) and total. The first subject is a warm-up
+and is not counted. Training: pixels per second of the full network's fine-tuning step on random
+batches of the bundle's shapes. Writes OUT/metrics.json and OUT/report.md.
+"""
+HELP = "benchmark inference time per subject (by stage) and training throughput"
+
+
+def add_arguments(p):
+    p.add_argument("--model", default="results/train/fold3", help="model bundle folder (default: %(default)s)")
+    p.add_argument("--cohort", default="data/phantom.h5", help="cohort file (default: %(default)s)")
+    p.add_argument("--subjects", type=int, default=10, help="subjects timed (default: %(default)s)")
+    p.add_argument("--localizer", default=None, help="heart localization bundle: time detector ROIs, not GT boxes")
+    p.add_argument("--threads", type=int, default=2, help="TensorFlow threads (default: %(default)s)")
+    p.add_argument("--out", default="results/bench", help="output folder (default: %(default)s)")
+
+
+def run(args):
+    import json
+    import os
+    import platform
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import tensorflow as tf
+
+    from ..errors import OfrnnError
+    from ..predict import load_bundle, predict_subjects
+    from ..store import open_cohort
+
+    if args.subjects < 1:
+        raise OfrnnError("must be at least 1", field="--subjects")
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    network, config = load_bundle(args.model)
+    localizer = None
+    if args.localizer:
+        from ..localization import load_detector
+
+        localizer = load_detector(args.localizer)
+    with open_cohort(args.cohort) as c, tempfile.TemporaryDirectory(prefix="ofrnn-bench-") as tmp:
+        ids = c.ids[:args.subjects + 1]
+        res = predict_subjects(network, config, [c.read(s) for s in ids], tmp, roi="detector" if localizer else "gt",
+                               localizer=localizer, source_path=c.path, progress=False)
+    rows = res["timings"][1:] or res["timings"]
+    stages = ("roi", "flow", "features", "network", "total")
+    inference = {k: dict(mean=float(np.mean([r[k] for r in rows])), max=float(np.max([r[k] for r in rows])))
+                 for k in stages}
+
+    import keras
+
+    B = 256
+    frames, patch = config["frames"], config["patch"]
+    gshape = tuple(network.inputs[1].shape[1:])
+    rng = np.random.default_rng(0)
+    x = [rng.random((B, frames, patch * patch), dtype=np.float32), rng.random((B,) + gshape, dtype=np.float32)]
+    y = rng.integers(0, 2, B)
+    network.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy")
+    network.train_on_batch(x, y)
+    steps = 10
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        network.train_on_batch(x, y)
+    train_px_s = steps * B / (time.perf_counter() - t0)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = dict(model=str(args.model), cohort=str(args.cohort), subjects_timed=len(rows), threads=args.threads,
+                  cpu_count=os.cpu_count(), roi_source="detector" if localizer else "gt (annotated box)",
+                  flow=config["flow"], inference_seconds=inference, training_pixels_per_second=train_px_s,
+                  training_batch=B, platform=platform.platform(), tensorflow=tf.__version__,
+                  paper=dict(testing_seconds_per_subject=191, training_minutes=373, gpu="NVIDIA Quadro K600"))
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    lines = [f"# OF-RNN timing ({args.threads} TensorFlow threads, {os.cpu_count()} cores)", "",
+             f"Model `{args.model}` (flow: {config['flow']}), cohort `{args.cohort}`, {len(rows)} subjects "
+             f"(after one warm-up), ROI from {result['roi_source']}.", "",
+             "| stage | mean s / subject | max s |", "|---|---|---|"]
+    lines += [f"| {k} | {v['mean']:.3f} | {v['max']:.3f} |" for k, v in inference.items()]
+    lines += ["", f"Paper: 191 s per subject (testing) on a Quadro K600; target here < 1 s on 2 CPU cores.", "",
+              f"Training throughput (full network, batch {B}): {train_px_s:.0f} pixels/s; the paper trained 373 min.", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,79 @@
+"""Detect the infarct area pixel by pixel with a trained OF-RNN bundle.
+
+Writes OUT/predictions.h5 (per subject: infarct_prob float32 (H,W) and infarct_pred uint8 (H,W) in
+the full input image's frame-0 coordinates, lv_box (4,) the ROI actually cropped, (y0, x0, y1, x1)
+image pixels), OUT/<id>.png (predicted infarct green, traced infarct yellow when known, ROI cyan)
+and OUT/<id>.json (infarct area in mm^2, % of myocardium when the myocardium is known, centroid,
+AHA segments involved when the segments are known).
+
+ROI boxes: --roi gt uses the cohort's annotated lv_box; --roi detector --localizer DIR runs the
+heart localization layers ('ofrnn localize' bundle). The default is gt when every subject has a
+box, else detector (which then needs --localizer). DICOM folders (--dicom) are read with
+'ofrnn ingest' rules (25 frames per cycle) and carry no boxes, so they need --localizer.
+"""
+HELP = "predict infarct maps (image coordinates) for a cohort or a DICOM folder with a trained model"
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="model bundle folder from 'ofrnn train' (e.g. results/train/fold3)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--cohort", help="cohort file (.h5)")
+    src.add_argument("--dicom", help="folder of short-axis cine DICOM images")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--roi", choices=("gt", "detector"), default=None, help="ROI source (see above)")
+    p.add_argument("--localizer", default=None, help="heart localization bundle folder (for --roi detector)")
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all cores)")
+
+
+def run(args):
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from ..errors import OfrnnError
+
+    model = Path(args.model)
+    if not model.is_dir():
+        raise OfrnnError("no such model folder", path=model)
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="ofrnn-predict-") as tmp:
+        if args.dicom:
+            from ..ingest import ingest_dicom
+
+            cohort = Path(tmp) / "dicom.h5"
+            ingest_dicom(args.dicom, cohort, progress=False)
+        else:
+            cohort = Path(args.cohort)
+        from ..store import open_cohort
+
+        with open_cohort(cohort) as c:
+            boxed = all("lv_box" in c.group(s) and (c.group(s)["lv_box"][()] >= 0).all(axis=1).any() for s in c.ids)
+            roi = args.roi or ("gt" if boxed else "detector")
+            if roi == "gt" and not boxed:
+                raise OfrnnError("some subjects have no annotated LV box; use --roi detector --localizer DIR",
+                                 path=args.dicom or cohort, field="lv_box")
+            localizer = None
+            if roi == "detector":
+                if not args.localizer:
+                    raise OfrnnError("no LV boxes to crop the ROI from: a box source is required "
+                                     "(--localizer DIR, a bundle from 'ofrnn localize' training)",
+                                     path=args.dicom or cohort, field="--localizer")
+                from ..localization import load_detector
+
+                localizer = load_detector(args.localizer)
+            import tensorflow as tf
+
+            if args.threads:
+                tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+                tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+            from ..predict import load_bundle, predict_subjects
+
+            network, config = load_bundle(model)
+            res = predict_subjects(network, config, (c.read(s) for s in c.ids), out, roi=roi, localizer=localizer,
+                                   source_path=args.dicom or cohort, total=len(c.ids))
+    tm = res["timings"]
+    mean = {k: sum(t[k] for t in tm) / len(tm) for k in ("roi", "flow", "features", "network", "total")} if tm else {}
+    print(json.dumps(dict(subjects=len(tm), roi=roi, flow=config["flow"],
+                          seconds_per_subject={k: round(v, 3) for k, v in mean.items()}), indent=1))
+    print(f"wrote {out}/predictions.h5 and one PNG + JSON per subject")
+    return 0

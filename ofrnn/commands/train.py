@@ -1,0 +1,75 @@
+"""Train OF-RNN on nine folds of a cohort and evaluate it on the tenth (paper Sec. 3).
+
+Writes OUT/: the model bundle (model.keras + ofrnn_model.json, what 'ofrnn predict --model OUT'
+needs), metrics.json, report.md (the paper's numbers beside ours), roc_pr.png, overlays/*.png
+(predicted infarct green, traced infarct outlined yellow), train_log*.csv (Keras CSVLogger),
+split.json and checkpoints/ (a killed run resumes from the last completed stage / epoch).
+
+--fold all runs every fold into OUT/fold<k>/ (finished folds are skipped) and aggregates mean +- sd
+into OUT/cv/. --fold holdout is the paper's segment-level split (2/3 train, 1/3 test).
+Settings come from experiments/train.toml (--profile quick | paper).
+"""
+HELP = "train OF-RNN on a cohort fold and evaluate it (metrics, report, figures, model bundle)"
+
+
+def add_arguments(p):
+    p.add_argument("--cohort", default="data/phantom.h5", help="cohort file (default: %(default)s)")
+    p.add_argument("--fold", default="3", help="test fold 0..9, 'all' (cross-validation) or 'holdout' (default: 3)")
+    p.add_argument("--profile", default="quick", help="profile in the settings file (quick | paper)")
+    p.add_argument("--settings", default=None, help="profiles TOML (default: experiments/train.toml)")
+    p.add_argument("--out", default=None, help="results folder (default: results/train/fold<k>, or results/train)")
+    p.add_argument("--flow", choices=("estimated", "gt"), default=None,
+                   help="global-motion flow source (default from the profile: estimated; gt = simulator's, ablation)")
+    p.add_argument("--roi", choices=("gt", "detector"), default=None,
+                   help="ROI source: gt (annotated lv_box, the profile's default) or detector (needs --localizer)")
+    p.add_argument("--localizer", default=None, help="heart localization bundle folder, for --roi detector")
+    p.add_argument("--cache", default="results/train/cache", help="cache of prepared ROI sequences and flows")
+    p.add_argument("--force", action="store_true", help="retrain even if the results folder is complete")
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all cores)")
+
+
+def run(args):
+    import json
+    from pathlib import Path
+
+    from ..errors import OfrnnError
+    from ..train import PROFILES, aggregate, load_profile, run_fold
+
+    cfg = load_profile(args.profile, args.settings or PROFILES, flow=args.flow, roi=args.roi)
+    if args.fold not in ("all", "holdout") and not args.fold.isdigit():
+        raise OfrnnError(f"{args.fold!r} is not a fold number, 'all' or 'holdout'", field="--fold")
+    import tensorflow as tf
+
+    localizer = None
+    if cfg["roi"] == "detector":
+        if not args.localizer:
+            raise OfrnnError("--roi detector needs --localizer DIR (a heart localization bundle)", field="--localizer")
+        from ..localization import load_detector
+
+        localizer = load_detector(args.localizer)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.fold == "all":
+        import keras
+
+        root = Path(args.out or "results/train")
+        results = []
+        for k in range(cfg["n_folds"]):
+            print(f"== fold {k} ==")
+            results.append(run_fold(args.cohort, str(k), cfg, root / f"fold{k}", cache_dir=args.cache,
+                                    localizer=localizer, force=args.force))
+            keras.backend.clear_session()
+        summary = aggregate(results, root / "cv")
+        for key, s in summary["metrics"].items():
+            print(f"{key:<28} {100 * s['mean']:6.2f} +- {100 * s['sd']:.2f} %")
+        return 0
+    out = Path(args.out or f"results/train/fold{args.fold}")
+    result = run_fold(args.cohort, args.fold, cfg, out, cache_dir=args.cache, localizer=localizer, force=args.force)
+    m = result["metrics"]
+    print(json.dumps({"roi": {k: m["roi"][k] for k in ("accuracy", "sensitivity", "specificity", "dice")},
+                      "myocardium": {k: m["myocardium"][k] for k in ("accuracy", "sensitivity", "specificity", "dice")},
+                      "dice_myocardium_mean": m["dice_myocardium_mean"], "segments": m["segments"]["accuracy"]},
+                     indent=1, default=str))
+    print(f"wrote {out}/ (report.md, metrics.json, model bundle)")
+    return 0

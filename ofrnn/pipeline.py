@@ -1,0 +1,370 @@
+"""From cohort subjects to the OF-RNN's per-pixel inputs: ROI sequences, labels, flows, pixel batches.
+
+Paper Sec. 2 hands the motion statistical layers one 64x64 ROI sequence of J = 25 frames per
+slice. Here each subject becomes a :class:`RoiSubject`:
+
+* **ROI**: one square crop per sequence (:func:`ofrnn.roi.sequence_transform`) from the LV
+  boxes, either the store's annotated ``lv_box`` (``roi="gt"``) or the heart localization
+  layers' detections (``roi="detector"``).
+* **Time**: cines with T != J frames are resampled linearly in time to J frames (the LSTM-RNN and
+  P_g(p) have fixed length); the simulated cohorts have J frames and pass unchanged.
+* **Intensity**: per sequence, (I - q1) / (q99 - q1) with q1, q99 the 1st and 99th percentiles of
+  the ROI sequence, so the network never depends on the scanner's arbitrary signal scale.
+* **Labels**: the traced infarct at frame 0 (end-diastole), cropped with the same transform and
+  nearest-neighbour sampling; myocardium and AHA segments likewise (for evaluation).
+* **Global motion**: the forward flows of the ROI sequence, estimated by :mod:`ofrnn.flow`
+  (``flow="estimated"``, the default and the paper's method) or, for development and ablation
+  only, the simulator's exact flows (``flow="gt"``). P_g(p) itself comes from
+  :func:`ofrnn.flow.global_features`.
+
+Class imbalance (infarct is a few percent of ROI pixels): training draws a fixed number of pixels
+per subject from four strata (infarct, normal myocardium, a ring around the myocardium, the rest
+of the ROI) and gives every drawn pixel the weight of the pixels it stands for, so the weighted
+loss estimates the loss over *all* ROI pixels; the weights of the two classes are then rescaled
+so infarct carries ``infarct_share`` of the total (0.5: a class-balanced loss). See
+:func:`sample_pixels`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+from scipy import ndimage as ndi
+
+from . import roi as roimod
+from .errors import OfrnnError
+from .motion import patch_windows
+
+#: where the sampling strata come from (order = stratum code)
+STRATA = ("infarct", "myocardium", "ring", "background")
+ROI_SOURCES = ("gt", "detector")
+FLOW_SOURCES = ("estimated", "gt")
+
+
+@dataclass
+class RoiSubject:
+    """One slice, cropped: everything the network and the evaluation need, in ROI pixels."""
+
+    id: str
+    level: str
+    spacing_mm: tuple
+    shape: tuple                      # (H, W) of the full image
+    transform: roimod.RoiTransform
+    roi: np.ndarray                   # float32 (J, 64, 64), normalised
+    frame0: np.ndarray                # float32 (H, W), the full first frame (for overlays)
+    flows: np.ndarray | None = None   # float32 (J-1, 2, 64, 64), ROI pixels
+    infarct: np.ndarray | None = None     # uint8 (64, 64)
+    myocardium: np.ndarray | None = None  # uint8 (64, 64)
+    aha: np.ndarray | None = None         # uint8 (64, 64)
+
+
+def resample_frames(seq, frames):
+    """Linear interpolation of a (T, ...) sequence to ``frames`` time points spanning the same cycle."""
+    seq = np.asarray(seq, dtype=np.float32)
+    T = seq.shape[0]
+    if T == frames:
+        return seq
+    pos = np.linspace(0, T - 1, frames)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, T - 1)
+    w = (pos - lo).reshape((-1,) + (1,) * (seq.ndim - 1)).astype(np.float32)
+    return (1 - w) * seq[lo] + w * seq[hi]
+
+
+def normalise_intensity(seq):
+    """(I - q1) / (q99 - q1) over the whole sequence (robust to outliers and the scanner's scale)."""
+    q1, q99 = np.percentile(seq, [1, 99])
+    return ((seq - q1) / max(q99 - q1, 1e-6)).astype(np.float32)
+
+
+def subject_transform(subject, *, roi="gt", localizer=None, margin=0.15, path=None):
+    """The ROI crop of a subject from its annotated boxes (``roi="gt"``) or a localizer's detection."""
+    if roi == "gt":
+        if subject.lv_box is None or not np.any(np.all(subject.lv_box >= 0, axis=1)):
+            raise OfrnnError("no annotated LV box; use --roi detector --localizer DIR", path=path,
+                             field=f"subjects/{subject.id}/lv_box")
+        return roimod.sequence_transform(subject.lv_box, margin=margin)
+    if roi == "detector":
+        if localizer is None:
+            raise OfrnnError("--roi detector needs --localizer DIR (a trained heart localization bundle)")
+        return localizer(subject)
+    raise OfrnnError(f"roi source {roi!r} is not one of {ROI_SOURCES}")
+
+
+def prepare_subject(subject, *, frames, transform, flow="estimated", path=None):
+    """Crop, resample, normalise and (optionally) attach flows and labels of one subject.
+
+    Parameters
+    ----------
+    subject : ofrnn.store.Subject
+    frames : int
+        J, the network's sequence length.
+    transform : ofrnn.roi.RoiTransform
+    flow : {"estimated", "gt", None}
+        Source of the ROI flows; None skips them.
+    """
+    cine = subject.cine
+    roi = normalise_intensity(resample_frames(roimod.crop(cine, transform, order=1), frames))
+    rs = RoiSubject(id=subject.id, level=subject.level, spacing_mm=tuple(subject.spacing_mm),
+                    shape=tuple(cine.shape[1:]), transform=transform, roi=roi,
+                    frame0=np.asarray(cine[0], dtype=np.float32))
+    rs.flows = roi_flows(subject, rs, flow=flow, path=path)
+    for name in ("infarct", "myocardium", "aha_segments"):
+        arr = getattr(subject, name)
+        if arr is not None:
+            setattr(rs, "aha" if name == "aha_segments" else name, roimod.crop(arr, transform, order=0).astype(np.uint8))
+    return rs
+
+
+def roi_flows(subject, rs, *, flow="estimated", path=None):
+    """Forward flows (J-1, 2, 64, 64) of a prepared subject's ROI from ``flow`` (None: skip)."""
+    if flow is None:
+        return None
+    if flow == "estimated":
+        return estimate_flows(rs.roi)
+    if flow != "gt":
+        raise OfrnnError(f"flow source {flow!r} is not one of {FLOW_SOURCES}")
+    if subject.flow is None:
+        raise OfrnnError("no ground-truth flow in this cohort (flow='gt' needs a simulated cohort)",
+                         path=path, field=f"subjects/{subject.id}/flow")
+    if subject.cine.shape[0] != rs.roi.shape[0]:
+        raise OfrnnError(f"{subject.cine.shape[0]} frames; ground-truth flows cannot be resampled to "
+                         f"{rs.roi.shape[0]}", path=path, field=f"subjects/{subject.id}/cine")
+    return roimod.crop_flow(subject.flow, rs.transform).astype(np.float32)
+
+
+def estimate_flows(roi):
+    """Forward flows (J-1, 2, 64, 64) of a normalised ROI sequence by the paper's deep optical flow."""
+    from .flow import sequence_flow
+
+    return np.asarray(sequence_flow(roi), dtype=np.float32)
+
+
+def global_motion(flows, *, patch=3):
+    """P_g(p) for every ROI pixel: (64*64, J-1, F) float32, rows in row-major pixel order."""
+    from .flow import global_features
+
+    g = np.asarray(global_features(flows, patch=patch), dtype=np.float32)  # (H, W, J-1, F)
+    return g.reshape(g.shape[0] * g.shape[1], g.shape[2], g.shape[3])
+
+
+# -- the cache of prepared subjects --------------------------------------------------------------------
+def _cache_key(cohort_path, settings):
+    st = Path(cohort_path).stat()
+    blob = json.dumps(dict(path=str(Path(cohort_path).resolve()), size=st.st_size, mtime=st.st_mtime_ns,
+                           **settings), sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def prepare_cohort(cohort_path, *, frames, roi="gt", flow="estimated", margin=0.15, localizer=None,
+                   cache_dir=None, ids=None, progress=True):
+    """Prepare every subject of a cohort (or ``ids``), caching the result in ``cache_dir``.
+
+    The flows are the expensive part; a cache file (one per cohort file, version and settings,
+    written atomically) lets every fold of a cross-validation and every rerun reuse them.
+
+    Returns
+    -------
+    list of RoiSubject
+    """
+    from tqdm import tqdm
+
+    from ._version import __version__
+    from .store import open_cohort
+
+    settings = dict(frames=frames, roi=roi, flow=flow, margin=margin, version=__version__)
+    cache = None
+    if cache_dir is not None and roi == "gt":
+        cache = Path(cache_dir) / f"{Path(cohort_path).stem}-{_cache_key(cohort_path, settings)}.h5"
+    with open_cohort(cohort_path) as c:
+        want = list(c.ids) if ids is None else list(ids)
+        cached = _read_cache(cache, want) if cache is not None and cache.is_file() else {}
+        out = []
+        fresh = []
+        for sid in tqdm(want, desc="prepare", unit="subject", disable=not progress):
+            if sid in cached:
+                out.append(cached[sid])
+                continue
+            s = c.read(sid)
+            t = subject_transform(s, roi=roi, localizer=localizer, margin=margin, path=c.path)
+            rs = prepare_subject(s, frames=frames, transform=t, flow=flow, path=c.path)
+            out.append(rs)
+            fresh.append(rs)
+    if cache is not None and fresh:
+        _write_cache(cache, {**cached, **{r.id: r for r in fresh}}, settings)
+    return out
+
+
+_CACHE_FIELDS = ("roi", "frame0", "flows", "infarct", "myocardium", "aha")
+
+
+def _write_cache(path, subjects, settings):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["settings"] = json.dumps(settings, sort_keys=True)
+            for sid, r in subjects.items():
+                g = f.create_group(sid)
+                g.attrs["level"] = r.level
+                g.attrs["spacing_mm"] = np.asarray(r.spacing_mm, dtype=float)
+                g.attrs["shape"] = np.asarray(r.shape)
+                g.attrs["transform"] = json.dumps(r.transform.to_dict())
+                for name in _CACHE_FIELDS:
+                    v = getattr(r, name)
+                    if v is not None:
+                        g.create_dataset(name, data=v)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _read_cache(path, ids):
+    out = {}
+    with h5py.File(path, "r") as f:
+        for sid in ids:
+            if sid not in f:
+                continue
+            g = f[sid]
+            arrays = {name: (g[name][()] if name in g else None) for name in _CACHE_FIELDS}
+            out[sid] = RoiSubject(id=sid, level=str(g.attrs["level"]), spacing_mm=tuple(g.attrs["spacing_mm"]),
+                                  shape=tuple(int(v) for v in g.attrs["shape"]),
+                                  transform=roimod.RoiTransform(**json.loads(g.attrs["transform"])), **arrays)
+    return out
+
+
+# -- pixel sampling and batches --------------------------------------------------------------------------
+def strata(rs, *, ring=4):
+    """Stratum code per ROI pixel (index into :data:`STRATA`)."""
+    code = np.full(rs.roi.shape[1:], 3, dtype=np.uint8)
+    myo = rs.myocardium.astype(bool)
+    code[ndi.binary_dilation(myo, iterations=ring) & ~myo] = 2
+    code[myo] = 1
+    code[rs.infarct.astype(bool)] = 0
+    return code
+
+
+def sample_pixels(subjects, *, per_subject, fractions, infarct_share, seed):
+    """Draw training pixels per subject by stratum, with weights that undo the sampling.
+
+    Parameters
+    ----------
+    subjects : list of RoiSubject
+        Subjects with ``infarct`` and ``myocardium`` labels.
+    per_subject : int
+        Pixels drawn per subject (all of a stratum when it has fewer than its share).
+    fractions : sequence of 4 floats
+        Share of ``per_subject`` for each stratum of :data:`STRATA`.
+    infarct_share : float
+        Fraction of the total loss weight given to infarct pixels (0.5: class-balanced); None
+        keeps the weights proportional to the pixels represented (the ROI's own class balance).
+    seed : int
+
+    Returns
+    -------
+    dict of arrays
+        ``subject`` (index into ``subjects``), ``y``, ``x``, ``label``, ``weight`` (mean 1).
+    """
+    rng = np.random.default_rng(seed)
+    cols = {k: [] for k in ("subject", "y", "x", "label", "weight")}
+    for i, rs in enumerate(subjects):
+        code = strata(rs).ravel()
+        for s, frac in enumerate(fractions):
+            idx = np.flatnonzero(code == s)
+            k = min(len(idx), int(round(per_subject * frac)))
+            if k == 0:
+                continue
+            pick = rng.choice(idx, size=k, replace=False)
+            cols["subject"].append(np.full(k, i, dtype=np.int32))
+            cols["y"].append((pick // rs.roi.shape[2]).astype(np.int32))
+            cols["x"].append((pick % rs.roi.shape[2]).astype(np.int32))
+            cols["label"].append(rs.infarct.ravel()[pick].astype(np.int32))
+            cols["weight"].append(np.full(k, len(idx) / k, dtype=np.float64))
+    out = {k: np.concatenate(v) for k, v in cols.items()}
+    w, lab = out["weight"], out["label"]
+    if infarct_share is not None and 0 < lab.mean() < 1:
+        w[lab == 1] *= infarct_share / w[lab == 1].sum()
+        w[lab == 0] *= (1 - infarct_share) / w[lab == 0].sum()
+    out["weight"] = (w / w.mean()).astype(np.float32)
+    return out
+
+
+class PixelBatches:
+    """Batches of (P_l(p), P_g(p)), label, weight for sampled pixels, built on the fly.
+
+    Only the ROI sequences (a few MB per subject) and the sampled pixels' P_g rows are held; each
+    batch's patches are gathered from a strided view of the stacked sequences.
+    """
+
+    def __init__(self, subjects, samples, *, patch, global_patch=3, batch_size=256, seed=0):
+        self.samples = samples
+        self.batch_size = batch_size
+        self.seed = seed
+        self.windows = patch_windows(np.stack([r.roi for r in subjects]), patch=patch)  # (N, J, 64, 64, N, N)
+        self.frames = self.windows.shape[1]
+        self.patch = patch
+        self.global_rows = self._global_rows(subjects, global_patch)
+
+    def _global_rows(self, subjects, global_patch):
+        s = self.samples
+        rows = None
+        for i, rs in enumerate(subjects):
+            sel = np.flatnonzero(s["subject"] == i)
+            if sel.size == 0:
+                continue
+            g = global_motion(rs.flows, patch=global_patch)
+            if rows is None:
+                rows = np.empty((len(s["subject"]),) + g.shape[1:], dtype=np.float32)
+            rows[sel] = g[s["y"][sel] * rs.roi.shape[2] + s["x"][sel]]
+        return rows
+
+    def __len__(self):
+        return len(self.samples["label"])
+
+    @property
+    def steps(self):
+        return -(-len(self) // self.batch_size)
+
+    @property
+    def global_shape(self):
+        return self.global_rows.shape[1:]
+
+    def inputs(self, idx):
+        """(local (B, J, N*N), global (B, J-1, F)) for sample indices ``idx``."""
+        s = self.samples
+        loc = self.windows[s["subject"][idx], :, s["y"][idx], s["x"][idx]]  # (B, J, N, N)
+        return (np.ascontiguousarray(loc.reshape(len(idx), self.frames, self.patch * self.patch)),
+                self.global_rows[idx])
+
+    def batches(self, *, local_only=False):
+        """Endless shuffled batches (x, label, weight); a new permutation every pass."""
+        rng = np.random.default_rng(self.seed)
+        while True:
+            order = rng.permutation(len(self))
+            for b in range(self.steps):
+                idx = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
+                loc, glo = self.inputs(idx)
+                x = loc if local_only else (loc, glo)
+                yield x, self.samples["label"][idx], self.samples["weight"][idx]
+
+    def dataset(self, *, local_only=False):
+        """A repeating tf.data pipeline over :meth:`batches` (fit with ``steps_per_epoch=self.steps``)."""
+        import tensorflow as tf
+
+        loc = tf.TensorSpec((None, self.frames, self.patch * self.patch), tf.float32)
+        glo = tf.TensorSpec((None,) + tuple(self.global_shape), tf.float32)
+        spec = (loc if local_only else (loc, glo), tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32))
+        return tf.data.Dataset.from_generator(lambda: self.batches(local_only=local_only),
+                                              output_signature=spec).prefetch(2)
+
+
+__all__ = ["STRATA", "ROI_SOURCES", "FLOW_SOURCES", "RoiSubject", "resample_frames", "normalise_intensity",
+           "subject_transform", "prepare_subject", "roi_flows", "estimate_flows", "global_motion", "prepare_cohort", "strata",
+           "sample_pixels", "PixelBatches"]

@@ -1,0 +1,414 @@
+"""Training and evaluation of OF-RNN on one fold of a cohort (paper Sec. 2 and Sec. 3).
+
+:func:`run_fold` is ``ofrnn train``: split the cohort subject-wise (:mod:`ofrnn.splits`), prepare
+ROI sequences and flows (:mod:`ofrnn.pipeline`), train in three stages, evaluate on the held-out
+subjects and write the results folder. The stages:
+
+1. **local motion layers**: the LSTM-RNN with its own softmax (Eq. 1), supervised, on P_l(p);
+2. **greedy pre-training** of the three encoding layers, each as a one-layer auto-encoder on the
+   codes of the layers below, starting from P(p) = [LSTM feature, standardised P_g(p)];
+3. **fine-tuning** of the whole network end to end with the softmax.
+
+All stages use RMSProp (Sec. 3) and the weighted, stratified pixel samples of
+:func:`ofrnn.pipeline.sample_pixels`. Each completed stage leaves a weights file in
+``checkpoints/`` and Keras' BackupAndRestore keeps the epoch within a stage, so a killed run
+resumes where it stopped. The decision threshold is chosen on validation subjects drawn from the
+training folds, never on the test fold.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics as M
+from . import splits
+from ._version import __version__
+from .errors import OfrnnError
+from .pipeline import PixelBatches, prepare_cohort, sample_pixels
+from .predict import MODEL_FILE, overlay_png, predict_roi, save_bundle
+from .store import open_cohort
+
+PROFILES = Path(__file__).resolve().parent.parent / "experiments" / "train.toml"
+
+#: the paper's results (Sec. 3, "MI area detection"), shown beside ours in every report
+PAPER = dict(accuracy=0.9435, sensitivity=0.9123, specificity=0.9842,
+             segment_accuracy=dict(apical=0.992, mid=0.981, basal=0.979))
+
+
+def load_profile(name, path=PROFILES, **overrides):
+    """The settings of profile ``name`` ([common] merged with [name]) plus non-None ``overrides``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise OfrnnError("no such profile file", path=path) from None
+    except tomllib.TOMLDecodeError as e:
+        raise OfrnnError(f"invalid TOML ({e})", path=path) from None
+    if name not in data or name == "common":
+        raise OfrnnError(f"no profile {name!r} (have: {', '.join(k for k in data if k != 'common')})",
+                         path=path, field=name)
+    cfg = {**data.get("common", {}), **data[name], "profile": name}
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    return cfg
+
+
+def make_split(ids, levels, fold, cfg):
+    """Train / validation / test subject ids for ``fold`` (0..n_folds-1) or "holdout" (2/3 - 1/3)."""
+    if fold == "holdout":
+        side = splits.holdout(ids, levels, seed=cfg["seed"])
+        test = [s for s in ids if side[s] == "test"]
+        scheme = "holdout 2/3 train - 1/3 test, stratified by level (paper's segment-level evaluation)"
+        assignment = side
+    else:
+        k = int(fold)
+        if not 0 <= k < cfg["n_folds"]:
+            raise OfrnnError(f"fold {k} outside 0..{cfg['n_folds'] - 1}", field="--fold")
+        assignment = splits.kfold(ids, levels, n_folds=cfg["n_folds"], seed=cfg["seed"])
+        test = [s for s in ids if assignment[s] == k]
+        scheme = f"{cfg['n_folds']}-fold CV, subject-wise, stratified by level, seed {cfg['seed']}; test fold {k}"
+    rest = [s for s in ids if s not in set(test)]
+    lv = dict(zip(ids, levels))
+    val = splits.validation(rest, [lv[s] for s in rest], fraction=cfg["val_fraction"], seed=cfg["seed"])
+    train = [s for s in rest if s not in set(val)]
+    return dict(scheme=scheme, fold=fold, train=train, val=val, test=test, assignment=assignment)
+
+
+# -- network and stages ---------------------------------------------------------------------------
+def build(cfg, global_shape):
+    """The OF-RNN network (Fig. 1) and its parts for the staged training."""
+    from .discriminate import local_motion_classifier, ofrnn_network
+    from .motion import lstm_rnn
+
+    rnn = lstm_rnn(cfg["frames"], cfg["patch"], units=cfg["lstm_units"], layers=cfg["lstm_layers"],
+                   dropout=cfg["input_dropout"])
+    network, parts = ofrnn_network(rnn, global_frames=global_shape[0], global_features=global_shape[1],
+                                   encoder_sizes=cfg["encoder_sizes"], activation=cfg["encoder_activation"])
+    parts["local"] = local_motion_classifier(rnn)
+    return network, parts
+
+
+def _optimizer(cfg):
+    import keras
+
+    return keras.optimizers.RMSprop(learning_rate=cfg["learning_rate"])
+
+
+def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, log):
+    import keras
+
+    model.compile(optimizer=_optimizer(cfg), loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+    callbacks = [keras.callbacks.BackupAndRestore(str(ckpt / f"{name}_backup")),
+                 keras.callbacks.CSVLogger(str(log), append=True)]
+    t0 = time.perf_counter()
+    model.fit(train.dataset(local_only=local_only), steps_per_epoch=train.steps, epochs=epochs,
+              validation_data=val.dataset(local_only=local_only), validation_steps=val.steps,
+              callbacks=callbacks, verbose=2)
+    return time.perf_counter() - t0
+
+
+def _pretrain_autoencoders(network, parts, train, cfg, log):
+    """Greedy layer-wise pre-training of the encoding layers (stacked auto-encoder recipe)."""
+    from .discriminate import autoencoder
+
+    rng = np.random.default_rng(cfg["seed"])
+    idx = np.sort(rng.choice(len(train), size=min(len(train), cfg["ae_samples"]), replace=False))
+    feats = []
+    for i in range(0, len(idx), cfg["eval_batch"]):
+        loc, glo = train.inputs(idx[i:i + cfg["eval_batch"]])
+        feats.append(np.asarray(parts["features"]([loc, glo], training=False)))
+    x = np.concatenate(feats)
+    t0 = time.perf_counter()
+    for k, enc in enumerate(parts["encoders"]):
+        ae = autoencoder(enc, x.shape[1], name=f"autoencoder_{k + 1}")
+        ae.compile(optimizer=_optimizer(cfg), loss="mse")
+        hist = ae.fit(x, x, batch_size=cfg["batch_size"], epochs=cfg["ae_epochs"], verbose=0,
+                      shuffle=True)
+        with open(log, "a") as f:
+            for e, loss in enumerate(hist.history["loss"]):
+                f.write(f"autoencoder_{k + 1},{e},{loss:.6g}\n")
+        x = np.asarray(enc(x))
+    return time.perf_counter() - t0
+
+
+def train_network(train, val, cfg, out, *, progress=True):
+    """Three-stage training with resume; returns (network, timings)."""
+    import keras
+
+    keras.utils.set_random_seed(cfg["seed"])
+    network, parts = build(cfg, train.global_shape)
+    ckpt = out / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    done = {s: ckpt / f"{s}.weights.h5" for s in ("local", "autoencoders", "finetune")}
+    timings = {}
+    if done["finetune"].is_file():
+        network.load_weights(done["finetune"])
+        return network, json.loads((ckpt / "timings.json").read_text())
+    if done["autoencoders"].is_file():
+        network.load_weights(done["autoencoders"])
+    else:
+        if done["local"].is_file():
+            parts["local"].load_weights(done["local"])
+        else:
+            timings["local"] = _fit_supervised(parts["local"], train, val, cfg, epochs=cfg["lstm_epochs"], ckpt=ckpt,
+                                               name="local", local_only=True, log=out / "train_log_local.csv")
+            parts["local"].save_weights(done["local"])
+        parts["normalization"].adapt(train.global_rows.reshape(len(train), -1))
+        ae_log = out / "train_log_autoencoders.csv"
+        ae_log.write_text("stage,epoch,loss\n")
+        timings["autoencoders"] = _pretrain_autoencoders(network, parts, train, cfg, ae_log)
+        network.save_weights(done["autoencoders"])
+    timings["finetune"] = _fit_supervised(network, train, val, cfg, epochs=cfg["finetune_epochs"], ckpt=ckpt,
+                                          name="finetune", local_only=False, log=out / "train_log.csv")
+    timings["finetune_pixels_per_s"] = cfg["finetune_epochs"] * train.steps * train.batch_size / timings["finetune"]
+    network.save_weights(done["finetune"])
+    (ckpt / "timings.json").write_text(json.dumps(timings))
+    return network, timings
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+def predict_all(network, subjects, cfg, *, progress=True):
+    """ROI probability maps of prepared subjects, and seconds per subject."""
+    from tqdm import tqdm
+
+    probs, secs = [], []
+    for rs in tqdm(subjects, desc="evaluate", unit="subject", disable=not progress):
+        t0 = time.perf_counter()
+        probs.append(predict_roi(network, rs, cfg))
+        secs.append(time.perf_counter() - t0)
+    return probs, secs
+
+
+def evaluate(subjects, probs, threshold):
+    """Pixel, clinical and segment metrics of ROI probability maps against the traced infarcts."""
+    truth = np.stack([r.infarct for r in subjects]).astype(bool)
+    myo = np.stack([r.myocardium for r in subjects]).astype(bool)
+    prob = np.stack(probs)
+    pred = prob >= threshold
+    out = dict(threshold=threshold, n_subjects=len(subjects),
+               roi=M.pixel_metrics(truth, pred, prob),
+               myocardium=M.pixel_metrics(truth[myo], pred[myo], prob[myo]))
+    per_subject, records = [], []
+    for r, p, s in zip(subjects, pred, prob):
+        m = r.myocardium.astype(bool)
+        d = M.pixel_metrics(r.infarct[m], p[m])["dice"]
+        per_subject.append(dict(id=r.id, level=r.level, has_infarct=bool(r.infarct.any()), dice_myocardium=d,
+                                size_true_pct=M.infarct_size(r.infarct, m), size_pred_pct=M.infarct_size(p, m),
+                                size_error_pct=M.infarct_size_error(p, r.infarct, m)))
+        records += M.segment_records(r.id, r.level, r.infarct, p & m, s, r.aha)
+    inf = [p for p in per_subject if p["has_infarct"]]
+    out["dice_myocardium_mean"] = float(np.nanmean([p["dice_myocardium"] for p in inf])) if inf else None
+    out["size_error_abs_mean_pct"] = float(np.mean([abs(p["size_error_pct"]) for p in per_subject]))
+    out["size_error_mean_pct"] = float(np.mean([p["size_error_pct"] for p in per_subject]))
+    out["segments"] = M.segment_metrics(records)
+    out["per_subject"] = per_subject
+    return out, records
+
+
+def _plot_curves(path, subjects, probs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth = np.stack([r.infarct for r in subjects]).astype(bool)
+    myo = np.stack([r.myocardium for r in subjects]).astype(bool)
+    prob = np.stack(probs)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4), dpi=100)
+    for label, sel in (("all ROI pixels", np.ones_like(truth)), ("myocardium", myo)):
+        if not truth[sel].any():
+            continue
+        c = M.curves(truth[sel], prob[sel])
+        m = M.pixel_metrics(truth[sel], prob[sel] >= 0.5, prob[sel])
+        a.plot(c["fpr"], c["tpr"], label=f"{label} (AUC {m['roc_auc']:.3f})")
+        b.plot(c["recall"], c["precision"], label=f"{label} (AP {m['pr_auc']:.3f})")
+    a.plot([0, 1], [0, 1], "k:", lw=0.8)
+    a.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (cf. paper Fig. 3a)")
+    b.set(xlabel="recall", ylabel="precision", title="PR (cf. paper Fig. 3b)")
+    a.legend(loc="lower right", fontsize=8)
+    b.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _overlays(folder, subjects, probs, threshold, n):
+    folder.mkdir(exist_ok=True)
+    order = sorted(range(len(subjects)), key=lambda i: -int(subjects[i].infarct.sum()))[:n]
+    for i in order:
+        r = subjects[i]
+        d = M.pixel_metrics(r.infarct[r.myocardium > 0], probs[i][r.myocardium > 0] >= threshold)["dice"]
+        overlay_png(folder / f"{r.id}.png", r.roi[0], probs[i] >= threshold, truth=r.infarct,
+                    title=f"{r.id} ({r.level}) myocardium Dice {d:.2f}")
+
+
+def _fmt(v):
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.2f} %"
+
+
+def write_report(path, result):
+    m = result["metrics"]
+    cfg = result["config"]
+    seg = m["segments"]["accuracy"]
+    lines = [
+        f"# OF-RNN, {result['split']['scheme']}",
+        "",
+        f"Profile `{cfg['profile']}`; cohort `{result['cohort']}`; ROI source **{cfg['roi']}**; "
+        f"global motion from **{'estimated (deep optical flow)' if cfg['flow'] == 'estimated' else 'ground-truth simulator'} flow**.",
+        f"{len(result['split']['train'])} training, {len(result['split']['val'])} validation, "
+        f"{len(result['split']['test'])} test subjects. Decision threshold {m['threshold']:.3f} "
+        f"({cfg['threshold']}, chosen on the validation subjects).",
+        "",
+        "| metric | paper (114 patients, 10-fold CV) | ours, all ROI pixels | ours, myocardium only |",
+        "|---|---|---|---|",
+    ]
+    for k in ("accuracy", "sensitivity", "specificity", "precision", "dice", "roc_auc", "pr_auc"):
+        paper = _fmt(PAPER.get(k)) if k in PAPER else "-"
+        lines.append(f"| {k} | {paper} | {_fmt(m['roi'][k])} | {_fmt(m['myocardium'][k])} |")
+    dice = m["dice_myocardium_mean"]
+    lines += ["", f"Infarct Dice in the myocardium, mean over test subjects with infarct: "
+                  f"{'n/a' if dice is None else format(dice, '.3f')}; "
+                  f"infarct size error {m['size_error_mean_pct']:+.2f} (mean), {m['size_error_abs_mean_pct']:.2f} "
+                  f"(mean absolute) percentage points of the myocardium.",
+              "", f"AHA segments ({m['segments']['rule']}):", "",
+              "| level | paper | ours | segments |", "|---|---|---|---|"]
+    for lv in ("apical", "mid", "basal", "all"):
+        if lv in seg:
+            lines.append(f"| {lv} | {_fmt(PAPER['segment_accuracy'].get(lv))} | {_fmt(seg[lv])} | "
+                         f"{m['segments']['n_segments'][lv]} |")
+    auc = m["segments"]["auc"]
+    lines += ["", f"Segment AUC (mean probability per segment): {'n/a' if auc is None else format(auc, '.3f')}.",
+              "", "Note: the paper's accuracy, sensitivity and specificity imply about 57 % infarct pixels among "
+              "those it scored (94.35 = 91.23 p + 98.42 (1 - p)); over all 64x64 ROI pixels infarct is only a few "
+              "percent here, so our all-ROI accuracy is dominated by specificity. The myocardium-only column is "
+              "the clinically meaningful one.",
+              "", f"Timings: {json.dumps({k: round(v, 1) for k, v in result['timings'].items()})} (seconds; "
+              "`finetune_pixels_per_s` is training throughput).",
+              f"Versions: {json.dumps(result['versions'])}.", ""]
+    Path(path).write_text("\n".join(lines))
+
+
+def _versions():
+    import keras
+    import sklearn
+    import tensorflow as tf
+
+    return dict(ofrnn=__version__, python=platform.python_version(), tensorflow=tf.__version__,
+                keras=keras.__version__, numpy=np.__version__, sklearn=sklearn.__version__)
+
+
+def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=False, progress=True, overlays=6):
+    """Train on the other folds, evaluate on ``fold`` and write ``out`` (see the module docstring).
+
+    Returns the result dict also written to ``out/metrics.json``; a finished fold is returned from
+    disk unless ``force``.
+    """
+    out = Path(out)
+    with open_cohort(cohort) as c:
+        ids = list(c.ids)
+        levels = [c.meta(s)["level"] for s in ids]
+        for s in ids:
+            if "infarct" not in c.group(s) or "myocardium" not in c.group(s):
+                raise OfrnnError("training needs traced infarct and myocardium masks", path=c.path,
+                                 field=f"subjects/{s}/infarct")
+    split = make_split(ids, levels, fold, cfg)
+    if force and out.exists():
+        shutil.rmtree(out)
+    stamp = dict(cohort=str(Path(cohort).resolve()), fold=str(fold), config=cfg)
+    if (out / "settings.json").is_file() and json.loads((out / "settings.json").read_text()) != stamp:
+        raise OfrnnError("holds a run with other settings (cohort, fold or profile); use --force or another --out",
+                         path=out / "settings.json")
+    if (out / "metrics.json").is_file() and (out / MODEL_FILE).is_file():
+        return json.loads((out / "metrics.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "settings.json").write_text(json.dumps(stamp, indent=1))
+    t_start = time.perf_counter()
+    (out / "split.json").write_text(json.dumps(split, indent=1))
+    timings = {}
+    t0 = time.perf_counter()
+    subjects = {r.id: r for r in prepare_cohort(cohort, frames=cfg["frames"], roi=cfg["roi"], flow=cfg["flow"],
+                                                margin=cfg["roi_margin"], localizer=localizer, cache_dir=cache_dir,
+                                                progress=progress)}
+    timings["prepare"] = time.perf_counter() - t0
+    tr = [subjects[s] for s in split["train"]]
+    va = [subjects[s] for s in split["val"]]
+    te = [subjects[s] for s in split["test"]]
+    common = dict(per_subject=cfg["pixels_per_subject"], fractions=cfg["strata_fractions"],
+                  infarct_share=cfg["infarct_share"])
+    kw = dict(patch=cfg["patch"], global_patch=cfg["global_patch"], batch_size=cfg["batch_size"])
+    train = PixelBatches(tr, sample_pixels(tr, seed=cfg["seed"], **common), seed=cfg["seed"], **kw)
+    val = PixelBatches(va, sample_pixels(va, seed=cfg["seed"] + 1, **common), seed=cfg["seed"] + 1, **kw)
+    network, fit_times = train_network(train, val, cfg, out, progress=progress)
+    timings.update(fit_times)
+
+    val_probs, _ = predict_all(network, va, cfg, progress=progress)
+    thr = cfg["threshold"]
+    if thr == "youden":
+        thr = M.youden_threshold(np.stack([r.infarct for r in va]), np.stack(val_probs))
+    thr = float(thr)
+    probs, secs = predict_all(network, te, cfg, progress=progress)
+    timings["network_per_subject"] = float(np.mean(secs))
+    metrics, records = evaluate(te, probs, thr)
+    _plot_curves(out / "roc_pr.png", te, probs)
+    _overlays(out / "overlays", te, probs, thr, overlays)
+    bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "roi_margin", "flow", "roi", "profile",
+                                      "eval_batch")}
+    bundle_cfg.update(threshold=thr, fold=fold, cohort=str(cohort), global_shape=list(train.global_shape),
+                      intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=_versions())
+    save_bundle(out, network, bundle_cfg)
+    timings["total"] = time.perf_counter() - t_start
+    result = dict(cohort=str(cohort), config=cfg, split={k: split[k] for k in ("scheme", "train", "val", "test")},
+                  metrics=metrics, timings=timings, versions=_versions(), paper=PAPER)
+    (out / "segments.json").write_text(json.dumps(records, indent=1))
+    tmp = out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2, default=_nan_none))
+    write_report(out / "report.md", result)
+    tmp.replace(out / "metrics.json")
+    return result
+
+
+def _nan_none(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(type(o).__name__)
+
+
+_SUMMARY = [("roi", k) for k in ("accuracy", "sensitivity", "specificity", "precision", "dice", "roc_auc")] + \
+           [("myocardium", k) for k in ("accuracy", "sensitivity", "specificity", "precision", "dice", "roc_auc")]
+
+
+def aggregate(results, out):
+    """Mean +- sd over folds of the headline metrics; writes ``out``/metrics.json and report.md."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = {}
+    for group, k in _SUMMARY:
+        v = np.array([r["metrics"][group][k] for r in results], dtype=float)
+        table[f"{group}.{k}"] = dict(mean=float(np.nanmean(v)), sd=float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0)
+    for lv in ("apical", "mid", "basal", "all"):
+        v = np.array([r["metrics"]["segments"]["accuracy"].get(lv, np.nan) for r in results], dtype=float)
+        table[f"segments.{lv}"] = dict(mean=float(np.nanmean(v)), sd=float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0)
+    v = np.array([r["metrics"]["dice_myocardium_mean"] or np.nan for r in results], dtype=float)
+    table["dice_myocardium_mean"] = dict(mean=float(np.nanmean(v)), sd=float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0)
+    cfg = results[0]["config"]
+    summary = dict(folds=[r["split"]["scheme"] for r in results], n_folds=len(results), profile=cfg["profile"],
+                   roi=cfg["roi"], flow=cfg["flow"], metrics=table, paper=PAPER)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    lines = [f"# OF-RNN cross-validation ({len(results)} folds, profile `{cfg['profile']}`, ROI {cfg['roi']}, "
+             f"flow {cfg['flow']})", "", "| metric | paper | ours (mean +- sd over folds) |", "|---|---|---|"]
+    for key, s in table.items():
+        name = key.split(".")[-1]
+        paper = PAPER.get(name) if key.startswith("roi.") else (
+            PAPER["segment_accuracy"].get(name) if key.startswith("segments.") else None)
+        lines.append(f"| {key} | {_fmt(paper) if paper else '-'} | {100 * s['mean']:.2f} +- {100 * s['sd']:.2f} % |")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return summary
+
+
+__all__ = ["PROFILES", "PAPER", "load_profile", "make_split", "build", "train_network", "predict_all", "evaluate",
+           "write_report", "run_fold", "aggregate"]

@@ -1,0 +1,170 @@
+"""OF-RNN end to end on a tiny analytic cohort: pipeline, training that beats chance, predict, CLI errors.
+
+The toy cohort: a ring-shaped LV myocardium that thickens and moves inwards over the cycle, except in
+an akinetic (infarcted) sector that keeps its end-diastolic position; bright blood pool, mid-grey
+myocardium, textured background, Gaussian noise. Exact forward flows come with it, so the global
+branch can run on ground-truth flow and the test stays fast and independent of the flow estimator.
+"""
+import json
+
+import numpy as np
+import pytest
+
+from ofrnn.store import Subject, write_cohort
+
+flow_mod = pytest.importorskip("ofrnn.flow", reason="ofrnn.flow (global motion features, issue 3) not available")
+if not hasattr(flow_mod, "global_features"):
+    pytest.skip("ofrnn.flow.global_features (issue 3) not available yet", allow_module_level=True)
+
+T, H, W = 25, 72, 72
+
+
+def _radii(t, akinetic):
+    """Endo- and epicardial radius at frame t (area-preserving wall); frozen at ED when akinetic."""
+    s = 0.0 if akinetic else np.sin(np.pi * t / (T - 1))
+    r_in = 11.0 - 4.0 * s
+    r_out = np.sqrt(r_in ** 2 + 18.0 ** 2 - 11.0 ** 2)
+    return r_in, r_out
+
+
+def toy_subject(i, *, infarct, level="mid", seed=0):
+    rng = np.random.default_rng(seed * 1000 + i)
+    cy, cx = 36 + rng.uniform(-3, 3), 36 + rng.uniform(-3, 3)
+    yy, xx = np.mgrid[0:H, 0:W].astype(float)
+    rho = np.hypot(yy - cy, xx - cx)
+    theta = np.arctan2(yy - cy, xx - cx)
+    a0 = rng.uniform(-np.pi, np.pi)
+    sector = (np.angle(np.exp(1j * (theta - a0))) % (2 * np.pi)) < (np.pi / 2 if infarct else 0)
+    texture = 0.5 + 0.1 * np.sin(yy / 3.0) * np.cos(xx / 4.0)
+    cine = np.empty((T, H, W), np.float32)
+    myo_t = np.empty((T, H, W), np.uint8)
+    cav_t = np.empty((T, H, W), np.uint8)
+    boxes = np.empty((T, 4), np.int32)
+    flow = np.zeros((T - 1, 2, H, W), np.float32)
+    for t in range(T):
+        r_in = np.where(sector, _radii(t, True)[0], _radii(t, False)[0])
+        r_out = np.sqrt(r_in ** 2 + 18.0 ** 2 - 11.0 ** 2)
+        cav = rho < r_in
+        myo = (rho >= r_in) & (rho < r_out)
+        img = np.where(cav, 1.0, np.where(myo, 0.25, texture))
+        cine[t] = img + rng.normal(0, 0.03, (H, W))
+        myo_t[t], cav_t[t] = myo, cav
+        ys, xs = np.nonzero(myo | cav)
+        boxes[t] = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+        if t < T - 1:
+            r_in1 = np.where(sector, _radii(t + 1, True)[0], _radii(t + 1, False)[0])
+            r2 = np.sqrt(np.maximum(rho ** 2 + r_in1 ** 2 - r_in ** 2, 0))  # wall volume conserved
+            d = np.where(rho < r_out + 2, r2 - rho, 0.0)
+            flow[t, 0] = d * np.sin(theta)
+            flow[t, 1] = d * np.cos(theta)
+    myo0 = myo_t[0]
+    aha = np.where(myo0, 7 + ((theta + np.pi) // (np.pi / 3)).astype(int) % 6, 0).astype(np.uint8)
+    return Subject(id=f"toy{i:02d}", cine=cine, spacing_mm=(1.5, 1.5), level=level,
+                   frame_times_ms=np.arange(T) * 40.0, infarct=(myo0 & sector).astype(np.uint8), myocardium=myo0,
+                   aha_segments=aha, lv_box=boxes, myocardium_t=myo_t, lv_cavity_t=cav_t, flow=flow,
+                   flow_valid=myo_t[:-1].copy())
+
+
+@pytest.fixture(scope="module")
+def toy_cohort(tmp_path_factory):
+    path = tmp_path_factory.mktemp("toy") / "toy.h5"
+    levels = ["apical", "mid", "basal"]
+    write_cohort(path, [toy_subject(i, infarct=i % 4 != 3, level=levels[i % 3]) for i in range(8)],
+                 source="simulated")
+    return path
+
+
+TINY = dict(flow="gt", pixels_per_subject=300, lstm_units=8, lstm_layers=4, input_dropout=0.0,
+            encoder_sizes=[16, 8, 8], batch_size=128, lstm_epochs=3, ae_epochs=2, ae_samples=1000,
+            finetune_epochs=3, learning_rate=3e-3, val_fraction=0.2, eval_batch=4096)
+
+
+def test_prepare_crops_normalises_and_keeps_labels(toy_cohort, tmp_path):
+    from ofrnn.pipeline import prepare_cohort, sample_pixels
+
+    subs = prepare_cohort(toy_cohort, frames=25, flow="gt", cache_dir=tmp_path, progress=False)
+    again = prepare_cohort(toy_cohort, frames=25, flow="gt", cache_dir=tmp_path, progress=False)  # from cache
+    assert len(list(tmp_path.glob("*.h5"))) == 1
+    r = subs[0]
+    assert r.roi.shape == (25, 64, 64) and r.flows.shape == (24, 2, 64, 64)
+    np.testing.assert_allclose(np.percentile(r.roi, [1, 99]), [0, 1], atol=1e-5)
+    np.testing.assert_array_equal(again[0].roi, r.roi)
+    assert r.infarct.sum() > 0 and set(np.unique(r.infarct)) <= {0, 1}
+    s = sample_pixels(subs, per_subject=200, fractions=[0.3, 0.3, 0.2, 0.2], infarct_share=0.5, seed=0)
+    w = s["weight"]
+    assert w.mean() == pytest.approx(1.0, rel=1e-5)
+    assert w[s["label"] == 1].sum() == pytest.approx(w[s["label"] == 0].sum(), rel=1e-4)  # class-balanced
+    assert np.all(subs[0].infarct[s["y"][s["subject"] == 0], s["x"][s["subject"] == 0]] ==
+                  s["label"][s["subject"] == 0])
+
+
+def test_resample_frames_keeps_endpoints():
+    from ofrnn.pipeline import resample_frames
+
+    seq = np.arange(20, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+    out = resample_frames(seq, 25)
+    assert out.shape == (25, 2, 2) and out[0, 0, 0] == 0 and out[-1, 0, 0] == 19
+    assert np.all(np.diff(out[:, 0, 0]) > 0)
+
+
+def test_tiny_train_beats_chance_and_predicts(toy_cohort, tmp_path):
+    from ofrnn.predict import load_bundle, predict_subjects
+    from ofrnn.store import open_cohort
+    from ofrnn.train import load_profile, run_fold
+
+    cfg = load_profile("quick", **TINY)
+    out = tmp_path / "fold"
+    res = run_fold(toy_cohort, "holdout", cfg, out, progress=False, overlays=2)
+    m = res["metrics"]
+    assert len(res["split"]["train"]) == 4  # 8 subjects: 1/3 test, then 1 for validation
+    assert m["myocardium"]["roc_auc"] > 0.75, m["myocardium"]  # better than chance (0.5)
+    assert m["roi"]["roc_auc"] > 0.75, m["roi"]
+    for f in ("model.keras", "ofrnn_model.json", "metrics.json", "report.md", "roc_pr.png", "train_log.csv",
+              "split.json"):
+        assert (out / f).is_file(), f
+    assert "Decision threshold" in (out / "report.md").read_text()
+    # a finished fold is not redone
+    assert run_fold(toy_cohort, "holdout", cfg, out, progress=False)["timings"] == res["timings"]
+    from ofrnn.errors import OfrnnError
+
+    with pytest.raises(OfrnnError, match="other settings"):
+        run_fold(toy_cohort, "holdout", {**cfg, "lstm_units": 9}, out, progress=False)
+
+    net, config = load_bundle(out)
+    with open_cohort(toy_cohort) as c:
+        subs = [c.read(s) for s in c.ids[:2]]
+    pred_dir = tmp_path / "pred"
+    r = predict_subjects(net, config, subs, pred_dir, progress=False)
+    import h5py
+
+    with h5py.File(pred_dir / "predictions.h5") as f:
+        g = f["subjects/toy00"]
+        assert g["infarct_prob"].shape == (H, W) and g["infarct_prob"].dtype == np.float32
+        assert g["infarct_pred"].dtype == np.uint8
+        box = g["lv_box"][()]
+        assert box.shape == (4,) and box[2] > box[0] and box[3] > box[1]
+        prob = g["infarct_prob"][()]
+        assert np.all(prob[:max(box[0], 0)] == 0)  # outside the ROI: nothing predicted
+    summary = json.loads((pred_dir / "toy00.json").read_text())
+    assert summary["infarct_area_mm2"] == pytest.approx(summary["infarct_pixels"] * 2.25)
+    assert (pred_dir / "toy00.png").is_file()
+    assert set(r["timings"][0]) >= {"roi", "flow", "features", "network", "total"}
+
+
+def test_cli_bad_inputs_give_one_line_errors(toy_cohort, tmp_path, capsys):
+    from ofrnn.cli import main
+
+    assert main(["predict", "--model", str(tmp_path / "nope"), "--cohort", str(toy_cohort),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "no such model folder" in capsys.readouterr().err
+    (tmp_path / "m").mkdir()
+    assert main(["predict", "--model", str(tmp_path / "m"), "--cohort", str(toy_cohort),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ofrnn: error:") and "model.keras" in err and "Traceback" not in err
+    assert main(["train", "--cohort", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "t")]) == 2
+    assert "no such cohort file" in capsys.readouterr().err
+    assert main(["train", "--cohort", str(toy_cohort), "--fold", "12", "--out", str(tmp_path / "t")]) == 2
+    assert "fold 12" in capsys.readouterr().err
+    assert main(["train", "--cohort", str(toy_cohort), "--profile", "huge", "--out", str(tmp_path / "t")]) == 2
+    assert "no profile 'huge'" in capsys.readouterr().err
