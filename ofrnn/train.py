@@ -69,7 +69,11 @@ def make_split(ids, levels, fold, cfg):
         k = int(fold)
         if not 0 <= k < cfg["n_folds"]:
             raise OfrnnError(f"fold {k} outside 0..{cfg['n_folds'] - 1}", field="--fold")
-        assignment = splits.kfold(ids, levels, n_folds=cfg["n_folds"], seed=cfg["seed"])
+        try:
+            assignment = splits.kfold(ids, levels, n_folds=cfg["n_folds"], seed=cfg["seed"])
+        except ValueError:
+            raise OfrnnError(f"{len(ids)} subjects are too few for {cfg['n_folds']}-fold CV stratified by level "
+                             "(need at least that many of some level); use --fold holdout", field="--fold") from None
         test = [s for s in ids if assignment[s] == k]
         scheme = f"{cfg['n_folds']}-fold CV, subject-wise, stratified by level, seed {cfg['seed']}; test fold {k}"
     rest = [s for s in ids if s not in set(test)]
@@ -121,7 +125,7 @@ def _pretrain_autoencoders(network, parts, train, cfg, log):
     feats = []
     for i in range(0, len(idx), cfg["eval_batch"]):
         loc, glo = train.inputs(idx[i:i + cfg["eval_batch"]])
-        feats.append(np.asarray(parts["features"]([loc, glo], training=False)))
+        feats.append(np.asarray(parts["features"].predict_on_batch([loc, glo])))
     x = np.concatenate(feats)
     t0 = time.perf_counter()
     for k, enc in enumerate(parts["encoders"]):
