@@ -246,6 +246,10 @@ class CohortWriter:
             self._file.close()
         finally:
             if exc_type is None:
+                # mkstemp creates the file private (0600); give it the permissions of a normal file
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self._tmp, 0o666 & ~umask)
                 os.replace(self._tmp, self.path)
             else:
                 self._tmp.unlink(missing_ok=True)

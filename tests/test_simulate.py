@@ -220,3 +220,21 @@ def test_cli_simulate_missing_folder(tmp_path, capsys):
     assert main(["simulate", "--subjects", "1", "--matrix", "96", "--quiet",
                  "--out", str(tmp_path / "nope" / "x.h5")]) == 2
     assert "output folder does not exist" in capsys.readouterr().err
+
+
+def test_infarct_sizes_sit_within_real_lge_scars(cohort, shared_data):
+    """EMIDEC LGE slices (Lalande et al. 2020) with scar: the phantom's median infarct share of the
+    slice myocardium lies within their interquartile range."""
+    from PIL import Image
+
+    shares = []
+    for f in sorted((shared_data / "emidec").glob("*annot/*.png")):
+        a = np.asarray(Image.open(f))
+        myo, scar = np.isin(a, (2, 3, 4)).sum(), np.isin(a, (3, 4)).sum()
+        if myo > 50 and scar:
+            shares.append(scar / myo)
+    assert len(shares) > 100
+    q1, q3 = np.percentile(shares, [25, 75])
+    _, subjects = cohort
+    ours = [s.infarct.sum() / s.myocardium.sum() for s in subjects if s.infarct.any()]
+    assert q1 <= np.median(ours) <= q3
