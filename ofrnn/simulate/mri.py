@@ -131,8 +131,11 @@ def bssfp_signal(pd, t1, t2, *, flip_deg, tr_ms, te_ms=None):
     return np.asarray(pd, float) * ss * np.exp(-te_ms / np.asarray(t2, float))
 
 
-def signal_table(*, field_t, flip_deg, tr_ms, scale=1000.0):
-    """Signal per label code (float32 array indexed by :class:`Tissue`)."""
+def signal_table(*, field_t, flip_deg, tr_ms, scale=10000.0):
+    """Signal per label code (float32 array indexed by :class:`Tissue`).
+
+    ``scale`` puts blood near 1500-1900, the range of a scanner's 12-bit magnitude images.
+    """
     props = TISSUE_PROPERTIES[float(field_t)]
     table = np.zeros(len(Tissue), np.float32)
     for tissue, (pd, t1, t2) in props.items():
@@ -188,7 +191,8 @@ def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0):
     Returns
     -------
     ndarray (T, H, W) float32
-        Magnitude images: Rician where the signal is low.
+        Magnitude images, Rician where the signal is low, rounded to integers as scanners store
+        them (DICOM magnitude images are integer-valued).
     """
     images = np.asarray(images)
     T, H, W = images.shape
@@ -208,4 +212,4 @@ def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0):
         else:
             k[:, :, ~mask] = 0
         noisy = np.fft.ifft2(np.fft.ifftshift(k, axes=(1, 2)), norm="ortho")
-    return np.abs(noisy).astype(np.float32)
+    return np.rint(np.abs(noisy)).astype(np.float32)
