@@ -36,10 +36,11 @@ clean:
 # ---- OF-RNN training, cross-validation, benchmark (issue 5; settings: experiments/train.toml) ----
 # make train FOLD=k PROFILE=quick|paper: train on nine folds, evaluate fold k -> results/train/fold<k>/
 # make cv: every fold (finished folds are skipped, a killed fold resumes) + mean +- sd -> results/train/cv/
+# make train-holdout: the paper's segment-level split (2/3 train, 1/3 test) -> results/train/holdout/
 # make bench: inference seconds per subject by stage and training throughput -> results/bench/
 FOLD    ?= 3
 PROFILE ?= quick
-.PHONY: train cv bench
+.PHONY: train cv train-holdout bench
 
 train: $(COHORT)
 	$(OFRNN) train --cohort $(COHORT) --fold $(FOLD) --profile $(PROFILE) --out results/train/fold$(FOLD)
@@ -47,9 +48,45 @@ train: $(COHORT)
 cv: $(COHORT)
 	$(OFRNN) train --cohort $(COHORT) --fold all --profile $(PROFILE) --out results/train
 
+train-holdout: $(COHORT)
+	$(OFRNN) train --cohort $(COHORT) --fold holdout --profile $(PROFILE) --out results/train/holdout
+
 results/train/fold3/model.keras: | $(COHORT)
 	$(OFRNN) train --cohort $(COHORT) --fold 3 --profile $(PROFILE) --out results/train/fold3
 
 bench: results/train/fold3/model.keras
 	$(OFRNN) bench --model results/train/fold3 --cohort $(COHORT) --threads 2 --out results/bench
 # ---- end OF-RNN ----
+
+# ---- heart localization layers (issue 4; settings: experiments/localization.toml) ----
+# make localize: train the Fast R-CNN LV detector on the simulated training subjects, evaluate it on
+# held-out simulated subjects and on real Sunnybrook/ACDC frames (never trained on) ->
+# results/localization/ (model/ bundle for 'ofrnn localize --model', metrics.json, report.md, figures)
+LOCALIZE_PROFILE ?= full
+.PHONY: localize
+
+localize: $(COHORT)
+	$(OFRNN) experiment localization --profile $(LOCALIZE_PROFILE) --out results/localization
+# ---- end heart localization ----
+
+# ---- global motion: optical-flow benchmark (issue 3; settings: experiments/flow.toml) ----
+# make flow-bench: paper Table 3 on the simulated LV ROI sequences + FlyingChairs, motorcycle,
+# Sunnybrook and ACDC tracking + Fig. 4 -> results/flow/ (metrics.json, report.md, PNG figures).
+# make flow-tune: parameter search on a separately simulated training cohort (seed 1001) ->
+# results/flow/tuning.{json,md}; the library defaults in ofrnn/flow come from it.
+FLOW_PROFILE ?= full
+.PHONY: flow-bench flow-tune
+
+flow-bench: $(COHORT)
+	$(OFRNN) experiment flow --profile $(FLOW_PROFILE) --out results/flow
+
+flow-tune:
+	$(OFRNN) experiment flow --profile tune --out results/flow
+# ---- end global motion ----
+
+# ---- phantom physiology report (issue 2; settings: experiments/phantom.toml) ----
+# make phantom-stats: EF, wall thickening (remote vs scar), area conservation, infarct sizes of the
+# default cohort, measured on its masks -> results/phantom/{metrics.json,report.md,physiology.png,gallery.png}
+.PHONY: phantom-stats
+phantom-stats: $(COHORT)
+	$(OFRNN) experiment phantom --profile full

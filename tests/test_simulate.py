@@ -238,3 +238,19 @@ def test_infarct_sizes_sit_within_real_lge_scars(cohort, shared_data):
     _, subjects = cohort
     ours = [s.infarct.sum() / s.myocardium.sum() for s in subjects if s.infarct.any()]
     assert q1 <= np.median(ours) <= q3
+
+
+def test_phantom_report(cohort, tmp_path):
+    import json
+    import tomllib
+    from pathlib import Path
+
+    from ofrnn.experiments import phantom
+
+    config = tomllib.loads((Path(__file__).parents[1] / "experiments" / "phantom.toml").read_text())
+    config["cohort"] = str(cohort[0])
+    phantom.run(config, "smoke", tmp_path)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["summary"]["slices"] == 6 and len(m["subjects"]) == 6
+    assert {"physiology.png", "gallery.png", "report.md"} <= {p.name for p in tmp_path.iterdir()}
+    assert "| slice EF, no infarct |" in (tmp_path / "report.md").read_text()
