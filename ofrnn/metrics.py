@@ -82,6 +82,16 @@ def youden_threshold(y_true, y_score):
     return float(min(max(thr[i], 0.0), 1.0))
 
 
+def dice_threshold(y_true, y_score):
+    """The probability threshold maximising the Dice coefficient (= F1) of the thresholded scores."""
+    t = np.asarray(y_true, dtype=bool).ravel()
+    if not t.any():
+        return 0.5
+    precision, recall, thr = skm.precision_recall_curve(t, np.asarray(y_score, dtype=float).ravel())
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    return float(thr[int(np.argmax(f1))])
+
+
 def infarct_size(mask, myocardium):
     """Infarct size as a percentage of the myocardium (only infarct inside the myocardium counts)."""
     myo = np.asarray(myocardium, dtype=bool)
@@ -143,5 +153,49 @@ def segment_metrics(records):
     return out
 
 
-__all__ = ["SEGMENT_RULE", "confusion", "pixel_metrics", "curves", "youden_threshold", "infarct_size",
-           "infarct_size_error", "segment_labels", "segment_records", "segment_metrics"]
+def evaluate_rois(subjects, probs, threshold):
+    """Pixel, clinical and segment metrics of ROI probability maps against the traced infarcts.
+
+    Parameters
+    ----------
+    subjects : list
+        Objects with ``id``, ``level`` and ROI-space ``infarct``, ``myocardium``, ``aha`` masks
+        (:class:`ofrnn.pipeline.RoiSubject`).
+    probs : list of arrays
+        Infarct probability per ROI pixel, one map per subject.
+    threshold : float
+
+    Returns
+    -------
+    metrics : dict
+        ``roi`` (all ROI pixels), ``myocardium`` (myocardium pixels only), per-subject Dice and
+        infarct size error, ``segments`` (:func:`segment_metrics`).
+    records : list of dict
+        The segment rows (:func:`segment_records`).
+    """
+    truth = np.stack([r.infarct for r in subjects]).astype(bool)
+    myo = np.stack([r.myocardium for r in subjects]).astype(bool)
+    prob = np.stack(probs)
+    pred = prob >= threshold
+    out = dict(threshold=threshold, n_subjects=len(subjects),
+               roi=pixel_metrics(truth, pred, prob),
+               myocardium=pixel_metrics(truth[myo], pred[myo], prob[myo]))
+    per_subject, records = [], []
+    for r, p, s in zip(subjects, pred, prob):
+        m = r.myocardium.astype(bool)
+        d = pixel_metrics(r.infarct[m], p[m])["dice"]
+        per_subject.append(dict(id=r.id, level=r.level, has_infarct=bool(r.infarct.any()), dice_myocardium=d,
+                                size_true_pct=infarct_size(r.infarct, m), size_pred_pct=infarct_size(p, m),
+                                size_error_pct=infarct_size_error(p, r.infarct, m)))
+        records += segment_records(r.id, r.level, r.infarct, p & m, s, r.aha)
+    inf = [p for p in per_subject if p["has_infarct"]]
+    out["dice_myocardium_mean"] = float(np.nanmean([p["dice_myocardium"] for p in inf])) if inf else None
+    out["size_error_abs_mean_pct"] = float(np.mean([abs(p["size_error_pct"]) for p in per_subject]))
+    out["size_error_mean_pct"] = float(np.mean([p["size_error_pct"] for p in per_subject]))
+    out["segments"] = segment_metrics(records)
+    out["per_subject"] = per_subject
+    return out, records
+
+
+__all__ = ["SEGMENT_RULE", "confusion", "pixel_metrics", "curves", "youden_threshold", "dice_threshold", "infarct_size",
+           "infarct_size_error", "segment_labels", "segment_records", "segment_metrics", "evaluate_rois"]

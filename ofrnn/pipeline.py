@@ -17,12 +17,16 @@ slice. Here each subject becomes a :class:`RoiSubject`:
   only, the simulator's exact flows (``flow="gt"``). P_g(p) itself comes from
   :func:`ofrnn.flow.global_features`.
 
-Class imbalance (infarct is a few percent of ROI pixels): training draws a fixed number of pixels
-per subject from four strata (infarct, normal myocardium, a ring around the myocardium, the rest
-of the ROI) and gives every drawn pixel the weight of the pixels it stands for, so the weighted
-loss estimates the loss over *all* ROI pixels; the weights of the two classes are then rescaled
-so infarct carries ``infarct_share`` of the total (0.5: a class-balanced loss). See
-:func:`sample_pixels`.
+Class imbalance (infarct is a few percent of ROI pixels, and the hard negatives, normal
+myocardium, barely more): training draws a fixed number of pixels per subject from four strata
+(infarct, normal myocardium, a ring around the myocardium, the rest of the ROI) with fixed quotas,
+so infarct and normal myocardium are seen about as often as each other. Each drawn pixel then
+weighs 1 (``weights="uniform"``, the default) or the number of ROI pixels it stands for
+(``weights="represent"``: the weighted loss estimates the loss over all ROI pixels, dominated by
+easy background); ``infarct_share`` optionally rescales the two classes' total weights (0.5: a
+class-balanced loss). The decision threshold is chosen afterwards on validation subjects
+(:func:`ofrnn.train.choose_threshold`), which undoes the shift of the posterior the sampling causes.
+See :func:`sample_pixels`.
 """
 from __future__ import annotations
 
@@ -179,6 +183,10 @@ def prepare_cohort(cohort_path, *, frames, roi="gt", flow="estimated", margin=0.
     from .store import open_cohort
 
     settings = dict(frames=frames, roi=roi, flow=flow, margin=margin, version=__version__)
+    if flow == "estimated":
+        from .flow import DEFAULTS  # a change of the flow's settings must not reuse stale flows
+
+        settings["flow_params"] = DEFAULTS
     cache = None
     if cache_dir is not None and roi == "gt":
         cache = Path(cache_dir) / f"{Path(cohort_path).stem}-{_cache_key(cohort_path, settings)}.h5"
@@ -251,27 +259,30 @@ def strata(rs, *, ring=4):
     return code
 
 
-def sample_pixels(subjects, *, per_subject, fractions, infarct_share, seed):
-    """Draw training pixels per subject by stratum, with weights that undo the sampling.
+def sample_pixels(subjects, *, per_subject, fractions, seed, weights="uniform", infarct_share=None):
+    """Draw training pixels per subject by stratum (see the module docstring on class imbalance).
 
     Parameters
     ----------
     subjects : list of RoiSubject
         Subjects with ``infarct`` and ``myocardium`` labels.
     per_subject : int
-        Pixels drawn per subject (all of a stratum when it has fewer than its share).
+        Pixels drawn per subject (all of a stratum when it has fewer than its quota).
     fractions : sequence of 4 floats
-        Share of ``per_subject`` for each stratum of :data:`STRATA`.
-    infarct_share : float
-        Fraction of the total loss weight given to infarct pixels (0.5: class-balanced); None
-        keeps the weights proportional to the pixels represented (the ROI's own class balance).
+        Quota of ``per_subject`` for each stratum of :data:`STRATA`.
     seed : int
+    weights : {"uniform", "represent"}
+        Every drawn pixel weighs 1, or the number of pixels of its stratum it stands for.
+    infarct_share : float, optional
+        Rescale the weights so infarct pixels carry this fraction of the total (0.5: balanced).
 
     Returns
     -------
     dict of arrays
         ``subject`` (index into ``subjects``), ``y``, ``x``, ``label``, ``weight`` (mean 1).
     """
+    if weights not in ("uniform", "represent"):
+        raise OfrnnError(f"pixel weights {weights!r} are not 'uniform' or 'represent'", field="pixel_weights")
     rng = np.random.default_rng(seed)
     cols = {k: [] for k in ("subject", "y", "x", "label", "weight")}
     for i, rs in enumerate(subjects):
@@ -286,7 +297,7 @@ def sample_pixels(subjects, *, per_subject, fractions, infarct_share, seed):
             cols["y"].append((pick // rs.roi.shape[2]).astype(np.int32))
             cols["x"].append((pick % rs.roi.shape[2]).astype(np.int32))
             cols["label"].append(rs.infarct.ravel()[pick].astype(np.int32))
-            cols["weight"].append(np.full(k, len(idx) / k, dtype=np.float64))
+            cols["weight"].append(np.full(k, len(idx) / k if weights == "represent" else 1.0, dtype=np.float64))
     out = {k: np.concatenate(v) for k, v in cols.items()}
     w, lab = out["weight"], out["label"]
     if infarct_share is not None and 0 < lab.mean() < 1:

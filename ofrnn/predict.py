@@ -20,7 +20,7 @@ import numpy as np
 
 from . import roi as roimod
 from .errors import OfrnnError
-from .metrics import SEGMENT_RULE, infarct_size, segment_labels
+from .metrics import SEGMENT_RULE, evaluate_rois, infarct_size, segment_labels
 from .motion import local_patches
 from .pipeline import global_motion, prepare_subject, roi_flows, subject_transform
 
@@ -140,7 +140,9 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
     """Run the bundle on :class:`ofrnn.store.Subject` objects (any iterable) and write ``out``.
 
     ``out`` receives predictions.h5 (per subject ``infarct_prob``, ``infarct_pred`` in full-image
-    frame-0 coordinates and ``lv_box``), ``<id>.png`` overlays and ``<id>.json`` summaries.
+    frame-0 coordinates and ``lv_box``), ``<id>.png`` overlays and ``<id>.json`` summaries; when
+    the subjects carry traced infarct, myocardium and AHA masks, also ``metrics.json`` (the
+    training evaluation, :func:`ofrnn.metrics.evaluate_rois`, in ROI space).
 
     Returns
     -------
@@ -154,7 +156,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
     out.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".predictions.h5.", suffix=".tmp", dir=out)
     os.close(fd)
-    summaries, timings = [], []
+    summaries, timings, labelled = [], [], []
     thr = float(config["threshold"])
     try:
         with h5py.File(tmp, "w") as f:
@@ -186,10 +188,21 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
                             title=f"{s.id} ({s.level}): {summary['infarct_area_mm2']:.0f} mm$^2$")
                 summaries.append(summary)
                 timings.append(dict(id=s.id, **tm))
+                if rs.infarct is not None and rs.myocardium is not None and rs.aha is not None:
+                    rs.roi = rs.flows = rs.frame0 = None  # keep only the ROI labels for scoring
+                    labelled.append((rs, prob))
         os.replace(tmp, out / "predictions.h5")
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return dict(subjects=summaries, timings=timings)
+    result = dict(subjects=summaries, timings=timings)
+    if labelled:
+        # cohorts with traced infarcts (e.g. another simulator seed or acquisition) are scored as in training
+        metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr)
+        metrics.update(model=config.get("cohort"), model_fold=config.get("fold"), flow=config["flow"], roi=roi,
+                       source=str(source_path))
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        result["metrics"] = metrics
+    return result
 
 
 __all__ = ["MODEL_FILE", "CONFIG_FILE", "save_bundle", "load_bundle", "predict_roi", "overlay_png",

@@ -97,16 +97,16 @@ def build(cfg, global_shape):
     return network, parts
 
 
-def _optimizer(cfg):
+def _optimizer(cfg, key="learning_rate"):
     import keras
 
-    return keras.optimizers.RMSprop(learning_rate=cfg["learning_rate"])
+    return keras.optimizers.RMSprop(learning_rate=cfg[key])
 
 
-def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, log):
+def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, log, lr="learning_rate"):
     import keras
 
-    model.compile(optimizer=_optimizer(cfg), loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+    model.compile(optimizer=_optimizer(cfg, lr), loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
     callbacks = [keras.callbacks.BackupAndRestore(str(ckpt / f"{name}_backup")),
                  keras.callbacks.CSVLogger(str(log), append=True)]
     t0 = time.perf_counter()
@@ -168,7 +168,8 @@ def train_network(train, val, cfg, out, *, progress=True):
         timings["autoencoders"] = _pretrain_autoencoders(network, parts, train, cfg, ae_log)
         network.save_weights(done["autoencoders"])
     timings["finetune"] = _fit_supervised(network, train, val, cfg, epochs=cfg["finetune_epochs"], ckpt=ckpt,
-                                          name="finetune", local_only=False, log=out / "train_log.csv")
+                                          name="finetune", local_only=False, log=out / "train_log.csv",
+                                          lr="finetune_learning_rate")
     timings["finetune_pixels_per_s"] = cfg["finetune_epochs"] * train.steps * train.batch_size / timings["finetune"]
     network.save_weights(done["finetune"])
     (ckpt / "timings.json").write_text(json.dumps(timings))
@@ -188,30 +189,17 @@ def predict_all(network, subjects, cfg, *, progress=True):
     return probs, secs
 
 
-def evaluate(subjects, probs, threshold):
-    """Pixel, clinical and segment metrics of ROI probability maps against the traced infarcts."""
-    truth = np.stack([r.infarct for r in subjects]).astype(bool)
-    myo = np.stack([r.myocardium for r in subjects]).astype(bool)
-    prob = np.stack(probs)
-    pred = prob >= threshold
-    out = dict(threshold=threshold, n_subjects=len(subjects),
-               roi=M.pixel_metrics(truth, pred, prob),
-               myocardium=M.pixel_metrics(truth[myo], pred[myo], prob[myo]))
-    per_subject, records = [], []
-    for r, p, s in zip(subjects, pred, prob):
-        m = r.myocardium.astype(bool)
-        d = M.pixel_metrics(r.infarct[m], p[m])["dice"]
-        per_subject.append(dict(id=r.id, level=r.level, has_infarct=bool(r.infarct.any()), dice_myocardium=d,
-                                size_true_pct=M.infarct_size(r.infarct, m), size_pred_pct=M.infarct_size(p, m),
-                                size_error_pct=M.infarct_size_error(p, r.infarct, m)))
-        records += M.segment_records(r.id, r.level, r.infarct, p & m, s, r.aha)
-    inf = [p for p in per_subject if p["has_infarct"]]
-    out["dice_myocardium_mean"] = float(np.nanmean([p["dice_myocardium"] for p in inf])) if inf else None
-    out["size_error_abs_mean_pct"] = float(np.mean([abs(p["size_error_pct"]) for p in per_subject]))
-    out["size_error_mean_pct"] = float(np.mean([p["size_error_pct"] for p in per_subject]))
-    out["segments"] = M.segment_metrics(records)
-    out["per_subject"] = per_subject
-    return out, records
+def choose_threshold(rule, subjects, probs):
+    """The decision threshold: a number, or chosen on (validation) ``subjects`` over all ROI pixels by
+    "dice" (maximum Dice) or "youden" (maximum sensitivity + specificity - 1)."""
+    if rule in ("dice", "youden"):
+        truth = np.stack([r.infarct for r in subjects])
+        pick = M.dice_threshold if rule == "dice" else M.youden_threshold
+        return pick(truth, np.stack(probs))
+    try:
+        return float(rule)
+    except (TypeError, ValueError):
+        raise OfrnnError(f"threshold {rule!r} is not 'dice', 'youden' or a number", field="threshold") from None
 
 
 def _plot_curves(path, subjects, probs):
@@ -343,7 +331,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     va = [subjects[s] for s in split["val"]]
     te = [subjects[s] for s in split["test"]]
     common = dict(per_subject=cfg["pixels_per_subject"], fractions=cfg["strata_fractions"],
-                  infarct_share=cfg["infarct_share"])
+                  weights=cfg["pixel_weights"], infarct_share=cfg.get("infarct_share"))
     kw = dict(patch=cfg["patch"], global_patch=cfg["global_patch"], batch_size=cfg["batch_size"])
     train = PixelBatches(tr, sample_pixels(tr, seed=cfg["seed"], **common), seed=cfg["seed"], **kw)
     val = PixelBatches(va, sample_pixels(va, seed=cfg["seed"] + 1, **common), seed=cfg["seed"] + 1, **kw)
@@ -351,13 +339,10 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     timings.update(fit_times)
 
     val_probs, _ = predict_all(network, va, cfg, progress=progress)
-    thr = cfg["threshold"]
-    if thr == "youden":
-        thr = M.youden_threshold(np.stack([r.infarct for r in va]), np.stack(val_probs))
-    thr = float(thr)
+    thr = choose_threshold(cfg["threshold"], va, val_probs)
     probs, secs = predict_all(network, te, cfg, progress=progress)
     timings["network_per_subject"] = float(np.mean(secs))
-    metrics, records = evaluate(te, probs, thr)
+    metrics, records = M.evaluate_rois(te, probs, thr)
     _plot_curves(out / "roc_pr.png", te, probs)
     _overlays(out / "overlays", te, probs, thr, overlays)
     bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "roi_margin", "flow", "roi", "profile",
@@ -414,5 +399,5 @@ def aggregate(results, out):
     return summary
 
 
-__all__ = ["PROFILES", "PAPER", "load_profile", "make_split", "build", "train_network", "predict_all", "evaluate",
+__all__ = ["PROFILES", "PAPER", "load_profile", "make_split", "build", "train_network", "predict_all", "choose_threshold",
            "write_report", "run_fold", "aggregate"]

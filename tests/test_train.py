@@ -2,8 +2,9 @@
 
 The toy cohort: a ring-shaped LV myocardium that thickens and moves inwards over the cycle, except in
 an akinetic (infarcted) sector that keeps its end-diastolic position; bright blood pool, mid-grey
-myocardium, textured background, Gaussian noise. Exact forward flows come with it, so the global
-branch can run on ground-truth flow and the test stays fast and independent of the flow estimator.
+myocardium, textured background, Gaussian noise. Exact forward flows come with it (the store needs
+them; the ground-truth flow path of the pipeline is checked on them); the tiny model itself trains on
+flows estimated by :mod:`ofrnn.flow`, so it can also predict on DICOM folders, which carry none.
 """
 import json
 
@@ -74,7 +75,7 @@ def toy_cohort(tmp_path_factory):
     return path
 
 
-TINY = dict(flow="gt", pixels_per_subject=300, lstm_units=8, lstm_layers=4, input_dropout=0.0,
+TINY = dict(flow="estimated", pixels_per_subject=300, lstm_units=8, lstm_layers=4, input_dropout=0.0,
             encoder_sizes=[16, 8, 8], batch_size=128, lstm_epochs=3, ae_epochs=2, ae_samples=1000,
             finetune_epochs=3, learning_rate=3e-3, val_fraction=0.2, eval_batch=4096)
 
@@ -90,7 +91,12 @@ def test_prepare_crops_normalises_and_keeps_labels(toy_cohort, tmp_path):
     np.testing.assert_allclose(np.percentile(r.roi, [1, 99]), [0, 1], atol=1e-5)
     np.testing.assert_array_equal(again[0].roi, r.roi)
     assert r.infarct.sum() > 0 and set(np.unique(r.infarct)) <= {0, 1}
-    s = sample_pixels(subs, per_subject=200, fractions=[0.3, 0.3, 0.2, 0.2], infarct_share=0.5, seed=0)
+    s = sample_pixels(subs, per_subject=200, fractions=[0.3, 0.3, 0.2, 0.2], seed=0)
+    assert np.all(s["weight"] == 1)
+    n_inf = [min(int(r.infarct.sum()), 60) for r in subs]  # the infarct quota is 0.3 * 200
+    assert np.count_nonzero(s["label"] == 1) == sum(n_inf)
+    s = sample_pixels(subs, per_subject=200, fractions=[0.3, 0.3, 0.2, 0.2], seed=0, weights="represent",
+                      infarct_share=0.5)
     w = s["weight"]
     assert w.mean() == pytest.approx(1.0, rel=1e-5)
     assert w[s["label"] == 1].sum() == pytest.approx(w[s["label"] == 0].sum(), rel=1e-4)  # class-balanced
@@ -107,14 +113,22 @@ def test_resample_frames_keeps_endpoints():
     assert np.all(np.diff(out[:, 0, 0]) > 0)
 
 
-def test_tiny_train_beats_chance_and_predicts(toy_cohort, tmp_path):
-    from ofrnn.predict import load_bundle, predict_subjects
-    from ofrnn.store import open_cohort
+@pytest.fixture(scope="module")
+def tiny_run(toy_cohort, tmp_path_factory):
     from ofrnn.train import load_profile, run_fold
 
     cfg = load_profile("quick", **TINY)
-    out = tmp_path / "fold"
-    res = run_fold(toy_cohort, "holdout", cfg, out, progress=False, overlays=2)
+    out = tmp_path_factory.mktemp("fold") / "holdout"
+    return out, cfg, run_fold(toy_cohort, "holdout", cfg, out, progress=False, overlays=2)
+
+
+def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
+    from ofrnn.errors import OfrnnError
+    from ofrnn.predict import load_bundle, predict_subjects
+    from ofrnn.store import open_cohort
+    from ofrnn.train import run_fold
+
+    out, cfg, res = tiny_run
     m = res["metrics"]
     assert len(res["split"]["train"]) == 4  # 8 subjects: 1/3 test, then 1 for validation
     assert m["myocardium"]["roc_auc"] > 0.75, m["myocardium"]  # better than chance (0.5)
@@ -123,10 +137,8 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tmp_path):
               "split.json"):
         assert (out / f).is_file(), f
     assert "Decision threshold" in (out / "report.md").read_text()
-    # a finished fold is not redone
+    # a finished fold is not redone; other settings in the same folder are refused
     assert run_fold(toy_cohort, "holdout", cfg, out, progress=False)["timings"] == res["timings"]
-    from ofrnn.errors import OfrnnError
-
     with pytest.raises(OfrnnError, match="other settings"):
         run_fold(toy_cohort, "holdout", {**cfg, "lstm_units": 9}, out, progress=False)
 
@@ -168,3 +180,43 @@ def test_cli_bad_inputs_give_one_line_errors(toy_cohort, tmp_path, capsys):
     assert "fold 12" in capsys.readouterr().err
     assert main(["train", "--cohort", str(toy_cohort), "--profile", "huge", "--out", str(tmp_path / "t")]) == 2
     assert "no profile 'huge'" in capsys.readouterr().err
+
+
+def _write_toy_dicom(folder, subject, *, contours):
+    from pydicom.uid import generate_uid
+    from test_ingest import write_dicom
+
+    series = generate_uid()
+    folder.mkdir()
+    for f, frame in enumerate(subject.cine):
+        write_dicom(folder / f"im{f:03d}.dcm", np.clip(frame * 1000 + 100, 0, 60000).astype(np.uint16),
+                    series=series, trigger=10.0 + 40 * f, instance=1 + f, spacing=(1.5, 1.5))
+    if contours:
+        y0, x0, y1, x1 = subject.lv_box[0]
+        square = [(x0, y0), (x1 - 1, y0), (x1 - 1, y1 - 1), (x0, y1 - 1)]  # (column, row) vertices
+        (folder / "IM-0001-0001-ocontour-manual.txt").write_text("".join(f"{x} {y}\n" for x, y in square))
+
+
+def test_predict_cli_on_a_dicom_folder(tiny_run, tmp_path, capsys):
+    import h5py
+
+    from ofrnn.cli import main
+
+    out, _, _ = tiny_run
+    subject = toy_subject(20, infarct=True)
+    bare = tmp_path / "bare"
+    _write_toy_dicom(bare, subject, contours=False)
+    assert main(["predict", "--model", str(out), "--dicom", str(bare), "--out", str(tmp_path / "p0")]) == 2
+    assert "box source is required" in capsys.readouterr().err
+    boxed = tmp_path / "boxed"
+    _write_toy_dicom(boxed, subject, contours=True)
+    assert main(["predict", "--model", str(out), "--dicom", str(boxed), "--contours", str(boxed),
+                 "--out", str(tmp_path / "p1")]) == 0
+    with h5py.File(tmp_path / "p1" / "predictions.h5") as f:
+        (sid,) = list(f["subjects"])
+        g = f["subjects"][sid]
+        assert g["infarct_prob"].shape == (H, W) and g["infarct_pred"].shape == (H, W)
+        y0, x0, y1, x1 = g["lv_box"][()]
+        cy, cx = (subject.lv_box[0, 0] + subject.lv_box[0, 2]) / 2, (subject.lv_box[0, 1] + subject.lv_box[0, 3]) / 2
+        assert abs((y0 + y1) / 2 - cy) <= 1 and abs((x0 + x1) / 2 - cx) <= 1  # ROI centred on the contour box
+    assert (tmp_path / "p1" / f"{sid}.json").is_file()

@@ -4,12 +4,14 @@ Writes OUT/predictions.h5 (per subject: infarct_prob float32 (H,W) and infarct_p
 the full input image's frame-0 coordinates, lv_box (4,) the ROI actually cropped, (y0, x0, y1, x1)
 image pixels), OUT/<id>.png (predicted infarct green, traced infarct yellow when known, ROI cyan)
 and OUT/<id>.json (infarct area in mm^2, % of myocardium when the myocardium is known, centroid,
-AHA segments involved when the segments are known).
+AHA segments involved when the segments are known); when the cohort has traced infarcts (e.g. a
+cohort simulated with another seed or acquisition), also OUT/metrics.json scored as in training.
 
 ROI boxes: --roi gt uses the cohort's annotated lv_box; --roi detector --localizer DIR runs the
 heart localization layers ('ofrnn localize' bundle). The default is gt when every subject has a
 box, else detector (which then needs --localizer). DICOM folders (--dicom) are read with
-'ofrnn ingest' rules (25 frames per cycle) and carry no boxes, so they need --localizer.
+'ofrnn ingest' rules (25 frames per cycle); they carry boxes only with --contours, otherwise they
+need --localizer.
 """
 HELP = "predict infarct maps (image coordinates) for a cohort or a DICOM folder with a trained model"
 
@@ -19,6 +21,8 @@ def add_arguments(p):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--cohort", help="cohort file (.h5)")
     src.add_argument("--dicom", help="folder of short-axis cine DICOM images")
+    p.add_argument("--contours", default=None,
+                   help="with --dicom: Sunnybrook-style contour files (their boxes become the ROI, --roi gt)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--roi", choices=("gt", "detector"), default=None, help="ROI source (see above)")
     p.add_argument("--localizer", default=None, help="heart localization bundle folder (for --roi detector)")
@@ -32,6 +36,8 @@ def run(args):
 
     from ..errors import OfrnnError
 
+    if args.contours and not args.dicom:
+        raise OfrnnError("--contours goes with --dicom (a cohort carries its own boxes)", field="--contours")
     model = Path(args.model)
     if not model.is_dir():
         raise OfrnnError("no such model folder", path=model)
@@ -41,7 +47,7 @@ def run(args):
             from ..ingest import ingest_dicom
 
             cohort = Path(tmp) / "dicom.h5"
-            ingest_dicom(args.dicom, cohort, progress=False)
+            ingest_dicom(args.dicom, cohort, contours=args.contours, progress=False)
         else:
             cohort = Path(args.cohort)
         from ..store import open_cohort
@@ -75,5 +81,9 @@ def run(args):
     mean = {k: sum(t[k] for t in tm) / len(tm) for k in ("roi", "flow", "features", "network", "total")} if tm else {}
     print(json.dumps(dict(subjects=len(tm), roi=roi, flow=config["flow"],
                           seconds_per_subject={k: round(v, 3) for k, v in mean.items()}), indent=1))
-    print(f"wrote {out}/predictions.h5 and one PNG + JSON per subject")
+    if "metrics" in res:
+        m = res["metrics"]
+        print(json.dumps({g: {k: round(m[g][k], 4) for k in ("accuracy", "sensitivity", "specificity", "dice")}
+                          for g in ("roi", "myocardium")}, indent=1))
+    print(f"wrote {out}/predictions.h5 and one PNG + JSON per subject" + (", metrics.json" if "metrics" in res else ""))
     return 0
