@@ -19,12 +19,13 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers, ops
 
 from . import proposals as P
@@ -55,32 +56,71 @@ class RoiMaxPooling(layers.Layer):
         self.pooled_size = tuple(int(v) for v in pooled_size)
         self.spatial_scale = float(spatial_scale)
 
-    def _bin_masks(self, start, end, n_bins, n_cells):
-        # start/end (B, R) in input pixels -> (B, R, n_bins, n_cells) booleans
+    def _bins(self, start, end, n_bins, n_cells):
+        # start/end (B, R) in input pixels -> first and last+1 cell (B, R, n_bins), clipped to the map
         s = ops.floor(start * self.spatial_scale)
         e = ops.maximum(ops.ceil(end * self.spatial_scale), s + 1.0)
         size = (e - s) / n_bins
         i = ops.arange(n_bins, dtype="float32")
-        lo = s[..., None] + ops.floor(i * size[..., None])
-        hi = s[..., None] + ops.ceil((i + 1.0) * size[..., None])
-        cells = ops.arange(n_cells, dtype="float32")
-        return (cells >= lo[..., None]) & (cells < hi[..., None])
+        lo = ops.clip(s[..., None] + ops.floor(i * size[..., None]), 0, n_cells)
+        hi = ops.clip(s[..., None] + ops.ceil((i + 1.0) * size[..., None]), 0, n_cells)
+        return ops.cast(lo, "int32"), ops.cast(hi, "int32")
+
+    @staticmethod
+    def _levels(n):
+        return int(np.floor(np.log2(max(n, 1)))) + 1
+
+    @staticmethod
+    def _range_table(x, axis, n):
+        # sparse table: level k holds the max over the 2**k cells starting at each cell
+        # (cells past the end repeat the last one, which a query never reaches)
+        table = [x]
+        for k in range(1, RoiMaxPooling._levels(n)):
+            prev, step = table[-1], 2 ** (k - 1)
+            idx = np.minimum(np.arange(n) + step, n - 1)
+            table.append(ops.maximum(prev, ops.take(prev, idx, axis=axis)))
+        return table
+
+    @staticmethod
+    def _level_and_end(lo, hi):
+        # a bin [lo, hi) is the union of [lo, lo + 2**k) and [hi - 2**k, hi), k = floor(log2(hi - lo))
+        n = ops.maximum(hi - lo, 1)
+        k = ops.zeros_like(n)
+        for j in range(1, 16):
+            k = k + ops.cast(n >= 2 ** j, "int32")
+        return k, ops.maximum(hi - ops.cast(2 ** k, "int32"), lo)
 
     def call(self, inputs):
         features, rois = inputs
         rois = ops.cast(rois, "float32")
-        h, w = ops.shape(features)[1], ops.shape(features)[2]
+        _, h, w, C = features.shape
         H, W = self.pooled_size
-        my = self._bin_masks(rois[..., 0], rois[..., 2], H, h)  # (B, R, H, h)
-        mx = self._bin_masks(rois[..., 1], rois[..., 3], W, w)  # (B, R, W, w)
-        neg = ops.cast(-3.0e38, features.dtype)
-        # separable max: first over x inside each column bin, then over y inside each row bin
-        f = features[:, None, None, :, :, :]                     # (B, 1, 1, h, w, C)
-        cols = ops.max(ops.where(mx[:, :, :, None, :, None], f, neg), axis=4)  # (B, R, W, h, C)
-        cols = ops.transpose(cols, (0, 1, 3, 2, 4))[:, :, None]  # (B, R, 1, h, W, C)
-        out = ops.max(ops.where(my[:, :, :, :, None, None], cols, neg), axis=3)  # (B, R, H, W, C)
-        nonempty = ops.any(my, axis=3)[:, :, :, None, None] & ops.any(mx, axis=3)[:, :, None, :, None]
-        return ops.where(nonempty, out, ops.zeros_like(out))
+        y_lo, y_hi = self._bins(rois[..., 0], rois[..., 2], H, h)  # (B, R, H)
+        x_lo, x_hi = self._bins(rois[..., 1], rois[..., 3], W, w)  # (B, R, W)
+        # 2-D sparse table of range maxima over the feature map, (B, Ly * Lx * h * w, C): every
+        # bin's max is then the max of four look-ups (exact, and far cheaper than masking every
+        # cell for every bin)
+        Ly, Lx = self._levels(h), self._levels(w)
+        table = [t for tx in self._range_table(features, 2, w) for t in self._range_table(tx, 1, h)]
+        table = ops.reshape(ops.stack(table, axis=1), (-1, Lx * Ly * h * w, C))
+        ky, ye = self._level_and_end(y_lo, y_hi)
+        kx, xe = self._level_and_end(x_lo, x_hi)
+        empty = (y_hi <= y_lo)[:, :, :, None] | (x_hi <= x_lo)[:, :, None, :]  # (B, R, H, W)
+        y_lo, ye = ops.minimum(y_lo, h - 1), ops.minimum(ye, h - 1)
+        x_lo, xe = ops.minimum(x_lo, w - 1), ops.minimum(xe, w - 1)
+
+        def index(ys, xs):
+            level = kx[:, :, None, :] * Ly + ky[:, :, :, None]
+            flat = ((level * h + ys[:, :, :, None]) * w + xs[:, :, None, :])  # (B, R, H, W)
+            return ops.reshape(flat, (ops.shape(flat)[0], -1, 1))
+
+        out = None
+        for ys in (y_lo, ye):
+            for xs in (x_lo, xe):
+                v = ops.take_along_axis(table, index(ys, xs), axis=1)
+                out = v if out is None else ops.maximum(out, v)
+        out = ops.reshape(out, (ops.shape(rois)[0], ops.shape(rois)[1], H, W, C))
+        return ops.where(empty[..., None], ops.zeros_like(out), out)
 
     def compute_output_shape(self, input_shape):
         fshape, rshape = input_shape
@@ -196,8 +236,11 @@ def augment(image, boxes, rng, cfg):
     Geometry: rotation by any angle and mirror flips (short-axis orientation conventions differ
     between scanners and data sets, e.g. ACDC arrays are transposed relative to DICOM display, so
     every orientation is anatomically plausible), zoom and shift (heart size and position in the
-    field of view). Appearance: gamma (non-linear contrast), a smooth multiplicative bias field (surface-coil
-    shading), blur and Gaussian noise, then the same percentile normalisation as at test time.
+    field of view). Appearance: clutter (see :func:`_clutter`), gamma (non-linear contrast), a
+    smooth multiplicative bias field (surface-coil shading), a random grey-level curve
+    (:func:`_random_lut`), a circular field-of-view mask (as Sunnybrook's), blur and Gaussian
+    noise, then the same percentile normalisation as at test time. ``boxes[0]`` is the
+    ground-truth LV box.
     """
     S = image.shape[0]
     angle = rng.uniform(-180, 180) if cfg["rotate"] else 0.0
@@ -219,18 +262,69 @@ def augment(image, boxes, rng, cfg):
     nb = np.stack([c[:, 1] - ey, c[:, 0] - ex, c[:, 1] + ey, c[:, 0] + ex], axis=1)
     # appearance
     yy, xx = np.mgrid[0:S, 0:S] / S
+    out = _clutter(out, nb[0], rng, cfg["clutter"], yy, xx)
     field = np.ones((S, S))
     for _ in range(2):
         cy, cx = rng.uniform(-0.5, 1.5, 2)
         field += rng.uniform(0, cfg["bias"]) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / rng.uniform(0.1, 0.6))
     img = out * field
     img = np.clip(img, 0, None) ** np.exp(rng.uniform(-np.log(cfg["gamma"]), np.log(cfg["gamma"])))
+    if rng.random() < cfg["lut"]:
+        img = _random_lut(P.normalize_intensity(img, percentiles=cfg["percentiles"]), rng)
+    if rng.random() < cfg["fov_mask"]:
+        img = _fov_mask(img, nb[0], rng, yy, xx)
     sigma = rng.uniform(0, cfg["blur"])
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
     img = img + rng.normal(0, rng.uniform(0, cfg["noise"]), img.shape)
     img = P.normalize_intensity(img, percentiles=cfg["percentiles"])
     return img.astype(np.float32), P.clip_boxes(nb, (S, S))
+
+
+def _clutter(img, gt, rng, n_max, yy, xx):
+    """Texture and distractors the phantom lacks: real frames show textured organs, fat and vessels.
+
+    Multiplies by smooth random texture and paints up to ``n_max`` random bright or dark ellipses
+    and rings away from the ground-truth LV box, so the detector must rely on the LV's own
+    appearance (a blood pool inside a myocardial ring) rather than on an empty surround.
+    """
+    S = img.shape[0]
+    tex = cv2.GaussianBlur(rng.normal(0, 1, (S, S)).astype(np.float32), (0, 0), rng.uniform(1, 4))
+    out = img * (1 + rng.uniform(0, 0.4) * tex / (tex.std() + 1e-6))
+    g = gt / S
+    for _ in range(rng.integers(0, n_max + 1)):
+        r = rng.uniform(0.02, 0.12, 2)
+        c = rng.uniform(0, 1, 2)
+        if (c[0] + r[0] > g[0] - 0.02 and c[0] - r[0] < g[2] + 0.02 and c[1] + r[1] > g[1] - 0.02
+                and c[1] - r[1] < g[3] + 0.02):
+            continue  # would touch the LV: skip rather than corrupt the label
+        d = ((yy - c[0]) / r[0]) ** 2 + ((xx - c[1]) / r[1]) ** 2
+        shape = (d < 1) & (d > rng.uniform(0.3, 0.7)) if rng.random() < 0.4 else d < 1
+        out = np.where(shape, rng.uniform(0, 1) * np.percentile(img, 99), out)
+    return out.astype(np.float32)
+
+
+def _random_lut(img, rng, knots=6):
+    """Map grey levels through a random piecewise-linear curve (domain randomisation).
+
+    Tissue contrasts differ between the phantom and real scanners (e.g. blood vs fat vs
+    myocardium); a random curve, monotone or not, makes the detector rely on shapes (a round
+    pool inside a ring) rather than on the phantom's grey levels. Half the curves are monotone.
+    """
+    y = rng.uniform(0, 1, knots)
+    if rng.random() < 0.5:
+        y = np.sort(y)
+    return np.interp(img, np.linspace(0, 1, knots), y).astype(np.float32)
+
+
+def _fov_mask(img, gt, rng, yy, xx):
+    """Black out everything outside a random circle that keeps the LV (reconstruction FOV masks)."""
+    S = img.shape[0]
+    c = (gt[:2] + gt[2:]) / 2 / S
+    r_min = np.max(np.hypot(*(np.stack(np.meshgrid(gt[[0, 2]], gt[[1, 3]]), -1).reshape(-1, 2) / S - c).T))
+    centre = c + rng.uniform(-0.1, 0.1, 2)
+    r = max(rng.uniform(0.35, 0.7), r_min + np.hypot(*(centre - c)) + 0.02)
+    return np.where((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 < r ** 2, img, 0).astype(np.float32)
 
 
 def sample_rois(gt, candidates, rng, *, n_rois, fg_fraction, fg_iou, bg_iou_hi, size):
@@ -267,6 +361,7 @@ class Detector:
 
     model: keras.Model
     settings: dict
+    _fn: object = field(default=None, init=False, repr=False)
 
     @property
     def _backbone(self):
@@ -295,44 +390,71 @@ class Detector:
                 f.unlink()
             tmp.rmdir()
 
-    def score_proposals(self, image, rois, *, chunk=512):
-        """LV probability and decoded boxes of detector-space ``rois`` (N, 4) on one detector-space image."""
-        feat = self._backbone(ops.convert_to_tensor(image[None, :, :, None], dtype="float32"), training=False)
-        probs, boxes = [], []
-        std = np.asarray(self.settings["bbox_std"])
-        for i in range(0, len(rois), chunk):
-            r = rois[i:i + chunk].astype(np.float32)
-            cls, d = self._head([feat, ops.convert_to_tensor(r[None])], training=False)
-            probs.append(np.asarray(cls)[0, :, 1])
-            boxes.append(P.decode_boxes(r, np.asarray(d)[0] * std))
-        return np.concatenate(probs), np.concatenate(boxes)
+    def _forward(self, images, rois):
+        # one traced graph for any batch and RoI count: eager Keras calls cost more than the maths
+        if self._fn is None:
+            S = self.settings["input_size"]
+            self._fn = tf.function(lambda x, r: self.model([x, r], training=False), reduce_retracing=True,
+                                   input_signature=[tf.TensorSpec((None, S, S, 1), tf.float32),
+                                                    tf.TensorSpec((None, None, 4), tf.float32)])
+        out = self._fn(tf.constant(images[..., None], tf.float32), tf.constant(rois, tf.float32))
+        return out["cls"].numpy()[..., 1], out["bbox"].numpy() * np.asarray(self.settings["bbox_std"], np.float32)
 
-    def detect(self, frame, *, mode="fast"):
-        """Detect the LV in one frame (H, W).
+    def score_proposals(self, images, rois, *, chunk=512):
+        """LV probability (B, R) and regressed boxes (B, R, 4) of ``rois`` (B, R, 4) on detector-space ``images`` (B, S, S)."""
+        probs, deltas = zip(*[self._forward(images, rois[:, i:i + chunk]) for i in range(0, rois.shape[1], chunk)])
+        probs, deltas = np.concatenate(probs, axis=1), np.concatenate(deltas, axis=1)
+        boxes = P.decode_boxes(rois.reshape(-1, 4), deltas.reshape(-1, 4)).reshape(rois.shape)
+        return probs, boxes
+
+    def detect_frames(self, frames, *, mode="fast", shared_proposals=False):
+        """Detect the LV in each frame (H, W) of ``frames``, scoring all frames in one batch.
+
+        ``shared_proposals``: propose on the first frame only and score those boxes on every
+        frame (frames of one cine share their geometry; selective search is the costly step).
 
         Returns
         -------
-        dict
-            ``box`` (4,) best LV box in image pixels after box regression and NMS, ``score`` its
-            LV probability, ``proposals`` (N, 4) image pixels, ``proposal_scores`` (N,) LV
-            probability of every (unregressed) proposal.
+        list of dict
+            Per frame: ``box`` (4,) best LV box in image pixels after box regression and NMS,
+            ``score`` its LV probability (box voting: :func:`ofrnn.proposals.box_vote`),
+            ``proposals`` (N, 4) image pixels, ``proposal_scores``
+            (N,) LV probability of every (unregressed) proposal.
         """
         s = self.settings
-        frame = np.asarray(frame, dtype=np.float32)
-        img, factor, offset = to_detector(frame, input_size=s["input_size"], percentiles=s["percentiles"])
-        props = P.region_proposals(frame, mode=mode, size=s["input_size"], grow=tuple(s["grow"]),
-                                   max_proposals=s["max_proposals"])
-        rois = P.clip_boxes(boxes_to_detector(props, factor, offset), img.shape)
-        probs, boxes = self.score_proposals(img, rois)
-        keep = P.nms(boxes, probs, iou_threshold=s["nms_iou"], max_output=1)
-        best = P.clip_boxes(boxes_to_image(boxes[keep], factor, offset), frame.shape)[0]
-        return dict(box=best, score=float(probs[keep[0]]), proposals=props, proposal_scores=probs)
+        frames = [np.asarray(f, dtype=np.float32) for f in frames]
+        imgs, maps, rois = [], [], []
+        for k, f in enumerate(frames):
+            img, factor, offset = to_detector(f, input_size=s["input_size"], percentiles=s["percentiles"])
+            if k == 0 or not shared_proposals or f.shape != frames[0].shape:
+                props = P.region_proposals(f, mode=mode, size=s["input_size"], grow=tuple(s["grow"]),
+                                           max_proposals=s["max_proposals"])
+            imgs.append(img)
+            maps.append((factor, offset, props))
+            rois.append(P.clip_boxes(boxes_to_detector(props, factor, offset), img.shape))
+        n = max(len(r) for r in rois)
+        # pad every frame's RoIs to one count by repeating its first RoI (scores of pads are dropped)
+        batch = np.stack([np.concatenate([r, np.repeat(r[:1], n - len(r), axis=0)]) for r in rois])
+        probs, boxes = self.score_proposals(np.stack(imgs), batch)
+        out = []
+        for f, (factor, offset, props), p, b in zip(frames, maps, probs, boxes):
+            p, b = p[:len(props)], b[:len(props)]
+            keep = P.nms(b, p, iou_threshold=s["nms_iou"], max_output=1)
+            best = P.box_vote(b, p, keep[0], iou_threshold=s["vote_iou"])
+            best = P.clip_boxes(boxes_to_image(best[None], factor, offset), f.shape)[0]
+            out.append(dict(box=best, score=float(p[keep[0]]), proposals=props, proposal_scores=p))
+        return out
+
+    def detect(self, frame, *, mode="fast"):
+        """Detect the LV in one frame (H, W); see :meth:`detect_frames`."""
+        return self.detect_frames([frame], mode=mode)[0]
 
     def localize(self, cine, *, mode="fast"):
         """One LV box and one 64 x 64 crop transform for a whole cine (T, H, W).
 
-        ``fast`` detects on ``fast_frames`` frames spread over the cycle (frame 0 = ED first),
-        ``quality`` on every frame; :func:`sequence_box` merges the per-frame boxes.
+        ``fast`` detects on ``fast_frames`` frames spread over the cycle (frame 0 = ED first) with
+        the fast proposals of frame 0 shared by all; ``quality`` on every frame with its own
+        quality-mode proposals. :func:`sequence_box` merges the per-frame boxes.
         Returns a dict with ``box``, ``transform`` (:class:`ofrnn.roi.RoiTransform`),
         ``frames``, ``frame_boxes`` and ``frame_scores``.
         """
@@ -344,7 +466,8 @@ class Detector:
             frames = np.unique(np.linspace(0, T - 1, min(T, self.settings["fast_frames"])).round().astype(int))
         else:
             frames = np.arange(T)
-        dets = [self.detect(cine[t], mode=mode) for t in frames]
+        dets = (self.detect_frames(cine[frames], mode="fast", shared_proposals=True) if mode == "fast"
+                else [self.detect(cine[t], mode=mode) for t in frames])
         boxes = np.array([d["box"] for d in dets])
         scores = np.array([d["score"] for d in dets])
         box = sequence_box(boxes, scores, min_iou=self.settings["sequence_min_iou"])
@@ -427,7 +550,7 @@ def load_detector(folder):
         settings = json.loads(spath.read_text())
     except json.JSONDecodeError as e:
         raise OfrnnError(f"not valid JSON ({e.msg}, line {e.lineno})", path=spath) from None
-    for key in ("input_size", "percentiles", "bbox_std", "grow", "max_proposals", "nms_iou", "fast_frames",
+    for key in ("input_size", "percentiles", "bbox_std", "grow", "max_proposals", "nms_iou", "vote_iou", "fast_frames",
                 "sequence_min_iou", "roi_margin"):
         if key not in settings:
             raise OfrnnError("missing setting", path=spath, field=key)
@@ -480,8 +603,6 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True):
     (Detector, dict)
         The detector and a training record (loss history, seconds).
     """
-    import tensorflow as tf
-
     if len(frames) == 0 or len(frames) != len(boxes):
         raise ValueError("need as many ground-truth boxes as frames, and at least one frame")
     keras.utils.set_random_seed(seed)
@@ -511,7 +632,7 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True):
     hist = model.fit(ds, epochs=tr["epochs"], steps_per_epoch=tr["steps_per_epoch"],
                      verbose=1 if progress else 0)
     settings = dict(input_size=S, percentiles=list(d["percentiles"]), bbox_std=list(d["bbox_std"]),
-                    grow=list(d["grow"]), max_proposals=d["max_proposals"], nms_iou=d["nms_iou"],
+                    grow=list(d["grow"]), max_proposals=d["max_proposals"], nms_iou=d["nms_iou"], vote_iou=d["vote_iou"],
                     fast_frames=d["fast_frames"], sequence_min_iou=d["sequence_min_iou"],
                     roi_margin=d["roi_margin"], trained_on=len(frames), seed=seed, ofrnn_version=__version__,
                     keras_version=keras.__version__)

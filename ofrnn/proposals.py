@@ -191,6 +191,19 @@ def nms(boxes, scores, *, iou_threshold=0.3, max_output=None):
     return np.asarray(keep, dtype=int)
 
 
+def box_vote(boxes, scores, best, *, iou_threshold=0.5):
+    """Refine the kept box ``best`` by the score-weighted mean of the boxes overlapping it.
+
+    Many proposals around the LV score alike (any IoU >= 0.5 is "LV"), so the single best-scoring
+    regressed box is noisy; averaging the regressed boxes that overlap it by IoU >=
+    ``iou_threshold``, weighted by score, steadies it (box voting, Gidaris & Komodakis, ICCV 2015).
+    """
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    w = np.asarray(scores, dtype=float) * (box_iou(boxes, boxes[best])[:, 0] >= iou_threshold)
+    w[best] = max(w[best], 1e-12)
+    return (boxes * w[:, None]).sum(0) / w.sum()
+
+
 def encode_boxes(proposals, targets):
     """Fast R-CNN box-regression targets (t_y, t_x, t_h, t_w) of ``targets`` relative to ``proposals``.
 

@@ -242,3 +242,9 @@ def test_cli_localize_writes_a_cohort_of_roi_sequences(trained, tmp_path):
         np.testing.assert_allclose(s.spacing_mm, (1.5 * t.scale, 1.5 * t.scale))
         np.testing.assert_array_equal(s.myocardium, crop(subjects[0].myocardium, t, order=0))
         assert json.loads(s.attrs["roi_image_shape"]) == [96, 96] and s.attrs["localize_mode"] == "fast"
+
+
+def test_box_vote_averages_overlapping_boxes_by_score():
+    b = np.array([[0, 0, 10, 10], [2, 2, 12, 12], [50, 50, 60, 60]], float)
+    np.testing.assert_allclose(P.box_vote(b, [0.6, 0.2, 0.9], 0, iou_threshold=0.3), [0.5, 0.5, 10.5, 10.5])
+    np.testing.assert_allclose(P.box_vote(b, [0.6, 0.2, 0.9], 2), b[2])

@@ -1,0 +1,499 @@
+"""Heart localization layers experiment: train the Fast R-CNN on simulated subjects, evaluate it
+on held-out simulated subjects and on real cines (Sunnybrook, ACDC) it never saw.
+
+Metrics (Sec. 3, "Automatic localization of the LV", and what users of the crop need):
+
+* proposal classification, as the paper: every selective-search proposal (quality mode) of a
+  frame is labelled LV when its IoU with the ground-truth LV box is >= 0.5, and classified by the
+  softmax (LV probability >= 0.5): accuracy, sensitivity, specificity, balanced accuracy, ROC and
+  PR curves, beside the paper's 96.49 / 94.39 / 98.67 %;
+* detection per frame (best box after regression and NMS): IoU with the ground-truth box and
+  centre error in mm;
+* containment: fraction of annotated frames whose 64x64 ROI (one box per sequence, fast mode as
+  ``ofrnn localize`` runs by default) holds the whole LV myocardium (epicardial contour);
+* timing: fast-mode localization of one 25-frame 256x256 sequence, and training time.
+
+Real data is read-only from ``<repo>/../shared/data`` and skipped (with the reason in the
+report) when absent; the detector is trained on simulated frames only.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import platform
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import proposals as P
+from .._version import __version__
+from ..errors import OfrnnError
+
+PAPER = {"accuracy": 96.49, "sensitivity": 94.39, "specificity": 98.67}
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data"
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+def _merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve_config(config, profile):
+    """The TOML settings with the ``[profile.<profile>]`` overrides applied (``full``: none)."""
+    profiles = config.get("profile", {})
+    if profile not in ("full", *profiles):
+        raise OfrnnError(f"unknown profile {profile!r}; known: full, {', '.join(profiles)}", field="profile")
+    return _merge({k: v for k, v in config.items() if k != "profile"}, profiles.get(profile, {}))
+
+
+# -- data --------------------------------------------------------------------------------------------
+
+def _spread(T, n):
+    """``n`` frame indices spread over ``T`` frames, frame 0 (end-diastole) first."""
+    return np.unique(np.linspace(0, T, n, endpoint=False).astype(int))
+
+
+def _mask_box(mask):
+    ys, xs = np.nonzero(mask)
+    return np.array([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1], dtype=float)
+
+
+def simulated_split(cohort, cfg, seed):
+    """Training and held-out subject ids (subject-wise, stratified by slice level)."""
+    from ..splits import holdout
+
+    ids = list(cohort.ids)[: cfg["data"].get("max_subjects") or None]
+    levels = [cohort.meta(s)["level"] for s in ids]
+    split = holdout(ids, levels, test_fraction=cfg["data"]["test_fraction"], seed=seed)
+    return [s for s in ids if split[s] == "train"], [s for s in ids if split[s] == "test"]
+
+
+def training_frames(cohort, ids, n_frames):
+    frames, boxes = [], []
+    for sid in ids:
+        s = cohort.read(sid, fields=("cine", "lv_box"))
+        for t in _spread(len(s.cine), n_frames):
+            if np.all(s.lv_box[t] >= 0):
+                frames.append(s.cine[t])
+                boxes.append(s.lv_box[t].astype(float))
+    return frames, np.array(boxes)
+
+
+def sunnybrook_sequences(root):
+    """Sunnybrook slices with manual contours: 20-frame cine, spacing, {frame: {"i"|"o": mask}}."""
+    import pydicom
+    from skimage.draw import polygon2mask
+
+    link = {r["original_id"]: r["patient_id"] for r in csv.DictReader(open(root / "link.csv"))}
+    out = []
+    for pid, folder in sorted(link.items()):
+        contours = {}
+        for f in sorted((root / "contourfiles" / pid).glob("*-contours/IM-0001-*-?contour-manual.txt")):
+            n = int(f.name.split("-")[2])
+            contours.setdefault((n - 1) // 20, {}).setdefault((n - 1) % 20, {})[f.name.split("-")[3][0]] = f
+        for sl, per_frame in sorted(contours.items()):
+            ds = [pydicom.dcmread(root / "dicoms" / folder / f"{sl * 20 + k + 1}.dcm") for k in range(20)]
+            cine = np.stack([d.pixel_array.astype(np.float32) for d in ds])
+            spacing = tuple(float(v) for v in ds[0].PixelSpacing)
+            masks = {fr: {kind: polygon2mask(cine.shape[1:], np.loadtxt(p)[:, ::-1]) for kind, p in kinds.items()}
+                     for fr, kinds in per_frame.items()}
+            out.append(dict(id=f"{pid}/slice{sl:02d}", cine=cine, spacing=spacing, masks=masks))
+    return out
+
+
+def acdc_sequences(root):
+    """ACDC ED/ES slices as 2-frame sequences with LV (myocardium | cavity) masks; spacing unknown."""
+    import h5py
+
+    vols = {}
+    for f in sorted(root.glob("patient*_frame0[12]*.h5")):
+        m = re.match(r"(patient\d+)_frame0([12])(?:_slice_(\d+))?\.h5", f.name)
+        with h5py.File(f, "r") as h:
+            img, lab = h["image"][()], h["label"][()]
+        if m.group(3) is None:  # a 3-D volume file
+            for z in range(img.shape[0]):
+                vols.setdefault((m.group(1), z), {})[int(m.group(2))] = (img[z], lab[z])
+        else:
+            vols.setdefault((m.group(1), int(m.group(3)) - 1), {})[int(m.group(2))] = (img, lab)
+    out = []
+    for (pid, z), fr in sorted(vols.items()):
+        if set(fr) != {1, 2}:
+            continue
+        lv = [np.isin(fr[k][1], (2, 3)) for k in (1, 2)]
+        if not all(m.sum() >= 20 for m in lv):  # beyond apex or base: no LV to find
+            continue
+        out.append(dict(id=f"{pid}/slice{z + 1:02d}", cine=np.stack([fr[1][0], fr[2][0]]).astype(np.float32),
+                        spacing=None, masks={0: {"o": lv[0]}, 1: {"o": lv[1]}}))
+    return out
+
+
+# -- metrics -----------------------------------------------------------------------------------------
+
+def classification(scores, labels, threshold=0.5):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    scores, labels = np.asarray(scores), np.asarray(labels, bool)
+    pred = scores >= threshold
+    tp, tn = int((pred & labels).sum()), int((~pred & ~labels).sum())
+    fp, fn = int((pred & ~labels).sum()), int((~pred & labels).sum())
+    sens = tp / max(tp + fn, 1)
+    spec = tn / max(tn + fp, 1)
+    both = labels.any() and (~labels).any()
+    return dict(n=int(labels.size), positives=int(labels.sum()), accuracy=100 * (tp + tn) / max(labels.size, 1),
+                sensitivity=100 * sens, specificity=100 * spec, balanced_accuracy=50 * (sens + spec),
+                roc_auc=float(roc_auc_score(labels, scores)) if both else None,
+                average_precision=float(average_precision_score(labels, scores)) if both else None)
+
+
+def _summary(v):
+    v = np.asarray(v, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    return dict(n=int(v.size), median=float(np.median(v)), mean=float(v.mean()), p90=float(np.percentile(v, 90)),
+                max=float(v.max()))
+
+
+def _contained(mask, transform):
+    y0, x0, y1, x1 = transform.box
+    ys, xs = np.nonzero(mask)
+    return bool(ys.size and ys.min() >= y0 and ys.max() < y1 and xs.min() >= x0 and xs.max() < x1)
+
+
+def evaluate_set(detector, seqs, *, quality_frames, rng, desc):
+    """Per-frame detection, proposal classification (quality mode) and sequence containment.
+
+    ``seqs``: dicts with ``cine`` (T, H, W), ``spacing`` (mm or None), ``masks`` {frame: {"o": epicardial
+    mask, "i": endocardial mask}} and optionally ``detect_frames`` (default: frames with an "o"
+    mask). Proposal classification runs on ``quality_frames`` of the detection frames drawn at
+    random (all when None).
+    """
+    def detect_frames(s):
+        return s.get("detect_frames", [fr for fr, m in s["masks"].items() if "o" in m])
+
+    annotated = [(k, fr) for k, s in enumerate(seqs) for fr in detect_frames(s)]
+    if quality_frames is not None and len(annotated) > quality_frames:
+        annotated = [annotated[i] for i in np.sort(rng.choice(len(annotated), quality_frames, replace=False))]
+    q = set(annotated)
+    scores, labels, rows = [], [], []
+    for k, s in enumerate(tqdm(seqs, desc=desc, unit="slice")):
+        found = detector.localize(s["cine"], mode="fast")
+        t = found["transform"]
+        for fr, m in s["masks"].items():
+            row = dict(id=s["id"], frame=int(fr), roi_side=t.side)
+            for kind, mask in m.items():
+                row[f"contains_{kind}"] = _contained(mask, t)
+            if fr in detect_frames(s):
+                gt = _mask_box(m["o"])
+                det = detector.detect(s["cine"][fr], mode="fast")
+                row.update(_detection_row(det["box"], gt, s["spacing"], "fast"))
+                if (k, fr) in q:
+                    dq = detector.detect(s["cine"][fr], mode="quality")
+                    row.update(_detection_row(dq["box"], gt, s["spacing"], "quality"))
+                    row["n_proposals"] = len(dq["proposals"])
+                    scores.append(dq["proposal_scores"])
+                    labels.append(P.box_iou(dq["proposals"], gt)[:, 0] >= 0.5)
+            rows.append(row)
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    labels = np.concatenate(labels) if labels else np.zeros(0, bool)
+    return rows, scores, labels
+
+
+def _detection_row(box, gt, spacing, mode):
+    c = (box[:2] + box[2:]) / 2 - (gt[:2] + gt[2:]) / 2
+    row = {f"iou_{mode}": float(P.box_iou(box, gt)[0, 0]), f"centre_px_{mode}": float(np.hypot(*c)),
+           f"gt_side_px": float(max(gt[2] - gt[0], gt[3] - gt[1]))}
+    if spacing is not None:
+        row[f"centre_mm_{mode}"] = float(np.hypot(c[0] * spacing[0], c[1] * spacing[1]))
+    return row
+
+
+def set_metrics(rows, scores, labels):
+    def col(name):
+        return [r[name] for r in rows if name in r]
+
+    out = dict(slices=len({r["id"] for r in rows}), frames=len(rows),
+               proposals=classification(scores, labels) if labels.size else None)
+    for mode in ("fast", "quality"):
+        out[f"detection_{mode}"] = dict(iou=_summary(col(f"iou_{mode}")), centre_px=_summary(col(f"centre_px_{mode}")),
+                                        centre_mm=_summary(col(f"centre_mm_{mode}")),
+                                        iou_ge_0_5=100 * float(np.mean(np.array(col(f"iou_{mode}")) >= 0.5))
+                                        if col(f"iou_{mode}") else None)
+    for kind, name in (("o", "containment_myocardium"), ("i", "containment_endocardium")):
+        v = col(f"contains_{kind}")
+        out[name] = dict(percent=100 * float(np.mean(v)), frames=len(v)) if v else None
+    out["roi_side_px"] = _summary(col("roi_side"))
+    return out
+
+
+def simulated_sequences(cohort, ids, eval_frames):
+    """Held-out simulated subjects: the whole cine; epicardial masks (myocardium | cavity) per frame."""
+    seqs = []
+    for sid in ids:
+        s = cohort.read(sid, fields=("cine", "myocardium_t", "lv_cavity_t"))
+        masks = {t: {"o": (s.myocardium_t[t] | s.lv_cavity_t[t]).astype(bool)} for t in range(len(s.cine))}
+        # every frame counts for containment; a few spread over the cycle for detection metrics
+        seqs.append(dict(id=sid, cine=s.cine, spacing=s.spacing_mm, masks=masks,
+                         detect_frames=_spread(len(s.cine), eval_frames).tolist()))
+    return seqs
+
+
+# -- the experiment ----------------------------------------------------------------------------------
+
+def run(config, profile, out_dir):
+    """Train, evaluate and write ``metrics.json``, ``report.md``, figures and the model bundle.
+
+    Parameters
+    ----------
+    config : dict
+        ``experiments/localization.toml``.
+    profile : str
+        ``full`` or a name under ``[profile]`` (e.g. ``quick``: a smoke run).
+    out_dir : path
+        Results folder (``results/localization``); the bundle goes to ``out_dir/model``.
+    """
+    import keras
+    import tensorflow as tf
+
+    from ..localization import train_detector
+    from ..store import open_cohort
+
+    cfg = resolve_config(config, profile)
+    ev = cfg["evaluate"]
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(ev["threads"])
+        tf.config.threading.set_inter_op_parallelism_threads(ev["threads"])
+    except RuntimeError:  # TensorFlow already initialised by the caller: keep its threads
+        pass
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed = cfg["seed"]
+    rng = np.random.default_rng(seed)
+    cohort_path = REPO / cfg["data"]["cohort"]
+    cohort = open_cohort(cohort_path)
+    train_ids, test_ids = simulated_split(cohort, cfg, seed)
+    frames, boxes = training_frames(cohort, train_ids, cfg["data"]["frames_per_subject"])
+    print(f"training on {len(frames)} frames of {len(train_ids)} simulated subjects")
+    detector, record = train_detector(frames, boxes, cfg, seed=seed, progress=ev["progress"])
+    detector.save(out_dir / "model")
+
+    sets, skipped = {}, {}
+    sets["simulated"] = simulated_sequences(cohort, test_ids, cfg["data"]["eval_frames_per_subject"])
+    for name, loader in (("sunnybrook", sunnybrook_sequences), ("acdc", acdc_sequences)):
+        root = SHARED / ("sunnybrook" if name == "sunnybrook" else "acdc-edes")
+        if not ev[name]:
+            skipped[name] = "switched off in the settings"
+        elif not root.is_dir():
+            skipped[name] = f"{root} not found"
+        else:
+            sets[name] = loader(root)[: ev.get("max_real_slices") or None]
+    metrics, curves = {}, {}
+    for name, seqs in sets.items():
+        qf = ev["quality_frames_simulated"] if name == "simulated" else ev["quality_frames_real"]
+        rows, scores, labels = evaluate_set(detector, seqs, quality_frames=qf, rng=rng, desc=name)
+        metrics[name] = set_metrics(rows, scores, labels)
+        curves[name] = (scores, labels, rows)
+    timing = time_fast_mode(detector, sets["simulated"], ev["timing_repeats"])
+    result = dict(paper=PAPER, profile=profile, seed=seed, cohort=str(cohort_path), train_subjects=len(train_ids),
+                  test_subjects=len(test_ids), train_frames=len(frames), training=record, timing=timing,
+                  sets=metrics, skipped=skipped, targets=targets(metrics, record, timing),
+                  versions=dict(ofrnn=__version__, tensorflow=tf.__version__, keras=keras.__version__,
+                                numpy=np.__version__, python=platform.python_version()),
+                  settings=cfg)
+    _write_json(out_dir / "metrics.json", result)
+    figures(curves, sets, detector, out_dir)
+    (out_dir / "report.md").write_text(report(result))
+    print(f"{out_dir}/metrics.json, report.md, figures written")
+
+
+def time_fast_mode(detector, seqs, repeats):
+    """Median wall time of fast-mode localization of the first held-out (25-frame) sequence."""
+    cine = seqs[0]["cine"]
+    detector.localize(cine, mode="fast")  # warm-up: first calls trace the Keras graphs
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        detector.localize(cine, mode="fast")
+        times.append(time.perf_counter() - t0)
+    return dict(sequence_shape=list(cine.shape), seconds_median=float(np.median(times)), seconds=times,
+                threads=detector_threads())
+
+
+def detector_threads():
+    import tensorflow as tf
+
+    return dict(intra_op=tf.config.threading.get_intra_op_parallelism_threads(),
+                inter_op=tf.config.threading.get_inter_op_parallelism_threads())
+
+
+def targets(m, record, timing):
+    """The issue's benchmarks: measured value, target, met or not."""
+    t = []
+
+    def add(name, value, goal, ok):
+        t.append(dict(name=name, value=value, target=goal, met=None if value is None else bool(ok)))
+
+    sim = m["simulated"]
+    pr = sim["proposals"] or {}
+    for k in ("accuracy", "sensitivity", "specificity"):
+        v = pr.get(k)
+        add(f"simulated proposal {k} (%)", v, f">= {PAPER[k]}", v is not None and v >= PAPER[k])
+    cont = sim["containment_myocardium"]
+    v = cont and cont["percent"]
+    add("simulated whole-LV containment (% frames)", v, ">= 99", v is not None and v >= 99)
+    for name in ("sunnybrook", "acdc"):
+        if name not in m:
+            continue
+        c = m[name]["containment_myocardium"]
+        v = c and c["percent"]
+        add(f"{name} whole-LV containment (% frames)", v, ">= 90", v is not None and v >= 90)
+        ce = m[name]["detection_fast"]["centre_mm"]
+        v = ce and ce["median"]
+        add(f"{name} median centre error (mm)", v, "< 5", v is not None and v < 5)
+    v = timing["seconds_median"]
+    add("fast-mode localization of a 25-frame sequence (s)", v, "< 0.5", v < 0.5)
+    v = record["seconds"]
+    add("training (s)", v, "< 600", v < 600)
+    return t
+
+
+def _write_json(path, obj):
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_plain))
+    tmp.replace(path)
+
+
+def _plain(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+# -- figures and report ------------------------------------------------------------------------------
+
+def figures(curves, sets, detector, out_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4.5))
+    for name, (scores, labels, _) in curves.items():
+        if labels.size and labels.any() and (~labels).any():
+            fpr, tpr, _ = roc_curve(labels, scores)
+            pre, rec, _ = precision_recall_curve(labels, scores)
+            ax[0].plot(fpr, tpr, label=name)
+            ax[1].plot(rec, pre, label=name)
+    ax[0].plot(1 - PAPER["specificity"] / 100, PAPER["sensitivity"] / 100, "k*", ms=10, label="paper (Sec. 3)")
+    ax[0].set(xlabel="1 - specificity", ylabel="sensitivity", title="Proposal classification: ROC")
+    ax[1].set(xlabel="recall", ylabel="precision", title="Proposal classification: PR")
+    for a in ax:
+        a.legend(loc="lower right" if a is ax[0] else "lower left")
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "roc_pr.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for name, (_, _, rows) in curves.items():
+        iou = [r["iou_fast"] for r in rows if "iou_fast" in r]
+        ce = [r.get("centre_mm_fast", np.nan) for r in rows if "iou_fast" in r]
+        ax[0].hist(iou, bins=np.linspace(0, 1, 21), histtype="step", density=True, label=name)
+        if np.isfinite(ce).any():
+            ax[1].hist(np.array(ce)[np.isfinite(ce)], bins=np.linspace(0, 30, 31), histtype="step", density=True,
+                       label=name)
+    ax[0].set(xlabel="IoU with the ground-truth LV box (fast mode)", ylabel="density")
+    ax[1].set(xlabel="centre error (mm, fast mode)", ylabel="density")
+    for a in ax:
+        a.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "errors.png", dpi=110)
+    plt.close(fig)
+
+    n = 4
+    fig, ax = plt.subplots(len(sets), n, figsize=(3 * n, 3 * len(sets)), squeeze=False)
+    for i, (name, seqs) in enumerate(sets.items()):
+        for j, k in enumerate(np.linspace(0, len(seqs) - 1, n).astype(int)):
+            s = seqs[k]
+            fr = next(f for f, m in s["masks"].items() if "o" in m)
+            found = detector.localize(s["cine"], mode="fast")
+            a = ax[i, j]
+            a.imshow(s["cine"][fr], cmap="gray")
+            a.contour(s["masks"][fr]["o"], levels=[0.5], colors="lime", linewidths=0.8)
+            for b, c in ((found["box"], "red"), (found["transform"].box, "yellow")):
+                a.add_patch(plt.Rectangle((b[1] - 0.5, b[0] - 0.5), b[3] - b[1], b[2] - b[0], fill=False, color=c, lw=1))
+            a.set_title(f"{name}: {s['id']}", fontsize=8)
+            a.axis("off")
+    fig.suptitle("green: LV epicardium (GT), red: detected sequence box, yellow: 64x64 ROI crop", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_dir / "examples.png", dpi=100)
+    plt.close(fig)
+
+
+def _f(v, fmt="{:.2f}"):
+    return "-" if v is None else fmt.format(v)
+
+
+def report(r):
+    lines = ["# Heart localization layers (Fast R-CNN LV detector)", "",
+             f"Profile `{r['profile']}`, seed {r['seed']}, cohort `{r['cohort']}`: {r['train_subjects']} training subjects "
+             f"({r['train_frames']} frames), {r['test_subjects']} held-out subjects. Detector trained on simulated data only; "
+             f"training {r['training']['seconds']:.0f} s (proposals {r['training']['proposal_seconds']:.0f} s). "
+             f"Versions: {r['versions']}.", "",
+             "## Targets", "", "| benchmark | measured | target | met |", "|---|---|---|---|"]
+    for t in r["targets"]:
+        lines.append(f"| {t['name']} | {_f(t['value'])} | {t['target']} | {'-' if t['met'] is None else ('yes' if t['met'] else 'NO')} |")
+    lines += ["", "## Proposal classification (quality-mode selective search, positive = IoU >= 0.5)", "",
+              "| set | frames | proposals | positives | accuracy % | sensitivity % | specificity % | balanced acc. % | ROC AUC | AP |",
+              "|---|---|---|---|---|---|---|---|---|---|",
+              f"| paper (Sec. 3) | 2.85k images | ~2k / image | - | {PAPER['accuracy']} | {PAPER['sensitivity']} | "
+              f"{PAPER['specificity']} | - | - | - |"]
+    for name, m in r["sets"].items():
+        p = m["proposals"]
+        if p:
+            nq = m["detection_quality"]["iou"]["n"] if m["detection_quality"]["iou"] else 0
+            lines.append(f"| {name} | {nq} | {p['n']} | {p['positives']} | {_f(p['accuracy'])} | {_f(p['sensitivity'])} | "
+                         f"{_f(p['specificity'])} | {_f(p['balanced_accuracy'])} | {_f(p['roc_auc'], '{:.4f}')} | "
+                         f"{_f(p['average_precision'], '{:.4f}')} |")
+    lines += ["", "The paper does not say how its proposals were balanced; accuracy over *all* proposals of a frame is "
+              "dominated by background, so sensitivity, specificity and balanced accuracy are the comparable numbers.", "",
+              "## Detection and ROI containment", "",
+              "| set | slices | frames | IoU median (fast) | IoU >= 0.5 % (fast) | centre error median mm (fast) | "
+              "centre p90 mm | centre median px | IoU median (quality) | containment myocardium % | containment endocardium % | ROI side px median |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, m in r["sets"].items():
+        df, dq = m["detection_fast"], m["detection_quality"]
+        cm, ci = m["containment_myocardium"], m["containment_endocardium"]
+        lines.append(
+            f"| {name} | {m['slices']} | {m['frames']} | {_f(df['iou'] and df['iou']['median'])} | {_f(df['iou_ge_0_5'], '{:.1f}')} | "
+            f"{_f(df['centre_mm'] and df['centre_mm']['median'])} | {_f(df['centre_mm'] and df['centre_mm']['p90'])} | "
+            f"{_f(df['centre_px'] and df['centre_px']['median'])} | {_f(dq['iou'] and dq['iou']['median'])} | "
+            f"{_f(cm and cm['percent'], '{:.1f}')} ({cm['frames'] if cm else 0}) | {_f(ci and ci['percent'], '{:.1f}')} "
+            f"({ci['frames'] if ci else 0}) | {_f(m['roi_side_px'] and m['roi_side_px']['median'], '{:.0f}')} |")
+    lines += ["", "Containment: the sequence's 64x64 ROI (fast mode: detection on a few frames, one box per sequence by "
+              "`ofrnn.localization.sequence_box`, crop by `ofrnn.roi.sequence_transform`) holds every pixel of the "
+              "epicardial contour (simulated: every frame's myocardium; Sunnybrook: ED o-contours; ACDC: labels 2|3 at ED "
+              "and ES). The endocardium column (Sunnybrook i-contours at ED and ES) is a lower bound. ACDC files carry no "
+              "pixel spacing, so its centre error is in pixels only (ACDC's in-plane spacing is 1.37-1.68 mm).", ""]
+    tm = r["timing"]
+    lines += [f"Fast-mode localization of one {tm['sequence_shape']} sequence: median {tm['seconds_median']:.3f} s "
+              f"(TensorFlow threads {tm['threads']}).", ""]
+    if r["skipped"]:
+        lines += ["Skipped: " + "; ".join(f"{k}: {v}" for k, v in r["skipped"].items()), ""]
+    lines += ["Figures: `roc_pr.png` (ROC and PR of the proposal classifier, paper's operating point starred), "
+              "`errors.png` (IoU and centre error), `examples.png` (detections and crops).", ""]
+    return "\n".join(lines)
