@@ -220,3 +220,26 @@ def test_predict_cli_on_a_dicom_folder(tiny_run, tmp_path, capsys):
         cy, cx = (subject.lv_box[0, 0] + subject.lv_box[0, 2]) / 2, (subject.lv_box[0, 1] + subject.lv_box[0, 3]) / 2
         assert abs((y0 + y1) / 2 - cy) <= 1 and abs((x0 + x1) / 2 - cx) <= 1  # ROI centred on the contour box
     assert (tmp_path / "p1" / f"{sid}.json").is_file()
+
+
+def test_killed_run_resumes_from_completed_stages_and_cv_aggregates(toy_cohort, tiny_run, tmp_path):
+    import shutil
+
+    from ofrnn.train import aggregate, run_fold
+
+    src, cfg, res = tiny_run
+    out = tmp_path / "resumed"
+    shutil.copytree(src, out)
+    # as if killed during fine-tuning: the first two stages had finished, nothing after
+    for f in ("metrics.json", "model.keras", "checkpoints/finetune.weights.h5", "checkpoints/timings.json"):
+        (out / f).unlink()
+    again = run_fold(toy_cohort, "holdout", cfg, out, progress=False, overlays=0)
+    assert "local" not in again["timings"] and "autoencoders" not in again["timings"]  # not redone
+    assert "finetune" in again["timings"] and (out / "model.keras").is_file()
+    assert again["metrics"]["roi"]["roc_auc"] > 0.75
+
+    summary = aggregate([res, again], tmp_path / "cv")
+    acc = summary["metrics"]["roi.accuracy"]
+    vals = [res["metrics"]["roi"]["accuracy"], again["metrics"]["roi"]["accuracy"]]
+    assert acc["mean"] == pytest.approx(np.mean(vals)) and acc["sd"] == pytest.approx(np.std(vals, ddof=1))
+    assert "mean +- sd" in (tmp_path / "cv" / "report.md").read_text()
