@@ -1,0 +1,42 @@
+"""Run a named experiment: ofrnn/experiments/<NAME>.py with the settings of experiments/<NAME>.toml.
+
+Each experiment module defines run(config, profile, out_dir); the config is the TOML file as a
+dict, the profile selects one of its [profile.<name>] sections (the experiment decides what a
+profile changes), and results go to OUT_DIR (default results/<NAME>).
+"""
+HELP = "run an experiment by name (settings in experiments/<name>.toml, results in results/<name>/)"
+
+
+def add_arguments(p):
+    p.add_argument("name", metavar="NAME", help="experiment name, e.g. 'flow'")
+    p.add_argument("--config", metavar="FILE.toml", help="settings (default: experiments/NAME.toml)")
+    p.add_argument("--profile", default="full", help="profile within the settings (default: full)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: results/NAME)")
+
+
+def run(args):
+    import importlib
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from ..errors import OfrnnError
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", args.name):
+        raise OfrnnError(f"experiment name {args.name!r} must be a module name", field="NAME")
+    try:
+        module = importlib.import_module(f"ofrnn.experiments.{args.name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"ofrnn.experiments.{args.name}":
+            raise
+        raise OfrnnError(f"no experiment {args.name!r} (ofrnn/experiments/{args.name}.py)", field="NAME") from None
+    config = Path(args.config) if args.config else Path("experiments") / f"{args.name}.toml"
+    try:
+        settings = tomllib.loads(config.read_text())
+    except FileNotFoundError:
+        raise OfrnnError("no such settings file", path=config) from None
+    except tomllib.TOMLDecodeError as e:
+        raise OfrnnError(f"invalid TOML ({e})", path=config) from None
+    out = Path(args.out) if args.out else Path("results") / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    return module.run(settings, args.profile, out) or 0

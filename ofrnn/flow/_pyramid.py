@@ -1,0 +1,148 @@
+"""Shared machinery of every variational method: batched resampling, warping, derivatives and the
+coarse-to-fine loop that is written once and handed a per-level solver (as in
+``skimage.registration._optical_flow_utils.coarse_to_fine``).
+
+Every array here is batched: images ``(B, H, W)``, flows ``(B, 2, H, W)`` with channel 0 = dy
+(rows) and channel 1 = dx (columns), so a whole cine sequence is solved as one batch of pairs and
+NumPy's per-call overhead is paid once per sequence instead of once per pair.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def resize(stack, shape, *, interpolation=cv2.INTER_LINEAR):
+    """Resize a ``(B, H, W)`` stack to ``(B, *shape)``; OpenCV treats the batch as channels."""
+    B, H, W = stack.shape
+    h, w = shape
+    if (h, w) == (H, W):
+        return stack.copy()
+    out = np.empty((B, h, w), dtype=stack.dtype)
+    # cv2.resize takes at most 512 channels per call, and only 4 for area averaging by a
+    # non-integer factor.
+    n = 4 if interpolation == cv2.INTER_AREA and (H % h or W % w) else 512
+    for s in range(0, B, n):
+        chunk = np.ascontiguousarray(np.moveaxis(stack[s:s + n], 0, -1))
+        r = cv2.resize(chunk, (w, h), interpolation=interpolation)
+        out[s:s + n] = np.moveaxis(r.reshape(h, w, -1), -1, 0)
+    return out
+
+
+def resize_flow(flow, shape):
+    """Resample a ``(B, 2, H, W)`` flow to ``shape`` and rescale the displacements to the new grid."""
+    B, _, H, W = flow.shape
+    h, w = shape
+    out = resize(flow.reshape(B * 2, H, W), shape).reshape(B, 2, h, w)
+    out[:, 0] *= h / H
+    out[:, 1] *= w / W
+    return out
+
+
+def gaussian(stack, sigma):
+    """Gaussian pre-smoothing of a ``(B, H, W)`` stack (the sigma of Sec. 2 before Eq. 4)."""
+    if sigma <= 0:
+        return stack
+    B, H, W = stack.shape
+    out = np.empty_like(stack)
+    for s in range(0, B, 512):
+        chunk = np.ascontiguousarray(np.moveaxis(stack[s:s + 512], 0, -1))
+        r = cv2.GaussianBlur(chunk, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+        out[s:s + 512] = np.moveaxis(r.reshape(H, W, -1), -1, 0)
+    return out
+
+
+def warp(stack, flow):
+    """Sample ``stack`` (B, H, W) at (y + dy, x + dx), bilinear, edge-clamped.
+
+    Returns the warped stack and a mask of points that fell inside the image: the data terms
+    ignore the others (their intensities are extrapolated, not observed).
+    """
+    B, H, W = stack.shape
+    yy = np.arange(H, dtype=np.float32)[:, None] + flow[:, 0]
+    xx = np.arange(W, dtype=np.float32)[None, :] + flow[:, 1]
+    inside = (yy >= 0) & (yy <= H - 1) & (xx >= 0) & (xx <= W - 1)
+    return sample(stack, yy, xx), inside
+
+
+def sample(stack, yy, xx):
+    """Bilinear samples of ``stack`` (B, H, W) at float coordinates ``yy, xx`` of shape (B, ...)."""
+    B, H, W = stack.shape
+    yy = np.clip(yy, 0, H - 1)
+    xx = np.clip(xx, 0, W - 1)
+    y0 = np.minimum(np.floor(yy).astype(np.intp), max(H - 2, 0))
+    x0 = np.minimum(np.floor(xx).astype(np.intp), max(W - 2, 0))
+    wy = (yy - y0).astype(stack.dtype)
+    wx = (xx - x0).astype(stack.dtype)
+    base = (np.arange(B, dtype=np.intp) * (H * W)).reshape((B,) + (1,) * (yy.ndim - 1))
+    flat = stack.reshape(-1)
+    i00 = base + y0 * W + x0
+    dy = W if H > 1 else 0
+    dx = 1 if W > 1 else 0
+    top = flat[i00] * (1 - wx) + flat[i00 + dx] * wx
+    bot = flat[i00 + dy] * (1 - wx) + flat[i00 + dy + dx] * wx
+    return top * (1 - wy) + bot * wy
+
+
+def derivatives(stack):
+    """x and y derivatives of a (B, H, W) stack with the 5-point stencil [1, -8, 0, 8, -1] / 12
+    (the one DeepFlow uses), edges replicated."""
+    p = np.pad(stack, ((0, 0), (2, 2), (2, 2)), mode="edge")
+    c = p[:, 2:-2]
+    dx = (c[:, :, :-4] - 8 * c[:, :, 1:-3] + 8 * c[:, :, 3:-1] - c[:, :, 4:]) / 12
+    r = p[:, :, 2:-2]
+    dy = (r[:, :-4] - 8 * r[:, 1:-3] + 8 * r[:, 3:-1] - r[:, 4:]) / 12
+    return dx, dy
+
+
+def pyramid_shapes(shape, *, downscale, min_size, max_levels):
+    """Level shapes from fine to coarse: each ``downscale`` times the previous, none below
+    ``min_size`` pixels on its shorter side."""
+    H, W = shape
+    shapes = [(H, W)]
+    while len(shapes) < max_levels:
+        h, w = shapes[-1]
+        nh, nw = int(round(h * downscale)), int(round(w * downscale))
+        if min(nh, nw) < min_size or (nh, nw) == (h, w):
+            break
+        shapes.append((nh, nw))
+    return shapes
+
+
+def coarse_to_fine(reference, moving, solver, *, downscale=0.5, min_size=16, max_levels=10, init=None):
+    """Coarse-to-fine estimation with warping, the per-level work delegated to ``solver``.
+
+    Parameters
+    ----------
+    reference, moving : ndarray (B, H, W)
+        Batches of first and second images.
+    solver : callable
+        ``solver(reference_k, moving_k, flow_k, level) -> flow_k`` refines the (B, 2, h, w) flow at
+        pyramid level ``level`` (0 = finest) given the images resampled to that level.
+    downscale : float
+        Size ratio between consecutive levels (< 1).
+    min_size : int
+        Coarsest level's shorter side is at least this.
+    max_levels : int
+        At most this many levels.
+    init : ndarray (B, 2, H, W), optional
+        Initial flow at full resolution (zero when omitted).
+
+    Returns
+    -------
+    flow : ndarray (B, 2, H, W)
+    """
+    B, H, W = reference.shape
+    shapes = pyramid_shapes((H, W), downscale=downscale, min_size=min_size, max_levels=max_levels)
+    # Area averaging before subsampling: the anti-aliasing a Gaussian pyramid would give.
+    ref = [reference] + [resize(reference, s, interpolation=cv2.INTER_AREA) for s in shapes[1:]]
+    mov = [moving] + [resize(moving, s, interpolation=cv2.INTER_AREA) for s in shapes[1:]]
+    if init is None:
+        flow = np.zeros((B, 2) + shapes[-1], dtype=reference.dtype)
+    else:
+        flow = resize_flow(np.asarray(init, dtype=reference.dtype), shapes[-1])
+    for level in range(len(shapes) - 1, -1, -1):
+        if flow.shape[-2:] != shapes[level]:
+            flow = resize_flow(flow, shapes[level])
+        flow = solver(ref[level], mov[level], flow, level)
+    return flow

@@ -1,0 +1,161 @@
+"""Deep optical flow of OF-RNN (paper Sec. 2, Eqs. 4-7): deep matching + variational refinement.
+
+:func:`deep_flow` estimates the forward displacement of one image pair; :func:`sequence_flow` of
+every consecutive pair of a cine, solved as one batch (the same arithmetic, NumPy's per-call
+overhead paid once per sequence).
+
+Default parameters
+------------------
+Start: the DeepFlow authors' published settings (Weinzaepfel et al. ICCV 2013 and the deepflow2
+release; Revaud et al. IJCV 2016 for the matching): alpha = 1, beta = 32, gamma = 0.71, delta = 0
+(images in [0, 255]), presmoothing sigma = 0.8, pyramid ratio 0.95, 5 fixed-point iterations with
+25 SOR sweeps; matching with 4x4 atomic patches, rectification lambda = 1.4, images downscaled by
+2. Changes, each chosen on simulated *training* subjects only (experiments/flow.toml,
+``[tuning]``; never the evaluation cohort):
+
+- pyramid ratio 0.5 down to 16 px and conjugate gradients (``n_iter``) in place of SOR: a 64x64
+  ROI has motions of 1-2 px, the deep matching covers the larger ones, and the 0.95 ratio with
+  SOR costs ~30x more time at equal accuracy;
+- the remaining weights as listed in the signature of :func:`deep_flow` (see the tuning table in
+  results/flow/report.md).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..errors import OfrnnError
+from . import _pyramid, matching, variational
+
+#: keyword defaults of :func:`deep_flow` / :func:`sequence_flow`
+DEFAULTS = dict(
+    alpha=1.0, beta=0.25, beta_decay=1.0, gamma=0.71, delta=0.0, sigma=0.8, eps=0.01,
+    downscale=0.5, min_size=16, n_outer=3, n_iter=10,
+    match_downscale=2, radius=4, max_patch=16, n_starts=3,
+)
+
+
+def check_pair(reference, moving, *, names=("reference", "moving")):
+    """Validate an image pair: 2-D, same shape, finite. Raises :class:`OfrnnError` naming the field."""
+    reference = np.asarray(reference)
+    moving = np.asarray(moving)
+    for name, im in zip(names, (reference, moving)):
+        if im.ndim != 2 or min(im.shape) < 8:
+            raise OfrnnError(f"expected a 2-D image of at least 8x8 pixels, got shape {im.shape}", field=name)
+        if not np.issubdtype(im.dtype, np.number) or np.issubdtype(im.dtype, np.complexfloating):
+            raise OfrnnError(f"expected real numbers, got dtype {im.dtype}", field=name)
+        if not np.all(np.isfinite(im)):
+            raise OfrnnError(f"{int((~np.isfinite(im)).sum())} non-finite value(s) (NaN or inf)", field=name)
+    if reference.shape != moving.shape:
+        raise OfrnnError(f"size mismatch: {reference.shape} vs {moving.shape}", field=names[1])
+    return reference, moving
+
+
+def to_255(stack):
+    """Scale a stack jointly to [0, 255] (robust 0.5-99.5 percentiles): the intensity range
+    DeepFlow's constants (zeta, eps, alpha) were set for."""
+    stack = np.asarray(stack, dtype=np.float32)
+    lo, hi = np.percentile(stack, [0.5, 99.5])
+    if hi <= lo:
+        return np.zeros_like(stack)
+    return np.clip((stack - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.float32)
+
+
+def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta, sigma, eps, downscale, min_size,
+                     n_outer, n_iter, match_downscale, radius, max_patch, n_starts):
+    """Deep flow of (B, H, W) pairs already scaled to [0, 255]; returns (B, 2, H, W) (dy, dx)."""
+    B, H, W = reference.shape
+    match_flow = conf = None
+    if beta > 0:
+        shape = (max(8, int(round(H / match_downscale))), max(8, int(round(W / match_downscale))))
+        a = _pyramid.resize(reference, shape, interpolation=cv2.INTER_AREA)
+        b = _pyramid.resize(moving, shape, interpolation=cv2.INTER_AREA)
+        disp, score = matching.match_grid(a, b, radius=radius, max_patch=max_patch, n_starts=n_starts)
+        match_flow, conf = matching.splat(disp, score, (H, W), factor=H / shape[0])
+    n_levels = len(_pyramid.pyramid_shapes((H, W), downscale=downscale, min_size=min_size, max_levels=10))
+    ref = _pyramid.gaussian(reference, sigma)
+    mov = _pyramid.gaussian(moving, sigma)
+
+    def solver(r, m, flow, level):
+        mf = mc = None
+        if match_flow is not None:
+            mf = _pyramid.resize_flow(match_flow, r.shape[-2:]) if level else match_flow
+            mc = _pyramid.resize(conf, r.shape[-2:]) if level else conf
+        # DeepFlow's decreasing matching weight beta_k = beta (k / k_max)^bk, k = 0 the finest level:
+        # the matches are only pixel-accurate, so they guide the coarse levels and let the data
+        # term decide the sub-pixel motion at the fine ones.
+        beta_k = beta * (level / max(n_levels - 1, 1)) ** beta_decay
+        return variational._refine_level(r, m, flow, alpha=alpha, beta=beta_k, gamma=gamma, delta=delta,
+                                         n_outer=n_outer, n_iter=n_iter, eps=eps, match_flow=mf, match_weight=mc)
+
+    return _pyramid.coarse_to_fine(ref, mov, solver, downscale=downscale, min_size=min_size)
+
+
+def deep_flow(reference, moving, **params):
+    """Deep optical flow between two images (paper Sec. 2, Eqs. 4-7).
+
+    Parameters
+    ----------
+    reference, moving : array_like (H, W)
+        First and second image (any real dtype; scaled jointly to [0, 255]).
+    alpha : float, keyword-only
+        Smoothness weight of Eq. 4 (default 1.0).
+    beta : float, keyword-only
+        Matching-term weight of Eq. 4 (default 32.0); 0 disables the deep matching.
+    beta_decay : float, keyword-only
+        DeepFlow's ``bk``: the weight at pyramid level k (0 = finest) is beta (k / k_max)^bk.
+    gamma, delta : float, keyword-only
+        Gradient and brightness constancy weights of Eq. 5 (defaults 0.71, 0.0).
+    sigma : float, keyword-only
+        Gaussian pre-smoothing of both images (default 0.8).
+    eps : float, keyword-only
+        Robust penaliser Psi(s^2) = sqrt(s^2 + eps^2) of every term (default 1e-3).
+    downscale, min_size : keyword-only
+        Pyramid ratio between levels and the coarsest level's shorter side (0.5, 16).
+    n_outer, n_iter : int, keyword-only
+        Fixed-point iterations per level and linear-solver iterations per fixed point (5, 25).
+    match_downscale, radius, max_patch, n_starts : keyword-only
+        Deep matching at 1/``match_downscale`` resolution, search radius in matching pixels,
+        top-level patch size N, maxima per top patch the backtracking starts from (2, 4, 16, 3).
+
+    Returns
+    -------
+    flow : ndarray (2, H, W) float32
+        Forward displacement (dy, dx): the point at (y, x) of ``reference`` is at
+        (y + dy, x + dx) in ``moving``.
+
+    References
+    ----------
+    Xu et al., MICCAI 2017, Eqs. 4-7; Weinzaepfel et al., "DeepFlow", ICCV 2013; Revaud et al.,
+    "DeepMatching", IJCV 2016.
+    """
+    reference, moving = check_pair(reference, moving)
+    p = {**DEFAULTS, **params}
+    stack = to_255(np.stack([reference, moving]))
+    return _deep_flow_batch(stack[:1], stack[1:], **p)[0]
+
+
+def sequence_flow(cine, **params):
+    """Deep flow between every pair of consecutive frames of a cine.
+
+    Parameters
+    ----------
+    cine : array_like (T, H, W)
+        T >= 2 frames, scaled jointly to [0, 255].
+    **params
+        As :func:`deep_flow`.
+
+    Returns
+    -------
+    flows : ndarray (T-1, 2, H, W) float32
+        ``flows[t]`` is the (dy, dx) displacement from frame t to frame t+1.
+    """
+    cine = np.asarray(cine)
+    if cine.ndim != 3 or cine.shape[0] < 2:
+        raise OfrnnError(f"expected a (T, H, W) cine with T >= 2, got shape {cine.shape}", field="cine")
+    check_pair(cine[0], cine[1], names=("cine", "cine"))
+    if not np.all(np.isfinite(cine)):
+        raise OfrnnError("non-finite value(s) (NaN or inf)", field="cine")
+    p = {**DEFAULTS, **params}
+    stack = to_255(cine)
+    return _deep_flow_batch(stack[:-1], stack[1:], **p)

@@ -1,0 +1,171 @@
+"""Variational refinement of DeepFlow (paper Sec. 2, Eqs. 4-7; Weinzaepfel et al. ICCV 2013).
+
+Minimises, at every level of a coarse-to-fine pyramid with warping,
+
+    E(w) = sum_x  E_D + alpha E_S + beta E_M                                   (Eq. 4)
+    E_D  = delta Psi(w^T J0 w) + gamma Psi(w^T Jxy w)                          (Eq. 5)
+    E_S  = Psi(|grad u|^2 + |grad v|^2)                                        (Eq. 6)
+    E_M  = c(x) Psi(|w - w'|^2)                                                (Eq. 7)
+
+with w = (u, v, 1), normalised motion tensors J0 (brightness constancy) and Jxy (gradient
+constancy) (Zimmer et al. 2011: each constraint divided by its squared spatial gradient plus
+zeta^2, so strong edges do not dominate), Psi(s^2) = sqrt(s^2 + eps^2), and the matches w' with
+their confidences c(x) from :mod:`ofrnn.flow.matching`. The Euler-Lagrange equations are solved
+with lagged non-linearities (``n_outer`` fixed-point iterations, Brox et al. ECCV 2004) and a
+red-black block SOR on the 2x2 per-pixel systems (``n_sor`` sweeps, relaxation ``omega``), all
+vectorised over a batch of image pairs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _pyramid
+
+EPS = 1e-3  # Psi(s^2) = sqrt(s^2 + eps^2), DeepFlow's epsilon
+_ZETA = 0.1  # normalisation of the motion tensors (DeepFlow, images in [0, 255])
+
+
+def _psi_prime(s2, eps):
+    """Derivative of Psi(s^2) = sqrt(s^2 + eps^2) with respect to s^2."""
+    return 0.5 / np.sqrt(s2 + eps * eps)
+
+
+def _checkerboard(shape):
+    yy, xx = np.indices(shape[-2:])
+    red = ((yy + xx) % 2 == 0)
+    return red, ~red
+
+
+def _neighbour_sum(wx, wy, f):
+    """sum_n w_n f_n over the 4-neighbourhood; wx[..., j] weights the edge (j, j+1), wy likewise."""
+    out = np.zeros_like(f)
+    out[..., :, :-1] += wx[..., :, :-1] * f[..., :, 1:]
+    out[..., :, 1:] += wx[..., :, :-1] * f[..., :, :-1]
+    out[..., :-1, :] += wy[..., :-1, :] * f[..., 1:, :]
+    out[..., 1:, :] += wy[..., :-1, :] * f[..., :-1, :]
+    return out
+
+
+def _grad(f, axis):
+    """Central differences (one-sided at the border)."""
+    return np.gradient(f, axis=axis)
+
+
+def _edge_weights(psi):
+    """Smoothness weights on the edges between pixels (mean of the two pixels' Psi'), zero across
+    the image border (Neumann boundary)."""
+    wx = np.zeros_like(psi)
+    wy = np.zeros_like(psi)
+    wx[..., :, :-1] = 0.5 * (psi[..., :, :-1] + psi[..., :, 1:])
+    wy[..., :-1, :] = 0.5 * (psi[..., :-1, :] + psi[..., 1:, :])
+    return wx, wy
+
+
+def _refine_level(reference, moving, flow, *, alpha, beta, gamma, delta, n_outer, n_iter, eps=EPS, omega=1.6, solver="cg",
+                  match_flow=None, match_weight=None):
+    """One pyramid level of the DeepFlow energy (Eqs. 4-7): returns the refined (B, 2, H, W) flow."""
+    warped, inside = _pyramid.warp(moving, flow)
+    # Spatial derivatives of the mean of both images, temporal ones as differences (DeepFlow).
+    gx0, gy0 = _pyramid.derivatives(reference)
+    gx1, gy1 = _pyramid.derivatives(warped)
+    Ix, Iy = 0.5 * (gx0 + gx1), 0.5 * (gy0 + gy1)
+    It = warped - reference
+    Ixx, Ixy = _pyramid.derivatives(Ix)
+    _, Iyy = _pyramid.derivatives(Iy)
+    Ixt, Iyt = gx1 - gx0, gy1 - gy0
+    # Normalised motion tensors (Eq. 5): each constraint divided by |its spatial gradient|^2 + zeta^2.
+    valid = inside.astype(reference.dtype)
+    th0 = valid / (Ix * Ix + Iy * Iy + _ZETA ** 2)
+    thx = valid / (Ixx * Ixx + Ixy * Ixy + _ZETA ** 2)
+    thy = valid / (Ixy * Ixy + Iyy * Iyy + _ZETA ** 2)
+
+    v, u = flow[:, 0], flow[:, 1]
+    du = np.zeros_like(u)
+    dv = np.zeros_like(v)
+    for _ in range(n_outer):
+        # Lagged robust weights Psi' of every term at the current increment (fixed point).
+        iz = It + Ix * du + Iy * dv
+        pd = delta * _psi_prime(th0 * iz * iz, eps) * th0
+        ixz = Ixt + Ixx * du + Ixy * dv
+        iyz = Iyt + Ixy * du + Iyy * dv
+        pg = gamma * _psi_prime(thx * ixz * ixz + thy * iyz * iyz, eps)
+        a11 = pd * Ix * Ix + pg * (thx * Ixx * Ixx + thy * Ixy * Ixy)
+        a12 = pd * Ix * Iy + pg * (thx * Ixx * Ixy + thy * Ixy * Iyy)
+        a22 = pd * Iy * Iy + pg * (thx * Ixy * Ixy + thy * Iyy * Iyy)
+        b1 = -(pd * Ix * It + pg * (thx * Ixx * Ixt + thy * Ixy * Iyt))
+        b2 = -(pd * Iy * It + pg * (thx * Ixy * Ixt + thy * Iyy * Iyt))
+        if match_weight is not None and beta > 0:
+            mu, mv = u + du - match_flow[:, 1], v + dv - match_flow[:, 0]
+            pm = beta * match_weight * _psi_prime(mu * mu + mv * mv, eps)
+            a11 = a11 + pm
+            a22 = a22 + pm
+            b1 = b1 - pm * (u - match_flow[:, 1])
+            b2 = b2 - pm * (v - match_flow[:, 0])
+        U, V = u + du, v + dv
+        ux, uy = _grad(U, -1), _grad(U, -2)
+        vx, vy = _grad(V, -1), _grad(V, -2)
+        ps = alpha * _psi_prime(ux * ux + uy * uy + vx * vx + vy * vy, eps)
+        wx, wy = _edge_weights(ps)
+        wsum = _neighbour_sum(wx, wy, np.ones_like(u))
+        # The smoothness of the current flow enters as a constant right-hand side.
+        b1 = b1 + _neighbour_sum(wx, wy, u) - wsum * u
+        b2 = b2 + _neighbour_sum(wx, wy, v) - wsum * v
+        if solver == "sor":
+            du, dv = _sor(a11, a12, a22, wx, wy, wsum, b1, b2, du, dv, n_iter=n_iter, omega=omega)
+        else:
+            du, dv = _pcg(a11, a12, a22, wx, wy, wsum, b1, b2, du, dv, n_iter=n_iter)
+    return np.stack([v + dv, u + du], axis=1)
+
+
+def _sor(a11, a12, a22, wx, wy, wsum, b1, b2, du, dv, *, n_iter, omega):
+    """Red-black block SOR on the per-pixel 2x2 systems of the linearised Euler-Lagrange equations."""
+    m11, m22 = a11 + wsum, a22 + wsum
+    det = m11 * m22 - a12 * a12
+    i11, i12, i22 = m22 / det, -a12 / det, m11 / det
+    for _ in range(n_iter):
+        for c in _checkerboard(du.shape):
+            ru = b1 + _neighbour_sum(wx, wy, du)
+            rv = b2 + _neighbour_sum(wx, wy, dv)
+            du = np.where(c, (1 - omega) * du + omega * (i11 * ru + i12 * rv), du)
+            dv = np.where(c, (1 - omega) * dv + omega * (i12 * ru + i22 * rv), dv)
+    return du, dv
+
+
+def _pcg(a11, a12, a22, wx, wy, wsum, b1, b2, du, dv, *, n_iter):
+    """Conjugate gradients with a 2x2 block-Jacobi preconditioner on the same linear system.
+
+    The system is symmetric positive definite; with the large smoothness weights Psi' takes on
+    smooth flows (1 / (2 eps)) SOR needs hundreds of sweeps to move the low frequencies, CG a few
+    tens, at the same cost per iteration.
+    """
+    m11, m22 = a11 + wsum, a22 + wsum
+    det = m11 * m22 - a12 * a12
+    i11, i12, i22 = m22 / det, -a12 / det, m11 / det
+    axes = tuple(range(1, du.ndim))
+
+    def matvec(x, y):
+        return m11 * x + a12 * y - _neighbour_sum(wx, wy, x), a12 * x + m22 * y - _neighbour_sum(wx, wy, y)
+
+    def dot(a1, a2, b1_, b2_):
+        return ((a1 * b1_).sum(axis=axes) + (a2 * b2_).sum(axis=axes)).reshape((-1,) + (1,) * len(axes))
+
+    au, av = matvec(du, dv)
+    ru, rv = b1 - au, b2 - av
+    zu, zv = i11 * ru + i12 * rv, i12 * ru + i22 * rv
+    pu, pv = zu, zv
+    rz = dot(ru, rv, zu, zv)
+    for _ in range(n_iter):
+        qu, qv = matvec(pu, pv)
+        pq = dot(pu, pv, qu, qv)
+        step = np.where(pq > 0, rz / np.where(pq > 0, pq, 1), 0)
+        du = du + step * pu
+        dv = dv + step * pv
+        ru = ru - step * qu
+        rv = rv - step * qv
+        zu, zv = i11 * ru + i12 * rv, i12 * ru + i22 * rv
+        rz_new = dot(ru, rv, zu, zv)
+        beta = np.where(rz > 0, rz_new / np.where(rz > 0, rz, 1), 0)
+        rz = rz_new
+        pu = zu + beta * pu
+        pv = zv + beta * pv
+    return du, dv

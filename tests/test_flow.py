@@ -1,0 +1,278 @@
+"""Global motion (ofrnn.flow): known answers, metrics, .flo I/O, trajectories, bad input."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from ofrnn import flow as F
+from ofrnn.cli import main
+from ofrnn.errors import OfrnnError
+from ofrnn.flow import _pyramid, matching, variational
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+TINY = DATA / "flow" / "tiny"
+
+
+def texture(size=64, seed=0, blur=1.5, pad=32):
+    rng = np.random.default_rng(seed)
+    big = _pyramid.gaussian(rng.random((1, size + 2 * pad, size + 2 * pad)).astype(np.float32), blur)[0]
+    return big * 255
+
+
+def moved(img, fn):
+    """Resample ``img`` so that the point x of ``img`` lands at x + fn(x) (fn maps coords -> displacement,
+    inverted by fixed-point iteration); returns the moved image and the forward flow on the grid."""
+    H, W = img.shape
+    yy, xx = np.mgrid[0:H, 0:W].astype(float)
+    back = np.zeros((2, H, W))
+    for _ in range(20):
+        back = np.stack(fn(yy - back[0], xx - back[1]))
+    return ndi.map_coordinates(img, [yy - back[0], xx - back[1]], order=3, mode="nearest"), np.stack(fn(yy, xx))
+
+
+def crop(a, pad=32):
+    return a[..., pad:-pad, pad:-pad]
+
+
+@pytest.fixture(scope="module")
+def translated():
+    img = texture()
+    mov, flow = moved(img, lambda y, x: (np.full_like(y, 1.2), np.full_like(x, -0.7)))
+    return crop(img), crop(mov), crop(flow)
+
+
+@pytest.fixture(scope="module")
+def rotated():
+    img = texture(seed=1)
+    c = (img.shape[0] - 1) / 2
+    th = np.radians(3.0)
+
+    def rot(y, x):
+        yc, xc = y - c, x - c
+        return (np.sin(th) * xc + np.cos(th) * yc - yc, np.cos(th) * xc - np.sin(th) * yc - xc)
+    mov, flow = moved(img, rot)
+    return crop(img), crop(mov), crop(flow)
+
+
+INTERIOR = (slice(None), slice(6, -6), slice(6, -6))
+
+
+def test_zero_motion_gives_zero_flow():
+    img = crop(texture(seed=2))
+    for name in ("deep", "hs", "pyramid-hs", "lucas-kanade", "phase"):
+        f = F.METHODS[name](img, img)
+        assert f.shape == (2,) + img.shape and f.dtype == np.float32
+        assert np.nanmax(np.abs(f)) < 1e-3, name
+
+
+@pytest.mark.parametrize("name, tol", [("deep", 0.05), ("hs", 0.3), ("pyramid-hs", 0.35), ("lucas-kanade", 0.1),
+                                       ("phase", 0.25)])
+def test_translation_known_answer(translated, name, tol):
+    a, b, gt = translated
+    f = F.METHODS[name](a, b)
+    assert F.epe(f[INTERIOR], gt[INTERIOR]) < tol
+    assert np.nanmean(f[0][INTERIOR[1:]]) == pytest.approx(1.2, abs=tol)
+    assert np.nanmean(f[1][INTERIOR[1:]]) == pytest.approx(-0.7, abs=tol)
+
+
+def test_rotation_known_answer(rotated):
+    a, b, gt = rotated
+    f = F.deep_flow(a, b)
+    # 3 degrees about the centre: up to 1.7 px at the corners.
+    assert F.aae(f[INTERIOR], gt[INTERIOR]) < 2.0
+    assert F.epe(f[INTERIOR], gt[INTERIOR]) < 0.1
+    assert F.aae(np.zeros_like(gt)[INTERIOR], gt[INTERIOR]) > 20
+
+
+def test_sparse_methods_leave_flat_areas_unestimated(translated):
+    a, b, _ = translated
+    a, b = a.copy(), b.copy()
+    a[:, :20] = 100.0
+    b[:, :20] = 100.0
+    for name in ("lucas-kanade", "phase"):
+        f = F.METHODS[name](a, b)
+        # Columns 0-3 are flat even through the phase filters' support (11 px) and window (2 px).
+        assert np.isnan(f[:, 8:-8, 0:4]).all(), name
+        assert 0.2 < F.density(f) < 1.0, name
+
+
+def test_deep_matching_finds_integer_translation():
+    img = texture(size=48, seed=3)
+    mov = np.roll(img, (2, -1), axis=(0, 1))
+    disp, score = matching.match_grid(crop(img)[None], crop(mov)[None], radius=4)
+    reached = score[0] > 0
+    assert reached.sum() >= 36
+    exact = (disp[0, 0] == 2) & (disp[0, 1] == -1)
+    # Patches whose top-level ancestor reaches beyond the image may be wrong; most are exact.
+    assert exact[reached].mean() > 0.8
+    flow, conf = matching.splat(disp, score, (96, 96), factor=2.0)
+    assert flow.shape == (1, 2, 96, 96) and conf.shape == (1, 96, 96)
+    assert np.median(flow[0, 0][conf[0] > 0]) == 4 and np.median(flow[0, 1][conf[0] > 0]) == -2
+
+
+def test_cg_and_sor_reach_the_same_minimiser(translated):
+    a, b, _ = translated
+    s = F.deep.to_255(np.stack([a, b]))
+    kw = dict(alpha=1.0, beta=0.0, gamma=0.71, delta=0.5, n_outer=1, eps=0.01)
+    z = np.zeros((1, 2) + a.shape, np.float32)
+    cg = variational._refine_level(s[:1], s[1:], z, n_iter=400, **kw)
+    sor = variational._refine_level(s[:1], s[1:], z, n_iter=1500, solver="sor", omega=1.9, **kw)
+    assert np.abs(cg - sor).max() < 0.02
+
+
+def test_sequence_flow_matches_pairs_and_shapes(translated):
+    a, b, _ = translated
+    cine = np.stack([a, b, a])
+    flows = F.sequence_flow(cine)
+    assert flows.shape == (2, 2) + a.shape and flows.dtype == np.float32
+    assert np.nanmean(flows[0, 0][INTERIOR[1:]]) == pytest.approx(1.2, abs=0.05)
+    assert np.nanmean(flows[1, 0][INTERIOR[1:]]) == pytest.approx(-1.2, abs=0.05)
+
+
+def test_metrics_on_analytic_fields():
+    H, W = 8, 10
+    gt = np.zeros((2, H, W))
+    gt[1] = 1.0  # (dy, dx) = (0, 1)
+    assert F.aae(gt, gt) == pytest.approx(0, abs=1e-6)
+    # (0, 0, 1) against (1, 0, 1): 45 degrees.
+    assert F.aae(np.zeros_like(gt), gt) == pytest.approx(45.0)
+    # Opposite unit motions: arccos(0 / 2) = 90 degrees.
+    assert F.aae(-gt, gt) == pytest.approx(90.0)
+    f = gt.copy()
+    f[0] = 3.0
+    f[1] = 5.0
+    assert F.epe(f, gt) == pytest.approx(5.0)
+    f[:, :4] = np.nan
+    assert F.density(f) == pytest.approx(0.5)
+    mask = np.zeros((H, W), bool)
+    mask[:4] = True
+    assert F.density(f, mask) == 0.0 and np.isnan(F.aae(f, gt, mask))
+
+
+def test_flo_round_trip(tmp_path):
+    rng = np.random.default_rng(4)
+    f = rng.normal(size=(2, 7, 5)).astype(np.float32)
+    f[:, 2, 3] = np.nan
+    F.write_flo(tmp_path / "a.flo", f)
+    g = F.read_flo(tmp_path / "a.flo")
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(f))
+    np.testing.assert_array_equal(g[np.isfinite(g)], f[np.isfinite(f)])
+    raw = (tmp_path / "a.flo").read_bytes()
+    assert raw[:4] == b"PIEH" and np.frombuffer(raw[4:12], "<i4").tolist() == [5, 7]
+    # u (= dx) comes first in each pixel.
+    assert np.frombuffer(raw[12:16], "<f4")[0] == f[1, 0, 0]
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_flo_bad_files(tmp_path):
+    (tmp_path / "bad.flo").write_bytes(b"nope")
+    with pytest.raises(OfrnnError, match="bad.flo.*PIEH"):
+        F.read_flo(tmp_path / "bad.flo")
+    (tmp_path / "short.flo").write_bytes(np.array([202021.25], "<f4").tobytes() + np.array([4, 4], "<i4").tobytes())
+    with pytest.raises(OfrnnError, match="header"):
+        F.read_flo(tmp_path / "short.flo")
+
+
+@pytest.mark.skipif(not TINY.is_dir(), reason=f"real flow fixtures not found at {TINY}")
+def test_real_flo_fixture_explains_its_images():
+    assert F.read_flo(TINY / "0000000-flow_01.flo").shape == (2, 50, 50)
+    flow = F.read_flo(TINY / "00001_flow.flo")
+    a = F.read_image(TINY / "00001_img1.ppm")
+    b = F.read_image(TINY / "00001_img2.ppm")
+    assert flow.shape == (2,) + a.shape and np.isfinite(flow).all()
+    # FlyingChairs convention: img1(y, x) ~ img2(y + v, x + u); warping by the GT explains the pair far
+    # better than no motion, warping by the opposite flow does not.
+    err = {k: np.abs(_pyramid.warp(b[None], k * flow[None])[0][0] - a).mean() for k in (1, -1)}
+    assert err[1] < 0.6 * np.abs(b - a).mean() < err[-1]
+
+
+def test_trace_and_features_on_rigid_motion():
+    T, H, W = 6, 16, 16
+    flows = np.zeros((T - 1, 2, H, W), np.float32)
+    flows[:, 0], flows[:, 1] = 0.5, -0.25
+    pts = F.trace(flows)
+    assert pts.shape == (T, H, W, 2)
+    np.testing.assert_allclose(pts[-1] - pts[0], np.broadcast_to([2.5, -1.25], (H, W, 2)), atol=1e-5)
+    g = F.global_features(flows)
+    assert g.shape == (H, W, T - 1, F.GLOBAL_FEATURES_PER_FRAME) and g.dtype == np.float32
+    assert len(F.GLOBAL_FEATURE_LAYOUT) * 9 == F.GLOBAL_FEATURES_PER_FRAME
+    np.testing.assert_allclose(g[..., :9], np.hypot(0.5, 0.25), rtol=1e-5)
+    n = np.sqrt(0.5 ** 2 + 0.25 ** 2 + F.ORIENTATION_EPS ** 2)
+    np.testing.assert_allclose(g[..., 9:18], 0.5 / n, rtol=1e-5)
+    np.testing.assert_allclose(g[..., 18:27], -0.25 / n, rtol=1e-5)
+
+
+def test_trajectories_follow_a_rotation():
+    """A rigid rotation about the centre, 4 degrees per frame: traced points stay on their circle and
+    turn by 4 degrees per frame; the features sample the flow at the traced point."""
+    T, H, W = 8, 32, 32
+    c = (H - 1) / 2
+    th = np.radians(4.0)
+    yy, xx = np.mgrid[0:H, 0:W] - c
+    rot = np.stack([np.sin(th) * xx + np.cos(th) * yy - yy, np.cos(th) * xx - np.sin(th) * yy - xx]).astype(np.float32)
+    flows = np.repeat(rot[None], T - 1, axis=0)
+    pts = F.trace(flows, np.array([[c, c + 6.0]]))[:, 0] - c
+    ang = np.degrees(np.unwrap(np.arctan2(pts[:, 0], pts[:, 1])))
+    np.testing.assert_allclose(np.diff(ang), 4.0, atol=0.05)
+    np.testing.assert_allclose(np.hypot(pts[:, 0], pts[:, 1]), 6.0, atol=0.05)
+    g = F.global_features(flows)
+    # Magnitude of a rotation is |r| * 2 sin(th / 2), whatever the frame: the centre sample of the patch.
+    i, j = int(c), int(c + 6)
+    r = np.hypot(i - c, j - c)
+    np.testing.assert_allclose(g[i, j, :, 4], r * 2 * np.sin(th / 2), rtol=0.05)
+
+
+def test_bad_input_raises_clear_errors():
+    a = np.zeros((16, 16))
+    with pytest.raises(OfrnnError, match="moving: size mismatch"):
+        F.deep_flow(a, np.zeros((16, 17)))
+    b = a.copy()
+    b[3, 3] = np.nan
+    with pytest.raises(OfrnnError, match="reference: 1 non-finite"):
+        F.deep_flow(b, a)
+    with pytest.raises(OfrnnError, match="2-D image"):
+        F.METHODS["hs"](np.zeros(16), np.zeros(16))
+    with pytest.raises(OfrnnError, match="cine"):
+        F.sequence_flow(np.zeros((1, 16, 16)))
+    with pytest.raises(OfrnnError, match="flows"):
+        F.global_features(np.zeros((3, 16, 16)))
+
+
+def test_cli_flow_writes_flo_and_reports_bad_input(tmp_path, translated, capsys):
+    import cv2
+
+    a, b, gt = translated
+    np.save(tmp_path / "a.npy", a)
+    cv2.imwrite(str(tmp_path / "b.png"), np.clip(b, 0, 255).astype(np.uint8))
+    rgb = np.stack([b] * 3, axis=-1)
+    np.save(tmp_path / "b_rgb.npy", rgb)
+    assert main(["flow", str(tmp_path / "a.npy"), str(tmp_path / "b_rgb.npy"), "--out", str(tmp_path / "f.flo")]) == 0
+    f = F.read_flo(tmp_path / "f.flo")
+    assert F.epe(f[INTERIOR], gt[INTERIOR]) < 0.1
+    assert main(["flow", str(tmp_path / "a.npy"), str(tmp_path / "b.png"), "--out", str(tmp_path / "g.flo"),
+                 "--method", "lucas-kanade"]) == 0
+    capsys.readouterr()
+    np.save(tmp_path / "small.npy", a[:20])
+    assert main(["flow", str(tmp_path / "a.npy"), str(tmp_path / "small.npy"), "--out", str(tmp_path / "x.flo")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ofrnn: error:") and "small.npy" in err and "size mismatch" in err and "\n" not in err
+    bad = a.copy()
+    bad[0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    assert main(["flow", str(tmp_path / "nan.npy"), str(tmp_path / "a.npy"), "--out", str(tmp_path / "x.flo")]) == 2
+    assert "nan.npy" in capsys.readouterr().err
+    (tmp_path / "text.png").write_text("not an image")
+    assert main(["flow", str(tmp_path / "text.png"), str(tmp_path / "a.npy"), "--out", str(tmp_path / "x.flo")]) == 2
+    assert "text.png: not an image" in capsys.readouterr().err
+    assert not (tmp_path / "x.flo").exists()
+
+
+def test_cli_method_list_matches_the_registry():
+    from ofrnn.commands.flow import METHOD_NAMES
+    assert tuple(F.METHODS) == METHOD_NAMES
+
+
+def test_experiment_dispatcher_reports_unknown_names(capsys):
+    assert main(["experiment", "no_such_experiment"]) == 2
+    assert "no experiment 'no_such_experiment'" in capsys.readouterr().err
