@@ -228,6 +228,10 @@ def sample_anatomy(rng, level, *, fov_mm):
         anatomy.trabeculae.append((rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 2.0), rng.uniform(0.6, 1.3)))
     anatomy.infarct = sample_infarct(rng, anatomy)
     if anatomy.infarct is not None:
+        # post-MI remodelling dilates the cavity (heart-failure patients reach LVEDD 65-75 mm);
+        # the wall keeps its thickness
+        grow = anatomy.r_endo * (rng.uniform(1.0, 1.3) - 1)
+        anatomy.r_endo, anatomy.r_epi = anatomy.r_endo + grow, anatomy.r_epi + grow
         thin = thinning(anatomy.infarct.transmurality, anatomy.infarct.chronic_thinning)
         anatomy.r_endo = anatomy.r_endo + thin * (anatomy.r_epi - anatomy.r_endo)
     anatomy.body = _sample_body(rng, level, centre, fov_mm)
@@ -235,19 +239,31 @@ def sample_anatomy(rng, level, *, fov_mm):
 
 
 def _sample_body(rng, level, centre, fov_mm):
-    """Torso layout in image mm (row, col) as ellipses: (cy, cx, ry, rx)."""
-    fy, fx = fov_mm
+    """Torso layout around the heart, in image mm (row, col).
+
+    The oblique short-axis plane cuts the chest wide: the body usually overflows the field of
+    view at the sides, the heart lies anterior, close to the chest wall, with lungs lateral and
+    posterior, the liver below-left, spine and descending aorta posterior. Layers (subcutaneous
+    fat, chest-wall muscle with ribs) vary in thickness around the body.
+    """
     cy, cx = centre
+    ry, rx = rng.uniform(140, 180), rng.uniform(190, 250)
+    oy, ox = cy + rng.uniform(35, 60), cx + rng.normal(0, 12)
+    n_ribs = int(rng.integers(6, 11))
     body = dict(
-        outline=(fy / 2 + rng.normal(8, 5), fx / 2 + rng.normal(0, 5), rng.uniform(105, 130), rng.uniform(145, 172)),
-        subcut_fat=rng.uniform(7, 20),
-        muscle=rng.uniform(7, 14),
-        liver=(cy + rng.uniform(70, 95), cx - rng.uniform(55, 80),
-               {"apical": 75, "mid": 60, "basal": 45}[level] * rng.uniform(0.85, 1.15), rng.uniform(70, 95)),
+        outline=(oy, ox, ry, rx),
+        subcut_fat=periodic_profile(rng, base=rng.uniform(8, 22), rel_amp=0.35, kmax=3),
+        muscle=periodic_profile(rng, base=rng.uniform(10, 18), rel_amp=0.35, kmax=3),
+        ribs=[(rng.uniform(0, 2 * np.pi), rng.uniform(4, 7), rng.uniform(9, 15)) for _ in range(n_ribs)],
+        liver=(cy + rng.uniform(60, 90), cx - rng.uniform(50, 80),
+               {"apical": 85, "mid": 70, "basal": 55}[level] * rng.uniform(0.85, 1.15), rng.uniform(80, 110)),
         stomach=None if level == "basal" else (cy + rng.uniform(45, 65), cx + rng.uniform(80, 100),
                                               rng.uniform(20, 30), rng.uniform(25, 35)),
         aorta=(cy + rng.uniform(60, 75), cx + rng.uniform(35, 50), rng.uniform(10, 13)),
         spine=(cy + rng.uniform(95, 110), cx + rng.uniform(15, 30), rng.uniform(15, 19)),
-        mediastinum=(cy - rng.uniform(45, 60), cx - rng.uniform(10, 25), rng.uniform(20, 30), rng.uniform(35, 50)),
+        mediastinum=(cy - rng.uniform(40, 55), cx - rng.uniform(0, 25), rng.uniform(22, 32), rng.uniform(40, 60)),
+        # pulmonary and hepatic vessels: (row, col, radius mm, bright?)
+        vessels=[(cy + rng.uniform(-120, 120), cx + rng.uniform(-180, 180), rng.uniform(1.0, 3.5), rng.random() < 0.5)
+                 for _ in range(int(rng.integers(40, 80)))],
     )
     return body

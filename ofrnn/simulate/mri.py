@@ -159,7 +159,7 @@ def coil_sensitivity(shape, rng, *, n_coils=8, spacing_mm=1.4):
     for a in angles:
         py, px = cy + radius * np.sin(a), cx + radius * np.cos(a)
         d2 = (yy - py) ** 2 + (xx - px) ** 2
-        depth = rng.uniform(90, 140)  # mm: penetration of a ~10-15 cm loop
+        depth = rng.uniform(70, 120)  # mm: penetration of a ~10-15 cm loop
         total += rng.uniform(0.7, 1.3) * np.exp(-d2 / (2 * depth ** 2)) ** 2
     sens = np.sqrt(total)
     centre = sens[H // 4: 3 * H // 4, W // 4: 3 * W // 4].mean()

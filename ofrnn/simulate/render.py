@@ -25,6 +25,20 @@ def _ellipse(rows, cols, cy, cx, ry, rx):
     return ((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1
 
 
+def _paint(lab, rows, cols, cy, cx, ry, rx, value, within=None):
+    """Set ``lab`` to ``value`` inside an ellipse, touching only its bounding window (small
+    structures on a large grid); ``within`` restricts it to labels in that tuple."""
+    r0, r1 = np.searchsorted(rows[:, 0], [cy - ry, cy + ry])
+    c0, c1 = np.searchsorted(cols[0], [cx - rx, cx + rx])
+    if r1 <= r0 or c1 <= c0:
+        return
+    win = lab[r0:r1, c0:c1]
+    inside = _ellipse(rows[r0:r1], cols[:, c0:c1], cy, cx, ry, rx)
+    if within is not None:
+        inside &= np.isin(win, within)
+    win[inside] = value
+
+
 def heart_labels(anatomy: Anatomy, R, theta, rows, cols):
     """Tissue labels of material points given in LV polar (R, Theta) and image mm (row, col).
 
@@ -70,14 +84,32 @@ def material_map(anatomy: Anatomy, shape, spacing, k=SUPERSAMPLE):
     b = anatomy.body
     lab = np.full((H * k, W * k), Tissue.AIR, np.uint8)
     oy, ox, ry, rx = b["outline"]
-    lab[_ellipse(rows, cols, oy, ox, ry, rx)] = Tissue.SUBCUTANEOUS_FAT
-    f = b["subcut_fat"]
-    lab[_ellipse(rows, cols, oy, ox, ry - f, rx - f)] = Tissue.MUSCLE
-    m = f + b["muscle"]
-    interior = _ellipse(rows, cols, oy, ox, ry - m, rx - m)
+    # elliptic radius rho (1 on the skin) and depth below the skin along the body's polar angle
+    phi = np.arctan2(-(rows - oy), cols - ox)
+    rho = np.sqrt(((rows - oy) / ry) ** 2 + ((cols - ox) / rx) ** 2)
+    r_skin = rx * ry / np.sqrt((ry * np.cos(phi)) ** 2 + (rx * np.sin(phi)) ** 2)
+    depth = (1 - rho) * r_skin
+    fat = sample_profile(b["subcut_fat"], phi)
+    wall = fat + sample_profile(b["muscle"], phi)
+    lab[depth >= 0] = Tissue.SUBCUTANEOUS_FAT
+    lab[depth >= fat] = Tissue.MUSCLE
+    interior = depth >= wall
     lab[interior] = Tissue.LUNG
+    for ang, ry_r, rx_r in b["ribs"]:
+        # a rib in the chest wall: cortex around marrow, cut obliquely
+        d_mid = sample_profile(b["subcut_fat"], np.array([ang]))[0] + 0.5 * sample_profile(b["muscle"],
+                                                                                           np.array([ang]))[0]
+        r_e = rx * ry / np.hypot(ry * np.cos(ang), rx * np.sin(ang)) - d_mid
+        py, px = oy - r_e * np.sin(ang), ox + r_e * np.cos(ang)
+        _paint(lab, rows, cols, py, px, ry_r, rx_r, Tissue.CORTICAL_BONE)
+        _paint(lab, rows, cols, py, px, ry_r - 1.5, rx_r - 1.5, Tissue.MARROW)
     ly, lx, lry, lrx = b["liver"]
-    lab[interior & _ellipse(rows, cols, ly, lx, lry, lrx)] = Tissue.LIVER
+    liver = interior & _ellipse(rows, cols, ly, lx, lry, lrx)
+    lab[liver] = Tissue.LIVER
+    for vy, vx, vr, bright in b["vessels"]:
+        # vessels in lungs and liver; blood is bright in bSSFP, walls and bronchi darker
+        _paint(lab, rows, cols, vy, vx, vr, vr, Tissue.AORTA_BLOOD if bright else Tissue.SOFT_TISSUE,
+               within=(Tissue.LUNG, Tissue.LIVER))
     if b["stomach"] is not None:
         sy, sx, sry, srx = b["stomach"]
         lab[interior & _ellipse(rows, cols, sy, sx, sry, srx)] = Tissue.STOMACH
