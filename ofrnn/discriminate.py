@@ -86,7 +86,11 @@ def local_motion_classifier(rnn):
     return keras.Model(rnn.inputs, softmax_classifier(rnn.outputs[0], name="local_softmax"), name="local_rnn")
 
 
-def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activation="relu"):
+#: which motion features P(p) concatenates (Table 1 ablation: local only, global only, both)
+FEATURES = ("both", "local", "global")
+
+
+def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activation="relu", features="both"):
     """Assemble the motion statistical and discriminate layers into one model (Fig. 1).
 
     Parameters
@@ -98,6 +102,10 @@ def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activat
     encoder_sizes : sequence of 3 ints
         Widths of the three encoding layers.
     activation : str
+    features : {"both", "local", "global"}
+        Motion features fed to the encoders: the paper's model concatenates both; "local" or
+        "global" alone are the Table 1 ablations (the unused input stays, so every variant takes
+        the same ``[local_patches, global_features]`` batches).
 
     Returns
     -------
@@ -109,8 +117,13 @@ def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activat
     """
     import keras
 
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     g_in, g, norm = global_motion_branch(global_frames, global_features)
-    p = keras.layers.Concatenate(name="motion_features")([rnn.outputs[0], g])
+    if features == "both":
+        p = keras.layers.Concatenate(name="motion_features")([rnn.outputs[0], g])
+    else:
+        p = rnn.outputs[0] if features == "local" else g
     encoders = encoding_layers(encoder_sizes, activation=activation)
     h = p
     for enc in encoders:
@@ -122,5 +135,5 @@ def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activat
     return network, dict(rnn=rnn, normalization=norm, encoders=encoders, features=features)
 
 
-__all__ = ["CLASSES", "global_motion_branch", "encoding_layers", "softmax_classifier", "autoencoder",
+__all__ = ["CLASSES", "FEATURES", "global_motion_branch", "encoding_layers", "softmax_classifier", "autoencoder",
            "local_motion_classifier", "ofrnn_network"]

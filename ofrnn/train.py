@@ -84,15 +84,24 @@ def make_split(ids, levels, fold, cfg):
 
 
 # -- network and stages ---------------------------------------------------------------------------
-def build(cfg, global_shape):
-    """The OF-RNN network (Fig. 1) and its parts for the staged training."""
+def build(cfg, global_shape, *, local_block=None):
+    """The OF-RNN network (Fig. 1) and its parts for the staged training.
+
+    ``local_block(cfg)``, when given, returns the model that replaces the LSTM-RNN ((batch, J, N*N)
+    -> (batch, features)), as in the paper's Table 2; ``cfg["features"]`` ("both" by default,
+    "local" or "global") selects the motion features of Table 1.
+    """
     from .discriminate import local_motion_classifier, ofrnn_network
     from .motion import lstm_rnn
 
-    rnn = lstm_rnn(cfg["frames"], cfg["patch"], units=cfg["lstm_units"], layers=cfg["lstm_layers"],
-                   dropout=cfg["input_dropout"])
+    if local_block is not None:
+        rnn = local_block(cfg)
+    else:
+        rnn = lstm_rnn(cfg["frames"], cfg["patch"], units=cfg["lstm_units"], layers=cfg["lstm_layers"],
+                       dropout=cfg["input_dropout"])
     network, parts = ofrnn_network(rnn, global_frames=global_shape[0], global_features=global_shape[1],
-                                   encoder_sizes=cfg["encoder_sizes"], activation=cfg["encoder_activation"])
+                                   encoder_sizes=cfg["encoder_sizes"], activation=cfg["encoder_activation"],
+                                   features=cfg.get("features", "both"))
     parts["local"] = local_motion_classifier(rnn)
     return network, parts
 
@@ -107,13 +116,17 @@ def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, l
     import keras
 
     model.compile(optimizer=_optimizer(cfg, lr), loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+    # the weights of the epoch with the lowest validation loss (validation subjects come from the
+    # training folds) are kept: fine-tuning overfits the training subjects within a few epochs
     callbacks = [keras.callbacks.BackupAndRestore(str(ckpt / f"{name}_backup")),
-                 keras.callbacks.CSVLogger(str(log), append=True)]
+                 keras.callbacks.CSVLogger(str(log), append=True),
+                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"],
+                                               restore_best_weights=True)]
     t0 = time.perf_counter()
-    model.fit(train.dataset(local_only=local_only), steps_per_epoch=train.steps, epochs=epochs,
-              validation_data=val.dataset(local_only=local_only), validation_steps=val.steps,
-              callbacks=callbacks, verbose=2)
-    return time.perf_counter() - t0
+    hist = model.fit(train.dataset(local_only=local_only), steps_per_epoch=train.steps, epochs=epochs,
+                     validation_data=val.dataset(local_only=local_only), validation_steps=val.steps,
+                     callbacks=callbacks, verbose=2)
+    return time.perf_counter() - t0, len(hist.epoch)
 
 
 def _pretrain_autoencoders(network, parts, train, cfg, log):
@@ -140,12 +153,23 @@ def _pretrain_autoencoders(network, parts, train, cfg, log):
     return time.perf_counter() - t0
 
 
-def train_network(train, val, cfg, out, *, progress=True):
-    """Three-stage training with resume; returns (network, timings)."""
+def train_network(train, val, cfg, out, *, progress=True, local_block=None):
+    """Three-stage training with resume; returns (network, timings).
+
+    Runs under the strategy of :func:`ofrnn.distribute.training_strategy` (several GPUs or
+    workers when present, the default strategy otherwise). ``local_block``: see :func:`build`.
+    """
+    from .distribute import training_strategy
+
+    with training_strategy().scope():
+        return _train_network(train, val, cfg, Path(out), local_block=local_block)
+
+
+def _train_network(train, val, cfg, out, *, local_block=None):
     import keras
 
     keras.utils.set_random_seed(cfg["seed"])
-    network, parts = build(cfg, train.global_shape)
+    network, parts = build(cfg, train.global_shape, local_block=local_block)
     ckpt = out / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
     done = {s: ckpt / f"{s}.weights.h5" for s in ("local", "autoencoders", "finetune")}
@@ -158,19 +182,23 @@ def train_network(train, val, cfg, out, *, progress=True):
     else:
         if done["local"].is_file():
             parts["local"].load_weights(done["local"])
+        elif cfg.get("features", "both") == "global":
+            timings["local"] = 0.0  # Table 1 "global only": the local motion layers are not used
         else:
-            timings["local"] = _fit_supervised(parts["local"], train, val, cfg, epochs=cfg["lstm_epochs"], ckpt=ckpt,
+            timings["local"], _ = _fit_supervised(parts["local"], train, val, cfg, epochs=cfg["lstm_epochs"], ckpt=ckpt,
                                                name="local", local_only=True, log=out / "train_log_local.csv")
+        if "local" in timings:
             parts["local"].save_weights(done["local"])
         parts["normalization"].adapt(train.global_rows.reshape(len(train), -1))
         ae_log = out / "train_log_autoencoders.csv"
         ae_log.write_text("stage,epoch,loss\n")
         timings["autoencoders"] = _pretrain_autoencoders(network, parts, train, cfg, ae_log)
         network.save_weights(done["autoencoders"])
-    timings["finetune"] = _fit_supervised(network, train, val, cfg, epochs=cfg["finetune_epochs"], ckpt=ckpt,
+    timings["finetune"], epochs = _fit_supervised(network, train, val, cfg, epochs=cfg["finetune_epochs"], ckpt=ckpt,
                                           name="finetune", local_only=False, log=out / "train_log.csv",
                                           lr="finetune_learning_rate")
-    timings["finetune_pixels_per_s"] = cfg["finetune_epochs"] * train.steps * train.batch_size / timings["finetune"]
+    # epochs run in this process (a resumed stage counts only its remaining epochs)
+    timings["finetune_pixels_per_s"] = epochs * train.steps * train.batch_size / timings["finetune"]
     network.save_weights(done["finetune"])
     (ckpt / "timings.json").write_text(json.dumps(timings))
     return network, timings
@@ -340,6 +368,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
 
     val_probs, _ = predict_all(network, va, cfg, progress=progress)
     thr = choose_threshold(cfg["threshold"], va, val_probs)
+    val_metrics, _ = M.evaluate_rois(va, val_probs, thr)
     probs, secs = predict_all(network, te, cfg, progress=progress)
     timings["network_per_subject"] = float(np.mean(secs))
     metrics, records = M.evaluate_rois(te, probs, thr)
@@ -352,7 +381,9 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     save_bundle(out, network, bundle_cfg)
     timings["total"] = time.perf_counter() - t_start
     result = dict(cohort=str(cohort), config=cfg, split={k: split[k] for k in ("scheme", "train", "val", "test")},
-                  metrics=metrics, timings=timings, versions=_versions(), paper=PAPER)
+                  metrics=metrics, timings=timings, versions=_versions(), paper=PAPER,
+                  validation={g: {k: val_metrics[g][k] for k in ("accuracy", "sensitivity", "specificity", "dice")}
+                              for g in ("roi", "myocardium")})
     (out / "segments.json").write_text(json.dumps(records, indent=1))
     tmp = out / ".metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2, default=_nan_none))
