@@ -66,7 +66,7 @@ def test_zero_motion_gives_zero_flow():
         assert np.nanmax(np.abs(f)) < 1e-3, name
 
 
-@pytest.mark.parametrize("name, tol", [("deep", 0.05), ("hs", 0.3), ("pyramid-hs", 0.35), ("lucas-kanade", 0.1),
+@pytest.mark.parametrize("name, tol", [("deep", 0.05), ("hs", 0.1), ("pyramid-hs", 0.05), ("lucas-kanade", 0.1),
                                        ("phase", 0.25)])
 def test_translation_known_answer(translated, name, tol):
     a, b, gt = translated
@@ -92,7 +92,7 @@ def test_sparse_methods_leave_flat_areas_unestimated(translated):
     b[:, :20] = 100.0
     for name in ("lucas-kanade", "phase"):
         f = F.METHODS[name](a, b)
-        # Columns 0-3 are flat even through the phase filters' support (11 px) and window (2 px).
+        # Columns 0-3 lie in the flat band: no structure for LK, no stable phase.
         assert np.isnan(f[:, 8:-8, 0:4]).all(), name
         assert 0.2 < F.density(f) < 1.0, name
 
