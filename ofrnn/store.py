@@ -41,6 +41,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import OfrnnError
+from .files import json_default
 
 SCHEMA_VERSION = 1
 LEVELS = ("apical", "mid", "basal")
@@ -210,7 +211,7 @@ class CohortWriter:
         self._file.attrs["schema_version"] = SCHEMA_VERSION
         self._file.attrs["source"] = self.source
         self._file.attrs["created_by"] = f"ofrnn {__version__}"
-        self._file.attrs["params"] = json.dumps(self.params, sort_keys=True, default=_json_default)
+        self._file.attrs["params"] = json.dumps(self.params, sort_keys=True, default=json_default)
         self._subjects = self._file.create_group("subjects", track_order=True)
         return self
 
@@ -262,16 +263,6 @@ def write_cohort(path, subjects, *, source, params=None):
         for s in subjects:
             w.add(s)
     return w.ids
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
 class Cohort:

@@ -181,3 +181,14 @@ def test_info_on_bad_file_is_one_error_line(tmp_path, capsys):
     assert main(["info", str(junk)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"ofrnn: error: {junk}: not an HDF5 cohort")
+
+
+def test_write_json_is_strict_and_atomic(tmp_path):
+    import json
+
+    from ofrnn.files import write_json
+
+    out = tmp_path / "m.json"
+    write_json(out, {"a": np.float32(1.5), "b": np.arange(3), "c": float("nan"), "d": [np.inf, 2]})
+    assert json.loads(out.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": [None, 2]}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -9,7 +9,6 @@ crops with the scar outlined).
 """
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .._version import __version__
+from ..files import atomic_write_text, write_json
 from ..simulate.measure import area_ejection_fraction, remote_and_scar_thickening
 from ..store import open_cohort
 
@@ -134,8 +134,8 @@ def run(config, profile, out_dir):
     metrics = dict(summary=summary, subjects=rows, settings=settings, cohort_params=params,
                    versions=dict(ofrnn=__version__, python=platform.python_version(), numpy=np.__version__),
                    seconds=time.perf_counter() - t0)
-    _write(out_dir / "metrics.json", json.dumps(metrics, indent=1, default=float))
-    _write(out_dir / "report.md", _report(summary, settings))
+    write_json(out_dir / "metrics.json", metrics)
+    atomic_write_text(out_dir / "report.md", _report(summary, settings))
     print(f"wrote {out_dir}/metrics.json, report.md, physiology.png, gallery.png")
 
 
@@ -172,9 +172,3 @@ def _report(s, settings):
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += ["", "![distributions](physiology.png)", "", "![gallery](gallery.png)", ""]
     return "\n".join(lines)
-
-
-def _write(path, text):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
