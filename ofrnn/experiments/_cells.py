@@ -1,0 +1,358 @@
+"""Shared machinery of the paper's ablations (Table 1, Table 2, Fig. 3(e)): cells x folds, resumable.
+
+An ablation is a grid of *cells* (one model variant each: settings overrides on top of a profile of
+``experiments/train.toml``, and optionally another local motion block) evaluated on the SAME
+subject-wise folds as ``make train`` (:func:`ofrnn.train.make_split`). One cell on one fold is
+:func:`run_cell`: prepare the cohort (cached ROI sequences and flows, shared with ``make train``),
+sample the training pixels, train with :func:`ofrnn.train.train_network`, pick the threshold on the
+validation subjects, evaluate the test fold with :func:`ofrnn.metrics.evaluate_rois`. It writes
+``<cell>/fold<k>.json`` and ``<cell>/fold<k>.npz`` (test probabilities and ROI masks, for the
+figures) atomically when done, so a rerun skips finished cells and a killed one restarts only the
+cell it was in (whose training itself resumes from its checkpoints). Each cell/fold is also one
+command (``ofrnn experiment NAME --profile P`` with ``cells``/``folds`` in the profile), so a
+cluster scheduler can spread them.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OfrnnError
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: headline metrics of every ablation table (myocardium pixels and all ROI pixels)
+METRICS = ("accuracy", "sensitivity", "specificity", "precision", "dice", "roc_auc")
+
+
+# -- settings -------------------------------------------------------------------------------------------
+def _merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def resolve_plain(config, profile):
+    """Top-level settings merged with ``[profile.<name>]`` (experiments without cells)."""
+    profiles = config.get("profile", {})
+    if profile == "full" and "full" not in profiles:
+        # `ofrnn experiment NAME` without --profile asks for "full": these experiments call it default_profile
+        profile = config.get("default_profile", "quick")
+    if profile not in profiles:
+        raise OfrnnError(f"unknown profile {profile!r} (have: {', '.join(profiles)})", field="profile")
+    cfg = _merge({k: v for k, v in config.items() if k != "profile"}, profiles[profile])
+    cfg["profile"] = profile
+    return cfg
+
+
+def resolve(config, profile):
+    """The experiment's settings for ``profile``: top level merged with ``[profile.<name>]``.
+
+    Raises :class:`OfrnnError` for an unknown profile or missing keys (cohort, train_profile, cells).
+    """
+    cfg = resolve_plain(config, profile)
+    for key in ("cohort", "train_profile", "cells", "folds"):
+        if key not in cfg:
+            raise OfrnnError("missing setting", field=key)
+    if not isinstance(cfg["cells"], dict) or not cfg["cells"]:
+        raise OfrnnError("must be a table of cells", field="cells")
+    # one cell / fold per command (cluster schedulers): OFRNN_CELLS=a,b OFRNN_FOLDS=3,4 override the profile
+    if os.environ.get("OFRNN_CELLS"):
+        cfg["only"] = os.environ["OFRNN_CELLS"].split(",")
+    if os.environ.get("OFRNN_FOLDS"):
+        try:
+            cfg["folds"] = [int(k) for k in os.environ["OFRNN_FOLDS"].split(",")]
+        except ValueError:
+            raise OfrnnError("must be fold numbers separated by commas", field="OFRNN_FOLDS") from None
+    only = cfg.get("only")
+    if only:
+        unknown = set(only) - set(cfg["cells"])
+        if unknown:
+            raise OfrnnError(f"unknown cells {sorted(unknown)} (have: {', '.join(cfg['cells'])})", field="only")
+        cfg["cells"] = {k: v for k, v in cfg["cells"].items() if k in only}
+    return cfg
+
+
+def _path(p):
+    p = Path(p)
+    return p if p.is_absolute() else REPO / p
+
+
+def cell_settings(cfg, cell):
+    """Training settings of one cell: train.toml profile + experiment overrides + cell overrides."""
+    from ..train import load_profile
+
+    tcfg = load_profile(cfg["train_profile"], _path(cfg.get("train_settings", "experiments/train.toml")))
+    tcfg.update(cfg.get("overrides", {}))
+    tcfg.update({k: v for k, v in cfg["cells"][cell].items() if k not in ("block", "label")})
+    tcfg.setdefault("features", "both")  # explicit, so the full model hashes alike in every ablation
+    tcfg["profile"] = f"{cfg['train_profile']}+{cfg['profile']}"
+    return tcfg
+
+
+def fold_list(cfg, n_folds):
+    folds = cfg["folds"]
+    if folds == "all":
+        return list(range(n_folds))
+    if not isinstance(folds, list) or not all(isinstance(k, int) and 0 <= k < n_folds for k in folds):
+        raise OfrnnError(f"must be 'all' or a list of fold numbers 0..{n_folds - 1}", field="folds")
+    return folds
+
+
+def cell_key(tcfg, block, cohort):
+    """A short hash of everything that defines a cell's result: identical cells of different
+    ablations (e.g. the full model in Tables 1 and 2 and N = 11 in Fig. 3(e)) are trained once."""
+    blob = json.dumps(dict(cfg={k: v for k, v in tcfg.items() if k != "profile"}, block=block,
+                           cohort=str(Path(cohort).resolve())), sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+# -- data --------------------------------------------------------------------------------------------------
+_PREPARED = {}
+
+
+def prepared(cohort, tcfg, cache_dir, progress=True):
+    """Prepared subjects of the cohort by id (memoised per process; cached on disk with make train's)."""
+    from ..pipeline import prepare_cohort
+
+    key = (str(cohort), tcfg["frames"], tcfg["roi"], tcfg["flow"], tcfg["roi_margin"])
+    if key not in _PREPARED:
+        _PREPARED.clear()
+        _PREPARED[key] = {r.id: r for r in prepare_cohort(cohort, frames=tcfg["frames"], roi=tcfg["roi"],
+                                                          flow=tcfg["flow"], margin=tcfg["roi_margin"],
+                                                          cache_dir=cache_dir, progress=progress)}
+    return _PREPARED[key]
+
+
+def split_for(cohort, subjects, fold, tcfg):
+    """The subject-wise split of ``make train`` for ``fold`` (same ids, levels, seed and folds)."""
+    from ..store import open_cohort
+    from ..train import make_split
+
+    with open_cohort(cohort) as c:
+        ids = list(c.ids)
+    return make_split(ids, [subjects[s].level for s in ids], str(fold), tcfg)
+
+
+# -- one cell on one fold --------------------------------------------------------------------------
+def _atomic_write(path, write):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _write_json(path, obj):
+    def write(tmp):
+        Path(tmp).write_text(json.dumps(obj, indent=1, default=_plain))
+
+    _atomic_write(Path(path), write)
+
+
+def _plain(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def run_cell(cohort, fold, tcfg, folder, *, block=None, cache_dir=None, progress=True):
+    """Train and evaluate one cell on one fold; returns the result (read back when already done).
+
+    Parameters
+    ----------
+    cohort : path
+    fold : int
+    tcfg : dict
+        Training settings (:func:`cell_settings`).
+    folder : path
+        The cell's folder; ``fold<k>.json`` / ``fold<k>.npz`` are its outputs, ``work/fold<k>``
+        its checkpoints while it runs.
+    block : dict, optional
+        ``{"kind": ...}`` of another local motion classifier (Table 2; see
+        :mod:`ofrnn.experiments.ablation_classifier`); None is the LSTM-RNN.
+    """
+    from .. import metrics as M
+    from ..pipeline import PixelBatches, sample_pixels
+    from ..train import choose_threshold, predict_all, train_network
+
+    folder = Path(folder)
+    done = folder / f"fold{fold}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    t_start = time.perf_counter()
+    subjects = prepared(cohort, tcfg, cache_dir, progress)
+    split = split_for(cohort, subjects, fold, tcfg)
+    tr, va, te = ([subjects[s] for s in split[k]] for k in ("train", "val", "test"))
+    common = dict(per_subject=tcfg["pixels_per_subject"], fractions=tcfg["strata_fractions"],
+                  weights=tcfg["pixel_weights"], infarct_share=tcfg.get("infarct_share"))
+    kw = dict(patch=tcfg["patch"], global_patch=tcfg["global_patch"], batch_size=tcfg["batch_size"])
+    train = PixelBatches(tr, sample_pixels(tr, seed=tcfg["seed"], **common), seed=tcfg["seed"], **kw)
+    val = PixelBatches(va, sample_pixels(va, seed=tcfg["seed"] + 1, **common), seed=tcfg["seed"] + 1, **kw)
+    work = folder / "work" / f"fold{fold}"
+    t0 = time.perf_counter()
+    if block is not None and block["kind"] == "svm":
+        from .ablation_classifier import fit_svm, predict_svm
+
+        model = fit_svm(train, tcfg, block)
+        stage_times = {}
+        train_s = time.perf_counter() - t0
+        val_probs, _ = predict_svm(model, va, tcfg)
+        probs, secs = predict_svm(model, te, tcfg)
+    else:
+        local_block = None
+        if block is not None:
+            from .ablation_classifier import local_block_builder
+
+            local_block = local_block_builder(block, train, tcfg)
+        network, stage_times = train_network(train, val, tcfg, work, local_block=local_block)
+        train_s = time.perf_counter() - t0
+        val_probs, _ = predict_all(network, va, tcfg, progress=progress)
+        probs, secs = predict_all(network, te, tcfg, progress=progress)
+    thr = choose_threshold(tcfg["threshold"], va, val_probs)
+    metrics, _ = M.evaluate_rois(te, probs, thr)
+    metrics.pop("per_subject", None)
+    result = dict(fold=fold, n_train=len(tr), n_val=len(va), n_test=len(te), threshold=thr,
+                  metrics=dict(roi={k: metrics["roi"][k] for k in METRICS + ("pr_auc",)},
+                               myocardium={k: metrics["myocardium"][k] for k in METRICS + ("pr_auc",)},
+                               dice_myocardium_mean=metrics["dice_myocardium_mean"],
+                               segments=metrics["segments"]["accuracy"]),
+                  timings=dict(train_s=train_s, stages=stage_times, predict_s_per_subject=float(np.mean(secs)),
+                               total_s=time.perf_counter() - t_start),
+                  settings=tcfg, block=block)
+
+    def write_npz(tmp):
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, ids=np.array([r.id for r in te]), levels=np.array([r.level for r in te]),
+                                prob=np.stack(probs).astype(np.float16), infarct=np.stack([r.infarct for r in te]),
+                                myocardium=np.stack([r.myocardium for r in te]),
+                                image=np.stack([r.roi[0] for r in te]).astype(np.float16), threshold=thr)
+
+    _atomic_write(folder / f"fold{fold}.npz", write_npz)
+    _write_json(done, result)
+    shutil.rmtree(work, ignore_errors=True)
+    if (folder / "work").is_dir() and not any((folder / "work").iterdir()):
+        (folder / "work").rmdir()
+    return result
+
+
+# -- the grid -------------------------------------------------------------------------------------------------
+def run_grid(config, profile, out_dir, *, title, progress=True):
+    """Every cell x fold of an ablation (finished ones are read back), then the per-cell summary.
+
+    Returns ``(cfg, summary)``; ``summary[cell]`` holds mean and sd over folds of the headline
+    metrics, timings and the cell's folder.
+    """
+    from tqdm import tqdm
+
+    cfg = resolve(config, profile)
+    cohort = _path(cfg["cohort"])
+    if not cohort.is_file():
+        raise OfrnnError("no such cohort (run 'make data')", path=cohort, field="cohort")
+    threads = cfg.get("threads", 0)
+    if threads:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already running (e.g. a test): keep its threads
+            pass
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    store = _path(cfg.get("cells_dir", "results/cells"))
+    cache = _path(cfg.get("cache", "results/train/cache"))
+    jobs = []
+    for cell in cfg["cells"]:
+        tcfg = cell_settings(cfg, cell)
+        block = cfg["cells"][cell].get("block")
+        for k in fold_list(cfg, tcfg["n_folds"]):
+            jobs.append((cell, k, tcfg, block, store / cell_key(tcfg, block, cohort)))
+    results = {}
+    bar = tqdm(jobs, desc=title, unit="cell-fold", disable=not progress)
+    for cell, k, tcfg, block, folder in bar:
+        bar.set_postfix_str(f"{cell} fold {k}")
+        results.setdefault(cell, []).append(run_cell(cohort, k, tcfg, folder, block=block, cache_dir=cache,
+                                                     progress=False))
+        if block is None or block.get("kind") != "svm":
+            import keras
+
+            keras.backend.clear_session()
+    folders = {cell: folder for cell, _, _, _, folder in jobs}
+    return cfg, {cell: summarise(rs, folder=str(folders[cell])) for cell, rs in results.items()}
+
+
+def summarise(results, *, folder=None):
+    """Mean and sd over folds of the headline metrics and timings of one cell."""
+    def stat(values):
+        v = np.array([np.nan if x is None else x for x in values], dtype=float)
+        return dict(mean=float(np.nanmean(v)) if np.isfinite(v).any() else None,
+                    sd=float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0)
+
+    out = dict(folds=[r["fold"] for r in results], folder=folder, n_test=sum(r["n_test"] for r in results),
+               seed=results[0]["settings"]["seed"], n_folds=results[0]["settings"]["n_folds"],
+               total_s=float(sum(r["timings"]["total_s"] for r in results)))
+    for group in ("myocardium", "roi"):
+        out[group] = {k: stat([r["metrics"][group][k] for r in results]) for k in METRICS}
+    out["dice_myocardium_mean"] = stat([r["metrics"]["dice_myocardium_mean"] for r in results])
+    out["train_s"] = stat([r["timings"]["train_s"] for r in results])
+    out["predict_s_per_subject"] = stat([r["timings"]["predict_s_per_subject"] for r in results])
+    return out
+
+
+def environment(cfg):
+    """Versions, CPU, seeds and profile of a run, for metrics.json."""
+    import keras
+    import sklearn
+    import tensorflow as tf
+
+    from .._version import __version__
+    from ..distribute import describe, training_strategy
+
+    return dict(ofrnn=__version__, python=platform.python_version(), tensorflow=tf.__version__,
+                keras=keras.__version__, numpy=np.__version__, sklearn=sklearn.__version__,
+                cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+                gpus=len(tf.config.list_physical_devices("GPU")), **describe(training_strategy()),
+                profile=cfg["profile"], train_profile=cfg["train_profile"], folds=cfg["folds"])
+
+
+def env_line(env):
+    """One readable line of :func:`environment` for report.md files."""
+    return (f"ofrnn {env['ofrnn']}, Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, "
+            f"NumPy {env['numpy']}, scikit-learn {env['sklearn']}; {env['cpu_count']} CPU cores ({env['cpu']}), "
+            f"{env['gpus']} GPUs, {env['strategy']} x {env['replicas']}.")
+
+
+def footer(env, summary):
+    """The environment and seeds line that ends every ablation report."""
+    first = summary[next(iter(summary))]
+    return (f"Environment: {env_line(env)} Seeds: {first['seed']} for the folds (`ofrnn.splits.kfold`, "
+            f"{first['n_folds']} folds), pixel sampling and weight initialisation.")
+
+
+def pct(s, digits=1):
+    """'mean +- sd' in percent of a :func:`summarise` entry (or 'n/a')."""
+    if s is None or s.get("mean") is None:
+        return "n/a"
+    return f"{100 * s['mean']:.{digits}f}" + (f" ± {100 * s['sd']:.{digits}f}" if s.get("sd") else "")
+
+
+def write_outputs(out_dir, result, report_lines):
+    """metrics.json and report.md of an ablation, atomically."""
+    out_dir = Path(out_dir)
+    _write_json(out_dir / "metrics.json", result)
+    _atomic_write(out_dir / "report.md", lambda tmp: Path(tmp).write_text("\n".join(report_lines) + "\n"))
