@@ -90,3 +90,58 @@ flow-tune:
 .PHONY: phantom-stats
 phantom-stats: $(COHORT)
 	$(OFRNN) experiment phantom --profile full
+
+# ---- paper experiments and report (issue 6; settings: experiments/ablation_*.toml, figures.toml, report.toml) ----
+# make ablation-features   Table 1 + Fig. 3(c, d): local only / global only / both  -> results/ablation_features/
+# make ablation-classifier Table 2: SVM-RBF, SAE-3, DBN-3, CNN, RNN, LSTM-RNN        -> results/ablation_classifier/
+# make ablation-patchsize  Fig. 3(e): N = 3, 5, ..., 17, accuracy and time           -> results/ablation_patchsize/
+# make figures             Figs. 2, 3(a-e), 4 from stored results (no training)     -> results/figures/
+# make report              results/REPORT.md from results/ alone (no training)
+# EXP_PROFILE=quick (one fold, reduced; 2 CPU cores) | paper (all ten folds) | smoke. Same subject-wise folds
+# as `make train`. Finished cells/folds are kept in results/cells/ and skipped; one cell/fold per command:
+#   OFRNN_CELLS=both OFRNN_FOLDS=4 make ablation-features   (see README, "Distributed and cluster use")
+# make reproduce: everything at the quick profile; each finished step leaves a stamp in results/.reproduce/
+# and is skipped when rerun, the experiments resume inside a step (rm -r results/.reproduce to redo all).
+EXP_PROFILE            ?= quick
+REPRO_FLOW_PROFILE     ?= full
+REPRO_LOCALIZE_PROFILE ?= full
+STAMPS                 := results/.reproduce
+.PHONY: ablation-features ablation-classifier ablation-patchsize figures report reproduce
+
+ablation-features: $(COHORT)
+	$(OFRNN) experiment ablation_features --profile $(EXP_PROFILE) --out results/ablation_features
+
+ablation-classifier: $(COHORT)
+	$(OFRNN) experiment ablation_classifier --profile $(EXP_PROFILE) --out results/ablation_classifier
+
+ablation-patchsize: $(COHORT)
+	$(OFRNN) experiment ablation_patchsize --profile $(EXP_PROFILE) --out results/ablation_patchsize
+
+figures:
+	$(OFRNN) experiment figures --profile $(EXP_PROFILE) --out results/figures
+
+report:
+	$(OFRNN) experiment report --profile $(EXP_PROFILE) --out results/report
+
+REPRO_STEPS := phantom-stats flow-bench localize train ablation-features ablation-classifier ablation-patchsize
+reproduce: $(COHORT)
+	$(MAKE) $(addprefix $(STAMPS)/,$(REPRO_STEPS))
+	$(MAKE) figures EXP_PROFILE=quick
+	$(MAKE) report EXP_PROFILE=quick
+
+$(STAMPS)/phantom-stats $(STAMPS)/ablation-features $(STAMPS)/ablation-classifier $(STAMPS)/ablation-patchsize:
+	$(MAKE) $(notdir $@) EXP_PROFILE=quick
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/flow-bench:
+	$(MAKE) flow-bench FLOW_PROFILE=$(REPRO_FLOW_PROFILE)
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/localize:
+	$(MAKE) localize LOCALIZE_PROFILE=$(REPRO_LOCALIZE_PROFILE)
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/train:
+	$(MAKE) train FOLD=3 PROFILE=quick
+	@mkdir -p $(STAMPS) && touch $@
+# ---- end paper experiments and report ----
