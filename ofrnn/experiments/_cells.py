@@ -112,8 +112,11 @@ def fold_list(cfg, n_folds):
 def cell_key(tcfg, block, cohort):
     """A short hash of everything that defines a cell's result: identical cells of different
     ablations (e.g. the full model in Tables 1 and 2 and N = 11 in Fig. 3(e)) are trained once."""
+    st = Path(cohort).stat() if Path(cohort).exists() else None
+    # a regenerated cohort (make data) is another cohort: its size and mtime are part of the key
     blob = json.dumps(dict(cfg={k: v for k, v in tcfg.items() if k != "profile"}, block=block,
-                           cohort=str(Path(cohort).resolve())), sort_keys=True, default=str)
+                           cohort=str(Path(cohort).resolve()), size=st and st.st_size, mtime=st and st.st_mtime_ns),
+                      sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
@@ -287,7 +290,7 @@ def run_grid(config, profile, out_dir, *, title, progress=True):
     for cell, k, tcfg, block, folder in bar:
         bar.set_postfix_str(f"{cell} fold {k}")
         results.setdefault(cell, []).append(run_cell(cohort, k, tcfg, folder, block=block, cache_dir=cache,
-                                                     progress=False))
+                                                     progress=progress))
         if block is None or block.get("kind") != "svm":
             import keras
 

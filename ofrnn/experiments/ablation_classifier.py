@@ -185,11 +185,12 @@ def report(cfg, summary, env):
                      f"({_cells.pct(s['roi']['accuracy'])}) | {pp} | {_cells.pct(s['myocardium']['precision'])} "
                      f"({_cells.pct(s['roi']['precision'])}) | {_cells.pct(s['myocardium']['dice'])} | "
                      f"{s['train_s']['mean']:.0f} | {s['predict_s_per_subject']['mean']:.2f} |")
-    acc = {c: summary[c]["myocardium"]["accuracy"]["mean"] for c in summary}
-    if len(acc) > 1 and all(v is not None for v in acc.values()):
-        best = max(acc, key=acc.get)
-        lines += ["", f"Highest myocardium accuracy: **{LABELS[best]}** "
-                      f"({'matches' if best == 'lstm' else 'differs from'} the paper's ordering: LSTM-RNN best)."]
+    for metric, label in (("accuracy", "myocardium accuracy"), ("roc_auc", "myocardium ROC AUC (threshold-free)")):
+        v = {c: summary[c]["myocardium"][metric]["mean"] for c in summary}
+        if len(v) > 1 and all(x is not None for x in v.values()):
+            best = max(v, key=v.get)
+            lines += ["", f"Highest {label}: **{LABELS[best]}** "
+                          f"({'matches' if best == 'lstm' else 'differs from'} the paper: LSTM-RNN best)."]
     lines += ["", "The SVM sees a subsample of the training pixels and a PCA of P_l(p) "
                   f"({cfg['cells'].get('svm', {}).get('block', {})}); the deep blocks all feed the same "
                   "encoders and softmax.", "", _cells.footer(env, summary), ""]

@@ -81,11 +81,12 @@ def report(cfg, summary, env):
                      f"({_cells.pct(r['accuracy'])}) | {_cells.pct(m['sensitivity'])} ({_cells.pct(r['sensitivity'])}) "
                      f"| {_cells.pct(m['specificity'])} ({_cells.pct(r['specificity'])}) | {_cells.pct(m['dice'])} | "
                      f"{_cells.pct(m['roc_auc'], 2)} |")
-    acc = {c: summary[c]["myocardium"]["accuracy"]["mean"] for c in summary}
-    if set(acc) == {"local", "global", "both"} and None not in acc.values():
-        order = sorted(acc, key=acc.get, reverse=True)
-        lines += ["", f"Ordering by myocardium accuracy: {' > '.join(order)} "
-                      f"({'as' if order == ['both', 'local', 'global'] else 'unlike'} the paper: both > local > global)."]
+    for metric, label in (("accuracy", "myocardium accuracy"), ("roc_auc", "myocardium ROC AUC (threshold-free)")):
+        v = {c: summary[c]["myocardium"][metric]["mean"] for c in summary}
+        if set(v) == {"local", "global", "both"} and None not in v.values():
+            order = sorted(v, key=v.get, reverse=True)
+            lines += ["", f"Ordering by {label}: {' > '.join(order)} "
+                          f"({'as' if order == ['both', 'local', 'global'] else 'unlike'} the paper: both > local > global)."]
     lines += ["", "![Fig. 3(c, d)](roc_pr.png)", "", _cells.footer(env, summary), ""]
     return lines
 
