@@ -233,6 +233,39 @@ def targets(t1, t2, ps, best_flow):
     return L + [""]
 
 
+def provenance(root):
+    """Profile, seed and recorded environment of every stored result."""
+    rows = []
+    ph = _load(root / "phantom" / "metrics.json")
+    if ph:
+        cp = ph.get("cohort_params", {})
+        rows.append(("cohort (make data)", "-", cp.get("seed"), f"{cp.get('n_subjects')} subjects, "
+                     f"{cp.get('acquisition', {}).get('matrix')} px, {cp.get('acquisition', {}).get('frames')} frames"))
+    lo = _load(root / "localization" / "metrics.json")
+    if lo:
+        rows.append(("make localize", lo.get("profile"), lo.get("seed"), lo.get("versions", {}).get("tensorflow")))
+    fl = _load(root / "flow" / "metrics.json")
+    if fl:
+        rows.append(("make flow-bench", fl.get("profile"), "-", fl.get("versions")))
+    for f in sorted((root / "train").glob("fold*/metrics.json")):
+        r = _load(f)
+        if r:
+            rows.append((f"make train ({f.parent.name})", r["config"].get("profile"), r["config"].get("seed"),
+                         r.get("versions", {}).get("tensorflow")))
+    for name in ("ablation_features", "ablation_classifier", "ablation_patchsize"):
+        m = _load(root / name / "metrics.json")
+        if m and m.get("cells"):
+            env = m.get("environment", {})
+            first = next(iter(m["cells"].values()))
+            rows.append((f"make {name.replace('_', '-')}", env.get("profile"), first.get("seed"),
+                         f"folds {first.get('folds')}; TF {env.get('tensorflow')}, {env.get('cpu_count')} cores, "
+                         f"{env.get('gpus')} GPUs, {env.get('strategy')}"))
+    if not rows:
+        return []
+    return (["## Profiles, seeds and recorded environments", "", "| result | profile | seed | recorded |",
+             "|---|---|---|---|"] + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows] + [""])
+
+
 def run(config, profile, out_dir):
     cfg = _cells.resolve_plain(config, profile)
     root = _cells._path(cfg["results"])
@@ -270,6 +303,7 @@ def run(config, profile, out_dir):
         L += ["not run yet: make figures", ""]
     else:
         L += [f"- [{n}](figures/{n})" for n in figs["made"]] + [f"- {n}: {w}" for n, w in figs["missing"].items()] + [""]
+    L += provenance(root)
     L += ["## Run times (seconds, as recorded by each experiment)", "", "| step | seconds |", "|---|---|"]
     L += [f"| make {k} | {'not run' if v is None else f'{v:.0f}'} |" for k, v in times.items()] + [""]
     L += ["## Where we differ from the paper, and why", ""] + [f"- {n}" for n in cfg.get("notes", [])] + [""]
