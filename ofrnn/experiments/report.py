@@ -305,12 +305,17 @@ def run(config, profile, out_dir):
         L += [f"- [{n}](figures/{n})" for n in figs["made"]] + [f"- {n}: {w}" for n, w in figs["missing"].items()] + [""]
     L += provenance(root)
     L += ["## Run times (seconds, as recorded by each experiment)", "", "| step | seconds |", "|---|---|"]
-    L += [f"| make {k} | {'not run' if v is None else f'{v:.0f}'} |" for k, v in times.items()] + [""]
+    folders = {"phantom-stats": "phantom", "localize": "localization", "flow-bench": "flow", "train": "train",
+               "ablation-features": "ablation_features", "ablation-classifier": "ablation_classifier",
+               "ablation-patchsize": "ablation_patchsize"}
+    present = {k: any((root / folders[k]).glob("**/metrics.json")) for k in times}
+    L += [f"| make {k} | {'not run' if not present[k] else ('not recorded' if v is None else f'{v:.0f}')} |"
+          for k, v in times.items()] + [""]
     L += ["## Where we differ from the paper, and why", ""] + [f"- {n}" for n in cfg.get("notes", [])] + [""]
     output.parent.mkdir(parents=True, exist_ok=True)
     _cells._atomic_write(output, lambda tmp: Path(tmp).write_text("\n".join(L) + "\n"))
     summary = dict(profile=profile, output=str(output), seconds=time.perf_counter() - t0, run_times=times,
-                   present={k: v is not None for k, v in times.items()})
+                   present=present)
     _cells._write_json(Path(out_dir) / "metrics.json", summary)
     print(f"wrote {output}")
     return 0
