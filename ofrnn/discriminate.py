@@ -90,7 +90,8 @@ def local_motion_classifier(rnn):
 FEATURES = ("both", "local", "global")
 
 
-def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activation="relu", features="both"):
+def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activation="relu", features="both",
+                  feature_dropout=0.0):
     """Assemble the motion statistical and discriminate layers into one model (Fig. 1).
 
     Parameters
@@ -106,6 +107,9 @@ def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activat
         Motion features fed to the encoders: the paper's model concatenates both; "local" or
         "global" alone are the Table 1 ablations (the unused input stays, so every variant takes
         the same ``[local_patches, global_features]`` batches).
+    feature_dropout : float
+        Dropout rate on P(p) during fine-tuning (0: none); it curbs the fast overfitting of the
+        encoders to the training subjects' ~650 trajectory values per pixel.
 
     Returns
     -------
@@ -125,7 +129,7 @@ def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activat
     else:
         p = rnn.outputs[0] if features == "local" else g
     encoders = encoding_layers(encoder_sizes, activation=activation)
-    h = p
+    h = keras.layers.Dropout(feature_dropout, name="feature_dropout")(p) if feature_dropout else p
     for enc in encoders:
         h = enc(h)
     out = softmax_classifier(h)

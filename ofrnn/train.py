@@ -101,7 +101,7 @@ def build(cfg, global_shape, *, local_block=None):
                        dropout=cfg["input_dropout"])
     network, parts = ofrnn_network(rnn, global_frames=global_shape[0], global_features=global_shape[1],
                                    encoder_sizes=cfg["encoder_sizes"], activation=cfg["encoder_activation"],
-                                   features=cfg.get("features", "both"))
+                                   features=cfg.get("features", "both"), feature_dropout=cfg.get("feature_dropout", 0.0))
     parts["local"] = local_motion_classifier(rnn)
     return network, parts
 
