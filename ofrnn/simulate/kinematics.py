@@ -25,7 +25,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 from scipy.ndimage import gaussian_filter1d
 
-from .anatomy import N_ANGLES, THETA, Anatomy, periodic_profile
+from .anatomy import N_ANGLES, Anatomy, periodic_profile
 
 N_RADII = 480
 
@@ -218,10 +218,4 @@ class FrameMap:
         return y + self.translation[0] * wt, x + self.translation[1] * wt
 
 
-def material_xy(anatomy: Anatomy, R, theta):
-    """Material polar (R, Theta) -> image mm (row, col)."""
-    c = anatomy.centre_mm
-    return c[0] - R * np.sin(theta), c[1] + R * np.cos(theta)
-
-
-__all__ = ["contraction", "twist", "Motion", "sample_motion", "FrameMap", "material_xy", "THETA"]
+__all__ = ["contraction", "twist", "Motion", "sample_motion", "FrameMap"]
