@@ -198,8 +198,8 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
     if labelled:
         # cohorts with traced infarcts (e.g. another simulator seed or acquisition) are scored as in training
         metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr)
-        metrics.update(model=config.get("cohort"), model_fold=config.get("fold"), flow=config["flow"], roi=roi,
-                       source=str(source_path))
+        metrics["provenance"] = dict(model_cohort=config.get("cohort"), model_fold=config.get("fold"),
+                                     flow=config["flow"], roi_source=roi, source=str(source_path))
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         result["metrics"] = metrics
     return result

@@ -161,6 +161,9 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
     assert summary["infarct_area_mm2"] == pytest.approx(summary["infarct_pixels"] * 2.25)
     assert (pred_dir / "toy00.png").is_file()
     assert set(r["timings"][0]) >= {"roi", "flow", "features", "network", "total"}
+    scored = json.loads((pred_dir / "metrics.json").read_text())  # labelled cohort: scored as in training
+    assert scored["n_subjects"] == 2 and 0 <= scored["roi"]["accuracy"] <= 1
+    assert scored["provenance"]["roi_source"] == "gt"
 
 
 def test_cli_bad_inputs_give_one_line_errors(toy_cohort, tmp_path, capsys):
