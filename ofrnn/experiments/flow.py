@@ -410,6 +410,7 @@ def acdc(cfg, params):
         cases.append((p.name, a, la, b, lb))
     stride = max(1, len(cases) // ac["slices"]) if ac.get("slices") else 1
     cases = cases[::stride][:ac.get("slices") or None]
+    par = _merge(params, ac.get("params", {}))
     structures = {"lv_cavity": (3,), "lv_epicardium": (2, 3)}
     out = {m: {s: [] for s in structures} for m in ac["methods"]}
     base = {s: [] for s in structures}
@@ -417,7 +418,7 @@ def acdc(cfg, params):
         ys, xs = np.nonzero(np.isin(la, (2, 3)))
         y0, x0, y1, x1 = _crop_box(np.stack([ys, xs], 1).astype(float), a.shape, ac.get("margin", 0.75))
         A, B = a[y0:y1, x0:x1], b[y0:y1, x0:x1]
-        flows = {m: np.nan_to_num(_run_method(m, A, B, params)[0]) for m in ac["methods"]}
+        flows = {m: np.nan_to_num(_run_method(m, A, B, par)[0]) for m in ac["methods"]}
         for s, labels in structures.items():
             m_ed = np.isin(la[y0:y1, x0:x1], labels)
             m_es = np.isin(lb[y0:y1, x0:x1], labels)
@@ -553,6 +554,7 @@ def report(res):
             L.append(f"| {m} | {_fmt(r['aae_mean'])} +- {_fmt(r['aae_sd'])} | {_fmt(r.get('epe_mean'), '{:.3f}')} | "
                      f"{_fmt(r.get('aae_tissue_mean'))} | {100 * r['density']:.0f}% | "
                      f"{_fmt(r['ms_per_pair_median'], '{:.1f}')} | {paper} | {pd_} |")
+        L += ["", "![AAE per method](table3_aae.png)"]
         st = sim["sequence_timing"]
         L += ["", f"Whole {st['frames']}-frame ROI sequence (deep OF as one batch + trajectory features): "
               f"{st['flow_ms_median']:.0f} ms flow + {st['features_ms_median']:.0f} ms features = "

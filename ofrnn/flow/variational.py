@@ -11,9 +11,10 @@ with w = (u, v, 1), normalised motion tensors J0 (brightness constancy) and Jxy 
 constancy) (Zimmer et al. 2011: each constraint divided by its squared spatial gradient plus
 zeta^2, so strong edges do not dominate), Psi(s^2) = sqrt(s^2 + eps^2), and the matches w' with
 their confidences c(x) from :mod:`ofrnn.flow.matching`. The Euler-Lagrange equations are solved
-with lagged non-linearities (``n_outer`` fixed-point iterations, Brox et al. ECCV 2004) and a
-red-black block SOR on the 2x2 per-pixel systems (``n_sor`` sweeps, relaxation ``omega``), all
-vectorised over a batch of image pairs.
+with lagged non-linearities (``n_outer`` fixed-point iterations, Brox et al. ECCV 2004); each
+fixed point's linear system (2x2 blocks per pixel plus the smoothness Laplacian) is solved by
+preconditioned conjugate gradients (default) or DeepFlow's red-black block SOR (``solver="sor"``,
+relaxation ``omega``), ``n_iter`` iterations, all vectorised over a batch of image pairs.
 """
 from __future__ import annotations
 
