@@ -307,6 +307,33 @@ def sample_pixels(subjects, *, per_subject, fractions, seed, weights="uniform", 
     return out
 
 
+def dihedral(local, glob, code, *, patch):
+    """Apply one of the 8 symmetries of the pixel grid per sample to P_l and P_g (augmentation).
+
+    Heart motion has no preferred orientation in the image (it depends on how the patient lies),
+    so a rotated or mirrored neighbourhood is an equally valid training example. ``code`` (B,) in
+    0..7: bit 0 transposes (y <-> x), bit 1 flips y, bit 2 flips x. P_l patches (B, J, N*N) are
+    rearranged; P_g (B, J-1, 3*9) has its three 3x3 patches (magnitude, dy, dx; see
+    :data:`ofrnn.flow.GLOBAL_FEATURE_LAYOUT`) rearranged and its orientation vector transformed the
+    same way (transpose swaps dy and dx, a flip negates its component).
+    """
+    B, J, _ = local.shape
+    loc = local.reshape(B, J, patch, patch).copy()
+    g = glob.reshape(B, glob.shape[1], 3, 3, 3).copy()  # (B, J-1, [mag, dy, dx], 3, 3)
+    t = (code & 1).astype(bool)
+    loc[t] = loc[t].swapaxes(-1, -2)
+    g[t] = g[t].swapaxes(-1, -2)[:, :, [0, 2, 1]]
+    fy = (code & 2).astype(bool)
+    loc[fy] = loc[fy][..., ::-1, :]
+    g[fy] = g[fy][..., ::-1, :]
+    g[fy, :, 1] *= -1
+    fx = (code & 4).astype(bool)
+    loc[fx] = loc[fx][..., ::-1]
+    g[fx] = g[fx][..., ::-1]
+    g[fx, :, 2] *= -1
+    return loc.reshape(local.shape), g.reshape(glob.shape)
+
+
 class PixelBatches:
     """Batches of (P_l(p), P_g(p)), label, weight for sampled pixels, built on the fly.
 
@@ -314,8 +341,9 @@ class PixelBatches:
     batch's patches are gathered from a strided view of the stacked sequences.
     """
 
-    def __init__(self, subjects, samples, *, patch, global_patch=3, batch_size=256, seed=0):
+    def __init__(self, subjects, samples, *, patch, global_patch=3, batch_size=256, seed=0, augment=False):
         self.samples = samples
+        self.augment = augment
         self.batch_size = batch_size
         self.seed = seed
         self.windows = patch_windows(np.stack([r.roi for r in subjects]), patch=patch)  # (N, J, 64, 64, N, N)
@@ -355,13 +383,19 @@ class PixelBatches:
                 self.global_rows[idx])
 
     def batches(self, *, local_only=False):
-        """Endless shuffled batches (x, label, weight); a new permutation every pass."""
+        """Endless shuffled batches (x, label, weight); a new permutation every pass.
+
+        With ``augment``, each pixel's inputs undergo one of the 8 rotations / reflections of the
+        image grid (:func:`dihedral`), consistently for P_l and P_g.
+        """
         rng = np.random.default_rng(self.seed)
         while True:
             order = rng.permutation(len(self))
             for b in range(self.steps):
                 idx = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
                 loc, glo = self.inputs(idx)
+                if self.augment:
+                    loc, glo = dihedral(loc, glo, rng.integers(0, 8, len(idx)), patch=self.patch)
                 x = loc if local_only else (loc, glo)
                 yield x, self.samples["label"][idx], self.samples["weight"][idx]
 
@@ -378,4 +412,4 @@ class PixelBatches:
 
 __all__ = ["STRATA", "ROI_SOURCES", "FLOW_SOURCES", "RoiSubject", "resample_frames", "normalise_intensity",
            "subject_transform", "prepare_subject", "roi_flows", "estimate_flows", "global_motion", "prepare_cohort", "strata",
-           "sample_pixels", "PixelBatches"]
+           "sample_pixels", "dihedral", "PixelBatches"]

@@ -313,13 +313,18 @@ def write_report(path, result):
     Path(path).write_text("\n".join(lines))
 
 
-def _versions():
+def _versions(cfg=None):
     import keras
     import sklearn
     import tensorflow as tf
 
-    return dict(ofrnn=__version__, python=platform.python_version(), tensorflow=tf.__version__,
-                keras=keras.__version__, numpy=np.__version__, sklearn=sklearn.__version__)
+    out = dict(ofrnn=__version__, python=platform.python_version(), tensorflow=tf.__version__,
+               keras=keras.__version__, numpy=np.__version__, sklearn=sklearn.__version__)
+    if cfg is not None and cfg["flow"] == "estimated":
+        from .flow import DEFAULTS
+
+        out["flow_params"] = DEFAULTS  # the deep optical flow's settings (still being tuned upstream)
+    return out
 
 
 def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=False, progress=True, overlays=6):
@@ -361,7 +366,8 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     common = dict(per_subject=cfg["pixels_per_subject"], fractions=cfg["strata_fractions"],
                   weights=cfg["pixel_weights"], infarct_share=cfg.get("infarct_share"))
     kw = dict(patch=cfg["patch"], global_patch=cfg["global_patch"], batch_size=cfg["batch_size"])
-    train = PixelBatches(tr, sample_pixels(tr, seed=cfg["seed"], **common), seed=cfg["seed"], **kw)
+    train = PixelBatches(tr, sample_pixels(tr, seed=cfg["seed"], **common), seed=cfg["seed"],
+                         augment=cfg.get("augment", False), **kw)
     val = PixelBatches(va, sample_pixels(va, seed=cfg["seed"] + 1, **common), seed=cfg["seed"] + 1, **kw)
     network, fit_times = train_network(train, val, cfg, out, progress=progress)
     timings.update(fit_times)
@@ -377,11 +383,11 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "roi_margin", "flow", "roi", "profile",
                                       "eval_batch")}
     bundle_cfg.update(threshold=thr, fold=fold, cohort=str(cohort), global_shape=list(train.global_shape),
-                      intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=_versions())
+                      intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=_versions(cfg))
     save_bundle(out, network, bundle_cfg)
     timings["total"] = time.perf_counter() - t_start
     result = dict(cohort=str(cohort), config=cfg, split={k: split[k] for k in ("scheme", "train", "val", "test")},
-                  metrics=metrics, timings=timings, versions=_versions(), paper=PAPER,
+                  metrics=metrics, timings=timings, versions=_versions(cfg), paper=PAPER,
                   validation={g: {k: val_metrics[g][k] for k in ("accuracy", "sensitivity", "specificity", "dice")}
                               for g in ("roi", "myocardium")})
     (out / "segments.json").write_text(json.dumps(records, indent=1))

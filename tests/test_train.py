@@ -246,3 +246,29 @@ def test_killed_run_resumes_from_completed_stages_and_cv_aggregates(toy_cohort, 
     vals = [res["metrics"]["roi"]["accuracy"], again["metrics"]["roi"]["accuracy"]]
     assert acc["mean"] == pytest.approx(np.mean(vals)) and acc["sd"] == pytest.approx(np.std(vals, ddof=1))
     assert "mean +- sd" in (tmp_path / "cv" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("code", range(8))
+def test_dihedral_augmentation_matches_features_of_the_transformed_sequence(code):
+    from ofrnn.flow import global_features
+    from ofrnn.motion import local_patches
+    from ofrnn.pipeline import dihedral
+
+    rng = np.random.default_rng(code)
+    seq = rng.random((4, 9, 9)).astype(np.float32)
+    flows = rng.normal(0, 0.7, (3, 2, 9, 9)).astype(np.float32)
+    # the same symmetry applied to the whole sequence and its (dy, dx) flow field
+    tseq, tflow = seq, flows
+    if code & 1:
+        tseq, tflow = tseq.swapaxes(1, 2), tflow.swapaxes(2, 3)[:, ::-1]
+    if code & 2:
+        tseq, tflow = tseq[:, ::-1], tflow[:, :, ::-1] * np.array([-1, 1], np.float32)[None, :, None, None]
+    if code & 4:
+        tseq, tflow = tseq[:, :, ::-1], tflow[:, :, :, ::-1] * np.array([1, -1], np.float32)[None, :, None, None]
+    y, x = 4, 4  # the centre pixel is its own image under every symmetry
+    loc = local_patches(seq, patch=5, pixels=([y], [x]))
+    glo = global_features(flows, patch=3)[y, x][None]
+    aug_l, aug_g = dihedral(loc, glo, np.array([code]), patch=5)
+    np.testing.assert_allclose(aug_l, local_patches(np.ascontiguousarray(tseq), patch=5, pixels=([y], [x])))
+    np.testing.assert_allclose(aug_g, global_features(np.ascontiguousarray(tflow), patch=3)[y, x][None],
+                               rtol=1e-5, atol=1e-5)
