@@ -9,7 +9,8 @@ cohort simulated with another seed or acquisition), also OUT/metrics.json scored
 
 ROI boxes: --roi gt uses the cohort's annotated lv_box; --roi detector --localizer DIR runs the
 heart localization layers ('ofrnn localize' bundle). The default is gt when every subject has a
-box, else detector (which then needs --localizer). DICOM folders (--dicom) are read with
+box, else detector (which then needs --localizer); an explicit --roi gt predicts the subjects that
+have a box and skips the others (e.g. Sunnybrook slices without contours). DICOM folders (--dicom) are read with
 'ofrnn ingest' rules (25 frames per cycle); they carry boxes only with --contours, otherwise they
 need --localizer.
 """
@@ -53,11 +54,16 @@ def run(args):
         from ..store import open_cohort
 
         with open_cohort(cohort) as c:
-            boxed = all("lv_box" in c.group(s) and (c.group(s)["lv_box"][()] >= 0).all(axis=1).any() for s in c.ids)
-            roi = args.roi or ("gt" if boxed else "detector")
-            if roi == "gt" and not boxed:
-                raise OfrnnError("some subjects have no annotated LV box; use --roi detector --localizer DIR",
-                                 path=args.dicom or cohort, field="lv_box")
+            boxed = [s for s in c.ids if "lv_box" in c.group(s) and (c.group(s)["lv_box"][()] >= 0).all(axis=1).any()]
+            roi = args.roi or ("gt" if len(boxed) == len(c.ids) else "detector")
+            ids = list(c.ids)
+            if roi == "gt":
+                if not boxed:
+                    raise OfrnnError("no subject has an annotated LV box; use --roi detector --localizer DIR",
+                                     path=args.dicom or cohort, field="lv_box")
+                if len(boxed) < len(ids):
+                    print(f"--roi gt: {len(ids) - len(boxed)} of {len(ids)} subjects have no LV box and are skipped")
+                ids = boxed
             localizer = None
             if roi == "detector":
                 if not args.localizer:
@@ -75,8 +81,8 @@ def run(args):
             from ..predict import load_bundle, predict_subjects
 
             network, config = load_bundle(model)
-            res = predict_subjects(network, config, (c.read(s) for s in c.ids), out, roi=roi, localizer=localizer,
-                                   source_path=args.dicom or cohort, total=len(c.ids))
+            res = predict_subjects(network, config, (c.read(s) for s in ids), out, roi=roi, localizer=localizer,
+                                   source_path=args.dicom or cohort, total=len(ids))
     tm = res["timings"]
     mean = {k: sum(t[k] for t in tm) / len(tm) for k in ("roi", "flow", "features", "network", "total")} if tm else {}
     print(json.dumps(dict(subjects=len(tm), roi=roi, flow=config["flow"],
