@@ -43,6 +43,17 @@ def test_ablation_settings_parse_for_every_profile(name):
         _cells.resolve(config, "nope")
 
 
+def test_profile_extends_another():
+    quick = _cells.resolve(settings("ablation_features"), "quick")
+    quick2 = _cells.resolve(settings("ablation_features"), "quick2")
+    assert quick2["folds"] == [3, 4] and quick["folds"] == [3]
+    assert quick2["overrides"] == quick["overrides"] and quick2["train_profile"] == quick["train_profile"]
+    bad = settings("ablation_features")
+    bad["profile"]["loop"] = {"extends": "quick2"}
+    with pytest.raises(OfrnnError, match="not a plain profile"):
+        _cells.resolve(bad, "loop")
+
+
 def test_ablation_cells_are_the_papers():
     feats = _cells.resolve(settings("ablation_features"), "paper")["cells"]
     assert {c: v["features"] for c, v in feats.items()} == {"local": "local", "global": "global", "both": "both"}
@@ -261,6 +272,6 @@ def test_report_from_fixture_metrics(tmp_path):
     assert "| Table 2: LSTM-RNN best (ROC AUC) | svm 70.0 %, rnn 85.0 %, lstm 80.0 % | **no** |" in text
     assert "Table 3: deep OF lowest dense AAE | lowest of deep/HS/pyramid HS: deep | yes |" in text
     # N = 11 within one point of the best (N = 17)
-    assert "smallest N within 1 point of the best: 11 | yes |" in text
+    assert "N=17: 90.5 %; smallest N within 1 point of the best: 11 | yes |" in text
     summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert summary["present"]["ablation-features"] and not summary["present"]["localize"]

@@ -50,7 +50,13 @@ def resolve_plain(config, profile):
         profile = config.get("default_profile", "quick")
     if profile not in profiles:
         raise OfrnnError(f"unknown profile {profile!r} (have: {', '.join(profiles)})", field="profile")
-    cfg = _merge({k: v for k, v in config.items() if k != "profile"}, profiles[profile])
+    section = profiles[profile]
+    if "extends" in section:  # a profile may start from another one (e.g. quick2 = quick on two folds)
+        base = section["extends"]
+        if base not in profiles or "extends" in profiles[base]:
+            raise OfrnnError(f"extends {base!r}, which is not a plain profile", field=f"profile.{profile}.extends")
+        section = _merge(profiles[base], {k: v for k, v in section.items() if k != "extends"})
+    cfg = _merge({k: v for k, v in config.items() if k != "profile"}, section)
     cfg["profile"] = profile
     return cfg
 
