@@ -129,7 +129,7 @@ def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, l
     return time.perf_counter() - t0, len(hist.epoch)
 
 
-def _pretrain_autoencoders(network, parts, train, cfg, log):
+def _pretrain_autoencoders(parts, train, cfg, log):
     """Greedy layer-wise pre-training of the encoding layers (stacked auto-encoder recipe)."""
     from .discriminate import autoencoder
 
@@ -153,7 +153,7 @@ def _pretrain_autoencoders(network, parts, train, cfg, log):
     return time.perf_counter() - t0
 
 
-def train_network(train, val, cfg, out, *, progress=True, local_block=None):
+def train_network(train, val, cfg, out, *, local_block=None):
     """Three-stage training with resume; returns (network, timings).
 
     Runs under the strategy of :func:`ofrnn.distribute.training_strategy` (several GPUs or
@@ -192,7 +192,7 @@ def _train_network(train, val, cfg, out, *, local_block=None):
         parts["normalization"].adapt(train.global_rows.reshape(len(train), -1))
         ae_log = out / "train_log_autoencoders.csv"
         ae_log.write_text("stage,epoch,loss\n")
-        timings["autoencoders"] = _pretrain_autoencoders(network, parts, train, cfg, ae_log)
+        timings["autoencoders"] = _pretrain_autoencoders(parts, train, cfg, ae_log)
         network.save_weights(done["autoencoders"])
     timings["finetune"], epochs = _fit_supervised(network, train, val, cfg, epochs=cfg["finetune_epochs"], ckpt=ckpt,
                                           name="finetune", local_only=False, log=out / "train_log.csv",
@@ -369,7 +369,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     train = PixelBatches(tr, sample_pixels(tr, seed=cfg["seed"], **common), seed=cfg["seed"],
                          augment=cfg.get("augment", False), **kw)
     val = PixelBatches(va, sample_pixels(va, seed=cfg["seed"] + 1, **common), seed=cfg["seed"] + 1, **kw)
-    network, fit_times = train_network(train, val, cfg, out, progress=progress)
+    network, fit_times = train_network(train, val, cfg, out)
     timings.update(fit_times)
 
     val_probs, _ = predict_all(network, va, cfg, progress=progress)
