@@ -20,7 +20,6 @@ import copy
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from .. import flow as F
 from ..errors import OfrnnError
+from ..files import atomic_write_text, write_json
 from ..flow import metrics
 
 #: the paper's Table 3 (AAE mean, sd in degrees; density)
@@ -53,13 +53,6 @@ def _merge(base, over):
 def _resolve(path):
     p = Path(path)
     return p if p.is_absolute() else Path.cwd() / p
-
-
-def _atomic_text(path, text):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _versions():
@@ -220,7 +213,7 @@ def tune(cfg, out_dir):
         log[method] = {"best": best, "aae": cur, "min_density": min_density, "trials": trials}
     result = {"versions": _versions(), "training_cohort": str(tc["cohort"]), "seed": tc["seed"],
               "subjects": len(seqs), "step": step, "methods": log}
-    _atomic_text(out_dir / "tuning.json", json.dumps(result, indent=1))
+    write_json(out_dir / "tuning.json", result)
     lines = ["# Flow parameter tuning (training cohort only)", "",
              f"Cohort {tc['cohort']} (seed {tc['seed']}, {len(seqs)} subjects, every {step}. pair), "
              "myocardium AAE; coordinate search from the published/default settings.", ""]
@@ -231,7 +224,7 @@ def tune(cfg, out_dir):
         lines += [f"| `{json.dumps(t['params'])}` | {t['aae']:.2f} | {100 * t['density']:.0f}% | {t['ms']:.1f} |"
                   for t in r["trials"]]
         lines.append("")
-    _atomic_text(out_dir / "tuning.md", "\n".join(lines))
+    atomic_write_text(out_dir / "tuning.md", "\n".join(lines))
     print("\n".join(f"{m}: {json.dumps(r['best'])} AAE {r['aae']:.2f}" for m, r in log.items()))
     return 0
 
@@ -604,7 +597,7 @@ def report(res):
         L.append("")
     f4 = res.get("fig4")
     if f4 and "skipped" not in f4:
-        L += ["## Fig. 4", "", f"![fig4](fig4.png)", "",
+        L += ["## Fig. 4", "", "![fig4](fig4.png)", "",
               f"Subject {f4['subject']}, frame 0 -> {f4['es_frame']} (end of systole, smallest LV cavity); "
               f"AAE on the myocardium: deep OF {f4['aae_deep']:.1f} deg, HS {f4['aae_hs']:.1f} deg.", ""]
     if res.get("notes"):
@@ -635,7 +628,7 @@ def run(config, profile, out_dir):
         _bar_figure(res["simulated"], out_dir)
     res["notes"] = cfg.get("notes", [])
     res["seconds"] = time.perf_counter() - t0
-    _atomic_text(out_dir / "metrics.json", json.dumps(res, indent=1, default=float))
-    _atomic_text(out_dir / "report.md", report(res))
+    write_json(out_dir / "metrics.json", res)
+    atomic_write_text(out_dir / "report.md", report(res))
     print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'report.md'}")
     return 0

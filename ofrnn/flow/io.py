@@ -7,13 +7,12 @@ unknown flow (NaN here). In ofrnn flows are (2, H, W) arrays (dy, dx): :func:`wr
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import OfrnnError
+from ..files import atomic_write_bytes
 
 _TAG = 202021.25
 _UNKNOWN = 1e9
@@ -46,20 +45,9 @@ def write_flo(path, flow):
     uv = np.stack([flow[1], flow[0]], axis=-1)
     uv = np.where(np.isfinite(uv), uv, np.float32(1e10)).astype("<f4")
     payload = np.array([_TAG], "<f4").tobytes() + np.array([w, h], "<i4").tobytes() + uv.tobytes()
-    _atomic_write(Path(path), payload)
-
-
-def _atomic_write(path, payload):
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, payload)
 
 
 def read_image(path):
