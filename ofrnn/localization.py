@@ -132,17 +132,20 @@ class RoiMaxPooling(layers.Layer):
 
 # -- network (Fig. 1, heart localization layers) ------------------------------------------------
 
-def build_backbone(input_size, filters=(32, 64, 96, 96, 64)):
+def build_backbone(input_size, filters=(32, 64, 96, 96, 64), stride=8):
     """ZF-like convolutional network (Zeiler & Fergus 2014): conv7/2, pool3/2, conv5/2, 3 x conv3.
 
-    ZF's five convolutions at a fifth of its width (grey-level 128 x 128 frames need far less
-    than ImageNet), without its second pooling so the feature stride is 8, not 16: an LV of ~20
-    detector pixels still covers a few feature cells.
+    ZF's five convolutions at a fraction of its width (grey-level 128 x 128 frames need far less
+    than ImageNet), without its second pooling so the feature stride is 8, not 16, or with conv2
+    at stride 1 for a feature stride of 4 (``stride=4``): an LV of ~15-25 detector pixels then
+    still covers several feature cells.
     """
+    if stride not in (4, 8):
+        raise ValueError(f"feature stride must be 4 or 8, got {stride}")
     image = keras.Input((input_size, input_size, 1), name="image")
     x = layers.Conv2D(filters[0], 7, strides=2, padding="same", activation="relu", name="conv1")(image)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
-    x = layers.Conv2D(filters[1], 5, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = layers.Conv2D(filters[1], 5, strides=stride // 4, padding="same", activation="relu", name="conv2")(x)
     for k, f in enumerate(filters[2:], start=3):
         x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{k}")(x)
     return keras.Model(image, x, name="backbone")
@@ -162,7 +165,7 @@ def build_head(feature_shape, *, pooled_size=(6, 6), stride=8, fc_units=256, dro
     return keras.Model([features, rois], [cls, bbox], name="head")
 
 
-def build_fast_rcnn(*, input_size=128, filters=(32, 64, 96, 96, 64), pooled_size=(6, 6), fc_units=256,
+def build_fast_rcnn(*, input_size=128, filters=(32, 64, 96, 96, 64), stride=8, pooled_size=(6, 6), fc_units=256,
                     dropout=0.3):
     """The whole detector: image + proposals -> (class probabilities, box deltas) per proposal.
 
@@ -172,6 +175,8 @@ def build_fast_rcnn(*, input_size=128, filters=(32, 64, 96, 96, 64), pooled_size
         Side of the square grey-level detector input.
     filters : tuple of 5 int, keyword-only
         Channels of conv1..conv5.
+    stride : {4, 8}, keyword-only
+        Feature-map stride of the backbone.
     pooled_size : (int, int), keyword-only
         H x W of the RoI max-pooling output (Sec. 2: "layer hyper-parameters").
     fc_units, dropout : keyword-only
@@ -187,8 +192,8 @@ def build_fast_rcnn(*, input_size=128, filters=(32, 64, 96, 96, 64), pooled_size
     ----------
     Sec. 2, "Heart localization layers"; Fig. 1; Girshick, Fast R-CNN, ICCV 2015 ([9]).
     """
-    backbone = build_backbone(input_size, filters)
-    head = build_head(backbone.output.shape[1:], pooled_size=pooled_size, stride=8, fc_units=fc_units,
+    backbone = build_backbone(input_size, filters, stride)
+    head = build_head(backbone.output.shape[1:], pooled_size=pooled_size, stride=stride, fc_units=fc_units,
                       dropout=dropout)
     image = keras.Input((input_size, input_size, 1), name="image")
     rois = keras.Input((None, 4), name="rois")
@@ -245,9 +250,13 @@ def augment(image, boxes, rng, cfg):
     S = image.shape[0]
     angle = rng.uniform(-180, 180) if cfg["rotate"] else 0.0
     zoom = np.exp(rng.uniform(np.log(cfg["zoom"][0]), np.log(cfg["zoom"][1])))
-    shift = rng.uniform(-cfg["shift"], cfg["shift"], 2) * S
-    A = cv2.getRotationMatrix2D((S / 2, S / 2), angle, zoom)  # maps (x, y)
-    A[:, 2] += shift
+    # rotate and zoom about the LV centre, then move it by a random shift, kept inside the frame
+    b0 = np.asarray(boxes[0], dtype=float)
+    c0 = (b0[[1, 0]] + b0[[3, 2]]) / 2  # (x, y)
+    half = np.hypot(b0[2] - b0[0], b0[3] - b0[1]) / 2 * zoom + 2
+    dest = np.clip(c0 + rng.uniform(-cfg["shift"], cfg["shift"], 2) * S, half, max(half, S - half))
+    A = cv2.getRotationMatrix2D((float(c0[0]), float(c0[1])), angle, zoom)  # maps (x, y)
+    A[:, 2] += dest - c0
     if cfg["flip"] and rng.random() < 0.5:
         A = np.array([[-1, 0, S], [0, 1, 0]], dtype=float) @ np.vstack([A, [0, 0, 1]])
     out = cv2.warpAffine(image, A, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -330,23 +339,33 @@ def _fov_mask(img, gt, rng, yy, xx):
 def sample_rois(gt, candidates, rng, *, n_rois, fg_fraction, fg_iou, bg_iou_hi, size):
     """Fast R-CNN minibatch RoIs for one frame: ``fg_fraction`` foreground (IoU >= ``fg_iou``), rest background.
 
-    Candidates are the frame's proposals plus jittered copies of the ground-truth box (Fast R-CNN
-    also trains on the ground-truth boxes) and random boxes, so every frame yields foreground
-    RoIs. Returns rois (n_rois, 4), labels (n_rois,) 1 = LV, box targets (n_rois, 4).
+    Candidates are the frame's proposals plus the ground-truth box (Fast R-CNN also trains on
+    it), jittered and grown copies of it and random boxes, so every frame yields foreground and
+    hard background RoIs. Returns rois (n_rois, 4), labels (n_rois,) 1 = LV, box targets (n_rois, 4).
     """
     gh, gw = gt[2] - gt[0], gt[3] - gt[1]
     n = 4 * n_rois
-    jit = np.column_stack([gt[0] + rng.normal(0, 0.12, n) * gh, gt[1] + rng.normal(0, 0.12, n) * gw,
-                           gt[2] + rng.normal(0, 0.12, n) * gh, gt[3] + rng.normal(0, 0.12, n) * gw])
+    # small jitter: foreground around the LV; large jitter and grown boxes: the hard background
+    # (the LV with its neighbours, part of the LV) that fast proposals offer at test time
+    sd = np.where(np.arange(n) < n // 2, 0.12, 0.4)
+    jit = np.column_stack([gt[0] + rng.normal(0, 1, n) * sd * gh, gt[1] + rng.normal(0, 1, n) * sd * gw,
+                           gt[2] + rng.normal(0, 1, n) * sd * gh, gt[3] + rng.normal(0, 1, n) * sd * gw])
+    grown = P.scale_boxes(np.repeat(gt[None], n_rois, 0), rng.uniform(1.4, 2.6, (n_rois, 1)))
+    grown += rng.normal(0, 0.3, (n_rois, 1)) * np.array([gh, gw, gh, gw]) * rng.integers(0, 2, (n_rois, 4))
     side = np.exp(rng.uniform(np.log(6), np.log(size * 0.8), (n, 2)))
     y0, x0 = rng.uniform(0, 1, n) * (size - side[:, 0]), rng.uniform(0, 1, n) * (size - side[:, 1])
     rand = np.column_stack([y0, x0, y0 + side[:, 0], x0 + side[:, 1]])
-    cand = P.clip_boxes(np.concatenate([gt[None], candidates, jit, rand]), (size, size))
+    cand = P.clip_boxes(np.concatenate([gt[None], candidates, jit, grown, rand]), (size, size))
     cand = cand[np.minimum(cand[:, 2] - cand[:, 0], cand[:, 3] - cand[:, 1]) >= 2]
     iou = P.box_iou(cand, gt)[:, 0]
     fg, bg = np.flatnonzero(iou >= fg_iou), np.flatnonzero(iou < bg_iou_hi)
+    hard = np.flatnonzero((iou >= 0.1) & (iou < bg_iou_hi))
     n_fg = min(int(round(fg_fraction * n_rois)), fg.size)
-    pick = np.concatenate([rng.choice(fg, n_fg, replace=False), rng.choice(bg, n_rois - n_fg, replace=bg.size < n_rois)])
+    # Fast R-CNN draws background from IoU [0.1, 0.5); half of ours come from there, half from
+    # anywhere (test-time proposals cover the whole frame)
+    n_hard = min((n_rois - n_fg) // 2, hard.size)
+    pick = np.concatenate([rng.choice(fg, n_fg, replace=False), rng.choice(hard, n_hard, replace=False),
+                           rng.choice(bg, n_rois - n_fg - n_hard, replace=bg.size < n_rois)])
     rois = cand[pick]
     labels = (iou[pick] >= fg_iou).astype(np.int32)
     targets = P.encode_boxes(rois, np.broadcast_to(gt, rois.shape))
@@ -427,7 +446,7 @@ class Detector:
         for k, f in enumerate(frames):
             img, factor, offset = to_detector(f, input_size=s["input_size"], percentiles=s["percentiles"])
             if k == 0 or not shared_proposals or f.shape != frames[0].shape:
-                props = P.region_proposals(f, mode=mode, size=s["input_size"], grow=tuple(s["grow"]),
+                props = P.region_proposals(f, mode=mode, size=s["fast_size"], grow=tuple(s["grow"]),
                                            max_proposals=s["max_proposals"])
             imgs.append(img)
             maps.append((factor, offset, props))
@@ -550,8 +569,8 @@ def load_detector(folder):
         settings = json.loads(spath.read_text())
     except json.JSONDecodeError as e:
         raise OfrnnError(f"not valid JSON ({e.msg}, line {e.lineno})", path=spath) from None
-    for key in ("input_size", "percentiles", "bbox_std", "grow", "max_proposals", "nms_iou", "vote_iou", "fast_frames",
-                "sequence_min_iou", "roi_margin"):
+    for key in ("input_size", "percentiles", "bbox_std", "grow", "max_proposals", "nms_iou", "vote_iou", "fast_size",
+                "fast_frames", "sequence_min_iou", "roi_margin"):
         if key not in settings:
             raise OfrnnError("missing setting", path=spath, field=key)
     try:
@@ -619,7 +638,7 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True):
         gts.append(boxes_to_detector(np.asarray(b, float)[None], factor, offset)[0])
         cands.append(props)
     t_prop = time.perf_counter() - t0
-    model = compile_fast_rcnn(build_fast_rcnn(input_size=S, filters=tuple(m["filters"]),
+    model = compile_fast_rcnn(build_fast_rcnn(input_size=S, filters=tuple(m["filters"]), stride=m["stride"],
                                               pooled_size=tuple(m["pooled_size"]), fc_units=m["fc_units"],
                                               dropout=m["dropout"]),
                               learning_rate=tr["learning_rate"], bbox_weight=tr["bbox_weight"])
@@ -633,6 +652,7 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True):
                      verbose=1 if progress else 0)
     settings = dict(input_size=S, percentiles=list(d["percentiles"]), bbox_std=list(d["bbox_std"]),
                     grow=list(d["grow"]), max_proposals=d["max_proposals"], nms_iou=d["nms_iou"], vote_iou=d["vote_iou"],
+                    fast_size=d["fast_size"],
                     fast_frames=d["fast_frames"], sequence_min_iou=d["sequence_min_iou"],
                     roi_margin=d["roi_margin"], trained_on=len(frames), seed=seed, ofrnn_version=__version__,
                     keras_version=keras.__version__)

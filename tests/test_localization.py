@@ -37,8 +37,9 @@ def ring_frame(rng, size=96):
 
 def tiny_cfg():
     cfg = tomllib.loads((ROOT / "experiments" / "localization.toml").read_text())
-    cfg["model"].update(input_size=64, filters=[8, 8, 8, 8, 8], fc_units=16)
-    cfg["train"].update(epochs=2, steps_per_epoch=15, images_per_batch=2, rois_per_image=32, learning_rate=2e-3)
+    cfg["model"].update(input_size=64, filters=[8, 8, 8, 8, 8], fc_units=16, stride=8)
+    cfg["detect"].update(fast_size=64)
+    cfg["train"].update(epochs=2, steps_per_epoch=10, images_per_batch=2, rois_per_image=32, learning_rate=2e-3)
     return cfg
 
 

@@ -188,14 +188,16 @@ def evaluate_set(detector, seqs, *, quality_frames, rng, desc):
     for k, s in enumerate(tqdm(seqs, desc=desc, unit="slice")):
         found = detector.localize(s["cine"], mode="fast")
         t = found["transform"]
+        dfr = detect_frames(s)
+        # per-frame fast detection as localize runs it: one proposal set shared by the frames
+        fast = dict(zip(dfr, detector.detect_frames(s["cine"][dfr], mode="fast", shared_proposals=True)))
         for fr, m in s["masks"].items():
             row = dict(id=s["id"], frame=int(fr), roi_side=t.side)
             for kind, mask in m.items():
                 row[f"contains_{kind}"] = _contained(mask, t)
-            if fr in detect_frames(s):
+            if fr in fast:
                 gt = _mask_box(m["o"])
-                det = detector.detect(s["cine"][fr], mode="fast")
-                row.update(_detection_row(det["box"], gt, s["spacing"], "fast"))
+                row.update(_detection_row(fast[fr]["box"], gt, s["spacing"], "fast"))
                 if (k, fr) in q:
                     dq = detector.detect(s["cine"][fr], mode="quality")
                     row.update(_detection_row(dq["box"], gt, s["spacing"], "quality"))
@@ -264,7 +266,7 @@ def run(config, profile, out_dir):
     import keras
     import tensorflow as tf
 
-    from ..localization import train_detector
+    from ..localization import load_detector, train_detector
     from ..store import open_cohort
 
     cfg = resolve_config(config, profile)
@@ -283,8 +285,13 @@ def run(config, profile, out_dir):
     train_ids, test_ids = simulated_split(cohort, cfg, seed)
     frames, boxes = training_frames(cohort, train_ids, cfg["data"]["frames_per_subject"])
     print(f"training on {len(frames)} frames of {len(train_ids)} simulated subjects")
-    detector, record = train_detector(frames, boxes, cfg, seed=seed, progress=ev["progress"])
-    detector.save(out_dir / "model")
+    if ev.get("model"):  # evaluate an existing bundle (trained with these settings) instead of training
+        detector = load_detector(REPO / ev["model"])
+        record = json.loads((REPO / ev["model"] / "training.json").read_text())
+    else:
+        detector, record = train_detector(frames, boxes, cfg, seed=seed, progress=ev["progress"])
+        detector.save(out_dir / "model")
+        _write_json(out_dir / "model" / "training.json", record)
 
     sets, skipped = {}, {}
     sets["simulated"] = simulated_sequences(cohort, test_ids, cfg["data"]["eval_frames_per_subject"])
@@ -295,7 +302,10 @@ def run(config, profile, out_dir):
         elif not root.is_dir():
             skipped[name] = f"{root} not found"
         else:
-            sets[name] = loader(root)[: ev.get("max_real_slices") or None]
+            seqs = loader(root)
+            cap = ev.get("max_real_slices") or len(seqs)
+            # an evenly spaced subset keeps every patient group (ACDC: infarct and normal) in
+            sets[name] = [seqs[i] for i in np.unique(np.linspace(0, len(seqs) - 1, min(cap, len(seqs))).astype(int))]
     metrics, curves = {}, {}
     for name, seqs in sets.items():
         qf = ev["quality_frames_simulated"] if name == "simulated" else ev["quality_frames_real"]
