@@ -177,13 +177,14 @@ def report(cfg, summary, env):
              "10-fold CV of `make train`. Ours: mean ± sd over folds, myocardium pixels (all-ROI pixels in "
              "brackets).", "",
              "| learner | paper accuracy | ours accuracy | paper precision | ours precision | ours Dice | "
-             "train s | predict s/subject |", "|---|---|---|---|---|---|---|---|"]
+             "ours ROC AUC | train s | predict s/subject |", "|---|---|---|---|---|---|---|---|---|"]
     for cell in [c for c in ORDER if c in summary]:
         s = summary[cell]
         pa, pp = PAPER[cell]
         lines.append(f"| {LABELS[cell]} | {pa} | {_cells.pct(s['myocardium']['accuracy'])} "
                      f"({_cells.pct(s['roi']['accuracy'])}) | {pp} | {_cells.pct(s['myocardium']['precision'])} "
                      f"({_cells.pct(s['roi']['precision'])}) | {_cells.pct(s['myocardium']['dice'])} | "
+                     f"{_cells.pct(s['myocardium']['roc_auc'], 2)} | "
                      f"{s['train_s']['mean']:.0f} | {s['predict_s_per_subject']['mean']:.2f} |")
     for metric, label in (("accuracy", "myocardium accuracy"), ("roc_auc", "myocardium ROC AUC (threshold-free)")):
         v = {c: summary[c]["myocardium"][metric]["mean"] for c in summary}

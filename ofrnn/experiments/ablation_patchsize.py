@@ -33,9 +33,11 @@ def figure(path, cfg, summary):
     sd = [100 * summary[c]["myocardium"]["accuracy"]["sd"] for c in cells]
     tt = [summary[c]["train_s"]["mean"] / 60 for c in cells]
     fig, a = plt.subplots(figsize=(5.5, 4), dpi=100)
-    a.errorbar(n, acc, yerr=sd, marker="o", color="C0", capsize=3)
-    a.set(xlabel="patch size N (N x N)", ylabel="accuracy, myocardium pixels (%)", xticks=n,
-          title="cf. paper Fig. 3(e)")
+    auc = [100 * (summary[c]["myocardium"]["roc_auc"]["mean"] or float("nan")) for c in cells]
+    a.errorbar(n, acc, yerr=sd, marker="o", color="C0", capsize=3, label="accuracy")
+    a.plot(n, auc, marker="^", color="C2", label="ROC AUC")
+    a.set(xlabel="patch size N (N x N)", ylabel="myocardium pixels (%)", xticks=n, title="cf. paper Fig. 3(e)")
+    a.legend(loc="lower right", fontsize=8)
     b = a.twinx()
     b.plot(n, tt, marker="s", color="C1")
     b.set_ylabel("training time (min)", color="C1")
