@@ -260,12 +260,20 @@ def test_report_from_fixture_metrics(tmp_path):
     (r / "train" / "fold3" / "metrics.json").write_text(json.dumps(dict(
         split=dict(scheme="10-fold CV; test fold 3"), config=dict(profile="quick"), timings=dict(total=100.0),
         metrics=dict(roi=pm, myocardium=pm, segments=dict(accuracy=dict(apical=0.97, mid=0.96, all=0.965))))))
+    (r / "train" / "holdout").mkdir()
+    (r / "train" / "holdout" / "metrics.json").write_text(json.dumps(dict(
+        split=dict(scheme="holdout 2/3 train - 1/3 test"), config=dict(profile="quick"), timings=dict(total=50.0),
+        metrics=dict(roi=pm, myocardium=pm, segments=dict(accuracy=dict(apical=0.5, mid=0.96, all=0.7))))))
+    (r / "train" / "fold3-variant").mkdir()  # development folders are not the paper's evaluation
+    (r / "train" / "fold3-variant" / "metrics.json").write_text(json.dumps(dict(threshold=0.5)))
     cfg = settings("report")
     cfg.update(results=str(r), output=str(r / "REPORT.md"))
     report.run(cfg, "quick", tmp_path / "out")
     text = (r / "REPORT.md").read_text()
     # paper numbers beside ours, sub-report links rebased onto their folders, missing parts named
-    assert "94.35" in text and "99.2" in text and "| apical | 99.2 | 97.0 |" in text
+    assert "94.35" in text and "99.2" in text and "| apical | 99.2 | 97.00 ± 0.00 |" in text
+    assert "| accuracy | 94.35 | 90.00 ± 0.00 | 90.00 ± 0.00 |" in text and "over the 1 stored result(s) fold3 " in text
+    assert "Segment level, paper's split" in text and "| apical | 99.2 | 50.0 |" in text
     assert "](ablation_features/plot.png)" in text
     assert "not run yet: make localize" in text and "not run yet: make phantom-stats" in text
     assert "| Table 1: both > local > global (accuracy) | both 95.0 %, local 90.0 %, global 80.0 % | yes |" in text

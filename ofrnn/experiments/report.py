@@ -152,35 +152,59 @@ def train_results(root):
     return out
 
 
+def _fold_table(results):
+    """The ``make cv`` summary shape (``metrics["roi.accuracy"] = {mean, sd}``) computed over stored folds."""
+    import numpy as np
+
+    def stat(values):
+        v = np.array([np.nan if x is None else x for x in values], dtype=float)
+        if not np.isfinite(v).any():
+            return None
+        return dict(mean=float(np.nanmean(v)), sd=float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0)
+
+    t = {f"{g}.{k}": stat([r["metrics"][g].get(k) for r in results]) for g in ("roi", "myocardium") for k in _PIXEL_KEYS}
+    t.update({f"segments.{lv}": stat([r["metrics"]["segments"]["accuracy"].get(lv) for r in results])
+              for lv in ("apical", "mid", "basal", "all")})
+    return t
+
+
 def pixel_level(root):
     L = ["## MI area detection: pixel level and AHA segments (`make train` / `make cv`)", ""]
     cv = _load(root / "train" / "cv" / "metrics.json")
-    folds = [r for _, r in train_results(root)]
-    if cv is None and not folds:
+    named = [(n, r) for n, r in train_results(root) if n != "holdout"]
+    holdout = next((r for n, r in train_results(root) if n == "holdout"), None)
+    folds = [r for _, r in named]
+    if cv is None and not folds and holdout is None:
         return L + ["not run yet: make train (one fold) or make cv (ten folds)", ""], None
-    if cv is not None:
-        t = cv["metrics"]
-
-        def ms(key):
-            s = t.get(key)
-            return f"{100 * s['mean']:.2f} ± {100 * s['sd']:.2f}" if s and s["mean"] is not None else "n/a"
-
-        L += [f"Mean ± sd over {cv['n_folds']} folds, profile `{cv['profile']}`.", ""] + _HEAD
-        L += [f"| {k} | {PAPER_PIXEL.get(k, '-')} | {ms('roi.' + k)} | {ms('myocardium.' + k)} |" for k in _PIXEL_KEYS]
-        L += [""] + _SEG_HEAD + [f"| {lv} | {PAPER_SEGMENTS.get(lv, '-')} | {ms('segments.' + lv)} |"
+    if holdout is not None:
+        # the paper's segment-level evaluation uses 2/3 of the data for training, 1/3 for testing
+        seg = holdout["metrics"]["segments"]["accuracy"]
+        L += [f"Segment level, paper's split ({holdout['split']['scheme']}; profile `{holdout['config']['profile']}`):",
+              ""] + _SEG_HEAD + [f"| {lv} | {PAPER_SEGMENTS.get(lv, '-')} | {_pct(seg.get(lv), '{:.1f}')} |"
                                  for lv in ("apical", "mid", "basal", "all")] + [""]
+    if cv is None and not folds:
+        return L, holdout["timings"].get("total")
+    if cv is not None:
+        t, what = cv["metrics"], f"Mean ± sd over {cv['n_folds']} folds (`make cv`), profile `{cv['profile']}`."
+    else:
+        profiles = sorted({r["config"]["profile"] for r in folds})
+        t = _fold_table(folds)
+        what = (f"Mean ± sd over the {len(folds)} stored result(s) {', '.join(n for n, _ in named)} "
+                f"(profile {', '.join(profiles)}; `make cv` runs all ten folds).")
+
+    def ms(key):
+        s = t.get(key)
+        return f"{100 * s['mean']:.2f} ± {100 * s['sd']:.2f}" if s and s["mean"] is not None else "n/a"
+
+    L += [what, ""] + _HEAD
+    L += [f"| {k} | {PAPER_PIXEL.get(k, '-')} | {ms('roi.' + k)} | {ms('myocardium.' + k)} |" for k in _PIXEL_KEYS]
+    L += [""] + _SEG_HEAD + [f"| {lv} | {PAPER_SEGMENTS.get(lv, '-')} | {ms('segments.' + lv)} |"
+                             for lv in ("apical", "mid", "basal", "all")] + [""]
     seconds = sum(r["timings"].get("total", 0.0) for r in folds) or None
-    for r in ([] if cv is not None else folds):
-        m = r["metrics"]
-        seg = m["segments"]["accuracy"]
-        L += [f"{r['split']['scheme']}; profile `{r['config']['profile']}`:", ""] + _HEAD
-        L += [f"| {k} | {PAPER_PIXEL.get(k, '-')} | {_pct(m['roi'][k])} | {_pct(m['myocardium'][k])} |"
-              for k in _PIXEL_KEYS]
-        L += [""] + _SEG_HEAD + [f"| {lv} | {PAPER_SEGMENTS.get(lv, '-')} | {_pct(seg[lv], '{:.1f}')} |"
-                                 for lv in ("apical", "mid", "basal", "all") if lv in seg] + [""]
     L += ["Note: the paper's accuracy, sensitivity and specificity imply about 57 % infarct among the pixels it "
           "scored (94.35 = 91.23 p + 98.42 (1 - p)); infarct is a few percent of all ROI pixels and about 20 % of "
-          "myocardium pixels here, so neither of our columns is the same population as the paper's.", ""]
+          "myocardium pixels here, so neither of our columns is the same population as the paper's. Per-fold "
+          "reports: `results/train/fold<k>/report.md`.", ""]
     return L, seconds
 
 
