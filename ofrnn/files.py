@@ -24,8 +24,10 @@ def json_default(o):
 
 
 def atomic_write_bytes(path, data: bytes):
-    """Write ``data`` to ``path`` atomically (same-folder temporary file, then rename)."""
+    """Write ``data`` to ``path`` atomically (same-folder temporary file, then rename); creates
+    missing parent folders."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -57,6 +59,23 @@ def _strict(o):
     return o
 
 
-def write_json(path, obj, *, indent=1):
-    """Write ``obj`` as strict JSON atomically: NumPy values become plain numbers and lists, NaN null."""
-    atomic_write_text(path, json.dumps(_strict(obj), indent=indent, default=json_default, allow_nan=False))
+def write_json(path, obj, *, indent=1, nan_as_null=False):
+    """Write ``obj`` as JSON atomically; NumPy values become plain numbers and lists.
+
+    NaN and infinities are written as Python's ``NaN``/``Infinity`` (read back as floats by
+    ``json.load``) unless ``nan_as_null``, which gives strict JSON for other tools.
+    """
+    if nan_as_null:
+        text = json.dumps(_strict(obj), indent=indent, default=json_default, allow_nan=False)
+    else:
+        text = json.dumps(obj, indent=indent, default=json_default)
+    atomic_write_text(path, text)
+
+
+def save_figure(fig, path, **savefig_kw):
+    """Save a matplotlib figure atomically (rendered in memory, then written and renamed)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **savefig_kw)
+    atomic_write_bytes(path, buf.getvalue())

@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .files import save_figure, write_json
 from . import roi as roimod
 from .errors import OfrnnError
 from .metrics import SEGMENT_RULE, evaluate_rois, infarct_size, segment_labels
@@ -107,7 +108,7 @@ def overlay_png(path, image, pred, *, truth=None, box=None, title=None):
         ax.set_title(title, fontsize=8)
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -183,7 +184,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
                 g.create_dataset("infarct_pred", data=pred_img, compression="gzip")
                 g.create_dataset("lv_box", data=box)
                 summary = subject_summary(prob_img, pred_img, s, box)
-                (out / f"{s.id}.json").write_text(json.dumps(summary, indent=2))
+                write_json(out / f"{s.id}.json", summary, indent=2)
                 overlay_png(out / f"{s.id}.png", s.cine[0], pred_img, truth=s.infarct, box=tr.box,
                             title=f"{s.id} ({s.level}): {summary['infarct_area_mm2']:.0f} mm$^2$")
                 summaries.append(summary)
@@ -200,7 +201,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
         metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr)
         metrics["provenance"] = dict(model_cohort=config.get("cohort"), model_fold=config.get("fold"),
                                      flow=config["flow"], roi_source=roi, source=str(source_path))
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        write_json(out / "metrics.json", metrics, indent=2)
         result["metrics"] = metrics
     return result
 

@@ -30,6 +30,7 @@ from . import metrics as M
 from . import splits
 from ._version import __version__
 from .errors import OfrnnError
+from .files import atomic_write_text, save_figure, write_json
 from .pipeline import PixelBatches, prepare_cohort, sample_pixels
 from .predict import MODEL_FILE, overlay_png, predict_roi, save_bundle
 from .store import open_cohort
@@ -200,7 +201,7 @@ def _train_network(train, val, cfg, out, *, local_block=None):
     # epochs run in this process (a resumed stage counts only its remaining epochs)
     timings["finetune_pixels_per_s"] = epochs * train.steps * train.batch_size / timings["finetune"]
     network.save_weights(done["finetune"])
-    (ckpt / "timings.json").write_text(json.dumps(timings))
+    write_json(ckpt / "timings.json", timings)
     return network, timings
 
 
@@ -253,7 +254,7 @@ def _plot_curves(path, subjects, probs):
     a.legend(loc="lower right", fontsize=8)
     b.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -310,7 +311,7 @@ def write_report(path, result):
               "", f"Timings: {json.dumps({k: round(v, 1) for k, v in result['timings'].items()})} (seconds; "
               "`finetune_pixels_per_s` is training throughput).",
               f"Versions: {json.dumps(result['versions'])}.", ""]
-    Path(path).write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 def _versions(cfg=None):
@@ -351,9 +352,9 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     if (out / "metrics.json").is_file() and (out / MODEL_FILE).is_file():
         return json.loads((out / "metrics.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    (out / "settings.json").write_text(json.dumps(stamp, indent=1))
+    write_json(out / "settings.json", stamp)
     t_start = time.perf_counter()
-    (out / "split.json").write_text(json.dumps(split, indent=1))
+    write_json(out / "split.json", split)
     timings = {}
     t0 = time.perf_counter()
     subjects = {r.id: r for r in prepare_cohort(cohort, frames=cfg["frames"], roi=cfg["roi"], flow=cfg["flow"],
@@ -390,18 +391,11 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
                   metrics=metrics, timings=timings, versions=_versions(cfg), paper=PAPER,
                   validation={g: {k: val_metrics[g][k] for k in ("accuracy", "sensitivity", "specificity", "dice")}
                               for g in ("roi", "myocardium")})
-    (out / "segments.json").write_text(json.dumps(records, indent=1))
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2, default=_nan_none))
+    write_json(out / "segments.json", records)
     write_report(out / "report.md", result)
-    tmp.replace(out / "metrics.json")
+    # metrics.json comes last: its presence marks the fold as finished (resume)
+    write_json(out / "metrics.json", result, indent=2)
     return result
-
-
-def _nan_none(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(type(o).__name__)
 
 
 _SUMMARY = [("roi", k) for k in ("accuracy", "sensitivity", "specificity", "precision", "dice", "roc_auc")] + \
@@ -424,7 +418,7 @@ def aggregate(results, out):
     cfg = results[0]["config"]
     summary = dict(folds=[r["split"]["scheme"] for r in results], n_folds=len(results), profile=cfg["profile"],
                    roi=cfg["roi"], flow=cfg["flow"], metrics=table, paper=PAPER)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "metrics.json", summary, indent=2)
     lines = [f"# OF-RNN cross-validation ({len(results)} folds, profile `{cfg['profile']}`, ROI {cfg['roi']}, "
              f"flow {cfg['flow']})", "", "| metric | paper | ours (mean +- sd over folds) |", "|---|---|---|"]
     for key, s in table.items():
@@ -432,7 +426,7 @@ def aggregate(results, out):
         paper = PAPER.get(name) if key.startswith("roi.") else (
             PAPER["segment_accuracy"].get(name) if key.startswith("segments.") else None)
         lines.append(f"| {key} | {_fmt(paper) if paper else '-'} | {100 * s['mean']:.2f} +- {100 * s['sd']:.2f} % |")
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
     return summary
 
 

@@ -189,6 +189,8 @@ def test_write_json_is_strict_and_atomic(tmp_path):
     from ofrnn.files import write_json
 
     out = tmp_path / "m.json"
-    write_json(out, {"a": np.float32(1.5), "b": np.arange(3), "c": float("nan"), "d": [np.inf, 2]})
+    write_json(out, {"a": np.float32(1.5), "b": np.arange(3), "c": float("nan"), "d": [np.inf, 2]}, nan_as_null=True)
     assert json.loads(out.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": [None, 2]}
+    write_json(out, {"c": np.float64("nan")})
+    assert np.isnan(json.loads(out.read_text())["c"])
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

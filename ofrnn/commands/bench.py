@@ -20,7 +20,6 @@ def add_arguments(p):
 
 
 def run(args):
-    import json
     import os
     import platform
     import tempfile
@@ -31,6 +30,7 @@ def run(args):
     import tensorflow as tf
 
     from ..errors import OfrnnError
+    from ..files import atomic_write_text, write_json
     from ..predict import load_bundle, predict_subjects
     from ..store import open_cohort
 
@@ -75,14 +75,14 @@ def run(args):
                   flow=config["flow"], inference_seconds=inference, training_pixels_per_second=train_px_s,
                   training_batch=B, platform=platform.platform(), tensorflow=tf.__version__,
                   paper=dict(testing_seconds_per_subject=191, training_minutes=373, gpu="NVIDIA Quadro K600"))
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "metrics.json", result, indent=2)
     lines = [f"# OF-RNN timing ({args.threads} TensorFlow threads, {os.cpu_count()} cores)", "",
              f"Model `{args.model}` (flow: {config['flow']}), cohort `{args.cohort}`, {len(rows)} subjects "
              f"(after one warm-up), ROI from {result['roi_source']}.", "",
              "| stage | mean s / subject | max s |", "|---|---|---|"]
     lines += [f"| {k} | {v['mean']:.3f} | {v['max']:.3f} |" for k, v in inference.items()]
-    lines += ["", f"Paper: 191 s per subject (testing) on a Quadro K600; target here < 1 s on 2 CPU cores.", "",
+    lines += ["", "Paper: 191 s per subject (testing) on a Quadro K600; target here < 1 s on 2 CPU cores.", "",
               f"Training throughput (full network, batch {B}): {train_px_s:.0f} pixels/s; the paper trained 373 min.", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
 import platform
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import OfrnnError
+from ..files import atomic_write_bytes, atomic_write_text, write_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -154,32 +155,6 @@ def split_for(cohort, subjects, fold, tcfg):
 
 
 # -- one cell on one fold --------------------------------------------------------------------------
-def _atomic_write(path, write):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _write_json(path, obj):
-    def write(tmp):
-        Path(tmp).write_text(json.dumps(obj, indent=1, default=_plain))
-
-    _atomic_write(Path(path), write)
-
-
-def _plain(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
-
-
 def run_cell(cohort, fold, tcfg, folder, *, block=None, cache_dir=None, progress=True):
     """Train and evaluate one cell on one fold; returns the result (read back when already done).
 
@@ -245,15 +220,13 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, cache_dir=None, progress
                                total_s=time.perf_counter() - t_start),
                   settings=tcfg, block=block)
 
-    def write_npz(tmp):
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, ids=np.array([r.id for r in te]), levels=np.array([r.level for r in te]),
-                                prob=np.stack(probs).astype(np.float16), infarct=np.stack([r.infarct for r in te]),
-                                myocardium=np.stack([r.myocardium for r in te]),
-                                image=np.stack([r.roi[0] for r in te]).astype(np.float16), threshold=thr)
-
-    _atomic_write(folder / f"fold{fold}.npz", write_npz)
-    _write_json(done, result)
+    npz = io.BytesIO()
+    np.savez_compressed(npz, ids=np.array([r.id for r in te]), levels=np.array([r.level for r in te]),
+                        prob=np.stack(probs).astype(np.float16), infarct=np.stack([r.infarct for r in te]),
+                        myocardium=np.stack([r.myocardium for r in te]),
+                        image=np.stack([r.roi[0] for r in te]).astype(np.float16), threshold=thr)
+    atomic_write_bytes(folder / f"fold{fold}.npz", npz.getvalue())
+    write_json(done, result)
     shutil.rmtree(work, ignore_errors=True)
     if (folder / "work").is_dir() and not any((folder / "work").iterdir()):
         (folder / "work").rmdir()
@@ -363,5 +336,5 @@ def pct(s, digits=1):
 def write_outputs(out_dir, result, report_lines):
     """metrics.json and report.md of an ablation, atomically."""
     out_dir = Path(out_dir)
-    _write_json(out_dir / "metrics.json", result)
-    _atomic_write(out_dir / "report.md", lambda tmp: Path(tmp).write_text("\n".join(report_lines) + "\n"))
+    write_json(out_dir / "metrics.json", result)
+    atomic_write_text(out_dir / "report.md", "\n".join(report_lines) + "\n")

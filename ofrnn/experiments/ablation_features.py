@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import save_figure
 from . import _cells
 
 #: the paper's Table 1 (accuracy, sensitivity, specificity), in %
@@ -62,7 +63,7 @@ def roc_pr_figure(path, curves, *, title):
     a.legend(loc="lower right", fontsize=8)
     b.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..files import save_figure
 from . import _cells
 
 
@@ -42,7 +43,7 @@ def figure(path, cfg, summary):
     b.plot(n, tt, marker="s", color="C1")
     b.set_ylabel("training time (min)", color="C1")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

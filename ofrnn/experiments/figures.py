@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import save_figure
 from . import _cells
 from .ablation_features import LABELS, load_scores, roc_pr_figure
 
@@ -66,7 +67,7 @@ def fig2(path, folder, folds, *, n):
         ax.axis("off")
     fig.suptitle("cf. paper Fig. 2: predicted infarct (green), traced infarct (yellow)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return [r["id"] for r in rows]
 

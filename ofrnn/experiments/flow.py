@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .. import flow as F
 from ..errors import OfrnnError
-from ..files import atomic_write_text, write_json
+from ..files import atomic_write_text, save_figure, write_json
 from ..flow import metrics
 
 #: the paper's Table 3 (AAE mean, sd in degrees; density)
@@ -488,7 +488,7 @@ def fig4(cfg, params, out_dir):
     fig.suptitle(f"Fig. 4 reproduction: subject {sid}, 64x64 ROI, flow frame 0 -> {es} (colour: direction, "
                  f"saturation: magnitude up to {mx:.1f} px)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_dir / "fig4.png", dpi=110)
+    save_figure(fig, out_dir / "fig4.png", dpi=110)
     plt.close(fig)
     return {"subject": sid, "es_frame": es, "aae_deep": metrics.aae(deep, gt_es, myo),
             "aae_hs": metrics.aae(hs, gt_es, myo), "max_gt_px": mx}
@@ -509,7 +509,7 @@ def _bar_figure(sim, out_dir):
     ax.set_title(f"Simulated cohort, {sim['subjects']} subjects x {sim['pairs_per_subject']} pairs (mean +- sd over subjects)",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_dir / "table3_aae.png", dpi=110)
+    save_figure(fig, out_dir / "table3_aae.png", dpi=110)
     plt.close(fig)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .._version import __version__
-from ..files import atomic_write_text, write_json
+from ..files import atomic_write_text, save_figure, write_json
 from ..simulate.measure import area_ejection_fraction, remote_and_scar_thickening
 from ..store import open_cohort
 
@@ -72,7 +72,7 @@ def _figures(rows, gallery, out_dir):
     ax[3].set_xlabel("max transmurality")
     ax[3].set_ylabel("scar-sector thickening")
     fig.tight_layout()
-    fig.savefig(out_dir / "physiology.png", dpi=90)
+    save_figure(fig, out_dir / "physiology.png", dpi=90)
     plt.close(fig)
 
     fig, ax = plt.subplots(2, len(gallery), figsize=(2.6 * len(gallery), 5.4))
@@ -92,7 +92,7 @@ def _figures(rows, gallery, out_dir):
     fig.suptitle("phantom: end-diastole (scar outlined in yellow; not visible in the image) and end-systole",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_dir / "gallery.png", dpi=90)
+    save_figure(fig, out_dir / "gallery.png", dpi=90)
     plt.close(fig)
 
 
@@ -134,7 +134,7 @@ def run(config, profile, out_dir):
     metrics = dict(summary=summary, subjects=rows, settings=settings, cohort_params=params,
                    versions=dict(ofrnn=__version__, python=platform.python_version(), numpy=np.__version__),
                    seconds=time.perf_counter() - t0)
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "metrics.json", metrics, nan_as_null=True)
     atomic_write_text(out_dir / "report.md", _report(summary, settings))
     print(f"wrote {out_dir}/metrics.json, report.md, physiology.png, gallery.png")
 

@@ -16,6 +16,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from ..files import atomic_write_text, write_json
 from . import _cells
 
 #: the paper's headline numbers (Xu et al., MICCAI 2017, Sec. 3)
@@ -346,9 +347,9 @@ def run(config, profile, out_dir):
           for k, v in times.items()] + [""]
     L += ["## Where we differ from the paper, and why", ""] + [f"- {n}" for n in cfg.get("notes", [])] + [""]
     output.parent.mkdir(parents=True, exist_ok=True)
-    _cells._atomic_write(output, lambda tmp: Path(tmp).write_text("\n".join(L) + "\n"))
+    atomic_write_text(output, "\n".join(L) + "\n")
     summary = dict(profile=profile, output=str(output), seconds=time.perf_counter() - t0, run_times=times,
                    present=present)
-    _cells._write_json(Path(out_dir) / "metrics.json", summary)
+    write_json(Path(out_dir) / "metrics.json", summary)
     print(f"wrote {output}")
     return 0

@@ -45,8 +45,6 @@ def write_flo(path, flow):
     uv = np.stack([flow[1], flow[0]], axis=-1)
     uv = np.where(np.isfinite(uv), uv, np.float32(1e10)).astype("<f4")
     payload = np.array([_TAG], "<f4").tobytes() + np.array([w, h], "<i4").tobytes() + uv.tobytes()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, payload)
 
 
