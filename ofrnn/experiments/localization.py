@@ -32,6 +32,7 @@ from tqdm import tqdm
 from .. import proposals as P
 from .._version import __version__
 from ..errors import OfrnnError
+from ..files import atomic_write_text, save_figure, write_json
 
 PAPER = {"accuracy": 96.49, "sensitivity": 94.39, "specificity": 98.67}
 REPO = Path(__file__).resolve().parents[2]
@@ -213,7 +214,7 @@ def evaluate_set(detector, seqs, *, quality_frames, rng, desc):
 def _detection_row(box, gt, spacing, mode):
     c = (box[:2] + box[2:]) / 2 - (gt[:2] + gt[2:]) / 2
     row = {f"iou_{mode}": float(P.box_iou(box, gt)[0, 0]), f"centre_px_{mode}": float(np.hypot(*c)),
-           f"gt_side_px": float(max(gt[2] - gt[0], gt[3] - gt[1]))}
+           "gt_side_px": float(max(gt[2] - gt[0], gt[3] - gt[1]))}
     if spacing is not None:
         row[f"centre_mm_{mode}"] = float(np.hypot(c[0] * spacing[0], c[1] * spacing[1]))
     return row
@@ -291,7 +292,7 @@ def run(config, profile, out_dir):
     else:
         detector, record = train_detector(frames, boxes, cfg, seed=seed, progress=ev["progress"])
         detector.save(out_dir / "model")
-        _write_json(out_dir / "model" / "training.json", record)
+        write_json(out_dir / "model" / "training.json", record, indent=2)
 
     sets, skipped = {}, {}
     sets["simulated"] = simulated_sequences(cohort, test_ids, cfg["data"]["eval_frames_per_subject"])
@@ -319,9 +320,9 @@ def run(config, profile, out_dir):
                   versions=dict(ofrnn=__version__, tensorflow=tf.__version__, keras=keras.__version__,
                                 numpy=np.__version__, python=platform.python_version()),
                   settings=cfg)
-    _write_json(out_dir / "metrics.json", result)
+    write_json(out_dir / "metrics.json", result, indent=2)
     figures(curves, sets, detector, out_dir)
-    (out_dir / "report.md").write_text(report(result))
+    atomic_write_text(out_dir / "report.md", report(result))
     print(f"{out_dir}/metrics.json, report.md, figures written")
 
 
@@ -376,22 +377,6 @@ def targets(m, record, timing):
     return t
 
 
-def _write_json(path, obj):
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_plain))
-    tmp.replace(path)
-
-
-def _plain(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
-
-
 # -- figures and report ------------------------------------------------------------------------------
 
 def figures(curves, sets, detector, out_dir):
@@ -415,7 +400,7 @@ def figures(curves, sets, detector, out_dir):
         a.legend(loc="lower right" if a is ax[0] else "lower left")
         a.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_dir / "roc_pr.png", dpi=110)
+    save_figure(fig, out_dir / "roc_pr.png", dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
@@ -431,7 +416,7 @@ def figures(curves, sets, detector, out_dir):
     for a in ax:
         a.legend()
     fig.tight_layout()
-    fig.savefig(out_dir / "errors.png", dpi=110)
+    save_figure(fig, out_dir / "errors.png", dpi=110)
     plt.close(fig)
 
     n = 4
@@ -450,7 +435,7 @@ def figures(curves, sets, detector, out_dir):
             a.axis("off")
     fig.suptitle("green: LV epicardium (GT), red: detected sequence box, yellow: 64x64 ROI crop", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_dir / "examples.png", dpi=100)
+    save_figure(fig, out_dir / "examples.png", dpi=100)
     plt.close(fig)
 
 
