@@ -272,3 +272,35 @@ def test_dihedral_augmentation_matches_features_of_the_transformed_sequence(code
     np.testing.assert_allclose(aug_l, local_patches(np.ascontiguousarray(tseq), patch=5, pixels=([y], [x])))
     np.testing.assert_allclose(aug_g, global_features(np.ascontiguousarray(tflow), patch=3)[y, x][None],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_predict_with_the_heart_localization_layers(toy_cohort, tiny_run, tmp_path):
+    """--roi detector: the crop comes from a trained localizer, not from the stored boxes."""
+    import tomllib
+    from pathlib import Path
+
+    import h5py
+
+    from ofrnn.localization import load_detector, train_detector
+    from ofrnn.predict import load_bundle, predict_subjects
+    from ofrnn.store import open_cohort
+
+    cfg = tomllib.loads((Path(__file__).parents[1] / "experiments" / "localization.toml").read_text())
+    cfg["model"].update(input_size=64, filters=[8, 8, 8, 8, 8], fc_units=16, stride=8)
+    cfg["detect"].update(fast_size=64)
+    cfg["train"].update(epochs=2, steps_per_epoch=8, images_per_batch=2, rois_per_image=32, learning_rate=2e-3)
+    with open_cohort(toy_cohort) as c:
+        subs = [c.read(s) for s in c.ids]
+    det, _ = train_detector([s.cine[0] for s in subs], np.array([s.lv_box[0] for s in subs], float), cfg,
+                            seed=0, progress=False)
+    det.save(tmp_path / "localizer")
+    net, config = load_bundle(tiny_run[0])
+    out = tmp_path / "pred"
+    predict_subjects(net, config, subs[:2], out, roi="detector", localizer=load_detector(tmp_path / "localizer"),
+                     progress=False)
+    with h5py.File(out / "predictions.h5") as f:
+        for sid in (s.id for s in subs[:2]):
+            box = f[f"subjects/{sid}/lv_box"][()]
+            assert box[2] - box[0] >= 64 and box[3] - box[1] >= 64  # the detector's square crop, >= 64 px
+            assert f[f"subjects/{sid}/infarct_prob"].shape == (H, W)
+    assert json.loads((out / "metrics.json").read_text())["provenance"]["roi_source"] == "detector"
