@@ -1,15 +1,20 @@
-"""Atomic output files: write to a temporary file in the target folder, then rename.
+"""Settings and output files.
 
-An interrupted run never leaves a half-written report, metrics file or figure behind.
+Outputs are atomic (a temporary file in the target folder, then a rename), so an interrupted run
+never leaves a half-written report, metrics file or figure behind. Settings are TOML, read with
+one clear error line when missing or malformed.
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
+
+from .errors import OfrnnError
 
 
 def json_default(o):
@@ -79,3 +84,14 @@ def save_figure(fig, path, **savefig_kw):
     buf = io.BytesIO()
     fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **savefig_kw)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def read_toml(path, *, what="settings file"):
+    """Parse a TOML file; a missing or malformed file is a user error naming the file."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise OfrnnError(f"no such {what}", path=path) from None
+    except tomllib.TOMLDecodeError as e:
+        raise OfrnnError(f"invalid TOML ({e})", path=path) from None

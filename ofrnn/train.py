@@ -21,7 +21,6 @@ import json
 import platform
 import shutil
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from . import metrics as M
 from . import splits
 from ._version import __version__
 from .errors import OfrnnError
-from .files import atomic_write_text, save_figure, write_json
+from .files import atomic_write_text, read_toml, save_figure, write_json
 from .pipeline import PixelBatches, prepare_cohort, sample_pixels
 from .predict import MODEL_FILE, overlay_png, predict_roi, save_bundle
 from .store import open_cohort
@@ -45,12 +44,7 @@ PAPER = dict(accuracy=0.9435, sensitivity=0.9123, specificity=0.9842,
 def load_profile(name, path=PROFILES, **overrides):
     """The settings of profile ``name`` ([common] merged with [name]) plus non-None ``overrides``."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise OfrnnError("no such profile file", path=path) from None
-    except tomllib.TOMLDecodeError as e:
-        raise OfrnnError(f"invalid TOML ({e})", path=path) from None
+    data = read_toml(path, what="profile file")
     if name not in data or name == "common":
         raise OfrnnError(f"no profile {name!r} (have: {', '.join(k for k in data if k != 'common')})",
                          path=path, field=name)

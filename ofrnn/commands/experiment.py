@@ -17,10 +17,10 @@ def add_arguments(p):
 def run(args):
     import importlib
     import re
-    import tomllib
     from pathlib import Path
 
     from ..errors import OfrnnError
+    from ..files import read_toml
 
     if not re.fullmatch(r"[a-z][a-z0-9_]*", args.name):
         raise OfrnnError(f"experiment name {args.name!r} must be a module name", field="NAME")
@@ -31,12 +31,7 @@ def run(args):
             raise
         raise OfrnnError(f"no experiment {args.name!r} (ofrnn/experiments/{args.name}.py)", field="NAME") from None
     config = Path(args.config) if args.config else Path("experiments") / f"{args.name}.toml"
-    try:
-        settings = tomllib.loads(config.read_text())
-    except FileNotFoundError:
-        raise OfrnnError("no such settings file", path=config) from None
-    except tomllib.TOMLDecodeError as e:
-        raise OfrnnError(f"invalid TOML ({e})", path=config) from None
+    settings = read_toml(config)
     out = Path(args.out) if args.out else Path("results") / args.name
     out.mkdir(parents=True, exist_ok=True)
     return module.run(settings, args.profile, out) or 0
