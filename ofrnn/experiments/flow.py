@@ -519,6 +519,18 @@ def _fmt(x, f="{:.2f}"):
     return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f.format(x)
 
 
+def _section(title, r, intro, cell, cols=None):
+    """Report lines of one real-data part: nothing, a skipped note, or a method x metric table
+    (``intro(r)`` above it; columns ``cols``, default the metrics of the table's first row)."""
+    if r is None:
+        return []
+    if "skipped" in r:
+        return [f"## {title}", "", f"Skipped: {r['skipped']}", ""]
+    cols = cols or list(next(iter(r["table"].values())).keys())
+    return ([f"## {title}", "", intro(r), "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+            + [f"| {m} | " + " | ".join(cell(v, c) for c in cols) + " |" for m, v in r["table"].items()] + [""])
+
+
 def report(res):
     L = ["# Optical-flow benchmark (paper Table 3, Fig. 4)", "",
          f"Profile `{res['profile']}`; versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".",
@@ -561,40 +573,23 @@ def report(res):
             L += [f"Speed: deep OF {tab['deep']['ms_per_pair_median']:.1f} ms/pair vs OpenCV-contrib DeepFlow "
                   f"{tab['opencv-deepflow']['ms_per_pair_median']:.1f} ms/pair in the same run: ratio {r:.2f} "
                   "(target <= 2).", ""]
-    for key, title, cols in (("flyingchairs", "FlyingChairs (real textures, GT flow)", ("epe", "aae", "density", "ms")),
-                             ("motorcycle", "Middlebury motorcycle stereo (skimage), flow = (-disparity, 0)",
-                              ("epe", "aae", "density", "ms"))):
-        r = res.get(key)
-        if r is None:
-            continue
-        L += [f"## {title}", ""]
-        if "skipped" in r:
-            L += [f"Skipped: {r['skipped']}", ""]
-            continue
-        extra = f"{r['pairs']} pairs" if "pairs" in r else f"scale {r['scale']}, {r['shape'][1]}x{r['shape'][0]}"
-        L += [extra, "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-        for m, v in r["table"].items():
-            L.append(f"| {m} | " + " | ".join(
-                f"{100 * v[c]:.0f}%" if c == "density" else _fmt(v[c]) for c in cols) + " |")
-        L.append("")
+    for key, title in (("flyingchairs", "FlyingChairs (real textures, GT flow)"),
+                       ("motorcycle", "Middlebury motorcycle stereo (skimage), flow = (-disparity, 0)")):
+        L += _section(title, res.get(key),
+                      lambda r: f"{r['pairs']} pairs" if "pairs" in r else
+                      f"scale {r['scale']}, {r['shape'][1]}x{r['shape'][0]}",
+                      lambda v, c: f"{100 * v[c]:.0f}%" if c == "density" else _fmt(v[c]),
+                      cols=("epe", "aae", "density", "ms"))
     for key, title in (("sunnybrook", "Sunnybrook: ED endocardial contour propagated to ES (chained flow)"),
                        ("acdc", "ACDC: ED masks propagated to ES by the ED->ES flow")):
         r = res.get(key)
-        if r is None:
-            continue
-        L += [f"## {title}", ""]
-        if "skipped" in r:
-            L += [f"Skipped: {r['skipped']}", ""]
-            continue
-        cols = list(next(iter(r["table"].values())).keys())
-        L += [f"{r['slices']} slices", "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-        for m, v in r["table"].items():
-            L.append(f"| {m} | " + " | ".join(_fmt(v[c], "{:.3f}") for c in cols) + " |")
-        dense = {m: v[cols[0]] for m, v in r["table"].items() if m in DENSE}
-        if dense:
-            best = max(dense, key=dense.get)
-            L += ["", f"Best {cols[0]} among dense methods: **{best}** ({dense[best]:.3f})."]
-        L.append("")
+        L += _section(title, r, lambda r: f"{r['slices']} slices", lambda v, c: _fmt(v[c], "{:.3f}"))
+        if r is not None and "table" in r:
+            first = next(iter(next(iter(r["table"].values()))))
+            dense = {m: v[first] for m, v in r["table"].items() if m in DENSE}
+            if dense:
+                best = max(dense, key=dense.get)
+                L[-1:-1] = ["", f"Best {first} among dense methods: **{best}** ({dense[best]:.3f})."]
     f4 = res.get("fig4")
     if f4 and "skipped" not in f4:
         L += ["## Fig. 4", "", "![fig4](fig4.png)", "",
