@@ -7,6 +7,7 @@ exit status 2.
 """
 import argparse
 import importlib
+import os
 import sys
 
 from ._version import __version__
@@ -39,6 +40,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("ofrnn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (e.g. `ofrnn info ... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ def add_arguments(p):
 def run(args):
     import numpy as np
 
-    from ..store import LEVELS, open_cohort
+    from ..store import LEVELS, SCHEMA_VERSION, open_cohort
 
     with open_cohort(args.cohort) as c:
         rows = []
@@ -26,7 +26,7 @@ def run(args):
                 myo = int(g["myocardium"][()].sum())
                 infarct = 100.0 * float(g["infarct"][()].sum()) / max(myo, 1)
             rows.append((sid, m["level"], m["shape"], m["spacing_mm"], infarct, m["attrs"].get("snr")))
-        print(f"{c.path}  source={c.source}  subjects={len(rows)}  schema={c._file.attrs['schema_version']}")
+        print(f"{c.path}  source={c.source}  subjects={len(rows)}  schema={SCHEMA_VERSION}")
         if not args.summary:
             print(f"{'subject':<12}{'level':<9}{'frames':>6}{'matrix':>10}{'spacing mm':>14}{'infarct %':>11}{'SNR':>7}")
             for sid, level, (T, H, W), sp, inf, snr in rows:

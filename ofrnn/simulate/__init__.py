@@ -138,10 +138,10 @@ def _simulate_task(task):
 
 def cohort_plan(n_subjects, seed):
     """(index, level, SeedSequence) per subject: levels in the paper's proportion, shuffled by seed."""
-    root = np.random.SeedSequence(seed)
+    # child 0 shuffles the levels; children 1..n are the subjects
+    shuffle, *children = np.random.SeedSequence(seed).spawn(n_subjects + 1)
     levels = [lv for lv, c in level_counts(n_subjects).items() for _ in range(c)]
-    order = np.random.default_rng(root.spawn(1)[0]).permutation(len(levels))
-    children = np.random.SeedSequence(seed).spawn(n_subjects + 1)[1:]
+    order = np.random.default_rng(shuffle).permutation(len(levels))
     return [(i, levels[order[i]], children[i]) for i in range(n_subjects)]
 
 
