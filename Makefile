@@ -19,9 +19,10 @@ $(BIN)/activate:
 test:
 	$(BIN)/python -m pytest -q tests
 
-# The default cohort (114 subjects, seed 0), built once; later jobs reuse it.
+# The default cohort (114 subjects, seed 0), built once; later jobs reuse it. It is rebuilt when
+# the simulator changes, so no job runs on a cohort the code would no longer produce.
 data: $(COHORT)
-$(COHORT):
+$(COHORT): $(wildcard ofrnn/simulate/*.py)
 	$(OFRNN) simulate --subjects 114 --seed $(SEED) --jobs $(JOBS) --out $(COHORT)
 
 info: $(COHORT)

@@ -6,7 +6,7 @@ from scipy import ndimage as ndi
 from ofrnn.cli import main
 from ofrnn.simulate import Acquisition, cohort_plan, level_counts, simulate_cohort, simulate_subject
 from ofrnn.simulate.measure import area_ejection_fraction, remote_and_scar_thickening
-from ofrnn.simulate.mri import Tissue, bssfp_signal, signal_table
+from ofrnn.simulate.mri import Tissue, band_table, bssfp_profile, bssfp_signal, signal_table
 from ofrnn.store import open_cohort
 
 
@@ -175,6 +175,49 @@ def test_bssfp_signal_known_values():
     # blood is 2.5-4x brighter than myocardium in cine bSSFP
     t = signal_table(field_t=1.5, flip_deg=55, tr_ms=3.0)
     assert 2.5 < t[Tissue.LV_BLOOD] / t[Tissue.LV_MYOCARDIUM] < 4.5
+
+
+def test_bssfp_off_resonance_profile():
+    # on resonance the Bloch steady state is the closed form; a dark band at beta = pi; symmetric
+    for pd, t1, t2 in ((0.85, 1441.0, 290.0), (0.78, 1030.0, 40.0), (0.9, 343.0, 58.0)):
+        on = bssfp_signal(pd, t1, t2, flip_deg=50, tr_ms=3.0)
+        assert bssfp_profile(pd, t1, t2, 0.0, flip_deg=50, tr_ms=3.0) == pytest.approx(on, rel=1e-9)
+    beta = np.linspace(-np.pi, np.pi, 65)
+    blood = bssfp_profile(0.85, 1441.0, 290.0, beta, flip_deg=50, tr_ms=3.0)
+    np.testing.assert_allclose(blood, blood[::-1], rtol=1e-9)
+    assert blood[0] < 0.1 * blood[32] and blood[32] == blood.max()
+    table = band_table(field_t=3.0, flip_deg=50, tr_ms=3.2, n_bins=64)
+    assert table.shape == (len(Tissue), 64)
+    np.testing.assert_allclose(table[:, 32], 1.0, rtol=1e-6)  # bin 32 is beta = 0
+    assert table[Tissue.LV_BLOOD, 0] < 0.1
+
+
+def test_scene_adds_clutter_but_leaves_the_heart_and_ground_truth(monkeypatch):
+    """The scene (bowel, vessels, texture, banding) draws from its own stream: without it the
+    same seed gives the same heart, motion, masks and flow, and the same pixels near the LV."""
+    import ofrnn.simulate as sim
+
+    acq = Acquisition(matrix=128, frames=4, pixel_mm=2.8)
+    full = simulate_subject(3, "apical", acq)
+    real_sample = sim.sample_scene
+
+    def empty(rng, anatomy):
+        scene = real_sample(rng, anatomy)
+        scene.update(organs=[], loops=[], vessels=[], fat=[])
+        scene["texture"]["amplitude"] = 0.0
+        scene["offresonance"].update(hz_100mm=0.0, roughness_hz=0.0)
+        return scene
+
+    monkeypatch.setattr(sim, "sample_scene", empty)
+    bare = simulate_subject(3, "apical", acq)
+    for name in ("myocardium_t", "lv_cavity_t", "infarct", "lv_box", "flow", "aha_segments"):
+        np.testing.assert_array_equal(getattr(full, name), getattr(bare, name), err_msg=name)
+    assert full.attrs == bare.attrs
+    y0, x0, y1, x1 = full.lv_box[0]
+    near = (slice(None), slice(y0, y1), slice(x0, x1))
+    far = np.abs(full.cine - bare.cine) > 0.2 * bare.cine.std()
+    assert far.mean() > 0.05  # clutter, texture and bands change the surround
+    assert far[near].mean() < 0.02  # but not the LV
 
 
 def test_interrupted_cohort_leaves_nothing(tmp_path, monkeypatch):

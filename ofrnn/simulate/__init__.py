@@ -5,7 +5,9 @@ subject is one short-axis slice over one cardiac cycle with exact ground truth (
 LV boxes), built in four steps:
 
 1. anatomy (:mod:`.anatomy`): LV ring, RV crescent, papillary muscles, trabeculae, fat,
-   pericardium and torso, plus a coronary-territory infarct in the end-diastolic frame;
+   pericardium and torso, plus a coronary-territory infarct in the end-diastolic frame; the scene
+   around the heart (:mod:`.scene`: bowel, great vessels, atria, texture, off-resonance) draws
+   from its own stream;
 2. kinematics (:mod:`.kinematics`): an incompressible, rotating, translating cardiac motion whose
    regional function follows the scar's transmurality;
 3. rendering (:mod:`.render`): supersampled partial-volume frames, masks and flow from the same map;
@@ -24,8 +26,9 @@ import numpy as np
 from ..store import LEVELS, Subject
 from .anatomy import sample_anatomy
 from .kinematics import sample_motion
-from .mri import Tissue, acquire, coil_sensitivity, signal_table, smooth_field
+from .mri import Tissue, acquire, band_table, coil_sensitivity, signal_table, smooth_field
 from .render import SUPERSAMPLE, lv_boxes, render
+from .scene import band_index, field_hz, organ_texture, sample_scene, scene_rng, upsample
 
 #: composition of the paper's cohort (Sec. 3): 43 apical, 37 mid-cavity, 34 basal slices
 PAPER_LEVEL_COUNTS = {"apical": 43, "mid": 37, "basal": 34}
@@ -106,7 +109,15 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     k = SUPERSAMPLE
     texture = 1 + smooth_field((n * k, n * k), rng, sigma_px=2.5 * k / spacing, amplitude=0.03)
     sig = signal_table(field_t=acq.field_t, flip_deg=flip, tr_ms=tr)
-    out = render(anatomy, motion, shape=(n, n), spacing=spacing, signal=sig, texture=texture.astype(np.float32))
+    # the scene around the heart draws from its own stream: the heart, motion and noise above
+    # and below are those of the same seed without it
+    srng = scene_rng(seed)
+    anatomy.body["scene"] = scene = sample_scene(srng, anatomy)
+    texture *= organ_texture(srng, scene, (n * k, n * k), spacing / k, anatomy)
+    bins = band_index(field_hz(srng, scene, (n, n), spacing, anatomy, acq.field_t), tr, 64)
+    band = (band_table(field_t=acq.field_t, flip_deg=flip, tr_ms=tr, n_bins=64), upsample(bins, k))
+    out = render(anatomy, motion, shape=(n, n), spacing=spacing, signal=sig, texture=texture.astype(np.float32),
+                 band=band)
 
     coil = coil_sensitivity((n, n), rng, spacing_mm=spacing)
     phase = smooth_field((n, n), rng, sigma_px=40 / spacing, amplitude=1.0)

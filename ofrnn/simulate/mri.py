@@ -34,6 +34,8 @@ class Tissue(IntEnum):
     TRABECULAE = 17
     SOFT_TISSUE = 18  # oesophagus, vessels' walls, connective tissue
     CORTICAL_BONE = 19
+    GUT_CONTENT = 20  # semi-solid bowel content (chyme)
+    SPLEEN = 21
 
 
 #: (proton density relative to water, T1 ms, T2 ms) at 1.5 T and 3 T.
@@ -46,6 +48,8 @@ class Tissue(IntEnum):
 #: makes lung dark in bSSFP.
 #: Proton densities follow tissue water content (myocardium ~0.78, blood ~0.85, liver ~0.71).
 #: Pericardium and cortical bone: fibrous / mineral, little mobile water.
+#: Spleen: de Bazelaire et al. (2004). Semi-solid bowel content: assumed between soft tissue and
+#: fluid (no reference value; it varies with the meal).
 TISSUE_PROPERTIES = {
     1.5: {
         Tissue.AIR: (0.0, 1000.0, 1.0),
@@ -68,6 +72,8 @@ TISSUE_PROPERTIES = {
         Tissue.TRABECULAE: (0.78, 1030.0, 40.0),
         Tissue.SOFT_TISSUE: (0.75, 900.0, 50.0),
         Tissue.CORTICAL_BONE: (0.05, 1000.0, 5.0),
+        Tissue.GUT_CONTENT: (0.80, 1100.0, 70.0),
+        Tissue.SPLEEN: (0.80, 1057.0, 79.0),
     },
     3.0: {
         Tissue.AIR: (0.0, 1000.0, 1.0),
@@ -90,6 +96,8 @@ TISSUE_PROPERTIES = {
         Tissue.TRABECULAE: (0.78, 1471.0, 47.0),
         Tissue.SOFT_TISSUE: (0.75, 1200.0, 50.0),
         Tissue.CORTICAL_BONE: (0.05, 1200.0, 5.0),
+        Tissue.GUT_CONTENT: (0.80, 1400.0, 60.0),
+        Tissue.SPLEEN: (0.80, 1328.0, 61.0),
     },
 }
 
@@ -129,6 +137,64 @@ def bssfp_signal(pd, t1, t2, *, flip_deg, tr_ms, te_ms=None):
     e2 = np.exp(-tr_ms / np.asarray(t2, float))
     ss = np.sin(a) * (1 - e1) / (1 - (e1 - e2) * np.cos(a) - e1 * e2)
     return np.asarray(pd, float) * ss * np.exp(-te_ms / np.asarray(t2, float))
+
+
+def bssfp_profile(pd, t1, t2, beta, *, flip_deg, tr_ms, te_ms=None):
+    """bSSFP steady-state magnitude off resonance: the banding profile.
+
+    Solves the Bloch equations' steady state for a train of RF pulses with alternating phase
+    (0, pi), as balanced SSFP cines are run, with free precession ``beta`` (rad per TR) from
+    off-resonance: M+ = (I - Rx(a) E Rz(beta + pi))^-1 Rx(a) (1 - E1) z, then relaxation and
+    precession to the echo. Signal is flat near ``beta = 0`` and drops to a dark band near
+    ``beta = +-pi`` (off-resonance 1 / (2 TR)).
+
+    Parameters
+    ----------
+    pd, t1, t2, beta : array_like
+        Broadcast together: proton density, relaxation times (ms), phase per TR (rad).
+    flip_deg, tr_ms, te_ms : float, keyword-only
+        As :func:`bssfp_signal` (``beta = 0`` gives its value).
+
+    Returns
+    -------
+    ndarray
+        M0-relative magnitude.
+
+    References
+    ----------
+    Hargreaves BA et al. Characterization and reduction of the transient response in
+    steady-state MR imaging. MRM 46:149 (2001), Eqs. 1-4; Scheffler & Lehnhardt (2003), Fig. 2.
+    """
+    te_ms = tr_ms / 2 if te_ms is None else te_ms
+    pd, t1, t2, beta = np.broadcast_arrays(*(np.asarray(v, float) for v in (pd, t1, t2, beta)))
+    a = np.deg2rad(flip_deg)
+    e1, e2 = np.exp(-tr_ms / t1), np.exp(-tr_ms / t2)
+    th = beta + np.pi
+    c, s = np.cos(th), np.sin(th)
+    z, o = np.zeros_like(th), np.ones_like(th)
+    rz = np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
+    relax = np.stack([np.stack([e2, z, z], -1), np.stack([z, e2, z], -1), np.stack([z, z, e1], -1)], -2)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), np.sin(a)], [0, -np.sin(a), np.cos(a)]])
+    lhs = np.eye(3) - rx @ relax @ rz
+    rhs = (rx @ np.array([0.0, 0.0, 1.0]))[..., None] * (1 - e1)[..., None, None]
+    m = np.linalg.solve(lhs, np.broadcast_to(rhs, lhs.shape[:-1] + (1,)))[..., 0]
+    # the echo: half a TR of relaxation (precession by beta / 2 leaves the magnitude unchanged)
+    return pd * np.hypot(m[..., 0], m[..., 1]) * np.exp(-te_ms / t2)
+
+
+def band_table(*, field_t, flip_deg, tr_ms, n_bins=64):
+    """Off-resonance signal relative to on-resonance, per label and phase bin: (n_labels, n_bins).
+
+    Bin ``j`` holds ``beta = -pi + 2 pi j / n_bins`` (see :func:`ofrnn.simulate.scene.band_index`).
+    """
+    props = TISSUE_PROPERTIES[float(field_t)]
+    beta = -np.pi + 2 * np.pi * np.arange(n_bins) / n_bins
+    table = np.ones((len(Tissue), n_bins), np.float32)
+    for tissue, (pd, t1, t2) in props.items():
+        on = bssfp_profile(1.0, t1, t2, 0.0, flip_deg=flip_deg, tr_ms=tr_ms)
+        if on > 0:
+            table[int(tissue)] = bssfp_profile(1.0, t1, t2, beta, flip_deg=flip_deg, tr_ms=tr_ms) / on
+    return table
 
 
 def signal_table(*, field_t, flip_deg, tr_ms, scale=10000.0):

@@ -11,6 +11,7 @@ import numpy as np
 from .anatomy import Anatomy, sample_profile
 from .kinematics import FrameMap, Motion
 from .mri import SOLID, Tissue
+from .scene import paint_scene
 
 #: sub-samples per pixel side
 SUPERSAMPLE = 3
@@ -126,6 +127,8 @@ def material_map(anatomy: Anatomy, shape, spacing, k=SUPERSAMPLE):
     lab[_ellipse(rows, cols, ay, ax, ar, ar)] = Tissue.AORTA_BLOOD
     # oesophagus between aorta and spine
     lab[_ellipse(rows, cols, ay + 2, ax - 2.2 * ar, 6, 8)] = Tissue.SOFT_TISSUE
+    if "scene" in b:  # bowel, spleen, great vessels, fat pads (ofrnn.simulate.scene)
+        paint_scene(lab, rows, cols, b["scene"], _paint)
     # the heart, inside its pericardial sac, over everything else
     c = anatomy.centre_mm
     reach = anatomy.heart_radius + 2.0
@@ -149,7 +152,7 @@ def _block_frac(mask, k):
     return _block_mean(mask.astype(np.float32), k)
 
 
-def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture, k=SUPERSAMPLE):
+def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture, band=None, k=SUPERSAMPLE):
     """Render noise-free frames, masks and exact flow.
 
     Parameters
@@ -158,6 +161,9 @@ def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture,
     shape : (H, W) output matrix; spacing : pixel size (mm).
     signal : float32 (n_labels,) signal per tissue label (see :func:`ofrnn.simulate.mri.signal_table`).
     texture : float32 (H*k, W*k) multiplicative tissue texture on the material grid (1 = none).
+    band : optional ``(table, index)``: off-resonance signal ratio per label and phase bin
+        (:func:`ofrnn.simulate.mri.band_table`) and the bin of every material point
+        (:func:`ofrnn.simulate.scene.band_index`), for bSSFP banding.
 
     Returns
     -------
@@ -169,6 +175,9 @@ def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture,
     T = len(motion.phases)
     mat = material_map(anatomy, shape, spacing, k)
     smap = signal[mat] * texture
+    if band is not None:
+        table, index = band
+        smap = smap * table[mat, index]
     frame0 = _block_mean(smap, k).astype(np.float32)
     myo_labels = (Tissue.LV_MYOCARDIUM, Tissue.LV_INFARCT)
     cav_labels = (Tissue.LV_BLOOD, Tissue.PAPILLARY, Tissue.TRABECULAE)

@@ -1,0 +1,152 @@
+"""Scene realism: what surrounds the heart in a real short-axis cine, and bSSFP banding.
+
+A heart detector trained on a tidy torso learns that the LV is "the round bright thing"; real
+frames (Sunnybrook, ACDC) are full of round bright things. This module adds the structures that
+cause such confusions, drawn from the anatomy of the oblique short-axis plane:
+
+* **bowel loops** (mid and apical slices cut the upper abdomen): rings of gut wall around fluid
+  (bright in bSSFP), semi-solid content or gas, clustered in the left upper quadrant;
+* **spleen** (apical slices), a large mid-grey organ posterolateral to the stomach;
+* **great vessels and atria** (basal slices): the aortic root / LV outflow tract and pulmonary
+  trunk anterior-medial to the LV, the left atrium behind it; the inferior vena cava in the liver;
+  bright blood discs with thin walls, the most LV-like distractors there are;
+* **pericardial fat pads** (cardiophrenic angle, apex): bright, irregular;
+* **organ texture**: heterogeneous liver, muscle and fat (stronger than the fine tissue texture
+  the heart keeps);
+* **off-resonance**: a B0 field shimmed on the heart but not elsewhere, which bSSFP turns into dark
+  bands where the phase accrued per TR nears pi (:func:`ofrnn.simulate.mri.bssfp_profile`).
+
+Everything here draws from its own random stream (see :func:`scene_rng`), so adding the scene did
+not change any subject's heart, motion, infarct or noise: the cohort's ground truth is that of the
+tidy phantom.
+"""
+from __future__ import annotations
+
+import numpy as np
+from .mri import Tissue, smooth_field
+
+#: stream index of the scene below a subject's SeedSequence (an arbitrary constant that the
+#: cohort's own spawn keys never take)
+SCENE_STREAM = 0x5CE7E
+
+
+def scene_rng(seed):
+    """The scene's generator for a subject seed (int or SeedSequence), independent of the main one."""
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return np.random.default_rng([*ss.generate_state(4).tolist(), SCENE_STREAM])
+
+
+def _polar(centre, radius, angle):
+    """(row, col) mm of a point ``radius`` from ``centre`` at display angle ``angle`` (0 right, 90 deg up)."""
+    return centre[0] - radius * np.sin(angle), centre[1] + radius * np.cos(angle)
+
+
+def sample_scene(rng, anatomy):
+    """Draw the structures around the heart for one subject (image mm, row/col).
+
+    Returns a dict of lists of ellipses ``(row, col, r_row, r_col, wall_mm, content)`` per kind
+    plus the texture and off-resonance settings; :func:`paint_scene` draws the ellipses.
+    """
+    a, level = anatomy, anatomy.level
+    c = a.centre_mm
+    heart = a.heart_radius
+    loops = []
+    # bowel: left upper quadrant (image right-below of the heart); more of it the lower the slice
+    n_loops = {"basal": rng.integers(0, 4), "mid": rng.integers(3, 10), "apical": rng.integers(6, 16)}[level]
+    for _ in range(int(n_loops)):
+        r = rng.uniform(7, 20)
+        content = rng.choice([Tissue.STOMACH, Tissue.GUT_CONTENT, Tissue.AIR], p=[0.5, 0.35, 0.15])
+        y, x = c[0] + rng.uniform(heart * 0.6, 160), c[1] + rng.uniform(-20, 170)
+        loops.append((y, x, r * rng.uniform(0.7, 1.0), r * rng.uniform(0.7, 1.0), rng.uniform(1.5, 3.5), int(content)))
+    vessels = []
+    # great vessels and the left atrium cut by basal (sometimes mid) planes, touching the heart:
+    # aortic root anterior-septal, pulmonary trunk anterior, left atrium posterior
+    if level == "basal" or (level == "mid" and rng.random() < 0.3):
+        rv = a.rv_centre
+        for name, p, ang, (r_lo, r_hi) in (("aortic root", 0.8, rv - np.deg2rad(rng.uniform(30, 70)), (11, 17)),
+                                            ("pulmonary trunk", 0.5, rv - np.deg2rad(rng.uniform(60, 100)), (10, 14)),
+                                            ("left atrium", 0.6, np.deg2rad(rng.uniform(-120, -60)), (15, 26))):
+            if rng.random() < p:
+                r = rng.uniform(r_lo, r_hi)
+                y, x = _polar(c, heart + r * rng.uniform(0.6, 1.0), ang)
+                vessels.append((y, x, r * rng.uniform(0.8, 1.0), r, rng.uniform(1.5, 2.5), int(Tissue.AORTA_BLOOD)))
+    # inferior vena cava within the liver
+    if rng.random() < 0.7:
+        ly, lx, lry, lrx = a.body["liver"]
+        r = rng.uniform(9, 13)
+        vessels.append((ly - lry * rng.uniform(0.1, 0.5), lx + lrx * rng.uniform(0.2, 0.6), r, r * rng.uniform(0.8, 1.1),
+                        1.0, int(Tissue.AORTA_BLOOD)))
+    fat = []
+    # pericardial fat pads at the cardiophrenic angle and the apex
+    for _ in range(int(rng.integers(0, 4 if level == "apical" else 3))):
+        r = rng.uniform(6, 18)
+        y, x = _polar(c, heart + r * 0.5, np.deg2rad(rng.uniform(-150, -10)))
+        fat.append((y, x, r * rng.uniform(0.5, 1.0), r, 0.0, int(Tissue.FAT)))
+    spleen = []
+    if level == "apical" or rng.random() < 0.3:
+        spleen.append((c[0] + rng.uniform(70, 110), c[1] + rng.uniform(110, 160), rng.uniform(25, 40),
+                       rng.uniform(35, 50), 0.0, int(Tissue.SPLEEN)))
+    return dict(
+        organs=spleen, loops=loops, vessels=vessels, fat=fat,
+        texture=dict(amplitude=float(rng.uniform(0.05, 0.18)), sigma_mm=float(rng.uniform(1.0, 4.0))),
+        # off-resonance (Hz) at 100 mm from the shimmed heart: up to about half a band spacing
+        # (1 / (2 TR) ~ 160 Hz) at 3 T, less at 1.5 T (field-proportional); field_hz() scales it
+        offresonance=dict(hz_100mm=float(rng.uniform(0, 120)), roughness_hz=float(rng.uniform(5, 40))),
+    )
+
+
+def paint_scene(lab, rows, cols, scene, paint):
+    """Draw the scene's ellipses into the material map ``lab`` where it is still lung (the torso's
+    default interior), so organs already placed (liver, stomach, spine, aorta) keep their place;
+    ``paint(lab, rows, cols, cy, cx, ry, rx, value, within)`` is the renderer's ellipse painter
+    (passed in to keep this module free of rendering)."""
+    free = (Tissue.LUNG,)
+    for cy, cx, ry, rx, _, value in scene["organs"]:
+        paint(lab, rows, cols, cy, cx, ry, rx, value, within=free)
+    for kind in ("loops", "vessels"):
+        for cy, cx, ry, rx, wall, value in scene[kind]:
+            # wall first, then the content inside it; a gut wall or vessel wall is soft tissue.
+            # Vessels run through the liver and the mediastinal fat, loops lie against the spleen
+            paint(lab, rows, cols, cy, cx, ry, rx, Tissue.SOFT_TISSUE,
+                  within=free + (Tissue.LIVER, Tissue.SPLEEN, Tissue.FAT))
+            paint(lab, rows, cols, cy, cx, max(ry - wall, 1.0), max(rx - wall, 1.0), value, within=(Tissue.SOFT_TISSUE,))
+    for cy, cx, ry, rx, _, value in scene["fat"]:
+        paint(lab, rows, cols, cy, cx, ry, rx, value, within=free)
+
+
+def _heart_distance(shape, spacing, centre_mm, radius_mm):
+    """Distance (mm) of every pixel centre beyond ``radius_mm`` from the LV centre (0 inside)."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32) * spacing
+    return np.clip(np.hypot(yy - centre_mm[0], xx - centre_mm[1]) - radius_mm, 0, None)
+
+
+def organ_texture(rng, scene, shape, spacing, anatomy):
+    """Multiplicative texture (1 = none) of the organs around the heart, fading in from 10 mm
+    beyond the heart so the heart keeps its own fine texture."""
+    t = scene["texture"]
+    f = smooth_field(shape, rng, sigma_px=t["sigma_mm"] / spacing, amplitude=t["amplitude"])
+    d = _heart_distance(shape, spacing, anatomy.centre_mm, anatomy.heart_radius + 10.0)
+    return 1 + f * np.clip(d / 20.0, 0, 1)
+
+
+def field_hz(rng, scene, shape, spacing, anatomy, field_t):
+    """Off-resonance map (Hz) on a grid of ``spacing`` mm: zero at the LV centre (shim volume on
+    the heart), growing quadratically away from it (the residual of a second-order shim over a
+    chest), plus a smooth susceptibility term; proportional to the field strength."""
+    o = scene["offresonance"]
+    d = _heart_distance(shape, spacing, anatomy.centre_mm, 0.0)
+    rough = smooth_field(shape, rng, sigma_px=30.0 / spacing, amplitude=1.0)
+    hz = o["hz_100mm"] * (d / 100.0) ** 2 * (1 + 0.3 * rough) + o["roughness_hz"] * rough * np.clip(d / 60.0, 0, 1)
+    return hz * (field_t / 3.0)
+
+
+def band_index(hz, tr_ms, n_bins):
+    """Bin of the phase accrued per TR, beta = 2 pi f TR (wrapped to [-pi, pi)), on ``n_bins`` bins."""
+    beta = np.mod(2 * np.pi * hz * tr_ms * 1e-3 + np.pi, 2 * np.pi) - np.pi
+    return np.clip(np.rint((beta + np.pi) / (2 * np.pi) * n_bins).astype(np.intp) % n_bins, 0, n_bins - 1)
+
+
+def upsample(field, k):
+    """Nearest-neighbour ``k``-times upsampling of a smooth per-pixel field to the material grid."""
+    return np.repeat(np.repeat(field, k, axis=0), k, axis=1)
+
