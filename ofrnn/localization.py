@@ -233,6 +233,32 @@ def boxes_to_image(boxes, factor, offset):
     return np.asarray(boxes, dtype=float) * factor - np.tile(offset, 2)
 
 
+def motion_map(cine, *, input_size, percentiles, sigma_fraction=1 / 48):
+    """Where a cine changes over the cycle, in detector space: (S, S) in [0, 1].
+
+    The temporal standard deviation of the jointly normalised frames, smoothed over a few
+    millimetres and scaled to its maximum. The contracting LV (and RV) dominate it; bowel, liver,
+    fat and banding, the real frames' distractors, hardly change within one cycle. With only ED
+    and ES (ACDC) it is half their absolute difference.
+    """
+    norm = P.normalize_intensity(np.asarray(cine, dtype=np.float32), percentiles=percentiles)
+    stack = np.stack([P.to_square(f, input_size)[0] for f in norm])
+    m = cv2.GaussianBlur(stack.std(axis=0), (0, 0), max(input_size * sigma_fraction, 0.5))
+    return (m / m.max()).astype(np.float32) if m.max() > 0 else np.ones_like(m)
+
+
+def box_means(image, boxes):
+    """Mean of ``image`` (S, S) inside each of (N, 4) boxes (detector pixels), by an integral image."""
+    S0, S1 = image.shape
+    ii = np.zeros((S0 + 1, S1 + 1))
+    ii[1:, 1:] = image.cumsum(0).cumsum(1)
+    b = np.round(np.asarray(boxes, dtype=float)).astype(int)
+    y0, x0 = np.clip(b[:, 0], 0, S0 - 1), np.clip(b[:, 1], 0, S1 - 1)
+    y1, x1 = np.clip(np.maximum(b[:, 2], y0 + 1), 1, S0), np.clip(np.maximum(b[:, 3], x0 + 1), 1, S1)
+    total = ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
+    return total / ((y1 - y0) * (x1 - x0))
+
+
 # -- augmentation (training only) ----------------------------------------------------------------
 
 def augment(image, boxes, rng, cfg):
@@ -426,11 +452,13 @@ class Detector:
         boxes = P.decode_boxes(rois.reshape(-1, 4), deltas.reshape(-1, 4)).reshape(rois.shape)
         return probs, boxes
 
-    def detect_frames(self, frames, *, mode="fast", shared_proposals=False):
+    def detect_frames(self, frames, *, mode="fast", shared_proposals=False, prior=None):
         """Detect the LV in each frame (H, W) of ``frames``, scoring all frames in one batch.
 
         ``shared_proposals``: propose on the first frame only and score those boxes on every
         frame (frames of one cine share their geometry; selective search is the costly step).
+        ``prior``: an optional (S, S) detector-space map in [0, 1] (:func:`motion_map`); boxes
+        are then ranked by LV probability times the prior's mean inside them.
 
         Returns
         -------
@@ -458,22 +486,30 @@ class Detector:
         out = []
         for f, (factor, offset, props), p, b in zip(frames, maps, probs, boxes):
             p, b = p[:len(props)], b[:len(props)]
-            keep = P.nms(b, p, iou_threshold=s["nms_iou"], max_output=1)
-            best = P.box_vote(b, p, keep[0], iou_threshold=s["vote_iou"])
+            rank = p if prior is None else p * box_means(prior, b)
+            keep = P.nms(b, rank, iou_threshold=s["nms_iou"], max_output=1)
+            best = P.box_vote(b, rank, keep[0], iou_threshold=s["vote_iou"])
             best = P.clip_boxes(boxes_to_image(best[None], factor, offset), f.shape)[0]
             out.append(dict(box=best, score=float(p[keep[0]]), proposals=props, proposal_scores=p))
         return out
+
+    def motion_map(self, cine):
+        """:func:`motion_map` of a cine in this detector's space."""
+        return motion_map(cine, input_size=self.settings["input_size"], percentiles=self.settings["percentiles"])
 
     def detect(self, frame, *, mode="fast"):
         """Detect the LV in one frame (H, W); see :meth:`detect_frames`."""
         return self.detect_frames([frame], mode=mode)[0]
 
-    def localize(self, cine, *, mode="fast"):
+    def localize(self, cine, *, mode="fast", motion_prior=None):
         """One LV box and one 64 x 64 crop transform for a whole cine (T, H, W).
 
         ``fast`` detects on ``fast_frames`` frames spread over the cycle (frame 0 = ED first) with
         the fast proposals of frame 0 shared by all; ``quality`` on every frame with its own
-        quality-mode proposals. :func:`sequence_box` merges the per-frame boxes.
+        quality-mode proposals. :func:`sequence_box` merges the per-frame boxes. With the setting
+        ``motion_prior`` (an extension of the paper's per-frame detector) and two or more frames,
+        boxes are ranked by LV probability times the cine's :func:`motion_map` inside them
+        (``motion_prior``, when given, overrides the setting).
         Returns a dict with ``box``, ``transform`` (:class:`ofrnn.roi.RoiTransform`),
         ``frames``, ``frame_boxes`` and ``frame_scores``.
         """
@@ -485,8 +521,10 @@ class Detector:
             frames = np.unique(np.linspace(0, T - 1, min(T, self.settings["fast_frames"])).round().astype(int))
         else:
             frames = np.arange(T)
-        dets = (self.detect_frames(cine[frames], mode="fast", shared_proposals=True) if mode == "fast"
-                else [self.detect(cine[t], mode=mode) for t in frames])
+        use_prior = self.settings.get("motion_prior", False) if motion_prior is None else motion_prior
+        prior = self.motion_map(cine) if use_prior and T > 1 else None
+        dets = (self.detect_frames(cine[frames], mode="fast", shared_proposals=True, prior=prior) if mode == "fast"
+                else [self.detect_frames([cine[t]], mode=mode, prior=prior)[0] for t in frames])
         boxes = np.array([d["box"] for d in dets])
         scores = np.array([d["score"] for d in dets])
         box = sequence_box(boxes, scores, min_iou=self.settings["sequence_min_iou"])
@@ -602,7 +640,7 @@ def _training_batches(images, gts, cands, cfg, rng):
         yield (xb, rb), {"cls": lb, "bbox": tb}, {"cls": np.ones_like(lb, np.float32), "bbox": lb.astype(np.float32)}
 
 
-def train_detector(frames, boxes, cfg, *, seed=0, progress=True):
+def train_detector(frames, boxes, cfg, *, seed=0, progress=True, initial=None):
     """Train the Fast R-CNN on frames with ground-truth LV boxes.
 
     Parameters
@@ -616,6 +654,9 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True):
         ``experiments/localization.toml``.
     seed : int, keyword-only
         Seeds weights, augmentation and RoI sampling.
+    initial : Detector, optional, keyword-only
+        Start from a copy of this detector's weights (fine-tuning) instead of a fresh network;
+        the architecture settings of ``cfg["model"]`` must match it.
 
     Returns
     -------
@@ -638,10 +679,11 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True):
         gts.append(boxes_to_detector(np.asarray(b, float)[None], factor, offset)[0])
         cands.append(props)
     t_prop = time.perf_counter() - t0
-    model = compile_fast_rcnn(build_fast_rcnn(input_size=S, filters=tuple(m["filters"]), stride=m["stride"],
-                                              pooled_size=tuple(m["pooled_size"]), fc_units=m["fc_units"],
-                                              dropout=m["dropout"]),
-                              learning_rate=tr["learning_rate"], bbox_weight=tr["bbox_weight"])
+    net = build_fast_rcnn(input_size=S, filters=tuple(m["filters"]), stride=m["stride"],
+                          pooled_size=tuple(m["pooled_size"]), fc_units=m["fc_units"], dropout=m["dropout"])
+    if initial is not None:
+        net.set_weights(initial.model.get_weights())
+    model = compile_fast_rcnn(net, learning_rate=tr["learning_rate"], bbox_weight=tr["bbox_weight"])
     B, R = tr["images_per_batch"], tr["rois_per_image"]
     spec = ((tf.TensorSpec((B, S, S, 1), tf.float32), tf.TensorSpec((B, R, 4), tf.float32)),
             {"cls": tf.TensorSpec((B, R), tf.int32), "bbox": tf.TensorSpec((B, R, 4), tf.float32)},
@@ -654,7 +696,8 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True):
                     grow=list(d["grow"]), max_proposals=d["max_proposals"], nms_iou=d["nms_iou"], vote_iou=d["vote_iou"],
                     fast_size=d["fast_size"],
                     fast_frames=d["fast_frames"], sequence_min_iou=d["sequence_min_iou"],
-                    roi_margin=d["roi_margin"], trained_on=len(frames), seed=seed, ofrnn_version=__version__,
+                    roi_margin=d["roi_margin"], motion_prior=bool(d.get("motion_prior", False)),
+                    trained_on=len(frames), seed=seed, ofrnn_version=__version__,
                     keras_version=keras.__version__)
     record = dict(history={k: [float(v) for v in vs] for k, vs in hist.history.items()},
                   proposal_seconds=t_prop, seconds=time.perf_counter() - t0)

@@ -101,6 +101,31 @@ def test_sequence_box_ignores_an_outlier_frame_and_covers_the_cycle():
     np.testing.assert_allclose(box, [40, 40, 80, 80])
 
 
+def test_box_means_match_numpy():
+    from ofrnn.localization import box_means
+
+    rng = np.random.default_rng(3)
+    img = rng.uniform(size=(40, 50))
+    boxes = np.array([[0, 0, 40, 50], [5, 7, 6, 8], [10, 12, 30, 41], [3, 40, 39, 50]], float)
+    want = [img[int(y0):int(y1), int(x0):int(x1)].mean() for y0, x0, y1, x1 in boxes]
+    np.testing.assert_allclose(box_means(img, boxes), want, rtol=1e-10)
+
+
+def test_motion_map_finds_the_contracting_disc_not_the_static_one():
+    from ofrnn.localization import box_means, motion_map
+
+    yy, xx = np.mgrid[0:96, 0:96]
+    cine = []
+    for t in range(10):
+        r = 14 - 5 * np.sin(np.pi * t / 9)  # a cavity that contracts and relaxes
+        f = 0.2 + ((yy - 30) ** 2 + (xx - 30) ** 2 < r ** 2) + ((yy - 70) ** 2 + (xx - 66) ** 2 < 14 ** 2)
+        cine.append(f.astype(np.float32))
+    m = motion_map(np.stack(cine), input_size=48, percentiles=(1, 99))
+    assert m.shape == (48, 48) and m.max() == pytest.approx(1.0)
+    moving, static = box_means(m, np.array([[8, 8, 22, 22], [28, 26, 42, 40]], float))
+    assert moving > 5 * static
+
+
 def test_roi_crop_uncrop_maps_back_to_the_image():
     img, gt, myo = ring_frame(np.random.default_rng(4), size=160)
     t = sequence_transform(gt.astype(int))
@@ -184,6 +209,21 @@ def test_bundle_round_trip_gives_identical_detections(trained):
     np.testing.assert_allclose(a["proposal_scores"], b["proposal_scores"], atol=1e-6)
     np.testing.assert_allclose(a["box"], b["box"], atol=1e-4)
     assert a["box"][2] > a["box"][0] and a["box"][3] > a["box"][1]
+
+
+def test_fine_tuning_starts_from_the_given_detector_and_leaves_it_unchanged(trained):
+    from ofrnn.localization import train_detector
+
+    det, _, _ = trained
+    before = [w.copy() for w in det.model.get_weights()]
+    rng = np.random.default_rng(9)
+    frames, boxes, _ = zip(*[ring_frame(rng) for _ in range(4)])
+    cfg = tiny_cfg()
+    cfg["train"].update(epochs=1, steps_per_epoch=1, learning_rate=1e-12)  # a step that cannot move the weights
+    tuned, _ = train_detector(frames, np.array(boxes), cfg, seed=1, progress=False, initial=det)
+    for a, b, c in zip(before, det.model.get_weights(), tuned.model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the initial detector is copied, not trained in place
+        np.testing.assert_allclose(a, c, atol=1e-6)  # the tuned one starts from its weights
 
 
 def test_localize_gives_one_transform_per_sequence(trained):

@@ -128,7 +128,7 @@ def material_map(anatomy: Anatomy, shape, spacing, k=SUPERSAMPLE):
     # oesophagus between aorta and spine
     lab[_ellipse(rows, cols, ay + 2, ax - 2.2 * ar, 6, 8)] = Tissue.SOFT_TISSUE
     if "scene" in b:  # bowel, spleen, great vessels, fat pads (ofrnn.simulate.scene)
-        paint_scene(lab, rows, cols, b["scene"], _paint)
+        paint_scene(lab, rows, cols, b, _paint)
     # the heart, inside its pericardial sac, over everything else
     c = anatomy.centre_mm
     reach = anatomy.heart_radius + 2.0

@@ -86,8 +86,12 @@ def sample_scene(rng, anatomy):
     if level == "apical" or rng.random() < 0.3:
         spleen.append((c[0] + rng.uniform(70, 110), c[1] + rng.uniform(110, 160), rng.uniform(25, 40),
                        rng.uniform(35, 50), 0.0, int(Tissue.SPLEEN)))
+    # the stomach (placed with the torso) gets a wall and a content: a ring of soft tissue as thick
+    # as a myocardium around fluid, food or gas is the most LV-like thing below the diaphragm
+    stomach = dict(wall_mm=float(rng.uniform(3, 7)),
+                   content=int(rng.choice([Tissue.STOMACH, Tissue.GUT_CONTENT, Tissue.AIR], p=[0.45, 0.4, 0.15])))
     return dict(
-        organs=spleen, loops=loops, vessels=vessels, fat=fat,
+        organs=spleen, loops=loops, vessels=vessels, fat=fat, stomach=stomach,
         texture=dict(amplitude=float(rng.uniform(0.05, 0.18)), sigma_mm=float(rng.uniform(1.0, 4.0))),
         # off-resonance (Hz) at 100 mm from the shimmed heart: up to about half a band spacing
         # (1 / (2 TR) ~ 160 Hz) at 3 T, less at 1.5 T (field-proportional); field_hz() scales it
@@ -95,12 +99,19 @@ def sample_scene(rng, anatomy):
     )
 
 
-def paint_scene(lab, rows, cols, scene, paint):
+def paint_scene(lab, rows, cols, body, paint):
     """Draw the scene's ellipses into the material map ``lab`` where it is still lung (the torso's
     default interior), so organs already placed (liver, stomach, spine, aorta) keep their place;
     ``paint(lab, rows, cols, cy, cx, ry, rx, value, within)`` is the renderer's ellipse painter
-    (passed in to keep this module free of rendering)."""
+    (passed in to keep this module free of rendering). ``body`` is the torso dict holding the
+    scene under ``"scene"``."""
+    scene = body["scene"]
     free = (Tissue.LUNG,)
+    if body.get("stomach") is not None:
+        cy, cx, ry, rx = body["stomach"]
+        wall, content = scene["stomach"]["wall_mm"], scene["stomach"]["content"]
+        paint(lab, rows, cols, cy, cx, ry, rx, Tissue.SOFT_TISSUE, within=(Tissue.STOMACH,))
+        paint(lab, rows, cols, cy, cx, ry - wall, rx - wall, content, within=(Tissue.SOFT_TISSUE,))
     for cy, cx, ry, rx, _, value in scene["organs"]:
         paint(lab, rows, cols, cy, cx, ry, rx, value, within=free)
     for kind in ("loops", "vessels"):
