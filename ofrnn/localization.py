@@ -340,15 +340,15 @@ def _clutter(img, gt, rng, n_max, yy, xx):
 
 
 def _random_lut(img, rng, knots=6):
-    """Map grey levels through a random piecewise-linear curve (domain randomisation).
+    """Map grey levels through a random monotone piecewise-linear curve (domain randomisation).
 
     Tissue contrasts differ between the phantom and real scanners (e.g. blood vs fat vs
-    myocardium); a random curve, monotone or not, makes the detector rely on shapes (a round
-    pool inside a ring) rather than on the phantom's grey levels. Half the curves are monotone.
+    myocardium); a random curve makes the detector rely on shapes (a round pool inside a ring)
+    rather than on the phantom's grey levels. The curve never inverts contrast: in bSSFP the blood
+    pool is always brighter than myocardium (T2/T1), whereas a dark pool in a ring is what the
+    stomach and bowel look like, the distractors real frames are full of.
     """
-    y = rng.uniform(0, 1, knots)
-    if rng.random() < 0.5:
-        y = np.sort(y)
+    y = np.sort(rng.uniform(0, 1, knots))
     return np.interp(img, np.linspace(0, 1, knots), y).astype(np.float32)
 
 

@@ -99,14 +99,15 @@ def localization(root):
     L = ["## Heart localization layers (LV detection)", ""]
     if m is None:
         return L + ["not run yet: make localize", ""], None
-    L += ["| set | paper acc / sens / spec | ours proposal acc | sens | spec | IoU >= 0.5 (fast) |",
-          "|---|---|---|---|---|---|"]
+    L += ["| set | paper acc / sens / spec | ours proposal acc | sens | spec | IoU >= 0.5 (fast) | whole-LV containment |",
+          "|---|---|---|---|---|---|---|"]
     for name, s in m.get("sets", {}).items():
         p = s.get("proposals") or {}
         det = s.get("detection_fast") or {}
+        cont = s.get("containment_myocardium") or {}
         L.append(f"| {name} | {PAPER_LOCALIZATION['accuracy']} / {PAPER_LOCALIZATION['sensitivity']} / "
                  f"{PAPER_LOCALIZATION['specificity']} | {_f(p.get('accuracy'))} | {_f(p.get('sensitivity'))} | "
-                 f"{_f(p.get('specificity'))} | {_f(det.get('iou_ge_0_5'))} % |")
+                 f"{_f(p.get('specificity'))} | {_f(det.get('iou_ge_0_5'))} % | {_f(cont.get('percent'))} % |")
     L += ["", f"Profile `{m.get('profile')}`.", ""]
     return L + embed(root / "localization", "localization"), m.get("training", {}).get("seconds")
 
