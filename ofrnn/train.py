@@ -339,10 +339,14 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     split = make_split(ids, levels, fold, cfg)
     if force and out.exists():
         shutil.rmtree(out)
-    stamp = dict(cohort=str(Path(cohort).resolve()), fold=str(fold), config=cfg)
+    # the cohort's size and modification time stand for its content: a rebuilt cohort (make data
+    # after a simulator change) must not be answered with a fold trained on the old one
+    st = Path(cohort).stat()
+    stamp = dict(cohort=str(Path(cohort).resolve()), cohort_bytes=st.st_size, cohort_mtime_ns=st.st_mtime_ns,
+                 fold=str(fold), config=cfg)
     if (out / "settings.json").is_file() and json.loads((out / "settings.json").read_text()) != stamp:
-        raise OfrnnError("holds a run with other settings (cohort, fold or profile); use --force or another --out",
-                         path=out / "settings.json")
+        raise OfrnnError("holds a run with other settings (cohort file or its content, fold or profile); "
+                         "use --force or another --out", path=out / "settings.json")
     if (out / "metrics.json").is_file() and (out / MODEL_FILE).is_file():
         return json.loads((out / "metrics.json").read_text())
     out.mkdir(parents=True, exist_ok=True)

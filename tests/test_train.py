@@ -141,6 +141,16 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
     assert run_fold(toy_cohort, "holdout", cfg, out, progress=False)["timings"] == res["timings"]
     with pytest.raises(OfrnnError, match="other settings"):
         run_fold(toy_cohort, "holdout", {**cfg, "lstm_units": 9}, out, progress=False)
+    # nor is a fold trained on a cohort that was rebuilt since (same path, new content)
+    import os
+
+    st = os.stat(toy_cohort)
+    os.utime(toy_cohort, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    try:
+        with pytest.raises(OfrnnError, match="content"):
+            run_fold(toy_cohort, "holdout", cfg, out, progress=False)
+    finally:
+        os.utime(toy_cohort, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     net, config = load_bundle(out)
     with open_cohort(toy_cohort) as c:
