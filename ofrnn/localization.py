@@ -468,6 +468,10 @@ class Detector:
             ``proposals`` (N, 4) image pixels, ``proposal_scores``
             (N,) LV probability of every (unregressed) proposal.
         """
+        return self._rank(self._score_frames(frames, mode=mode, shared_proposals=shared_proposals), prior)
+
+    def _score_frames(self, frames, *, mode, shared_proposals):
+        """Proposals, LV probabilities and regressed boxes of each frame (the costly part of detection)."""
         s = self.settings
         frames = [np.asarray(f, dtype=np.float32) for f in frames]
         imgs, maps, rois = [], [], []
@@ -477,19 +481,24 @@ class Detector:
                 props = P.region_proposals(f, mode=mode, size=s["fast_size"], grow=tuple(s["grow"]),
                                            max_proposals=s["max_proposals"])
             imgs.append(img)
-            maps.append((factor, offset, props))
+            maps.append((f.shape, factor, offset, props))
             rois.append(P.clip_boxes(boxes_to_detector(props, factor, offset), img.shape))
         n = max(len(r) for r in rois)
         # pad every frame's RoIs to one count by repeating its first RoI (scores of pads are dropped)
         batch = np.stack([np.concatenate([r, np.repeat(r[:1], n - len(r), axis=0)]) for r in rois])
         probs, boxes = self.score_proposals(np.stack(imgs), batch)
+        return [(shape, factor, offset, props, p[:len(props)], b[:len(props)])
+                for (shape, factor, offset, props), p, b in zip(maps, probs, boxes)]
+
+    def _rank(self, scored, prior=None):
+        """The best box per scored frame: NMS and box voting on LV probability (times the prior's box mean)."""
+        s = self.settings
         out = []
-        for f, (factor, offset, props), p, b in zip(frames, maps, probs, boxes):
-            p, b = p[:len(props)], b[:len(props)]
+        for shape, factor, offset, props, p, b in scored:
             rank = p if prior is None else p * box_means(prior, b)
             keep = P.nms(b, rank, iou_threshold=s["nms_iou"], max_output=1)
             best = P.box_vote(b, rank, keep[0], iou_threshold=s["vote_iou"])
-            best = P.clip_boxes(boxes_to_image(best[None], factor, offset), f.shape)[0]
+            best = P.clip_boxes(boxes_to_image(best[None], factor, offset), shape)[0]
             out.append(dict(box=best, score=float(p[keep[0]]), proposals=props, proposal_scores=p))
         return out
 
@@ -513,18 +522,29 @@ class Detector:
         Returns a dict with ``box``, ``transform`` (:class:`ofrnn.roi.RoiTransform`),
         ``frames``, ``frame_boxes`` and ``frame_scores``.
         """
+        use_prior = self.settings.get("motion_prior", False) if motion_prior is None else motion_prior
+        return self.localize_variants(cine, mode=mode, motion_priors=(use_prior,))[use_prior]
+
+    def localize_variants(self, cine, *, mode="fast", motion_priors=(False, True)):
+        """:meth:`localize` with and without the motion prior from one detection pass: {flag: result}.
+
+        Proposals and network scores do not depend on the prior, only the ranking does.
+        """
         cine = np.asarray(cine)
         if cine.ndim != 3 or cine.shape[0] < 1:
             raise ValueError(f"a cine must be a (T, H, W) array, got shape {cine.shape}")
         T = cine.shape[0]
         if mode == "fast":
             frames = np.unique(np.linspace(0, T - 1, min(T, self.settings["fast_frames"])).round().astype(int))
+            scored = self._score_frames(cine[frames], mode="fast", shared_proposals=True)
         else:
             frames = np.arange(T)
-        use_prior = self.settings.get("motion_prior", False) if motion_prior is None else motion_prior
-        prior = self.motion_map(cine) if use_prior and T > 1 else None
-        dets = (self.detect_frames(cine[frames], mode="fast", shared_proposals=True, prior=prior) if mode == "fast"
-                else [self.detect_frames([cine[t]], mode=mode, prior=prior)[0] for t in frames])
+            scored = [self._score_frames([cine[t]], mode=mode, shared_proposals=False)[0] for t in frames]
+        prior = self.motion_map(cine) if any(motion_priors) and T > 1 else None
+        return {flag: self._sequence(self._rank(scored, prior if flag else None), frames) for flag in motion_priors}
+
+    def _sequence(self, dets, frames):
+        """One box and crop transform from the per-frame detections (:func:`sequence_box`)."""
         boxes = np.array([d["box"] for d in dets])
         scores = np.array([d["score"] for d in dets])
         box = sequence_box(boxes, scores, min_iou=self.settings["sequence_min_iou"])

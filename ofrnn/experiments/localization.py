@@ -189,7 +189,7 @@ def evaluate_set(detector, seqs, *, quality_frames, rng, desc):
     use_prior = bool(detector.settings.get("motion_prior", False))
     for k, s in enumerate(tqdm(seqs, desc=desc, unit="slice")):
         # the sequence crop with and without the motion prior (the configured one is the headline)
-        variants = {v: detector.localize(s["cine"], mode="fast", motion_prior=v)["transform"] for v in (False, True)}
+        variants = {v: found["transform"] for v, found in detector.localize_variants(s["cine"], mode="fast").items()}
         t = variants[use_prior]
         dfr = detect_frames(s)
         # per-frame fast detection as localize runs it: one proposal set shared by the frames

@@ -63,9 +63,10 @@ def sample_scene(rng, anatomy):
     # aortic root anterior-septal, pulmonary trunk anterior, left atrium posterior
     if level == "basal" or (level == "mid" and rng.random() < 0.3):
         rv = a.rv_centre
-        for name, p, ang, (r_lo, r_hi) in (("aortic root", 0.8, rv - np.deg2rad(rng.uniform(30, 70)), (11, 17)),
-                                            ("pulmonary trunk", 0.5, rv - np.deg2rad(rng.uniform(60, 100)), (10, 14)),
-                                            ("left atrium", 0.6, np.deg2rad(rng.uniform(-120, -60)), (15, 26))):
+        # (probability, angle, radius range mm): aortic root, pulmonary trunk, left atrium
+        for p, ang, (r_lo, r_hi) in ((0.8, rv - np.deg2rad(rng.uniform(30, 70)), (11, 17)),
+                                     (0.5, rv - np.deg2rad(rng.uniform(60, 100)), (10, 14)),
+                                     (0.6, np.deg2rad(rng.uniform(-120, -60)), (15, 26))):
             if rng.random() < p:
                 r = rng.uniform(r_lo, r_hi)
                 y, x = _polar(c, heart + r * rng.uniform(0.6, 1.0), ang)
@@ -154,7 +155,7 @@ def field_hz(rng, scene, shape, spacing, anatomy, field_t):
 def band_index(hz, tr_ms, n_bins):
     """Bin of the phase accrued per TR, beta = 2 pi f TR (wrapped to [-pi, pi)), on ``n_bins`` bins."""
     beta = np.mod(2 * np.pi * hz * tr_ms * 1e-3 + np.pi, 2 * np.pi) - np.pi
-    return np.clip(np.rint((beta + np.pi) / (2 * np.pi) * n_bins).astype(np.intp) % n_bins, 0, n_bins - 1)
+    return np.rint((beta + np.pi) / (2 * np.pi) * n_bins).astype(np.intp) % n_bins
 
 
 def upsample(field, k):
