@@ -146,3 +146,14 @@ $(STAMPS)/train:
 	$(MAKE) train FOLD=3 PROFILE=quick
 	@mkdir -p $(STAMPS) && touch $@
 # ---- end paper experiments and report ----
+
+# ---- yardstick (issue 10; settings: experiments/ceiling.toml) ----
+# make ceiling: scikit-learn gradient boosting per myocardium pixel on hand-made features (own motion,
+# wall geometry, slice context; position only as the floor), from the exact and the estimated flow, on
+# the folds of `make train` -> results/ceiling/ (metrics.json, report.md, dice.png; finished fits kept in cells/)
+CEILING_PROFILE ?= full
+.PHONY: ceiling
+
+ceiling: $(COHORT)
+	$(OFRNN) experiment ceiling --profile $(CEILING_PROFILE) --out results/ceiling
+# ---- end yardstick ----

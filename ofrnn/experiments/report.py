@@ -210,6 +210,47 @@ def pixel_level(root):
     return L, seconds
 
 
+def ceiling(root):
+    """The yardstick's rows (``make ceiling``) beside OF-RNN's stored folds, myocardium pixels; nothing when
+    results/ceiling has not been run."""
+    m = _load(root / "ceiling" / "metrics.json")
+    if not m or not m.get("rows"):
+        return [], None
+    import numpy as np
+
+    folds = {int(n[4:]): r for n, r in train_results(root) if n.startswith("fold")}
+
+    def ms(values):
+        v = np.array([np.nan if x is None else x for x in values], dtype=float)
+        if not np.isfinite(v).any():
+            return "n/a"
+        sd = np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else 0.0
+        return f"{100 * np.nanmean(v):.1f} ± {100 * sd:.1f}"
+
+    def row(name, flow, beyond, per_fold, segs):
+        same = [f["dice"] for k, f in per_fold.items() if k in folds]
+        return (f"| {name} | {flow} | {beyond} | {len(per_fold)} | "
+                + " | ".join(ms([f[k] for f in per_fold.values()]) for k in ("dice", "sensitivity", "specificity",
+                                                                             "roc_auc"))
+                + f" | {ms(segs)} | {ms(same)} |")
+
+    L = ["## Yardstick: gradient boosting on hand-made motion features (`make ceiling`)", "",
+         "Myocardium pixels of the test folds, mean ± sd over folds in %; the last column is the mean over the folds "
+         f"OF-RNN has stored ({sorted(folds) or 'none'}). Full report: `results/ceiling/report.md`.", "",
+         "| model | flow | inputs beyond OF-RNN's | folds | Dice | sensitivity | specificity | ROC AUC | "
+         "AHA segment accuracy | Dice on OF-RNN's folds |", "|---|---|---|---|---|---|---|---|---|---|"]
+    if folds:
+        flow = ", ".join(sorted({str(r["config"].get("flow")) for r in folds.values()}))
+        L.append(row(f"OF-RNN (profile {', '.join(sorted({str(r['config'].get('profile')) for r in folds.values()}))})",
+                     flow, "-", {k: r["metrics"]["myocardium"] for k, r in folds.items()},
+                     [r["metrics"]["segments"]["accuracy"].get("all") for r in folds.values()]))
+    for r in m["rows"]:
+        per = {f["fold"]: f["metrics"]["myocardium"] for f in r["per_fold"]}
+        L.append(row(r["label"], r["flow"] or "none", r["beyond"], per,
+                     [f["metrics"]["segments"].get("all") for f in r["per_fold"]]))
+    return L + [""], m.get("seconds")
+
+
 def ablation(root, name, make):
     m = _load(root / name / "metrics.json")
     if m is None:
@@ -322,6 +363,10 @@ def run(config, profile, out_dir):
     L += sec
     sec, times["train"] = pixel_level(root)
     L += sec
+    sec, seconds = ceiling(root)
+    L += sec
+    if sec:
+        times["ceiling"] = seconds
     L += ["## Table 1: local and global motion features", ""]
     sec, times["ablation-features"], t1 = ablation(root, "ablation_features", "make ablation-features")
     L += sec
@@ -342,7 +387,7 @@ def run(config, profile, out_dir):
     L += ["## Run times (seconds, as recorded by each experiment)", "", "| step | seconds |", "|---|---|"]
     folders = {"phantom-stats": "phantom", "localize": "localization", "flow-bench": "flow", "train": "train",
                "ablation-features": "ablation_features", "ablation-classifier": "ablation_classifier",
-               "ablation-patchsize": "ablation_patchsize"}
+               "ablation-patchsize": "ablation_patchsize", "ceiling": "ceiling"}
     present = {k: any((root / folders[k]).glob("**/metrics.json")) for k in times}
     L += [f"| make {k} | {'not run' if not present[k] else ('not recorded' if v is None else f'{v:.0f}')} |"
           for k, v in times.items()] + [""]
