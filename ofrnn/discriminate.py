@@ -23,7 +23,7 @@ from __future__ import annotations
 CLASSES = ("normal", "infarct")
 
 
-def global_motion_branch(frames, features, *, name="global_motion"):
+def global_motion_branch(frames, features, *, blocks=None, name="global_motion"):
     """Input and standardisation of the trajectory feature P_g(p).
 
     Parameters
@@ -32,6 +32,14 @@ def global_motion_branch(frames, features, *, name="global_motion"):
         Number of flow fields J - 1.
     features : int
         Values per frame F (see :mod:`ofrnn.flow` for their order).
+    blocks : int, keyword-only, optional
+        Standardise per block: F is split into ``blocks`` equal blocks (magnitude, radial,
+        circumferential, ...) and each block gets one mean and one scale over all frames and
+        patch positions. None standardises every one of the (J-1) * F values on its own.
+        Why blocks: the Lagrangian displacement is near 0 at the first and last frames and
+        circumferential motion is small; per-value scaling would blow their flow noise up to
+        the same variance as the end-systolic signal, per-block scaling keeps the relative
+        size that carries the physics.
 
     Returns
     -------
@@ -43,6 +51,12 @@ def global_motion_branch(frames, features, *, name="global_motion"):
     import keras
 
     g_in = keras.Input((frames, features), name="global_features")
+    if blocks:
+        if features % blocks:
+            raise ValueError(f"{features} features per frame do not split into {blocks} blocks")
+        g = keras.layers.Reshape((frames, blocks, features // blocks), name="trajectory_blocks")(g_in)
+        norm = keras.layers.Normalization(axis=2, name="trajectory_standardise")
+        return g_in, keras.layers.Flatten(name="trajectory")(norm(g)), norm
     g = keras.layers.Flatten(name="trajectory")(g_in)
     norm = keras.layers.Normalization(axis=-1, name="trajectory_standardise")
     return g_in, norm(g), norm
@@ -91,7 +105,7 @@ FEATURES = ("both", "local", "global")
 
 
 def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activation="relu", features="both",
-                  feature_dropout=0.0):
+                  feature_dropout=0.0, global_blocks=None):
     """Assemble the motion statistical and discriminate layers into one model (Fig. 1).
 
     Parameters
@@ -110,6 +124,8 @@ def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activat
     feature_dropout : float
         Dropout rate on P(p) during fine-tuning (0: none); it curbs the fast overfitting of the
         encoders to the training subjects' ~650 trajectory values per pixel.
+    global_blocks : int, optional
+        Standardise P_g per block of values (see :func:`global_motion_branch`); None: per value.
 
     Returns
     -------
@@ -123,7 +139,7 @@ def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activat
 
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-    g_in, g, norm = global_motion_branch(global_frames, global_features)
+    g_in, g, norm = global_motion_branch(global_frames, global_features, blocks=global_blocks)
     if features == "both":
         p = keras.layers.Concatenate(name="motion_features")([rnn.outputs[0], g])
     else:

@@ -150,11 +150,17 @@ def estimate_flows(roi):
     return np.asarray(sequence_flow(roi), dtype=np.float32)
 
 
-def global_motion(flows, *, patch=3):
-    """P_g(p) for every ROI pixel: (64*64, J-1, F) float32, rows in row-major pixel order."""
+def global_motion(flows, *, patch=3, frame="heart", reference="none"):
+    """P_g(p) for every ROI pixel: (64*64, J-1, F) float32, rows in row-major pixel order.
+
+    ``frame``: "heart" (Lagrangian displacement since ED, radial / circumferential about the ROI
+    centre) or "image" (per-frame flow in image axes); ``reference``: "none" or "slice" (relative
+    to the slice's own motion, beyond the paper); see :mod:`ofrnn.flow.trajectory`.
+    """
     from .flow import global_features
 
-    g = np.asarray(global_features(flows, patch=patch), dtype=np.float32)  # (H, W, J-1, F)
+    g = np.asarray(global_features(flows, patch=patch, frame=frame, reference=reference),
+                   dtype=np.float32)  # (H, W, J-1, F)
     return g.reshape(g.shape[0] * g.shape[1], g.shape[2], g.shape[3])
 
 
@@ -307,30 +313,36 @@ def sample_pixels(subjects, *, per_subject, fractions, seed, weights="uniform", 
     return out
 
 
-def dihedral(local, glob, code, *, patch):
+def dihedral(local, glob, code, *, patch, frame="heart"):
     """Apply one of the 8 symmetries of the pixel grid per sample to P_l and P_g (augmentation).
 
     Heart motion has no preferred orientation in the image (it depends on how the patient lies),
     so a rotated or mirrored neighbourhood is an equally valid training example. ``code`` (B,) in
-    0..7: bit 0 transposes (y <-> x), bit 1 flips y, bit 2 flips x. P_l patches (B, J, N*N) are
-    rearranged; P_g (B, J-1, 3*9) has its three 3x3 patches (magnitude, dy, dx; see
-    :data:`ofrnn.flow.GLOBAL_FEATURE_LAYOUT`) rearranged and its orientation vector transformed the
-    same way (transpose swaps dy and dx, a flip negates its component).
+    0..7: bit 0 transposes (y <-> x), bit 1 flips y, bit 2 flips x, all about the ROI centre. P_l
+    patches (B, J, N*N) are rearranged; P_g (B, J-1, 3*9) has its three 3x3 patches (see
+    :data:`ofrnn.flow.GLOBAL_FEATURE_LAYOUTS`) rearranged, and its vector components transformed
+    the same way: in the image ``frame`` a transpose swaps dy and dx and a flip negates its
+    component; in the heart ``frame`` magnitude and radial components are unchanged and the
+    circumferential one changes sign under a reflection (an odd number of the three operations).
     """
     B, J, _ = local.shape
     loc = local.reshape(B, J, patch, patch).copy()
-    g = glob.reshape(B, glob.shape[1], 3, 3, 3).copy()  # (B, J-1, [mag, dy, dx], 3, 3)
+    g = glob.reshape(B, glob.shape[1], 3, 3, 3).copy()  # (B, J-1, block, 3, 3)
     t = (code & 1).astype(bool)
-    loc[t] = loc[t].swapaxes(-1, -2)
-    g[t] = g[t].swapaxes(-1, -2)[:, :, [0, 2, 1]]
     fy = (code & 2).astype(bool)
+    fx = (code & 4).astype(bool)
+    loc[t] = loc[t].swapaxes(-1, -2)
+    g[t] = g[t].swapaxes(-1, -2)
     loc[fy] = loc[fy][..., ::-1, :]
     g[fy] = g[fy][..., ::-1, :]
-    g[fy, :, 1] *= -1
-    fx = (code & 4).astype(bool)
     loc[fx] = loc[fx][..., ::-1]
     g[fx] = g[fx][..., ::-1]
-    g[fx, :, 2] *= -1
+    if frame == "heart":
+        g[t ^ fy ^ fx, :, 2] *= -1
+    else:
+        g[t] = g[t][:, :, [0, 2, 1]]
+        g[fy, :, 1] *= -1
+        g[fx, :, 2] *= -1
     return loc.reshape(local.shape), g.reshape(glob.shape)
 
 
@@ -341,12 +353,16 @@ class PixelBatches:
     batch's patches are gathered from a strided view of the stacked sequences.
     """
 
-    def __init__(self, subjects, samples, *, patch, global_patch=3, batch_size=256, seed=0, augment=False):
+    def __init__(self, subjects, samples, *, patch, global_patch=3, global_frame="heart", motion_reference="none",
+                 batch_size=256, seed=0, augment=False):
         self.samples = samples
+        self.global_frame = global_frame
+        self.motion_reference = motion_reference
         self.augment = augment
         self.batch_size = batch_size
         self.seed = seed
-        self.windows = patch_windows(np.stack([r.roi for r in subjects]), patch=patch)  # (N, J, 64, 64, N, N)
+        self.sequences = np.stack([r.roi for r in subjects])  # (S, J, 64, 64)
+        self.windows = patch_windows(self.sequences, patch=patch)  # (S, J, 64, 64, N, N) view
         self.frames = self.windows.shape[1]
         self.patch = patch
         self.global_rows = self._global_rows(subjects, global_patch)
@@ -358,7 +374,7 @@ class PixelBatches:
             sel = np.flatnonzero(s["subject"] == i)
             if sel.size == 0:
                 continue
-            g = global_motion(rs.flows, patch=global_patch)
+            g = global_motion(rs.flows, patch=global_patch, frame=self.global_frame, reference=self.motion_reference)
             if rows is None:
                 rows = np.empty((len(s["subject"]),) + g.shape[1:], dtype=np.float32)
             rows[sel] = g[s["y"][sel] * rs.roi.shape[2] + s["x"][sel]]
@@ -395,19 +411,58 @@ class PixelBatches:
                 idx = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
                 loc, glo = self.inputs(idx)
                 if self.augment:
-                    loc, glo = dihedral(loc, glo, rng.integers(0, 8, len(idx)), patch=self.patch)
+                    loc, glo = dihedral(loc, glo, rng.integers(0, 8, len(idx)), patch=self.patch,
+                                        frame=self.global_frame)
                 x = loc if local_only else (loc, glo)
                 yield x, self.samples["label"][idx], self.samples["weight"][idx]
 
-    def dataset(self, *, local_only=False):
-        """A repeating tf.data pipeline over :meth:`batches` (fit with ``steps_per_epoch=self.steps``)."""
+    def dataset(self, *, local_only=False, shuffle=True, feed="graph"):
+        """A repeating tf.data pipeline of shuffled batches (fit with ``steps_per_epoch=self.steps``).
+
+        ``feed="graph"`` (default): the patches are gathered inside the TensorFlow graph from the
+        padded ROI sequences (one ``gather_nd`` per batch, overlapped with the training step).
+        ``feed="generator"``: batches come from the Python generator :meth:`batches` (the
+        former feed, kept for ``augment``, a NumPy per-sample transform, and for ``ofrnn bench``
+        to time both side by side). Same samples, labels and weights; a new seeded permutation
+        every epoch.
+        """
         import tensorflow as tf
 
-        loc = tf.TensorSpec((None, self.frames, self.patch * self.patch), tf.float32)
-        glo = tf.TensorSpec((None,) + tuple(self.global_shape), tf.float32)
-        spec = (loc if local_only else (loc, glo), tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32))
-        return tf.data.Dataset.from_generator(lambda: self.batches(local_only=local_only),
-                                              output_signature=spec).prefetch(2)
+        if feed not in ("graph", "generator"):
+            raise OfrnnError(f"feed {feed!r} is not 'graph' or 'generator'", field="feed")
+        loc_spec = tf.TensorSpec((None, self.frames, self.patch * self.patch), tf.float32)
+        glo_spec = tf.TensorSpec((None,) + tuple(self.global_shape), tf.float32)
+        if self.augment or feed == "generator":
+            spec = (loc_spec if local_only else (loc_spec, glo_spec), tf.TensorSpec((None,), tf.int32),
+                    tf.TensorSpec((None,), tf.float32))
+            return tf.data.Dataset.from_generator(lambda: self.batches(local_only=local_only),
+                                                  output_signature=spec).prefetch(2)
+        r = self.patch // 2
+        base = np.pad(self.sequences, [(0, 0), (0, 0), (r, r), (r, r)], mode="edge")  # as patch_windows pads
+        S, J, Hp, Wp = base.shape
+        # pixel-major (S, Hp*Wp, J): one gather fetches a patch pixel's whole time series; kept in
+        # variables so the arrays are not copied into the graph
+        table = tf.Variable(np.ascontiguousarray(base.reshape(S, J, Hp * Wp).transpose(0, 2, 1)), trainable=False)
+        s = self.samples
+        subj = tf.constant(s["subject"].astype(np.int32))
+        top_left = tf.constant((s["y"] * Wp + s["x"]).astype(np.int32))  # patch origin in padded coordinates
+        oy, ox = np.mgrid[0:self.patch, 0:self.patch]
+        offsets = tf.constant((oy * Wp + ox).ravel().astype(np.int32))
+        glob = tf.Variable(self.global_rows, trainable=False)
+        label = tf.constant(s["label"].astype(np.int32))
+        weight = tf.constant(s["weight"].astype(np.float32))
+
+        def gather(idx):
+            pix = tf.gather(top_left, idx)[:, None] + offsets[None]  # (B, N*N)
+            sub = tf.broadcast_to(tf.gather(subj, idx)[:, None], tf.shape(pix))
+            loc = tf.transpose(tf.gather_nd(table, tf.stack([sub, pix], axis=-1)), (0, 2, 1))  # (B, J, N*N)
+            x = loc if local_only else (loc, tf.gather(glob, idx))
+            return x, tf.gather(label, idx), tf.gather(weight, idx)
+
+        ds = tf.data.Dataset.range(len(self))
+        if shuffle:
+            ds = ds.shuffle(len(self), seed=self.seed, reshuffle_each_iteration=True)
+        return ds.batch(self.batch_size).repeat().map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
 __all__ = ["STRATA", "ROI_SOURCES", "FLOW_SOURCES", "RoiSubject", "resample_frames", "normalise_intensity",

@@ -71,7 +71,9 @@ def predict_roi(network, rs, config, *, timings=None):
     """
     t0 = time.perf_counter()
     loc = local_patches(rs.roi, patch=config["patch"])
-    glo = global_motion(rs.flows, patch=config["global_patch"])
+    # bundles written before the heart frame existed used the image frame
+    glo = global_motion(rs.flows, patch=config["global_patch"], frame=config.get("global_frame", "image"),
+                        reference=config.get("motion_reference", "none"))
     t1 = time.perf_counter()
     # predict_on_batch runs a compiled graph: ~3x faster than an eager call for the 4096 ROI pixels
     batch = int(config.get("eval_batch", 4096))

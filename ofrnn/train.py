@@ -96,9 +96,19 @@ def build(cfg, global_shape, *, local_block=None):
                        dropout=cfg["input_dropout"])
     network, parts = ofrnn_network(rnn, global_frames=global_shape[0], global_features=global_shape[1],
                                    encoder_sizes=cfg["encoder_sizes"], activation=cfg["encoder_activation"],
-                                   features=cfg.get("features", "both"), feature_dropout=cfg.get("feature_dropout", 0.0))
+                                   features=cfg.get("features", "both"), feature_dropout=cfg.get("feature_dropout", 0.0),
+                                   global_blocks=_global_blocks(cfg, global_shape[1]))
     parts["local"] = local_motion_classifier(rnn)
     return network, parts
+
+
+def _global_blocks(cfg, features):
+    """Blocks of P_g standardised together: the three 3x3 blocks of the layout ("block"), or none."""
+    from .flow import GLOBAL_FEATURE_LAYOUT
+
+    if cfg.get("global_norm", "feature") == "block" and features % len(GLOBAL_FEATURE_LAYOUT) == 0:
+        return len(GLOBAL_FEATURE_LAYOUT)
+    return None
 
 
 def _optimizer(cfg, key="learning_rate"):
@@ -119,7 +129,7 @@ def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, l
                                                restore_best_weights=True)]
     t0 = time.perf_counter()
     hist = model.fit(train.dataset(local_only=local_only), steps_per_epoch=train.steps, epochs=epochs,
-                     validation_data=val.dataset(local_only=local_only), validation_steps=val.steps,
+                     validation_data=val.dataset(local_only=local_only, shuffle=False), validation_steps=val.steps,
                      callbacks=callbacks, verbose=2)
     return time.perf_counter() - t0, len(hist.epoch)
 
@@ -184,7 +194,10 @@ def _train_network(train, val, cfg, out, *, local_block=None):
                                                name="local", local_only=True, log=out / "train_log_local.csv")
         if "local" in timings:
             parts["local"].save_weights(done["local"])
-        parts["normalization"].adapt(train.global_rows.reshape(len(train), -1))
+        rows = train.global_rows
+        blocks = _global_blocks(cfg, rows.shape[-1])
+        parts["normalization"].adapt(rows.reshape(len(train), rows.shape[1], blocks, -1) if blocks
+                                     else rows.reshape(len(train), -1))
         ae_log = out / "train_log_autoencoders.csv"
         ae_log.write_text("stage,epoch,loss\n")
         timings["autoencoders"] = _pretrain_autoencoders(parts, train, cfg, ae_log)
@@ -364,7 +377,8 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     te = [subjects[s] for s in split["test"]]
     common = dict(per_subject=cfg["pixels_per_subject"], fractions=cfg["strata_fractions"],
                   weights=cfg["pixel_weights"], infarct_share=cfg.get("infarct_share"))
-    kw = dict(patch=cfg["patch"], global_patch=cfg["global_patch"], batch_size=cfg["batch_size"])
+    kw = dict(patch=cfg["patch"], global_patch=cfg["global_patch"], global_frame=cfg["global_frame"],
+              motion_reference=cfg["motion_reference"], batch_size=cfg["batch_size"])
     train = PixelBatches(tr, sample_pixels(tr, seed=cfg["seed"], **common), seed=cfg["seed"],
                          augment=cfg.get("augment", False), **kw)
     val = PixelBatches(va, sample_pixels(va, seed=cfg["seed"] + 1, **common), seed=cfg["seed"] + 1, **kw)
@@ -379,7 +393,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     metrics, records = M.evaluate_rois(te, probs, thr)
     _plot_curves(out / "roc_pr.png", te, probs)
     _overlays(out / "overlays", te, probs, thr, overlays)
-    bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "roi_margin", "flow", "roi", "profile",
+    bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "global_frame", "motion_reference", "roi_margin", "flow", "roi", "profile",
                                       "eval_batch")}
     bundle_cfg.update(threshold=thr, fold=fold, cohort=str(cohort), global_shape=list(train.global_shape),
                       intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=_versions(cfg))

@@ -58,3 +58,28 @@ def test_local_classifier_shares_the_rnn():
     clf = local_motion_classifier(parts["rnn"])
     assert clf.output.shape[-1] == 2
     assert clf.get_layer("lstm_1") is net.get_layer("lstm_1")
+
+
+def test_block_standardisation_keeps_relative_size_and_survives_save(tmp_path):
+    """global_blocks=2: one mean and scale per block over all frames, so a frame whose values are 10x
+    smaller stays 10x smaller after standardisation (per-value scaling would equalise them)."""
+    keras.utils.set_random_seed(0)
+    rnn = lstm_rnn(6, 3, units=4, layers=4, dropout=0.1)
+    net, parts = ofrnn_network(rnn, global_frames=5, global_features=4, encoder_sizes=[8, 6, 4], global_blocks=2)
+    rng = np.random.default_rng(3)
+    g = rng.normal(0, 1, (400, 5, 4)).astype(np.float32) * np.array([0.1, 1, 1, 1, 1], np.float32)[None, :, None]
+    g[..., 2:] = g[..., 2:] * 7 + 3  # the second block on another scale and offset
+    parts["normalization"].adapt(g.reshape(400, 5, 2, 2))
+    z = np.asarray(parts["features"]([np.zeros((400, 6, 9), np.float32), g], training=False))[:, 4:]
+    z = z.reshape(400, 5, 2, 2)
+    for b in range(2):
+        assert abs(z[:, :, b].mean()) < 0.05 and z[:, :, b].std() == pytest.approx(1.0, rel=0.05)
+    assert z[:, 0].std() / z[:, 1:].std() == pytest.approx(0.1, rel=0.2)
+    net.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
+    x = [rng.random((8, 6, 9)).astype(np.float32), g[:8]]
+    np.testing.assert_allclose(np.asarray(back(x, training=False)), np.asarray(net(x, training=False)), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="blocks"):
+        ofrnn_network(lstm_rnn(6, 3, units=4), global_frames=5, global_features=5, encoder_sizes=[8, 6, 4],
+                      global_blocks=2)

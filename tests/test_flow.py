@@ -194,7 +194,7 @@ def test_trace_and_features_on_rigid_motion():
     pts = F.trace(flows)
     assert pts.shape == (T, H, W, 2)
     np.testing.assert_allclose(pts[-1] - pts[0], np.broadcast_to([2.5, -1.25], (H, W, 2)), atol=1e-5)
-    g = F.global_features(flows)
+    g = F.global_features(flows, frame="image")
     assert g.shape == (H, W, T - 1, F.GLOBAL_FEATURES_PER_FRAME) and g.dtype == np.float32
     assert len(F.GLOBAL_FEATURE_LAYOUT) * 9 == F.GLOBAL_FEATURES_PER_FRAME
     np.testing.assert_allclose(g[..., :9], np.hypot(0.5, 0.25), rtol=1e-5)
@@ -216,11 +216,72 @@ def test_trajectories_follow_a_rotation():
     ang = np.degrees(np.unwrap(np.arctan2(pts[:, 0], pts[:, 1])))
     np.testing.assert_allclose(np.diff(ang), 4.0, atol=0.05)
     np.testing.assert_allclose(np.hypot(pts[:, 0], pts[:, 1]), 6.0, atol=0.05)
-    g = F.global_features(flows)
+    g = F.global_features(flows, frame="image")
     # Magnitude of a rotation is |r| * 2 sin(th / 2), whatever the frame: the centre sample of the patch.
     i, j = int(c), int(c + 6)
     r = np.hypot(i - c, j - c)
     np.testing.assert_allclose(g[i, j, :, 4], r * 2 * np.sin(th / 2), rtol=0.05)
+
+
+def _rotation(H, W, degrees):
+    c = (H - 1) / 2
+    th = np.radians(degrees)
+    yy, xx = np.mgrid[0:H, 0:W] - c
+    return np.stack([np.sin(th) * xx + np.cos(th) * yy - yy, np.cos(th) * xx - np.sin(th) * yy - xx]).astype(np.float32)
+
+
+def test_heart_frame_of_a_pure_rotation_is_purely_circumferential():
+    """Rotation about the LV centre, 3 degrees per frame: no radial displacement at all, and the
+    circumferential one is the arc r * (3 t degrees) of the turned angle (clockwise as displayed)."""
+    T, H, W = 7, 33, 33
+    flows = np.repeat(_rotation(H, W, 3.0)[None], T - 1, axis=0)
+    g = F.global_features(flows, frame="heart")
+    assert F.GLOBAL_FEATURE_LAYOUTS["heart"] == ("magnitude", "radial", "circumferential")
+    ring = (slice(6, 27), slice(6, 27))  # traced points stay well inside the grid
+    np.testing.assert_allclose(g[ring][..., 9:18], 0.0, atol=0.02)
+    y, x = 16, 26  # 10 px right of the centre
+    arc = 10 * np.radians(3.0) * np.arange(1, T)
+    np.testing.assert_allclose(g[y, x, :, 18 + 4], arc, rtol=0.02)
+    # a reflection of the image reverses the sense of rotation: circumferential changes sign only
+    gm = F.global_features(np.ascontiguousarray(flows[:, :, :, ::-1] * np.array([1, -1], np.float32)[:, None, None]),
+                           frame="heart")
+    np.testing.assert_allclose(gm[y, W - 1 - x, :, 18 + 4], -arc, rtol=0.02)
+
+
+def test_heart_frame_of_a_uniform_contraction_is_inward_radial():
+    """Every point moves 3 % of its radius toward the centre per frame: radial displacement is
+    -(1 - 0.97^t) r, circumferential 0, wherever the point lies on the ring."""
+    T, H, W = 6, 33, 33
+    c = (H - 1) / 2
+    yy, xx = np.mgrid[0:H, 0:W] - c
+    flows = np.repeat((-0.03 * np.stack([yy, xx]))[None].astype(np.float32), T - 1, axis=0)
+    g = F.global_features(flows, frame="heart")
+    r = np.hypot(yy, xx)
+    expect = -(1 - 0.97 ** np.arange(1, T))[None, None, :] * r[..., None]
+    np.testing.assert_allclose(g[..., 9 + 4], expect, atol=1e-3)
+    np.testing.assert_allclose(g[..., 18:27], 0.0, atol=1e-3)
+    assert (g[8:25, 8:25, -1, 9 + 4][r[8:25, 8:25] > 2] < 0).all()
+    # the polar components agree with the projections on the radial / circumferential unit vectors
+    u = F.lagrangian_displacement(flows)
+    np.testing.assert_allclose(F.heart_components(u)[:, 0], np.hypot(yy + u[:, 0], xx + u[:, 1]) - r, atol=1e-4)
+
+
+def test_slice_motion_reference_divides_by_the_slice_peak_displacement():
+    """A uniform translation of 0.5 px per frame: the peak displacement is 2.5 px everywhere, so the
+    slice-referenced magnitude ends at exactly 1 and every block is the plain one / 2.5."""
+    T, H, W = 6, 16, 16
+    flows = np.zeros((T - 1, 2, H, W), np.float32)
+    flows[:, 1] = 0.5
+    assert F.motion_scale(flows) == pytest.approx(2.5, rel=1e-5)
+    for frame in F.FRAMES:
+        plain = F.global_features(flows, frame=frame)
+        ref = F.global_features(flows, frame=frame, reference="slice")
+        k = 27 if frame == "heart" else 9  # the image frame's orientation blocks are unitless
+        np.testing.assert_allclose(ref[..., :k], plain[..., :k] / 2.5, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(ref[..., k:], plain[..., k:])
+    np.testing.assert_allclose(F.global_features(flows, reference="slice")[..., -1, :9], 1.0, rtol=1e-5)
+    with pytest.raises(OfrnnError, match="reference"):
+        F.global_features(flows, reference="subject")
 
 
 def test_bad_input_raises_clear_errors():
@@ -237,6 +298,8 @@ def test_bad_input_raises_clear_errors():
         F.sequence_flow(np.zeros((1, 16, 16)))
     with pytest.raises(OfrnnError, match="flows"):
         F.global_features(np.zeros((3, 16, 16)))
+    with pytest.raises(OfrnnError, match="frame"):
+        F.global_features(np.zeros((3, 2, 16, 16)), frame="lab")
 
 
 def test_cli_flow_writes_flo_and_reports_bad_input(tmp_path, translated, capsys):

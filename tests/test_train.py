@@ -258,8 +258,9 @@ def test_killed_run_resumes_from_completed_stages_and_cv_aggregates(toy_cohort, 
     assert "mean +- sd" in (tmp_path / "cv" / "report.md").read_text()
 
 
+@pytest.mark.parametrize("frame", ["heart", "image"])
 @pytest.mark.parametrize("code", range(8))
-def test_dihedral_augmentation_matches_features_of_the_transformed_sequence(code):
+def test_dihedral_augmentation_matches_features_of_the_transformed_sequence(code, frame):
     from ofrnn.flow import global_features
     from ofrnn.motion import local_patches
     from ofrnn.pipeline import dihedral
@@ -277,10 +278,10 @@ def test_dihedral_augmentation_matches_features_of_the_transformed_sequence(code
         tseq, tflow = tseq[:, :, ::-1], tflow[:, :, :, ::-1] * np.array([1, -1], np.float32)[None, :, None, None]
     y, x = 4, 4  # the centre pixel is its own image under every symmetry
     loc = local_patches(seq, patch=5, pixels=([y], [x]))
-    glo = global_features(flows, patch=3)[y, x][None]
-    aug_l, aug_g = dihedral(loc, glo, np.array([code]), patch=5)
+    glo = global_features(flows, patch=3, frame=frame)[y, x][None]
+    aug_l, aug_g = dihedral(loc, glo, np.array([code]), patch=5, frame=frame)
     np.testing.assert_allclose(aug_l, local_patches(np.ascontiguousarray(tseq), patch=5, pixels=([y], [x])))
-    np.testing.assert_allclose(aug_g, global_features(np.ascontiguousarray(tflow), patch=3)[y, x][None],
+    np.testing.assert_allclose(aug_g, global_features(np.ascontiguousarray(tflow), patch=3, frame=frame)[y, x][None],
                                rtol=1e-5, atol=1e-5)
 
 

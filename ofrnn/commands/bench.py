@@ -4,8 +4,13 @@ Inference: every stage of 'ofrnn predict' on SUBJECTS subjects of the cohort, ti
 localization (the ROI box: annotated box, or the heart localization layers with --localizer),
 flow (deep optical flow of the ROI sequence), features (P_l and P_g of every ROI pixel),
 network (LSTM-RNN + discriminate layers on 4096 pixels) and total. The first subject is a warm-up
-and is not counted. Training: pixels per second of the full network's fine-tuning step on random
-batches of the bundle's shapes. Writes OUT/metrics.json and OUT/report.md.
+and is not counted.
+
+Training, side by side in one run: pixels per second of the full network's fine-tuning step
+(RMSProp, the bundle's shapes) fed (a) random in-memory batches (the network alone, an upper
+bound), (b) real sampled pixels through the former Python-generator feed and (c) the same pixels
+through the in-graph gather feed that training uses (:meth:`ofrnn.pipeline.PixelBatches.dataset`).
+Writes OUT/metrics.json and OUT/report.md.
 """
 HELP = "benchmark inference time per subject (by stage) and training throughput"
 
@@ -16,6 +21,8 @@ def add_arguments(p):
     p.add_argument("--subjects", type=int, default=10, help="subjects timed (default: %(default)s)")
     p.add_argument("--localizer", default=None, help="heart localization bundle: time detector ROIs, not GT boxes")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow threads (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=256, help="training batch for the throughput test (default: %(default)s)")
+    p.add_argument("--cache", default="results/train/cache", help="cache of prepared ROI sequences and flows")
     p.add_argument("--out", default="results/bench", help="output folder (default: %(default)s)")
 
 
@@ -53,27 +60,13 @@ def run(args):
     inference = {k: dict(mean=float(np.mean([r[k] for r in rows])), max=float(np.max([r[k] for r in rows])))
                  for k in stages}
 
-    import keras
-
-    B = 256
-    frames, patch = config["frames"], config["patch"]
-    gshape = tuple(network.inputs[1].shape[1:])
-    rng = np.random.default_rng(0)
-    x = [rng.random((B, frames, patch * patch), dtype=np.float32), rng.random((B,) + gshape, dtype=np.float32)]
-    y = rng.integers(0, 2, B)
-    network.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy")
-    network.train_on_batch(x, y)
-    steps = 10
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        network.train_on_batch(x, y)
-    train_px_s = steps * B / (time.perf_counter() - t0)
+    train_px_s = _training_throughput(network, config, args, ids)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = dict(model=str(args.model), cohort=str(args.cohort), subjects_timed=len(rows), threads=args.threads,
                   cpu_count=os.cpu_count(), roi_source="detector" if localizer else "gt (annotated box)",
                   flow=config["flow"], inference_seconds=inference, training_pixels_per_second=train_px_s,
-                  training_batch=B, platform=platform.platform(), tensorflow=tf.__version__,
+                  training_batch=args.batch, platform=platform.platform(), tensorflow=tf.__version__,
                   paper=dict(testing_seconds_per_subject=191, training_minutes=373, gpu="NVIDIA Quadro K600"))
     write_json(out / "metrics.json", result, indent=2)
     lines = [f"# OF-RNN timing ({args.threads} TensorFlow threads, {os.cpu_count()} cores)", "",
@@ -82,7 +75,45 @@ def run(args):
              "| stage | mean s / subject | max s |", "|---|---|---|"]
     lines += [f"| {k} | {v['mean']:.3f} | {v['max']:.3f} |" for k, v in inference.items()]
     lines += ["", "Paper: 191 s per subject (testing) on a Quadro K600; target here < 1 s on 2 CPU cores.", "",
-              f"Training throughput (full network, batch {B}): {train_px_s:.0f} pixels/s; the paper trained 373 min.", ""]
+              f"Training throughput (full network, fine-tuning step, batch {args.batch}), one run, pixels/s:", "",
+              "| feed | pixels/s | vs generator |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.0f} | {v / train_px_s['generator']:.2f}x |" for k, v in train_px_s.items()]
+    lines += ["", "The paper trained 373 min on a GPU.", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
     print("\n".join(lines))
     return 0
+
+
+def _training_throughput(network, config, args, ids, *, steps=40):
+    """Fine-tuning pixels/s by feed: random batches, generator, in-graph gather (one run, same network)."""
+    import time
+
+    import keras
+    import numpy as np
+
+    from ..pipeline import PixelBatches, prepare_cohort, sample_pixels
+
+    subjects = prepare_cohort(args.cohort, frames=config["frames"], roi="gt", flow=config["flow"],
+                              margin=config["roi_margin"], cache_dir=args.cache, ids=ids, progress=False)
+    samples = sample_pixels(subjects, per_subject=800, fractions=[0.3, 0.3, 0.2, 0.2], seed=0)
+    batches = PixelBatches(subjects, samples, patch=config["patch"], global_patch=config["global_patch"],
+                           global_frame=config.get("global_frame", "image"),
+                           motion_reference=config.get("motion_reference", "none"), batch_size=args.batch, seed=0)
+    network.compile(optimizer=keras.optimizers.RMSprop(1e-4), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    B = args.batch
+    x = [rng.random((B, config["frames"], config["patch"] ** 2), dtype=np.float32),
+         rng.random((B,) + tuple(network.inputs[1].shape[1:]), dtype=np.float32)]
+    y = rng.integers(0, 2, B)
+    network.train_on_batch(x, y)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        network.train_on_batch(x, y)
+    out = dict(random_batches=steps * B / (time.perf_counter() - t0))
+    for feed in ("generator", "graph"):
+        ds = batches.dataset(feed=feed)
+        network.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)  # warm-up: tracing, first batches
+        t0 = time.perf_counter()
+        network.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        out[feed] = steps * B / (time.perf_counter() - t0)
+    return out

@@ -185,7 +185,8 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, cache_dir=None, progress
     tr, va, te = ([subjects[s] for s in split[k]] for k in ("train", "val", "test"))
     common = dict(per_subject=tcfg["pixels_per_subject"], fractions=tcfg["strata_fractions"],
                   weights=tcfg["pixel_weights"], infarct_share=tcfg.get("infarct_share"))
-    kw = dict(patch=tcfg["patch"], global_patch=tcfg["global_patch"], batch_size=tcfg["batch_size"])
+    kw = dict(patch=tcfg["patch"], global_patch=tcfg["global_patch"], global_frame=tcfg["global_frame"],
+              motion_reference=tcfg["motion_reference"], batch_size=tcfg["batch_size"])
     train = PixelBatches(tr, sample_pixels(tr, seed=tcfg["seed"], **common), seed=tcfg["seed"], **kw)
     val = PixelBatches(va, sample_pixels(va, seed=tcfg["seed"] + 1, **common), seed=tcfg["seed"] + 1, **kw)
     work = folder / "work" / f"fold{fold}"

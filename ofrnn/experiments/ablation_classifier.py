@@ -157,7 +157,8 @@ def predict_svm(model, subjects, cfg):
     for rs in subjects:
         t0 = time.perf_counter()
         loc, glo = _svm_features(local_patches(rs.roi, patch=cfg["patch"]),
-                                 global_motion(rs.flows, patch=cfg["global_patch"]))
+                                 global_motion(rs.flows, patch=cfg["global_patch"], frame=cfg["global_frame"],
+                                                 reference=cfg["motion_reference"]))
         z = model["scaler"].transform(np.hstack([model["pca"].transform(loc), glo]))
         margin = model["svc"].decision_function(z)
         probs.append((1 / (1 + np.exp(-margin))).reshape(rs.roi.shape[1:]).astype(np.float32))

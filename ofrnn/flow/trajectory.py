@@ -2,24 +2,37 @@
 discriminate layers").
 
 Every pixel p of frame 0 is traced through the sequence by chaining the flows with sub-pixel
-(bilinear) sampling: p_0 = p, p_{t+1} = p_t + w_t(p_t). At each traced point p_t (t = 0..T-2) a
-3x3 patch of the flow w_t around p_t gives the per-frame features.
+(bilinear) sampling: p_0 = p, p_{t+1} = p_t + w_t(p_t). The paper then takes, per frame, "a 3x3
+vector for displacement and a 3x3 vector for the orientation of p". It leaves open which
+displacement and which orientation; :func:`global_features` offers two readings (``frame``):
 
-Layout (the one place it is defined): ``global_features`` returns (H, W, T-1, F) float32 with
-F = :data:`GLOBAL_FEATURES_PER_FRAME` = 3 * patch^2 = 27 for the paper's 3x3 patches, in this
-order along the last axis (:data:`GLOBAL_FEATURE_LAYOUT`):
+``frame="heart"`` (the default)
+    The *Lagrangian* displacement u_t(q) = p_t(q) - q of each 3x3 neighbour q of p since frame 0
+    (end-diastole), expressed in the heart's own polar axes (:func:`heart_components`): radial
+    u_r (change of distance from the LV centre, negative while the wall contracts) and
+    circumferential u_c (arc turned along the ring). Per frame
+    ``[0:9]`` |u_t|, ``[9:18]`` u_r, ``[18:27]`` u_c, in ROI pixels; the displacement's
+    orientation relative to the heart, atan2(u_c, u_r), is carried by the two components.
 
-- ``[0:9]``   displacement magnitude |w_t| (pixels),
-- ``[9:18]``  orientation, row component  dy / sqrt(|w|^2 + eps^2),
-- ``[18:27]`` orientation, column component dx / sqrt(|w|^2 + eps^2),
+    Why: an infarct is a region of the wall that moves *less toward the centre* and thickens less
+    over the contraction (hypo- or akinesis). Cumulative radial displacement from ED and its
+    transmural gradient across the 3x3 patch (radial thickening) measure exactly that, wherever
+    the wall lies in the image. Per-frame Eulerian flow in image axes mixes it with where the
+    pixel happens to sit on the ring (the same inward motion reads as "up" at 6 o'clock and
+    "left" at 3 o'clock) and scatters it over 24 small increments. The components are not
+    divided by |u|: a unit vector would amplify flow noise exactly where the wall barely moves.
+    ROI pixels, not mm: the 64x64 ROI is fitted to the LV box, so displacements are relative to
+    the heart's size, as strain is.
 
-each patch row-major over the offsets (-1, 0, 1) x (-1, 0, 1) around p_t (row offset first).
+``frame="image"``
+    The literal reading: per-frame flow w_t sampled on a 3x3 patch around the traced p_t, as
+    ``[0:9]`` |w_t|, ``[9:18]`` dy / sqrt(|w|^2 + eps^2), ``[18:27]`` dx / sqrt(|w|^2 + eps^2)
+    (eps = :data:`ORIENTATION_EPS`, 0.1 pixel: the continuous (sin, cos) of the angle, fading to
+    0 where the angle means nothing). Kept for the ablation beside the heart frame.
 
-Orientation encoding: the paper's "3x3 vector for the orientation" holds the displacement
-angle theta, which jumps by 2 pi across the negative x axis and is undefined without motion. We
-carry the continuous pair (sin theta, cos theta) instead: for |w| >> eps (= :data:`ORIENTATION_EPS`,
-0.1 pixel) the two components are exactly the unit vector of the direction, and they fade
-smoothly to 0 where the motion vanishes and the angle means nothing.
+Both return (H, W, T-1, F) float32 with F = :data:`GLOBAL_FEATURES_PER_FRAME` = 3 * 3^2 = 27
+for the paper's 3x3 patches, each patch row-major over the offsets (-1, 0, 1) x (-1, 0, 1)
+(row offset first); :data:`GLOBAL_FEATURE_LAYOUT` names the three blocks of each frame.
 """
 from __future__ import annotations
 
@@ -28,10 +41,14 @@ import numpy as np
 from ..errors import OfrnnError
 from . import _pyramid
 
-#: features per frame for the paper's 3x3 patches: magnitude, orientation dy, orientation dx
+#: features per frame for the paper's 3x3 patches (three 3x3 blocks)
 GLOBAL_FEATURES_PER_FRAME = 27
-#: names of the three 3x3 blocks along the feature axis, in order
-GLOBAL_FEATURE_LAYOUT = ("magnitude", "orientation_dy", "orientation_dx")
+#: the reference frames of the displacement vectors (see the module docstring)
+FRAMES = ("heart", "image")
+#: names of the three 3x3 blocks along the feature axis, in order, per reference frame
+GLOBAL_FEATURE_LAYOUTS = dict(heart=("magnitude", "radial", "circumferential"),
+                              image=("magnitude", "orientation_dy", "orientation_dx"))
+GLOBAL_FEATURE_LAYOUT = GLOBAL_FEATURE_LAYOUTS["heart"]
 #: regularisation (pixels) of the orientation components w / sqrt(|w|^2 + eps^2)
 ORIENTATION_EPS = 0.1
 
@@ -65,29 +82,78 @@ def trace(flows, points=None):
     return np.stack(out)
 
 
-def global_features(flows, *, patch=3):
-    """Per-pixel motion-trajectory features P_g(p) from a sequence of flows (paper Sec. 2).
+def lagrangian_displacement(flows):
+    """Displacement of every frame-0 pixel since frame 0, by tracing (:func:`trace`).
 
     Parameters
     ----------
-    flows : array_like (T-1, 2, H, W)
-        (dy, dx) forward flows of consecutive frames, e.g. from :func:`ofrnn.flow.sequence_flow`.
-    patch : int, keyword-only
-        Side of the square neighbourhood sampled around each traced point (3 in the paper).
+    flows : ndarray (T-1, 2, H, W)
+        (dy, dx) forward flows from frame t to t+1.
 
     Returns
     -------
-    features : ndarray (H, W, T-1, 3 * patch**2) float32
-        Magnitude, orientation-dy and orientation-dx patches per frame, in the layout of the
-        module docstring (27 features per frame for ``patch=3``).
+    ndarray (T-1, 2, H, W) float32
+        u_t(q) = p_t(q) - q for t = 1..T-1, on the frame-0 grid q (pixels).
     """
-    flows = np.asarray(flows, dtype=np.float32)
-    if flows.ndim != 4 or flows.shape[1] != 2 or flows.shape[0] < 1:
-        raise OfrnnError(f"expected (T-1, 2, H, W) flows, got shape {flows.shape}", field="flows")
-    if not np.all(np.isfinite(flows)):
-        raise OfrnnError("non-finite flow values; trajectories need a dense flow", field="flows")
-    if patch < 1 or patch % 2 == 0:
-        raise OfrnnError(f"patch must be a positive odd number, got {patch}", field="patch")
+    p = trace(flows)  # (T, H, W, 2)
+    return np.moveaxis(p[1:] - p[0], -1, 1).astype(np.float32)
+
+
+def heart_components(displacement, *, centre=None):
+    """Radial and circumferential (polar) displacement of grid points about the LV centre.
+
+    A point q of the grid that moves to p = q + u is described by the change of its distance
+    from the centre c, u_r = |p - c| - |q - c| (negative when it moves inward), and by the arc it
+    turns through at its end-diastolic radius, u_c = |q - c| * angle(q - c, p - c). For small
+    displacements these are the projections of u on the radial and circumferential unit vectors
+    at q; unlike those projections, a pure rotation about c has u_r = 0 exactly and a uniform
+    contraction toward c has u_c = 0 exactly, whatever their size.
+
+    Parameters
+    ----------
+    displacement : ndarray (..., 2, H, W)
+        (dy, dx) displacement of every pixel q of an H x W grid (pixels), e.g. from
+        :func:`lagrangian_displacement`.
+    centre : (float, float), keyword-only, optional
+        (y, x) of the LV centre; the grid's centre ((H-1)/2, (W-1)/2) by default, which is the LV
+        centre of an ROI cut around the LV box (:mod:`ofrnn.roi`).
+
+    Returns
+    -------
+    ndarray (..., 2, H, W) float32
+        ``[..., 0, :, :]`` radial u_r, ``[..., 1, :, :]`` circumferential u_c (positive clockwise
+        as displayed, y pointing down), in the displacement's unit; both 0 at the centre itself.
+    """
+    u = np.asarray(displacement, dtype=np.float32)
+    H, W = u.shape[-2:]
+    cy, cx = ((H - 1) / 2, (W - 1) / 2) if centre is None else centre
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    qy, qx = yy - np.float32(cy), xx - np.float32(cx)
+    py, px = qy + u[..., 0, :, :], qx + u[..., 1, :, :]
+    r0 = np.hypot(qy, qx)
+    radial = np.hypot(py, px) - r0
+    turn = np.arctan2(qx * py - qy * px, qx * px + qy * py)  # signed angle from q - c to p - c
+    circumferential = np.where(r0 > 0, r0 * turn, 0.0)
+    return np.stack([radial, circumferential], axis=-3).astype(np.float32)
+
+
+def _patches(maps, patch):
+    """(n, H, W) maps -> (H, W, n, patch*patch) edge-padded neighbourhoods, row-major offsets."""
+    r = patch // 2
+    padded = np.pad(maps, [(0, 0), (r, r), (r, r)], mode="edge")
+    win = np.lib.stride_tricks.sliding_window_view(padded, (patch, patch), axis=(1, 2))  # (n, H, W, p, p)
+    n, H, W = maps.shape
+    return win.transpose(1, 2, 0, 3, 4).reshape(H, W, n, patch * patch)
+
+
+def _heart_frame(flows, patch, centre):
+    u = lagrangian_displacement(flows)  # (T-1, 2, H, W)
+    rc = heart_components(u, centre=centre)
+    mag = np.hypot(u[:, 0], u[:, 1])
+    return np.concatenate([_patches(mag, patch), _patches(rc[:, 0], patch), _patches(rc[:, 1], patch)], axis=-1)
+
+
+def _image_frame(flows, patch):
     n, _, H, W = flows.shape
     r = patch // 2
     oy, ox = np.mgrid[-r:r + 1, -r:r + 1].reshape(2, -1).astype(np.float32)
@@ -106,3 +172,74 @@ def global_features(flows, *, patch=3):
         # The centre sample of the patch is the flow at p_t: it moves the point to frame t+1.
         p = p + np.stack([w[0][..., k // 2], w[1][..., k // 2]], axis=-1)
     return out
+
+
+#: per-subject motion references of P_g (beyond the paper; see :func:`global_features`)
+REFERENCES = ("none", "slice")
+#: percentile of the ROI's peak displacement that serves as the slice's motion scale
+REFERENCE_PERCENTILE = 95
+
+
+def motion_scale(flows):
+    """The slice's own motion scale: the 95th percentile over ROI pixels of the peak |u_t| (pixels).
+
+    Dominated by the normally contracting wall (the endocardium moves most), it stands for the
+    subject's global function (slice EF varies from about 30 to 70 % in the cohort); an infarct
+    smaller than 5 % of the ROI does not move it.
+    """
+    u = lagrangian_displacement(flows)
+    peak = np.hypot(u[:, 0], u[:, 1]).max(axis=0)
+    return float(max(np.percentile(peak, REFERENCE_PERCENTILE), 1e-3))
+
+
+def global_features(flows, *, patch=3, frame="heart", centre=None, reference="none"):
+    """Per-pixel motion-trajectory features P_g(p) from a sequence of flows (paper Sec. 2).
+
+    Parameters
+    ----------
+    flows : array_like (T-1, 2, H, W)
+        (dy, dx) forward flows of consecutive frames, e.g. from :func:`ofrnn.flow.sequence_flow`.
+    patch : int, keyword-only
+        Side of the square neighbourhood of p (3 in the paper).
+    frame : {"heart", "image"}, keyword-only
+        Lagrangian displacement since frame 0 in radial / circumferential axes about the LV
+        centre (default), or per-frame flow in image axes (the literal reading); see the module
+        docstring for why the default is the heart's frame.
+    centre : (float, float), keyword-only, optional
+        (y, x) LV centre for ``frame="heart"``; the grid's centre by default.
+    reference : {"none", "slice"}, keyword-only
+        "slice" divides the displacements (every block of the heart frame; the magnitude block of
+        the image frame) by :func:`motion_scale`, so a pixel's motion reads relative to its own
+        slice's function. Beyond the paper (an option reported as an ablation); "none" keeps
+        pixels.
+
+    Returns
+    -------
+    features : ndarray (H, W, T-1, 3 * patch**2) float32
+        Three patch blocks per frame, in the order of ``GLOBAL_FEATURE_LAYOUTS[frame]``.
+
+    Raises
+    ------
+    OfrnnError
+        For flows of the wrong shape or with non-finite values, an even patch or unknown frame.
+
+    References
+    ----------
+    Xu et al., MICCAI 2017, Sec. 2 (P_g(p): 3x3 displacement and orientation per frame).
+    """
+    flows = np.asarray(flows, dtype=np.float32)
+    if flows.ndim != 4 or flows.shape[1] != 2 or flows.shape[0] < 1:
+        raise OfrnnError(f"expected (T-1, 2, H, W) flows, got shape {flows.shape}", field="flows")
+    if not np.all(np.isfinite(flows)):
+        raise OfrnnError("non-finite flow values; trajectories need a dense flow", field="flows")
+    if patch < 1 or patch % 2 == 0:
+        raise OfrnnError(f"patch must be a positive odd number, got {patch}", field="patch")
+    if frame not in FRAMES:
+        raise OfrnnError(f"frame {frame!r} is not one of {FRAMES}", field="global_frame")
+    if reference not in REFERENCES:
+        raise OfrnnError(f"reference {reference!r} is not one of {REFERENCES}", field="motion_reference")
+    out = _heart_frame(flows, patch, centre) if frame == "heart" else _image_frame(flows, patch)
+    if reference == "slice":
+        k = out.shape[-1] if frame == "heart" else patch * patch
+        out[..., :k] /= motion_scale(flows)
+    return np.ascontiguousarray(out, dtype=np.float32)
