@@ -238,7 +238,8 @@ def test_predict_cli_on_a_dicom_folder(tiny_run, tmp_path, capsys):
 def test_killed_run_resumes_from_completed_stages_and_cv_aggregates(toy_cohort, tiny_run, tmp_path):
     import shutil
 
-    from ofrnn.train import aggregate, run_fold
+    from ofrnn.fold_report import aggregate
+    from ofrnn.train import run_fold
 
     src, cfg, res = tiny_run
     out = tmp_path / "resumed"
@@ -315,3 +316,41 @@ def test_predict_with_the_heart_localization_layers(toy_cohort, tiny_run, tmp_pa
             assert box[2] - box[0] >= 64 and box[3] - box[1] >= 64  # the detector's square crop, >= 64 px
             assert f[f"subjects/{sid}/infarct_prob"].shape == (H, W)
     assert json.loads((out / "metrics.json").read_text())["provenance"]["roi_source"] == "detector"
+
+
+def _pixel_batches(seed=0, n=50, batch=16):
+    from ofrnn.pipeline import PixelBatches, RoiSubject
+
+    rng = np.random.default_rng(0)
+    subs = [RoiSubject(id=str(i), level="mid", spacing_mm=(1.0, 1.0), shape=(16, 16), transform=None,
+                       roi=rng.random((5, 16, 16)).astype(np.float32), frame0=None,
+                       flows=rng.normal(0, 0.5, (4, 2, 16, 16)).astype(np.float32)) for i in range(3)]
+    samples = dict(subject=rng.integers(0, 3, n).astype(np.int32), y=rng.integers(0, 16, n).astype(np.int32),
+                   x=rng.integers(0, 16, n).astype(np.int32), label=rng.integers(0, 2, n).astype(np.int32),
+                   weight=rng.random(n).astype(np.float32))
+    return PixelBatches(subs, samples, patch=5, batch_size=batch, seed=seed)
+
+
+def test_graph_feed_gathers_the_same_inputs_as_the_numpy_path():
+    pb = _pixel_batches()
+    (loc, glo), y, w = next(iter(pb.dataset(shuffle=False)))
+    ref_loc, ref_glo = pb.inputs(np.arange(16))
+    np.testing.assert_array_equal(loc.numpy(), ref_loc)
+    np.testing.assert_array_equal(glo.numpy(), ref_glo)
+    np.testing.assert_array_equal(y.numpy(), pb.samples["label"][:16])
+    np.testing.assert_array_equal(w.numpy(), pb.samples["weight"][:16])
+
+
+def test_graph_feed_is_seeded_and_visits_every_pixel_once_per_epoch():
+    def epoch(pb):
+        it = iter(pb.dataset())
+        return [next(it) for _ in range(pb.steps)]
+
+    a, b, c = epoch(_pixel_batches(seed=1)), epoch(_pixel_batches(seed=1)), epoch(_pixel_batches(seed=2))
+    for (xa, ya, wa), (xb, yb, wb) in zip(a, b):
+        np.testing.assert_array_equal(xa[0].numpy(), xb[0].numpy())
+        np.testing.assert_array_equal(wa.numpy(), wb.numpy())
+    assert not all(np.array_equal(wa.numpy(), wc.numpy()) for (_, _, wa), (_, _, wc) in zip(a, c))
+    pb = _pixel_batches(seed=1)
+    seen = np.sort(np.concatenate([w.numpy() for _, _, w in a]))
+    np.testing.assert_array_equal(seen, np.sort(pb.samples["weight"]))  # a permutation of all 50 samples

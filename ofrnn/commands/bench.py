@@ -30,7 +30,6 @@ def run(args):
     import os
     import platform
     import tempfile
-    import time
     from pathlib import Path
 
     import numpy as np

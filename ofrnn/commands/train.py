@@ -33,7 +33,8 @@ def run(args):
     from pathlib import Path
 
     from ..errors import OfrnnError
-    from ..train import PROFILES, aggregate, load_profile, run_fold
+    from ..fold_report import aggregate
+    from ..train import PROFILES, load_profile, run_fold
 
     cfg = load_profile(args.profile, args.settings or PROFILES, flow=args.flow, roi=args.roi)
     if args.fold not in ("all", "holdout") and not args.fold.isdigit():

@@ -155,7 +155,7 @@ def split_for(cohort, subjects, fold, tcfg):
 
 
 # -- one cell on one fold --------------------------------------------------------------------------
-def run_cell(cohort, fold, tcfg, folder, *, block=None, cache_dir=None, progress=True):
+def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=None, progress=True):
     """Train and evaluate one cell on one fold; returns the result (read back when already done).
 
     Parameters
@@ -168,8 +168,13 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, cache_dir=None, progress
         The cell's folder; ``fold<k>.json`` / ``fold<k>.npz`` are its outputs, ``work/fold<k>``
         its checkpoints while it runs.
     block : dict, optional
-        ``{"kind": ...}`` of another local motion classifier (Table 2; see
-        :mod:`ofrnn.experiments.ablation_classifier`); None is the LSTM-RNN.
+        ``{"kind": ...}`` of another local motion classifier (Table 2); None is the LSTM-RNN.
+    learner : callable, optional
+        ``learner(block, train, val, tcfg, work) -> (predict, stage_times)`` that trains the model
+        of a ``block`` (handed in by the experiment that defines the blocks,
+        :func:`ofrnn.experiments.ablation_classifier.learner`), with ``predict(subjects) ->
+        (probs, seconds per subject)``. Required with ``block``; without it the OF-RNN network
+        with its LSTM-RNN is trained.
     """
     from .. import metrics as M
     from ..pipeline import PixelBatches, sample_pixels
@@ -179,6 +184,8 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, cache_dir=None, progress
     done = folder / f"fold{fold}.json"
     if done.is_file():
         return json.loads(done.read_text())
+    if block is not None and learner is None:
+        raise OfrnnError(f"block {block.get('kind')!r} needs its experiment's learner", field="block")
     t_start = time.perf_counter()
     subjects = prepared(cohort, tcfg, cache_dir, progress)
     split = split_for(cohort, subjects, fold, tcfg)
@@ -191,24 +198,16 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, cache_dir=None, progress
     val = PixelBatches(va, sample_pixels(va, seed=tcfg["seed"] + 1, **common), seed=tcfg["seed"] + 1, **kw)
     work = folder / "work" / f"fold{fold}"
     t0 = time.perf_counter()
-    if block is not None and block["kind"] == "svm":
-        from .ablation_classifier import fit_svm, predict_svm
+    if block is None:
+        network, stage_times = train_network(train, val, tcfg, work)
 
-        model = fit_svm(train, tcfg, block)
-        stage_times = {}
-        train_s = time.perf_counter() - t0
-        val_probs, _ = predict_svm(model, va, tcfg)
-        probs, secs = predict_svm(model, te, tcfg)
+        def predict(subs):
+            return predict_all(network, subs, tcfg, progress=progress)
     else:
-        local_block = None
-        if block is not None:
-            from .ablation_classifier import local_block_builder
-
-            local_block = local_block_builder(block, train, tcfg)
-        network, stage_times = train_network(train, val, tcfg, work, local_block=local_block)
-        train_s = time.perf_counter() - t0
-        val_probs, _ = predict_all(network, va, tcfg, progress=progress)
-        probs, secs = predict_all(network, te, tcfg, progress=progress)
+        predict, stage_times = learner(block, train, val, tcfg, work)
+    train_s = time.perf_counter() - t0
+    val_probs, _ = predict(va)
+    probs, secs = predict(te)
     thr = choose_threshold(tcfg["threshold"], va, val_probs)
     metrics, _ = M.evaluate_rois(te, probs, thr)
     metrics.pop("per_subject", None)
@@ -235,7 +234,7 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, cache_dir=None, progress
 
 
 # -- the grid -------------------------------------------------------------------------------------------------
-def run_grid(config, profile, out_dir, *, title, progress=True):
+def run_grid(config, profile, out_dir, *, title, learner=None, progress=True):
     """Every cell x fold of an ablation (finished ones are read back), then the per-cell summary.
 
     Returns ``(cfg, summary)``; ``summary[cell]`` holds mean and sd over folds of the headline
@@ -269,8 +268,8 @@ def run_grid(config, profile, out_dir, *, title, progress=True):
     bar = tqdm(jobs, desc=title, unit="cell-fold", disable=not progress)
     for cell, k, tcfg, block, folder in bar:
         bar.set_postfix_str(f"{cell} fold {k}")
-        results.setdefault(cell, []).append(run_cell(cohort, k, tcfg, folder, block=block, cache_dir=cache,
-                                                     progress=progress))
+        results.setdefault(cell, []).append(run_cell(cohort, k, tcfg, folder, block=block, learner=learner,
+                                                     cache_dir=cache, progress=progress))
         if block is None or block.get("kind") != "svm":
             import keras
 

@@ -126,6 +126,20 @@ def local_block_builder(block, train, cfg):
     raise ValueError(f"unknown local block {kind!r} (have: {KINDS})")
 
 
+def learner(block, train, val, cfg, work):
+    """Train the model of a Table 2 ``block``: the :func:`ofrnn.experiments._cells.run_cell` learner.
+
+    Returns ``(predict, stage_times)`` with ``predict(subjects) -> (probs, seconds per subject)``.
+    """
+    if block["kind"] == "svm":
+        model = fit_svm(train, cfg, block)
+        return (lambda subjects: predict_svm(model, subjects, cfg)), {}
+    from ..train import predict_all, train_network
+
+    network, stage_times = train_network(train, val, cfg, work, local_block=local_block_builder(block, train, cfg))
+    return (lambda subjects: predict_all(network, subjects, cfg, progress=False)), stage_times
+
+
 # -- SVM-RBF ------------------------------------------------------------------------------------------
 def _svm_features(loc, glo):
     return loc.reshape(len(loc), -1), glo.reshape(len(glo), -1)
@@ -201,7 +215,7 @@ def report(cfg, summary, env):
 
 def run(config, profile, out_dir):
     t0 = time.perf_counter()
-    cfg, summary = _cells.run_grid(config, profile, out_dir, title="Table 2")
+    cfg, summary = _cells.run_grid(config, profile, out_dir, title="Table 2", learner=learner)
     env = _cells.environment(cfg)
     result = dict(table="2", paper={k: dict(accuracy=a, precision=p) for k, (a, p) in PAPER.items()},
                   cells=summary, environment=env, seconds=sum(s["total_s"] for s in summary.values()),
