@@ -47,7 +47,7 @@ def test_profile_extends_another():
     quick = _cells.resolve(settings("ablation_features"), "quick")
     quick2 = _cells.resolve(settings("ablation_features"), "quick2")
     assert quick2["folds"] == [3, 4] and quick["folds"] == [3]
-    assert quick2["overrides"] == quick["overrides"] and quick2["train_profile"] == quick["train_profile"]
+    assert quick2.get("overrides") == quick.get("overrides") and quick2["train_profile"] == quick["train_profile"]
     bad = settings("ablation_features")
     bad["profile"]["loop"] = {"extends": "quick2"}
     with pytest.raises(OfrnnError, match="not a plain profile"):

@@ -209,6 +209,8 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
     val_probs, _ = predict(va)
     probs, secs = predict(te)
     thr = choose_threshold(tcfg["threshold"], va, val_probs)
+    # the validation subjects (from the training folds) are where design choices may be compared
+    val_metrics, _ = M.evaluate_rois(va, val_probs, thr)
     metrics, _ = M.evaluate_rois(te, probs, thr)
     metrics.pop("per_subject", None)
     result = dict(fold=fold, n_train=len(tr), n_val=len(va), n_test=len(te), threshold=thr,
@@ -216,6 +218,7 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
                                myocardium={k: metrics["myocardium"][k] for k in METRICS + ("pr_auc",)},
                                dice_myocardium_mean=metrics["dice_myocardium_mean"],
                                segments=metrics["segments"]["accuracy"]),
+                  validation={k: val_metrics["myocardium"][k] for k in METRICS},
                   timings=dict(train_s=train_s, stages=stage_times, predict_s_per_subject=float(np.mean(secs)),
                                total_s=time.perf_counter() - t_start),
                   settings=tcfg, block=block)
@@ -291,6 +294,8 @@ def summarise(results, *, folder=None):
     for group in ("myocardium", "roi"):
         out[group] = {k: stat([r["metrics"][group][k] for r in results]) for k in METRICS}
     out["dice_myocardium_mean"] = stat([r["metrics"]["dice_myocardium_mean"] for r in results])
+    if all("validation" in r for r in results):  # cells stored before validation metrics were kept lack them
+        out["validation"] = {k: stat([r["validation"][k] for r in results]) for k in METRICS}
     out["train_s"] = stat([r["timings"]["train_s"] for r in results])
     out["predict_s_per_subject"] = stat([r["timings"]["predict_s_per_subject"] for r in results])
     return out
