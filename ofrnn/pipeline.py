@@ -416,6 +416,29 @@ class PixelBatches:
                 x = loc if local_only else (loc, glo)
                 yield x, self.samples["label"][idx], self.samples["weight"][idx]
 
+    def _graph_tables(self, local_only):
+        """The padded sequences (S, Hp*Wp, J) and, unless ``local_only``, the P_g rows as host tensors.
+
+        Built once per instance (every stage and the validation pass share them). Pixel-major, so one
+        gather fetches a patch pixel's whole time series. Eager tensors on the CPU, captured by the
+        map function by reference (no copy into a graph), and not variables, which a distribution
+        strategy's scope would mirror onto every device.
+        """
+        import tensorflow as tf
+
+        if getattr(self, "_tables", None) is None:
+            self._tables = {}
+        with tf.device("/CPU:0"):
+            if "table" not in self._tables:
+                r = self.patch // 2
+                base = np.pad(self.sequences, [(0, 0), (0, 0), (r, r), (r, r)], mode="edge")  # as patch_windows
+                S, J, Hp, Wp = base.shape
+                self._tables["table"] = tf.convert_to_tensor(
+                    np.ascontiguousarray(base.reshape(S, J, Hp * Wp).transpose(0, 2, 1)))
+            if not local_only and "glob" not in self._tables:
+                self._tables["glob"] = tf.convert_to_tensor(self.global_rows)
+        return self._tables["table"], self._tables.get("glob")
+
     def dataset(self, *, local_only=False, shuffle=True, feed="graph"):
         """A repeating tf.data pipeline of shuffled batches (fit with ``steps_per_epoch=self.steps``).
 
@@ -437,18 +460,13 @@ class PixelBatches:
                     tf.TensorSpec((None,), tf.float32))
             return tf.data.Dataset.from_generator(lambda: self.batches(local_only=local_only),
                                                   output_signature=spec).prefetch(2)
-        r = self.patch // 2
-        base = np.pad(self.sequences, [(0, 0), (0, 0), (r, r), (r, r)], mode="edge")  # as patch_windows pads
-        S, J, Hp, Wp = base.shape
-        # pixel-major (S, Hp*Wp, J): one gather fetches a patch pixel's whole time series; kept in
-        # variables so the arrays are not copied into the graph
-        table = tf.Variable(np.ascontiguousarray(base.reshape(S, J, Hp * Wp).transpose(0, 2, 1)), trainable=False)
+        table, glob = self._graph_tables(local_only)
         s = self.samples
+        Wp = self.sequences.shape[-1] + self.patch - 1
         subj = tf.constant(s["subject"].astype(np.int32))
         top_left = tf.constant((s["y"] * Wp + s["x"]).astype(np.int32))  # patch origin in padded coordinates
         oy, ox = np.mgrid[0:self.patch, 0:self.patch]
         offsets = tf.constant((oy * Wp + ox).ravel().astype(np.int32))
-        glob = tf.Variable(self.global_rows, trainable=False)
         label = tf.constant(s["label"].astype(np.int32))
         weight = tf.constant(s["weight"].astype(np.float32))
 

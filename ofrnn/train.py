@@ -38,14 +38,21 @@ from .store import open_cohort
 
 PROFILES = Path(__file__).resolve().parent.parent / "experiments" / "train.toml"
 
+#: settings a profile file may leave out (one written before they existed): the documented defaults of
+#: experiments/train.toml
+SETTING_DEFAULTS = dict(global_frame="heart", global_norm="block", motion_reference="none", features="both",
+                        feature_dropout=0.0)
+
+
 def load_profile(name, path=PROFILES, **overrides):
-    """The settings of profile ``name`` ([common] merged with [name]) plus non-None ``overrides``."""
+    """The settings of profile ``name`` (:data:`SETTING_DEFAULTS`, then [common], then [name]) plus non-None
+    ``overrides``."""
     path = Path(path)
     data = read_toml(path, what="profile file")
     if name not in data or name == "common":
         raise OfrnnError(f"no profile {name!r} (have: {', '.join(k for k in data if k != 'common')})",
                          path=path, field=name)
-    cfg = {**data.get("common", {}), **data[name], "profile": name}
+    cfg = {**SETTING_DEFAULTS, **data.get("common", {}), **data[name], "profile": name}
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     return cfg
 
@@ -103,7 +110,7 @@ def _global_blocks(cfg, features):
     """Blocks of P_g standardised together: the three 3x3 blocks of the layout ("block"), or none."""
     from .flow import GLOBAL_FEATURE_LAYOUT
 
-    if cfg.get("global_norm", "feature") == "block" and features % len(GLOBAL_FEATURE_LAYOUT) == 0:
+    if cfg["global_norm"] == "block" and features % len(GLOBAL_FEATURE_LAYOUT) == 0:
         return len(GLOBAL_FEATURE_LAYOUT)
     return None
 

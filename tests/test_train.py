@@ -354,3 +354,16 @@ def test_graph_feed_is_seeded_and_visits_every_pixel_once_per_epoch():
     pb = _pixel_batches(seed=1)
     seen = np.sort(np.concatenate([w.numpy() for _, _, w in a]))
     np.testing.assert_array_equal(seen, np.sort(pb.samples["weight"]))  # a permutation of all 50 samples
+
+
+def test_bench_times_inference_stages_and_both_training_feeds(toy_cohort, tiny_run, tmp_path):
+    from ofrnn.cli import main
+
+    out, _, _ = tiny_run
+    assert main(["bench", "--model", str(out), "--cohort", str(toy_cohort), "--subjects", "1", "--batch", "64",
+                 "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "bench")]) == 0
+    m = json.loads((tmp_path / "bench" / "metrics.json").read_text())
+    assert set(m["inference_seconds"]) == {"roi", "flow", "features", "network", "total"}
+    assert set(m["training_pixels_per_second"]) == {"random_batches", "generator", "graph"}
+    assert all(v > 0 for v in m["training_pixels_per_second"].values())
+    assert "vs generator" in (tmp_path / "bench" / "report.md").read_text()

@@ -21,8 +21,9 @@ displacement and which orientation; :func:`global_features` offers two readings 
     pixel happens to sit on the ring (the same inward motion reads as "up" at 6 o'clock and
     "left" at 3 o'clock) and scatters it over 24 small increments. The components are not
     divided by |u|: a unit vector would amplify flow noise exactly where the wall barely moves.
-    ROI pixels, not mm: the 64x64 ROI is fitted to the LV box, so displacements are relative to
-    the heart's size, as strain is.
+    In ROI pixels, not mm: where the LV box with its margin is wider than 64 image pixels the ROI
+    is resampled to fit it, so displacements read relative to the heart's size, as strain does
+    (smaller hearts are cropped at 64 image pixels, about 85-100 mm, unscaled).
 
 ``frame="image"``
     The literal reading: per-frame flow w_t sampled on a 3x3 patch around the traced p_t, as
