@@ -45,13 +45,21 @@ def patch_windows(roi_seqs, *, patch=11):
         it with pixel coordinates to get patches; only the padded copy is allocated.
     """
     patch = _check_patch(patch)
+    return sliding_window_view(pad_for_patches(roi_seqs, patch=patch), (patch, patch), axis=(-2, -1))
+
+
+def pad_for_patches(roi_seqs, *, patch=11):
+    """ROI sequences (..., T, H, W) edge-padded by N // 2 on both image axes, float32 (..., T, H+N-1, W+N-1).
+
+    The array behind :func:`patch_windows`: the N x N neighbourhood of pixel (y, x) is
+    ``padded[..., y:y+N, x:x+N]``. Raises ValueError for a bad ``patch`` or fewer than 3 axes.
+    """
+    patch = _check_patch(patch)
     seqs = np.asarray(roi_seqs, dtype=np.float32)
     if seqs.ndim < 3:
         raise ValueError(f"roi_seqs must be (..., T, H, W), got shape {seqs.shape}")
     r = patch // 2
-    pad = [(0, 0)] * (seqs.ndim - 2) + [(r, r), (r, r)]
-    padded = np.pad(seqs, pad, mode="edge")
-    return sliding_window_view(padded, (patch, patch), axis=(-2, -1))
+    return np.pad(seqs, [(0, 0)] * (seqs.ndim - 2) + [(r, r), (r, r)], mode="edge")
 
 
 def local_patches(roi_seq, *, patch=11, pixels=None):
@@ -127,4 +135,4 @@ def lstm_rnn(frames, patch, *, units=64, layers=4, dropout=0.2, name="local_moti
     return keras.Model(x_in, h, name=name)
 
 
-__all__ = ["PATCH_RANGE", "patch_windows", "local_patches", "lstm_rnn"]
+__all__ = ["PATCH_RANGE", "patch_windows", "pad_for_patches", "local_patches", "lstm_rnn"]

@@ -39,11 +39,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage as ndi
 
 from . import roi as roimod
 from .errors import OfrnnError
-from .motion import patch_windows
+from .motion import pad_for_patches
 
 #: where the sampling strata come from (order = stratum code)
 STRATA = ("infarct", "myocardium", "ring", "background")
@@ -361,8 +362,9 @@ class PixelBatches:
         self.augment = augment
         self.batch_size = batch_size
         self.seed = seed
-        self.sequences = np.stack([r.roi for r in subjects])  # (S, J, 64, 64)
-        self.windows = patch_windows(self.sequences, patch=patch)  # (S, J, 64, 64, N, N) view
+        self.padded = pad_for_patches(np.stack([r.roi for r in subjects]), patch=patch)  # (S, J, 64+N-1, 64+N-1)
+        # the patches as a (S, J, 64, 64, N, N) view of it (what patch_windows gives, without padding twice)
+        self.windows = sliding_window_view(self.padded, (patch, patch), axis=(-2, -1))
         self.frames = self.windows.shape[1]
         self.patch = patch
         self.global_rows = self._global_rows(subjects, global_patch)
@@ -430,11 +432,9 @@ class PixelBatches:
             self._tables = {}
         with tf.device("/CPU:0"):
             if "table" not in self._tables:
-                r = self.patch // 2
-                base = np.pad(self.sequences, [(0, 0), (0, 0), (r, r), (r, r)], mode="edge")  # as patch_windows
-                S, J, Hp, Wp = base.shape
+                S, J, Hp, Wp = self.padded.shape
                 self._tables["table"] = tf.convert_to_tensor(
-                    np.ascontiguousarray(base.reshape(S, J, Hp * Wp).transpose(0, 2, 1)))
+                    np.ascontiguousarray(self.padded.reshape(S, J, Hp * Wp).transpose(0, 2, 1)))
             if not local_only and "glob" not in self._tables:
                 self._tables["glob"] = tf.convert_to_tensor(self.global_rows)
         return self._tables["table"], self._tables.get("glob")
@@ -462,7 +462,7 @@ class PixelBatches:
                                                   output_signature=spec).prefetch(2)
         table, glob = self._graph_tables(local_only)
         s = self.samples
-        Wp = self.sequences.shape[-1] + self.patch - 1
+        Wp = self.padded.shape[-1]
         subj = tf.constant(s["subject"].astype(np.int32))
         top_left = tf.constant((s["y"] * Wp + s["x"]).astype(np.int32))  # patch origin in padded coordinates
         oy, ox = np.mgrid[0:self.patch, 0:self.patch]

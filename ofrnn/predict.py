@@ -61,6 +61,9 @@ def load_bundle(folder):
     for key in ("frames", "patch", "global_patch", "roi_margin", "flow", "threshold"):
         if key not in config:
             raise OfrnnError("missing setting", path=folder / CONFIG_FILE, field=key)
+    # bundles written before these settings existed computed P_g in image axes, without a reference
+    config.setdefault("global_frame", "image")
+    config.setdefault("motion_reference", "none")
     return network, config
 
 
@@ -71,9 +74,8 @@ def predict_roi(network, rs, config, *, timings=None):
     """
     t0 = time.perf_counter()
     loc = local_patches(rs.roi, patch=config["patch"])
-    # bundles written before the heart frame existed used the image frame
-    glo = global_motion(rs.flows, patch=config["global_patch"], frame=config.get("global_frame", "image"),
-                        reference=config.get("motion_reference", "none"))
+    glo = global_motion(rs.flows, patch=config["global_patch"], frame=config["global_frame"],
+                        reference=config["motion_reference"])
     t1 = time.perf_counter()
     # predict_on_batch runs a compiled graph: ~3x faster than an eager call for the 4096 ROI pixels
     batch = int(config.get("eval_batch", 4096))

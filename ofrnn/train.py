@@ -100,19 +100,17 @@ def build(cfg, global_shape, *, local_block=None):
                        dropout=cfg["input_dropout"])
     network, parts = ofrnn_network(rnn, global_frames=global_shape[0], global_features=global_shape[1],
                                    encoder_sizes=cfg["encoder_sizes"], activation=cfg["encoder_activation"],
-                                   features=cfg.get("features", "both"), feature_dropout=cfg.get("feature_dropout", 0.0),
-                                   global_blocks=_global_blocks(cfg, global_shape[1]))
+                                   features=cfg["features"], feature_dropout=cfg["feature_dropout"],
+                                   global_blocks=_global_blocks(cfg))
     parts["local"] = local_motion_classifier(rnn)
     return network, parts
 
 
-def _global_blocks(cfg, features):
-    """Blocks of P_g standardised together: the three 3x3 blocks of the layout ("block"), or none."""
+def _global_blocks(cfg):
+    """Blocks of P_g standardised together: the three patch blocks of the layout ("block"), or none."""
     from .flow import GLOBAL_FEATURE_LAYOUT
 
-    if cfg["global_norm"] == "block" and features % len(GLOBAL_FEATURE_LAYOUT) == 0:
-        return len(GLOBAL_FEATURE_LAYOUT)
-    return None
+    return len(GLOBAL_FEATURE_LAYOUT) if cfg["global_norm"] == "block" else None
 
 
 def _optimizer(cfg, key="learning_rate"):
@@ -191,17 +189,15 @@ def _train_network(train, val, cfg, out, *, local_block=None):
     else:
         if done["local"].is_file():
             parts["local"].load_weights(done["local"])
-        elif cfg.get("features", "both") == "global":
+        elif cfg["features"] == "global":
             timings["local"] = 0.0  # Table 1 "global only": the local motion layers are not used
         else:
             timings["local"], _ = _fit_supervised(parts["local"], train, val, cfg, epochs=cfg["lstm_epochs"], ckpt=ckpt,
                                                name="local", local_only=True, log=out / "train_log_local.csv")
         if "local" in timings:
             parts["local"].save_weights(done["local"])
-        rows = train.global_rows
-        blocks = _global_blocks(cfg, rows.shape[-1])
-        parts["normalization"].adapt(rows.reshape(len(train), rows.shape[1], blocks, -1) if blocks
-                                     else rows.reshape(len(train), -1))
+        norm = parts["normalization"]  # adapted on P_g in the shape it sees (per value, or per block)
+        norm.adapt(train.global_rows.reshape((len(train),) + tuple(norm.input.shape[1:])))
         ae_log = out / "train_log_autoencoders.csv"
         ae_log.write_text("stage,epoch,loss\n")
         timings["autoencoders"] = _pretrain_autoencoders(parts, train, cfg, ae_log)

@@ -123,8 +123,8 @@ def _training_throughput(network, config, args, ids, *, steps=40):
         return out
     samples = sample_pixels(subjects, per_subject=800, fractions=[0.3, 0.3, 0.2, 0.2], seed=0)
     batches = PixelBatches(subjects, samples, patch=config["patch"], global_patch=config["global_patch"],
-                           global_frame=config.get("global_frame", "image"),
-                           motion_reference=config.get("motion_reference", "none"), batch_size=args.batch, seed=0)
+                           global_frame=config["global_frame"], motion_reference=config["motion_reference"],
+                           batch_size=args.batch, seed=0)
     for feed in ("generator", "graph"):
         ds = batches.dataset(feed=feed)
         network.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)  # warm-up: tracing, first batches

@@ -102,7 +102,6 @@ def cell_settings(cfg, cell):
     tcfg = load_profile(cfg["train_profile"], _path(cfg.get("train_settings", "experiments/train.toml")))
     tcfg.update(cfg.get("overrides", {}))
     tcfg.update({k: v for k, v in cfg["cells"][cell].items() if k not in ("block", "label")})
-    tcfg.setdefault("features", "both")  # explicit, so the full model hashes alike in every ablation
     tcfg["profile"] = f"{cfg['train_profile']}+{cfg['profile']}"
     return tcfg
 
@@ -281,23 +280,30 @@ def run_grid(config, profile, out_dir, *, title, learner=None, progress=True):
     return cfg, {cell: summarise(rs, folder=str(folders[cell])) for cell, rs in results.items()}
 
 
+def mean_sd(values):
+    """Mean and sample sd (ddof 1) of per-fold values, None and NaN skipped: {mean, sd, n}.
+
+    ``mean`` is None when no value is finite; ``sd`` is 0 for a single value. The one place every
+    table over folds (ablations, yardstick, report) takes its mean +- sd from.
+    """
+    v = np.array([np.nan if x is None else x for x in values], dtype=float)
+    fin = np.isfinite(v)
+    return dict(mean=float(np.nanmean(v)) if fin.any() else None,
+                sd=float(np.nanstd(v, ddof=1)) if fin.sum() > 1 else 0.0, n=int(fin.sum()))
+
+
 def summarise(results, *, folder=None):
     """Mean and sd over folds of the headline metrics and timings of one cell."""
-    def stat(values):
-        v = np.array([np.nan if x is None else x for x in values], dtype=float)
-        return dict(mean=float(np.nanmean(v)) if np.isfinite(v).any() else None,
-                    sd=float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0)
-
     out = dict(folds=[r["fold"] for r in results], folder=folder, n_test=sum(r["n_test"] for r in results),
                seed=results[0]["settings"]["seed"], n_folds=results[0]["settings"]["n_folds"],
                total_s=float(sum(r["timings"]["total_s"] for r in results)))
     for group in ("myocardium", "roi"):
-        out[group] = {k: stat([r["metrics"][group][k] for r in results]) for k in METRICS}
-    out["dice_myocardium_mean"] = stat([r["metrics"]["dice_myocardium_mean"] for r in results])
+        out[group] = {k: mean_sd([r["metrics"][group][k] for r in results]) for k in METRICS}
+    out["dice_myocardium_mean"] = mean_sd([r["metrics"]["dice_myocardium_mean"] for r in results])
     if all("validation" in r for r in results):  # cells stored before validation metrics were kept lack them
-        out["validation"] = {k: stat([r["validation"][k] for r in results]) for k in METRICS}
-    out["train_s"] = stat([r["timings"]["train_s"] for r in results])
-    out["predict_s_per_subject"] = stat([r["timings"]["predict_s_per_subject"] for r in results])
+        out["validation"] = {k: mean_sd([r["validation"][k] for r in results]) for k in METRICS}
+    out["train_s"] = mean_sd([r["timings"]["train_s"] for r in results])
+    out["predict_s_per_subject"] = mean_sd([r["timings"]["predict_s_per_subject"] for r in results])
     return out
 
 

@@ -56,6 +56,7 @@ from scipy import ndimage as ndi
 
 from ..errors import OfrnnError
 from ..files import atomic_write_text, save_figure, write_json
+from ..flow import centred_grid, heart_components, lagrangian_displacement
 from . import _cells
 
 GROUPS = ("motion", "geometry", "context", "position")
@@ -73,9 +74,7 @@ CONTEXT_CHANNELS = ("ur_peak", "ur_es", "err_es", "ecc_es")
 
 # -- features --------------------------------------------------------------------------------------------
 def _unit_vectors(H, W, centre):
-    cy, cx = ((H - 1) / 2, (W - 1) / 2) if centre is None else centre
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
-    dy, dx = yy - cy, xx - cx
+    dy, dx = (d.astype(np.float64) for d in centred_grid((H, W), centre=centre))
     r = np.hypot(dy, dx)
     ey = np.divide(dy, r, out=np.zeros_like(dy), where=r > 0)
     ex = np.divide(dx, r, out=np.zeros_like(dx), where=r > 0)
@@ -160,8 +159,6 @@ def motion_features(rs, *, centre=None, core=0.4):
     names : tuple of str
         F names, in order.
     """
-    from ..flow import heart_components, lagrangian_displacement
-
     if rs.flows is None:
         raise OfrnnError("no flows (prepare the subject with a flow source)", field=f"subjects/{rs.id}/flows")
     flows = np.asarray(rs.flows, dtype=np.float32)
@@ -232,10 +229,8 @@ def geometry_features(rs):
 
 def sectors(shape, n_sectors, *, centre=None):
     """Angular sector (0..n_sectors-1) of every pixel about ``centre`` (the grid's centre by default)."""
-    H, W = shape
-    cy, cx = ((H - 1) / 2, (W - 1) / 2) if centre is None else centre
-    yy, xx = np.mgrid[0:H, 0:W]
-    theta = np.arctan2(yy - cy, xx - cx)  # (-pi, pi]
+    dy, dx = centred_grid(shape, centre=centre)
+    theta = np.arctan2(dy.astype(np.float64), dx.astype(np.float64))  # (-pi, pi]
     return np.minimum(((theta + np.pi) / (2 * np.pi) * n_sectors).astype(int), n_sectors - 1)
 
 
@@ -441,22 +436,15 @@ def _key(blob):
     return hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _stat(values):
-    v = np.array([np.nan if x is None else x for x in values], dtype=float)
-    fin = np.isfinite(v)
-    return dict(mean=float(np.nanmean(v)) if fin.any() else None,
-                sd=float(np.nanstd(v, ddof=1)) if fin.sum() > 1 else 0.0, n=int(fin.sum()))
-
-
 def summarise(folds):
     """Mean and sd over folds of the myocardium metrics and the segment accuracies of one row."""
-    out = {k: _stat([f["metrics"]["myocardium"][k] for f in folds]) for k in METRICS}
-    out["dice_myocardium_mean"] = _stat([f["metrics"]["dice_myocardium_mean"] for f in folds])
+    out = {k: _cells.mean_sd([f["metrics"]["myocardium"][k] for f in folds]) for k in METRICS}
+    out["dice_myocardium_mean"] = _cells.mean_sd([f["metrics"]["dice_myocardium_mean"] for f in folds])
     levels = sorted({lv for f in folds for lv in f["metrics"]["segments"]})
-    out["segments"] = {lv: _stat([f["metrics"]["segments"].get(lv) for f in folds]) for lv in levels}
-    out["segment_auc"] = _stat([f["metrics"]["segment_auc"] for f in folds])
-    out["threshold"] = _stat([f["threshold"] for f in folds])
-    out["fit_s"] = _stat([f["fit_s"] for f in folds])
+    out["segments"] = {lv: _cells.mean_sd([f["metrics"]["segments"].get(lv) for f in folds]) for lv in levels}
+    out["segment_auc"] = _cells.mean_sd([f["metrics"]["segment_auc"] for f in folds])
+    out["threshold"] = _cells.mean_sd([f["threshold"] for f in folds])
+    out["fit_s"] = _cells.mean_sd([f["fit_s"] for f in folds])
     return out
 
 

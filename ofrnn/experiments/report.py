@@ -156,13 +156,9 @@ def train_results(root):
 
 def _fold_table(results):
     """The ``make cv`` summary shape (``metrics["roi.accuracy"] = {mean, sd}``) computed over stored folds."""
-    import numpy as np
-
     def stat(values):
-        v = np.array([np.nan if x is None else x for x in values], dtype=float)
-        if not np.isfinite(v).any():
-            return None
-        return dict(mean=float(np.nanmean(v)), sd=float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0)
+        s = _cells.mean_sd(values)
+        return None if s["mean"] is None else dict(mean=s["mean"], sd=s["sd"])
 
     t = {f"{g}.{k}": stat([r["metrics"][g].get(k) for r in results]) for g in ("roi", "myocardium") for k in _PIXEL_KEYS}
     t.update({f"segments.{lv}": stat([r["metrics"]["segments"]["accuracy"].get(lv) for r in results])
@@ -216,16 +212,12 @@ def ceiling(root):
     m = _load(root / "ceiling" / "metrics.json")
     if not m or not m.get("rows"):
         return [], None
-    import numpy as np
+    from .ceiling import _ms
 
     folds = {int(n[4:]): r for n, r in train_results(root) if n.startswith("fold")}
 
     def ms(values):
-        v = np.array([np.nan if x is None else x for x in values], dtype=float)
-        if not np.isfinite(v).any():
-            return "n/a"
-        sd = np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else 0.0
-        return f"{100 * np.nanmean(v):.1f} ± {100 * sd:.1f}"
+        return _ms(_cells.mean_sd(values))
 
     def row(name, flow, beyond, per_fold, segs):
         same = [f["dice"] for k, f in per_fold.items() if k in folds]

@@ -100,6 +100,18 @@ def lagrangian_displacement(flows):
     return np.moveaxis(p[1:] - p[0], -1, 1).astype(np.float32)
 
 
+def centred_grid(shape, *, centre=None):
+    """Offsets (dy, dx) of every pixel of an H x W grid from the LV centre (pixels).
+
+    ``centre`` (y, x) defaults to the grid's centre ((H-1)/2, (W-1)/2): the LV centre of an ROI
+    cut around the LV box (:mod:`ofrnn.roi`). Returns two float32 arrays (H, W).
+    """
+    H, W = shape
+    cy, cx = ((H - 1) / 2, (W - 1) / 2) if centre is None else centre
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    return yy - np.float32(cy), xx - np.float32(cx)
+
+
 def heart_components(displacement, *, centre=None):
     """Radial and circumferential (polar) displacement of grid points about the LV centre.
 
@@ -126,10 +138,7 @@ def heart_components(displacement, *, centre=None):
         as displayed, y pointing down), in the displacement's unit; both 0 at the centre itself.
     """
     u = np.asarray(displacement, dtype=np.float32)
-    H, W = u.shape[-2:]
-    cy, cx = ((H - 1) / 2, (W - 1) / 2) if centre is None else centre
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    qy, qx = yy - np.float32(cy), xx - np.float32(cx)
+    qy, qx = centred_grid(u.shape[-2:], centre=centre)
     py, px = qy + u[..., 0, :, :], qx + u[..., 1, :, :]
     r0 = np.hypot(qy, qx)
     radial = np.hypot(py, px) - r0
@@ -147,8 +156,8 @@ def _patches(maps, patch):
     return win.transpose(1, 2, 0, 3, 4).reshape(H, W, n, patch * patch)
 
 
-def _heart_frame(flows, patch, centre):
-    u = lagrangian_displacement(flows)  # (T-1, 2, H, W)
+def _heart_frame(u, patch, centre):
+    """P_g blocks (magnitude, radial, circumferential) of the Lagrangian displacement u (T-1, 2, H, W)."""
     rc = heart_components(u, centre=centre)
     mag = np.hypot(u[:, 0], u[:, 1])
     return np.concatenate([_patches(mag, patch), _patches(rc[:, 0], patch), _patches(rc[:, 1], patch)], axis=-1)
@@ -188,7 +197,10 @@ def motion_scale(flows):
     subject's global function (slice EF varies from about 30 to 70 % in the cohort); an infarct
     smaller than 5 % of the ROI does not move it.
     """
-    u = lagrangian_displacement(flows)
+    return _peak_scale(lagrangian_displacement(flows))
+
+
+def _peak_scale(u):
     peak = np.hypot(u[:, 0], u[:, 1]).max(axis=0)
     return float(max(np.percentile(peak, REFERENCE_PERCENTILE), 1e-3))
 
@@ -239,8 +251,10 @@ def global_features(flows, *, patch=3, frame="heart", centre=None, reference="no
         raise OfrnnError(f"frame {frame!r} is not one of {FRAMES}", field="global_frame")
     if reference not in REFERENCES:
         raise OfrnnError(f"reference {reference!r} is not one of {REFERENCES}", field="motion_reference")
-    out = _heart_frame(flows, patch, centre) if frame == "heart" else _image_frame(flows, patch)
+    # the tracing is the expensive part: done once, for the heart frame and the slice reference alike
+    u = lagrangian_displacement(flows) if frame == "heart" or reference == "slice" else None
+    out = _heart_frame(u, patch, centre) if frame == "heart" else _image_frame(flows, patch)
     if reference == "slice":
         k = out.shape[-1] if frame == "heart" else patch * patch
-        out[..., :k] /= motion_scale(flows)
+        out[..., :k] /= _peak_scale(u)
     return np.ascontiguousarray(out, dtype=np.float32)
