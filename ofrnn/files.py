@@ -6,6 +6,7 @@ one clear error line when missing or malformed.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -28,22 +29,34 @@ def json_default(o):
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def atomic_write_bytes(path, data: bytes):
-    """Write ``data`` to ``path`` atomically (same-folder temporary file, then rename); creates
-    missing parent folders."""
+@contextlib.contextmanager
+def atomic_output(path, *, suffix=".tmp"):
+    """Yield a temporary path beside ``path``; when the block ends normally, give the file normal
+    permissions (0666 less the umask, like any new file; ``mkstemp`` makes 0600) and rename it to
+    ``path``. On any exception, interrupts included, the temporary file is removed.
+
+    For writers that need a file name rather than bytes (h5py, Keras ``save``): ``suffix`` keeps the
+    extension a library checks (e.g. ``".keras"``). Creates missing parent folders.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def atomic_write_bytes(path, data: bytes):
+    """Write ``data`` to ``path`` atomically (same-folder temporary file, then rename); creates
+    missing parent folders."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path, text: str):

@@ -3,25 +3,24 @@
 A *bundle* is the folder ``ofrnn train`` writes: ``model.keras`` (the network of
 :func:`ofrnn.discriminate.ofrnn_network`) and ``ofrnn_model.json`` (frames, patch sizes, ROI and
 flow sources, decision threshold, versions). :func:`predict_roi` runs the motion statistical and
-discriminate layers on every pixel of a prepared ROI sequence; :func:`predict_cohort` does the
+discriminate layers on every pixel of a prepared ROI sequence; :func:`predict_subjects` does the
 whole job of ``ofrnn predict``: ROI, flow, features, network, and maps the result back to the full
 frame-0 image with :func:`ofrnn.roi.uncrop`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from .files import save_figure, write_json
+from .files import atomic_output, save_figure, write_json
 from . import roi as roimod
 from .errors import OfrnnError
-from .metrics import SEGMENT_RULE, evaluate_rois, infarct_size, segment_labels
+from .metrics import CALL_MIN_PIXELS, SEGMENT_RULE, evaluate_rois, infarct_size, segment_labels
 from .motion import local_patches
 from .pipeline import global_motion, prepare_subject, roi_flows, subject_transform
 
@@ -30,16 +29,22 @@ CONFIG_FILE = "ofrnn_model.json"
 
 
 def save_bundle(folder, network, config):
-    """Write ``model.keras`` and ``ofrnn_model.json`` into ``folder`` atomically (temp + rename)."""
+    """Write ``model.keras`` and ``ofrnn_model.json`` into ``folder`` atomically (temp + rename,
+    normal file permissions, :func:`ofrnn.files.atomic_output`)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp_model = folder / f".{MODEL_FILE}.tmp.keras"
-    network.save(tmp_model)
-    os.replace(tmp_model, folder / MODEL_FILE)
-    fd, tmp = tempfile.mkstemp(prefix=f".{CONFIG_FILE}.", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-    os.replace(tmp, folder / CONFIG_FILE)
+    with atomic_output(folder / MODEL_FILE, suffix=".keras") as tmp:
+        network.save(tmp)
+    write_json(folder / CONFIG_FILE, config, indent=2)
+
+
+def model_digest(folder):
+    """First 16 hex digits of the SHA-256 of a bundle's ``model.keras``: names the exact weights
+    a prediction came from, without naming a path."""
+    h = hashlib.sha256()
+    with open(Path(folder) / MODEL_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def load_bundle(folder):
@@ -64,6 +69,7 @@ def load_bundle(folder):
     # bundles written before these settings existed computed P_g in image axes, without a reference
     config.setdefault("global_frame", "image")
     config.setdefault("motion_reference", "none")
+    config["model_sha256"] = model_digest(folder)
     return network, config
 
 
@@ -88,51 +94,127 @@ def predict_roi(network, rs, config, *, timings=None):
     return prob.reshape(rs.roi.shape[1:]).astype(np.float32)
 
 
-def overlay_png(path, image, pred, *, truth=None, box=None, title=None):
-    """Fig. 2 style: predicted infarct filled green over the image, traced infarct outlined yellow."""
+#: the frame every prediction map and overlay is drawn on
+FRAME = "frame 0 (end-diastole, the ECG trigger)"
+
+#: how :func:`subject_summary` restricts the infarct when the myocardium is unknown
+NO_MYOCARDIUM = ("myocardium unknown (no contours or masks with the input): area and centroid count every "
+                 "predicted pixel inside the ROI box, which may include non-myocardial pixels")
+
+
+def _draw(ax, image, pred, truth, myocardium):
+    import matplotlib.patches as mpatches
+    from matplotlib.lines import Line2D
+
+    ax.imshow(image, cmap="gray", interpolation="nearest")
+    green = np.zeros(np.shape(pred) + (4,))
+    green[..., 1] = 1.0
+    green[..., 3] = 0.45 * (np.asarray(pred) > 0)
+    ax.imshow(green, interpolation="nearest")
+    handles = [mpatches.Patch(color=(0, 1, 0, 0.45), label="predicted infarct")]
+    if myocardium is not None and np.any(myocardium):
+        ax.contour(np.asarray(myocardium, dtype=float), levels=[0.5], colors="cyan", linewidths=0.7)
+        handles.append(Line2D([], [], color="cyan", lw=0.7, label="myocardium"))
+    if truth is not None and np.any(truth):
+        ax.contour(np.asarray(truth, dtype=float), levels=[0.5], colors="yellow", linewidths=1.0)
+        handles.append(Line2D([], [], color="yellow", lw=1.0, label="traced infarct"))
+    ax.axis("off")
+    return handles
+
+
+def overlay_png(path, image, pred, *, truth=None, myocardium=None, box=None, frame=FRAME, title=None):
+    """Fig. 2 style overlay: predicted infarct filled green, traced infarct outlined yellow, myocardium
+    outlined cyan, with a legend and the frame named.
+
+    Parameters
+    ----------
+    path : path
+        PNG to write.
+    image : array (H, W)
+        The frame drawn (named by ``frame``).
+    pred, truth, myocardium : arrays (H, W), optional
+        Predicted infarct, traced infarct, myocardium (``truth`` and ``myocardium`` when known).
+    box : (y0, x0, y1, x1), optional
+        The ROI box in ``image`` pixels: the full frame is drawn with the box, beside a zoom on it.
+    """
+    from matplotlib.patches import Patch
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    ax.imshow(image, cmap="gray", interpolation="nearest")
-    green = np.zeros(pred.shape + (4,))
-    green[..., 1] = 1.0
-    green[..., 3] = 0.45 * (np.asarray(pred) > 0)
-    ax.imshow(green, interpolation="nearest")
-    if truth is not None and np.any(truth):
-        ax.contour(np.asarray(truth, dtype=float), levels=[0.5], colors="yellow", linewidths=1.0)
+    panels = 2 if box is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.6), dpi=100, squeeze=False)
+    handles = _draw(axes[0, 0], image, pred, truth, myocardium)
     if box is not None:
-        y0, x0, y1, x1 = box
-        ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="cyan", lw=0.8))
-        ax.set_xlim(x0 - 0.5, x1 - 0.5)
-        ax.set_ylim(y1 - 0.5, y0 - 0.5)
-    if title:
-        ax.set_title(title, fontsize=8)
-    ax.axis("off")
-    fig.tight_layout()
+        y0, x0, y1, x1 = (int(v) for v in box)
+        axes[0, 0].add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="orange",
+                                           lw=1.0))
+        axes[0, 0].set_title("full frame", fontsize=8)
+        _draw(axes[0, 1], image, pred, truth, myocardium)
+        axes[0, 1].set_xlim(x0 - 0.5, x1 - 0.5)
+        axes[0, 1].set_ylim(y1 - 0.5, y0 - 0.5)
+        axes[0, 1].set_title("ROI box, enlarged", fontsize=8)
+        handles.append(Patch(fill=False, edgecolor="orange", label="ROI box"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    fig.suptitle("\n".join(t for t in (title, frame) if t), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(fig, path)
     plt.close(fig)
 
 
-def subject_summary(prob_img, pred_img, subject, box):
-    """The per-subject JSON of ``ofrnn predict``: area, % of myocardium, centroid, AHA segments."""
+def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, threshold, model):
+    """The per-subject JSON of ``ofrnn predict``.
+
+    Parameters
+    ----------
+    prob_img, pred_img : arrays (H, W)
+        Infarct probability and prediction in frame-0 image coordinates.
+    subject : :class:`ofrnn.store.Subject`
+        Its ``myocardium`` (when known) restricts the area and centroid: an infarct is myocardial by
+        definition. When unknown, the ROI (``roi_mask``) is used and the file says so.
+    box : (4,) int
+        The ROI box (y0, x0, y1, x1), image pixels, half-open.
+    roi_mask : array of bool (H, W)
+        Pixels the network scored.
+    called : bool
+        The slice call (:func:`ofrnn.metrics.slice_call`, made in ROI space).
+    threshold : float
+    model : dict
+        What names the model (profile, fold, SHA-256 of its weights file).
+
+    Returns
+    -------
+    dict
+        ``infarct_area_mm2``, ``percent_of_myocardium`` (None when the myocardium is unknown),
+        ``centroid_rc_px`` (row, col) image pixels from the centre of the top-left pixel, and
+        ``centroid_rc_mm`` (row, col) = pixels times ``spacing_mm`` from the same origin (None
+        without infarct), ``infarct_present`` and the rule, ``aha_segments_involved``.
+    """
     sy, sx = subject.spacing_mm
-    n = int(np.count_nonzero(pred_img))
-    out = dict(id=subject.id, level=subject.level, lv_box=[int(v) for v in box],
+    known = subject.myocardium is not None and np.any(subject.myocardium)
+    region = np.asarray(subject.myocardium, dtype=bool) if known else np.asarray(roi_mask, dtype=bool)
+    inside = np.asarray(pred_img, dtype=bool) & region
+    n = int(np.count_nonzero(inside))
+    out = dict(id=subject.id, level=subject.level, frame=FRAME, spacing_mm=[float(sy), float(sx)],
+               roi_box_rc=[int(v) for v in box], threshold=float(threshold), model=model,
+               region=("myocardium (supplied with the input): predicted pixels outside it are not counted"
+                       if known else NO_MYOCARDIUM),
+               infarct_present=bool(called),
+               call_rule=f"infarct present when >= {CALL_MIN_PIXELS} ROI pixels of the "
+                         f"{'myocardium' if known else 'ROI'} are predicted infarct (64x64 ROI space)",
                infarct_pixels=n, infarct_area_mm2=float(n * sy * sx),
-               max_probability=float(prob_img.max()))
+               predicted_pixels_outside_region=int(np.count_nonzero(pred_img)) - n,
+               max_probability=float(np.nanmax(np.where(roi_mask, prob_img, np.nan))))
     if n:
-        cy, cx = np.argwhere(pred_img).mean(axis=0)
-        out["centroid_px"] = [float(cy), float(cx)]
-        out["centroid_mm"] = [float(cy * sy), float(cx * sx)]
+        cy, cx = np.argwhere(inside).mean(axis=0)
+        out["centroid_rc_px"] = [float(cy), float(cx)]
+        out["centroid_rc_mm"] = [float(cy * sy), float(cx * sx)]
     else:
-        out["centroid_px"] = out["centroid_mm"] = None
-    out["percent_of_myocardium"] = (infarct_size(pred_img, subject.myocardium)
-                                    if subject.myocardium is not None else None)
+        out["centroid_rc_px"] = out["centroid_rc_mm"] = None
+    out["percent_of_myocardium"] = infarct_size(pred_img, subject.myocardium) if known else None
     if subject.aha_segments is not None:
-        labels = segment_labels(pred_img, subject.aha_segments)
+        labels = segment_labels(inside, subject.aha_segments)
         out["aha_segments_involved"] = [s for s, v in labels.items() if v]
         out["aha_rule"] = f"segment involved when >= {SEGMENT_RULE:g} of its pixels are predicted infarct"
     else:
@@ -140,14 +222,32 @@ def subject_summary(prob_img, pred_img, subject, box):
     return out
 
 
+def _frame0_myocardium(subject):
+    """The frame-0 myocardium when the input supplies it (simulator mask or a contoured frame 0), else None."""
+    if subject.myocardium is not None and np.any(subject.myocardium):
+        return subject.myocardium
+    t = subject.myocardium_t
+    if t is not None and subject.annotated.get("myocardium_t", np.ones(len(t)))[0] and np.any(t[0]):
+        return t[0]
+    return None
+
+
+def _model_info(config):
+    """What names the model in every output: profile, fold, weights digest, versions; no path."""
+    keys = ("profile", "fold", "flow", "roi", "threshold", "model_sha256", "cohort_sha256")
+    return {k: config[k] for k in keys if k in config} | {"ofrnn": config.get("versions", {}).get("ofrnn")}
+
+
 def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None, source_path=None,
                      total=None, progress=True):
     """Run the bundle on :class:`ofrnn.store.Subject` objects (any iterable) and write ``out``.
 
-    ``out`` receives predictions.h5 (per subject ``infarct_prob``, ``infarct_pred`` in full-image
-    frame-0 coordinates and ``lv_box``), ``<id>.png`` overlays and ``<id>.json`` summaries; when
-    the subjects carry traced infarct, myocardium and AHA masks, also ``metrics.json`` (the
-    training evaluation, :func:`ofrnn.metrics.evaluate_rois`, in ROI space).
+    ``out`` receives ``predictions.h5`` (schema in data/README.md: per subject ``infarct_prob``
+    (NaN outside the ROI), ``infarct_pred``, ``roi_mask`` in full-image frame-0 coordinates, and
+    ``roi_box``), ``<id>.png`` overlays and ``<id>.json`` summaries (:func:`subject_summary`);
+    when the subjects carry traced infarct, myocardium and AHA masks, also ``metrics.json`` (the
+    training evaluation, :func:`ofrnn.metrics.evaluate_rois`, in ROI space). ``source_path`` is
+    named in error messages only: no output stores a path.
 
     Returns
     -------
@@ -158,57 +258,80 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
     from tqdm import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".predictions.h5.", suffix=".tmp", dir=out)
-    os.close(fd)
     summaries, timings, labelled = [], [], []
     thr = float(config["threshold"])
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["model"] = json.dumps({k: config[k] for k in ("profile", "flow", "roi", "threshold", "fold")
-                                           if k in config})
-            f.attrs["source"] = str(source_path) if source_path else ""
-            for s in tqdm(subjects, desc="predict", unit="subject", total=total, disable=not progress):
-                tm = {}
-                t0 = time.perf_counter()
-                tr = subject_transform(s, roi=roi, localizer=localizer, margin=config["roi_margin"], path=source_path)
-                t1 = time.perf_counter()
-                rs = prepare_subject(s, frames=config["frames"], transform=tr, flow=None, path=source_path)
-                rs.flows = roi_flows(s, rs, flow=config["flow"], path=source_path)
-                t2 = time.perf_counter()
-                prob = predict_roi(network, rs, config, timings=tm)
-                H, W = s.cine.shape[1:]
-                prob_img = roimod.uncrop(prob, tr, (H, W), order=1, fill=0).astype(np.float32)
-                pred_img = (prob_img >= thr).astype(np.uint8)
-                tm.update(roi=t1 - t0, flow=t2 - t1)
-                tm["total"] = time.perf_counter() - t0
-                box = np.asarray(tr.box, dtype=np.int32)
-                g = f.create_group(f"subjects/{s.id}")
-                g.create_dataset("infarct_prob", data=prob_img, compression="gzip")
-                g.create_dataset("infarct_pred", data=pred_img, compression="gzip")
-                g.create_dataset("lv_box", data=box)
-                summary = subject_summary(prob_img, pred_img, s, box)
-                write_json(out / f"{s.id}.json", summary, indent=2)
-                overlay_png(out / f"{s.id}.png", s.cine[0], pred_img, truth=s.infarct, box=tr.box,
-                            title=f"{s.id} ({s.level}): {summary['infarct_area_mm2']:.0f} mm$^2$")
-                summaries.append(summary)
-                timings.append(dict(id=s.id, **tm))
-                if rs.infarct is not None and rs.myocardium is not None and rs.aha is not None:
-                    rs.roi = rs.flows = rs.frame0 = None  # keep only the ROI labels for scoring
-                    labelled.append((rs, prob))
-        os.replace(tmp, out / "predictions.h5")
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    model = _model_info(config)
+    with atomic_output(out / "predictions.h5", suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["schema"] = "ofrnn predictions, version 1 (data/README.md)"
+        f.attrs["model"] = json.dumps(model, sort_keys=True)
+        f.attrs["threshold"] = thr
+        f.attrs["frame"] = FRAME
+        f.attrs["axes"] = "(row, col) image pixels of the input's frame 0; pixel (r, c) has its centre at (r, c)"
+        for s in tqdm(subjects, desc="predict", unit="subject", total=total, disable=not progress):
+            tm = {}
+            t0 = time.perf_counter()
+            tr = subject_transform(s, roi=roi, localizer=localizer, margin=config["roi_margin"], path=source_path)
+            t1 = time.perf_counter()
+            rs = prepare_subject(s, frames=config["frames"], transform=tr, flow=None, path=source_path)
+            rs.flows = roi_flows(s, rs, flow=config["flow"], path=source_path)
+            t2 = time.perf_counter()
+            prob = predict_roi(network, rs, config, timings=tm)
+            H, W = s.cine.shape[1:]
+            roi_mask = roimod.uncrop(np.ones_like(prob), tr, (H, W), order=0, fill=0) > 0
+            prob_img = np.where(roi_mask, roimod.uncrop(prob, tr, (H, W), order=1, fill=0), np.nan).astype(np.float32)
+            pred_img = (np.nan_to_num(prob_img) >= thr).astype(np.uint8)
+            tm.update(roi=t1 - t0, flow=t2 - t1)
+            tm["total"] = time.perf_counter() - t0
+            box = np.asarray(tr.box, dtype=np.int32)
+            myo = _frame0_myocardium(s)
+            region = myo.astype(bool) if myo is not None else roi_mask
+            # the call counts ROI pixels (heart-size normalised, as in evaluation): image pixels / scale^2
+            called = np.count_nonzero(pred_img.astype(bool) & region) / tr.scale ** 2 >= CALL_MIN_PIXELS
+            subject = s if myo is None or s.myocardium is not None else _with_myocardium(s, myo)
+            summary = subject_summary(prob_img, pred_img, subject, box, roi_mask=roi_mask, called=called,
+                                      threshold=thr, model=model)
+            _write_subject(f, s, prob_img, pred_img, roi_mask, box)
+            write_json(out / f"{s.id}.json", summary, indent=2, nan_as_null=True)
+            state = "infarct present" if called else "no infarct called"
+            overlay_png(out / f"{s.id}.png", s.cine[0], pred_img, truth=s.infarct, myocardium=myo, box=tr.box,
+                        title=f"{s.id} ({s.level}): {state}, {summary['infarct_area_mm2']:.0f} mm$^2$")
+            summaries.append(summary)
+            timings.append(dict(id=s.id, **tm))
+            if rs.infarct is not None and rs.myocardium is not None and rs.aha is not None:
+                rs.roi = rs.flows = rs.frame0 = None  # keep only the ROI labels for scoring
+                labelled.append((rs, prob))
     result = dict(subjects=summaries, timings=timings)
     if labelled:
         # cohorts with traced infarcts (e.g. another simulator seed or acquisition) are scored as in training
         metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr)
-        metrics["provenance"] = dict(model_cohort=config.get("cohort"), model_fold=config.get("fold"),
-                                     flow=config["flow"], roi_source=roi, source=str(source_path))
+        metrics["provenance"] = dict(model=model, roi_source=roi)
         write_json(out / "metrics.json", metrics, indent=2)
         result["metrics"] = metrics
     return result
 
 
-__all__ = ["MODEL_FILE", "CONFIG_FILE", "save_bundle", "load_bundle", "predict_roi", "overlay_png",
+def _with_myocardium(subject, myocardium):
+    from dataclasses import replace
+
+    return replace(subject, myocardium=np.asarray(myocardium, dtype=np.uint8))
+
+
+def _write_subject(f, subject, prob_img, pred_img, roi_mask, box):
+    """One subject's group of predictions.h5 (layout: data/README.md, "Prediction files")."""
+    g = f.create_group(f"subjects/{subject.id}")
+    g.attrs["spacing_mm"] = np.asarray(subject.spacing_mm, dtype=np.float64)
+    g.attrs["level"] = subject.level
+    for name, data, units, meaning in (
+            ("infarct_prob", prob_img, "probability [0, 1]", "infarct probability; NaN outside the ROI (not scored)"),
+            ("infarct_pred", pred_img, "1 / 0", "1 = infarct (probability >= the file's threshold)"),
+            ("roi_mask", roi_mask.astype(np.uint8), "1 / 0", "1 = pixel scored by the network (inside the ROI box)")):
+        d = g.create_dataset(name, data=data, compression="gzip")
+        d.attrs["units"] = units
+        d.attrs["meaning"] = meaning
+        d.attrs["spacing_mm"] = np.asarray(subject.spacing_mm, dtype=np.float64)
+    d = g.create_dataset("roi_box", data=box)
+    d.attrs["units"] = "image pixels, (y0, x0, y1, x1) half-open"
+
+
+__all__ = ["MODEL_FILE", "CONFIG_FILE", "FRAME", "save_bundle", "model_digest", "load_bundle", "predict_roi", "overlay_png",
            "subject_summary", "predict_subjects"]

@@ -18,6 +18,7 @@ training folds, never on the test fold.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -31,7 +32,7 @@ from . import splits
 from ._version import __version__
 from .errors import OfrnnError
 from .files import read_toml, write_json
-from .fold_report import PAPER, overlays as write_overlays, plot_curves, write_report
+from .fold_report import PAPER, overlays as write_overlays, plot_curves, plot_training, read_training_log, write_report
 from .pipeline import PixelBatches, prepare_cohort, sample_pixels
 from .predict import MODEL_FILE, predict_roi, save_bundle
 from .store import open_cohort
@@ -40,6 +41,10 @@ PROFILES = Path(__file__).resolve().parent.parent / "experiments" / "train.toml"
 
 #: settings a profile file may leave out (one written before they existed): the documented defaults of
 #: experiments/train.toml
+#: bumped when the evaluation or report of a fold changes: a finished fold of an older version is
+#: evaluated again from its saved weights (no retraining) and its report rewritten
+REPORT_VERSION = 2
+
 SETTING_DEFAULTS = dict(global_frame="heart", global_norm="block", motion_reference="none", features="both",
                         feature_dropout=0.0)
 
@@ -252,11 +257,54 @@ def _versions(cfg=None):
     return out
 
 
-def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=False, progress=True, overlays=6):
+def cohort_description(cohort):
+    """What a report says about the data: source, generator settings, subject count, content digest.
+
+    No path, file name or patient field: ``sha256`` (first 16 hex digits of the file's SHA-256)
+    names the cohort's content instead.
+    """
+    h = hashlib.sha256()
+    with open(cohort, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    with open_cohort(cohort) as c:
+        params = dict(c.params)
+        out = dict(source=c.source, n_subjects=len(c.ids), sha256=h.hexdigest()[:16])
+    if c.source == "simulated":
+        out.update(seed=params.get("seed"), acquisition=params.get("acquisition", {}),
+                   generator=params.get("generator"))
+    return out
+
+
+def profile_reductions(cfg, path=PROFILES):
+    """{setting: (this profile's value, the paper profile's)} where ``cfg`` departs from ``paper``
+    in the same settings file ({} for the paper profile itself, or when the file has none)."""
+    try:
+        paper = load_profile("paper", path)
+    except OfrnnError:
+        return {}
+    skip = {"profile"}
+    return {k: (cfg[k], paper[k]) for k in paper if k not in skip and k in cfg and cfg[k] != paper[k]}
+
+
+def _same_run(stamp, old):
+    """Is the stored settings stamp the same run? Stamps written before REPORT_VERSION 2 named the
+    cohort by path and may predate settings of :data:`SETTING_DEFAULTS` (their runs used the defaults);
+    they match when the cohort's size and modification time, the fold and the settings match."""
+    if "cohort" in old:
+        old = dict(old, config={**SETTING_DEFAULTS, **old.get("config", {})})
+        return all(old.get(k) == stamp.get(k) for k in ("cohort_bytes", "cohort_mtime_ns", "fold", "config"))
+    return old == stamp
+
+
+def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=False, progress=True,
+             settings=PROFILES):
     """Train on the other folds, evaluate on ``fold`` and write ``out`` (see the module docstring).
 
-    Returns the result dict also written to ``out/metrics.json``; a finished fold is returned from
-    disk unless ``force``.
+    Returns the result dict also written to ``out/metrics.json``. A finished fold is returned from
+    disk unless ``force``; one finished with an older :data:`REPORT_VERSION` is evaluated again from
+    its saved weights. ``settings``: the profiles file ``cfg`` came from (for the report's list of
+    what the profile reduces against ``paper``).
     """
     out = Path(out)
     with open_cohort(cohort) as c:
@@ -269,16 +317,18 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     split = make_split(ids, levels, fold, cfg)
     if force and out.exists():
         shutil.rmtree(out)
-    # the cohort's size and modification time stand for its content: a rebuilt cohort (make data
-    # after a simulator change) must not be answered with a fold trained on the old one
+    # the cohort's size and modification time stand for its content (a rebuilt cohort must not be
+    # answered with a fold trained on the old one); no path is stored
     st = Path(cohort).stat()
-    stamp = dict(cohort=str(Path(cohort).resolve()), cohort_bytes=st.st_size, cohort_mtime_ns=st.st_mtime_ns,
-                 fold=str(fold), config=cfg)
-    if (out / "settings.json").is_file() and json.loads((out / "settings.json").read_text()) != stamp:
+    stamp = dict(cohort_bytes=st.st_size, cohort_mtime_ns=st.st_mtime_ns, fold=str(fold), config=cfg)
+    if (out / "settings.json").is_file() and not _same_run(stamp, json.loads((out / "settings.json").read_text())):
         raise OfrnnError("holds a run with other settings (cohort file or its content, fold or profile); "
                          "use --force or another --out", path=out / "settings.json")
+    previous = None
     if (out / "metrics.json").is_file() and (out / MODEL_FILE).is_file():
-        return json.loads((out / "metrics.json").read_text())
+        previous = json.loads((out / "metrics.json").read_text())
+        if previous.get("report_version") == REPORT_VERSION:
+            return previous
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "settings.json", stamp)
     t_start = time.perf_counter()
@@ -304,28 +354,38 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
 
     val_probs, _ = predict_all(network, va, cfg, progress=progress)
     thr = choose_threshold(cfg["threshold"], va, val_probs)
-    val_metrics, _ = M.evaluate_rois(va, val_probs, thr)
+    val_metrics, _ = M.evaluate_rois(va, val_probs, thr, seed=cfg["seed"])
     probs, secs = predict_all(network, te, cfg, progress=progress)
     timings["network_per_subject"] = float(np.mean(secs))
-    metrics, records = M.evaluate_rois(te, probs, thr)
-    plot_curves(out / "roc_pr.png", te, probs)
-    write_overlays(out / "overlays", te, probs, thr, overlays)
-    bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "global_frame", "motion_reference", "roi_margin", "flow", "roi", "profile",
-                                      "eval_batch")}
-    bundle_cfg.update(threshold=thr, fold=fold, cohort=str(cohort), global_shape=list(train.global_shape),
+    metrics, records = M.evaluate_rois(te, probs, thr, seed=cfg["seed"])
+    plot_curves(out / "roc_pr.png", te, probs, thr)
+    drawn = write_overlays(out / "overlays", te, probs, thr, metrics["per_subject"])
+    training = read_training_log(out)
+    if training:
+        plot_training(out / "training.png", training)
+    data = cohort_description(cohort)
+    bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "global_frame", "motion_reference",
+                                      "roi_margin", "flow", "roi", "profile", "eval_batch")}
+    bundle_cfg.update(threshold=thr, fold=fold, cohort_sha256=data["sha256"], global_shape=list(train.global_shape),
                       intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=_versions(cfg))
     save_bundle(out, network, bundle_cfg)
     timings["total"] = time.perf_counter() - t_start
-    result = dict(cohort=str(cohort), config=cfg, split={k: split[k] for k in ("scheme", "train", "val", "test")},
-                  metrics=metrics, timings=timings, versions=_versions(cfg), paper=PAPER,
+    if previous is not None:  # evaluated again: the training's own timings stand
+        timings.update({k: previous["timings"][k] for k in ("prepare", "total") if k in previous["timings"]})
+    result = dict(report_version=REPORT_VERSION, data=data, config=cfg,
+                  split={k: split[k] for k in ("scheme", "fold", "train", "val", "test")},
+                  profile_reductions=profile_reductions(cfg, settings), metrics=metrics, timings=timings,
+                  versions=_versions(cfg), paper=PAPER, training={k: {"epochs": len(v["epochs"]), "kept": v["kept"]}
+                                                                 for k, v in training.items()},
+                  overlays=[dict(id=i, reason=r) for i, r in drawn],
                   validation={g: {k: val_metrics[g][k] for k in ("accuracy", "sensitivity", "specificity", "dice")}
                               for g in ("roi", "myocardium")})
     write_json(out / "segments.json", records)
-    write_report(out / "report.md", result)
+    write_report(out / "report.md", result, overlays_drawn=drawn, training=training)
     # metrics.json comes last: its presence marks the fold as finished (resume)
     write_json(out / "metrics.json", result, indent=2)
     return result
 
 
-__all__ = ["PROFILES", "load_profile", "make_split", "build", "train_network", "predict_all", "choose_threshold",
+__all__ = ["PROFILES", "REPORT_VERSION", "cohort_description", "profile_reductions", "load_profile", "make_split", "build", "train_network", "predict_all", "choose_threshold",
            "run_fold"]

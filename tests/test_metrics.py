@@ -80,3 +80,75 @@ def test_dice_threshold_maximises_dice():
     # thresholds 0.7 (Dice 1.0) beats 0.6 (3 tp, 2 fp: Dice 0.75)
     assert thr == pytest.approx(0.7)
     assert M.pixel_metrics(t, s >= thr)["dice"] == 1.0
+
+
+def test_wilson_interval_known_values():
+    from ofrnn.metrics import wilson_interval
+
+    # 14 of 16 AHA segments right: the example, 64-96 %
+    lo, hi = wilson_interval(14, 16)
+    assert lo == pytest.approx(0.6398, abs=1e-4) and hi == pytest.approx(0.9650, abs=1e-4)
+    # Brown, Cai & DasGupta (2001): 0 of 10 gives (0, 0.2775); never outside [0, 1]
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and all(np.isnan(wilson_interval(0, 0)))
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_bootstrap_over_subjects_covers_the_statistic_and_is_seeded():
+    from ofrnn.metrics import bootstrap_subjects
+
+    x = np.random.default_rng(1).normal(5.0, 1.0, 40)
+    lo, hi = bootstrap_subjects(lambda i: float(x[i].mean()), len(x), seed=3)
+    assert lo < x.mean() < hi
+    # the interval of a mean shrinks like 1 / sqrt(n): about 2 x 1.96 / sqrt(40) = 0.62 wide here
+    assert 0.4 < hi - lo < 0.85
+    assert bootstrap_subjects(lambda i: float(x[i].mean()), len(x), seed=3) == (lo, hi)
+    # a constant statistic has a zero-width interval
+    assert bootstrap_subjects(lambda i: 1.0, 5) == (1.0, 1.0)
+
+
+def test_pixel_intervals_contain_the_pooled_values_and_are_exact_when_subjects_agree():
+    from ofrnn.metrics import pixel_intervals, pixel_metrics
+
+    rng = np.random.default_rng(0)
+    truth = rng.random((8, 16, 16)) < 0.2
+    prob = np.clip(0.5 * truth + 0.6 * rng.random((8, 16, 16)), 0, 1)
+    pred = prob >= 0.5
+    ci = pixel_intervals(truth, pred, prob, n_boot=300)
+    m = pixel_metrics(truth, pred, prob)
+    for k in ("accuracy", "sensitivity", "specificity", "dice", "roc_auc"):
+        assert ci[k][0] <= m[k] <= ci[k][1], k
+    # eight copies of one subject: every resample is the same pool, the interval has no width
+    same = [np.repeat(a[:1], 8, axis=0) for a in (truth, pred, prob)]
+    ci = pixel_intervals(*same, n_boot=50)
+    m = pixel_metrics(*(a[0] for a in same))
+    assert ci["dice"] == pytest.approx((m["dice"], m["dice"]))
+    assert ci["roc_auc"][0] == pytest.approx(m["roc_auc"], abs=2e-3)  # histogram areas, 4096 bins
+
+
+def test_slice_call_and_outcome_on_hand_made_masks():
+    from ofrnn.metrics import CALL_MIN_PIXELS, call_outcome, call_summary, slice_call
+
+    myo = np.zeros((64, 64), bool)
+    myo[20:44, 20:24] = True  # 96 pixels
+    truth = np.zeros_like(myo)
+    truth[20:30, 20:24] = True
+    pred = np.zeros_like(myo)
+    pred[20:23, 20:24] = True  # 12 pixels on the infarct
+    assert slice_call(pred, myo) and CALL_MIN_PIXELS <= 12
+    assert call_outcome(truth, pred, myo) == "detected"
+    few = np.zeros_like(myo)
+    few[20:22, 20:24] = True  # 8 pixels: below the rule
+    assert call_outcome(truth, few, myo) == "missed"
+    far = np.zeros_like(myo)
+    far[40:44, 20:24] = True  # 16 pixels, none on the infarct
+    assert call_outcome(truth, far, myo) == "misplaced"
+    assert call_outcome(np.zeros_like(myo), far, myo) == "false positive"
+    outside = np.zeros_like(myo)
+    outside[0:10, 0:10] = True  # predicted outside the myocardium does not count
+    assert call_outcome(np.zeros_like(myo), outside, myo) == "true negative"
+    rows = [dict(outcome=o) for o in ("detected", "detected", "missed", "true negative", "false positive")]
+    s = call_summary(rows)
+    assert s["sensitivity"] == pytest.approx(2 / 3) and s["specificity"] == pytest.approx(0.5)
+    assert s["counts"]["missed"] == 1

@@ -119,7 +119,7 @@ def tiny_run(toy_cohort, tmp_path_factory):
 
     cfg = load_profile("quick", **TINY)
     out = tmp_path_factory.mktemp("fold") / "holdout"
-    return out, cfg, run_fold(toy_cohort, "holdout", cfg, out, progress=False, overlays=2)
+    return out, cfg, run_fold(toy_cohort, "holdout", cfg, out, progress=False)
 
 
 def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
@@ -136,7 +136,12 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
     for f in ("model.keras", "ofrnn_model.json", "metrics.json", "report.md", "roc_pr.png", "train_log.csv",
               "split.json"):
         assert (out / f).is_file(), f
-    assert "Decision threshold" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    for part in ("## What this is", "holdout", "simulated", "What is comparable with the paper", "95 %",
+                 "| subject |", "epoch kept", "training.png", "| package | version |"):
+        assert part in report, part
+    assert res["report_version"] >= 2 and set(res["training"]) == {"local", "finetune"}
+    assert {o["reason"] for o in res["overlays"]} >= {"best Dice", "worst Dice"}
     # a finished fold is not redone; other settings in the same folder are refused
     assert run_fold(toy_cohort, "holdout", cfg, out, progress=False)["timings"] == res["timings"]
     with pytest.raises(OfrnnError, match="other settings"):
@@ -160,20 +165,47 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
     import h5py
 
     with h5py.File(pred_dir / "predictions.h5") as f:
+        assert json.loads(f.attrs["model"])["model_sha256"] == config["model_sha256"]
+        assert f.attrs["threshold"] == pytest.approx(config["threshold"])
         g = f["subjects/toy00"]
         assert g["infarct_prob"].shape == (H, W) and g["infarct_prob"].dtype == np.float32
-        assert g["infarct_pred"].dtype == np.uint8
-        box = g["lv_box"][()]
+        assert tuple(g["infarct_prob"].attrs["spacing_mm"]) == (1.5, 1.5)
+        pred = g["infarct_pred"][()]
+        assert pred.dtype == np.uint8
+        box = g["roi_box"][()]
         assert box.shape == (4,) and box[2] > box[0] and box[3] > box[1]
-        prob = g["infarct_prob"][()]
-        assert np.all(prob[:max(box[0], 0)] == 0)  # outside the ROI: nothing predicted
+        prob, roi = g["infarct_prob"][()], g["roi_mask"][()].astype(bool)
+        # outside the ROI: not scored (NaN), never "probability 0"; inside: a probability
+        assert np.isnan(prob[~roi]).all() and np.isfinite(prob[roi]).all() and not pred[~roi].any()
     summary = json.loads((pred_dir / "toy00.json").read_text())
+    # the infarct area counts predicted pixels inside the myocardium only
+    assert summary["infarct_pixels"] == np.count_nonzero(pred.astype(bool) & subs[0].myocardium.astype(bool))
     assert summary["infarct_area_mm2"] == pytest.approx(summary["infarct_pixels"] * 2.25)
+    assert summary["region"].startswith("myocardium") and isinstance(summary["infarct_present"], bool)
+    assert summary["model"]["model_sha256"] == config["model_sha256"] and summary["frame"].startswith("frame 0")
+    _assert_private_and_readable([out, pred_dir], [str(toy_cohort), str(toy_cohort.parent)])
     assert (pred_dir / "toy00.png").is_file()
     assert set(r["timings"][0]) >= {"roi", "flow", "features", "network", "total"}
     scored = json.loads((pred_dir / "metrics.json").read_text())  # labelled cohort: scored as in training
     assert scored["n_subjects"] == 2 and 0 <= scored["roi"]["accuracy"] <= 1
     assert scored["provenance"]["roi_source"] == "gt"
+
+
+def _assert_private_and_readable(folders, secrets):
+    """No output file holds any of ``secrets`` (input paths, file and folder names) and every output
+    file has the normal mode of a new file (0666 less the umask), not mkstemp's 0600."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for folder in folders:
+        for f in folder.rglob("*"):
+            if not f.is_file() or "checkpoints" in f.parts:
+                continue
+            assert f.stat().st_mode & 0o777 == 0o666 & ~umask, (f, oct(f.stat().st_mode))
+            data = f.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in data, (f, secret)
 
 
 def test_cli_bad_inputs_give_one_line_errors(toy_cohort, tmp_path, capsys):
@@ -229,9 +261,10 @@ def test_predict_cli_on_a_dicom_folder(tiny_run, tmp_path, capsys):
         (sid,) = list(f["subjects"])
         g = f["subjects"][sid]
         assert g["infarct_prob"].shape == (H, W) and g["infarct_pred"].shape == (H, W)
-        y0, x0, y1, x1 = g["lv_box"][()]
+        y0, x0, y1, x1 = g["roi_box"][()]
         cy, cx = (subject.lv_box[0, 0] + subject.lv_box[0, 2]) / 2, (subject.lv_box[0, 1] + subject.lv_box[0, 3]) / 2
         assert abs((y0 + y1) / 2 - cy) <= 1 and abs((x0 + x1) / 2 - cx) <= 1  # ROI centred on the contour box
+    _assert_private_and_readable([tmp_path / "p1"], [str(boxed), "im000.dcm"])
     assert (tmp_path / "p1" / f"{sid}.json").is_file()
 
 
@@ -247,7 +280,7 @@ def test_killed_run_resumes_from_completed_stages_and_cv_aggregates(toy_cohort, 
     # as if killed during fine-tuning: the first two stages had finished, nothing after
     for f in ("metrics.json", "model.keras", "checkpoints/finetune.weights.h5", "checkpoints/timings.json"):
         (out / f).unlink()
-    again = run_fold(toy_cohort, "holdout", cfg, out, progress=False, overlays=0)
+    again = run_fold(toy_cohort, "holdout", cfg, out, progress=False)
     assert "local" not in again["timings"] and "autoencoders" not in again["timings"]  # not redone
     assert "finetune" in again["timings"] and (out / "model.keras").is_file()
     assert again["metrics"]["roi"]["roc_auc"] > 0.75
@@ -257,6 +290,26 @@ def test_killed_run_resumes_from_completed_stages_and_cv_aggregates(toy_cohort, 
     vals = [res["metrics"]["roi"]["accuracy"], again["metrics"]["roi"]["accuracy"]]
     assert acc["mean"] == pytest.approx(np.mean(vals)) and acc["sd"] == pytest.approx(np.std(vals, ddof=1))
     assert "mean +- sd" in (tmp_path / "cv" / "report.md").read_text()
+
+
+def test_a_fold_of_an_older_report_version_is_evaluated_again_without_training(toy_cohort, tiny_run, tmp_path):
+    import shutil
+
+    from ofrnn.train import REPORT_VERSION, run_fold
+
+    src, cfg, res = tiny_run
+    out = tmp_path / "old"
+    shutil.copytree(src, out)
+    old = json.loads((out / "metrics.json").read_text())
+    old["report_version"] = REPORT_VERSION - 1
+    (out / "metrics.json").write_text(json.dumps(old))
+    (out / "report.md").unlink()
+    again = run_fold(toy_cohort, "holdout", cfg, out, progress=False)
+    assert again["report_version"] == REPORT_VERSION and (out / "report.md").is_file()
+    assert again["metrics"]["threshold"] == pytest.approx(res["metrics"]["threshold"])
+    assert again["metrics"]["myocardium"]["dice"] == pytest.approx(res["metrics"]["myocardium"]["dice"], abs=1e-6)
+    for k in ("local", "autoencoders", "finetune", "total"):  # the training's timings, not the re-evaluation's
+        assert again["timings"][k] == pytest.approx(res["timings"][k])
 
 
 @pytest.mark.parametrize("frame", ["heart", "image"])
@@ -312,7 +365,7 @@ def test_predict_with_the_heart_localization_layers(toy_cohort, tiny_run, tmp_pa
                      progress=False)
     with h5py.File(out / "predictions.h5") as f:
         for sid in (s.id for s in subs[:2]):
-            box = f[f"subjects/{sid}/lv_box"][()]
+            box = f[f"subjects/{sid}/roi_box"][()]
             assert box[2] - box[0] >= 64 and box[3] - box[1] >= 64  # the detector's square crop, >= 64 px
             assert f[f"subjects/{sid}/infarct_prob"].shape == (H, W)
     assert json.loads((out / "metrics.json").read_text())["provenance"]["roi_source"] == "detector"

@@ -1,18 +1,25 @@
 """Detect the infarct area pixel by pixel with a trained OF-RNN bundle.
 
-Writes OUT/predictions.h5 (per subject: infarct_prob float32 (H,W) and infarct_pred uint8 (H,W) in
-the full input image's frame-0 coordinates, lv_box (4,) the ROI actually cropped, (y0, x0, y1, x1)
-image pixels), OUT/<id>.png (predicted infarct green, traced infarct yellow when known, ROI cyan)
-and OUT/<id>.json (infarct area in mm^2, % of myocardium when the myocardium is known, centroid,
-AHA segments involved when the segments are known); when the cohort has traced infarcts (e.g. a
-cohort simulated with another seed or acquisition), also OUT/metrics.json scored as in training.
+Writes into OUT/ (layout and units: data/README.md, "Prediction files"):
+  predictions.h5  per subject, in the input's frame-0 image pixels (row, col): infarct_prob float32
+                  (NaN outside the ROI: not scored), infarct_pred uint8, roi_mask uint8 (1 = scored),
+                  roi_box (y0, x0, y1, x1) the ROI actually cropped; spacing in mm as attributes; the
+                  threshold and the model (profile, fold, SHA-256 of its weights) as file attributes
+  <id>.json       infarct area (mm^2), % of myocardium, centroid as (row, col) in pixels and in mm, the
+                  call "infarct present" and its rule, the AHA segments involved. Only predicted pixels
+                  inside the myocardium count when the input supplies it (simulated cohorts, --contours);
+                  otherwise every predicted pixel in the ROI, and the file says so
+  <id>.png        the full frame 0 with the ROI box, beside the ROI enlarged: predicted infarct green,
+                  traced infarct yellow and myocardium cyan when known
+  metrics.json    when the cohort has traced infarcts: scored as in training
+No output stores an input path, file or folder name; ids come from the cohort (DICOM: a hash).
 
 ROI boxes: --roi gt uses the cohort's annotated lv_box; --roi detector --localizer DIR runs the
 heart localization layers ('ofrnn localize' bundle). The default is gt when every subject has a
 box, else detector (which then needs --localizer); an explicit --roi gt predicts the subjects that
-have a box and skips the others (e.g. Sunnybrook slices without contours). DICOM folders (--dicom) are read with
-'ofrnn ingest' rules (25 frames per cycle); they carry boxes only with --contours, otherwise they
-need --localizer.
+have a box and skips the others (e.g. Sunnybrook slices without contours). DICOM folders (--dicom) are
+read with 'ofrnn ingest' rules (25 frames per cycle); they carry boxes only with --contours, otherwise
+they need --localizer.
 """
 HELP = "predict infarct maps (image coordinates) for a cohort or a DICOM folder with a trained model"
 

@@ -36,7 +36,8 @@ def run(args):
     from ..fold_report import aggregate
     from ..train import PROFILES, load_profile, run_fold
 
-    cfg = load_profile(args.profile, args.settings or PROFILES, flow=args.flow, roi=args.roi)
+    settings = args.settings or PROFILES
+    cfg = load_profile(args.profile, settings, flow=args.flow, roi=args.roi)
     if args.fold not in ("all", "holdout") and not args.fold.isdigit():
         raise OfrnnError(f"{args.fold!r} is not a fold number, 'all' or 'holdout'", field="--fold")
     import tensorflow as tf
@@ -59,14 +60,16 @@ def run(args):
         for k in range(cfg["n_folds"]):
             print(f"== fold {k} ==")
             results.append(run_fold(args.cohort, str(k), cfg, root / f"fold{k}", cache_dir=args.cache,
-                                    localizer=localizer, force=args.force))
+                                    localizer=localizer, force=args.force, settings=settings))
             keras.backend.clear_session()
         summary = aggregate(results, root / "cv")
         for key, s in summary["metrics"].items():
-            print(f"{key:<28} {100 * s['mean']:6.2f} +- {100 * s['sd']:.2f} %")
+            scale, unit = (1, "") if key == "dice_myocardium_mean" else (100, " %")
+            print(f"{key:<28} {scale * s['mean']:6.2f} +- {scale * s['sd']:.2f}{unit}")
         return 0
     out = Path(args.out or f"results/train/fold{args.fold}")
-    result = run_fold(args.cohort, args.fold, cfg, out, cache_dir=args.cache, localizer=localizer, force=args.force)
+    result = run_fold(args.cohort, args.fold, cfg, out, cache_dir=args.cache, localizer=localizer, force=args.force,
+                      settings=settings)
     m = result["metrics"]
     print(json.dumps({"roi": {k: m["roi"][k] for k in ("accuracy", "sensitivity", "specificity", "dice")},
                       "myocardium": {k: m["myocardium"][k] for k in ("accuracy", "sensitivity", "specificity", "dice")},
