@@ -7,6 +7,7 @@ one clear error line when missing or malformed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -16,6 +17,19 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OfrnnError
+
+
+def content_digest(path, *, digits=16):
+    """First ``digits`` hex digits of the SHA-256 of a file's content.
+
+    Outputs name their inputs (a cohort, a model) by this digest, never by path: folder and file
+    names of clinical data often hold patient names. About 1 s per GB.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:digits]
 
 
 def json_default(o):

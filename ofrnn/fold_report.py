@@ -222,7 +222,7 @@ COMPARISON_NOTE = (
     "patches, 3-layer SAE and softmax) and the metrics' definitions follow the paper. The data do not: the paper "
     "used 114 patients' cines with LGE-traced infarcts, which are private; ours are simulated (or your own). The "
     "scale may not: a reduced profile has fewer units and epochs. The paper's pixel numbers are a 10-fold CV "
-    "mean; one fold's test subjects are a sample of about a dozen slices, hence the wide intervals. The paper's "
+    "mean; one fold's test subjects are a sample of about a dozen slices, hence wide intervals for one fold. The paper's "
     "accuracy, sensitivity and specificity imply about 57 % infarct pixels among those it scored (94.35 = 91.23 p "
     "+ 98.42 (1 - p)); over all 64x64 ROI pixels infarct is a few percent here, so our all-ROI accuracy mostly "
     "measures specificity, and the myocardium-only column is the clinically meaningful one. Read the paper's "
@@ -406,7 +406,8 @@ def aggregate(results, out):
         L.append(f"| {key} | {_pct(paper, 2) if paper else '-'} | {scale * s['mean']:.2f} +- {scale * s['sd']:.2f}{unit} |")
     if "calls" in pooled:
         c = pooled["calls"]
-        L += ["", f"Slice calls pooled over folds ({c['rule']}): {c['counts']}; slice-level sensitivity "
+        counts = ", ".join(f"{n} {k}" for k, n in c["counts"].items())
+        L += ["", f"Slice calls pooled over folds ({c['rule']}): {counts}; slice-level sensitivity "
                   f"{_pct(c['sensitivity'])}{_ci(c['sensitivity_ci95'])}, specificity "
                   f"{_pct(c['specificity'])}{_ci(c['specificity_ci95'])} (Wilson 95 %)."]
     L += ["", "The per-fold reports (`../fold<k>/report.md`) give intervals, per-subject tables and figures."]

@@ -9,7 +9,6 @@ frame-0 image with :func:`ofrnn.roi.uncrop`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .files import atomic_output, save_figure, write_json
+from .files import atomic_output, content_digest, save_figure, write_json
 from . import roi as roimod
 from .errors import OfrnnError
 from .metrics import CALL_MIN_PIXELS, SEGMENT_RULE, evaluate_rois, infarct_size, segment_labels
@@ -38,13 +37,9 @@ def save_bundle(folder, network, config):
 
 
 def model_digest(folder):
-    """First 16 hex digits of the SHA-256 of a bundle's ``model.keras``: names the exact weights
-    a prediction came from, without naming a path."""
-    h = hashlib.sha256()
-    with open(Path(folder) / MODEL_FILE, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    """:func:`ofrnn.files.content_digest` of a bundle's ``model.keras``: names the exact weights a
+    prediction came from, without naming a path."""
+    return content_digest(Path(folder) / MODEL_FILE)
 
 
 def load_bundle(folder):

@@ -18,7 +18,6 @@ training folds, never on the test fold.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -31,7 +30,7 @@ from . import metrics as M
 from . import splits
 from ._version import __version__
 from .errors import OfrnnError
-from .files import read_toml, write_json
+from .files import content_digest, read_toml, write_json
 from .fold_report import PAPER, overlays as write_overlays, plot_curves, plot_training, read_training_log, write_report
 from .pipeline import PixelBatches, prepare_cohort, sample_pixels
 from .predict import MODEL_FILE, predict_roi, save_bundle
@@ -260,16 +259,12 @@ def _versions(cfg=None):
 def cohort_description(cohort):
     """What a report says about the data: source, generator settings, subject count, content digest.
 
-    No path, file name or patient field: ``sha256`` (first 16 hex digits of the file's SHA-256)
-    names the cohort's content instead.
+    No path, file name or patient field: ``sha256`` (:func:`ofrnn.files.content_digest`) names
+    the cohort's content instead.
     """
-    h = hashlib.sha256()
-    with open(cohort, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
     with open_cohort(cohort) as c:
         params = dict(c.params)
-        out = dict(source=c.source, n_subjects=len(c.ids), sha256=h.hexdigest()[:16])
+        out = dict(source=c.source, n_subjects=len(c.ids), sha256=content_digest(cohort))
     if c.source == "simulated":
         out.update(seed=params.get("seed"), acquisition=params.get("acquisition", {}),
                    generator=params.get("generator"))

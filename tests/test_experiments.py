@@ -283,3 +283,28 @@ def test_report_from_fixture_metrics(tmp_path):
     assert "N=17: 90.5 %; smallest N within 1 point of the best: 11 | yes |" in text
     summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert summary["present"]["ablation-features"] and not summary["present"]["localize"]
+
+
+def test_experiment_help_lists_the_profiles_each_settings_file_has():
+    """`ofrnn experiment --help` names every experiment's profiles and its default, as the TOML files do."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from ofrnn.commands import experiment
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    listed = {}
+    table = experiment.__doc__.split("Profiles per experiment")[1]
+    # rows: "  names   profiles", the profiles possibly on the next, deeper-indented line
+    for names, profiles in re.findall(r"^  ([a-z_][a-z_, ]*?)\s{2,}(\S.*)$", re.sub(r"\n {4,}", "   ", table), re.M):
+        for name in names.replace(",", " ").split():
+            listed[name] = re.sub(r" \(.*?\)", "", profiles).strip().split(", ")
+    assert set(listed) == {p.stem for p in root.glob("*.toml")} - {"train"}
+    for name, profiles in listed.items():
+        cfg = tomllib.loads((root / f"{name}.toml").read_text())
+        have = set(cfg.get("profile", {})) | ({"full"} if "default_profile" not in cfg or
+                                              cfg["default_profile"] == "full" else set())
+        assert {p.rstrip("*") for p in profiles} == have, name
+        (default,) = [p.rstrip("*") for p in profiles if p.endswith("*")]
+        assert default == cfg.get("default_profile", "full"), name

@@ -36,7 +36,7 @@ def run(args):
     import tensorflow as tf
 
     from ..errors import OfrnnError
-    from ..files import atomic_write_text, write_json
+    from ..files import atomic_write_text, content_digest, write_json
     from ..predict import load_bundle, predict_subjects
     from ..store import open_cohort
 
@@ -65,14 +65,16 @@ def run(args):
     train_px_s = _training_throughput(network, config, args, ids)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = dict(model=str(args.model), cohort=str(args.cohort), subjects_timed=len(rows), threads=args.threads,
+    result = dict(model=dict(profile=config.get("profile"), fold=config.get("fold"), sha256=config["model_sha256"]),
+                  cohort_sha256=content_digest(args.cohort), subjects_timed=len(rows), threads=args.threads,
                   cpu_count=os.cpu_count(), roi_source="detector" if localizer else "gt (annotated box)",
                   flow=config["flow"], inference_seconds=inference, training_pixels_per_second=train_px_s,
                   training_batch=args.batch, platform=platform.platform(), tensorflow=tf.__version__,
                   paper=dict(testing_seconds_per_subject=191, training_minutes=373, gpu="NVIDIA Quadro K600"))
     write_json(out / "metrics.json", result, indent=2)
     lines = [f"# OF-RNN timing ({args.threads} TensorFlow threads, {os.cpu_count()} cores)", "",
-             f"Model `{args.model}` (flow: {config['flow']}), cohort `{args.cohort}`, {len(rows)} subjects "
+             f"Model: profile `{config.get('profile')}`, fold {config.get('fold')}, weights "
+             f"{config['model_sha256']} (flow: {config['flow']}); cohort {result['cohort_sha256']}, {len(rows)} subjects "
              f"(after one warm-up), ROI from {result['roi_source']}.", "",
              "| stage | mean s / subject | max s |", "|---|---|---|"]
     lines += [f"| {k} | {v['mean']:.3f} | {v['max']:.3f} |" for k, v in inference.items()]

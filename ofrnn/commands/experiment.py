@@ -3,6 +3,16 @@
 Each experiment module defines run(config, profile, out_dir); the config is the TOML file as a
 dict, the profile selects one of its [profile.<name>] sections (the experiment decides what a
 profile changes), and results go to OUT_DIR (default results/<NAME>).
+
+Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
+  flow           full* (the benchmark), quick, tune, tune-sparse
+  localization   full* (the whole training and evaluation), quick
+  phantom        full*, smoke
+  ceiling        full*, quick, smoke
+  ablation_features, ablation_classifier, ablation_patchsize
+                 quick*, quick2, paper, smoke
+  figures, report
+                 quick*, quick2, paper, smoke
 """
 HELP = "run an experiment by name (settings in experiments/<name>.toml, results in results/<name>/)"
 
@@ -10,7 +20,8 @@ HELP = "run an experiment by name (settings in experiments/<name>.toml, results 
 def add_arguments(p):
     p.add_argument("name", metavar="NAME", help="experiment name, e.g. 'flow'")
     p.add_argument("--config", metavar="FILE.toml", help="settings (default: experiments/NAME.toml)")
-    p.add_argument("--profile", default="full", help="profile within the settings (default: full)")
+    p.add_argument("--profile", default=None,
+                   help="profile within the settings file (default: its default_profile, else 'full'; see above)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: results/NAME)")
 
 
@@ -32,6 +43,7 @@ def run(args):
         raise OfrnnError(f"no experiment {args.name!r} (ofrnn/experiments/{args.name}.py)", field="NAME") from None
     config = Path(args.config) if args.config else Path("experiments") / f"{args.name}.toml"
     settings = read_toml(config)
+    profile = args.profile or settings.get("default_profile", "full")
     out = Path(args.out) if args.out else Path("results") / args.name
     out.mkdir(parents=True, exist_ok=True)
-    return module.run(settings, args.profile, out) or 0
+    return module.run(settings, profile, out) or 0

@@ -2,8 +2,10 @@
 
 Images: PNG, PPM/PGM, JPEG or NumPy .npy (2-D, or RGB converted to gray). The flow goes from
 IMG0 to IMG1: the point at (x, y) of IMG0 is at (x + u, y + v) in IMG1 (.flo stores u, v).
-Methods: deep (default: the paper's deep optical flow, Sec. 2 Eqs. 4-7) and the baselines of
-the benchmark (see 'ofrnn flow --help' for the list). Pixels a sparse method leaves unestimated
+Methods (--method): deep (default: the paper's deep optical flow, Sec. 2 Eqs. 4-7); the baselines of
+the paper's Table 3: hs (Horn-Schunck), pyramid-hs, lucas-kanade, phase (phase-based); and library
+methods for comparison: farneback, dis, opencv-deepflow, opencv-tvl1 (OpenCV), skimage-tvl1,
+skimage-ilk (scikit-image). Pixels a sparse method leaves unestimated
 are written as the format's 'unknown' value.
 """
 HELP = "optical flow between two images -> Middlebury .flo (deep OF or a baseline)"

@@ -48,10 +48,11 @@ def run(args):
         ids = subject_ids(slices)
         source, params = "dicom", dict(frames=DEFAULT_FRAMES)
         subjects = (slice_to_subject(sl, sid) for sl, sid in zip(slices, ids))
-    from ..localization import crop_subject, load_detector
+    from ..files import content_digest
+    from ..localization import MODEL_FILE, crop_subject, load_detector
 
     detector = load_detector(args.model)
-    params = dict(params, localize=dict(model=str(Path(args.model).resolve()), mode=args.mode,
+    params = dict(params, localize=dict(model_sha256=content_digest(Path(args.model) / MODEL_FILE), mode=args.mode,
                                         detector=detector.settings))
     with CohortWriter(out, source=source, params=params) as w:
         for s in tqdm(subjects, total=len(ids), desc="localizing", unit="slice"):

@@ -55,7 +55,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import OfrnnError
-from ..files import atomic_write_text, save_figure, write_json
+from ..files import atomic_write_text, content_digest, save_figure, write_json
 from ..flow import centred_grid, heart_components, lagrangian_displacement
 from . import _cells
 
@@ -556,7 +556,7 @@ def run(config, profile, out_dir):
     wall = time.perf_counter() - t_start
     timings["fits_s"] = float(sum(f["total_s"] for fs in results.values() for f in fs))
     timings["wall_s"] = wall
-    result = dict(rows=table, folds=folds, splits=split_ids, seed=seed, cohort=str(cfg["cohort"]), n_subjects=len(ids),
+    result = dict(rows=table, folds=folds, splits=split_ids, seed=seed, cohort_sha256=content_digest(cfg["cohort"]), n_subjects=len(ids),
                   train_profile=cfg["train_profile"], split_settings={p: tcfg[p] for p in
                                                                       ("seed", "n_folds", "val_fraction", "frames",
                                                                        "roi_margin")},

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from .. import proposals as P
 from .._version import __version__
 from ..errors import OfrnnError
-from ..files import atomic_write_text, save_figure, write_json
+from ..files import atomic_write_text, content_digest, save_figure, write_json
 
 PAPER = {"accuracy": 96.49, "sensitivity": 94.39, "specificity": 98.67}
 REPO = Path(__file__).resolve().parents[2]
@@ -326,7 +326,7 @@ def run(config, profile, out_dir):
         else:
             skipped["finetuned variant"] = "needs the ACDC frames"
     timing = time_fast_mode(detector, sets["simulated"], ev["timing_repeats"])
-    result = dict(paper=PAPER, profile=profile, seed=seed, cohort=str(cohort_path), train_subjects=len(train_ids),
+    result = dict(paper=PAPER, profile=profile, seed=seed, cohort_sha256=content_digest(cohort_path), train_subjects=len(train_ids),
                   test_subjects=len(test_ids), train_frames=len(frames), training=record, timing=timing,
                   sets=metrics, finetuned=finetuned, skipped=skipped, targets=targets(metrics, record, timing),
                   versions=dict(ofrnn=__version__, tensorflow=tf.__version__, keras=keras.__version__,

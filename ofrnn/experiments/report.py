@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..files import atomic_write_text, write_json
+from ..fold_report import COMPARISON_NOTE, PAPER_SEGMENT_SPLIT, describe_data
 from . import _cells
 
 #: the paper's headline numbers (Xu et al., MICCAI 2017, Sec. 3)
@@ -182,6 +183,31 @@ def pixel_level(root):
                                  for lv in ("apical", "mid", "basal", "all")] + [""]
     if cv is None and not folds:
         return L, holdout["timings"].get("total")
+    data = (cv or {}).get("data") or next((r.get("data") for r in folds if r.get("data")), None)
+    if data:
+        L += [f"Data: {describe_data(data)}.", ""]
+    seg_head = [f"| level | paper ({PAPER_SEGMENT_SPLIT}: another split) | ours |", "|---|---|---|"]
+    if cv is None and len(folds) == 1:
+        # one fold has no spread over folds: its own subject-bootstrap intervals instead
+        (name, r), = named
+        m = r["metrics"]
+
+        def one(group, k):
+            v, ci = m[group].get(k), m[group].get("ci95", {}).get(k)
+            return _pct(v) + ("" if not ci or None in ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+
+        seg = m["segments"]
+        L += [f"**One fold only** ({name}, {len(r['split']['test'])} test subjects, profile `{r['config']['profile']}`): "
+              "95 % intervals are a bootstrap over its test subjects (Wilson for segments); `make cv` gives all ten "
+              "folds.", ""] + _HEAD
+        L += [f"| {k} | {PAPER_PIXEL.get(k, '-')} | {one('roi', k)} | {one('myocardium', k)} |" for k in _PIXEL_KEYS]
+        L += [""] + seg_head
+        for lv in ("apical", "mid", "basal", "all"):
+            ci = seg.get("accuracy_ci95", {}).get(lv)
+            L.append(f"| {lv} | {PAPER_SEGMENTS.get(lv, '-')} | {_pct(seg['accuracy'].get(lv), '{:.1f}')}"
+                     + ("" if not ci or None in ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]") + " |")
+        L += ["", COMPARISON_NOTE, "", f"Full report: `results/train/{name}/report.md`.", ""]
+        return L, r["timings"].get("total")
     if cv is not None:
         t, what = cv["metrics"], f"Mean ± sd over {cv['n_folds']} folds (`make cv`), profile `{cv['profile']}`."
     else:
@@ -196,13 +222,17 @@ def pixel_level(root):
 
     L += [what, ""] + _HEAD
     L += [f"| {k} | {PAPER_PIXEL.get(k, '-')} | {ms('roi.' + k)} | {ms('myocardium.' + k)} |" for k in _PIXEL_KEYS]
-    L += [""] + _SEG_HEAD + [f"| {lv} | {PAPER_SEGMENTS.get(lv, '-')} | {ms('segments.' + lv)} |"
-                             for lv in ("apical", "mid", "basal", "all")] + [""]
+    L += [""] + seg_head + [f"| {lv} | {PAPER_SEGMENTS.get(lv, '-')} | {ms('segments.' + lv)} |"
+                            for lv in ("apical", "mid", "basal", "all")] + [""]
+    pooled = (cv or {}).get("pooled", {}).get("calls")
+    if pooled:
+        c = pooled
+        L += [f"Slice calls pooled over folds ({c['rule']}): {c['counts']['detected']} detected, "
+              f"{c['counts']['misplaced']} misplaced, {c['counts']['missed']} missed, {c['counts']['false positive']} "
+              f"false positive, {c['counts']['true negative']} true negative.", ""]
     seconds = sum(r["timings"].get("total", 0.0) for r in folds) or None
-    L += ["Note: the paper's accuracy, sensitivity and specificity imply about 57 % infarct among the pixels it "
-          "scored (94.35 = 91.23 p + 98.42 (1 - p)); infarct is a few percent of all ROI pixels and about 20 % of "
-          "myocardium pixels here, so neither of our columns is the same population as the paper's. Per-fold "
-          "reports: `results/train/fold<k>/report.md`.", ""]
+    L += [COMPARISON_NOTE, "", "Per-fold reports, with intervals, per-subject tables and figures: "
+          "`results/train/fold<k>/report.md`.", ""]
     return L, seconds
 
 
