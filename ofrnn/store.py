@@ -25,14 +25,14 @@ user supplied; an absent field means *unknown*, never *none*.
 
 Writes are atomic: :class:`CohortWriter` fills a temporary file in the target folder and renames
 it over the target only when every subject has been written, so an interrupted run leaves no
-half cohort behind.
+half cohort behind (:func:`ofrnn.files.atomic_output`: Ctrl-C and SIGTERM remove the temporary
+file; one a killed run left is removed by the next write to the same target).
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import OfrnnError
-from .files import json_default
+from .files import atomic_output, json_default
 
 SCHEMA_VERSION = 1
 LEVELS = ("apical", "mid", "basal")
@@ -185,8 +185,9 @@ class CohortWriter:
             for subject in subjects:
                 w.add(subject)
 
-    If the block raises (or the process dies), the target is untouched and the temporary file
-    is removed (or, after a kill, left as an ignorable ``.<name>.*.tmp`` beside it).
+    If the block raises (Ctrl-C and SIGTERM included), the target is untouched and the temporary
+    file is removed; after a SIGKILL the ``.<name>.*.tmp`` left beside it is removed by the next
+    writer of the same target.
     """
 
     def __init__(self, path, *, source, params=None, compression_level=1):
@@ -204,10 +205,15 @@ class CohortWriter:
         folder = self.path.parent
         if not folder.is_dir():
             raise OfrnnError("output folder does not exist", path=folder)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._file = h5py.File(self._tmp, "w", track_order=True)
+        # atomic_output renames the finished file over the target, removes it on any exception
+        # (Ctrl-C and SIGTERM included) and removes what a killed earlier run left
+        self._output = contextlib.ExitStack()
+        self._tmp = self._output.enter_context(atomic_output(self.path))
+        try:
+            self._file = h5py.File(self._tmp, "w", track_order=True)
+        except BaseException:
+            self._output.close()
+            raise
         self._file.attrs["schema_version"] = SCHEMA_VERSION
         self._file.attrs["source"] = self.source
         self._file.attrs["created_by"] = f"ofrnn {__version__}"
@@ -246,14 +252,7 @@ class CohortWriter:
         try:
             self._file.close()
         finally:
-            if exc_type is None:
-                # mkstemp creates the file private (0600); give it the permissions of a normal file
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self._tmp, 0o666 & ~umask)
-                os.replace(self._tmp, self.path)
-            else:
-                self._tmp.unlink(missing_ok=True)
+            self._output.__exit__(exc_type, exc, tb)
         return False
 
 
