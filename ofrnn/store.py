@@ -5,7 +5,7 @@ Every other module reads and writes cohorts through :class:`CohortWriter` and :f
 
 Layout (schema version 1)::
 
-    /                         attrs: schema_version, source ("simulated" | "dicom"), created_by,
+    /                         attrs: schema_version, source ("simulated" | "dicom" | "nifti"), created_by,
                                      generator parameters (JSON in attr ``params``)
     /subjects/<id>/           one short-axis slice, attrs: level, spacing_mm (2,), extra scalars
         cine          float32 (T,H,W)   attrs spacing_mm, level, frame_times_ms (T,)
@@ -20,8 +20,14 @@ Layout (schema version 1)::
         flow          float32 (T-1,2,H,W) exact forward displacement (dy, dx) from frame t to t+1
         flow_valid    uint8 (T-1,H,W)   1 where ``flow`` is tissue ground truth
 
-Simulated subjects carry every field. DICOM subjects carry ``cine`` and whatever annotations the
-user supplied; an absent field means *unknown*, never *none*.
+Simulated subjects carry every field. DICOM and NIfTI subjects carry ``cine`` and whatever
+annotations the user supplied; an absent field means *unknown*, never *none*.
+
+NIfTI subjects also carry the input's geometry as subject attrs (:data:`NIFTI_ATTRS`), so results
+can be written back in the input's voxel space: ``nifti_affine`` float64 (4,4), the input's
+voxel-to-world (RAS+, mm) affine; ``nifti_shape`` int (3,), its spatial shape (X, Y, Z), Z = 1 for a
+(x, y, time) file; ``nifti_slice`` int, this slice's index along the third axis. The image is the
+transpose of the NIfTI slice: ``cine[t, row, col] = data[col, row, nifti_slice, t]``.
 
 Writes are atomic: :class:`CohortWriter` fills a temporary file in the target folder and renames
 it over the target only when every subject has been written, so an interrupted run leaves no
@@ -45,8 +51,8 @@ from .files import atomic_output, json_default
 
 SCHEMA_VERSION = 1
 LEVELS = ("apical", "mid", "basal")
-SOURCES = ("simulated", "dicom")
-#: DICOM slices whose level nobody stated
+SOURCES = ("simulated", "dicom", "nifti")
+#: real slices (DICOM, NIfTI) whose level nobody stated
 UNKNOWN_LEVEL = "unknown"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -62,11 +68,14 @@ _ARRAYS = {
     "flow": (np.float32, ("T-1", 2, "H", "W")),
     "flow_valid": (np.uint8, ("T-1", "H", "W")),
 }
-#: fields a simulated subject must have; a DICOM subject needs only ``cine``
+#: fields a simulated subject must have; a DICOM or NIfTI subject needs only ``cine``
 REQUIRED = {
     "simulated": tuple(_ARRAYS),
     "dicom": ("cine",),
+    "nifti": ("cine",),
 }
+#: subject attrs every NIfTI subject carries: the input's affine, spatial shape and this slice's index
+NIFTI_ATTRS = ("nifti_affine", "nifti_shape", "nifti_slice")
 #: per-frame masks whose ``annotated`` flags say which frames carry an annotation
 _PER_FRAME_MASKS = ("myocardium_t", "lv_cavity_t")
 _BINARY = ("infarct", "myocardium", "myocardium_t", "lv_cavity_t", "flow_valid")
@@ -174,6 +183,27 @@ def validate_subject(subject: Subject, *, source: str, path="<memory>"):
         if name not in _PER_FRAME_MASKS or np.shape(flags) != (T,):
             raise OfrnnError(f"annotated flags must be (T,) for one of {_PER_FRAME_MASKS}",
                              path=path, field=_where(path, sid, name + ".annotated"))
+    if source == "nifti" or any(k in subject.attrs for k in NIFTI_ATTRS):
+        _check_nifti_attrs(path, sid, subject.attrs)
+
+
+def _check_nifti_attrs(path, sid, attrs):
+    """The NIfTI geometry attrs: all present, a finite invertible affine, a slice inside the shape."""
+    for key in NIFTI_ATTRS:
+        if key not in attrs:
+            raise OfrnnError("missing (required for NIfTI subjects)", path=path, field=_where(path, sid, key))
+    affine = np.asarray(attrs["nifti_affine"], dtype=float)
+    if (affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9
+            or not np.array_equal(affine[3], [0, 0, 0, 1])):
+        raise OfrnnError("must be a finite 4x4 affine with an invertible 3x3 part and last row 0 0 0 1",
+                         path=path, field=_where(path, sid, "nifti_affine"))
+    shape = np.asarray(attrs["nifti_shape"])
+    if shape.shape != (3,) or shape.dtype.kind not in "iu" or np.any(shape < 1):
+        raise OfrnnError("must be 3 positive integers (X, Y, Z)", path=path, field=_where(path, sid, "nifti_shape"))
+    k = attrs["nifti_slice"]
+    if not isinstance(k, (int, np.integer)) or not 0 <= k < shape[2]:
+        raise OfrnnError(f"must be an integer slice index in [0, {shape[2]})", path=path,
+                         field=_where(path, sid, "nifti_slice"))
 
 
 class CohortWriter:
@@ -404,5 +434,5 @@ def _plain(v):
     return v
 
 
-__all__ = ["SCHEMA_VERSION", "LEVELS", "SOURCES", "UNKNOWN_LEVEL", "REQUIRED", "Subject", "CohortWriter",
-           "Cohort", "open_cohort", "write_cohort", "validate_subject"]
+__all__ = ["SCHEMA_VERSION", "LEVELS", "SOURCES", "UNKNOWN_LEVEL", "REQUIRED", "NIFTI_ATTRS", "Subject",
+           "CohortWriter", "Cohort", "open_cohort", "write_cohort", "validate_subject"]

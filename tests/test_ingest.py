@@ -1,5 +1,10 @@
-"""DICOM ingestion: synthetic DICOMs written with pydicom for every rule and every bad input, and the
-real Sunnybrook cines (skipped when ``<repo>/../shared/data`` is absent)."""
+"""DICOM ingestion: synthetic DICOMs written with pydicom for every rule, every kind of input a clinic
+exports and every bad input; the shared field cases and the real Sunnybrook cines (skipped when
+``<repo>/../shared`` is absent); interrupted runs."""
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -8,11 +13,13 @@ import pytest
 from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, MRImageStorage, generate_uid
+from pydicom.sequence import Sequence
+from pydicom.uid import (JPEG2000Lossless, EnhancedMRImageStorage, ExplicitVRLittleEndian, JPEGLSLossless,
+                         MPEG2MPML, MRImageStorage, RLELossless, generate_uid)
 
 from ofrnn.cli import main
 from ofrnn.errors import OfrnnError
-from ofrnn.ingest import ENDO_BOX_MARGIN_MM, ingest_dicom, nearest_frame, resample_cycle
+from ofrnn.ingest import ENDO_BOX_MARGIN_MM, ingest_dicom, nearest_frame, read_cine_slices, resample_cycle
 from ofrnn.store import open_cohort
 
 # pydicom warns about this file's own odd header values (an 'inf' slope written on purpose, the
@@ -21,6 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SUNNYBROOK = SHARED / "sunnybrook"
+FIELD_CASES = SHARED.parent / "field-cases"
 
 #: header values that must never reach the cohort or the console
 IDENTITY = {
@@ -40,11 +48,16 @@ SPACING = (1.5, 1.25)
 
 def write_dicom(path, raw, *, series, z=0.0, trigger=None, instance=None, spacing=SPACING,
                 orientation=(1, 0, 0, 0, 1, 0), syntax=ExplicitVRLittleEndian, modality="MR", pixels=True,
-                float_pixels=False, **extra):
-    """Write one single-frame MR image; ``raw`` is the stored uint16 (or float32) array."""
+                float_pixels=False, compress=None, uid=None, preamble=True, **extra):
+    """Write one single-frame MR image; ``raw`` is the stored uint16 (or float32) array.
+
+    ``syntax`` compressed: fake (undecodable) pixel data; ``compress``: encode the pixels with
+    pydicom's encoders into that transfer syntax; ``preamble`` False: a bare dataset (no preamble,
+    no 'DICM', no file meta), implicit VR.
+    """
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = uid = generate_uid()
+    meta.MediaStorageSOPInstanceUID = uid = uid or generate_uid()
     meta.TransferSyntaxUID = syntax
     ds = Dataset()
     ds.file_meta = meta
@@ -72,6 +85,13 @@ def write_dicom(path, raw, *, series, z=0.0, trigger=None, instance=None, spacin
             ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7 not really JPEG-LS \xff\xd9"])
         elif pixels:
             ds.PixelData = raw.astype(np.uint16).tobytes()
+    if compress is not None:
+        ds.BitsStored, ds.HighBit = 12, 11
+        ds.compress(compress)
+    if not preamble:
+        del ds.file_meta
+        dcmwrite(path, ds, implicit_vr=True, little_endian=True)
+        return
     dcmwrite(path, ds, enforce_file_format=True)
 
 
@@ -127,12 +147,15 @@ def strings_in_cohort(path):
     return found
 
 
-def assert_private(path, values, *texts):
+def assert_private(path, values, *texts, cohort_only=()):
+    """No ``values`` in the cohort (names, attributes, bytes) nor in ``texts``; no ``cohort_only``
+    (input paths and file names, which the terminal may show) in the cohort."""
     hay = "\n".join(strings_in_cohort(path))
     raw = Path(path).read_bytes()
-    for v in values:
+    for v in list(values) + list(cohort_only):
         assert v not in hay, v
         assert v.encode() not in raw, v
+    for v in values:
         for t in texts:
             assert v not in t, v
 
@@ -145,7 +168,9 @@ def test_grouped_ordered_rescaled_and_resampled(tmp_path, capsys):
     out = tmp_path / "c.h5"
     rc, stdout, err = cli(capsys, tmp_path / "in", "--out", out, "--frames", 8)
     assert rc == 0, err
-    assert "wrote 2 subject(s)" in stdout and "1 non-DICOM file(s) skipped" in stdout
+    assert "wrote 2 subject(s)" in stdout and "(1 file(s) skipped)" in stdout
+    assert err.splitlines() == [f"ofrnn: note: {tmp_path / 'in' / 'notes.txt'}: not a DICOM file (no 'DICM' marker, "
+                                f"and not a DICOM image dataset); skipped"]
     with open_cohort(out) as c:
         assert c.source == "dicom" and len(c) == 2 and c.params["frames"] == 8
         for s, sid in enumerate(c.ids):
@@ -219,7 +244,7 @@ def test_contours_give_masks_boxes_and_flags(tmp_path):
     write_square(c / "o-contours" / "IM-0001-0001-ocontour-manual.txt", 10, 8, 29, 27)
     write_square(c / "i-contours" / "IM-0001-0003-icontour-manual.txt", 17, 14, 22, 20)  # 110 ms: frame 4 of 8
     rows, _ = ingest_dicom(folder, tmp_path / "c.h5", frames=8, contours=c, progress=False)
-    assert rows[0]["contour_frames"] == 2
+    assert rows[0]["annotated_frames"] == 2
     with open_cohort(tmp_path / "c.h5") as coh:
         s = coh[rows[0]["id"]]
     np.testing.assert_array_equal(s.annotated["lv_cavity_t"], [1, 0, 0, 0, 1, 0, 0, 0])
@@ -254,54 +279,122 @@ def test_masks_png_and_npy(tmp_path, capsys):
         assert c["apex"].infarct.dtype == np.uint8
 
 
-# -- synthetic DICOM: every bad input is one error line, exit 2, nothing written ------------------
+# -- synthetic DICOM: what is not a cine is skipped with one note line, the cine is still ingested ----
 
-def _not_dicom(d):
+def _skip_not_dicom(d):
     write_cine(d)
     (d / "junk.dcm").write_text("this is not DICOM")
-    return [], ("junk.dcm", "not a DICOM file")
+    return "junk.dcm: not a DICOM file", "1 file(s) skipped"
 
 
-def _no_pixel_data(d):
+def _skip_no_pixel_data(d):
     write_cine(d)
     write_dicom(d / "empty.dcm", raw_frame(0, 0), series=generate_uid(), pixels=False)
-    return [], ("empty.dcm", "PixelData: no pixel data")
+    return "empty.dcm: PixelData: a DICOM MR Image Storage without an image", "1 file(s) skipped"
 
+
+def _skip_not_mr(d):
+    write_cine(d)
+    write_dicom(d / "ct.dcm", raw_frame(0, 0), series=generate_uid(), modality="CT")
+    return "ct.dcm: Modality: modality CT, not MR", "1 file(s) skipped"
+
+
+def _skip_colour(d):
+    write_cine(d)
+    write_dicom(d / "rgb.dcm", np.zeros((H, 3 * W), np.uint16), series=generate_uid())
+    ds = dcmread(d / "rgb.dcm")
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.save_as(d / "rgb.dcm")
+    return "rgb.dcm: SamplesPerPixel: a colour image (3 samples per pixel)", "1 file(s) skipped"
+
+
+def _skip_tilted(d):
+    series = write_cine(d)  # one image of the series in another orientation is a stack of 1 frame
+    write_dicom(d / "tilted.dcm", raw_frame(0, 0), series=series, trigger=300.0, instance=9,
+                orientation=(1, 0, 0, 0, 0.8, 0.6))
+    return "tilted.dcm: ImagePositionPatient: only 1 frame at this slice position", "1 series or slice(s) skipped"
+
+
+def _skip_other_spacing(d):
+    series = write_cine(d)
+    write_dicom(d / "fine.dcm", raw_frame(0, 0), series=series, z=8.0, trigger=10.0, spacing=(0.7, 0.7))
+    return "fine.dcm: ImagePositionPatient: only 1 frame", "1 series or slice(s) skipped"
+
+
+def _skip_other_size(d):
+    series = write_cine(d)
+    write_dicom(d / "big.dcm", raw_frame(0, 4, (H + 2, W)), series=series, trigger=400.0, instance=9)
+    return "big.dcm: ImagePositionPatient: only 1 frame", "1 series or slice(s) skipped"
+
+
+def _skip_two_acquisitions(d):
+    series = write_cine(d / "a")
+    write_cine(d / "b", slices=(16.0,), series=series, first_instance=9)
+    write_cine(d / "c", slices=(16.0,), series=series, first_instance=13)  # the same place and times again
+    return "TriggerTime: two frames at this slice position share TriggerTime 10 ms", "1 series or slice(s) skipped"
+
+
+SKIPPED = {f.__name__[6:]: f for f in (
+    _skip_not_dicom, _skip_no_pixel_data, _skip_not_mr, _skip_colour, _skip_tilted, _skip_other_spacing,
+    _skip_other_size, _skip_two_acquisitions)}
+
+
+@pytest.mark.parametrize("case", list(SKIPPED))
+def test_what_is_not_a_cine_is_skipped_with_a_note(case, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    note, summary = SKIPPED[case](folder)
+    rc, stdout, err = cli(capsys, folder, "--out", tmp_path / "c.h5", "--frames", 8)
+    assert rc == 0, err
+    notes = err.splitlines()
+    assert len(notes) == 1 and notes[0].startswith("ofrnn: note: ") and note in notes[0], err
+    assert f"wrote 2 subject(s) to {tmp_path / 'c.h5'} ({summary})" in stdout
+    with open_cohort(tmp_path / "c.h5") as c:
+        for s, sid in enumerate(c.ids):
+            np.testing.assert_allclose(c[sid].cine, expected_cine(s), rtol=1e-6)
+    for v in IDENTITY.values():
+        assert v not in err and v not in stdout
+
+
+# -- synthetic DICOM: every bad input is one error line, exit 2, nothing written ------------------
 
 def _compressed(d):
     write_cine(d)
     write_dicom(d / "jpegls.dcm", raw_frame(0, 0), series=generate_uid(), syntax=JPEGLSLossless)
-    return [], ("jpegls.dcm", "TransferSyntaxUID: unsupported compression 'JPEG-LS Lossless")
+    return [], ("jpegls.dcm", "PixelData: cannot decode the 'JPEG-LS Lossless Image Compression' pixel data")
 
 
-def _mixed_orientation(d):
-    series = write_cine(d, slices=(0.0,))
-    write_dicom(d / "tilted.dcm", raw_frame(0, 0), series=series, trigger=300.0, instance=9,
-                orientation=(1, 0, 0, 0, 0.8, 0.6))
-    return [], ("tilted.dcm", "ImageOrientationPatient: mixed series")
+def _no_decoder(d):
+    write_cine(d)
+    write_dicom(d / "mpeg.dcm", raw_frame(0, 0), series=generate_uid(), syntax=MPEG2MPML)
+    return [], ("mpeg.dcm", "TransferSyntaxUID: unsupported compression 'MPEG2 Main Profile / Main Level': "
+                            "no installed decoder reads it")
 
 
-def _mixed_same_time(d):
+def _same_uid_other_pixels(d):
+    write_cine(d)
+    uid = dcmread(d / "im001.dcm").SOPInstanceUID
+    write_dicom(d / "im001(1).dcm", raw_frame(1, 3) + 1, series=generate_uid(), uid=uid)
+    return [], ("im001(1).dcm", "SOPInstanceUID: the same as in im001.dcm, but the pixels differ")
+
+
+def _two_acquisitions_only(d):
     series = write_cine(d / "a", slices=(0.0,))
     write_cine(d / "b", slices=(0.0,), series=series, first_instance=5)  # a second cine at the same place
-    return [], ("TriggerTime: mixed series: same slice position and TriggerTime",)
+    return [], ("TriggerTime: two frames at this slice position share TriggerTime",
+                "two acquisitions in one series, not one cine")
 
 
-def _mixed_spacing(d):
-    series = write_cine(d, slices=(0.0,))
-    write_dicom(d / "fine.dcm", raw_frame(0, 0), series=series, z=8.0, trigger=10.0, spacing=(0.7, 0.7))
-    return [], ("fine.dcm", "PixelSpacing: mixed series")
+def _constant_trigger_no_instance(d):
+    series = generate_uid()
+    for f in range(3):
+        write_dicom(d / f"{f}.dcm", raw_frame(0, f), series=series, trigger=0.0)
+    return [], ("TriggerTime: cannot order frames: no usable TriggerTime and no InstanceNumber",)
 
 
 def _one_frame(d):
     write_dicom(d / "single.dcm", raw_frame(0, 0), series=generate_uid(), trigger=10.0, instance=1)
     return [], ("single.dcm", "only 1 frame at this slice position")
-
-
-def _sizes(d):
-    series = write_cine(d, slices=(0.0,))
-    write_dicom(d / "big.dcm", raw_frame(0, 4, (H + 2, W)), series=series, trigger=400.0, instance=5)
-    return [], ("big.dcm", "Rows/Columns: inconsistent sizes: 8x5 here, 6x5 in the other")
 
 
 def _nan(d):
@@ -316,12 +409,6 @@ def _inf_slope(d):
     write_cine(d, slices=(0.0,))
     write_dicom(d / "slope.dcm", raw_frame(0, 0), series=generate_uid(), RescaleSlope="inf")
     return [], ("slope.dcm", "RescaleSlope: not a finite number")
-
-
-def _not_mr(d):
-    write_cine(d)
-    write_dicom(d / "ct.dcm", raw_frame(0, 0), series=generate_uid(), modality="CT")
-    return [], ("ct.dcm", "Modality: modality CT, expected MR")
 
 
 def _mask_shape(d):
@@ -383,15 +470,26 @@ def _contours_two_series(d):
     return ["--contours", d.parent / "ct"], ("--contours: contours name images by InstanceNumber",)
 
 
-def _empty_folder(d):
+def _no_dicom_at_all(d):
     (d / "readme.txt").write_text("no images here")
-    return [], ("no DICOM files",)
+    return [], ("readme.txt: not a DICOM file",)
+
+
+def _nothing_but_skips(d):
+    (d / "LICENSE").write_text("viewer licence")
+    write_dicom(d / "ct.dcm", raw_frame(0, 0), series=generate_uid(), modality="CT")
+    return [], ("no cine to ingest (2 file(s) skipped): ", "LICENSE: not a DICOM file", "ct.dcm: Modality")
+
+
+def _empty_folder(d):
+    return [], ("in: no files",)
 
 
 BAD = {f.__name__[1:]: f for f in (
-    _not_dicom, _no_pixel_data, _compressed, _mixed_orientation, _mixed_same_time, _mixed_spacing, _one_frame,
-    _sizes, _nan, _inf_slope, _not_mr, _mask_shape, _mask_pickle, _mask_unknown_id, _ids_count, _bad_id,
-    _contour_line, _contour_outside, _contour_no_image, _contours_two_series, _empty_folder)}
+    _compressed, _no_decoder, _same_uid_other_pixels, _two_acquisitions_only, _constant_trigger_no_instance,
+    _one_frame, _nan, _inf_slope, _mask_shape, _mask_pickle, _mask_unknown_id, _ids_count, _bad_id,
+    _contour_line, _contour_outside, _contour_no_image, _contours_two_series, _no_dicom_at_all,
+    _nothing_but_skips, _empty_folder)}
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -427,6 +525,297 @@ def test_library_raises_ofrnn_error(tmp_path):
         ingest_dicom(tmp_path / "absent", tmp_path / "c.h5")
     with pytest.raises(OfrnnError, match="--frames: 1; a cine needs at least 2 frames"):
         ingest_dicom(tmp_path, tmp_path / "c.h5", frames=1)
+
+
+# -- synthetic DICOM: what clinics export -----------------------------------------------------------
+
+def stored_12bit(seed, shape=(64, 48)):
+    """A 12-bit image with structure and noise, as a compressor sees real frames."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:shape[0], :shape[1]]
+    return (1500 + 800 * np.sin(y / 3.0) * np.cos(x / 4.0) + rng.integers(0, 200, shape)).astype(np.uint16)
+
+
+@pytest.mark.parametrize("syntax", [JPEGLSLossless, JPEG2000Lossless, RLELossless], ids=lambda u: u.name.split()[0])
+def test_compressed_syntaxes_decode_to_the_source_pixels(syntax, tmp_path):
+    series = generate_uid()
+    raws = [stored_12bit(f) for f in range(3)]
+    for f, raw in enumerate(raws):
+        write_dicom(tmp_path / "in" / f"{f}.dcm" if f else _mkdir(tmp_path / "in") / "0.dcm", raw, series=series,
+                    trigger=10.0 + 50 * f, instance=f + 1, compress=syntax)
+    assert dcmread(tmp_path / "in" / "1.dcm").file_meta.TransferSyntaxUID == syntax
+    slices, report = read_cine_slices(tmp_path / "in", progress=False)
+    assert len(slices) == 1 and report.notes == []
+    np.testing.assert_array_equal(slices[0].frames, np.stack(raws) * 2.0 - 5)  # lossless, then rescaled
+
+
+def _mkdir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_jpeg_ls_is_read_by_the_installed_pylibjpeg_plugin(tmp_path):
+    from pydicom.pixels import get_decoder, pixel_array
+
+    write_dicom(tmp_path / "ls.dcm", stored_12bit(7), series=generate_uid(), compress=JPEGLSLossless)
+    # pyjpegls (a test extra, for encoding) also decodes; the installed product path is pylibjpeg-libjpeg
+    assert "pylibjpeg" in get_decoder(JPEGLSLossless).available_plugins
+    np.testing.assert_array_equal(pixel_array(tmp_path / "ls.dcm", decoding_plugin="pylibjpeg"), stored_12bit(7))
+
+
+def write_enhanced(path, *, series, slopes, triggers, positions, order, spacing=(1.25, 1.5)):
+    """One Enhanced MR file; frame i (stored in ``order``) is slice ``positions[i]`` at ``triggers[i]`` ms."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    meta.MediaStorageSOPInstanceUID = uid = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = EnhancedMRImageStorage, uid, "MR"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SeriesNumber = STUDY, series, 301
+    for keyword, value in IDENTITY.items():
+        setattr(ds, keyword, value)
+    ds.Rows, ds.Columns, ds.NumberOfFrames = H, W, len(order)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+
+    def item(**kw):
+        it = Dataset()
+        for k, v in kw.items():
+            setattr(it, k, v)
+        return it
+
+    shared = item(PixelMeasuresSequence=Sequence([item(PixelSpacing=list(spacing), SliceThickness=8)]),
+                  PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=[1, 0, 0, 0, 1, 0])]))
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for i in order:
+        s, f = divmod(i, 4)
+        frames.append(item(
+            CardiacSynchronizationSequence=Sequence([item(NominalCardiacTriggerDelayTime=triggers[i])]),
+            PlanePositionSequence=Sequence([item(ImagePositionPatient=[-10.0, 20.0, positions[i]])]),
+            PixelValueTransformationSequence=Sequence([item(RescaleSlope=slopes[i], RescaleIntercept=-5,
+                                                            RescaleType="US")]),
+            FrameContentSequence=Sequence([item(TemporalPositionIndex=f + 1)])))
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = np.stack([raw_frame(*divmod(i, 4)) for i in order]).astype(np.uint16).tobytes()
+    dcmwrite(path, ds, enforce_file_format=True)
+
+
+def test_enhanced_multiframe_mr_is_split_into_slices_in_trigger_order(tmp_path, capsys):
+    # 2 slices x 4 phases, stored out of order, with a rescale slope per frame
+    triggers = [10.0 + 50 * (i % 4) for i in range(8)]
+    positions = [8.0 * (i // 4) for i in range(8)]
+    slopes = [1.0 + 0.25 * i for i in range(8)]
+    _mkdir(tmp_path / "in")
+    write_enhanced(tmp_path / "in" / "IM_0001", series=generate_uid(), slopes=slopes, triggers=triggers,
+                   positions=positions, order=[5, 0, 3, 6, 1, 7, 2, 4])
+    rc, stdout, err = cli(capsys, tmp_path / "in", "--out", tmp_path / "c.h5", "--frames", 4)
+    assert rc == 0 and err == "", err
+    with open_cohort(tmp_path / "c.h5") as c:
+        assert len(c) == 2
+        for s, sid in enumerate(c.ids):
+            sub = c[sid]
+            want = np.stack([raw_frame(s, f) * slopes[4 * s + f] - 5 for f in range(4)])
+            np.testing.assert_allclose(sub.cine, want, rtol=1e-6)  # 4 -> 4 frames: the source frames
+            np.testing.assert_allclose(sub.frame_times_ms, triggers[:4])
+            assert sub.spacing_mm == (1.25, 1.5) and sub.attrs["slice_position_mm"] == pytest.approx(8.0 * s)
+            assert sub.attrs["times_assumed"] == 0 and sub.attrs["series_number"] == 301
+    assert_private(tmp_path / "c.h5", list(IDENTITY.values()) + [STUDY], stdout, err,
+                   cohort_only=[str(tmp_path), "IM_0001"])
+
+
+def test_preamble_less_files_are_read_and_a_cd_folder_skips_the_rest(tmp_path, capsys):
+    cd = _mkdir(tmp_path / "cd")
+    series = generate_uid()
+    for f in range(4):
+        write_dicom(_mkdir(cd / "DICOM" / "S1") / f"I{f:04d}", raw_frame(0, f), series=series,
+                    trigger=10.0 + 50 * f, instance=f + 1, preamble=False)
+    assert (cd / "DICOM" / "S1" / "I0000").read_bytes()[:2] == b"\x08\x00"  # no preamble, no 'DICM'
+    (cd / "LICENSE").write_text("Viewer licence: you may ...\n")
+    (cd / "viewer.exe").write_bytes(b"MZ\x90\x00" + bytes(500))
+    (cd / "AUTORUN.INF").write_text("[autorun]\nopen=viewer.exe\n")
+    rc, stdout, err = cli(capsys, cd, "--out", tmp_path / "c.h5", "--frames", 8)
+    assert rc == 0, err
+    notes = err.splitlines()
+    assert len(notes) == 3 and all("not a DICOM file" in n and n.endswith("; skipped") for n in notes), err
+    assert {Path(n.split(": ")[2]).name for n in notes} == {"LICENSE", "viewer.exe", "AUTORUN.INF"}
+    assert "wrote 1 subject(s)" in stdout and "(3 file(s) skipped)" in stdout
+    with open_cohort(tmp_path / "c.h5") as c:
+        np.testing.assert_allclose(c[c.ids[0]].cine, expected_cine(0), rtol=1e-6)
+
+
+def test_exam_folder_keeps_every_cine_and_skips_localizer_and_report(tmp_path, capsys):
+    exam = _mkdir(tmp_path / "exam")
+    write_cine(exam / "S300_CINE")
+    write_cine(exam / "S400_CINE", slices=(30.0,))
+    loc = generate_uid()
+    for i, o in enumerate([(1, 0, 0, 0, 1, 0), (0, 1, 0, 0, 0, -1), (1, 0, 0, 0, 0, -1)]):  # tri-plane
+        write_dicom(_mkdir(exam / "S001_LOC") / f"{i}.dcm", raw_frame(0, 0), series=loc, instance=i + 1,
+                    orientation=o, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    write_dicom(exam / "sr.dcm", raw_frame(0, 0), series=generate_uid(), pixels=False)
+    rc, stdout, err = cli(capsys, exam, "--out", tmp_path / "c.h5", "--frames", 8)
+    assert rc == 0, err
+    notes = err.splitlines()
+    assert len(notes) == 2, err
+    assert "sr.dcm: PixelData: a DICOM MR Image Storage without an image; skipped" in notes[0]
+    assert "S001_LOC/0.dcm: ImagePositionPatient: only 1 frame at this slice position" in notes[1]
+    assert notes[1].endswith("series 7 skipped (3 image(s))")
+    assert "wrote 3 subject(s)" in stdout and "(1 file(s) and 1 series or slice(s) skipped)" in stdout
+
+
+def test_duplicate_copies_are_dropped(tmp_path, capsys):
+    write_cine(tmp_path / "in")
+    for name in ("im001", "im005"):
+        shutil.copy(tmp_path / "in" / f"{name}.dcm", tmp_path / "in" / f"{name}(1).dcm")
+    rc, stdout, err = cli(capsys, tmp_path / "in", "--out", tmp_path / "c.h5", "--frames", 8)
+    assert rc == 0, err
+    assert err.splitlines() == [f"ofrnn: note: {tmp_path / 'in' / f'{n}(1).dcm'}: a copy of {n}.dcm (same "
+                                f"SOPInstanceUID and pixels); dropped" for n in ("im001", "im005")]
+    assert "wrote 2 subject(s)" in stdout and "(2 duplicate file(s) dropped)" in stdout
+    with open_cohort(tmp_path / "c.h5") as c:
+        for s, sid in enumerate(c.ids):
+            np.testing.assert_allclose(c[sid].cine, expected_cine(s), rtol=1e-6)
+
+
+def test_constant_trigger_time_falls_back_to_instance_number(tmp_path, capsys):
+    folder = _mkdir(tmp_path / "in")
+    series = generate_uid()
+    for f in (2, 0, 3, 1):
+        write_dicom(folder / f"x{f}.dcm", raw_frame(0, f), series=series, trigger=0.0, instance=11 + f,
+                    NominalInterval=600)
+    rc, stdout, err = cli(capsys, folder, "--out", tmp_path / "c.h5", "--frames", 8)
+    assert rc == 0, err
+    assert err == (f"ofrnn: note: {folder / 'x0.dcm'}: frames ordered by InstanceNumber (TriggerTime is 0 ms on all "
+                   f"4 frames); times assumed evenly spaced over 600 ms\n")
+    with open_cohort(tmp_path / "c.h5") as c:
+        sub = c[c.ids[0]]
+        np.testing.assert_allclose(sub.cine, expected_cine(0), rtol=1e-6)
+        np.testing.assert_allclose(sub.frame_times_ms, 75 * np.arange(8))
+        assert sub.attrs["times_assumed"] == 1 and sub.attrs["cycle_ms"] == 600
+
+
+# -- the shared field cases (../shared/field-cases, real Sunnybrook images with fake patient fields) ---
+
+#: case -> (subjects, frames per subject, notes expected): what each README says a correct product gives
+FIELD = {
+    "02-trigger-all-zero": (1, 20, 1),
+    "04-jpeg-lossless-sv1": (1, 20, 0),
+    "08-philips-enhanced-mr": (2, 20, 0),
+    "13-duplicate-copies": (1, 20, 5),
+    "21-exam-with-localizer": (2, 20, 1),
+}
+#: the fake patient fields every field case carries
+FIELD_IDENTITY = ["TEST^CASE", "TESTID0001", "20010203", "19700101", "TEST HOSPITAL FIELDCASE", "FAKE^DOCTOR",
+                  "FAKE^OPERATOR", "STATIONFAKE", "SNFAKE999", "ACCFAKE123"]
+#: Sunnybrook SC-HF-I-1 images of slices 5 and 6, whose pixels the field cases carry
+SB_SLICES = {-78.9: range(81, 101), -88.9: range(101, 121)}
+
+
+def _sunnybrook_frames(images):
+    return np.stack([dcmread(SUNNYBROOK / "dicoms" / SB_PATIENT / f"{n}.dcm").pixel_array for n in images])
+
+
+@pytest.mark.parametrize("case", list(FIELD))
+def test_field_case(case, tmp_path, capsys):
+    folder = FIELD_CASES / case / "input"
+    if not folder.is_dir():
+        pytest.skip(f"field case not found at {folder} (shared folder absent)")
+    n_subjects, n_frames, n_notes = FIELD[case]
+    slices, report = read_cine_slices(folder, progress=False)
+    assert len(slices) == n_subjects and len(report.notes) == n_notes, report.notes
+    for sl in slices:
+        assert sl.frames.shape == (n_frames, 256, 256) and sl.spacing_mm == (1.367188, 1.367188)
+        assert np.all(np.diff(sl.times_ms) > 0)
+        originals = _sunnybrook_frames(SB_SLICES[round(sl.position_mm, 1)]) if SUNNYBROOK.is_dir() else None
+        if case == "08-philips-enhanced-mr":
+            # stored = round(original / slope) per frame: each frame's slope applied gives the original to
+            # within slope / 2 (<= 0.875); without it frames would be off by up to 43 %
+            if originals is not None:
+                assert np.abs(sl.frames - originals).max() <= 0.875
+            first = {-78.9: [18.9873409, 56.9620209, 94.9367065], -88.9: [18.75, 56.25, 93.75]}
+            np.testing.assert_allclose(sl.times_ms[:3], first[round(sl.position_mm, 1)])  # per-frame delays
+        elif originals is not None:
+            np.testing.assert_array_equal(sl.frames, originals)  # decoded, ordered, deduplicated: the originals
+    if case == "02-trigger-all-zero":
+        assert slices[0].times_assumed and slices[0].cycle_ms == 759  # NominalInterval
+        assert "frames ordered by InstanceNumber (TriggerTime is 0 ms on all 20 frames)" in report.notes[0]
+    if case == "04-jpeg-lossless-sv1":
+        assert dcmread(folder / "IM00001").file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.70"
+    if case == "13-duplicate-copies":
+        assert report.duplicates == 5 and all("(1).dcm: a copy of" in n for n in report.notes)
+    if case == "21-exam-with-localizer":
+        assert report.parts_skipped == 1 and "S001_LOCALIZER" in report.notes[0]
+    out = tmp_path / "c.h5"
+    rc, stdout, err = cli(capsys, folder, "--out", out)
+    assert rc == 0 and f"wrote {n_subjects} subject(s)" in stdout, err
+    assert len(err.splitlines()) == n_notes
+    with open_cohort(out) as c:
+        assert all(c[sid].cine.shape == (25, 256, 256) for sid in c.ids)
+    uids = {str(dcmread(p, stop_before_pixels=True).get(k)) for p in folder.rglob("*") if p.is_file()
+            for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+    assert_private(out, FIELD_IDENTITY, stdout, err, cohort_only=sorted(uids) + [str(folder), case])
+
+
+# -- interrupted runs leave nothing behind ----------------------------------------------------------
+
+#: runs `ofrnn ...` with a pause after the first subject is written, so a signal lands mid-write
+_SLOW_INGEST = """
+import sys, time
+import ofrnn.store as store
+add = store.CohortWriter.add
+def slow_add(self, subject):
+    add(self, subject)
+    print("writing", flush=True)
+    time.sleep(60)
+store.CohortWriter.add = slow_add
+from ofrnn.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _start_slow_ingest(folder, out):
+    p = subprocess.Popen([sys.executable, "-c", _SLOW_INGEST, "ingest", "dicom", str(folder), "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "writing\n", p.stderr.read()
+    return p
+
+
+@pytest.mark.parametrize("sig, rc", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_the_write_leaves_nothing(sig, rc, tmp_path):
+    write_cine(tmp_path / "in")
+    out_dir = _mkdir(tmp_path / "out")
+    p = _start_slow_ingest(tmp_path / "in", out_dir / "c.h5")
+    assert [f.name.endswith(".tmp") for f in out_dir.iterdir()] == [True]  # the cohort is being written
+    p.send_signal(sig)
+    assert p.wait(timeout=30) == rc
+    err = p.stderr.read()
+    assert "Traceback" not in err and list(out_dir.iterdir()) == []
+
+
+def test_a_killed_run_leaves_a_temp_file_the_next_run_removes(tmp_path, capsys):
+    write_cine(tmp_path / "in")
+    out_dir = _mkdir(tmp_path / "out")
+    out = out_dir / "c.h5"
+    killed = _start_slow_ingest(tmp_path / "in", out)
+    killed.kill()  # SIGKILL: nothing in the process can clean up
+    killed.wait(timeout=30)
+    stale = list(out_dir.iterdir())
+    assert len(stale) == 1 and stale[0].name.startswith(".c.h5.")
+    other = out_dir / ".c.h5.notours.tmp"  # not our pattern (8 random characters): never touched
+    other.write_text("x")
+    live = _start_slow_ingest(tmp_path / "in", out)  # a writer still at work keeps its temporary file
+    try:
+        live_tmp = {f for f in out_dir.iterdir()} - {stale[0], other}
+        assert len(live_tmp) == 1
+        assert cli(capsys, tmp_path / "in", "--out", out)[0] == 0
+        assert {f for f in out_dir.iterdir()} == {out, other} | live_tmp  # the stale one is gone
+    finally:
+        live.send_signal(signal.SIGTERM)
+        assert live.wait(timeout=30) == 143
+    assert {f for f in out_dir.iterdir()} == {out, other}
+    with open_cohort(out) as c:
+        assert len(c) == 2
 
 
 # -- real data: Sunnybrook SC-HF-I-1, slices 3 and 4 (images 41-80) --------------------------------

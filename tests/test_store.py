@@ -1,4 +1,6 @@
 """The HDF5 cohort store: schema round trip, atomic writes, validation messages, ``ofrnn info``."""
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -61,6 +63,38 @@ def test_dicom_subject_needs_only_cine(tmp_path):
         s = c["d1"]
         assert s.level == "unknown" and s.infarct is None and s.lv_box is None
         assert c.meta("d1")["fields"] == ["cine"]
+
+
+def nifti_subject(sid="n1", **attrs):
+    affine = np.diag([1.5, 1.25, 8.0, 1.0])
+    affine[:3, 3] = [-20, 10, 5]
+    geometry = dict(nifti_affine=affine, nifti_shape=np.array([W, H, 3]), nifti_slice=2)
+    return Subject(id=sid, cine=np.ones((T, H, W), np.float32), spacing_mm=(1.25, 1.5), level="unknown",
+                   frame_times_ms=np.arange(T) * 30.0, attrs={**geometry, **attrs})
+
+
+def test_nifti_subject_keeps_the_input_geometry(tmp_path):
+    path = tmp_path / "n.h5"
+    write_cohort(path, [nifti_subject()], source="nifti")
+    with open_cohort(path) as c:
+        a = c.meta("n1")["attrs"]
+        assert c.source == "nifti" and c.meta("n1")["fields"] == ["cine"]
+        np.testing.assert_array_equal(a["nifti_affine"], nifti_subject().attrs["nifti_affine"])
+        assert a["nifti_shape"] == [W, H, 3] and a["nifti_slice"] == 2
+
+
+@pytest.mark.parametrize("attrs, field", [
+    (dict(nifti_slice=None), "nifti_slice: missing"),
+    (dict(nifti_affine=np.zeros((4, 4))), "nifti_affine: must be a finite 4x4 affine"),
+    (dict(nifti_shape=np.array([W, H])), "nifti_shape: must be 3 positive integers"),
+    (dict(nifti_slice=3), "nifti_slice: must be an integer slice index in [0, 3)"),
+])
+def test_nifti_geometry_is_validated(attrs, field):
+    s = nifti_subject()
+    s.attrs.update(attrs)
+    s.attrs = {k: v for k, v in s.attrs.items() if v is not None}
+    with pytest.raises(OfrnnError, match=re.escape(f"subjects/n1/{field}")):
+        validate_subject(s, source="nifti")
 
 
 def test_atomic_write_leaves_nothing_on_exception(tmp_path):
