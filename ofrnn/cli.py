@@ -1,7 +1,9 @@
 """The ``ofrnn`` command line: one subcommand per module in :mod:`ofrnn.commands`.
 
 A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args)``;
-heavy imports (TensorFlow) happen inside ``run`` so ``ofrnn --help`` stays instant. User
+heavy imports (TensorFlow) happen inside ``run`` so ``ofrnn --help`` stays instant. A module that
+sets ``NEEDS_TENSORFLOW = True`` gets TensorFlow imported first without its start-up log lines
+(:func:`ofrnn._quiet.quiet_tensorflow`). User
 mistakes raise :class:`ofrnn.errors.OfrnnError` and end as one ``ofrnn: error: ...`` line with
 exit status 2.
 """
@@ -25,7 +27,7 @@ def build_parser():
         p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _tensorflow=getattr(mod, "NEEDS_TENSORFLOW", False))
     return parser
 
 
@@ -33,6 +35,10 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args._tensorflow:
+            from ._quiet import quiet_tensorflow
+
+            quiet_tensorflow()
         return args._run(args) or 0
     except OfrnnError as e:
         print(f"ofrnn: error: {e}", file=sys.stderr)

@@ -320,6 +320,7 @@ def write_report(path, result, *, overlays_drawn=(), training=None):
             d = "-" if not p["has_infarct"] else f"{p['dice_myocardium']:.2f}"
             L.append(f"| {p['id']} | {p['level']} | {p['size_true_pct']:.1f} | {p['size_pred_pct']:.1f} | "
                      f"{p['size_error_pct']:+.1f} | {d} | {p['outcome']} |")
+    L += _end_to_end_section(m, result.get("metrics_detected_roi"))
     seg = m["segments"]
     seg_head = (f"paper ({PAPER_SEGMENT_SPLIT})" if holdout else
                 f"paper (its {PAPER_SEGMENT_SPLIT}: **another split**, not comparable with one CV fold)")
@@ -356,6 +357,30 @@ def write_report(path, result, *, overlays_drawn=(), training=None):
     L += ["", "## Timings (2-core CPU unless stated) and versions", ""] + _timings_table(result["timings"]) + \
          [""] + _versions_table(result["versions"]) + ["", "## Glossary", "", GLOSSARY, ""]
     atomic_write_text(path, "\n".join(L))
+
+
+def _end_to_end_section(m, e):
+    """Annotated-ROI and detected-ROI scores side by side (the paper's end-to-end setting)."""
+    if not e:
+        return []
+    cov, loc = e["coverage"], e["localizer"]
+    how = (f"reused (trained before on the same {loc['subjects']} subjects and settings)" if loc.get("reused") else
+           f"trained here on {loc['frames']} frames of the fold's {loc['subjects']} training and validation subjects "
+           f"in {loc['seconds'] / 60:.1f} min")
+    L = ["", "## End to end: ROIs from the heart localization layers", "",
+         f"The fold's own heart localization layers (Fast R-CNN, profile `{loc.get('profile', 'full')}`; {how}; never "
+         "shown the test fold) find the ROI; the same network and threshold then score it. The detected ROI holds "
+         f"the whole annotated LV box in {_pct(cov['lv_held'])} of the test subjects and "
+         f"{_pct(cov['infarct_inside'])} of the traced infarct on average: infarct outside the ROI is not scored, "
+         "so read these rows with that coverage.", "",
+         "| myocardium pixels | annotated ROI | detected ROI |", "|---|---|---|"]
+    for k in ("sensitivity", "specificity", "dice", "roc_auc"):
+        L.append(f"| {k} | {_pct(m['myocardium'][k])}{_ci(m['myocardium'].get('ci95', {}).get(k))} | "
+                 f"{_pct(e['myocardium'][k])}{_ci(e['myocardium'].get('ci95', {}).get(k))} |")
+    for lv in ("all",):
+        L.append(f"| AHA segment accuracy ({lv}) | {_pct(m['segments']['accuracy'].get(lv))} | "
+                 f"{_pct(e['segments']['accuracy'].get(lv))} |")
+    return L
 
 
 # -- over folds -------------------------------------------------------------------------------------

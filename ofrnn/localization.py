@@ -711,7 +711,7 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True, initial=None):
     ds = tf.data.Dataset.from_generator(lambda: _training_batches(images, gts, cands, cfg, rng),
                                         output_signature=spec).prefetch(4)
     hist = model.fit(ds, epochs=tr["epochs"], steps_per_epoch=tr["steps_per_epoch"],
-                     verbose=1 if progress else 0)
+                     verbose=1 if progress else 0, shuffle=False)  # the generator draws at random itself
     settings = dict(input_size=S, percentiles=list(d["percentiles"]), bbox_std=list(d["bbox_std"]),
                     grow=list(d["grow"]), max_proposals=d["max_proposals"], nms_iou=d["nms_iou"], vote_iou=d["vote_iou"],
                     fast_size=d["fast_size"],

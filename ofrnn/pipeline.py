@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +42,7 @@ from scipy import ndimage as ndi
 
 from . import roi as roimod
 from .errors import OfrnnError
+from .files import atomic_output
 from .motion import pad_for_patches
 
 #: where the sampling strata come from (order = stratum code)
@@ -220,25 +219,18 @@ _CACHE_FIELDS = ("roi", "frame0", "flows", "infarct", "myocardium", "aha")
 
 
 def _write_cache(path, subjects, settings):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["settings"] = json.dumps(settings, sort_keys=True)
-            for sid, r in subjects.items():
-                g = f.create_group(sid)
-                g.attrs["level"] = r.level
-                g.attrs["spacing_mm"] = np.asarray(r.spacing_mm, dtype=float)
-                g.attrs["shape"] = np.asarray(r.shape)
-                g.attrs["transform"] = json.dumps(r.transform.to_dict())
-                for name in _CACHE_FIELDS:
-                    v = getattr(r, name)
-                    if v is not None:
-                        g.create_dataset(name, data=v)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_output(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["settings"] = json.dumps(settings, sort_keys=True)
+        for sid, r in subjects.items():
+            g = f.create_group(sid)
+            g.attrs["level"] = r.level
+            g.attrs["spacing_mm"] = np.asarray(r.spacing_mm, dtype=float)
+            g.attrs["shape"] = np.asarray(r.shape)
+            g.attrs["transform"] = json.dumps(r.transform.to_dict())
+            for name in _CACHE_FIELDS:
+                v = getattr(r, name)
+                if v is not None:
+                    g.create_dataset(name, data=v)
 
 
 def _read_cache(path, ids):

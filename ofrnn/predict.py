@@ -1,8 +1,9 @@
 """Inference with a trained OF-RNN bundle: per-pixel infarct probabilities in image coordinates.
 
 A *bundle* is the folder ``ofrnn train`` writes: ``model.keras`` (the network of
-:func:`ofrnn.discriminate.ofrnn_network`) and ``ofrnn_model.json`` (frames, patch sizes, ROI and
-flow sources, decision threshold, versions). :func:`predict_roi` runs the motion statistical and
+:func:`ofrnn.discriminate.ofrnn_network`), ``ofrnn_model.json`` (frames, patch sizes, ROI and
+flow sources, decision threshold, versions) and, when the fold trained them, the heart
+localization layers in ``localizer/``. :func:`predict_roi` runs the motion statistical and
 discriminate layers on every pixel of a prepared ROI sequence; :func:`predict_subjects` does the
 whole job of ``ofrnn predict``: ROI, flow, features, network, and maps the result back to the full
 frame-0 image with :func:`ofrnn.roi.uncrop`.
@@ -16,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .bullseye import cohort_percent, plot_bullseye, segment_percent
 from .files import atomic_output, content_digest, save_figure, write_json
 from . import roi as roimod
 from .errors import OfrnnError
@@ -25,6 +27,8 @@ from .pipeline import global_motion, prepare_subject, roi_flows, subject_transfo
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "ofrnn_model.json"
+#: sub-folder of a bundle with the fold's heart localization layers (``detector.keras`` + ``detector.json``)
+LOCALIZER_DIR = "localizer"
 
 
 def save_bundle(folder, network, config):
@@ -212,8 +216,9 @@ def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, thres
         labels = segment_labels(inside, subject.aha_segments)
         out["aha_segments_involved"] = [s for s, v in labels.items() if v]
         out["aha_rule"] = f"segment involved when >= {SEGMENT_RULE:g} of its pixels are predicted infarct"
+        out["aha_segment_percent"] = {str(k): v for k, v in segment_percent(inside, subject.aha_segments).items()}
     else:
-        out["aha_segments_involved"] = None
+        out["aha_segments_involved"] = out["aha_segment_percent"] = None
     return out
 
 
@@ -239,7 +244,8 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
 
     ``out`` receives ``predictions.h5`` (schema in data/README.md: per subject ``infarct_prob``
     (NaN outside the ROI), ``infarct_pred``, ``roi_mask`` in full-image frame-0 coordinates, and
-    ``roi_box``), ``<id>.png`` overlays and ``<id>.json`` summaries (:func:`subject_summary`);
+    ``roi_box``), ``<id>.png`` overlays and ``<id>.json`` summaries (:func:`subject_summary`),
+    AHA bull's-eyes where the segments are known, NIfTI masks for NIfTI inputs (:func:`_write_nifti`);
     when the subjects carry traced infarct, myocardium and AHA masks, also ``metrics.json`` (the
     training evaluation, :func:`ofrnn.metrics.evaluate_rois`, in ROI space). ``source_path`` is
     named in error messages only: no output stores a path.
@@ -253,7 +259,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
     from tqdm import tqdm
 
     out = Path(out)
-    summaries, timings, labelled = [], [], []
+    summaries, timings, labelled, nifti = [], [], [], {}
     thr = float(config["threshold"])
     model = _model_info(config)
     with atomic_output(out / "predictions.h5", suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
@@ -290,12 +296,25 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
             state = "infarct present" if called else "no infarct called"
             overlay_png(out / f"{s.id}.png", s.cine[0], pred_img, truth=s.infarct, myocardium=myo, box=tr.box,
                         title=f"{s.id} ({s.level}): {state}, {summary['infarct_area_mm2']:.0f} mm$^2$")
+            if summary["aha_segment_percent"]:
+                plot_bullseye(out / f"{s.id}_bullseye.png", {int(k): v for k, v in summary["aha_segment_percent"].items()},
+                              title=f"{s.id} ({s.level}): predicted infarct per AHA segment")
             summaries.append(summary)
             timings.append(dict(id=s.id, **tm))
+            if "nifti_affine" in s.attrs:  # a NIfTI input: its masks go back onto its own voxel grid
+                nifti.setdefault(str(s.attrs.get("series_hash", "input")), []).append((s.attrs, pred_img, prob_img))
             if rs.infarct is not None and rs.myocardium is not None and rs.aha is not None:
                 rs.roi = rs.flows = rs.frame0 = None  # keep only the ROI labels for scoring
                 labelled.append((rs, prob))
     result = dict(subjects=summaries, timings=timings)
+    if nifti:
+        result["nifti"] = _write_nifti(out, nifti)
+    per_segment = [{int(k): v for k, v in m["aha_segment_percent"].items()} for m in summaries
+                   if m["aha_segment_percent"]]
+    if per_segment:
+        mean, counts = cohort_percent(per_segment)
+        plot_bullseye(out / "bullseye.png", mean, counts=counts,
+                      title=f"{len(per_segment)} slices: mean predicted infarct per AHA segment")
     if labelled:
         # cohorts with traced infarcts (e.g. another simulator seed or acquisition) are scored as in training
         metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr)
@@ -303,6 +322,25 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
         write_json(out / "metrics.json", metrics, indent=2)
         result["metrics"] = metrics
     return result
+
+
+def _write_nifti(out, inputs):
+    """``infarct_pred_<hash>.nii.gz`` (uint8) and ``infarct_prob_<hash>.nii.gz`` (float32, 0 outside
+    the ROI) per NIfTI input, on the input's voxel grid with its affine, so they overlay the cine in
+    ITK-SNAP or 3D Slicer. ``<hash>`` is the input's content hash (``series_hash``), never its name."""
+    import nibabel as nib
+
+    from .ingest import nifti_volume_for
+
+    written = []
+    for key, rows in inputs.items():
+        for name, index, dtype in (("infarct_pred", 1, np.uint8), ("infarct_prob", 2, np.float32)):
+            img = nifti_volume_for([(row[0], np.nan_to_num(row[index])) for row in rows], dtype=dtype)
+            path = out / f"{name}_{key}.nii.gz"
+            with atomic_output(path, suffix=".nii.gz") as tmp:
+                nib.save(img, tmp)
+            written.append(path.name)
+    return written
 
 
 def _with_myocardium(subject, myocardium):
@@ -328,5 +366,5 @@ def _write_subject(f, subject, prob_img, pred_img, roi_mask, box):
     d.attrs["units"] = "image pixels, (y0, x0, y1, x1) half-open"
 
 
-__all__ = ["MODEL_FILE", "CONFIG_FILE", "FRAME", "save_bundle", "model_digest", "load_bundle", "predict_roi", "overlay_png",
+__all__ = ["MODEL_FILE", "CONFIG_FILE", "LOCALIZER_DIR", "FRAME", "save_bundle", "model_digest", "load_bundle", "predict_roi", "overlay_png",
            "subject_summary", "predict_subjects"]

@@ -15,9 +15,15 @@ All stages use RMSProp (Sec. 3) and the weighted, stratified pixel samples of
 ``checkpoints/`` and Keras' BackupAndRestore keeps the epoch within a stage, so a killed run
 resumes where it stopped. The decision threshold is chosen on validation subjects drawn from the
 training folds, never on the test fold.
+
+With ``localizer = "train"`` (the default) the fold also trains the heart localization layers on its
+training and validation subjects (:func:`fold_localizer`), puts them in the bundle (``localizer/``),
+so that ``ofrnn predict --model`` runs on raw cines, and scores the test fold a second time on the
+ROIs they find (the paper's end-to-end setting) beside the annotated-ROI scores.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -33,19 +39,21 @@ from .errors import OfrnnError
 from .files import content_digest, read_toml, write_json
 from .fold_report import PAPER, overlays as write_overlays, plot_curves, plot_training, read_training_log, write_report
 from .pipeline import PixelBatches, prepare_cohort, sample_pixels
-from .predict import MODEL_FILE, predict_roi, save_bundle
+from .predict import LOCALIZER_DIR, MODEL_FILE, predict_roi, save_bundle
 from .store import open_cohort
 
 PROFILES = Path(__file__).resolve().parent.parent / "experiments" / "train.toml"
+#: settings of the heart localization layers (``make localize``), also used for a fold's own localizer
+LOCALIZATION_SETTINGS = PROFILES.parent / "localization.toml"
 
 #: settings a profile file may leave out (one written before they existed): the documented defaults of
 #: experiments/train.toml
 #: bumped when the evaluation or report of a fold changes: a finished fold of an older version is
 #: evaluated again from its saved weights (no retraining) and its report rewritten
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 
 SETTING_DEFAULTS = dict(global_frame="heart", global_norm="block", motion_reference="none", features="both",
-                        feature_dropout=0.0)
+                        feature_dropout=0.0, localizer="train", localizer_settings="", localizer_profile="full")
 
 
 def load_profile(name, path=PROFILES, **overrides):
@@ -134,9 +142,10 @@ def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, l
                  keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"],
                                                restore_best_weights=True)]
     t0 = time.perf_counter()
+    # shuffle=False: the dataset shuffles itself (Keras would only warn that it cannot)
     hist = model.fit(train.dataset(local_only=local_only), steps_per_epoch=train.steps, epochs=epochs,
                      validation_data=val.dataset(local_only=local_only, shuffle=False), validation_steps=val.steps,
-                     callbacks=callbacks, verbose=2)
+                     callbacks=callbacks, verbose=2, shuffle=False)
     return time.perf_counter() - t0, len(hist.epoch)
 
 
@@ -256,6 +265,73 @@ def _versions(cfg=None):
     return out
 
 
+def fold_localizer(cohort, ids, cfg, *, cache_dir=None, progress=True):
+    """The heart localization layers (Fast R-CNN, :mod:`ofrnn.localization`) trained on ``ids`` only.
+
+    A fold's bundle must run on raw cines without a second training, and its localizer must never
+    have seen the test fold: it is trained on the fold's training and validation subjects with the
+    settings of ``cfg["localizer_settings"]`` (default ``experiments/localization.toml``, profile
+    ``cfg["localizer_profile"]``). One trained before on the same subjects, cohort content and
+    settings is reused from ``cache_dir`` (``localizer-<key>/``).
+
+    Returns
+    -------
+    (Detector, folder, dict)
+        The detector, the folder it was saved in, and a record (``reused``, ``seconds``,
+        ``subjects``, ``frames``).
+    """
+    from .experiments.localization import resolve_config, training_frames
+    from .localization import load_detector, train_detector
+
+    path = Path(cfg["localizer_settings"] or LOCALIZATION_SETTINGS)
+    lcfg = resolve_config(read_toml(path, what="localization settings"), cfg["localizer_profile"])
+    st = Path(cohort).stat()
+    blob = json.dumps(dict(ids=sorted(ids), size=st.st_size, mtime=st.st_mtime_ns, settings=lcfg, version=__version__),
+                      sort_keys=True, default=str)
+    folder = Path(cache_dir or "results/train/cache") / f"localizer-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+    record_file = folder / "training.json"
+    if record_file.is_file():
+        return load_detector(folder), folder, {**json.loads(record_file.read_text()), "reused": True}
+    t0 = time.perf_counter()
+    with open_cohort(cohort) as c:
+        frames, boxes = training_frames(c, ids, lcfg["data"]["frames_per_subject"])
+    if progress:
+        print(f"heart localization layers: training on {len(frames)} frames of {len(ids)} subjects")
+    detector, history = train_detector(frames, boxes, lcfg, seed=lcfg["seed"], progress=progress)
+    detector.save(folder)
+    record = dict(subjects=len(ids), frames=len(frames), profile=cfg["localizer_profile"],
+                  seconds=time.perf_counter() - t0, loss=history["history"].get("loss", [])[-1:])
+    write_json(record_file, record, indent=2)  # last: its presence marks the localizer as finished
+    return detector, folder, {**record, "reused": False}
+
+
+def roi_coverage(cohort, detected):
+    """How well detected ROIs cover what is scored: per subject, does the ROI box hold the whole
+    annotated frame-0 LV box, and which share of the traced infarct lies inside it (infarct outside
+    the ROI is never scored, so detected-ROI metrics alone would hide a missed heart).
+
+    Returns
+    -------
+    dict
+        ``lv_held`` (share of subjects), ``infarct_inside`` (mean share over subjects with infarct)
+        and per subject ``rows``.
+    """
+    rows = []
+    with open_cohort(cohort) as c:
+        for rs in detected:
+            s = c.read(rs.id, fields=("lv_box", "infarct"))
+            y0, x0, y1, x1 = (int(v) for v in rs.transform.box)
+            lv = s.lv_box[0]
+            inf = s.infarct.astype(bool)
+            share = (float(inf[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)].sum() / inf.sum()) if inf.any()
+                     else None)
+            rows.append(dict(id=rs.id, lv_held=bool(y0 <= lv[0] and x0 <= lv[1] and y1 >= lv[2] and x1 >= lv[3]),
+                             infarct_inside=share))
+    shares = [r["infarct_inside"] for r in rows if r["infarct_inside"] is not None]
+    return dict(lv_held=float(np.mean([r["lv_held"] for r in rows])) if rows else None,
+                infarct_inside=float(np.mean(shares)) if shares else None, rows=rows)
+
+
 def cohort_description(cohort):
     """What a report says about the data: source, generator settings, subject count, content digest.
 
@@ -282,14 +358,20 @@ def profile_reductions(cfg, path=PROFILES):
     return {k: (cfg[k], paper[k]) for k in paper if k not in skip and k in cfg and cfg[k] != paper[k]}
 
 
+def _training_settings(cfg):
+    """The settings that define the trained network: every one but the localizer's (it has its own
+    key in :func:`fold_localizer`), with :data:`SETTING_DEFAULTS` filled in for stamps written before
+    a setting existed (their runs used the default)."""
+    return {k: v for k, v in {**SETTING_DEFAULTS, **cfg}.items() if not k.startswith("localizer")}
+
+
 def _same_run(stamp, old):
     """Is the stored settings stamp the same run? Stamps written before REPORT_VERSION 2 named the
-    cohort by path and may predate settings of :data:`SETTING_DEFAULTS` (their runs used the defaults);
-    they match when the cohort's size and modification time, the fold and the settings match."""
-    if "cohort" in old:
-        old = dict(old, config={**SETTING_DEFAULTS, **old.get("config", {})})
-        return all(old.get(k) == stamp.get(k) for k in ("cohort_bytes", "cohort_mtime_ns", "fold", "config"))
-    return old == stamp
+    cohort by path; they match when the cohort's size and modification time, the fold and the
+    training settings match."""
+    keys = ("cohort_bytes", "cohort_mtime_ns", "fold")
+    return (all(old.get(k) == stamp.get(k) for k in keys)
+            and _training_settings(old.get("config", {})) == _training_settings(stamp["config"]))
 
 
 def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=False, progress=True,
@@ -353,6 +435,17 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     probs, secs = predict_all(network, te, cfg, progress=progress)
     timings["network_per_subject"] = float(np.mean(secs))
     metrics, records = M.evaluate_rois(te, probs, thr, seed=cfg["seed"])
+    end_to_end = None
+    if cfg["localizer"] == "train":
+        # the paper's end-to-end setting: the same network on ROIs found by the fold's own localizer
+        detector, det_folder, det_record = fold_localizer(cohort, split["train"] + split["val"], cfg,
+                                                          cache_dir=cache_dir, progress=progress)
+        det_te = prepare_cohort(cohort, frames=cfg["frames"], roi="detector", flow=cfg["flow"],
+                                margin=cfg["roi_margin"], localizer=detector, ids=split["test"], progress=progress)
+        det_probs, _ = predict_all(network, det_te, cfg, progress=progress)
+        end_to_end, _ = M.evaluate_rois(det_te, det_probs, thr, seed=cfg["seed"])
+        end_to_end.update(coverage=roi_coverage(cohort, det_te), localizer=det_record)
+        shutil.copytree(det_folder, out / LOCALIZER_DIR, dirs_exist_ok=True)
     plot_curves(out / "roc_pr.png", te, probs, thr)
     drawn = write_overlays(out / "overlays", te, probs, thr, metrics["per_subject"])
     training = read_training_log(out)
@@ -362,14 +455,16 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "global_frame", "motion_reference",
                                       "roi_margin", "flow", "roi", "profile", "eval_batch")}
     bundle_cfg.update(threshold=thr, fold=fold, cohort_sha256=data["sha256"], global_shape=list(train.global_shape),
-                      intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=_versions(cfg))
+                      intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=_versions(cfg),
+                      localizer=LOCALIZER_DIR if end_to_end is not None else None)
     save_bundle(out, network, bundle_cfg)
     timings["total"] = time.perf_counter() - t_start
     if previous is not None:  # evaluated again: the training's own timings stand
         timings.update({k: previous["timings"][k] for k in ("prepare", "total") if k in previous["timings"]})
     result = dict(report_version=REPORT_VERSION, data=data, config=cfg,
                   split={k: split[k] for k in ("scheme", "fold", "train", "val", "test")},
-                  profile_reductions=profile_reductions(cfg, settings), metrics=metrics, timings=timings,
+                  profile_reductions=profile_reductions(cfg, settings), metrics=metrics,
+                  metrics_detected_roi=end_to_end, timings=timings,
                   versions=_versions(cfg), paper=PAPER, training={k: {"epochs": len(v["epochs"]), "kept": v["kept"]}
                                                                  for k, v in training.items()},
                   overlays=[dict(id=i, reason=r) for i, r in drawn],
@@ -382,5 +477,6 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     return result
 
 
-__all__ = ["PROFILES", "REPORT_VERSION", "cohort_description", "profile_reductions", "load_profile", "make_split", "build", "train_network", "predict_all", "choose_threshold",
+__all__ = ["PROFILES", "LOCALIZATION_SETTINGS", "REPORT_VERSION", "fold_localizer", "roi_coverage",
+           "cohort_description", "profile_reductions", "load_profile", "make_split", "build", "train_network", "predict_all", "choose_threshold",
            "run_fold"]

@@ -152,3 +152,38 @@ def test_slice_call_and_outcome_on_hand_made_masks():
     s = call_summary(rows)
     assert s["sensitivity"] == pytest.approx(2 / 3) and s["specificity"] == pytest.approx(0.5)
     assert s["counts"]["missed"] == 1
+
+
+def test_prediction_summary_counts_only_the_myocardium_on_hand_made_masks():
+    """Area, % of myocardium and centroid come from predicted pixels inside the myocardium only."""
+    from ofrnn.predict import subject_summary
+    from ofrnn.store import Subject
+
+    H = W = 20
+    myo = np.zeros((H, W), np.uint8)
+    myo[4:8, 4:16] = 1                      # 48 pixels
+    pred = np.zeros((H, W), np.uint8)
+    pred[4:6, 4:8] = 1                      # 8 pixels inside, centroid (4.5, 5.5)
+    pred[12:20, 0:10] = 1                   # 80 pixels outside the myocardium: not infarct
+    roi = np.ones((H, W), bool)
+    s = Subject(id="t", cine=np.zeros((2, H, W), np.float32), spacing_mm=(1.5, 2.0), level="mid",
+                frame_times_ms=np.array([0.0, 40.0]), myocardium=myo)
+    out = subject_summary(pred.astype(np.float32), pred, s, (0, 0, H, W), roi_mask=roi, called=True, threshold=0.5,
+                          model={"profile": "quick"})
+    assert out["infarct_pixels"] == 8 and out["predicted_pixels_outside_region"] == 80
+    assert out["infarct_area_mm2"] == pytest.approx(8 * 1.5 * 2.0)
+    assert out["percent_of_myocardium"] == pytest.approx(100 * 8 / 48)
+    assert out["centroid_rc_px"] == pytest.approx([4.5, 5.5])
+    assert out["centroid_rc_mm"] == pytest.approx([4.5 * 1.5, 5.5 * 2.0])  # (row, col) x (row, col) spacing
+    assert out["region"].startswith("myocardium") and out["infarct_present"] is True
+    # the myocardium unknown (raw DICOM): every predicted pixel in the ROI counts, and the file says so
+    roi = np.zeros((H, W), bool)
+    roi[0:10, 0:10] = True
+    s.myocardium = None
+    out = subject_summary(pred.astype(np.float32), pred, s, (0, 0, 10, 10), roi_mask=roi, called=False,
+                          threshold=0.5, model={})
+    assert out["infarct_pixels"] == 8 and out["percent_of_myocardium"] is None
+    assert out["region"].startswith("myocardium unknown") and out["infarct_present"] is False
+    empty = subject_summary(np.zeros((H, W), np.float32), np.zeros((H, W), np.uint8), s, (0, 0, 10, 10),
+                            roi_mask=roi, called=False, threshold=0.5, model={})
+    assert empty["centroid_rc_px"] is None and empty["infarct_area_mm2"] == 0

@@ -7,6 +7,7 @@ them; the ground-truth flow path of the pipeline is checked on them); the tiny m
 flows estimated by :mod:`ofrnn.flow`, so it can also predict on DICOM folders, which carry none.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +80,24 @@ TINY = dict(flow="estimated", pixels_per_subject=300, lstm_units=8, lstm_layers=
             encoder_sizes=[16, 8, 8], batch_size=128, lstm_epochs=3, ae_epochs=2, ae_samples=1000,
             finetune_epochs=3, learning_rate=3e-3, val_fraction=0.2, eval_batch=4096)
 
+TINY_LOCALIZER = """
+[profile.tiny.data]
+frames_per_subject = 2
+[profile.tiny.model]
+input_size = 64
+filters = [8, 8, 8, 8, 8]
+fc_units = 16
+stride = 8
+[profile.tiny.detect]
+fast_size = 64
+[profile.tiny.train]
+epochs = 2
+steps_per_epoch = 8
+images_per_batch = 2
+rois_per_image = 32
+learning_rate = 0.002
+"""
+
 
 def test_prepare_crops_normalises_and_keeps_labels(toy_cohort, tmp_path):
     from ofrnn.pipeline import prepare_cohort, sample_pixels
@@ -117,9 +136,13 @@ def test_resample_frames_keeps_endpoints():
 def tiny_run(toy_cohort, tmp_path_factory):
     from ofrnn.train import load_profile, run_fold
 
-    cfg = load_profile("quick", **TINY)
-    out = tmp_path_factory.mktemp("fold") / "holdout"
-    return out, cfg, run_fold(toy_cohort, "holdout", cfg, out, progress=False)
+    # a tiny heart localization profile appended to the real settings: the bundle gets its own localizer
+    folder = tmp_path_factory.mktemp("fold")
+    settings = folder / "localization.toml"
+    settings.write_text((Path(__file__).parents[1] / "experiments" / "localization.toml").read_text() + TINY_LOCALIZER)
+    cfg = load_profile("quick", **TINY, localizer_settings=str(settings), localizer_profile="tiny")
+    out = folder / "holdout"
+    return out, cfg, run_fold(toy_cohort, "holdout", cfg, out, cache_dir=folder / "cache", progress=False)
 
 
 def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
@@ -141,6 +164,11 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
                  "| subject |", "epoch kept", "training.png", "| package | version |"):
         assert part in report, part
     assert res["report_version"] >= 2 and set(res["training"]) == {"local", "finetune"}
+    # the bundle carries the fold's own heart localization layers, trained on its training subjects only
+    e2e = res["metrics_detected_roi"]
+    assert e2e["localizer"]["subjects"] == len(res["split"]["train"]) + len(res["split"]["val"])
+    assert (out / "localizer" / "detector.keras").is_file() and "End to end" in report
+    assert 0 <= e2e["coverage"]["lv_held"] <= 1 and e2e["n_subjects"] == len(res["split"]["test"])
     assert {o["reason"] for o in res["overlays"]} >= {"best Dice", "worst Dice"}
     # a finished fold is not redone; other settings in the same folder are refused
     assert run_fold(toy_cohort, "holdout", cfg, out, progress=False)["timings"] == res["timings"]
@@ -251,8 +279,11 @@ def test_predict_cli_on_a_dicom_folder(tiny_run, tmp_path, capsys):
     subject = toy_subject(20, infarct=True)
     bare = tmp_path / "bare"
     _write_toy_dicom(bare, subject, contours=False)
-    assert main(["predict", "--model", str(out), "--dicom", str(bare), "--out", str(tmp_path / "p0")]) == 2
-    assert "box source is required" in capsys.readouterr().err
+    # a raw cine without boxes: the bundle's own heart localization layers find the ROI, nothing else needed
+    assert main(["predict", "--model", str(out), "--dicom", str(bare), "--out", str(tmp_path / "p0")]) == 0
+    summary = json.loads(next((tmp_path / "p0").glob("*.json")).read_text())
+    assert summary["percent_of_myocardium"] is None and summary["region"].startswith("myocardium unknown")
+    _assert_private_and_readable([tmp_path / "p0"], [str(bare), "im000.dcm"])
     boxed = tmp_path / "boxed"
     _write_toy_dicom(boxed, subject, contours=True)
     assert main(["predict", "--model", str(out), "--dicom", str(boxed), "--contours", str(boxed),
@@ -420,3 +451,29 @@ def test_bench_times_inference_stages_and_both_training_feeds(toy_cohort, tiny_r
     assert set(m["training_pixels_per_second"]) == {"random_batches", "generator", "graph"}
     assert all(v > 0 for v in m["training_pixels_per_second"].values())
     assert "vs generator" in (tmp_path / "bench" / "report.md").read_text()
+
+
+def test_predict_cli_on_a_nifti_cine_writes_masks_on_its_voxel_grid(tiny_run, tmp_path):
+    """A 4-D NIfTI cine (x, y, slice, time) in, infarct masks out on the same grid and affine."""
+    nib = pytest.importorskip("nibabel")
+
+    from ofrnn.cli import main
+
+    out, _, _ = tiny_run
+    subject = toy_subject(21, infarct=True)
+    data = np.stack([subject.cine.transpose(2, 1, 0)] * 2, axis=2)  # (x, y, 2 slices, t): cine[t, row, col]
+    affine = np.diag([1.5, 1.5, 8.0, 1.0])
+    affine[:3, 3] = [-50.0, 20.0, 5.0]
+    img = nib.Nifti1Image((data * 1000).astype(np.int16), affine)
+    img.header.set_xyzt_units("mm", "msec")
+    img.header["pixdim"][4] = 40.0
+    nib.save(img, tmp_path / "patient_name_cine.nii.gz")
+    assert main(["predict", "--model", str(out), "--nifti", str(tmp_path / "patient_name_cine.nii.gz"),
+                 "--out", str(tmp_path / "p")]) == 0
+    (pred,) = (tmp_path / "p").glob("infarct_pred_*.nii.gz")
+    m = nib.load(pred)
+    assert m.shape == data.shape[:3] and np.allclose(m.affine, affine)
+    assert set(np.unique(np.asarray(m.dataobj))) <= {0, 1}
+    prob = nib.load(next((tmp_path / "p").glob("infarct_prob_*.nii.gz")))
+    assert np.asarray(prob.dataobj).max() <= 1.0 and prob.shape == data.shape[:3]
+    _assert_private_and_readable([tmp_path / "p"], [str(tmp_path), "patient_name"])

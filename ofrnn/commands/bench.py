@@ -13,6 +13,7 @@ through the in-graph gather feed that training uses (:meth:`ofrnn.pipeline.Pixel
 Writes OUT/metrics.json and OUT/report.md.
 """
 HELP = "benchmark inference time per subject (by stage) and training throughput"
+NEEDS_TENSORFLOW = True
 
 
 def add_arguments(p):

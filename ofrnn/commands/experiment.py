@@ -14,6 +14,10 @@ Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
   figures, report
                  quick*, quick2, paper, smoke
 """
+#: experiments that train or run networks: TensorFlow is imported first, without its start-up log
+#: lines (checked against the modules' imports by the tests)
+TENSORFLOW_EXPERIMENTS = frozenset({"ablation_classifier", "ablation_features", "ablation_patchsize", "localization"})
+
 HELP = "run an experiment by name (settings in experiments/<name>.toml, results in results/<name>/)"
 
 
@@ -35,6 +39,10 @@ def run(args):
 
     if not re.fullmatch(r"[a-z][a-z0-9_]*", args.name):
         raise OfrnnError(f"experiment name {args.name!r} must be a module name", field="NAME")
+    if args.name in TENSORFLOW_EXPERIMENTS:
+        from .._quiet import quiet_tensorflow
+
+        quiet_tensorflow()
     try:
         module = importlib.import_module(f"ofrnn.experiments.{args.name}")
     except ModuleNotFoundError as e:

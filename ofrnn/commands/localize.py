@@ -13,6 +13,7 @@ subject's attrs record the crop so predictions map back to the original images:
 sequence box, image pixels, JSON), ``roi_score``, ``roi_image_shape`` and ``localize_mode``.
 """
 HELP = "detect the LV (Fast R-CNN) and crop 64x64 ROI sequences from a cohort or a DICOM folder"
+NEEDS_TENSORFLOW = True
 
 
 def add_arguments(p):

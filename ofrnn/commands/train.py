@@ -1,15 +1,20 @@
 """Train OF-RNN on nine folds of a cohort and evaluate it on the tenth (paper Sec. 3).
 
-Writes OUT/: the model bundle (model.keras + ofrnn_model.json, what 'ofrnn predict --model OUT'
-needs), metrics.json, report.md (the paper's numbers beside ours), roc_pr.png, overlays/*.png
-(predicted infarct green, traced infarct outlined yellow), train_log*.csv (Keras CSVLogger),
-split.json and checkpoints/ (a killed run resumes from the last completed stage / epoch).
+Writes OUT/: the model bundle (model.keras + ofrnn_model.json + localizer/, the fold's own heart
+localization layers trained on its training subjects only: all 'ofrnn predict --model OUT' needs,
+even on raw DICOM or NIfTI), metrics.json (scored with annotated ROIs and, end to end, with the
+detected ones), report.md (what the run is, the paper's numbers beside ours with 95 % intervals,
+per-slice calls, training curves), roc_pr.png, training.png, overlays/*.png (chosen by a stated
+rule), train_log*.csv (Keras CSVLogger), split.json and checkpoints/ (a killed run resumes from the
+last completed stage / epoch). A fold finished by an older version is evaluated again from its
+weights, not retrained.
 
 --fold all runs every fold into OUT/fold<k>/ (finished folds are skipped) and aggregates mean +- sd
 into OUT/cv/. --fold holdout is the paper's segment-level split (2/3 train, 1/3 test).
 Settings come from experiments/train.toml (--profile quick | paper).
 """
 HELP = "train OF-RNN on a cohort fold and evaluate it (metrics, report, figures, model bundle)"
+NEEDS_TENSORFLOW = True
 
 
 def add_arguments(p):

@@ -556,7 +556,7 @@ def run(config, profile, out_dir):
     wall = time.perf_counter() - t_start
     timings["fits_s"] = float(sum(f["total_s"] for fs in results.values() for f in fs))
     timings["wall_s"] = wall
-    result = dict(rows=table, folds=folds, splits=split_ids, seed=seed, cohort_sha256=content_digest(cfg["cohort"]), n_subjects=len(ids),
+    result = dict(rows=table, folds=folds, splits=split_ids, seed=seed, cohort_sha256=content_digest(cohort), n_subjects=len(ids),
                   train_profile=cfg["train_profile"], split_settings={p: tcfg[p] for p in
                                                                       ("seed", "n_folds", "val_fraction", "frames",
                                                                        "roi_margin")},
@@ -585,7 +585,7 @@ def report(result):
          f"scikit-learn `HistGradientBoostingClassifier` per myocardium pixel, on the subject-wise folds of "
          f"`make train` (training settings `{result['train_profile']}`: {result['split_settings']['n_folds']}-fold CV, "
          f"seed {result['split_settings']['seed']}); folds {folds}, {result['n_subjects']} subjects of "
-         f"`{result['cohort']}`. Fit on the training subjects (early stopping on the validation subjects), "
+         f"the cohort with content digest {result['cohort_sha256']}. Fit on the training subjects (early stopping on the validation subjects), "
          "threshold = maximum Dice over the validation subjects' myocardium pixels, scored on the test fold's "
          "myocardium pixels (pooled per fold). Mean ± sd over folds, in %.", "",
          "| row | flow | inputs beyond OF-RNN's | Dice | sensitivity | specificity | ROC AUC | "

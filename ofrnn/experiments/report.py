@@ -197,7 +197,7 @@ def pixel_level(root):
             return _pct(v) + ("" if not ci or None in ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
 
         seg = m["segments"]
-        L += [f"**One fold only** ({name}, {len(r['split']['test'])} test subjects, profile `{r['config']['profile']}`): "
+        L += [f"**One fold only** ({name}, {m.get('n_subjects', '?')} test subjects, profile `{r['config']['profile']}`): "
               "95 % intervals are a bootstrap over its test subjects (Wilson for segments); `make cv` gives all ten "
               "folds.", ""] + _HEAD
         L += [f"| {k} | {PAPER_PIXEL.get(k, '-')} | {one('roi', k)} | {one('myocardium', k)} |" for k in _PIXEL_KEYS]
