@@ -11,45 +11,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .files import save_figure
+from .files import pyplot, save_figure
 
 #: (ring, first segment, number of segments, start angle of the first, degrees counter-clockwise
 #: from 3 o'clock); ring 0 is the outermost
 _RINGS = ((0, 1, 6, 60.0), (1, 7, 6, 60.0), (2, 13, 4, 45.0))
 
-#: the segments' names (Cerqueira et al. 2002, Fig. 1)
-NAMES = {1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 4: "basal inferior",
-         5: "basal inferolateral", 6: "basal anterolateral", 7: "mid anterior", 8: "mid anteroseptal",
-         9: "mid inferoseptal", 10: "mid inferior", 11: "mid inferolateral", 12: "mid anterolateral",
-         13: "apical anterior", 14: "apical septal", 15: "apical inferior", 16: "apical lateral"}
-
-
-def segment_percent(pred, aha_segments):
-    """Percent of each segment's pixels that are predicted infarct.
-
-    Parameters
-    ----------
-    pred : array of {0, 1}, (H, W)
-        Predicted infarct.
-    aha_segments : array of int, (H, W)
-        AHA segment 1-16 of each myocardium pixel, 0 elsewhere (the cohort's ``aha_segments``).
-
-    Returns
-    -------
-    dict
-        {segment: percent in [0, 100]} for the segments present in the slice.
-    """
-    aha = np.asarray(aha_segments)
-    p = np.asarray(pred, dtype=bool)
-    return {int(s): float(100.0 * np.count_nonzero(p & (aha == s)) / np.count_nonzero(aha == s))
-            for s in np.unique(aha[aha > 0])}
-
-
 def cohort_percent(per_subject):
     """Mean infarct percent per segment over the slices that contain it, and how many slices that is.
 
-    ``per_subject``: a list of :func:`segment_percent` results. Returns ({segment: mean %},
-    {segment: number of slices}).
+    Parameters
+    ----------
+    per_subject : list of dict
+        {segment: percent} per slice (:func:`ofrnn.metrics.segment_percent`).
+
+    Returns
+    -------
+    (dict, dict)
+        {segment: mean percent} and {segment: number of slices}.
     """
     sums, counts = {}, {}
     for d in per_subject:
@@ -67,18 +46,16 @@ def plot_bullseye(path, percent, *, title=None, counts=None):
     path : path
         PNG to write.
     percent : dict
-        {segment: infarct % of the segment}, e.g. from :func:`segment_percent` (one slice fills one
-        ring) or :func:`cohort_percent`.
+        {segment: infarct % of the segment}, e.g. from :func:`ofrnn.metrics.segment_percent` (one
+        slice fills one ring) or :func:`cohort_percent`.
     title : str, optional
     counts : dict, optional
         {segment: slices} printed under each value (for a cohort).
     """
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
+    plt = pyplot()
     cmap = matplotlib.colormaps["magma_r"]
     norm = colors.Normalize(0, 100)
     fig = plt.figure(figsize=(4.6, 4.2), dpi=100)
@@ -109,4 +86,4 @@ def plot_bullseye(path, percent, *, title=None, counts=None):
     plt.close(fig)
 
 
-__all__ = ["NAMES", "segment_percent", "cohort_percent", "plot_bullseye"]
+__all__ = ["cohort_percent", "plot_bullseye"]

@@ -194,6 +194,16 @@ def write_json(path, obj, *, indent=1, nan_as_null=False):
     atomic_write_text(path, text)
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed), for the figure writers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(fig, path, **savefig_kw):
     """Save a matplotlib figure atomically (rendered in memory, then written and renamed)."""
     import io

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics as M
-from .files import atomic_write_text, save_figure, write_json
+from .files import atomic_write_text, pyplot, save_figure, write_json
 from .predict import overlay_png
 
 #: the paper's results (Sec. 3, "MI area detection"), shown beside ours in every report. The pixel
@@ -29,15 +29,6 @@ PAPER_SEGMENT_SPLIT = "holdout, 2/3 train - 1/3 test"
 #: the training stages, their Keras CSV logs and what they are
 STAGES = (("local", "train_log_local.csv", "LSTM-RNN on P_l (Eq. 1)"),
           ("finetune", "train_log.csv", "end-to-end fine-tuning"))
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # -- figures ----------------------------------------------------------------------------------------
@@ -58,7 +49,7 @@ def plot_curves(path, subjects, probs, threshold):
     threshold : float
         The decision threshold of the fold.
     """
-    plt = _plt()
+    plt = pyplot()
     truth = np.stack([r.infarct for r in subjects]).astype(bool)
     myo = np.stack([r.myocardium for r in subjects]).astype(bool)
     prob = np.stack(probs)
@@ -116,7 +107,7 @@ def read_training_log(folder):
 def plot_training(path, log):
     """Training and validation loss per epoch of each stage (:func:`read_training_log`); the kept
     epoch is circled. Writes a PNG at ``path``."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, max(1, len(log)), figsize=(4.5 * max(1, len(log)), 3.5), dpi=100, squeeze=False)
     for ax, (stage, s) in zip(axes[0], log.items()):
         ax.plot(s["epochs"], s["loss"], "C0-o", ms=3, label="training loss")
@@ -187,7 +178,16 @@ def _pct(v, digits=1):
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.{digits}f} %"
 
 
-def _ci(ci, digits=1):
+def _pp_ci(m, key):
+    """' [low, high]' of the infarct size error (percentage points), when stored."""
+    ci = (m.get("size_error_ci95") or {}).get(key)
+    if not ci or any(v is None or np.isnan(v) for v in ci):
+        return ""
+    return f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if key == "mean" else f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def format_ci(ci, digits=1):
+    """' [low, high]' in percent of an interval (empty when undefined)."""
     if ci is None or any(v is None or np.isnan(v) for v in ci):
         return ""
     return f" [{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
@@ -211,35 +211,57 @@ def _split_sentence(result):
 
 
 def _profile_sentence(cfg, reductions):
+    if reductions is None:
+        return f"`{cfg['profile']}` (its settings file has no `paper` profile to compare it with)."
     if not reductions:
         return f"`{cfg['profile']}`: the paper's network sizes and training budget."
     items = "; ".join(f"{k} {v[0]} (`paper`: {v[1]})" for k, v in reductions.items())
     return f"`{cfg['profile']}`, scaled down from the `paper` profile to fit a 2-core CPU. It differs in: {items}."
 
 
-COMPARISON_NOTE = (
-    "**What is comparable with the paper.** The network (4-layer LSTM over 11x11x25 patches, 3x3 trajectory "
-    "patches, 3-layer SAE and softmax) and the metrics' definitions follow the paper. The data do not: the paper "
-    "used 114 patients' cines with LGE-traced infarcts, which are private; ours are simulated (or your own). The "
-    "scale may not: a reduced profile has fewer units and epochs. The paper's pixel numbers are a 10-fold CV "
-    "mean; one fold's test subjects are a sample of about a dozen slices, hence wide intervals for one fold. The paper's "
-    "accuracy, sensitivity and specificity imply about 57 % infarct pixels among those it scored (94.35 = 91.23 p "
-    "+ 98.42 (1 - p)); over all 64x64 ROI pixels infarct is a few percent here, so our all-ROI accuracy mostly "
-    "measures specificity, and the myocardium-only column is the clinically meaningful one. Read the paper's "
-    "numbers as a reference point, not as a target this run should match.")
+def comparison_note(cfg=None, *, one_fold=True):
+    """The paragraph set wherever the paper's numbers appear: what is and is not comparable.
 
-GLOSSARY = (
-    "ROI: the 64x64 crop around the LV box (margin 15 %) that the network sees; *ROI source* `gt` = the "
-    "annotated LV box, `detector` = the heart localization layers. ED/ES: end-diastole (frame 0, the ECG "
-    "trigger) / end-systole. P_l: a pixel's 11x11 intensity patch over the 25 frames (local motion, the LSTM's "
-    "input). P_g: its 3x3 optical-flow trajectory features (global motion). Interval: 95 %, a bootstrap over "
-    "test subjects (pixels of one slice are correlated) or Wilson's for counts of segments and slices.")
+    ``cfg``: the training settings (for the network's sizes; the paper's when None); ``one_fold``:
+    the text speaks of one fold's test subjects and their intervals.
+    """
+    cfg = cfg or dict(lstm_layers=4, patch=11, frames=25, global_patch=3)
+    sample = ("One fold's test subjects are a sample of about a dozen slices, hence the wide intervals. " if one_fold
+              else "A mean over folds hides how few slices each fold holds; see the per-fold intervals. ")
+    return (
+        f"**What is comparable with the paper.** The network ({cfg['lstm_layers']}-layer LSTM over "
+        f"{cfg['patch']}x{cfg['patch']}x{cfg['frames']} patches, {cfg['global_patch']}x{cfg['global_patch']} "
+        "trajectory patches, 3-layer SAE and softmax) and the metrics' definitions follow the paper. The data do not: "
+        "the paper used 114 patients' cines with LGE-traced infarcts, which are private; ours are simulated (or your "
+        "own). The scale may not: a reduced profile has fewer units and epochs. The paper's pixel numbers are a "
+        "10-fold CV mean. " + sample + "The paper's accuracy, sensitivity and specificity imply about 57 % infarct "
+        "pixels among those it scored (94.35 = 91.23 p + 98.42 (1 - p)); over all 64x64 ROI pixels infarct is a few "
+        "percent here, so our all-ROI accuracy mostly measures specificity, and the myocardium-only column is the "
+        "clinically meaningful one. Read the paper's numbers as a reference point, not as a target this run should "
+        "match.")
+
+
+#: what comparison_note says with the paper's own sizes (for make report)
+COMPARISON_NOTE = comparison_note(one_fold=False)
+
+
+def glossary(cfg):
+    """The glossary paragraph of a fold report, with this run's sizes."""
+    return (
+        f"ROI: the 64x64 crop around the LV box (margin {100 * cfg['roi_margin']:.0f} %) that the network sees; "
+        "*ROI source* `gt` = the annotated LV box, `detector` = the heart localization layers. ED/ES: end-diastole "
+        f"(frame 0, the ECG trigger) / end-systole. P_l: a pixel's {cfg['patch']}x{cfg['patch']} intensity patch "
+        f"over the {cfg['frames']} frames (local motion, the LSTM's input). P_g: its "
+        f"{cfg['global_patch']}x{cfg['global_patch']} optical-flow trajectory features (global motion). Interval: "
+        "95 %, a bootstrap over test subjects (pixels of one slice are correlated) or Wilson's for counts of "
+        "segments and slices.")
 
 
 def _timings_table(timings):
     rows = [("prepare ROI sequences and flows (cache hits are fast)", "prepare", "s"),
             ("stage 1: LSTM-RNN", "local", "s"), ("stage 2: auto-encoder pre-training", "autoencoders", "s"),
             ("stage 3: fine-tuning", "finetune", "s"), ("fine-tuning throughput", "finetune_pixels_per_s", "pixels/s"),
+            ("the fold's heart localization layers (training)", "localizer", "s"),
             ("inference per test subject (network only)", "network_per_subject", "s"),
             ("whole fold", "total", "s")]
     lines = ["| step | value | unit |", "|---|---|---|"]
@@ -288,39 +310,40 @@ def write_report(path, result, *, overlays_drawn=(), training=None):
          "## What this is", "",
          f"- **Data**: {describe_data(result.get('data', {}))}.",
          f"- **Split**: {_split_sentence(result)}",
-         f"- **Profile**: {_profile_sentence(cfg, result.get('profile_reductions', {}))}",
+         f"- **Profile**: {_profile_sentence(cfg, result.get('profile_reductions'))}",
          f"- **ROI source**: {roi_src}. **Global motion**: {flow_src}.",
          f"- **Decision threshold** {m['threshold']:.3f}, chosen by `{cfg['threshold']}` on the validation "
          "subjects, never on the test fold.",
-         "", COMPARISON_NOTE, "",
+         "", comparison_note(cfg), "",
          f"## Pixels (95 % intervals: bootstrap over the {n_test} test subjects)", "",
          f"| metric | paper ({PAPER_PIXEL_SPLIT}) | ours, all ROI pixels | ours, myocardium only |",
          "|---|---|---|---|"]
     for k in M.INTERVAL_METRICS:
         paper = _pct(PAPER[k], 2) if k in PAPER else "-"
-        L.append(f"| {k} | {paper} | {_pct(m['roi'][k])}{_ci(m['roi'].get('ci95', {}).get(k))} | "
-                 f"{_pct(m['myocardium'][k])}{_ci(m['myocardium'].get('ci95', {}).get(k))} |")
+        L.append(f"| {k} | {paper} | {_pct(m['roi'][k])}{format_ci(m['roi'].get('ci95', {}).get(k))} | "
+                 f"{_pct(m['myocardium'][k])}{format_ci(m['myocardium'].get('ci95', {}).get(k))} |")
     dice = m["dice_myocardium_mean"]
     L += ["", f"Mean infarct Dice in the myocardium over test slices with an infarct: "
               f"{'n/a' if dice is None else format(dice, '.3f')}"
               f"{'' if not m.get('dice_myocardium_ci95') else ' [%.3f, %.3f]' % tuple(m['dice_myocardium_ci95'])}. "
-              f"Infarct size error: {m['size_error_mean_pct']:+.1f} (mean) and {m['size_error_abs_mean_pct']:.1f} "
-              "(mean absolute) percentage points of the myocardium."]
+              f"Infarct size error: {m['size_error_mean_pct']:+.1f}{_pp_ci(m, 'mean')} (mean) and "
+              f"{m['size_error_abs_mean_pct']:.1f}{_pp_ci(m, 'abs_mean')} (mean absolute) percentage points of the "
+              "myocardium."]
     calls = m.get("calls")
     if calls:
         c = calls["counts"]
         L += ["", "## Slices: detected, missed, false positive", "",
               f"Rule: {calls['rule']}. Detected {c['detected']}, misplaced (called, no overlap) {c['misplaced']}, "
               f"missed {c['missed']}, false positive {c['false positive']}, true negative {c['true negative']}. "
-              f"Slice-level sensitivity {_pct(calls['sensitivity'])}{_ci(calls['sensitivity_ci95'])}, "
-              f"specificity {_pct(calls['specificity'])}{_ci(calls['specificity_ci95'])} (Wilson).", "",
+              f"Slice-level sensitivity {_pct(calls['sensitivity'])}{format_ci(calls['sensitivity_ci95'])}, "
+              f"specificity {_pct(calls['specificity'])}{format_ci(calls['specificity_ci95'])} (Wilson).", "",
               "| subject | level | traced infarct (% of myocardium) | predicted (%) | size error (pp) | "
               "myocardium Dice | call |", "|---|---|---|---|---|---|---|"]
         for p in m["per_subject"]:
             d = "-" if not p["has_infarct"] else f"{p['dice_myocardium']:.2f}"
             L.append(f"| {p['id']} | {p['level']} | {p['size_true_pct']:.1f} | {p['size_pred_pct']:.1f} | "
                      f"{p['size_error_pct']:+.1f} | {d} | {p['outcome']} |")
-    L += _end_to_end_section(m, result.get("metrics_detected_roi"))
+    L += _end_to_end_section(m, result.get("metrics_detected_roi"), cfg)
     seg = m["segments"]
     seg_head = (f"paper ({PAPER_SEGMENT_SPLIT})" if holdout else
                 f"paper (its {PAPER_SEGMENT_SPLIT}: **another split**, not comparable with one CV fold)")
@@ -330,13 +353,15 @@ def write_report(path, result, *, overlays_drawn=(), training=None):
     for lv in ("apical", "mid", "basal", "all"):
         if lv in seg["accuracy"]:
             L.append(f"| {lv} | {_pct(PAPER['segment_accuracy'].get(lv))} | {_pct(seg['accuracy'][lv])}"
-                     f"{_ci(seg.get('accuracy_ci95', {}).get(lv))} | {seg['n_segments'][lv]} "
+                     f"{format_ci(seg.get('accuracy_ci95', {}).get(lv))} | {seg['n_segments'][lv]} "
                      f"({seg.get('n_abnormal', {}).get(lv, '?')}) |")
     auc = seg["auc"]
     few = [s for s, n in seg.get("n_abnormal_per_segment", {}).items() if seg["auc_per_segment"].get(s) is not None
            and n <= 2]
+    auc_ci = seg.get("auc_ci95")
+    auc_ci = "" if not auc_ci or any(v is None or np.isnan(v) for v in auc_ci) else " [%.3f, %.3f]" % tuple(auc_ci)
     L += ["", f"Segment AUC (mean probability per segment, all segments): "
-              f"{'n/a' if auc is None else format(auc, '.3f')}. Per-segment AUCs are in metrics.json"
+              f"{'n/a' if auc is None else format(auc, '.3f')}{auc_ci}. Per-segment AUCs are in metrics.json"
           + (f"; those of segments {', '.join(map(str, few))} rest on one or two abnormal segments and say little."
              if few else ".")]
     L += ["", "## Training", ""]
@@ -348,39 +373,60 @@ def write_report(path, result, *, overlays_drawn=(), training=None):
         L += ["", "The auto-encoders are pre-trained without validation (train_log_autoencoders.csv)."]
     else:
         L.append("No training log in this folder.")
-    L += ["", "## Figures", "", "![ROC and PR](roc_pr.png)", "",
-          "Overlays (`overlays/`): the ROI at frame 0 (end-diastole); predicted infarct filled green, traced "
+    L += ["", "## Figures", "", "![ROC and PR](roc_pr.png)", ""]
+    if result.get("bullseyes"):
+        L += ["AHA bull's-eyes of the test slices, traced and predicted (mean infarct % per segment; n = slices "
+              "holding the segment):", ""] + [f"![{n}]({n})" for n in result["bullseyes"]] + [""]
+    L += ["Overlays (`overlays/`): the ROI at frame 0 (end-diastole); predicted infarct filled green, traced "
           "infarct outlined yellow, myocardium outlined cyan. Chosen by a fixed rule (best, median and worst "
           "Dice, every missed, misplaced and false-positive slice, one correct infarct-free slice), not by "
           "looks:", ""]
     L += [f"- `overlays/{sid}.png`: {reason}" for sid, reason in overlays_drawn] or ["- none drawn"]
-    L += ["", "## Timings (2-core CPU unless stated) and versions", ""] + _timings_table(result["timings"]) + \
-         [""] + _versions_table(result["versions"]) + ["", "## Glossary", "", GLOSSARY, ""]
+    L += ["", f"## Timings ({result['versions'].get('machine', 'machine not recorded')}) and versions", ""] + _timings_table(result["timings"]) + \
+         [""] + _versions_table(result["versions"]) + ["", "## Glossary", "", glossary(cfg), ""]
     atomic_write_text(path, "\n".join(L))
 
 
-def _end_to_end_section(m, e):
-    """Annotated-ROI and detected-ROI scores side by side (the paper's end-to-end setting)."""
+def _end_to_end_section(m, e, cfg):
+    """This fold's own ROIs and detected ROIs side by side (the paper's end-to-end setting)."""
     if not e:
         return []
     cov, loc = e["coverage"], e["localizer"]
     how = (f"reused (trained before on the same {loc['subjects']} subjects and settings)" if loc.get("reused") else
            f"trained here on {loc['frames']} frames of the fold's {loc['subjects']} training and validation subjects "
            f"in {loc['seconds'] / 60:.1f} min")
+    own = "annotated ROI" if cfg["roi"] == "gt" else "ROI of the run's localizer"
     L = ["", "## End to end: ROIs from the heart localization layers", "",
          f"The fold's own heart localization layers (Fast R-CNN, profile `{loc.get('profile', 'full')}`; {how}; never "
          "shown the test fold) find the ROI; the same network and threshold then score it. The detected ROI holds "
          f"the whole annotated LV box in {_pct(cov['lv_held'])} of the test subjects and "
          f"{_pct(cov['infarct_inside'])} of the traced infarct on average: infarct outside the ROI is not scored, "
          "so read these rows with that coverage.", "",
-         "| myocardium pixels | annotated ROI | detected ROI |", "|---|---|---|"]
+         f"| myocardium pixels | {own} | detected ROI |", "|---|---|---|"]
     for k in ("sensitivity", "specificity", "dice", "roc_auc"):
-        L.append(f"| {k} | {_pct(m['myocardium'][k])}{_ci(m['myocardium'].get('ci95', {}).get(k))} | "
-                 f"{_pct(e['myocardium'][k])}{_ci(e['myocardium'].get('ci95', {}).get(k))} |")
-    for lv in ("all",):
-        L.append(f"| AHA segment accuracy ({lv}) | {_pct(m['segments']['accuracy'].get(lv))} | "
-                 f"{_pct(e['segments']['accuracy'].get(lv))} |")
+        L.append(f"| {k} | {_pct(m['myocardium'][k])}{format_ci(m['myocardium'].get('ci95', {}).get(k))} | "
+                 f"{_pct(e['myocardium'][k])}{format_ci(e['myocardium'].get('ci95', {}).get(k))} |")
+    a, b = m["segments"], e["segments"]
+    L.append(f"| AHA segment accuracy (all) | {_pct(a['accuracy'].get('all'))}"
+             f"{format_ci(a.get('accuracy_ci95', {}).get('all'))} | {_pct(b['accuracy'].get('all'))}"
+             f"{format_ci(b.get('accuracy_ci95', {}).get('all'))} |")
     return L
+
+
+def plot_fold_bullseyes(folder, subjects, probs, threshold):
+    """Traced and predicted infarct, mean % per AHA segment over the test slices, as two bull's-eyes
+    (``bullseye_traced.png``, ``bullseye_predicted.png`` in ``folder``). Returns the file names."""
+    from .bullseye import cohort_percent, plot_bullseye
+
+    names = []
+    for kind, masks in (("traced", [r.infarct for r in subjects]), ("predicted", [p >= threshold for p in probs])):
+        per = [M.segment_percent(np.asarray(k, bool) & (r.myocardium > 0), r.aha) for k, r in zip(masks, subjects)]
+        mean, counts = cohort_percent(per)
+        name = f"bullseye_{kind}.png"
+        plot_bullseye(Path(folder) / name, mean, counts=counts,
+                      title=f"{kind} infarct, mean % per AHA segment over {len(subjects)} test slices")
+        names.append(name)
+    return names
 
 
 # -- over folds -------------------------------------------------------------------------------------
@@ -388,23 +434,17 @@ _SUMMARY = [("roi", k) for k in ("accuracy", "sensitivity", "specificity", "prec
            [("myocardium", k) for k in ("accuracy", "sensitivity", "specificity", "precision", "dice", "roc_auc")]
 
 
-def _mean_sd(values):
-    v = np.array([np.nan if x is None else x for x in values], dtype=float)
-    return dict(mean=float(np.nanmean(v)), sd=float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0)
-
-
 def aggregate(results, out):
     """Mean +- sd over folds of the headline metrics; writes ``out``/metrics.json and report.md.
 
-    Slice calls and AHA segments are also pooled over folds (every subject is tested once), with
-    Wilson intervals.
+    Slice calls are also pooled over folds (every subject is tested once), with Wilson intervals.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table = {f"{g}.{k}": _mean_sd([r["metrics"][g][k] for r in results]) for g, k in _SUMMARY}
+    table = {f"{g}.{k}": M.mean_sd([r["metrics"][g][k] for r in results]) for g, k in _SUMMARY}
     for lv in ("apical", "mid", "basal", "all"):
-        table[f"segments.{lv}"] = _mean_sd([r["metrics"]["segments"]["accuracy"].get(lv) for r in results])
-    table["dice_myocardium_mean"] = _mean_sd([r["metrics"]["dice_myocardium_mean"] for r in results])
+        table[f"segments.{lv}"] = M.mean_sd([r["metrics"]["segments"]["accuracy"].get(lv) for r in results])
+    table["dice_myocardium_mean"] = M.mean_sd([r["metrics"]["dice_myocardium_mean"] for r in results])
     rows = [p for r in results for p in r["metrics"]["per_subject"] if "outcome" in p]
     pooled = {}
     if len(rows) == sum(len(r["metrics"]["per_subject"]) for r in results):
@@ -417,9 +457,9 @@ def aggregate(results, out):
     write_json(out / "metrics.json", summary, indent=2)
     L = [f"# OF-RNN cross-validation: {len(results)} folds, {n_subjects} test subjects", "",
          f"- **Data**: {describe_data(results[0].get('data', {}))}.",
-         f"- **Profile**: {_profile_sentence(cfg, results[0].get('profile_reductions', {}))}",
+         f"- **Profile**: {_profile_sentence(cfg, results[0].get('profile_reductions'))}",
          f"- **ROI source** `{cfg['roi']}`; **flow** `{cfg['flow']}`. Every subject is tested exactly once.", "",
-         COMPARISON_NOTE, "",
+         comparison_note(cfg, one_fold=False), "",
          f"| metric | paper ({PAPER_PIXEL_SPLIT}; segments: {PAPER_SEGMENT_SPLIT}) | ours (mean +- sd over folds) |",
          "|---|---|---|"]
     for key, s in table.items():
@@ -433,13 +473,13 @@ def aggregate(results, out):
         c = pooled["calls"]
         counts = ", ".join(f"{n} {k}" for k, n in c["counts"].items())
         L += ["", f"Slice calls pooled over folds ({c['rule']}): {counts}; slice-level sensitivity "
-                  f"{_pct(c['sensitivity'])}{_ci(c['sensitivity_ci95'])}, specificity "
-                  f"{_pct(c['specificity'])}{_ci(c['specificity_ci95'])} (Wilson 95 %)."]
+                  f"{_pct(c['sensitivity'])}{format_ci(c['sensitivity_ci95'])}, specificity "
+                  f"{_pct(c['specificity'])}{format_ci(c['specificity_ci95'])} (Wilson 95 %)."]
     L += ["", "The per-fold reports (`../fold<k>/report.md`) give intervals, per-subject tables and figures."]
     atomic_write_text(out / "report.md", "\n".join(L) + "\n")
     return summary
 
 
-__all__ = ["PAPER", "PAPER_PIXEL_SPLIT", "PAPER_SEGMENT_SPLIT", "COMPARISON_NOTE", "GLOSSARY", "plot_curves",
-           "read_training_log", "plot_training", "select_overlays", "overlays", "describe_data", "write_report",
+__all__ = ["PAPER", "PAPER_PIXEL_SPLIT", "PAPER_SEGMENT_SPLIT", "COMPARISON_NOTE", "comparison_note", "glossary", "format_ci", "plot_curves",
+           "read_training_log", "plot_training", "select_overlays", "plot_fold_bullseyes", "overlays", "describe_data", "write_report",
            "aggregate"]

@@ -122,12 +122,30 @@ def infarct_size_error(pred, truth, myocardium):
     return infarct_size(pred, myocardium) - infarct_size(truth, myocardium)
 
 
-def segment_labels(mask, aha_segments, *, rule=SEGMENT_RULE):
-    """Per AHA segment present: {segment: 1 if at least ``rule`` of its pixels are in ``mask``}."""
+def segment_percent(mask, aha_segments):
+    """Percent of each AHA segment's pixels inside ``mask``.
+
+    Parameters
+    ----------
+    mask : array of {0, 1}, (H, W)
+        E.g. predicted or traced infarct.
+    aha_segments : array of int, (H, W)
+        AHA segment 1-16 of each myocardium pixel, 0 elsewhere.
+
+    Returns
+    -------
+    dict
+        {segment: percent in [0, 100]} for the segments present.
+    """
     aha = np.asarray(aha_segments)
     m = np.asarray(mask, dtype=bool)
-    return {int(s): int(np.count_nonzero(m & (aha == s)) >= rule * np.count_nonzero(aha == s))
+    return {int(s): 100.0 * np.count_nonzero(m & (aha == s)) / np.count_nonzero(aha == s)
             for s in np.unique(aha[aha > 0])}
+
+
+def segment_labels(mask, aha_segments, *, rule=SEGMENT_RULE):
+    """Per AHA segment present: {segment: 1 if at least ``rule`` of its pixels are in ``mask``}."""
+    return {s: int(pct >= 100.0 * rule) for s, pct in segment_percent(mask, aha_segments).items()}
 
 
 def segment_records(subject_id, level, truth, pred, prob, aha_segments, *, rule=SEGMENT_RULE):
@@ -176,6 +194,18 @@ def segment_metrics(records):
     t = [r["truth"] for r in records]
     out["auc"] = float(skm.roc_auc_score(t, [r["score"] for r in records])) if 0 < sum(t) < len(t) else None
     return out
+
+
+def mean_sd(values):
+    """Mean and sample sd (ddof 1) of per-fold values, None and NaN skipped: {mean, sd, n}.
+
+    ``mean`` is None when no value is finite; ``sd`` is 0 for a single value. The one place every
+    table over folds (fold reports, ablations, yardstick, report) takes its mean +- sd from.
+    """
+    v = np.array([np.nan if x is None else x for x in values], dtype=float)
+    fin = np.isfinite(v)
+    return dict(mean=float(np.nanmean(v)) if fin.any() else None,
+                sd=float(np.nanstd(v, ddof=1)) if fin.sum() > 1 else 0.0, n=int(fin.sum()))
 
 
 def wilson_interval(k, n, *, level=0.95):
@@ -256,22 +286,41 @@ def bootstrap_subjects(statistic, n_subjects, *, n_boot=N_BOOTSTRAP, level=0.95,
 def slice_call(pred, region, *, min_pixels=CALL_MIN_PIXELS):
     """Is the slice called infarcted? At least ``min_pixels`` predicted infarct pixels inside ``region``.
 
-    ``pred`` and ``region``: boolean masks of one slice in ROI space (64, 64); ``region`` is the
-    myocardium when it is known, else every ROI pixel. See :data:`CALL_MIN_PIXELS`.
+    Parameters
+    ----------
+    pred, region : array of bool, (64, 64)
+        Predicted infarct and the pixels that count, in ROI space: the myocardium when it is
+        known, else every ROI pixel.
+    min_pixels : int
+        :data:`CALL_MIN_PIXELS` by default.
+
+    Returns
+    -------
+    bool
     """
     return bool(np.count_nonzero(np.asarray(pred, dtype=bool) & np.asarray(region, dtype=bool)) >= min_pixels)
 
 
 def call_outcome(truth, pred, region, *, min_pixels=CALL_MIN_PIXELS):
-    """How the slice call compares with the traced infarct (all masks in ROI space, (64, 64)).
+    """How the slice call compares with the traced infarct.
 
-    Returns one of ``"detected"`` (infarct traced, called, and the prediction overlaps it),
+    Parameters
+    ----------
+    truth, pred, region : array of bool, (64, 64)
+        Traced and predicted infarct and the myocardium, in ROI space.
+    min_pixels : int
+        The rule of :func:`slice_call`.
+
+    Returns
+    -------
+    str
+        One of ``"detected"`` (infarct traced, called, and the prediction overlaps it),
     ``"misplaced"`` (traced and called, but no overlap), ``"missed"`` (traced, not called),
     ``"false positive"`` (no infarct traced, called) or ``"true negative"``.
     """
     t = np.asarray(truth, dtype=bool) & np.asarray(region, dtype=bool)
     p = np.asarray(pred, dtype=bool) & np.asarray(region, dtype=bool)
-    called = slice_call(p, region, min_pixels=min_pixels)
+    called = np.count_nonzero(p) >= min_pixels  # the rule of slice_call, on the already restricted mask
     if t.any():
         if not called:
             return "missed"
@@ -389,16 +438,45 @@ def evaluate_rois(subjects, probs, threshold, *, seed=0):
     out["dice_myocardium_mean"] = float(np.nanmean(dice)) if len(dice) else None
     out["dice_myocardium_ci95"] = (bootstrap_subjects(lambda i: float(np.nanmean(dice[i])), len(dice), seed=seed)
                                    if len(dice) else None)
-    out["size_error_abs_mean_pct"] = float(np.mean([abs(p["size_error_pct"]) for p in per_subject]))
-    out["size_error_mean_pct"] = float(np.mean([p["size_error_pct"] for p in per_subject]))
+    err = np.array([p["size_error_pct"] for p in per_subject], dtype=float)
+    out["size_error_abs_mean_pct"] = float(np.mean(np.abs(err)))
+    out["size_error_mean_pct"] = float(np.mean(err))
+    out["size_error_ci95"] = bootstrap_subjects(lambda i: dict(mean=float(err[i].mean()),
+                                                               abs_mean=float(np.abs(err[i]).mean())),
+                                                len(err), seed=seed)
     out["calls"] = call_summary(per_subject)
     out["segments"] = segment_metrics(records)
+    out["segments"]["auc_ci95"] = _segment_auc_interval(records, [r.id for r in subjects], seed)
     out["per_subject"] = per_subject
     return out, records
 
 
+def _segment_auc_interval(records, ids, seed):
+    """Subject-bootstrap 95 % interval of the all-segment AUC (resampling slices with their segments)."""
+    by_subject = [[r for r in records if r["subject"] == sid] for sid in ids]
+
+    def stat(idx):
+        rows = [r for i in idx for r in by_subject[i]]
+        t = [r["truth"] for r in rows]
+        return float(skm.roc_auc_score(t, [r["score"] for r in rows])) if 0 < sum(t) < len(t) else float("nan")
+
+    return bootstrap_subjects(stat, len(ids), seed=seed) if ids else None
+
+
 def call_summary(per_subject):
-    """Counts of slice-call outcomes; slice-level sensitivity and specificity with Wilson intervals."""
+    """Counts of slice-call outcomes; slice-level sensitivity and specificity with Wilson intervals.
+
+    Parameters
+    ----------
+    per_subject : list of dict
+        Rows with an ``outcome`` (:func:`call_outcome`).
+
+    Returns
+    -------
+    dict
+        ``rule``, ``counts`` {outcome: n}, ``sensitivity`` (detected / slices with infarct) and
+        ``specificity`` (true negatives / infarct-free slices), each with ``_ci95`` (Wilson).
+    """
     n = {k: sum(p["outcome"] == k for p in per_subject)
          for k in ("detected", "misplaced", "missed", "false positive", "true negative")}
     pos = n["detected"] + n["misplaced"] + n["missed"]
@@ -409,5 +487,5 @@ def call_summary(per_subject):
 
 
 __all__ = ["SEGMENT_RULE", "CALL_MIN_PIXELS", "INTERVAL_METRICS", "N_BOOTSTRAP", "wilson_interval",
-           "bootstrap_subjects", "slice_call", "call_outcome", "call_summary", "pixel_intervals", "confusion", "pixel_metrics", "curves", "youden_threshold", "dice_threshold", "infarct_size",
+           "bootstrap_subjects", "mean_sd", "segment_percent", "slice_call", "call_outcome", "call_summary", "pixel_intervals", "confusion", "pixel_metrics", "curves", "youden_threshold", "dice_threshold", "infarct_size",
            "infarct_size_error", "segment_labels", "segment_records", "segment_metrics", "evaluate_rois"]

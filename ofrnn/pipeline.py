@@ -195,7 +195,8 @@ def prepare_cohort(cohort_path, *, frames, roi="gt", flow="estimated", margin=0.
         settings["flow_params"] = DEFAULTS
     cache = None
     if cache_dir is not None and roi == "gt":
-        cache = Path(cache_dir) / f"{Path(cohort_path).stem}-{_cache_key(cohort_path, settings)}.h5"
+        # named by a key of the cohort and settings, not by the cohort's file name (which may name a patient)
+        cache = Path(cache_dir) / f"prepared-{_cache_key(cohort_path, settings)}.h5"
     with open_cohort(cohort_path) as c:
         want = list(c.ids) if ids is None else list(ids)
         cached = _read_cache(cache, want) if cache is not None and cache.is_file() else {}

@@ -17,11 +17,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .bullseye import cohort_percent, plot_bullseye, segment_percent
-from .files import atomic_output, content_digest, save_figure, write_json
+from .bullseye import cohort_percent, plot_bullseye
+from .files import atomic_output, content_digest, pyplot, save_figure, write_json
 from . import roi as roimod
 from .errors import OfrnnError
-from .metrics import CALL_MIN_PIXELS, SEGMENT_RULE, evaluate_rois, infarct_size, segment_labels
+from .metrics import (CALL_MIN_PIXELS, SEGMENT_RULE, evaluate_rois, infarct_size, segment_labels, segment_percent,
+                      slice_call)
 from .motion import local_patches
 from .pipeline import global_motion, prepare_subject, roi_flows, subject_transform
 
@@ -137,10 +138,8 @@ def overlay_png(path, image, pred, *, truth=None, myocardium=None, box=None, fra
         The ROI box in ``image`` pixels: the full frame is drawn with the box, beside a zoom on it.
     """
     from matplotlib.patches import Patch
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = 2 if box is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.6), dpi=100, squeeze=False)
@@ -219,6 +218,8 @@ def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, thres
         out["aha_segment_percent"] = {str(k): v for k, v in segment_percent(inside, subject.aha_segments).items()}
     else:
         out["aha_segments_involved"] = out["aha_segment_percent"] = None
+        out["aha_note"] = ("AHA segments unknown for this input (they come with simulated cohorts; from real cines "
+                           "they would need the myocardium and the RV insertion points), so no bull's-eye")
     return out
 
 
@@ -234,8 +235,14 @@ def _frame0_myocardium(subject):
 
 def _model_info(config):
     """What names the model in every output: profile, fold, weights digest, versions; no path."""
-    keys = ("profile", "fold", "flow", "roi", "threshold", "model_sha256", "cohort_sha256")
-    return {k: config[k] for k in keys if k in config} | {"ofrnn": config.get("versions", {}).get("ofrnn")}
+    keys = ("profile", "fold", "flow", "threshold", "model_sha256", "cohort_sha256")
+    return ({k: config[k] for k in keys if k in config}
+            | {"training_roi_source": config.get("roi"), "ofrnn": config.get("versions", {}).get("ofrnn")})
+
+
+#: how the ROI of a prediction was found, in words (``roi`` of :func:`predict_subjects`)
+ROI_SOURCES = {"gt": "annotated LV box (cohort lv_box or contours)",
+               "detector": "heart localization layers (Fast R-CNN)"}
 
 
 def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None, source_path=None,
@@ -268,6 +275,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
         f.attrs["threshold"] = thr
         f.attrs["frame"] = FRAME
         f.attrs["axes"] = "(row, col) image pixels of the input's frame 0; pixel (r, c) has its centre at (r, c)"
+        f.attrs["roi_source"] = ROI_SOURCES[roi]
         for s in tqdm(subjects, desc="predict", unit="subject", total=total, disable=not progress):
             tm = {}
             t0 = time.perf_counter()
@@ -285,12 +293,13 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
             tm["total"] = time.perf_counter() - t0
             box = np.asarray(tr.box, dtype=np.int32)
             myo = _frame0_myocardium(s)
-            region = myo.astype(bool) if myo is not None else roi_mask
-            # the call counts ROI pixels (heart-size normalised, as in evaluation): image pixels / scale^2
-            called = np.count_nonzero(pred_img.astype(bool) & region) / tr.scale ** 2 >= CALL_MIN_PIXELS
+            # the call is made in ROI space, on the network's own 64x64 map, exactly as in evaluation
+            region = (roimod.crop(myo, tr, order=0) > 0) if myo is not None else np.ones(prob.shape, bool)
+            called = slice_call(prob >= thr, region)
             subject = s if myo is None or s.myocardium is not None else _with_myocardium(s, myo)
             summary = subject_summary(prob_img, pred_img, subject, box, roi_mask=roi_mask, called=called,
                                       threshold=thr, model=model)
+            summary["roi_source"] = ROI_SOURCES[roi]
             _write_subject(f, s, prob_img, pred_img, roi_mask, box)
             write_json(out / f"{s.id}.json", summary, indent=2, nan_as_null=True)
             state = "infarct present" if called else "no infarct called"
@@ -308,7 +317,8 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
                 labelled.append((rs, prob))
     result = dict(subjects=summaries, timings=timings)
     if nifti:
-        result["nifti"] = _write_nifti(out, nifti)
+        result["nifti"] = _write_nifti(out, nifti, f"ofrnn infarct, threshold {thr:.3f}, model "
+                                                   f"{model.get('model_sha256', '?')}, frame 0 (ED)")
     per_segment = [{int(k): v for k, v in m["aha_segment_percent"].items()} for m in summaries
                    if m["aha_segment_percent"]]
     if per_segment:
@@ -319,15 +329,16 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
         # cohorts with traced infarcts (e.g. another simulator seed or acquisition) are scored as in training
         metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr)
         metrics["provenance"] = dict(model=model, roi_source=roi)
-        write_json(out / "metrics.json", metrics, indent=2)
+        write_json(out / "metrics.json", metrics, indent=2, nan_as_null=True)
         result["metrics"] = metrics
     return result
 
 
-def _write_nifti(out, inputs):
-    """``infarct_pred_<hash>.nii.gz`` (uint8) and ``infarct_prob_<hash>.nii.gz`` (float32, 0 outside
-    the ROI) per NIfTI input, on the input's voxel grid with its affine, so they overlay the cine in
-    ITK-SNAP or 3D Slicer. ``<hash>`` is the input's content hash (``series_hash``), never its name."""
+def _write_nifti(out, inputs, description):
+    """``infarct_pred_<hash>.nii.gz`` (uint8) and ``infarct_prob_<hash>.nii.gz`` (float32, NaN
+    outside the ROI: not scored) per NIfTI input, on the input's voxel grid with its affine, so they
+    overlay the cine in ITK-SNAP or 3D Slicer; ``description`` (threshold, model digest) goes into
+    the header's ``descrip``. ``<hash>`` is the input's content hash (``series_hash``), never its name."""
     import nibabel as nib
 
     from .ingest import nifti_volume_for
@@ -335,7 +346,8 @@ def _write_nifti(out, inputs):
     written = []
     for key, rows in inputs.items():
         for name, index, dtype in (("infarct_pred", 1, np.uint8), ("infarct_prob", 2, np.float32)):
-            img = nifti_volume_for([(row[0], np.nan_to_num(row[index])) for row in rows], dtype=dtype)
+            img = nifti_volume_for([(row[0], row[index]) for row in rows], dtype=dtype)
+            img.header["descrip"] = description[:79].encode()  # the header's 80-byte text field
             path = out / f"{name}_{key}.nii.gz"
             with atomic_output(path, suffix=".nii.gz") as tmp:
                 nib.save(img, tmp)

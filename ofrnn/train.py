@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import time
@@ -37,7 +38,8 @@ from . import splits
 from ._version import __version__
 from .errors import OfrnnError
 from .files import content_digest, read_toml, write_json
-from .fold_report import PAPER, overlays as write_overlays, plot_curves, plot_training, read_training_log, write_report
+from .fold_report import (PAPER, overlays as write_overlays, plot_curves, plot_fold_bullseyes, plot_training,
+                          read_training_log, write_report)
 from .pipeline import PixelBatches, prepare_cohort, sample_pixels
 from .predict import LOCALIZER_DIR, MODEL_FILE, predict_roi, save_bundle
 from .store import open_cohort
@@ -46,12 +48,13 @@ PROFILES = Path(__file__).resolve().parent.parent / "experiments" / "train.toml"
 #: settings of the heart localization layers (``make localize``), also used for a fold's own localizer
 LOCALIZATION_SETTINGS = PROFILES.parent / "localization.toml"
 
+#: bumped when the evaluation or report of a fold changes: a finished fold of an older version is
+#: evaluated again from its saved weights (OF-RNN is not retrained; the fold's heart localization
+#: layers are trained if it has none yet) and its report rewritten
+REPORT_VERSION = 4
+
 #: settings a profile file may leave out (one written before they existed): the documented defaults of
 #: experiments/train.toml
-#: bumped when the evaluation or report of a fold changes: a finished fold of an older version is
-#: evaluated again from its saved weights (no retraining) and its report rewritten
-REPORT_VERSION = 3
-
 SETTING_DEFAULTS = dict(global_frame="heart", global_norm="block", motion_reference="none", features="both",
                         feature_dropout=0.0, localizer="train", localizer_settings="", localizer_profile="full")
 
@@ -257,7 +260,9 @@ def _versions(cfg=None):
     import tensorflow as tf
 
     out = dict(ofrnn=__version__, python=platform.python_version(), tensorflow=tf.__version__,
-               keras=keras.__version__, numpy=np.__version__, sklearn=sklearn.__version__)
+               keras=keras.__version__, numpy=np.__version__, sklearn=sklearn.__version__,
+               machine=f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+                       f"{len(tf.config.list_physical_devices('GPU'))} GPUs")
     if cfg is not None and cfg["flow"] == "estimated":
         from .flow import DEFAULTS
 
@@ -265,7 +270,7 @@ def _versions(cfg=None):
     return out
 
 
-def fold_localizer(cohort, ids, cfg, *, cache_dir=None, progress=True):
+def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
     """The heart localization layers (Fast R-CNN, :mod:`ofrnn.localization`) trained on ``ids`` only.
 
     A fold's bundle must run on raw cines without a second training, and its localizer must never
@@ -273,6 +278,18 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir=None, progress=True):
     settings of ``cfg["localizer_settings"]`` (default ``experiments/localization.toml``, profile
     ``cfg["localizer_profile"]``). One trained before on the same subjects, cohort content and
     settings is reused from ``cache_dir`` (``localizer-<key>/``).
+
+    Parameters
+    ----------
+    cohort : path
+        The cohort file (simulated or annotated: frames with ``lv_box``).
+    ids : list of str
+        The subjects to train on (never the test fold's).
+    cfg : dict
+        Training settings (:func:`load_profile`): ``localizer_settings``, ``localizer_profile``.
+    cache_dir : path
+        Where trained localizers are kept by key.
+    progress : bool
 
     Returns
     -------
@@ -288,7 +305,7 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir=None, progress=True):
     st = Path(cohort).stat()
     blob = json.dumps(dict(ids=sorted(ids), size=st.st_size, mtime=st.st_mtime_ns, settings=lcfg, version=__version__),
                       sort_keys=True, default=str)
-    folder = Path(cache_dir or "results/train/cache") / f"localizer-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+    folder = Path(cache_dir) / f"localizer-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
     record_file = folder / "training.json"
     if record_file.is_file():
         return load_detector(folder), folder, {**json.loads(record_file.read_text()), "reused": True}
@@ -332,6 +349,28 @@ def roi_coverage(cohort, detected):
                 infarct_inside=float(np.mean(shares)) if shares else None, rows=rows)
 
 
+def evaluate_end_to_end(network, cohort, split, cfg, threshold, out, *, cache_dir, progress=True):
+    """The paper's end-to-end setting: the fold's own localizer (:func:`fold_localizer`, trained on
+    its training and validation subjects) finds the test subjects' ROIs, the trained network and the
+    fold's threshold score them; the localizer is copied into the bundle (``out/localizer``).
+
+    Returns
+    -------
+    dict
+        :func:`ofrnn.metrics.evaluate_rois` metrics on the detected ROIs, with ``coverage``
+        (:func:`roi_coverage`) and the ``localizer`` record.
+    """
+    detector, folder, record = fold_localizer(cohort, split["train"] + split["val"], cfg, cache_dir=cache_dir,
+                                              progress=progress)
+    subjects = prepare_cohort(cohort, frames=cfg["frames"], roi="detector", flow=cfg["flow"], margin=cfg["roi_margin"],
+                              localizer=detector, ids=split["test"], progress=progress)
+    probs, _ = predict_all(network, subjects, cfg, progress=progress)
+    metrics, _ = M.evaluate_rois(subjects, probs, threshold, seed=cfg["seed"])
+    metrics.update(coverage=roi_coverage(cohort, subjects), localizer=record)
+    shutil.copytree(folder, Path(out) / LOCALIZER_DIR, dirs_exist_ok=True)
+    return metrics
+
+
 def cohort_description(cohort):
     """What a report says about the data: source, generator settings, subject count, content digest.
 
@@ -348,17 +387,23 @@ def cohort_description(cohort):
 
 
 def profile_reductions(cfg, path=PROFILES):
-    """{setting: (this profile's value, the paper profile's)} where ``cfg`` departs from ``paper``
-    in the same settings file ({} for the paper profile itself, or when the file has none)."""
+    """Where ``cfg`` departs from the ``paper`` profile of the same settings file.
+
+    Returns
+    -------
+    dict or None
+        {setting: (this profile's value, the paper profile's)}; {} for the paper profile itself;
+        None when the file has no ``paper`` profile (nothing to compare with).
+    """
     try:
         paper = load_profile("paper", path)
     except OfrnnError:
-        return {}
+        return None
     skip = {"profile"}
     return {k: (cfg[k], paper[k]) for k in paper if k not in skip and k in cfg and cfg[k] != paper[k]}
 
 
-def _training_settings(cfg):
+def training_settings(cfg):
     """The settings that define the trained network: every one but the localizer's (it has its own
     key in :func:`fold_localizer`), with :data:`SETTING_DEFAULTS` filled in for stamps written before
     a setting existed (their runs used the default)."""
@@ -371,7 +416,7 @@ def _same_run(stamp, old):
     training settings match."""
     keys = ("cohort_bytes", "cohort_mtime_ns", "fold")
     return (all(old.get(k) == stamp.get(k) for k in keys)
-            and _training_settings(old.get("config", {})) == _training_settings(stamp["config"]))
+            and training_settings(old.get("config", {})) == training_settings(stamp["config"]))
 
 
 def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=False, progress=True,
@@ -437,17 +482,13 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     metrics, records = M.evaluate_rois(te, probs, thr, seed=cfg["seed"])
     end_to_end = None
     if cfg["localizer"] == "train":
-        # the paper's end-to-end setting: the same network on ROIs found by the fold's own localizer
-        detector, det_folder, det_record = fold_localizer(cohort, split["train"] + split["val"], cfg,
-                                                          cache_dir=cache_dir, progress=progress)
-        det_te = prepare_cohort(cohort, frames=cfg["frames"], roi="detector", flow=cfg["flow"],
-                                margin=cfg["roi_margin"], localizer=detector, ids=split["test"], progress=progress)
-        det_probs, _ = predict_all(network, det_te, cfg, progress=progress)
-        end_to_end, _ = M.evaluate_rois(det_te, det_probs, thr, seed=cfg["seed"])
-        end_to_end.update(coverage=roi_coverage(cohort, det_te), localizer=det_record)
-        shutil.copytree(det_folder, out / LOCALIZER_DIR, dirs_exist_ok=True)
+        end_to_end = evaluate_end_to_end(network, cohort, split, cfg, thr, out,
+                                         cache_dir=cache_dir or out / "checkpoints", progress=progress)
+        if not end_to_end["localizer"]["reused"]:
+            timings["localizer"] = end_to_end["localizer"]["seconds"]
     plot_curves(out / "roc_pr.png", te, probs, thr)
     drawn = write_overlays(out / "overlays", te, probs, thr, metrics["per_subject"])
+    bullseyes = plot_fold_bullseyes(out, te, probs, thr)
     training = read_training_log(out)
     if training:
         plot_training(out / "training.png", training)
@@ -467,16 +508,16 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
                   metrics_detected_roi=end_to_end, timings=timings,
                   versions=_versions(cfg), paper=PAPER, training={k: {"epochs": len(v["epochs"]), "kept": v["kept"]}
                                                                  for k, v in training.items()},
-                  overlays=[dict(id=i, reason=r) for i, r in drawn],
+                  overlays=[dict(id=i, reason=r) for i, r in drawn], bullseyes=bullseyes,
                   validation={g: {k: val_metrics[g][k] for k in ("accuracy", "sensitivity", "specificity", "dice")}
                               for g in ("roi", "myocardium")})
     write_json(out / "segments.json", records)
     write_report(out / "report.md", result, overlays_drawn=drawn, training=training)
     # metrics.json comes last: its presence marks the fold as finished (resume)
-    write_json(out / "metrics.json", result, indent=2)
+    write_json(out / "metrics.json", result, indent=2, nan_as_null=True)
     return result
 
 
-__all__ = ["PROFILES", "LOCALIZATION_SETTINGS", "REPORT_VERSION", "fold_localizer", "roi_coverage",
-           "cohort_description", "profile_reductions", "load_profile", "make_split", "build", "train_network", "predict_all", "choose_threshold",
+__all__ = ["PROFILES", "LOCALIZATION_SETTINGS", "REPORT_VERSION", "training_settings", "fold_localizer", "roi_coverage",
+           "evaluate_end_to_end", "cohort_description", "profile_reductions", "load_profile", "make_split", "build", "train_network", "predict_all", "choose_threshold",
            "run_fold"]

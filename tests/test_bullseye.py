@@ -4,7 +4,8 @@ import pytest
 
 
 def test_segment_percent_on_a_hand_made_slice():
-    from ofrnn.bullseye import cohort_percent, segment_percent
+    from ofrnn.bullseye import cohort_percent
+    from ofrnn.metrics import segment_labels, segment_percent
 
     aha = np.zeros((10, 10), np.uint8)
     aha[0:2, :] = 7   # 20 pixels
@@ -13,14 +14,14 @@ def test_segment_percent_on_a_hand_made_slice():
     pred[0:1, :] = 1  # half of segment 7
     pred[5:, :] = 1   # outside the myocardium: counts for no segment
     assert segment_percent(pred, aha) == {7: pytest.approx(50.0), 8: 0.0}
+    assert segment_labels(pred, aha) == {7: 1, 8: 0}  # abnormal from a quarter of the segment
     mean, counts = cohort_percent([{7: 50.0, 8: 0.0}, {7: 100.0, 13: 20.0}])
     assert mean == {7: 75.0, 8: 0.0, 13: 20.0} and counts == {7: 2, 8: 1, 13: 1}
 
 
 def test_bullseye_figure_is_written(tmp_path):
-    from ofrnn.bullseye import NAMES, plot_bullseye
+    from ofrnn.bullseye import plot_bullseye
 
-    assert len(NAMES) == 16 and NAMES[1] == "basal anterior" and NAMES[14] == "apical septal"
     plot_bullseye(tmp_path / "b.png", {1: 10.0, 9: 80.0, 13: 100.0}, counts={1: 2}, title="test")
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*"))  # written atomically: no temporary file left

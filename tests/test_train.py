@@ -211,7 +211,7 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
     assert summary["infarct_area_mm2"] == pytest.approx(summary["infarct_pixels"] * 2.25)
     assert summary["region"].startswith("myocardium") and isinstance(summary["infarct_present"], bool)
     assert summary["model"]["model_sha256"] == config["model_sha256"] and summary["frame"].startswith("frame 0")
-    _assert_private_and_readable([out, pred_dir], [str(toy_cohort), str(toy_cohort.parent)])
+    _assert_private_and_readable([out, pred_dir], [str(toy_cohort), str(toy_cohort.parent), toy_cohort.name])
     assert (pred_dir / "toy00.png").is_file()
     assert set(r["timings"][0]) >= {"roi", "flow", "features", "network", "total"}
     scored = json.loads((pred_dir / "metrics.json").read_text())  # labelled cohort: scored as in training
@@ -219,9 +219,34 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
     assert scored["provenance"]["roi_source"] == "gt"
 
 
+def _output_texts(f):
+    """Every text a reader of ``f`` can get at: the raw bytes, and inside containers the decompressed
+    contents (HDF5 attributes, group names and string data; zip members; gzip streams)."""
+    import gzip
+    import zipfile
+
+    import h5py
+
+    data = f.read_bytes()
+    yield data
+    if f.suffix == ".gz":
+        yield gzip.decompress(data)
+    if zipfile.is_zipfile(f):
+        with zipfile.ZipFile(f) as z:
+            for name in z.namelist():
+                yield name.encode() + z.read(name)
+    if f.suffix == ".h5":
+        with h5py.File(f, "r") as h:
+            found = []
+            h.visititems(lambda name, obj: found.extend([name, *map(str, obj.attrs.values())]))
+            found += [str(v) for v in h.attrs.values()]
+            yield "\n".join(found).encode()
+
+
 def _assert_private_and_readable(folders, secrets):
-    """No output file holds any of ``secrets`` (input paths, file and folder names) and every output
-    file has the normal mode of a new file (0666 less the umask), not mkstemp's 0600."""
+    """No output file holds any of ``secrets`` (input paths, file and folder names), also inside
+    compressed containers, and every output file has the normal mode of a new file (0666 less the
+    umask), not mkstemp's 0600."""
     import os
 
     umask = os.umask(0)
@@ -231,9 +256,9 @@ def _assert_private_and_readable(folders, secrets):
             if not f.is_file() or "checkpoints" in f.parts:
                 continue
             assert f.stat().st_mode & 0o777 == 0o666 & ~umask, (f, oct(f.stat().st_mode))
-            data = f.read_bytes()
-            for secret in secrets:
-                assert secret.encode() not in data, (f, secret)
+            for text in _output_texts(f):
+                for secret in secrets:
+                    assert secret.encode() not in text, (f, secret)
 
 
 def test_cli_bad_inputs_give_one_line_errors(toy_cohort, tmp_path, capsys):
@@ -475,5 +500,12 @@ def test_predict_cli_on_a_nifti_cine_writes_masks_on_its_voxel_grid(tiny_run, tm
     assert m.shape == data.shape[:3] and np.allclose(m.affine, affine)
     assert set(np.unique(np.asarray(m.dataobj))) <= {0, 1}
     prob = nib.load(next((tmp_path / "p").glob("infarct_prob_*.nii.gz")))
-    assert np.asarray(prob.dataobj).max() <= 1.0 and prob.shape == data.shape[:3]
+    p = np.asarray(prob.dataobj)
+    assert prob.shape == data.shape[:3] and np.nanmax(p) <= 1.0
+    import h5py
+
+    with h5py.File(tmp_path / "p" / "predictions.h5") as f:  # outside the ROI: not scored (NaN), not probability 0
+        outside = sum(int((g["roi_mask"][()] == 0).sum()) for g in f["subjects"].values())
+    assert np.isnan(p).sum() == outside and np.isfinite(p).any()
+    assert b"threshold" in prob.header["descrip"].tobytes()
     _assert_private_and_readable([tmp_path / "p"], [str(tmp_path), "patient_name"])

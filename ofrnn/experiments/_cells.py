@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OfrnnError
+from ..metrics import mean_sd
 from ..files import atomic_write_bytes, atomic_write_text, write_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,7 +121,9 @@ def cell_key(tcfg, block, cohort):
     ablations (e.g. the full model in Tables 1 and 2 and N = 11 in Fig. 3(e)) are trained once."""
     st = Path(cohort).stat() if Path(cohort).exists() else None
     # a regenerated cohort (make data) is another cohort: its size and mtime are part of the key
-    blob = json.dumps(dict(cfg={k: v for k, v in tcfg.items() if k != "profile"}, block=block,
+    from ..train import training_settings  # the localizer's settings do not change a cell's network
+
+    blob = json.dumps(dict(cfg={k: v for k, v in training_settings(tcfg).items() if k != "profile"}, block=block,
                            cohort=str(Path(cohort).resolve()), size=st and st.st_size, mtime=st and st.st_mtime_ns),
                       sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
@@ -280,18 +283,6 @@ def run_grid(config, profile, out_dir, *, title, learner=None, progress=True):
     return cfg, {cell: summarise(rs, folder=str(folders[cell])) for cell, rs in results.items()}
 
 
-def mean_sd(values):
-    """Mean and sample sd (ddof 1) of per-fold values, None and NaN skipped: {mean, sd, n}.
-
-    ``mean`` is None when no value is finite; ``sd`` is 0 for a single value. The one place every
-    table over folds (ablations, yardstick, report) takes its mean +- sd from.
-    """
-    v = np.array([np.nan if x is None else x for x in values], dtype=float)
-    fin = np.isfinite(v)
-    return dict(mean=float(np.nanmean(v)) if fin.any() else None,
-                sd=float(np.nanstd(v, ddof=1)) if fin.sum() > 1 else 0.0, n=int(fin.sum()))
-
-
 def summarise(results, *, folder=None):
     """Mean and sd over folds of the headline metrics and timings of one cell."""
     out = dict(folds=[r["fold"] for r in results], folder=folder, n_test=sum(r["n_test"] for r in results),
@@ -335,6 +326,35 @@ def footer(env, summary):
     first = summary[next(iter(summary))]
     return (f"Environment: {env_line(env)} Seeds: {first['seed']} for the folds (`ofrnn.splits.kfold`, "
             f"{first['n_folds']} folds), pixel sampling and weight initialisation.")
+
+
+def scope(cfg, summary):
+    """The lines that open every ablation report: what was run, on which data, and how far one fold reads.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved experiment settings (:func:`resolve`).
+    summary : dict
+        {cell: :func:`summarise` result}.
+    """
+    from ..fold_report import describe_data
+    from ..train import cohort_description
+
+    first = summary[next(iter(summary))]
+    folds = first["folds"]
+    spread = ("one fold only, so no spread over folds: each value is that fold's" if len(folds) == 1 else
+              f"mean ± sd over {len(folds)} folds")
+    return [f"**What this is.** Profile `{cfg['profile']}` (training settings `{cfg['train_profile']}` of "
+            f"experiments/train.toml + {cfg.get('overrides', {})}); test fold(s) {folds} of `make train`'s "
+            f"{first['n_folds']}-fold subject-wise cross-validation, {first['n_test']} test slices in all. Data: "
+            f"{describe_data(cohort_description(_path(cfg['cohort'])))}. Ours: {spread}; myocardium pixels (all-ROI "
+            "pixels in brackets).", "",
+            "The paper's columns come from its 114 patients at full scale: read them for the ordering of the rows, "
+            "not for the values. A fold holds about a dozen test slices, and the 95 % interval of one fold's Dice "
+            "is about ± 14 points (bootstrap over subjects, `results/train/fold3/report.md`): rows a few points "
+            "apart are not told apart by one fold. Design choices are compared on validation subjects from the "
+            "training folds, never on the test fold.", ""]
 
 
 def pct(s, digits=1):

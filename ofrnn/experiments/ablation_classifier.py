@@ -187,10 +187,7 @@ LABELS = {"svm": "SVM-RBF", "sae": "SAE-3", "dbn": "DBN-3", "cnn": "CNN", "rnn":
 
 def report(cfg, summary, env):
     lines = ["# Table 2: LSTM-RNN against other learners (same features, same folds)", "",
-             f"Profile `{cfg['profile']}` (training settings `{cfg['train_profile']}` of experiments/train.toml "
-             f"+ {cfg.get('overrides', {})}); folds {summary[next(iter(summary))]['folds']} of `make train`'s "
-             "subject-wise cross-validation. Ours: mean ± sd over folds, myocardium pixels (all-ROI pixels in "
-             "brackets).", "",
+             *_cells.scope(cfg, summary),
              "| learner | paper accuracy | ours accuracy | paper precision | ours precision | ours Dice | "
              "ours ROC AUC | train s | predict s/subject |", "|---|---|---|---|---|---|---|---|---|"]
     for cell in [c for c in ORDER if c in summary]:

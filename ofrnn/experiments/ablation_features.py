@@ -72,11 +72,8 @@ def roc_pr_figure(path, curves, *, title):
 
 
 def report(cfg, summary, env):
-    folds = summary[next(iter(summary))]["folds"]
     lines = ["# Table 1: local vs global motion features (same folds)", "",
-             f"Profile `{cfg['profile']}` (training settings `{cfg['train_profile']}` of experiments/train.toml "
-             f"+ {cfg.get('overrides', {})}); folds {folds} of `make train`'s subject-wise cross-validation. "
-             "Ours: mean ± sd over folds, myocardium pixels (all-ROI pixels in brackets).", "",
+             *_cells.scope(cfg, summary),
              "| features | paper acc / sens / spec | ours accuracy | ours sensitivity | ours specificity | "
              "ours Dice | ours ROC AUC |", "|---|---|---|---|---|---|---|"]
     for cell in [c for c in TABLE1 if c in summary]:

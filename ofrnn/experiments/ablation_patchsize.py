@@ -50,10 +50,8 @@ def figure(path, cfg, summary):
 def report(cfg, summary, env):
     cells = sorted(summary, key=lambda c: _n(cfg, c))
     lines = ["# Fig. 3(e): patch size N", "",
-             f"Profile `{cfg['profile']}` (training settings `{cfg['train_profile']}` + {cfg.get('overrides', {})}); "
-             f"folds {summary[cells[0]]['folds']}. Mean ± sd over folds; accuracy on myocardium pixels "
-             "(all-ROI pixels in brackets). The paper shows this as a plot only (11 x 11: 'better accuracy in a "
-             "reasonable amount of time').", "",
+             *_cells.scope(cfg, summary),
+             "The paper shows this as a plot only (11 x 11: 'better accuracy in a reasonable amount of time').", "",
              "| N | accuracy | Dice | ROC AUC | train s | predict s/subject |", "|---|---|---|---|---|---|"]
     for c in cells:
         s = summary[c]

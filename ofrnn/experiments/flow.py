@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .. import flow as F
 from ..errors import OfrnnError
-from ..files import atomic_write_text, save_figure, write_json
+from ..files import atomic_write_text, content_digest, save_figure, write_json
 from ..flow import metrics
 
 #: the paper's Table 3 (AAE mean, sd in degrees; density)
@@ -157,7 +157,7 @@ def simulated(cfg, params):
         "aae_mean": float(np.mean(seq_aae)), "aae_sd": float(np.std(seq_aae)), "epe_mean": float(np.mean(seq_epe)),
         "aae_tissue_mean": float(np.mean(seq_tissue)), "density": 1.0, "ms_per_pair_median": float(np.median(seq_ms)) / n_pairs, "subjects": len(seqs),
         "per_subject_aae": [float(x) for x in seq_aae]}
-    return {"cohort": str(sc["cohort"]), "subjects": len(seqs), "cohort_subjects": load_roi_sequences.total,
+    return {"cohort_sha256": content_digest(path), "subjects": len(seqs), "cohort_subjects": load_roi_sequences.total,
             "pairs_per_subject": n_pairs,
             "step": sc.get("step", 1), "mask": "myocardium (per frame) & flow_valid; aae_tissue: flow_valid",
             "table": table,
@@ -211,11 +211,12 @@ def tune(cfg, out_dir):
                     if s < cur - 1e-6:
                         best, cur = cand, s
         log[method] = {"best": best, "aae": cur, "min_density": min_density, "trials": trials}
-    result = {"versions": _versions(), "training_cohort": str(tc["cohort"]), "seed": tc["seed"],
+    result = {"versions": _versions(), "training_cohort_sha256": content_digest(path), "seed": tc["seed"],
               "subjects": len(seqs), "step": step, "methods": log}
     write_json(out_dir / "tuning.json", result)
     lines = ["# Flow parameter tuning (training cohort only)", "",
-             f"Cohort {tc['cohort']} (seed {tc['seed']}, {len(seqs)} subjects, every {step}. pair), "
+             f"Training cohort {result['training_cohort_sha256']} (content digest; seed {tc['seed']}, {len(seqs)} "
+             f"subjects, every {step}. pair), "
              "myocardium AAE; coordinate search from the published/default settings.", ""]
     for m, r in log.items():
         lines += [f"## {m}", "", f"best: `{json.dumps(r['best'])}` AAE {r['aae']:.2f} deg", "",
@@ -541,7 +542,7 @@ def report(res):
     if "skipped" in sim:
         L += [f"Skipped: {sim['skipped']}", ""]
     else:
-        L += [f"{sim['subjects']} subjects of `{sim['cohort']}`, {sim['pairs_per_subject']} consecutive pairs each "
+        L += [f"{sim['subjects']} subjects of the cohort {sim.get('cohort_sha256', sim.get('cohort'))} (content digest), {sim['pairs_per_subject']} consecutive pairs each "
               f"(every {sim['step']}.), exact ground truth. AAE = Barron's spatio-temporal angular error over the "
               "myocardium where the ground truth is valid, mean +- sd over subjects; density on the same pixels. "
               "Parameters tuned on a separate training cohort (see tuning.md)."]
