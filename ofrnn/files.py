@@ -31,6 +31,17 @@ def content_digest(path, *, digits=16):
 
     Outputs name their inputs (a cohort, a model) by this digest, never by path: folder and file
     names of clinical data often hold patient names. About 1 s per GB.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    digits : int
+        Hex digits kept (16 = 64 bits).
+
+    Returns
+    -------
+    str
     """
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -105,8 +105,15 @@ def read_training_log(folder):
 
 
 def plot_training(path, log):
-    """Training and validation loss per epoch of each stage (:func:`read_training_log`); the kept
-    epoch is circled. Writes a PNG at ``path``."""
+    """Training and validation loss per epoch of each stage; the kept epoch is circled.
+
+    Parameters
+    ----------
+    path : path
+        PNG to write.
+    log : dict
+        :func:`read_training_log`.
+    """
     plt = pyplot()
     fig, axes = plt.subplots(1, max(1, len(log)), figsize=(4.5 * max(1, len(log)), 3.5), dpi=100, squeeze=False)
     for ax, (stage, s) in zip(axes[0], log.items()):
@@ -156,7 +163,22 @@ def select_overlays(per_subject):
 def overlays(folder, subjects, probs, threshold, per_subject):
     """Fig. 2-style PNGs of the slices :func:`select_overlays` picks, into ``folder``.
 
-    Returns the list of (subject id, reason) drawn.
+    Parameters
+    ----------
+    folder : path
+        ``overlays/`` of the fold; PNGs of an earlier selection are removed first.
+    subjects : list of RoiSubject
+        The test subjects (ROI frames and labels).
+    probs : list of arrays (64, 64)
+        Their infarct probabilities.
+    threshold : float
+    per_subject : list of dict
+        :func:`ofrnn.metrics.evaluate_rois` rows of the same subjects, in the same order.
+
+    Returns
+    -------
+    list of (str, str)
+        (subject id, reason) of each overlay drawn.
     """
     folder = Path(folder)
     folder.mkdir(exist_ok=True)
@@ -194,7 +216,18 @@ def format_ci(ci, digits=1):
 
 
 def describe_data(data):
-    """One sentence on the data a fold ran on (``data``: :func:`ofrnn.train.cohort_description`)."""
+    """One sentence on the data a fold ran on.
+
+    Parameters
+    ----------
+    data : dict
+        :func:`ofrnn.train.cohort_description` (an empty dict for results written before it).
+
+    Returns
+    -------
+    str
+        Markdown, without a final full stop.
+    """
     if data.get("source") == "simulated":
         acq = data.get("acquisition", {})
         return (f"**simulated** short-axis bSSFP cines (`ofrnn simulate`, seed {data.get('seed')}, "

@@ -327,6 +327,13 @@ def roi_coverage(cohort, detected):
     annotated frame-0 LV box, and which share of the traced infarct lies inside it (infarct outside
     the ROI is never scored, so detected-ROI metrics alone would hide a missed heart).
 
+    Parameters
+    ----------
+    cohort : path
+        The cohort with annotated ``lv_box`` and ``infarct``.
+    detected : list of RoiSubject
+        The test subjects prepared with detected ROIs (their ``transform``).
+
     Returns
     -------
     dict
@@ -376,6 +383,17 @@ def cohort_description(cohort):
 
     No path, file name or patient field: ``sha256`` (:func:`ofrnn.files.content_digest`) names
     the cohort's content instead.
+
+    Parameters
+    ----------
+    cohort : path
+        A cohort file (:mod:`ofrnn.store`).
+
+    Returns
+    -------
+    dict
+        ``source``, ``n_subjects``, ``sha256``; for simulated cohorts also ``seed``,
+        ``acquisition`` and ``generator``.
     """
     with open_cohort(cohort) as c:
         params = dict(c.params)
