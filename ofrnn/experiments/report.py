@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..files import atomic_write_text, write_json
-from ..fold_report import COMPARISON_NOTE, PAPER_SEGMENT_SPLIT, describe_data
+from ..fold_report import COMPARISON_NOTE, PAPER_SEGMENT_SPLIT, describe_data, format_ci
 from . import _cells
 
 #: the paper's headline numbers (Xu et al., MICCAI 2017, Sec. 3)
@@ -193,8 +193,7 @@ def pixel_level(root):
         m = r["metrics"]
 
         def one(group, k):
-            v, ci = m[group].get(k), m[group].get("ci95", {}).get(k)
-            return _pct(v) + ("" if not ci or None in ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+            return _pct(m[group].get(k)) + format_ci(m[group].get("ci95", {}).get(k))
 
         seg = m["segments"]
         L += [f"**One fold only** ({name}, {m.get('n_subjects', '?')} test subjects, profile `{r['config']['profile']}`): "
@@ -203,9 +202,8 @@ def pixel_level(root):
         L += [f"| {k} | {PAPER_PIXEL.get(k, '-')} | {one('roi', k)} | {one('myocardium', k)} |" for k in _PIXEL_KEYS]
         L += [""] + seg_head
         for lv in ("apical", "mid", "basal", "all"):
-            ci = seg.get("accuracy_ci95", {}).get(lv)
             L.append(f"| {lv} | {PAPER_SEGMENTS.get(lv, '-')} | {_pct(seg['accuracy'].get(lv), '{:.1f}')}"
-                     + ("" if not ci or None in ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]") + " |")
+                     f"{format_ci(seg.get('accuracy_ci95', {}).get(lv))} |")
         L += ["", COMPARISON_NOTE, "", f"Full report: `results/train/{name}/report.md`.", ""]
         return L, r["timings"].get("total")
     if cv is not None:
@@ -229,7 +227,9 @@ def pixel_level(root):
         c = pooled
         L += [f"Slice calls pooled over folds ({c['rule']}): {c['counts']['detected']} detected, "
               f"{c['counts']['misplaced']} misplaced, {c['counts']['missed']} missed, {c['counts']['false positive']} "
-              f"false positive, {c['counts']['true negative']} true negative.", ""]
+              f"false positive, {c['counts']['true negative']} true negative; slice-level sensitivity "
+              f"{_pct(c['sensitivity'], '{:.1f}')}{format_ci(c.get('sensitivity_ci95'))}, specificity "
+              f"{_pct(c['specificity'], '{:.1f}')}{format_ci(c.get('specificity_ci95'))} (Wilson 95 %).", ""]
     seconds = sum(r["timings"].get("total", 0.0) for r in folds) or None
     L += [COMPARISON_NOTE, "", "Per-fold reports, with intervals, per-subject tables and figures: "
           "`results/train/fold<k>/report.md`.", ""]
