@@ -223,6 +223,41 @@ def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, thres
     return out
 
 
+#: the detected LV box (epicardium, both sides) is doubtful outside this range of sides, in mm: adult
+#: LV end-diastolic epicardial diameters run from about 35 mm (small hearts, apex slices near 20 mm)
+#: to about 90 mm in dilated cardiomyopathy (e.g. Kawel-Boehm et al., J Cardiovasc Magn Reson 2020)
+LV_BOX_MM = (15.0, 100.0)
+#: ... or when the localizer's median LV probability over the detected frames is below this
+MIN_LV_SCORE = 0.5
+
+
+def roi_check(found, spacing_mm):
+    """Is a detected LV box plausible? Its size in mm and the localizer's confidence.
+
+    Parameters
+    ----------
+    found : dict
+        :meth:`ofrnn.localization.Detector.localize` (``box`` in image pixels, ``frame_scores``).
+    spacing_mm : (float, float)
+        Row and column pixel size.
+
+    Returns
+    -------
+    dict
+        ``lv_box_mm`` (height, width), ``lv_score`` (median LV probability), ``warning`` (None, or
+        why the ROI may not hold the LV: then every number of the slice is doubtful).
+    """
+    y0, x0, y1, x1 = np.asarray(found["box"], dtype=float)
+    size = ((y1 - y0) * spacing_mm[0], (x1 - x0) * spacing_mm[1])
+    score = float(np.median(found["frame_scores"]))
+    why = []
+    if not LV_BOX_MM[0] <= max(size) <= LV_BOX_MM[1]:
+        why.append(f"LV box {max(size):.0f} mm across, outside {LV_BOX_MM[0]:.0f}-{LV_BOX_MM[1]:.0f} mm")
+    if score < MIN_LV_SCORE:
+        why.append(f"LV probability {score:.2f} < {MIN_LV_SCORE}")
+    return dict(lv_box_mm=[round(v, 1) for v in size], lv_score=score, warning="; ".join(why) or None)
+
+
 def _frame0_myocardium(subject):
     """The frame-0 myocardium when the input supplies it (simulator mask or a contoured frame 0), else None."""
     if subject.myocardium is not None and np.any(subject.myocardium):
@@ -279,7 +314,12 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
         for s in tqdm(subjects, desc="predict", unit="subject", total=total, disable=not progress):
             tm = {}
             t0 = time.perf_counter()
-            tr = subject_transform(s, roi=roi, localizer=localizer, margin=config["roi_margin"], path=source_path)
+            if roi == "detector":
+                found = localizer.localize(s.cine, mode="fast")
+                tr, check = found["transform"], roi_check(found, s.spacing_mm)
+            else:
+                tr = subject_transform(s, roi=roi, localizer=localizer, margin=config["roi_margin"], path=source_path)
+                check = None
             t1 = time.perf_counter()
             rs = prepare_subject(s, frames=config["frames"], transform=tr, flow=None, path=source_path)
             rs.flows = roi_flows(s, rs, flow=config["flow"], path=source_path)
@@ -300,9 +340,13 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
             summary = subject_summary(prob_img, pred_img, subject, box, roi_mask=roi_mask, called=called,
                                       threshold=thr, model=model)
             summary["roi_source"] = ROI_SOURCES[roi]
+            if check is not None:
+                summary["roi_check"] = check
             _write_subject(f, s, prob_img, pred_img, roi_mask, box)
             write_json(out / f"{s.id}.json", summary, indent=2, nan_as_null=True)
             state = "infarct present" if called else "no infarct called"
+            if check is not None and check["warning"]:
+                state += " (ROI doubtful: see roi_check)"
             overlay_png(out / f"{s.id}.png", s.cine[0], pred_img, truth=s.infarct, myocardium=myo, box=tr.box,
                         title=f"{s.id} ({s.level}): {state}, {summary['infarct_area_mm2']:.0f} mm$^2$")
             if summary["aha_segment_percent"]:
@@ -378,5 +422,5 @@ def _write_subject(f, subject, prob_img, pred_img, roi_mask, box):
     d.attrs["units"] = "image pixels, (y0, x0, y1, x1) half-open"
 
 
-__all__ = ["MODEL_FILE", "CONFIG_FILE", "LOCALIZER_DIR", "FRAME", "save_bundle", "model_digest", "load_bundle", "predict_roi", "overlay_png",
+__all__ = ["MODEL_FILE", "CONFIG_FILE", "LOCALIZER_DIR", "FRAME", "LV_BOX_MM", "MIN_LV_SCORE", "roi_check", "save_bundle", "model_digest", "load_bundle", "predict_roi", "overlay_png",
            "subject_summary", "predict_subjects"]

@@ -187,3 +187,15 @@ def test_prediction_summary_counts_only_the_myocardium_on_hand_made_masks():
     empty = subject_summary(np.zeros((H, W), np.float32), np.zeros((H, W), np.uint8), s, (0, 0, 10, 10),
                             roi_mask=roi, called=False, threshold=0.5, model={})
     assert empty["centroid_rc_px"] is None and empty["infarct_area_mm2"] == 0
+
+
+def test_roi_check_flags_boxes_no_lv_could_fill():
+    from ofrnn.predict import roi_check
+
+    spacing = (1.4, 1.4)
+    ok = roi_check(dict(box=[100, 100, 150, 145], frame_scores=[0.9, 0.95, 0.8]), spacing)  # 70 x 63 mm
+    assert ok["warning"] is None and ok["lv_box_mm"] == [70.0, 63.0] and ok["lv_score"] == pytest.approx(0.9)
+    huge = roi_check(dict(box=[6, 54, 126, 170], frame_scores=[0.9]), spacing)  # 168 mm: a torso, not an LV
+    assert "LV box 168 mm" in huge["warning"]
+    unsure = roi_check(dict(box=[100, 100, 150, 145], frame_scores=[0.2, 0.3, 0.9]), spacing)
+    assert "LV probability 0.30" in unsure["warning"]
