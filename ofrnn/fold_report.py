@@ -330,83 +330,108 @@ def write_report(path, result, *, overlays_drawn=(), training=None):
         From :func:`read_training_log`.
     """
     m, cfg = result["metrics"], result["config"]
-    fold = result["split"]["fold"] if "fold" in result["split"] else cfg.get("fold")
-    n_test = len(result["split"]["test"])
-    holdout = str(fold) == "holdout"
-    title = ("OF-RNN, holdout split (2/3 train - 1/3 test)" if holdout else
+    L = (_scope_section(result) + _pixel_section(m, len(result["split"]["test"])) + _calls_section(m)
+         + _end_to_end_section(m, result.get("metrics_detected_roi"), cfg)
+         + _segment_section(m["segments"], holdout=str(result["split"].get("fold")) == "holdout")
+         + _training_section(training) + _figures_section(result, overlays_drawn)
+         + ["", f"## Timings ({result['versions'].get('machine', 'machine not recorded')}) and versions", ""]
+         + _timings_table(result["timings"]) + [""] + _versions_table(result["versions"])
+         + ["", "## Glossary", "", glossary(cfg), ""])
+    atomic_write_text(path, "\n".join(L))
+
+
+def _scope_section(result):
+    """Title, "What this is" and the comparison note."""
+    m, cfg = result["metrics"], result["config"]
+    fold = result["split"].get("fold", cfg.get("fold"))
+    title = ("OF-RNN, holdout split (2/3 train - 1/3 test)" if str(fold) == "holdout" else
              f"OF-RNN, test fold {fold} of {cfg['n_folds']}-fold cross-validation")
     roi_src = ("annotated LV boxes (`gt`): the heart localization layers are bypassed" if cfg["roi"] == "gt"
                else "boxes from the heart localization layers (`detector`), the paper's end-to-end setting")
     flow_src = ("estimated by the deep optical flow, as in the paper" if cfg["flow"] == "estimated"
                 else "the simulator's exact flow (an ablation: no estimation error)")
-    L = [f"# {title} ({n_test} test subjects)", "",
-         "## What this is", "",
-         f"- **Data**: {describe_data(result.get('data', {}))}.",
-         f"- **Split**: {_split_sentence(result)}",
-         f"- **Profile**: {_profile_sentence(cfg, result.get('profile_reductions'))}",
-         f"- **ROI source**: {roi_src}. **Global motion**: {flow_src}.",
-         f"- **Decision threshold** {m['threshold']:.3f}, chosen by `{cfg['threshold']}` on the validation "
-         "subjects, never on the test fold.",
-         "", comparison_note(cfg), "",
-         f"## Pixels (95 % intervals: bootstrap over the {n_test} test subjects)", "",
-         f"| metric | paper ({PAPER_PIXEL_SPLIT}) | ours, all ROI pixels | ours, myocardium only |",
-         "|---|---|---|---|"]
+    return [f"# {title} ({len(result['split']['test'])} test subjects)", "", "## What this is", "",
+            f"- **Data**: {describe_data(result.get('data', {}))}.",
+            f"- **Split**: {_split_sentence(result)}",
+            f"- **Profile**: {_profile_sentence(cfg, result.get('profile_reductions'))}",
+            f"- **ROI source**: {roi_src}. **Global motion**: {flow_src}.",
+            f"- **Decision threshold** {m['threshold']:.3f}, chosen by `{cfg['threshold']}` on the validation "
+            "subjects, never on the test fold.", "", comparison_note(cfg)]
+
+
+def _pixel_section(m, n_test):
+    """The paper's pixel numbers beside ours (all ROI pixels, myocardium), Dice and size error."""
+    L = ["", f"## Pixels (95 % intervals: bootstrap over the {n_test} test subjects)", "",
+         f"| metric | paper ({PAPER_PIXEL_SPLIT}) | ours, all ROI pixels | ours, myocardium only |", "|---|---|---|---|"]
     for k in M.INTERVAL_METRICS:
         paper = _pct(PAPER[k], 2) if k in PAPER else "-"
         L.append(f"| {k} | {paper} | {_pct(m['roi'][k])}{format_ci(m['roi'].get('ci95', {}).get(k))} | "
                  f"{_pct(m['myocardium'][k])}{format_ci(m['myocardium'].get('ci95', {}).get(k))} |")
     dice = m["dice_myocardium_mean"]
-    L += ["", f"Mean infarct Dice in the myocardium over test slices with an infarct: "
-              f"{'n/a' if dice is None else format(dice, '.3f')}"
-              f"{'' if not m.get('dice_myocardium_ci95') else ' [%.3f, %.3f]' % tuple(m['dice_myocardium_ci95'])}. "
-              f"Infarct size error: {m['size_error_mean_pct']:+.1f}{_pp_ci(m, 'mean')} (mean) and "
-              f"{m['size_error_abs_mean_pct']:.1f}{_pp_ci(m, 'abs_mean')} (mean absolute) percentage points of the "
-              "myocardium."]
+    return L + ["", f"Mean infarct Dice in the myocardium over test slices with an infarct: "
+                    f"{'n/a' if dice is None else format(dice, '.3f')}"
+                    f"{'' if not m.get('dice_myocardium_ci95') else ' [%.3f, %.3f]' % tuple(m['dice_myocardium_ci95'])}. "
+                    f"Infarct size error: {m['size_error_mean_pct']:+.1f}{_pp_ci(m, 'mean')} (mean) and "
+                    f"{m['size_error_abs_mean_pct']:.1f}{_pp_ci(m, 'abs_mean')} (mean absolute) percentage points "
+                    "of the myocardium."]
+
+
+def _calls_section(m):
+    """Slice calls: the rule, outcome counts with Wilson intervals, and the per-subject table."""
     calls = m.get("calls")
-    if calls:
-        c = calls["counts"]
-        L += ["", "## Slices: detected, missed, false positive", "",
-              f"Rule: {calls['rule']}. Detected {c['detected']}, misplaced (called, no overlap) {c['misplaced']}, "
-              f"missed {c['missed']}, false positive {c['false positive']}, true negative {c['true negative']}. "
-              f"Slice-level sensitivity {_pct(calls['sensitivity'])}{format_ci(calls['sensitivity_ci95'])}, "
-              f"specificity {_pct(calls['specificity'])}{format_ci(calls['specificity_ci95'])} (Wilson).", "",
-              "| subject | level | traced infarct (% of myocardium) | predicted (%) | size error (pp) | "
-              "myocardium Dice | call |", "|---|---|---|---|---|---|---|"]
-        for p in m["per_subject"]:
-            d = "-" if not p["has_infarct"] else f"{p['dice_myocardium']:.2f}"
-            L.append(f"| {p['id']} | {p['level']} | {p['size_true_pct']:.1f} | {p['size_pred_pct']:.1f} | "
-                     f"{p['size_error_pct']:+.1f} | {d} | {p['outcome']} |")
-    L += _end_to_end_section(m, result.get("metrics_detected_roi"), cfg)
-    seg = m["segments"]
-    seg_head = (f"paper ({PAPER_SEGMENT_SPLIT})" if holdout else
-                f"paper (its {PAPER_SEGMENT_SPLIT}: **another split**, not comparable with one CV fold)")
-    L += ["", "## AHA segments", "", f"A segment is abnormal when {seg['rule'].removeprefix('abnormal when ')}; "
-          "accuracy = share of segments whose predicted label equals the traced one (Wilson 95 % intervals).", "",
-          f"| level | {seg_head} | ours | segments (abnormal) |", "|---|---|---|---|"]
+    if not calls:
+        return []
+    c = calls["counts"]
+    L = ["", "## Slices: detected, missed, false positive", "",
+         f"Rule: {calls['rule']}. Detected {c['detected']}, misplaced (called, no overlap) {c['misplaced']}, "
+         f"missed {c['missed']}, false positive {c['false positive']}, true negative {c['true negative']}. "
+         f"Slice-level sensitivity {_pct(calls['sensitivity'])}{format_ci(calls['sensitivity_ci95'])}, "
+         f"specificity {_pct(calls['specificity'])}{format_ci(calls['specificity_ci95'])} (Wilson).", "",
+         "| subject | level | traced infarct (% of myocardium) | predicted (%) | size error (pp) | "
+         "myocardium Dice | call |", "|---|---|---|---|---|---|---|"]
+    for p in m["per_subject"]:
+        d = "-" if not p["has_infarct"] else f"{p['dice_myocardium']:.2f}"
+        L.append(f"| {p['id']} | {p['level']} | {p['size_true_pct']:.1f} | {p['size_pred_pct']:.1f} | "
+                 f"{p['size_error_pct']:+.1f} | {d} | {p['outcome']} |")
+    return L
+
+
+def _segment_section(seg, *, holdout):
+    """AHA segment accuracy per level beside the paper's (labelled when the split differs), and the AUC."""
+    head = (f"paper ({PAPER_SEGMENT_SPLIT})" if holdout else
+            f"paper (its {PAPER_SEGMENT_SPLIT}: **another split**, not comparable with one CV fold)")
+    L = ["", "## AHA segments", "", f"A segment is abnormal when {seg['rule'].removeprefix('abnormal when ')}; "
+         "accuracy = share of segments whose predicted label equals the traced one (Wilson 95 % intervals).", "",
+         f"| level | {head} | ours | segments (abnormal) |", "|---|---|---|---|"]
     for lv in ("apical", "mid", "basal", "all"):
         if lv in seg["accuracy"]:
             L.append(f"| {lv} | {_pct(PAPER['segment_accuracy'].get(lv))} | {_pct(seg['accuracy'][lv])}"
                      f"{format_ci(seg.get('accuracy_ci95', {}).get(lv))} | {seg['n_segments'][lv]} "
                      f"({seg.get('n_abnormal', {}).get(lv, '?')}) |")
-    auc = seg["auc"]
-    few = [s for s, n in seg.get("n_abnormal_per_segment", {}).items() if seg["auc_per_segment"].get(s) is not None
-           and n <= 2]
-    auc_ci = seg.get("auc_ci95")
-    auc_ci = "" if not auc_ci or any(v is None or np.isnan(v) for v in auc_ci) else " [%.3f, %.3f]" % tuple(auc_ci)
-    L += ["", f"Segment AUC (mean probability per segment, all segments): "
-              f"{'n/a' if auc is None else format(auc, '.3f')}{auc_ci}. Per-segment AUCs are in metrics.json"
-          + (f"; those of segments {', '.join(map(str, few))} rest on one or two abnormal segments and say little."
-             if few else ".")]
-    L += ["", "## Training", ""]
-    if training:
-        L += ["![training curves](training.png)", "", "| stage | epochs run | epoch kept (lowest validation loss) | "
-              "its validation loss |", "|---|---|---|---|"]
-        for stage, s in training.items():
-            L.append(f"| {stage}: {s['what']} | {len(s['epochs'])} | {s['kept']} | {s['kept_val_loss']:.4f} |")
-        L += ["", "The auto-encoders are pre-trained without validation (train_log_autoencoders.csv)."]
-    else:
-        L.append("No training log in this folder.")
-    L += ["", "## Figures", "", "![ROC and PR](roc_pr.png)", ""]
+    auc, ci = seg["auc"], seg.get("auc_ci95")
+    ci = "" if not ci or any(v is None or np.isnan(v) for v in ci) else " [%.3f, %.3f]" % tuple(ci)
+    few = [s for s, n in seg.get("n_abnormal_per_segment", {}).items()
+           if seg["auc_per_segment"].get(s) is not None and n <= 2]
+    return L + ["", f"Segment AUC (mean probability per segment, all segments): "
+                    f"{'n/a' if auc is None else format(auc, '.3f')}{ci}. Per-segment AUCs are in metrics.json"
+                + (f"; those of segments {', '.join(map(str, few))} rest on one or two abnormal segments and say "
+                   "little." if few else ".")]
+
+
+def _training_section(training):
+    """Training curves and the epoch kept per stage."""
+    if not training:
+        return ["", "## Training", "", "No training log in this folder."]
+    L = ["", "## Training", "", "![training curves](training.png)", "",
+         "| stage | epochs run | epoch kept (lowest validation loss) | its validation loss |", "|---|---|---|---|"]
+    L += [f"| {stage}: {s['what']} | {len(s['epochs'])} | {s['kept']} | {s['kept_val_loss']:.4f} |"
+          for stage, s in training.items()]
+    return L + ["", "The auto-encoders are pre-trained without validation (train_log_autoencoders.csv)."]
+
+
+def _figures_section(result, overlays_drawn):
+    """ROC/PR, bull's-eyes and the overlays with the rule that chose them."""
+    L = ["", "## Figures", "", "![ROC and PR](roc_pr.png)", ""]
     if result.get("bullseyes"):
         L += ["AHA bull's-eyes of the test slices, traced and predicted (mean infarct % per segment; n = slices "
               "holding the segment):", ""] + [f"![{n}]({n})" for n in result["bullseyes"]] + [""]
@@ -414,10 +439,7 @@ def write_report(path, result, *, overlays_drawn=(), training=None):
           "infarct outlined yellow, myocardium outlined cyan. Chosen by a fixed rule (best, median and worst "
           "Dice, every missed, misplaced and false-positive slice, one correct infarct-free slice), not by "
           "looks:", ""]
-    L += [f"- `overlays/{sid}.png`: {reason}" for sid, reason in overlays_drawn] or ["- none drawn"]
-    L += ["", f"## Timings ({result['versions'].get('machine', 'machine not recorded')}) and versions", ""] + _timings_table(result["timings"]) + \
-         [""] + _versions_table(result["versions"]) + ["", "## Glossary", "", glossary(cfg), ""]
-    atomic_write_text(path, "\n".join(L))
+    return L + ([f"- `overlays/{sid}.png`: {reason}" for sid, reason in overlays_drawn] or ["- none drawn"])
 
 
 def _end_to_end_section(m, e, cfg):
