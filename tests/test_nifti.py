@@ -294,6 +294,94 @@ def test_library_raises_ofrnn_error(tmp_path):
         ingest_nifti([src], tmp_path / "c.h5", cycle_ms=-5)
     with pytest.raises(OfrnnError, match="different label codes"):
         ingest_nifti([src], tmp_path / "c.h5", myocardium_label=3, cavity_label=3)
+    with pytest.raises(OfrnnError, match="--rv-label: 3 is also the myocardium or cavity code"):
+        ingest_nifti([src], tmp_path / "c.h5", rv_label=3)
+
+
+# -- AHA segments and slice levels from label maps (ofrnn/ingest/aha.py) ---------------------------------
+
+#: a short-axis grid: the image (rows down, columns right) seen along (1, -1, 1)/sqrt(3) in RAS+, from
+#: the apex towards the base; negating the column axis gives the mirror, seen from the base
+_COLS, _ROWS = np.array([1.0, 1.0, 0.0]) / np.sqrt(2), np.array([-1.0, 1.0, 2.0]) / np.sqrt(6)
+SAX = np.eye(4)
+SAX[:3, :3] = np.column_stack([_COLS, _ROWS, np.cross(_COLS, _ROWS) * 8.0])
+SAX_MIRRORED = SAX @ np.diag([-1.0, 1.0, 1.0, 1.0])
+SEPTAL = {"basal": (2, 3), "mid": (8, 9), "apical": (14,)}
+LATERAL = {"basal": (5, 6), "mid": (11, 12), "apical": (16,)}
+N = 48
+
+
+def ring_labels(cavity_radius, rv=True):
+    """ACDC codes on an (N, N) (row, column) image: a cavity disc, a 4-pixel myocardial ring, and an RV
+    crescent on the image left (within 60 degrees of 180), one pixel clear of the ring."""
+    rr, cc = np.mgrid[:N, :N] - N / 2 + 0.5
+    r, theta = np.hypot(rr, cc), np.arctan2(-rr, cc)
+    lab = np.zeros((N, N), np.uint8)
+    lab[r < cavity_radius] = 3
+    lab[(r >= cavity_radius) & (r < cavity_radius + 4)] = 2
+    if rv:
+        near_left = np.abs(np.angle(-np.exp(1j * theta))) < np.pi / 3  # |theta - 180 deg| < 60 deg
+        lab[(r >= cavity_radius + 5) & (r < cavity_radius + 12) & near_left] = 1
+    return lab
+
+
+def sax_stack(tmp_path, affine, name):
+    """A 7-slice cine and its frame-0 labels: slices 0-5 hold the LV, the cavity widening with the slice
+    index (the base is the last slice), slice 0 has no RV, slice 6 no labels; returns the cine path,
+    the label path and the (row, column) labels per slice."""
+    per_slice = [ring_labels(5 + k, rv=k > 0) for k in range(6)] + [np.zeros((N, N), np.uint8)]
+    lab = np.stack([m.T for m in per_slice], axis=2)  # (x, y, slice): columns along x
+    src = write_nifti(tmp_path / f"{name}.nii.gz", cine_data(shape=(N, N, 7, 3)), affine=affine)
+    return src, write_nifti(tmp_path / f"{name}_gt.nii.gz", lab, affine=affine), per_slice
+
+
+def mean_row_col(mask):
+    return np.argwhere(mask).mean(axis=0)
+
+
+@pytest.mark.parametrize("affine, name, seen_from_apex", [(AFFINE, "placeholder", True), (SAX, "sax", True),
+                                                          (SAX_MIRRORED, "mirrored", False)])
+def test_label_maps_give_levels_and_aha_segments(tmp_path, capsys, affine, name, seen_from_apex):
+    src, gt, per_slice = sax_stack(tmp_path, affine, name)
+    rc, _, err = cli(capsys, src, "--out", tmp_path / "c.h5", "--frames", 3, "--labels", gt, "--id-prefix", "s")
+    assert rc == 0, err
+    # an axis-aligned affine says nothing of the view: the display convention is assumed, with a note
+    assert ("AHA segments assume images seen from the apex" in err) == (affine is AFFINE)
+    with open_cohort(tmp_path / "c.h5") as c:
+        subjects = [c[sid] for sid in c.ids]
+    # the widest cavity is the base: slices 4-5 basal, 2-3 mid, 0-1 apical; slice 0 has no RV (and
+    # slice 6 no LV), so both stay unknown
+    assert [s.level for s in subjects] == ["unknown", "apical", "mid", "mid", "basal", "basal", "unknown"]
+    assert subjects[0].aha_segments is None and subjects[6].aha_segments is None
+    for s, lab in zip(subjects[1:6], per_slice[1:6]):
+        seg = s.aha_segments
+        assert seg.dtype == np.uint8
+        np.testing.assert_array_equal(seg > 0, lab == 2)  # exactly the frame-0 myocardium
+        np.testing.assert_array_equal(seg > 0, s.myocardium)
+        first = {"basal": 1, "mid": 7, "apical": 13}[s.level]
+        assert set(np.unique(seg[seg > 0])) == set(range(first, first + (4 if s.level == "apical" else 6)))
+        centre = N / 2 - 0.5
+        septal, lateral = np.isin(seg, SEPTAL[s.level]), np.isin(seg, LATERAL[s.level])
+        assert np.argwhere(septal)[:, 1].max() < centre < np.argwhere(lateral)[:, 1].min()  # the RV is left
+        if s.level != "apical":
+            # anteroseptal above inferoseptal when seen from the apex; the mirror swaps them
+            ant, inf = mean_row_col(seg == first + 1), mean_row_col(seg == first + 2)
+            assert (ant[0] < inf[0]) == seen_from_apex
+
+
+def test_no_aha_segments_for_one_slice_or_too_few_lv_slices(tmp_path, capsys):
+    """A 3-D+t file is one slice, and two LV slices cannot be split into thirds: no level, no segments."""
+    lab = ring_labels(8)
+    src = write_nifti(tmp_path / "one.nii", cine_data(shape=(N, N, 3)), affine=SAX)
+    gt = write_nifti(tmp_path / "one_gt.nii", lab.T, affine=SAX)
+    two = write_nifti(tmp_path / "two.nii", cine_data(shape=(N, N, 2, 3)), affine=SAX)
+    two_gt = write_nifti(tmp_path / "two_gt.nii", np.stack([lab.T, ring_labels(6).T], axis=2), affine=SAX)
+    rc, _, err = cli(capsys, src, two, "--out", tmp_path / "c.h5", "--frames", 3, "--labels", gt, "--labels", two_gt)
+    assert rc == 0, err
+    with open_cohort(tmp_path / "c.h5") as c:
+        for sid in c.ids:
+            s = c[sid]
+            assert s.level == "unknown" and s.aha_segments is None and s.myocardium is not None
 
 
 # -- real data: ACDC patient 045 (MINF), end-diastole and end-systole, converted to NIfTI here ----------
@@ -350,3 +438,29 @@ def test_acdc_converted_to_nifti(acdc, capsys):
                 rows, cols = np.nonzero(np.isin(lab[k], (2, 3)))
                 assert (y0, x0, y1, x1) == (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
         assert annotated >= ed.shape[0]  # most slices carry the LV at both ED and ES
+
+
+def test_acdc_aha_segments_on_the_mid_slices(acdc, capsys):
+    """ACDC's labels give segments on the myocardium, the septum on the RV side (the stored images show
+    the RV on the left); its axis-aligned affine leaves the view to the display-convention assumption."""
+    root = acdc["root"]
+    rc, _, err = cli(capsys, root / "cine.nii.gz", "--out", root / "aha.h5", "--frames", 2,
+                     "--labels", root / "gt.nii.gz")
+    assert rc == 0, err
+    assert "AHA segments assume images seen from the apex" in err
+    ed_labels = acdc["labels"][0]
+    with open_cohort(root / "aha.h5") as c:
+        subjects = [c[sid] for sid in c.ids]
+    mid = [(s, lab) for s, lab in zip(subjects, ed_labels) if s.level == "mid"]
+    assert len(mid) >= 2
+    for s, lab in mid:
+        seg = s.aha_segments
+        assert seg is not None, s.id
+        np.testing.assert_array_equal(seg > 0, lab == 2)
+        assert set(np.unique(seg[seg > 0])) == set(range(7, 13))
+        rv_col = np.argwhere(lab == 1)[:, 1].mean()
+        septal, lateral = (np.argwhere(np.isin(seg, codes))[:, 1].mean() for codes in ((8, 9), (11, 12)))
+        assert abs(septal - rv_col) < abs(lateral - rv_col)
+    # the base is the end with the wider cavity: the levels run basal -> apical with the slice index here
+    known = [s.level for s in subjects if s.level != "unknown"]
+    assert known == sorted(known, key=("basal", "mid", "apical").index)

@@ -9,7 +9,9 @@
   ofrnn ingest nifti FILE... --out COHORT [--labels LABELS... (once per FILE)]
       4-D (x, y, slice, time) or 3-D (x, y, time) NIfTI; spacing and frame interval from the header.
       Label maps (ACDC codes by default: 1 RV, 2 myocardium, 3 LV cavity) give the LV masks and boxes;
-      a map of one frame is frame 0 (end-diastole), or frame N when written FILE@N.
+      a map of one frame is frame 0 (end-diastole), or frame N when written FILE@N. With the RV
+      labelled at frame 0 and three or more LV slices, slices also get their level (thirds, the base
+      at the end with the larger LV cavity) and AHA segments (the septum next to the RV).
 
 Every subject's cine is resampled to --frames per cardiac cycle by periodic linear interpolation
 (frame 0 = the first, end-diastolic, frame unchanged); pixel spacing is kept and the slice level is
@@ -48,6 +50,9 @@ def add_arguments(p):
     n.add_argument("--myocardium-label", type=int, default=2, help="label code of the LV myocardium (default 2, ACDC)")
     n.add_argument("--cavity-label", type=int, default=3,
                    help="label code of the LV cavity (default 3, ACDC; 1 for M&Ms)")
+    n.add_argument("--rv-label", type=int,
+                   help="label code of the RV cavity, for AHA segments (default: the code of 1-3 that is neither "
+                        "myocardium nor cavity: 1 for ACDC, 3 for M&Ms)")
     n.add_argument("--cycle-ms", type=float, help="spread the frames evenly over this R-R interval (ms) instead of "
                                                   "the header's frame interval")
     _common(n)
@@ -78,7 +83,8 @@ def run(args):
 
         rows, report = ingest_nifti(args.files, args.out, labels=args.labels, frames=args.frames, masks=args.masks,
                                     ids=args.ids, id_prefix=args.id_prefix, cycle_ms=args.cycle_ms,
-                                    myocardium_label=args.myocardium_label, cavity_label=args.cavity_label)
+                                    myocardium_label=args.myocardium_label, cavity_label=args.cavity_label,
+                                    rv_label=args.rv_label)
     # notes name input files: the terminal may show them, no file keeps them
     for note in report.notes:
         print(f"ofrnn: note: {note}", file=sys.stderr)

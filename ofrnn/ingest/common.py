@@ -214,7 +214,8 @@ def _box(mask, margin_px=0):
             min(rows[-1] + 1 + margin_px, H), min(cols[-1] + 1 + margin_px, W)]
 
 
-def slice_to_subject(sl, sid, *, frames=DEFAULT_FRAMES, lv_masks=None, infarct=None):
+def slice_to_subject(sl, sid, *, frames=DEFAULT_FRAMES, lv_masks=None, infarct=None, level=UNKNOWN_LEVEL,
+                     aha_segments=None):
     """Resample one :class:`CineSlice` and attach its annotations as a :class:`~ofrnn.store.Subject`.
 
     Parameters
@@ -229,6 +230,10 @@ def slice_to_subject(sl, sid, *, frames=DEFAULT_FRAMES, lv_masks=None, infarct=N
         docstring); a frame needs at least one of them, and ``epi`` must not be empty.
     infarct : path or None
         Infarct mask file (:func:`read_mask`).
+    level : str
+        Slice level (:data:`ofrnn.store.LEVELS`, or ``unknown``).
+    aha_segments : ndarray (H, W) uint8 or None
+        AHA segments 1-16 on the frame-0 myocardium, 0 elsewhere (:mod:`ofrnn.ingest.aha`).
     """
     cine, times = resample_cycle(sl.frames, sl.times_ms, sl.cycle_ms, frames)
     T, H, W = cine.shape
@@ -236,8 +241,8 @@ def slice_to_subject(sl, sid, *, frames=DEFAULT_FRAMES, lv_masks=None, infarct=N
                  times_assumed=int(sl.times_assumed), study_hash=sl.study_hash, series_hash=sl.series_hash)
     if sl.series_number is not None:
         attrs["series_number"] = sl.series_number
-    subject = Subject(id=sid, cine=cine, spacing_mm=sl.spacing_mm, level=UNKNOWN_LEVEL, frame_times_ms=times,
-                      attrs=attrs)
+    subject = Subject(id=sid, cine=cine, spacing_mm=sl.spacing_mm, level=level, frame_times_ms=times,
+                      attrs=attrs, aha_segments=aha_segments)
     if infarct is not None:
         subject.infarct = read_mask(infarct, (H, W))
     if lv_masks:
@@ -292,7 +297,7 @@ def subject_ids(slices, ids=None, id_prefix=None):
     return [s.key for s in slices]
 
 
-def write_slices(out, slices, sids, *, source, params, frames, lv_masks=None, infarct=None):
+def write_slices(out, slices, sids, *, source, params, frames, lv_masks=None, aha=None, infarct=None):
     """Resample and write ``slices`` as subjects ``sids`` of a new cohort (atomically).
 
     Parameters
@@ -308,6 +313,8 @@ def write_slices(out, slices, sids, *, source, params, frames, lv_masks=None, in
         Output frames per cycle.
     lv_masks : callable or None
         ``lv_masks(i)`` gives slice ``i``'s ``{frame: (endo, epi)}`` (read lazily, one slice at a time).
+    aha : callable or None
+        ``aha(i)`` gives slice ``i``'s ``(level, aha_segments)``, or None where both are unknown.
     infarct : dict or None
         ``{subject id: mask path}``.
 
@@ -322,7 +329,9 @@ def write_slices(out, slices, sids, *, source, params, frames, lv_masks=None, in
     with CohortWriter(out, source=source, params=params) as writer:
         for i, (sl, sid) in enumerate(zip(slices, sids)):
             masks = lv_masks(i) if lv_masks else None
-            subject = slice_to_subject(sl, sid, frames=frames, lv_masks=masks, infarct=infarct.get(sid))
+            level, segments = (aha(i) if aha else None) or (UNKNOWN_LEVEL, None)
+            subject = slice_to_subject(sl, sid, frames=frames, lv_masks=masks, infarct=infarct.get(sid), level=level,
+                                       aha_segments=segments)
             writer.add(subject)
             rows.append(dict(id=sid, series_number=sl.series_number, position_mm=sl.position_mm,
                              frames_original=len(sl.frames), frames=frames, matrix=sl.frames.shape[1:],

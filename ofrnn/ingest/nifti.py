@@ -32,6 +32,10 @@ Each slice of each file is one subject. The rules, and the choices behind them:
   cavity becomes the endocardial fill and cavity plus myocardium the epicardial fill, which give
   ``lv_cavity_t``, ``myocardium_t``, ``myocardium`` and ``lv_box`` as for DICOM contours; a slice
   without either label on a frame (beyond the apex or the base) leaves that frame unannotated.
+* **AHA segments and levels** come from the frame-0 labels (the RV code, ``rv_label``, marks the
+  septum) when the input has at least three LV slices: see :mod:`ofrnn.ingest.aha` for the level
+  heuristic (thirds in slice order, the base at the end with the larger LV cavity) and the
+  orientation rule (the affine where it shows a short-axis view, else an assumption and a note).
 * **Privacy.** Only the voxels, the spacing, the times and the affine are read: never the header's
   ``descrip``, ``aux_file``, ``db_name`` or intent name, nor any extension (dcm2niix and others put
   DICOM header values there). No path is stored; subject ids come from the user or are a hash of
@@ -46,11 +50,12 @@ import numpy as np
 
 from ..errors import OfrnnError
 from ..files import content_digest
+from .aha import label_segments
 from .common import (ASSUMED_CYCLE_MS, DEFAULT_FRAMES, CineSlice, IngestReport, find_masks, short_hash,
                      subject_ids, write_slices)
 
 #: ACDC's label codes (Bernard et al. 2018): 1 RV cavity, 2 LV myocardium, 3 LV cavity
-ACDC_MYOCARDIUM, ACDC_CAVITY = 2, 3
+ACDC_RV, ACDC_MYOCARDIUM, ACDC_CAVITY = 1, 2, 3
 #: cycles (frames x header frame interval) accepted as one heartbeat, ms: 24-240 beats per minute
 _CYCLE_RANGE_MS = (250.0, 2500.0)
 _SPACE_MM = {"mm": 1.0, "meter": 1000.0, "micron": 1e-3}
@@ -193,8 +198,9 @@ def _label_entry(entry):
     return Path(text), None
 
 
-def read_label_masks(entries, geometry, *, myocardium_label=ACDC_MYOCARDIUM, cavity_label=ACDC_CAVITY):
-    """LV fills per slice and frame from one cine's label maps.
+def read_label_masks(entries, geometry, *, myocardium_label=ACDC_MYOCARDIUM, cavity_label=ACDC_CAVITY,
+                     rv_label=ACDC_RV):
+    """LV fills per slice and frame, and the frame-0 labels, from one cine's label maps.
 
     Parameters
     ----------
@@ -204,18 +210,24 @@ def read_label_masks(entries, geometry, *, myocardium_label=ACDC_MYOCARDIUM, cav
         The cine's, from :func:`read_nifti_slices`.
     myocardium_label, cavity_label : int
         Label codes of the LV myocardium and the LV cavity.
+    rv_label : int or None
+        Label code of the RV cavity; None: no RV labels (the ``rv`` fills are empty).
 
     Returns
     -------
-    dict
+    lv : dict
         ``{slice index: {frame index: (endo, epi)}}``, bool (H, W) fills in the cine's (row, column)
         orientation; slices and frames without myocardium or cavity labels are left out.
+    ed : dict
+        ``{slice index: (myocardium, cavity, rv)}``, bool (H, W) labels of frame 0 (end-diastole),
+        same orientation, for the slices with myocardium or cavity labels on frame 0 (for
+        :func:`ofrnn.ingest.aha.label_segments`).
     """
     full = geometry["shape"]
     spatial = full[:-1] if len(full) == 4 else full[:2]
     T = full[-1]
     X, Y, Z = full[0], full[1], full[2] if len(full) == 4 else 1
-    out = {}
+    out, ed = {}, {}
     for entry in entries:
         path, frame = _label_entry(entry)
         img = _load(path, "NIfTI label map")
@@ -250,11 +262,14 @@ def read_label_masks(entries, geometry, *, myocardium_label=ACDC_MYOCARDIUM, cav
                 if fi in slot:
                     raise OfrnnError(f"a second label map for frame {fi}", path=path, field="@frame")
                 slot[fi] = (cavity, cavity | myo)
-    return out
+                if fi == 0:
+                    rv = lab == rv_label if rv_label is not None else np.zeros_like(myo)
+                    ed[k] = (myo, cavity, rv)
+    return out, ed
 
 
 def ingest_nifti(files, out, *, labels=None, frames=DEFAULT_FRAMES, masks=None, ids=None, id_prefix=None,
-                 cycle_ms=None, myocardium_label=ACDC_MYOCARDIUM, cavity_label=ACDC_CAVITY):
+                 cycle_ms=None, myocardium_label=ACDC_MYOCARDIUM, cavity_label=ACDC_CAVITY, rv_label=None):
     """Read NIfTI cines (and optional label maps and infarct masks) and write a ``nifti`` cohort.
 
     Parameters
@@ -276,6 +291,9 @@ def ingest_nifti(files, out, *, labels=None, frames=DEFAULT_FRAMES, masks=None, 
         R-R interval (ms) over which to spread every file's frames, instead of the header's.
     myocardium_label, cavity_label : int
         Label codes (ACDC's 2 and 3 by default).
+    rv_label : int or None
+        Label code of the RV cavity, for AHA segments; None: the one code of 1-3 that is neither
+        of the other two (ACDC's 1, M&Ms' 3), or no RV when that leaves none or several.
 
     Returns
     -------
@@ -295,11 +313,16 @@ def ingest_nifti(files, out, *, labels=None, frames=DEFAULT_FRAMES, masks=None, 
         raise OfrnnError(f"{cycle_ms}; must be a positive number of ms", field="--cycle-ms")
     if myocardium_label == cavity_label:
         raise OfrnnError("myocardium and cavity need different label codes", field="--cavity-label")
+    if rv_label is None:
+        rest = {1, 2, 3} - {myocardium_label, cavity_label}
+        rv_label = rest.pop() if len(rest) == 1 else None
+    elif rv_label in (myocardium_label, cavity_label):
+        raise OfrnnError(f"{rv_label} is also the myocardium or cavity code", field="--rv-label")
     if labels is not None and len(labels) != len(files):
         raise OfrnnError(f"{len(labels)} --labels group(s) for {len(files)} input file(s): give one --labels per "
                          f"input, in the same order", field="--labels")
     report = IngestReport()
-    slices, masks_by_slice, seen = [], [], {}
+    slices, masks_by_slice, aha_by_slice, seen = [], [], [], {}
     for i, path in enumerate(files):
         file_slices, geometry = read_nifti_slices(path, cycle_ms=cycle_ms, report=report)
         if geometry["digest"] in seen:
@@ -307,17 +330,23 @@ def ingest_nifti(files, out, *, labels=None, frames=DEFAULT_FRAMES, masks=None, 
             report.notes.append(f"{path}: the same content as {seen[geometry['digest']]}; dropped")
             continue
         seen[geometry["digest"]] = Path(path).name
-        lv = (read_label_masks(labels[i], geometry, myocardium_label=myocardium_label, cavity_label=cavity_label)
-              if labels else {})
+        lv, ed = (read_label_masks(labels[i], geometry, myocardium_label=myocardium_label, cavity_label=cavity_label,
+                                   rv_label=rv_label) if labels else ({}, {}))
+        segments, assumed = label_segments(ed, geometry["affine"], file_slices[0].spacing_mm)
+        if segments and assumed:
+            report.notes.append(f"{path}: the affine does not show slices seen along the heart's long axis; AHA "
+                                f"segments assume images seen from the apex (anterior up, the patient's right on "
+                                f"the image left), else anterior and inferior segments are swapped")
         slices.extend(file_slices)
         masks_by_slice.extend(lv.get(k) for k in range(len(file_slices)))
+        aha_by_slice.extend(segments.get(k) for k in range(len(file_slices)))
     sids = subject_ids(slices, ids, id_prefix)
     mask_files = find_masks(masks, sids) if masks else {}
     params = dict(frames=frames, resampling="periodic-linear over the cardiac cycle", labels=bool(labels),
-                  myocardium_label=myocardium_label, cavity_label=cavity_label, masks=bool(masks),
+                  myocardium_label=myocardium_label, cavity_label=cavity_label, rv_label=rv_label, masks=bool(masks),
                   cycle_ms=cycle_ms)
     rows = write_slices(out, slices, sids, source="nifti", params=params, frames=frames,
-                        lv_masks=lambda i: masks_by_slice[i], infarct=mask_files)
+                        lv_masks=lambda i: masks_by_slice[i], aha=lambda i: aha_by_slice[i], infarct=mask_files)
     return rows, report
 
 
@@ -392,5 +421,5 @@ def nifti_volume_for(slices, *, dtype=np.uint8):
     return img
 
 
-__all__ = ["ACDC_MYOCARDIUM", "ACDC_CAVITY", "read_nifti_slices", "read_label_masks", "ingest_nifti",
+__all__ = ["ACDC_RV", "ACDC_MYOCARDIUM", "ACDC_CAVITY", "read_nifti_slices", "read_label_masks", "ingest_nifti",
            "nifti_affine_for", "nifti_volume_for"]
