@@ -9,6 +9,7 @@ same target. Settings are TOML, read with one clear error line when missing or m
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +31,8 @@ def content_digest(path, *, digits=16):
     """First ``digits`` hex digits of the SHA-256 of a file's content.
 
     Outputs name their inputs (a cohort, a model) by this digest, never by path: folder and file
-    names of clinical data often hold patient names. About 1 s per GB.
+    names of clinical data often hold patient names. About 1 s per GB, once per process and file
+    version: the digest is kept for the file's (path, size, modification time).
 
     Parameters
     ----------
@@ -43,11 +45,18 @@ def content_digest(path, *, digits=16):
     -------
     str
     """
+    st = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)[:digits]
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path, size, mtime_ns):
+    """Hex SHA-256 of a file; ``size`` and ``mtime_ns`` only key the cache (a rewritten file is read again)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
-    return h.hexdigest()[:digits]
+    return h.hexdigest()
 
 
 def json_default(o):

@@ -200,19 +200,14 @@ def _pct(v, digits=1):
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.{digits}f} %"
 
 
-def _pp_ci(m, key):
-    """' [low, high]' of the infarct size error (percentage points), when stored."""
-    ci = (m.get("size_error_ci95") or {}).get(key)
-    if not ci or any(v is None or np.isnan(v) for v in ci):
-        return ""
-    return f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if key == "mean" else f" [{ci[0]:.1f}, {ci[1]:.1f}]"
-
-
-def format_ci(ci, digits=1):
-    """' [low, high]' in percent of an interval (empty when undefined)."""
+def format_ci(ci, digits=1, *, percent=True, sign=False):
+    """' [low, high]' of an interval (empty when undefined): in percent of a ratio by default, else
+    as the numbers are (``sign``: with an explicit + for differences)."""
     if ci is None or any(v is None or np.isnan(v) for v in ci):
         return ""
-    return f" [{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
+    lo, hi = (100 * v for v in ci) if percent else ci
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    return f" [{f.format(lo)}, {f.format(hi)}]"
 
 
 def describe_data(data):
@@ -367,12 +362,13 @@ def _pixel_section(m, n_test):
         paper = _pct(PAPER[k], 2) if k in PAPER else "-"
         L.append(f"| {k} | {paper} | {_pct(m['roi'][k])}{format_ci(m['roi'].get('ci95', {}).get(k))} | "
                  f"{_pct(m['myocardium'][k])}{format_ci(m['myocardium'].get('ci95', {}).get(k))} |")
-    dice = m["dice_myocardium_mean"]
+    dice, err = m["dice_myocardium_mean"], m.get("size_error_ci95") or {}
     return L + ["", f"Mean infarct Dice in the myocardium over test slices with an infarct: "
                     f"{'n/a' if dice is None else format(dice, '.3f')}"
-                    f"{'' if not m.get('dice_myocardium_ci95') else ' [%.3f, %.3f]' % tuple(m['dice_myocardium_ci95'])}. "
-                    f"Infarct size error: {m['size_error_mean_pct']:+.1f}{_pp_ci(m, 'mean')} (mean) and "
-                    f"{m['size_error_abs_mean_pct']:.1f}{_pp_ci(m, 'abs_mean')} (mean absolute) percentage points "
+                    f"{format_ci(m.get('dice_myocardium_ci95'), 3, percent=False)}. "
+                    f"Infarct size error: {m['size_error_mean_pct']:+.1f}{format_ci(err.get('mean'), percent=False, sign=True)}"
+                    f" (mean) and {m['size_error_abs_mean_pct']:.1f}{format_ci(err.get('abs_mean'), percent=False)} "
+                    "(mean absolute) percentage points "
                     "of the myocardium."]
 
 
@@ -408,8 +404,7 @@ def _segment_section(seg, *, holdout):
             L.append(f"| {lv} | {_pct(PAPER['segment_accuracy'].get(lv))} | {_pct(seg['accuracy'][lv])}"
                      f"{format_ci(seg.get('accuracy_ci95', {}).get(lv))} | {seg['n_segments'][lv]} "
                      f"({seg.get('n_abnormal', {}).get(lv, '?')}) |")
-    auc, ci = seg["auc"], seg.get("auc_ci95")
-    ci = "" if not ci or any(v is None or np.isnan(v) for v in ci) else " [%.3f, %.3f]" % tuple(ci)
+    auc, ci = seg["auc"], format_ci(seg.get("auc_ci95"), 3, percent=False)
     few = [s for s, n in seg.get("n_abnormal_per_segment", {}).items()
            if seg["auc_per_segment"].get(s) is not None and n <= 2]
     return L + ["", f"Segment AUC (mean probability per segment, all segments): "
@@ -489,6 +484,22 @@ _SUMMARY = [("roi", k) for k in ("accuracy", "sensitivity", "specificity", "prec
            [("myocardium", k) for k in ("accuracy", "sensitivity", "specificity", "precision", "dice", "roc_auc")]
 
 
+def fold_table(results):
+    """Mean +- sd over folds of the headline metrics (:func:`ofrnn.metrics.mean_sd`).
+
+    Returns
+    -------
+    dict
+        {"roi.<metric>" | "myocardium.<metric>" | "segments.<level>" | "dice_myocardium_mean":
+        {mean, sd, n}}; metrics a stored fold lacks count as missing.
+    """
+    table = {f"{g}.{k}": M.mean_sd([r["metrics"][g].get(k) for r in results]) for g, k in _SUMMARY}
+    for lv in ("apical", "mid", "basal", "all"):
+        table[f"segments.{lv}"] = M.mean_sd([r["metrics"]["segments"]["accuracy"].get(lv) for r in results])
+    table["dice_myocardium_mean"] = M.mean_sd([r["metrics"].get("dice_myocardium_mean") for r in results])
+    return table
+
+
 def aggregate(results, out):
     """Mean +- sd over folds of the headline metrics; writes ``out``/metrics.json and report.md.
 
@@ -496,10 +507,7 @@ def aggregate(results, out):
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table = {f"{g}.{k}": M.mean_sd([r["metrics"][g][k] for r in results]) for g, k in _SUMMARY}
-    for lv in ("apical", "mid", "basal", "all"):
-        table[f"segments.{lv}"] = M.mean_sd([r["metrics"]["segments"]["accuracy"].get(lv) for r in results])
-    table["dice_myocardium_mean"] = M.mean_sd([r["metrics"]["dice_myocardium_mean"] for r in results])
+    table = fold_table(results)
     rows = [p for r in results for p in r["metrics"]["per_subject"] if "outcome" in p]
     pooled = {}
     if len(rows) == sum(len(r["metrics"]["per_subject"]) for r in results):
@@ -536,5 +544,5 @@ def aggregate(results, out):
 
 
 __all__ = ["PAPER", "PAPER_PIXEL_SPLIT", "PAPER_SEGMENT_SPLIT", "COMPARISON_NOTE", "comparison_note", "glossary", "format_ci", "plot_curves",
-           "read_training_log", "plot_training", "select_overlays", "plot_fold_bullseyes", "overlays", "describe_data", "write_report",
+           "read_training_log", "plot_training", "select_overlays", "plot_fold_bullseyes", "fold_table", "overlays", "describe_data", "write_report",
            "aggregate"]

@@ -320,7 +320,7 @@ def call_outcome(truth, pred, region, *, min_pixels=CALL_MIN_PIXELS):
     """
     t = np.asarray(truth, dtype=bool) & np.asarray(region, dtype=bool)
     p = np.asarray(pred, dtype=bool) & np.asarray(region, dtype=bool)
-    called = np.count_nonzero(p) >= min_pixels  # the rule of slice_call, on the already restricted mask
+    called = slice_call(pred, region, min_pixels=min_pixels)
     if t.any():
         if not called:
             return "missed"

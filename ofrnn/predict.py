@@ -169,8 +169,9 @@ def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, thres
     prob_img, pred_img : arrays (H, W)
         Infarct probability and prediction in frame-0 image coordinates.
     subject : :class:`ofrnn.store.Subject`
-        Its ``myocardium`` (when known) restricts the area and centroid: an infarct is myocardial by
-        definition. When unknown, the ROI (``roi_mask``) is used and the file says so.
+        Its frame-0 myocardium (``myocardium``, or a contoured ``myocardium_t[0]``), when known,
+        restricts the area and centroid: an infarct is myocardial by definition. When unknown, the
+        ROI (``roi_mask``) is used and the file says so.
     box : (4,) int
         The ROI box (y0, x0, y1, x1), image pixels, half-open.
     roi_mask : array of bool (H, W)
@@ -190,8 +191,9 @@ def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, thres
         without infarct), ``infarct_present`` and the rule, ``aha_segments_involved``.
     """
     sy, sx = subject.spacing_mm
-    known = subject.myocardium is not None and np.any(subject.myocardium)
-    region = np.asarray(subject.myocardium, dtype=bool) if known else np.asarray(roi_mask, dtype=bool)
+    myocardium = _frame0_myocardium(subject)
+    known = myocardium is not None
+    region = np.asarray(myocardium, dtype=bool) if known else np.asarray(roi_mask, dtype=bool)
     inside = np.asarray(pred_img, dtype=bool) & region
     n = int(np.count_nonzero(inside))
     out = dict(id=subject.id, level=subject.level, frame=FRAME, spacing_mm=[float(sy), float(sx)],
@@ -210,12 +212,12 @@ def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, thres
         out["centroid_rc_mm"] = [float(cy * sy), float(cx * sx)]
     else:
         out["centroid_rc_px"] = out["centroid_rc_mm"] = None
-    out["percent_of_myocardium"] = infarct_size(pred_img, subject.myocardium) if known else None
+    out["percent_of_myocardium"] = infarct_size(pred_img, myocardium) if known else None
     if subject.aha_segments is not None:
         labels = segment_labels(inside, subject.aha_segments)
         out["aha_segments_involved"] = [s for s, v in labels.items() if v]
         out["aha_rule"] = f"segment involved when >= {SEGMENT_RULE:g} of its pixels are predicted infarct"
-        out["aha_segment_percent"] = {str(k): v for k, v in segment_percent(inside, subject.aha_segments).items()}
+        out["aha_segment_percent"] = segment_percent(inside, subject.aha_segments)  # JSON keys become text
     else:
         out["aha_segments_involved"] = out["aha_segment_percent"] = None
         out["aha_note"] = ("AHA segments unknown for this input (they come with simulated cohorts; from real cines "
@@ -336,8 +338,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
             # the call is made in ROI space, on the network's own 64x64 map, exactly as in evaluation
             region = (roimod.crop(myo, tr, order=0) > 0) if myo is not None else np.ones(prob.shape, bool)
             called = slice_call(prob >= thr, region)
-            subject = s if myo is None or s.myocardium is not None else _with_myocardium(s, myo)
-            summary = subject_summary(prob_img, pred_img, subject, box, roi_mask=roi_mask, called=called,
+            summary = subject_summary(prob_img, pred_img, s, box, roi_mask=roi_mask, called=called,
                                       threshold=thr, model=model)
             summary["roi_source"] = ROI_SOURCES[roi]
             if check is not None:
@@ -350,7 +351,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
             overlay_png(out / f"{s.id}.png", s.cine[0], pred_img, truth=s.infarct, myocardium=myo, box=tr.box,
                         title=f"{s.id} ({s.level}): {state}, {summary['infarct_area_mm2']:.0f} mm$^2$")
             if summary["aha_segment_percent"]:
-                plot_bullseye(out / f"{s.id}_bullseye.png", {int(k): v for k, v in summary["aha_segment_percent"].items()},
+                plot_bullseye(out / f"{s.id}_bullseye.png", summary["aha_segment_percent"],
                               title=f"{s.id} ({s.level}): predicted infarct per AHA segment")
             summaries.append(summary)
             timings.append(dict(id=s.id, **tm))
@@ -363,8 +364,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
     if nifti:
         result["nifti"] = _write_nifti(out, nifti, f"ofrnn infarct, threshold {thr:.3f}, model "
                                                    f"{model.get('model_sha256', '?')}, frame 0 (ED)")
-    per_segment = [{int(k): v for k, v in m["aha_segment_percent"].items()} for m in summaries
-                   if m["aha_segment_percent"]]
+    per_segment = [m["aha_segment_percent"] for m in summaries if m["aha_segment_percent"]]
     if per_segment:
         mean, counts = cohort_percent(per_segment)
         plot_bullseye(out / "bullseye.png", mean, counts=counts,
@@ -397,12 +397,6 @@ def _write_nifti(out, inputs, description):
                 nib.save(img, tmp)
             written.append(path.name)
     return written
-
-
-def _with_myocardium(subject, myocardium):
-    from dataclasses import replace
-
-    return replace(subject, myocardium=np.asarray(myocardium, dtype=np.uint8))
 
 
 def _write_subject(f, subject, prob_img, pred_img, roi_mask, box):

@@ -351,10 +351,10 @@ def scope(cfg, summary):
             f"{describe_data(cohort_description(_path(cfg['cohort'])))}. Ours: {spread}; myocardium pixels (all-ROI "
             "pixels in brackets).", "",
             "The paper's columns come from its 114 patients at full scale: read them for the ordering of the rows, "
-            "not for the values. A fold holds about a dozen test slices, and the 95 % interval of one fold's Dice "
-            "is about ± 14 points (bootstrap over subjects, `results/train/fold3/report.md`): rows a few points "
-            "apart are not told apart by one fold. Design choices are compared on validation subjects from the "
-            "training folds, never on the test fold.", ""]
+            f"not for the values. A fold holds about a dozen test slices, so one fold's Dice carries a wide 95 % "
+            f"interval (a bootstrap over its subjects: `results/train/fold{folds[0]}/report.md`), and rows a few "
+            "points apart are not told apart by one fold. Design choices are compared on validation subjects from "
+            "the training folds, never on the test fold.", ""]
 
 
 def pct(s, digits=1):

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..files import atomic_write_text, write_json
-from ..fold_report import COMPARISON_NOTE, PAPER_SEGMENT_SPLIT, describe_data, format_ci
+from ..fold_report import COMPARISON_NOTE, PAPER_SEGMENT_SPLIT, describe_data, fold_table, format_ci
 from . import _cells
 
 #: the paper's headline numbers (Xu et al., MICCAI 2017, Sec. 3)
@@ -155,18 +155,6 @@ def train_results(root):
     return out
 
 
-def _fold_table(results):
-    """The ``make cv`` summary shape (``metrics["roi.accuracy"] = {mean, sd}``) computed over stored folds."""
-    def stat(values):
-        s = _cells.mean_sd(values)
-        return None if s["mean"] is None else dict(mean=s["mean"], sd=s["sd"])
-
-    t = {f"{g}.{k}": stat([r["metrics"][g].get(k) for r in results]) for g in ("roi", "myocardium") for k in _PIXEL_KEYS}
-    t.update({f"segments.{lv}": stat([r["metrics"]["segments"]["accuracy"].get(lv) for r in results])
-              for lv in ("apical", "mid", "basal", "all")})
-    return t
-
-
 def pixel_level(root):
     L = ["## MI area detection: pixel level and AHA segments (`make train` / `make cv`)", ""]
     cv = _load(root / "train" / "cv" / "metrics.json")
@@ -210,7 +198,7 @@ def pixel_level(root):
         t, what = cv["metrics"], f"Mean ± sd over {cv['n_folds']} folds (`make cv`), profile `{cv['profile']}`."
     else:
         profiles = sorted({r["config"]["profile"] for r in folds})
-        t = _fold_table(folds)
+        t = fold_table(folds)
         what = (f"Mean ± sd over the {len(folds)} stored result(s) {', '.join(n for n, _ in named)} "
                 f"(profile {', '.join(profiles)}; `make cv` runs all ten folds).")
 
