@@ -390,7 +390,7 @@ def pixel_intervals(truth, pred, prob, mask=None, *, n_boot=N_BOOTSTRAP, seed=0,
     return bootstrap_subjects(stat, S, n_boot=n_boot, seed=seed)
 
 
-def evaluate_rois(subjects, probs, threshold, *, seed=0):
+def evaluate_rois(subjects, probs, threshold, *, intervals=False, seed=0):
     """Pixel, clinical and segment metrics of ROI probability maps against the traced infarcts.
 
     Parameters
@@ -401,6 +401,9 @@ def evaluate_rois(subjects, probs, threshold, *, seed=0):
     probs : list of arrays
         Infarct probability per ROI pixel, one map per subject.
     threshold : float
+    intervals : bool
+        Add the 95 % intervals (the ``ci95`` entries below): a few thousand bootstrap resamples, about
+        2 s, so only for what a report shows (not for validation subjects or yardstick folds).
     seed : int
         Seed of the bootstrap intervals.
 
@@ -423,8 +426,9 @@ def evaluate_rois(subjects, probs, threshold, *, seed=0):
     out = dict(threshold=threshold, n_subjects=len(subjects),
                roi=pixel_metrics(truth, pred, prob),
                myocardium=pixel_metrics(truth[myo], pred[myo], prob[myo]))
-    out["roi"]["ci95"] = pixel_intervals(truth, pred, prob, seed=seed)
-    out["myocardium"]["ci95"] = pixel_intervals(truth, pred, prob, myo, seed=seed)
+    if intervals:
+        out["roi"]["ci95"] = pixel_intervals(truth, pred, prob, seed=seed)
+        out["myocardium"]["ci95"] = pixel_intervals(truth, pred, prob, myo, seed=seed)
     per_subject, records = [], []
     for r, p, s in zip(subjects, pred, prob):
         m = r.myocardium.astype(bool)
@@ -437,16 +441,16 @@ def evaluate_rois(subjects, probs, threshold, *, seed=0):
     dice = np.array([p["dice_myocardium"] for p in per_subject if p["has_infarct"]], dtype=float)
     out["dice_myocardium_mean"] = float(np.nanmean(dice)) if len(dice) else None
     out["dice_myocardium_ci95"] = (bootstrap_subjects(lambda i: float(np.nanmean(dice[i])), len(dice), seed=seed)
-                                   if len(dice) else None)
+                                   if intervals and len(dice) else None)
     err = np.array([p["size_error_pct"] for p in per_subject], dtype=float)
     out["size_error_abs_mean_pct"] = float(np.mean(np.abs(err)))
     out["size_error_mean_pct"] = float(np.mean(err))
-    out["size_error_ci95"] = bootstrap_subjects(lambda i: dict(mean=float(err[i].mean()),
-                                                               abs_mean=float(np.abs(err[i]).mean())),
-                                                len(err), seed=seed)
+    out["size_error_ci95"] = (bootstrap_subjects(lambda i: dict(mean=float(err[i].mean()),
+                                                                abs_mean=float(np.abs(err[i]).mean())),
+                                                 len(err), seed=seed) if intervals else None)
     out["calls"] = call_summary(per_subject)
     out["segments"] = segment_metrics(records)
-    out["segments"]["auc_ci95"] = _segment_auc_interval(records, [r.id for r in subjects], seed)
+    out["segments"]["auc_ci95"] = _segment_auc_interval(records, [r.id for r in subjects], seed) if intervals else None
     out["per_subject"] = per_subject
     return out, records
 

@@ -371,7 +371,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
                       title=f"{len(per_segment)} slices: mean predicted infarct per AHA segment")
     if labelled:
         # cohorts with traced infarcts (e.g. another simulator seed or acquisition) are scored as in training
-        metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr)
+        metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr, intervals=True)
         metrics["provenance"] = dict(model=model, roi_source=roi)
         write_json(out / "metrics.json", metrics, indent=2, nan_as_null=True)
         result["metrics"] = metrics

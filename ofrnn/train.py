@@ -372,7 +372,7 @@ def evaluate_end_to_end(network, cohort, split, cfg, threshold, out, *, cache_di
     subjects = prepare_cohort(cohort, frames=cfg["frames"], roi="detector", flow=cfg["flow"], margin=cfg["roi_margin"],
                               localizer=detector, ids=split["test"], progress=progress)
     probs, _ = predict_all(network, subjects, cfg, progress=progress)
-    metrics, _ = M.evaluate_rois(subjects, probs, threshold, seed=cfg["seed"])
+    metrics, _ = M.evaluate_rois(subjects, probs, threshold, seed=cfg["seed"], intervals=True)
     metrics.update(coverage=roi_coverage(cohort, subjects), localizer=record)
     shutil.copytree(folder, Path(out) / LOCALIZER_DIR, dirs_exist_ok=True)
     return metrics
@@ -494,10 +494,10 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
 
     val_probs, _ = predict_all(network, va, cfg, progress=progress)
     thr = choose_threshold(cfg["threshold"], va, val_probs)
-    val_metrics, _ = M.evaluate_rois(va, val_probs, thr, seed=cfg["seed"])
+    val_metrics, _ = M.evaluate_rois(va, val_probs, thr)
     probs, secs = predict_all(network, te, cfg, progress=progress)
     timings["network_per_subject"] = float(np.mean(secs))
-    metrics, records = M.evaluate_rois(te, probs, thr, seed=cfg["seed"])
+    metrics, records = M.evaluate_rois(te, probs, thr, seed=cfg["seed"], intervals=True)
     end_to_end = None
     if cfg["localizer"] == "train":
         end_to_end = evaluate_end_to_end(network, cohort, split, cfg, thr, out,
@@ -510,11 +510,11 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     training = read_training_log(out)
     if training:
         plot_training(out / "training.png", training)
-    data = cohort_description(cohort)
+    data, versions = cohort_description(cohort), _versions(cfg)
     bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "global_frame", "motion_reference",
                                       "roi_margin", "flow", "roi", "profile", "eval_batch")}
     bundle_cfg.update(threshold=thr, fold=fold, cohort_sha256=data["sha256"], global_shape=list(train.global_shape),
-                      intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=_versions(cfg),
+                      intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=versions,
                       localizer=LOCALIZER_DIR if end_to_end is not None else None)
     save_bundle(out, network, bundle_cfg)
     timings["total"] = time.perf_counter() - t_start
@@ -524,7 +524,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
                   split={k: split[k] for k in ("scheme", "fold", "train", "val", "test")},
                   profile_reductions=profile_reductions(cfg, settings), metrics=metrics,
                   metrics_detected_roi=end_to_end, timings=timings,
-                  versions=_versions(cfg), paper=PAPER, training={k: {"epochs": len(v["epochs"]), "kept": v["kept"]}
+                  versions=versions, paper=PAPER, training={k: {"epochs": len(v["epochs"]), "kept": v["kept"]}
                                                                  for k, v in training.items()},
                   overlays=[dict(id=i, reason=r) for i, r in drawn], bullseyes=bullseyes,
                   validation={g: {k: val_metrics[g][k] for k in ("accuracy", "sensitivity", "specificity", "dice")}
