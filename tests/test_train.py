@@ -225,7 +225,7 @@ def _output_texts(f):
     import gzip
     import zipfile
 
-    import h5py
+    from conftest import strings_in_cohort
 
     data = f.read_bytes()
     yield data
@@ -236,11 +236,7 @@ def _output_texts(f):
             for name in z.namelist():
                 yield name.encode() + z.read(name)
     if f.suffix == ".h5":
-        with h5py.File(f, "r") as h:
-            found = []
-            h.visititems(lambda name, obj: found.extend([name, *map(str, obj.attrs.values())]))
-            found += [str(v) for v in h.attrs.values()]
-            yield "\n".join(found).encode()
+        yield "\n".join(strings_in_cohort(f)).encode()
 
 
 def _assert_private_and_readable(folders, secrets):

@@ -96,6 +96,11 @@ class IngestReport:
         self.rejections.append(error)
         self.notes.append(f"{error}; {what} skipped ({n_images} image(s))")
 
+    def drop_duplicate(self, note):
+        """An input that repeats one already read (``note`` says which, ending in '; dropped')."""
+        self.duplicates += 1
+        self.notes.append(note)
+
     def summary(self):
         """One clause for the final line, e.g. ``'2 file(s) and 1 series or slice(s) skipped'``."""
         parts = []
@@ -297,26 +302,37 @@ def subject_ids(slices, ids=None, id_prefix=None):
     return [s.key for s in slices]
 
 
-def write_slices(out, slices, sids, *, source, params, frames, lv_masks=None, aha=None, infarct=None):
-    """Resample and write ``slices`` as subjects ``sids`` of a new cohort (atomically).
+def check_frames(frames):
+    """Raise unless ``frames`` (output frames per cycle, ``--frames``) is at least 2."""
+    if frames < 2:
+        raise OfrnnError(f"{frames}; a cine needs at least 2 frames", field="--frames")
+
+
+def write_slices(out, slices, *, ids=None, id_prefix=None, masks=None, source, params, frames, lv_masks=None,
+                 aha=None):
+    """Name, resample and write ``slices`` as the subjects of a new cohort (atomically).
 
     Parameters
     ----------
     out : path
         Cohort file; on any error or interruption the target is left as it was.
-    slices, sids : lists of CineSlice and str
+    slices : list of CineSlice
+    ids, id_prefix : list of str, str
+        Subject ids or their prefix (:func:`subject_ids`).
+    masks : path or None
+        Folder of infarct masks ``<subject id>.png`` / ``.npy`` (:func:`find_masks`), looked up
+        before anything is written.
     source : str
         Cohort source (:data:`ofrnn.store.SOURCES`).
     params : dict
-        Ingestion options for the root ``params`` attr (no paths, no header values).
+        The reader's own ingestion options for the root ``params`` attr (no paths, no header
+        values); ``frames``, ``resampling`` and ``masks`` are added here.
     frames : int
         Output frames per cycle.
     lv_masks : callable or None
         ``lv_masks(i)`` gives slice ``i``'s ``{frame: (endo, epi)}`` (read lazily, one slice at a time).
     aha : callable or None
         ``aha(i)`` gives slice ``i``'s ``(level, aha_segments)``, or None where both are unknown.
-    infarct : dict or None
-        ``{subject id: mask path}``.
 
     Returns
     -------
@@ -324,7 +340,9 @@ def write_slices(out, slices, sids, *, source, params, frames, lv_masks=None, ah
         One summary row per subject (id, series, position, frames, matrix, spacing, annotated
         frames, infarct).
     """
-    infarct = infarct or {}
+    sids = subject_ids(slices, ids, id_prefix)
+    infarct = find_masks(masks, sids) if masks else {}
+    params = dict(params, frames=frames, resampling="periodic-linear over the cardiac cycle", masks=bool(masks))
     rows = []
     with CohortWriter(out, source=source, params=params) as writer:
         for i, (sl, sid) in enumerate(zip(slices, sids)):

@@ -65,7 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OfrnnError
-from .common import (ASSUMED_CYCLE_MS, DEFAULT_FRAMES, ENDO_BOX_MARGIN_MM, CineSlice, IngestReport, find_masks,
+from .common import (ASSUMED_CYCLE_MS, DEFAULT_FRAMES, ENDO_BOX_MARGIN_MM, CineSlice, IngestReport, check_frames,
                      short_hash, subject_ids, write_slices)
 
 #: positions along the slice normal closer than this (mm) are one slice
@@ -367,8 +367,7 @@ def _drop_duplicates(files, report):
         if not same:
             raise OfrnnError(f"the same as in {other_path.name}, but the pixels differ: two images cannot be one "
                              f"instance", path=path, field="SOPInstanceUID")
-        report.duplicates += 1
-        report.notes.append(f"{path}: a copy of {other_path.name} (same SOPInstanceUID and pixels); dropped")
+        report.drop_duplicate(f"{path}: a copy of {other_path.name} (same SOPInstanceUID and pixels); dropped")
     return kept
 
 
@@ -649,20 +648,16 @@ def ingest_dicom(folder, out, *, frames=DEFAULT_FRAMES, masks=None, contours=Non
     folder = Path(folder)
     if not folder.is_dir():
         raise OfrnnError("not a folder", path=folder)
-    if frames < 2:
-        raise OfrnnError(f"{frames}; a cine needs at least 2 frames", field="--frames")
+    check_frames(frames)
     slices, report = read_cine_slices(folder, progress=progress)
-    sids = subject_ids(slices, ids, id_prefix)
+    sids = subject_ids(slices, ids, id_prefix)  # a wrong --ids is reported before the contours are searched
     contour_files = find_contours(contours, slices) if contours else {}
-    mask_files = find_masks(masks, sids) if masks else {}
-    params = dict(frames=frames, resampling="periodic-linear over the cardiac cycle", contours=bool(contours),
-                  masks=bool(masks), endo_box_margin_mm=ENDO_BOX_MARGIN_MM)
 
     def lv_masks(i):
         return contour_masks(contour_files[i], slices[i].frames.shape[1:]) if i in contour_files else None
 
-    rows = write_slices(out, slices, sids, source="dicom", params=params, frames=frames, lv_masks=lv_masks,
-                        infarct=mask_files)
+    rows = write_slices(out, slices, ids=sids, masks=masks, source="dicom", frames=frames, lv_masks=lv_masks,
+                        params=dict(contours=bool(contours), endo_box_margin_mm=ENDO_BOX_MARGIN_MM))
     return rows, report
 
 __all__ = ["find_files", "read_frames", "read_cine_slices", "find_contours", "read_contour", "contour_masks",

@@ -12,7 +12,7 @@ Each slice of each file is one subject. The rules, and the choices behind them:
   images come out as (row, column) like DICOM ones, and nothing is flipped or resampled. The file's
   affine (nibabel's ``img.affine``: the sform where set, else the qform) is kept per subject with the
   slice index and the spatial shape (:data:`ofrnn.store.NIFTI_ATTRS`), so a result on the (row,
-  column) image goes back to the input's voxels: :func:`nifti_affine_for`, :func:`nifti_volume_for`.
+  column) image goes back to the input's voxels: :func:`nifti_volume_for`.
 * **Spacing** is ``(pixdim[2], pixdim[1])`` (row, column) in mm, converted from the header's spatial
   unit (``xyzt_units``: metres, micrometres; an unknown unit is taken as mm, with a note).
   ``slice_position_mm`` is the slice's origin projected on the slice normal (the cross product of the
@@ -50,9 +50,9 @@ import numpy as np
 
 from ..errors import OfrnnError
 from ..files import content_digest
+from ..store import NIFTI_ATTRS
 from .aha import label_segments
-from .common import (ASSUMED_CYCLE_MS, DEFAULT_FRAMES, CineSlice, IngestReport, find_masks, short_hash,
-                     subject_ids, write_slices)
+from .common import ASSUMED_CYCLE_MS, DEFAULT_FRAMES, CineSlice, IngestReport, check_frames, short_hash, write_slices
 
 #: ACDC's label codes (Bernard et al. 2018): 1 RV cavity, 2 LV myocardium, 3 LV cavity
 ACDC_RV, ACDC_MYOCARDIUM, ACDC_CAVITY = 1, 2, 3
@@ -198,8 +198,7 @@ def _label_entry(entry):
     return Path(text), None
 
 
-def read_label_masks(entries, geometry, *, myocardium_label=ACDC_MYOCARDIUM, cavity_label=ACDC_CAVITY,
-                     rv_label=ACDC_RV):
+def read_label_masks(entries, geometry, *, myocardium_label=ACDC_MYOCARDIUM, cavity_label=ACDC_CAVITY, rv_label):
     """LV fills per slice and frame, and the frame-0 labels, from one cine's label maps.
 
     Parameters
@@ -232,7 +231,7 @@ def read_label_masks(entries, geometry, *, myocardium_label=ACDC_MYOCARDIUM, cav
         path, frame = _label_entry(entry)
         img = _load(path, "NIfTI label map")
         shape = _trim(img.shape)
-        while len(shape) > len(spatial) and shape[-1] == 1 and shape != full:
+        while len(shape) > len(spatial) and shape[-1] == 1:
             shape = shape[:-1]  # an (x, y, z, 1) map is a spatial one
         if shape == full:
             if frame is not None:
@@ -307,8 +306,7 @@ def ingest_nifti(files, out, *, labels=None, frames=DEFAULT_FRAMES, masks=None, 
     OfrnnError
         Bad input, naming the file, the field and the cause.
     """
-    if frames < 2:
-        raise OfrnnError(f"{frames}; a cine needs at least 2 frames", field="--frames")
+    check_frames(frames)
     if cycle_ms is not None and not (np.isfinite(cycle_ms) and cycle_ms > 0):
         raise OfrnnError(f"{cycle_ms}; must be a positive number of ms", field="--cycle-ms")
     if myocardium_label == cavity_label:
@@ -326,8 +324,7 @@ def ingest_nifti(files, out, *, labels=None, frames=DEFAULT_FRAMES, masks=None, 
     for i, path in enumerate(files):
         file_slices, geometry = read_nifti_slices(path, cycle_ms=cycle_ms, report=report)
         if geometry["digest"] in seen:
-            report.duplicates += 1
-            report.notes.append(f"{path}: the same content as {seen[geometry['digest']]}; dropped")
+            report.drop_duplicate(f"{path}: the same content as {seen[geometry['digest']]}; dropped")
             continue
         seen[geometry["digest"]] = Path(path).name
         lv, ed = (read_label_masks(labels[i], geometry, myocardium_label=myocardium_label, cavity_label=cavity_label,
@@ -340,35 +337,11 @@ def ingest_nifti(files, out, *, labels=None, frames=DEFAULT_FRAMES, masks=None, 
         slices.extend(file_slices)
         masks_by_slice.extend(lv.get(k) for k in range(len(file_slices)))
         aha_by_slice.extend(segments.get(k) for k in range(len(file_slices)))
-    sids = subject_ids(slices, ids, id_prefix)
-    mask_files = find_masks(masks, sids) if masks else {}
-    params = dict(frames=frames, resampling="periodic-linear over the cardiac cycle", labels=bool(labels),
-                  myocardium_label=myocardium_label, cavity_label=cavity_label, rv_label=rv_label, masks=bool(masks),
-                  cycle_ms=cycle_ms)
-    rows = write_slices(out, slices, sids, source="nifti", params=params, frames=frames,
-                        lv_masks=lambda i: masks_by_slice[i], aha=lambda i: aha_by_slice[i], infarct=mask_files)
+    params = dict(labels=bool(labels), myocardium_label=myocardium_label, cavity_label=cavity_label,
+                  rv_label=rv_label, cycle_ms=cycle_ms)
+    rows = write_slices(out, slices, ids=ids, id_prefix=id_prefix, masks=masks, source="nifti", params=params,
+                        frames=frames, lv_masks=lambda i: masks_by_slice[i], aha=lambda i: aha_by_slice[i])
     return rows, report
-
-
-def nifti_affine_for(attrs):
-    """Voxel-to-world affine of one NIfTI subject's (row, column) image as a one-slice NIfTI.
-
-    Parameters
-    ----------
-    attrs : dict
-        The subject's attrs (``Subject.attrs`` or ``Cohort.meta(id)["attrs"]``) with
-        :data:`ofrnn.store.NIFTI_ATTRS`.
-
-    Returns
-    -------
-    ndarray (4, 4)
-        The affine of the array ``image.T[:, :, np.newaxis]`` (shape (W, H, 1)) for an image (H, W)
-        in the cohort's orientation: the input's affine moved to this subject's slice.
-    """
-    affine = np.asarray(attrs["nifti_affine"], dtype=np.float64)
-    shift = np.eye(4)
-    shift[2, 3] = int(attrs["nifti_slice"])
-    return affine @ shift
 
 
 def nifti_volume_for(slices, *, dtype=np.uint8):
@@ -381,7 +354,8 @@ def nifti_volume_for(slices, *, dtype=np.uint8):
     ----------
     slices : iterable of (dict, ndarray)
         ``(attrs, image)`` per subject of one input file, ``image`` (H, W) in the cohort's
-        orientation and frame-0 coordinates; attrs as for :func:`nifti_affine_for`.
+        orientation and frame-0 coordinates; attrs (``Subject.attrs`` or ``Cohort.meta(id)["attrs"]``)
+        with :data:`ofrnn.store.NIFTI_ATTRS`.
     dtype : numpy dtype
         Voxel type of the volume.
 
@@ -399,7 +373,7 @@ def nifti_volume_for(slices, *, dtype=np.uint8):
 
     volume, affine = None, None
     for attrs, image in slices:
-        missing = [k for k in ("nifti_affine", "nifti_shape", "nifti_slice") if k not in attrs]
+        missing = [k for k in NIFTI_ATTRS if k not in attrs]
         if missing:
             raise OfrnnError("not a NIfTI subject (no input geometry)", field=missing[0])
         shape = tuple(int(n) for n in attrs["nifti_shape"])
@@ -422,4 +396,4 @@ def nifti_volume_for(slices, *, dtype=np.uint8):
 
 
 __all__ = ["ACDC_RV", "ACDC_MYOCARDIUM", "ACDC_CAVITY", "read_nifti_slices", "read_label_masks", "ingest_nifti",
-           "nifti_affine_for", "nifti_volume_for"]
+           "nifti_volume_for"]
