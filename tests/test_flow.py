@@ -113,6 +113,25 @@ def test_deep_matching_reaches_every_atomic_patch_and_finds_integer_translation(
     assert np.median(flow[0, 0][conf[0] > 0]) == 4 and np.median(flow[0, 1][conf[0] > 0]) == -2
 
 
+def test_splat_gives_each_pixel_the_match_of_the_nearest_patch_centre():
+    ny, nx = 5, 6
+    i, j = np.mgrid[0:ny, 0:nx]
+    disp = np.stack([i * 100.0, j * 1.0])[None].astype(np.float32)
+    score = np.ones((1, ny, nx), np.float32)
+    score[0, 2, 3] = 0  # an unverified match leaves its cell without confidence
+    for factor in (1.0, 2.0):
+        H, W = int(factor * (2 * ny + 2)), int(factor * (2 * nx + 2))
+        flow, conf = matching.splat(disp, score, (H, W), factor=factor)
+        # Patch k spans matching pixels 2k .. 2k + 3, centred at 2k + 1.5.
+        centres_y = ((2 * np.arange(ny) + 2) * factor - 0.5)
+        centres_x = ((2 * np.arange(nx) + 2) * factor - 0.5)
+        ky = np.abs(np.arange(H)[:, None] - centres_y[None]).argmin(1)
+        kx = np.abs(np.arange(W)[:, None] - centres_x[None]).argmin(1)
+        np.testing.assert_array_equal(flow[0, 0], 100.0 * ky[:, None] + 0 * kx[None])
+        np.testing.assert_array_equal(flow[0, 1], 0 * ky[:, None] + kx[None])
+        np.testing.assert_array_equal(conf[0] == 0, (ky[:, None] == 2) & (kx[None] == 3))
+
+
 def test_deep_matching_finds_a_displacement_far_beyond_the_pyramid_reach():
     img = texture(size=64, seed=4)
     mov = np.roll(img, (-9, 13), axis=(0, 1))
