@@ -75,14 +75,19 @@ localize: $(COHORT)
 # Sunnybrook and ACDC tracking + Fig. 4 -> results/flow/ (metrics.json, report.md, PNG figures).
 # make flow-tune: parameter search on a separately simulated training cohort (seed 1001) ->
 # results/flow/tuning.{json,md}; the library defaults in ofrnn/flow come from it.
+# make flow-tune-matching: the deep OF's matching weight on all training data (that cohort,
+# FlyingChairs 0000000-0000002, flow/tiny) -> results/flow/tuning-matching.{json,md}.
 FLOW_PROFILE ?= full
-.PHONY: flow-bench flow-tune
+.PHONY: flow-bench flow-tune flow-tune-matching
 
 flow-bench: $(COHORT)
 	$(OFRNN) experiment flow --profile $(FLOW_PROFILE) --out results/flow
 
 flow-tune:
 	$(OFRNN) experiment flow --profile tune --out results/flow
+
+flow-tune-matching:
+	$(OFRNN) experiment flow --profile tune-matching --out results/flow
 # ---- end global motion ----
 
 # ---- phantom physiology report (issue 2; settings: experiments/phantom.toml) ----

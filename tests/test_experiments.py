@@ -329,3 +329,20 @@ def test_experiments_that_use_tensorflow_get_it_imported_quietly():
         code = f"import sys, ofrnn.experiments.{name}; print('tensorflow' in sys.modules)"
         pulled = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert pulled.stdout.strip() == "False", name
+
+
+def test_large_motion_pairs_ground_truth_maps_first_image_onto_second():
+    from ofrnn.experiments.flow import large_motion_pairs
+    from ofrnn.flow import _pyramid
+
+    rng = np.random.default_rng(0)
+    a = _pyramid.gaussian(rng.random((1, 96, 128)).astype(np.float32), 3.0)[0] * 255
+    out = large_motion_pairs([("x", a, a, None)], per_pair=3, seed=1, shift_px=20.0)
+    assert len(out) == 3
+    for name, a0, b, gt, valid in out:
+        assert gt.shape == (2, 96, 128) and valid.shape == (96, 128) and 0.3 < valid.mean() < 1
+        assert 1.0 < np.abs(gt).max() <= 20.0 * 1.1 + 0.05 * 128  # shift + rotation/scale about the centre
+        # b(x + gt(x)) = a(x) where the point stays in the frame
+        warped = _pyramid.sample(b[None], (np.arange(96)[:, None] + gt[0])[None], (np.arange(128)[None] + gt[1])[None])[0]
+        inner = valid & np.pad(np.ones((86, 118), bool), 5)
+        assert np.abs(warped - a0)[inner].mean() < 0.02 * a0.std()

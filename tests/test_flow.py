@@ -172,8 +172,25 @@ def test_forward_backward_check_keeps_reciprocal_matches_only():
 
 def test_search_range_follows_the_image_size():
     assert matching.search_range((384, 512)) == ((96, 128), 24)  # +-96 px on FlyingChairs
-    assert matching.search_range((64, 64)) == ((64, 64), 16)
+    assert matching.search_range((64, 64)) == ((32, 32), 8)  # at least halved, +-16 px
     assert matching.search_range((250, 370)) == ((96, 142), 24)
+
+
+def test_default_deep_flow_follows_motion_far_beyond_the_pyramid_reach():
+    img = texture(size=128, seed=6, pad=40)
+    mov, flow = moved(img, lambda y, x: (np.full_like(y, 17.3), np.full_like(x, -21.6)))
+    a, b, gt = crop(img, 40), crop(mov, 40), crop(flow, 40)
+    inner = (slice(None), slice(24, -24), slice(24, -24))
+    # 128 px: three pyramid levels, about 4 px of reach; the variational part alone is lost.
+    assert F.epe(F.deep_flow(a, b, beta=0.0)[inner], gt[inner]) > 5
+    assert F.epe(F.deep_flow(a, b)[inner], gt[inner]) < 0.5
+
+
+def test_matching_term_leaves_small_motion_to_the_variational_flow(translated):
+    a, b, _ = translated
+    # All verified matches move less than min_motion coarsest-level pixels: c(x) = 0 everywhere,
+    # so the flow is the variational one, bit for bit.
+    np.testing.assert_array_equal(F.deep_flow(a, b), F.deep_flow(a, b, beta=0.0))
 
 
 def test_deep_matches_are_subpixel_and_drop_unverifiable_areas():

@@ -39,7 +39,7 @@ PAPER_TABLE3 = {
     "lucas-kanade": (5.7, 4.1, 0.55),
     "phase": (5.5, 3.9, 0.13),
 }
-DENSE = ("deep", "deep+matching", "hs", "pyramid-hs", "farneback", "dis", "opencv-deepflow", "opencv-tvl1", "skimage-tvl1",
+DENSE = ("deep", "deep-no-matching", "hs", "pyramid-hs", "farneback", "dis", "opencv-deepflow", "opencv-tvl1", "skimage-tvl1",
          "skimage-ilk")
 
 
@@ -235,24 +235,57 @@ def tune(cfg, out_dir):
 
 
 def _pair_errors(pairs, params):
-    """Mean EPE (px) and median ms of the deep OF with ``params`` over (name, a, b, gt) pairs."""
+    """Mean EPE (px) and median ms of the deep OF with ``params`` over (name, a, b, gt[, valid]) pairs."""
     epe, ms = [], []
-    for _, a, b, gt in pairs:
+    for _, a, b, gt, *valid in pairs:
         t = time.perf_counter()
         f = F.deep_flow(a, b, **params)
         ms.append((time.perf_counter() - t) * 1e3)
-        epe.append(metrics.epe(f, gt))
+        epe.append(metrics.epe(f, gt, *valid))
     return float(np.mean(epe)), float(np.median(ms))
 
 
+def large_motion_pairs(pairs, *, per_pair=2, seed=7, shift_px=60.0, rotation_deg=5.0, scale=0.05):
+    """Large global motion with exact ground truth, made from training images only.
+
+    Each first image of ``pairs`` is warped by ``per_pair`` random similarity transforms
+    (translation up to ``shift_px`` per axis, rotation up to ``rotation_deg``, scale 1 +- ``scale``;
+    bicubic, reflected border); the ground truth is the transform's displacement, valid where the
+    point stays inside the frame. The FlyingChairs training pairs move mostly by a few pixels
+    outside the chairs; these pairs add the whole-frame motion of tens of pixels that the
+    evaluation pairs and the motorcycle pair show. Returns (name, a, b, gt, valid) tuples.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for name, a, _, _ in pairs:
+        H, W = a.shape
+        yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
+        for k in range(per_pair):
+            ty, tx = rng.uniform(-shift_px, shift_px, 2)
+            th, sc = np.radians(rng.uniform(-rotation_deg, rotation_deg)), rng.uniform(1 - scale, 1 + scale)
+            A = sc * np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+            c = np.array([W / 2, H / 2])
+            t = c + np.array([tx, ty]) - A @ c
+            # b(A x + t) = a(x): x' = A x + t in (x, y) order, as cv2.warpAffine maps it.
+            b = cv2.warpAffine(a, np.hstack([A, t[:, None]]), (W, H), flags=cv2.INTER_CUBIC,
+                               borderMode=cv2.BORDER_REFLECT)
+            X = A[0, 0] * xx + A[0, 1] * yy + t[0]
+            Y = A[1, 0] * xx + A[1, 1] * yy + t[1]
+            gt = np.stack([Y - yy, X - xx]).astype(np.float32)
+            out.append((f"{name}+{k}", a, b, gt, (X >= 0) & (X <= W - 1) & (Y >= 0) & (Y <= H - 1)))
+    return out
+
+
 def tune_matching(cfg, seqs, step, out_dir, *, cohort_digest):
-    """Choose the deep OF's matching weight on the three training sets only.
+    """Choose the deep OF's matching settings on training data only.
 
     Each candidate (keyword overrides of :data:`ofrnn.flow.DEFAULTS`) is scored on the training
-    cohort (myocardium AAE), the FlyingChairs training pairs and flow/tiny (EPE). A candidate
-    with beta > 0 is preferred to beta = 0 only if it lowers the error on *every* set (so one
-    parameter set serves small cardiac motion and large real motion alike); among those, the
-    lowest mean error relative to beta = 0 wins.
+    cohort (myocardium AAE), the FlyingChairs training pairs, large global motion made from them
+    (:func:`large_motion_pairs`) and flow/tiny (EPE). Among the candidates that raise no set's
+    error by more than ``tolerance`` (relative to beta = 0; so one parameter set serves small
+    cardiac motion and large real motion alike), the lowest mean relative error wins.
     """
     tm = cfg["tuning"]["matching"]
     fc_dir = _resolve(cfg["flyingchairs"]["dir"])
@@ -260,6 +293,7 @@ def tune_matching(cfg, seqs, step, out_dir, *, cohort_digest):
     sets = {"cohort AAE (deg)": None}
     if fc_dir.is_dir():
         sets["FlyingChairs train EPE (px)"] = read_flyingchairs(fc_dir, tm["flyingchairs"])
+        sets["large motion EPE (px)"] = large_motion_pairs(sets["FlyingChairs train EPE (px)"], **tm.get("large_motion", {}))
     if tiny_dir.is_dir():
         sets["flow/tiny EPE (px)"] = read_tiny(tiny_dir)
     candidates = [{"beta": 0.0}] + [dict(c) for c in tm["candidates"]]
@@ -274,26 +308,29 @@ def tune_matching(cfg, seqs, step, out_dir, *, cohort_digest):
                 row["errors"][name], row["ms"][name] = _pair_errors(pairs, cand)
         rows.append(row)
     base = rows[0]["errors"]
+    tol = tm.get("tolerance", 0.005)
     for row in rows:
         row["relative"] = {k: v / base[k] for k, v in row["errors"].items()}
-        row["better_everywhere"] = all(r < 1 for r in row["relative"].values())
-    winners = [r for r in rows[1:] if r["better_everywhere"]]
-    chosen = min(winners, key=lambda r: np.mean(list(r["relative"].values()))) if winners else rows[0]
+        row["admissible"] = all(r <= 1 + tol for r in row["relative"].values())
+    chosen = min((r for r in rows if r["admissible"]), key=lambda r: np.mean(list(r["relative"].values())))
+    rule = (f"lowest mean error relative to beta = 0 among the candidates that raise no set's error by more "
+            f"than {100 * tol:.1f} %")
     result = {"versions": _versions(), "training_cohort_sha256": cohort_digest, "step": step,
-              "sets": list(sets), "rule": "beta > 0 only if it lowers the error on every training set",
+              "sets": list(sets), "rule": rule,
               "candidates": rows, "chosen": chosen["params"]}
     write_json(out_dir / "tuning-matching.json", result)
     L = ["# Deep OF matching weight (training data only)", "",
          f"Training cohort {cohort_digest} (content digest; {len(seqs)} subjects, every {step}. pair), "
-         f"FlyingChairs pairs {', '.join(tm['flyingchairs'])}, flow/tiny (3 pairs). Every other parameter at "
-         "`ofrnn.flow.DEFAULTS`. Rule: " + result["rule"] + ".", "",
-         "| candidate | " + " | ".join(sets) + " | FlyingChairs ms/pair | better everywhere |",
+         f"FlyingChairs pairs {', '.join(tm['flyingchairs'])}, large global motion made from their first images "
+         f"(`large_motion_pairs`, {json.dumps(tm.get('large_motion', {}))}), flow/tiny (3 pairs). Every other parameter at "
+         "`ofrnn.flow.DEFAULTS`. Rule: " + rule + ".", "",
+         "| candidate | " + " | ".join(sets) + " | FlyingChairs ms/pair | admissible |",
          "|---" * (len(sets) + 3) + "|"]
     for r in rows:
         ms = r["ms"].get("FlyingChairs train EPE (px)")
         L.append(f"| `{json.dumps(r['params'])}` | " + " | ".join(
             f"{r['errors'][k]:.3f} ({100 * (r['relative'][k] - 1):+.1f} %)" for k in sets)
-            + f" | {_fmt(ms, '{:.0f}')} | {'yes' if r['better_everywhere'] else 'no'} |")
+            + f" | {_fmt(ms, '{:.0f}')} | {'yes' if r['admissible'] else 'no'} |")
     L += ["", f"Chosen: `{json.dumps(chosen['params'])}`.", ""]
     atomic_write_text(out_dir / "tuning-matching.md", "\n".join(L))
     print("\n".join(L))
@@ -619,6 +656,22 @@ def _section(title, r, intro, cell, cols=None):
             + [f"| {m} | " + " | ".join(cell(v, c) for c in cols) + " |" for m, v in r["table"].items()] + [""])
 
 
+def _speed_and_best(r):
+    """Lines naming the lowest-EPE dense method and the deep OF's time against OpenCV's DeepFlow
+    on the same pairs (the speed target: at most 2x)."""
+    if r is None or "table" not in r:
+        return []
+    tab = r["table"]
+    dense = {m: v["epe"] for m, v in tab.items() if m in DENSE and np.isfinite(v["epe"])}
+    out = [f"Lowest EPE among dense methods: **{min(dense, key=dense.get)}** ({min(dense.values()):.2f} px)."] if dense else []
+    if "deep" in tab and "opencv-deepflow" in tab:
+        for m in ("deep", "deep-no-matching"):
+            if m in tab:
+                out.append(f"Speed: {m} {tab[m]['ms']:.0f} ms vs OpenCV-contrib DeepFlow {tab['opencv-deepflow']['ms']:.0f} ms "
+                           f"per pair in the same run: ratio {tab[m]['ms'] / tab['opencv-deepflow']['ms']:.2f} (target <= 2).")
+    return out + [""] if out else []
+
+
 def report(res):
     L = ["# Optical-flow benchmark (paper Table 3, Fig. 4)", "",
          f"Profile `{res['profile']}`; versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".",
@@ -669,6 +722,7 @@ def report(res):
                       f"scale {r['scale']}, {r['shape'][1]}x{r['shape'][0]}",
                       lambda v, c: f"{100 * v[c]:.0f}%" if c == "density" else _fmt(v[c]),
                       cols=("epe", "aae", "density", "ms"))
+        L += _speed_and_best(res.get(key))
     for key, title in (("sunnybrook", "Sunnybrook: ED endocardial contour propagated to ES (chained flow)"),
                        ("acdc", "ACDC: ED masks propagated to ES by the ED->ES flow")):
         r = res.get(key)

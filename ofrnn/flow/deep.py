@@ -14,21 +14,20 @@ lambda = 1.4, images downscaled by 2. The defaults below were then chosen by a c
 on a separately simulated *training* cohort (seed 1001, never the evaluation cohort; ``make
 flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
 
-- ``beta = 0`` (``beta_decay = 1``): the matching weight was chosen on all three training sets
-  (``make flow-tune`` profile ``tune-matching``, results/flow/tuning-matching.md): the training
-  cohort, FlyingChairs pairs 0000000-0000002 and flow/tiny, with the rule "beta > 0 only if it
-  lowers the error on every set". With the verified sub-pixel matches of
-  :func:`ofrnn.flow.matching.deep_matches` no beta > 0 passes. The best on average (0.25,
-  decaying) lowers the cohort AAE by 0.7 % and the FlyingChairs EPE by 0.2 %, leaves flow/tiny
-  unchanged (one pyramid level at 50x50, where a decaying weight is zero) and costs 3-4x the
-  time; beta = 4 lowers the FlyingChairs EPE by 1.5 % (1.9 % with a 2-pixel consistency
-  tolerance) but raises the cohort AAE by 8 %, a constant weight by 73 %. On 64x64 ROIs the motion
-  is below ~1.5 px per frame: the verified, refined matches are off by 0.32 px where the
-  variational flow alone is off by 0.11 px (same pixels, 4 training subjects), so any pull
-  towards them costs accuracy; on FlyingChairs most of the remaining error sits on large,
-  weakly textured chairs where the matches are missing or wrong too. So the default leaves the
-  matching off; ``beta > 0`` turns it on with the same rule-based search range, and the
-  benchmark reports it as "deep+matching".
+- the matching term (``make flow-tune-matching``, results/flow/tuning-matching.md) was chosen on
+  training data only: the training cohort, FlyingChairs pairs 0000000-0000002, large global motion
+  made from their first images (shifts up to 60 px, +-5 deg, +-5 % scale) and flow/tiny, by the
+  rule "lowest mean error relative to beta = 0 among the candidates that raise no set's error by
+  more than 0.5 %": ``beta = 8`` decaying to 0 at the finest level (``beta_decay = 1``),
+  forward-backward tolerance 2 matching pixels, and ``min_motion = 2``: a match pulls only where
+  it moves at least 2 pixels of the coarsest pyramid level, i.e. further than the
+  coarse-to-fine variational part follows on its own (4 px on a 64x64 ROI, 16 px on a 512x384
+  frame). Against beta = 0: cohort AAE +0.1 %, FlyingChairs EPE -2.9 %, large motion -93 %
+  (48.0 -> 3.3 px), tiny unchanged (one pyramid level at 50x50, where a decaying weight is
+  zero). Without the ``min_motion`` gate every weight that helps large motion costs the cardiac
+  ROIs (beta 4: +8 %): there the motion is below ~1.5 px per frame and the verified, refined
+  matches (full-resolution matching) are off by 0.32 px where the variational flow alone is off
+  by 0.11 px (same pixels, 4 training subjects);
 - ``eps = 0.01`` (was 0.001): a softer Psi, better on noisy MR intensities (6.06 -> 5.80 deg);
 - ``min_size = 32`` with ratio 0.5 (two levels on a 64x64 ROI; DeepFlow: ratio 0.95 down to 25 px),
   4 fixed-point iterations with 15 conjugate-gradient iterations each in place of 5 x 25 SOR
@@ -36,9 +35,11 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   tests): 5.75 deg at a third of the time.
 
 One parameter set: these defaults run unchanged on every benchmark of ``make flow-bench``, 64x64
-cardiac ROIs, 512x384 FlyingChairs frames, the motorcycle pair and Sunnybrook / ACDC crops; on
-the FlyingChairs training pairs they give EPE 3.13 px against 3.60 for OpenCV's DeepFlow and
-6.67 for the former large-motion settings (matching at 1/4 resolution, constant beta = 1).
+cardiac ROIs, 512x384 FlyingChairs frames, the motorcycle pair and Sunnybrook / ACDC crops; the
+matching's resolution and search range follow the image size
+(:func:`ofrnn.flow.matching.search_range`). On the FlyingChairs training pairs they give EPE
+3.04 px, against 3.60 for OpenCV's DeepFlow and 6.67 for the former per-benchmark large-motion
+settings (matching at 1/4 resolution, constant beta = 1).
 """
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ from . import _pyramid, matching, variational
 
 #: keyword defaults of :func:`deep_flow` / :func:`sequence_flow`
 DEFAULTS = dict(
-    alpha=1.0, beta=0.0, beta_decay=1.0, gamma=0.71, delta=0.0, sigma=0.8, eps=0.01,
+    alpha=1.0, beta=8.0, beta_decay=1.0, gamma=0.71, delta=0.0, sigma=0.8, eps=0.01,
     downscale=0.5, min_size=32, n_outer=4, n_iter=15,
-    match_size=96, match_range=0.25, max_patch=16, n_starts=3, consistency=1.0, min_ncc=0.95,
+    match_size=96, match_range=0.25, max_patch=16, n_starts=3, consistency=2.0, min_ncc=0.95, min_motion=2.0,
 )
 
 
@@ -82,13 +83,18 @@ def to_255(stack):
 
 
 def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta, sigma, eps, downscale, min_size,
-                     n_outer, n_iter, **match):
+                     n_outer, n_iter, min_motion, **match):
     """Deep flow of (B, H, W) pairs already scaled to [0, 255]; returns (B, 2, H, W) (dy, dx)."""
     B, H, W = reference.shape
     match_flow = conf = None
+    n_levels = len(_pyramid.pyramid_shapes((H, W), downscale=downscale, min_size=min_size, max_levels=10))
     if beta > 0:
         match_flow, conf = matching.deep_matches(reference, moving, **match)
-    n_levels = len(_pyramid.pyramid_shapes((H, W), downscale=downscale, min_size=min_size, max_levels=10))
+        # Matches only where they move further than the pyramid follows on its own: min_motion
+        # pixels of the coarsest level. Smaller motion is the variational part's, which is more
+        # accurate there than any local match (see the module docstring).
+        reach = min_motion / downscale ** (n_levels - 1)
+        conf = np.where(np.hypot(match_flow[:, 0], match_flow[:, 1]) >= reach, conf, 0).astype(np.float32)
     ref = _pyramid.gaussian(reference, sigma)
     mov = _pyramid.gaussian(moving, sigma)
 
@@ -117,8 +123,8 @@ def deep_flow(reference, moving, **params):
     alpha : float, keyword-only
         Smoothness weight of Eq. 4 (default 1.0).
     beta : float, keyword-only
-        Matching-term weight of Eq. 4 (default 0.0 for small cardiac motion, see above; DeepFlow
-        uses 32); 0 skips the deep matching.
+        Matching-term weight of Eq. 4 (default 8, see above; DeepFlow uses 32); 0 skips the deep
+        matching.
     beta_decay : float, keyword-only
         DeepFlow's ``bk``: the weight at pyramid level k (0 = finest) is beta (k / k_max)^bk.
     gamma, delta : float, keyword-only
@@ -139,7 +145,10 @@ def deep_flow(reference, moving, **params):
         starts from (16, 3).
     consistency, min_ncc : keyword-only
         Forward-backward tolerance (matching pixels) and smallest normalised cross-correlation of
-        a refined match (1.0, 0.95); see :func:`ofrnn.flow.matching.deep_matches`.
+        a refined match (2.0, 0.95); see :func:`ofrnn.flow.matching.deep_matches`.
+    min_motion : float, keyword-only
+        A match enters E_M only where it moves at least this many pixels of the coarsest pyramid
+        level (default 2); smaller motion is left to the data and smoothness terms.
 
     Returns
     -------

@@ -289,9 +289,10 @@ def search_range(shape, *, match_size=96, match_range=0.25):
     """Matching resolution and search radius from the image size (the rule behind the defaults).
 
     The matching runs on the image area-downscaled so its shorter side is at most ``match_size``
-    pixels (DeepMatching's own habit of matching below full resolution, at a bounded cost), and
-    searches displacements up to ``match_range`` of that shorter side: a range that follows the
-    field of view, +-96 px on a 512x384 FlyingChairs frame, +-16 px on a 64x64 LV ROI.
+    pixels and at least halved (DeepMatching's own habit of matching below full resolution, at a
+    bounded cost; the matches are refined at full resolution afterwards), and searches
+    displacements up to ``match_range`` of that shorter side: a range that follows the field of
+    view, +-96 px on a 512x384 FlyingChairs frame, +-16 px on a 64x64 LV ROI.
 
     Returns
     -------
@@ -301,12 +302,14 @@ def search_range(shape, *, match_size=96, match_range=0.25):
         Search radius in matching pixels.
     """
     H, W = shape
-    scale = max(1.0, min(H, W) / match_size)
+    # At least halved: DeepMatching's own default, and on small (cardiac ROI) images the matching
+    # then costs about what the variational part does.
+    scale = max(2.0, min(H, W) / match_size)
     h, w = max(8, int(round(H / scale))), max(8, int(round(W / scale)))
     return (h, w), max(1, int(round(match_range * min(h, w))))
 
 
-def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patch=16, n_starts=3, consistency=1.0,
+def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patch=16, n_starts=3, consistency=2.0,
                  min_ncc=0.95):
     """Verified, sub-pixel deep matches at full resolution: w' and c(x) of Eq. 7.
 
