@@ -264,9 +264,7 @@ def _versions(cfg=None):
                machine=f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
                        f"{len(tf.config.list_physical_devices('GPU'))} GPUs")
     if cfg is not None and cfg["flow"] == "estimated":
-        from .flow import DEFAULTS
-
-        out["flow_params"] = DEFAULTS  # the deep optical flow's settings (still being tuned upstream)
+        out["flow_params"] = flow_settings(cfg)
     return out
 
 
@@ -428,11 +426,22 @@ def training_settings(cfg):
     return {k: v for k, v in {**SETTING_DEFAULTS, **cfg}.items() if not k.startswith("localizer")}
 
 
+def flow_settings(cfg):
+    """The deep optical flow's settings a run's P_g comes from (None with the simulator's exact
+    flow): part of every settings stamp and ablation cell key, so new flow defaults retrain rather
+    than answer with a network trained on other flows."""
+    if cfg.get("flow") != "estimated":
+        return None
+    from .flow import DEFAULTS
+
+    return dict(DEFAULTS)
+
+
 def _same_run(stamp, old):
     """Is the stored settings stamp the same run? Stamps written before REPORT_VERSION 2 named the
-    cohort by path; they match when the cohort's size and modification time, the fold and the
-    training settings match."""
-    keys = ("cohort_bytes", "cohort_mtime_ns", "fold")
+    cohort by path; they match when the cohort's size and modification time, the fold, the
+    training settings and the deep optical flow's settings match."""
+    keys = ("cohort_bytes", "cohort_mtime_ns", "fold", "flow_params")
     return (all(old.get(k) == stamp.get(k) for k in keys)
             and training_settings(old.get("config", {})) == training_settings(stamp["config"]))
 
@@ -460,10 +469,11 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     # the cohort's size and modification time stand for its content (a rebuilt cohort must not be
     # answered with a fold trained on the old one); no path is stored
     st = Path(cohort).stat()
-    stamp = dict(cohort_bytes=st.st_size, cohort_mtime_ns=st.st_mtime_ns, fold=str(fold), config=cfg)
+    stamp = dict(cohort_bytes=st.st_size, cohort_mtime_ns=st.st_mtime_ns, fold=str(fold), config=cfg,
+                 flow_params=flow_settings(cfg))
     if (out / "settings.json").is_file() and not _same_run(stamp, json.loads((out / "settings.json").read_text())):
-        raise OfrnnError("holds a run with other settings (cohort file or its content, fold or profile); "
-                         "use --force or another --out", path=out / "settings.json")
+        raise OfrnnError("holds a run with other settings (cohort file or its content, fold, profile or the deep "
+                         "optical flow's settings); use --force or another --out", path=out / "settings.json")
     previous = None
     if (out / "metrics.json").is_file() and (out / MODEL_FILE).is_file():
         previous = json.loads((out / "metrics.json").read_text())

@@ -505,3 +505,15 @@ def test_predict_cli_on_a_nifti_cine_writes_masks_on_its_voxel_grid(tiny_run, tm
     assert np.isnan(p).sum() == outside and np.isfinite(p).any()
     assert b"threshold" in prob.header["descrip"].tobytes()
     _assert_private_and_readable([tmp_path / "p"], [str(tmp_path), "patient_name"])
+
+
+def test_new_flow_settings_are_another_run():
+    from ofrnn.flow import DEFAULTS
+    from ofrnn.train import _same_run, flow_settings
+
+    assert flow_settings({"flow": "exact"}) is None and flow_settings({"flow": "estimated"}) == DEFAULTS
+    cfg = {"flow": "estimated", "profile": "quick"}
+    stamp = dict(cohort_bytes=1, cohort_mtime_ns=2, fold="3", config=cfg, flow_params=flow_settings(cfg))
+    assert _same_run(stamp, json.loads(json.dumps(stamp)))  # survives the JSON round trip
+    assert not _same_run(stamp, {**stamp, "flow_params": {**DEFAULTS, "beta": 0.0}})
+    assert not _same_run(stamp, {k: v for k, v in stamp.items() if k != "flow_params"})  # stamps from before

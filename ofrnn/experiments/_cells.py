@@ -121,9 +121,10 @@ def cell_key(tcfg, block, cohort):
     ablations (e.g. the full model in Tables 1 and 2 and N = 11 in Fig. 3(e)) are trained once."""
     st = Path(cohort).stat() if Path(cohort).exists() else None
     # a regenerated cohort (make data) is another cohort: its size and mtime are part of the key
-    from ..train import training_settings  # the localizer's settings do not change a cell's network
+    from ..train import flow_settings, training_settings  # the localizer's settings do not change a cell's network
 
     blob = json.dumps(dict(cfg={k: v for k, v in training_settings(tcfg).items() if k != "profile"}, block=block,
+                           flow=flow_settings(tcfg),
                            cohort=str(Path(cohort).resolve()), size=st and st.st_size, mtime=st and st.st_mtime_ns),
                       sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
