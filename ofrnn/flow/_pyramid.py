@@ -65,8 +65,9 @@ def warp(stack, flow):
     return sample(stack, yy, xx), inside
 
 
-def sample(stack, yy, xx):
-    """Bilinear samples of ``stack`` (B, H, W) at float coordinates ``yy, xx`` of shape (B, ...)."""
+def sample(stack, yy, xx, *, batch=None):
+    """Bilinear samples of ``stack`` (B, H, W) at float coordinates ``yy, xx`` of shape (B, ...),
+    or, with ``batch`` (integer image indices broadcastable to ``yy``), of any shape."""
     B, H, W = stack.shape
     yy = np.clip(yy, 0, H - 1)
     xx = np.clip(xx, 0, W - 1)
@@ -74,7 +75,10 @@ def sample(stack, yy, xx):
     x0 = np.minimum(np.floor(xx).astype(np.intp), max(W - 2, 0))
     wy = (yy - y0).astype(stack.dtype)
     wx = (xx - x0).astype(stack.dtype)
-    base = (np.arange(B, dtype=np.intp) * (H * W)).reshape((B,) + (1,) * (yy.ndim - 1))
+    if batch is None:
+        base = (np.arange(B, dtype=np.intp) * (H * W)).reshape((B,) + (1,) * (yy.ndim - 1))
+    else:
+        base = np.asarray(batch, dtype=np.intp) * (H * W)
     flat = stack.reshape(-1)
     i00 = base + y0 * W + x0
     dy = W if H > 1 else 0

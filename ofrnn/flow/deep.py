@@ -89,12 +89,11 @@ def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta
     match_flow = conf = None
     n_levels = len(_pyramid.pyramid_shapes((H, W), downscale=downscale, min_size=min_size, max_levels=10))
     if beta > 0:
-        match_flow, conf = matching.deep_matches(reference, moving, **match)
         # Matches only where they move further than the pyramid follows on its own: min_motion
         # pixels of the coarsest level. Smaller motion is the variational part's, which is more
         # accurate there than any local match (see the module docstring).
         reach = min_motion / downscale ** (n_levels - 1)
-        conf = np.where(np.hypot(match_flow[:, 0], match_flow[:, 1]) >= reach, conf, 0).astype(np.float32)
+        match_flow, conf = matching.deep_matches(reference, moving, min_motion_px=reach, **match)
     ref = _pyramid.gaussian(reference, sigma)
     mov = _pyramid.gaussian(moving, sigma)
 

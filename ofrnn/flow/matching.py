@@ -227,21 +227,27 @@ def _consistent(forward, backward, tol):
     return err <= tol
 
 
-def _refine(reference, moving, disp, factor, *, n_iter=5, min_eig=_MIN_EIG):
+def _refine(reference, moving, disp, factor, *, keep, n_iter=5, min_eig=_MIN_EIG):
     """Sub-pixel refinement of atomic matches at full resolution (inverse-compositional
     Lucas-Kanade, translation only).
 
     ``reference, moving`` (B, H, W) in [0, 255]; ``disp`` (B, 2, ny, nx) integer matches in
-    matching pixels of size ``factor`` full-resolution pixels. The window is the atomic patch at
-    full resolution (at least 8x8), Gaussian-weighted, on images smoothed with
-    sigma = max(0.8, factor / 2) (both alike, so no bias). Returns the refined (B, 2, ny, nx)
-    displacement in full-resolution pixels, a mask of windows with 2-D structure (smallest
-    structure-tensor eigenvalue per window pixel > ``min_eig``) whose refinement stayed within one
-    matching pixel, and the windows' normalised cross-correlation after refinement.
+    matching pixels of size ``factor`` full-resolution pixels; only the matches where ``keep``
+    (B, ny, nx) is set are refined. The window is the atomic patch at full resolution (at least
+    8x8), Gaussian-weighted, on images smoothed with sigma = max(0.8, factor / 2) (both alike,
+    so no bias). Returns the (B, 2, ny, nx) displacement in full-resolution pixels (refined where
+    ``keep``), a mask of refined windows with 2-D structure (smallest structure-tensor eigenvalue
+    per window pixel > ``min_eig``) whose refinement stayed within one matching pixel, and the
+    windows' normalised cross-correlation after refinement (0 where not refined).
     """
-    B, H, W = reference.shape
     ny, nx = disp.shape[2:]
     f = float(factor)
+    out = disp.astype(np.float32) * np.float32(f)
+    ok = np.zeros(keep.shape, bool)
+    ncc = np.zeros(keep.shape, np.float32)
+    b, i, j = np.nonzero(keep)
+    if not len(b):
+        return out, ok, ncc
     L = int(max(4 * round(f), 8))
     sigma = max(0.8, 0.5 * f)
     ref = _pyramid.gaussian(reference, sigma)
@@ -250,39 +256,39 @@ def _refine(reference, moving, disp, factor, *, n_iter=5, min_eig=_MIN_EIG):
     # Matching pixel m covers full-resolution [m f, (m + 1) f): the atomic patch at 2i spans
     # matching pixels 2i .. 2i + 3, centred at 2i + 1.5, i.e. (2i + 2) f - 0.5 at full resolution.
     o = np.arange(L, dtype=np.float32) - (L - 1) / 2
-    cy = (2 * np.arange(ny) + 2) * f - 0.5
-    cx = (2 * np.arange(nx) + 2) * f - 0.5
-    shape = (B, ny, nx, L, L)
-    yy = np.broadcast_to((cy[:, None, None, None] + o[:, None]).astype(np.float32), shape)
-    xx = np.broadcast_to((cx[:, None, None] + o[None, :]).astype(np.float32), shape)
+    yy = ((2 * i + 2) * f - 0.5).astype(np.float32)[:, None, None] + o[:, None]
+    xx = ((2 * j + 2) * f - 0.5).astype(np.float32)[:, None, None] + o[None, :]
+    yy, xx = np.broadcast_arrays(yy, xx)
+    bb = b[:, None, None]
     w1 = np.exp(-0.5 * (o / (L / 4)) ** 2)
     w = (w1[:, None] * w1[None]).astype(np.float32)
     w /= w.sum()
-    I0 = _pyramid.sample(ref, yy, xx)
-    Ix, Iy = _pyramid.sample(gx, yy, xx), _pyramid.sample(gy, yy, xx)
+    I0 = _pyramid.sample(ref, yy, xx, batch=bb)
+    Ix, Iy = _pyramid.sample(gx, yy, xx, batch=bb), _pyramid.sample(gy, yy, xx, batch=bb)
     h11, h12, h22 = ((w * p * q).sum((-1, -2)) for p, q in ((Ix, Ix), (Ix, Iy), (Iy, Iy)))
     det = h11 * h22 - h12 * h12
     half_tr = 0.5 * (h11 + h22)
     lmin = half_tr - np.sqrt(np.maximum(half_tr * half_tr - det, 0))
     safe = np.where(det > 1e-9, det, 1.0)
-    d0 = disp.astype(np.float32) * np.float32(f)
+    d0 = out[b, :, i, j]
     d = d0.copy()
 
     def warped():
-        return _pyramid.sample(mov, yy + d[:, 0, ..., None, None], xx + d[:, 1, ..., None, None])
+        return _pyramid.sample(mov, yy + d[:, 0, None, None], xx + d[:, 1, None, None], batch=bb)
 
     for _ in range(n_iter):
         e = warped() - I0
-        bx, by = (w * Ix * e).sum((-1, -2)), (w * Iy * e).sum((-1, -2))
+        ex, ey = (w * Ix * e).sum((-1, -2)), (w * Iy * e).sum((-1, -2))
         # Inverse compositional: the template moves by H^-1 J^T e, so the warp moves back by it.
-        d[:, 1] -= (h22 * bx - h12 * by) / safe
-        d[:, 0] -= (h11 * by - h12 * bx) / safe
-    ok = (lmin > min_eig) & (np.abs(d - d0).max(axis=1) <= f)
+        d[:, 1] -= (h22 * ex - h12 * ey) / safe
+        d[:, 0] -= (h11 * ey - h12 * ex) / safe
     a0 = I0 - (w * I0).sum((-1, -2), keepdims=True)
     I1 = warped()
     a1 = I1 - (w * I1).sum((-1, -2), keepdims=True)
-    ncc = (w * a0 * a1).sum((-1, -2)) / np.sqrt((w * a0 * a0).sum((-1, -2)) * (w * a1 * a1).sum((-1, -2)) + 1e-9)
-    return d, ok, ncc
+    out[b, :, i, j] = d
+    ok[b, i, j] = (lmin > min_eig) & (np.abs(d - d0).max(axis=1) <= f)
+    ncc[b, i, j] = (w * a0 * a1).sum((-1, -2)) / np.sqrt((w * a0 * a0).sum((-1, -2)) * (w * a1 * a1).sum((-1, -2)) + 1e-9)
+    return out, ok, ncc
 
 
 def search_range(shape, *, match_size=96, match_range=0.25):
@@ -310,7 +316,7 @@ def search_range(shape, *, match_size=96, match_range=0.25):
 
 
 def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patch=16, n_starts=3, consistency=2.0,
-                 min_ncc=0.95):
+                 min_ncc=0.95, min_motion_px=0.0):
     """Verified, sub-pixel deep matches at full resolution: w' and c(x) of Eq. 7.
 
     Parameters
@@ -325,6 +331,9 @@ def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patc
         Forward-backward tolerance in matching pixels.
     min_ncc : float, keyword-only
         Smallest normalised cross-correlation of a refined match's window.
+    min_motion_px : float, keyword-only
+        Matches moving less than this (full-resolution pixels) are dropped; those that cannot
+        reach it within their refinement are not refined at all (the cost on small motion).
 
     Returns
     -------
@@ -342,8 +351,13 @@ def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patc
     forward, score = match_grid(a, b, **kw)
     backward, _ = match_grid(b, a, **kw)
     factor = H / shape[0]
-    disp, ok, ncc = _refine(reference, moving, forward, factor)
-    keep = ok & _consistent(forward, backward, consistency) & (ncc >= min_ncc)
+    candidate = _consistent(forward, backward, consistency) & (score > 0)
+    if min_motion_px > 0:
+        # Refinement moves a match by at most one matching pixel per axis.
+        reach = np.hypot(np.abs(forward[:, 0]) + 1, np.abs(forward[:, 1]) + 1) * factor
+        candidate &= reach >= min_motion_px
+    disp, ok, ncc = _refine(reference, moving, forward, factor, keep=candidate)
+    keep = candidate & ok & (ncc >= min_ncc) & (np.hypot(disp[:, 0], disp[:, 1]) >= min_motion_px)
     return splat(disp, np.where(keep, score, 0).astype(np.float32), (H, W), factor=factor)
 
 
