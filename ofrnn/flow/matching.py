@@ -43,10 +43,6 @@ _NINTH = 0.3  # DeepMatching's constant ninth descriptor dimension
 # Smallest structure-tensor eigenvalue (intensity^2 per pixel, images in [0, 255]) of a refined
 # window: below it the window has no 2-D structure (aperture problem) and LK only drifts.
 _MIN_EIG = 0.1
-# Reference patches per matrix product of the bottom level: a block reaches 2 (_BLOCK - 1) + 2R + 1
-# columns of the second image, so small blocks waste less of each product on columns outside the
-# patches' windows, at more calls (16: about as fast as any measured at R = 24).
-_BLOCK = 16
 
 
 def _descriptors(stack, *, sigma=1.0, n_orient=8):
@@ -73,29 +69,29 @@ def _patch_vectors(d):
 def _bottom_level(d0, d1, radius):
     """Atomic response maps (B, ny, nx, 2R+1, 2R+1) of 4x4 patches at stride 2.
 
-    For each row of reference patches, in blocks of ``_BLOCK`` patches, one matrix product against
-    the band of second-image patches the block can reach (BLAS instead of one NumPy pass per
-    displacement); the columns outside each patch's own window are computed and dropped.
+    For each row of reference patches, one matrix product against the whole band of
+    second-image patches the row can reach (BLAS instead of one NumPy pass per displacement).
+    The band is a contiguous slice, so it is never copied; each patch's own (2R+1)^2 window is
+    then a strided diagonal view of the product. Most of the product falls outside the windows
+    and is dropped, but that is cheaper than copying bands per block of patches (measured 1.5x
+    faster on 24 cardiac 32x32 pairs at R = 8, 2.3x on one 65x96 pair at R = 24).
     """
     R = radius
     K = 2 * R + 1
     p0 = np.ascontiguousarray(_patch_vectors(d0)[:, ::2, ::2])
     # Edge-replicated padding: zeros would penalise every displacement that reaches outside and
     # pull the matches of border patches inwards.
-    p1 = _patch_vectors(np.pad(d1, ((0, 0), (R, R), (R, R), (0, 0)), mode="edge"))
+    p1 = np.ascontiguousarray(_patch_vectors(np.pad(d1, ((0, 0), (R, R), (R, R), (0, 0)), mode="edge")))
     B, ny, nx, D = p0.shape
+    Wp = p1.shape[2]
     out = np.empty((B, ny, nx, K, K), np.float32)
-    for j0 in range(0, nx, _BLOCK):
-        j1 = min(nx, j0 + _BLOCK)
-        n = j1 - j0
-        width = 2 * (n - 1) + K
-        jj = np.arange(n)[:, None, None]
-        kk = np.arange(K)[None, :, None]
-        cols = 2 * jj + np.arange(K)[None, None, :]
-        for b in range(B):
-            for i in range(ny):
-                band = p1[b, 2 * i:2 * i + K, 2 * j0:2 * j0 + width].reshape(K * width, D)
-                out[b, i, j0:j1] = (p0[b, i, j0:j1] @ band.T).reshape(n, K, width)[jj, kk, cols]
+    for b in range(B):
+        for i in range(ny):
+            band = p1[b, 2 * i:2 * i + K].reshape(K * Wp, D)
+            res = (p0[b, i] @ band.T).reshape(nx, K, Wp)
+            # Patch j's window starts at column 2 j of the band: out[j, k, l] = res[j, k, 2 j + l].
+            sj, sk, sl = res.strides
+            out[b, i] = np.lib.stride_tricks.as_strided(res, (nx, K, K), (sj + 2 * sl, sk, sl), writeable=False)
     return out
 
 
