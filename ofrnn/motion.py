@@ -10,6 +10,11 @@ patches (64*64 pixels x J x N*N values per slice) never exist in memory at once:
 for all pixels of one sequence (:func:`local_patches`) or for a batch of pixels drawn from many
 sequences (:func:`patch_windows` + fancy indexing).
 
+The paper leaves open whether the patch stays at p or follows the tissue. ``local_frame="image"``
+(the default) keeps it at p; ``"tissue"`` centres it on p traced through the flows
+(:func:`tissue_centres`), so a wall pixel's patch shows the same tissue thickening, or not, in
+every frame instead of the wall sliding through a fixed window.
+
 TensorFlow is imported only by the model builder, so the NumPy half stays light.
 """
 from __future__ import annotations
@@ -62,7 +67,23 @@ def pad_for_patches(roi_seqs, *, patch=11):
     return np.pad(seqs, [(0, 0)] * (seqs.ndim - 2) + [(r, r), (r, r)], mode="edge")
 
 
-def local_patches(roi_seq, *, patch=11, pixels=None):
+def tissue_centres(flows):
+    """Nearest-pixel centres (T, H*W, 2) of every frame-0 pixel traced through the flows (J-1, 2, H, W).
+
+    The patch centres of ``local_frame="tissue"``: row-major pixels of frame 0 followed with
+    :func:`ofrnn.flow.trajectory.trace` and rounded to the pixel grid, clipped to the ROI.
+    """
+    from .flow.trajectory import trace
+
+    flows = np.asarray(flows)
+    H, W = flows.shape[2:]
+    p = np.rint(trace(flows)).astype(np.intp)  # (T, H, W, 2)
+    p[..., 0] = np.clip(p[..., 0], 0, H - 1)
+    p[..., 1] = np.clip(p[..., 1], 0, W - 1)
+    return p.reshape(p.shape[0], H * W, 2)
+
+
+def local_patches(roi_seq, *, patch=11, pixels=None, centres=None):
     """Per-pixel patch sequences P_l(p) of one ROI sequence (paper Sec. 2, input of Eq. 1).
 
     Parameters
@@ -73,6 +94,9 @@ def local_patches(roi_seq, *, patch=11, pixels=None):
         Odd neighbourhood side N (3..17); the paper's choice is 11 (Fig. 3(e)).
     pixels : tuple (ys, xs) of int arrays, keyword-only, optional
         Only these pixels, in this order; default every pixel in row-major order.
+    centres : int array (T, H*W, 2), keyword-only, optional
+        Per-frame patch centres of every pixel (:func:`tissue_centres`): the patch follows the
+        tissue instead of staying at p. Only with ``pixels=None``.
 
     Returns
     -------
@@ -90,7 +114,10 @@ def local_patches(roi_seq, *, patch=11, pixels=None):
         raise ValueError(f"roi_seq must be (T, H, W), got shape {roi_seq.shape}")
     win = patch_windows(roi_seq, patch=patch)  # (T, H, W, N, N)
     T, H, W, N, _ = win.shape
-    if pixels is None:
+    if centres is not None:
+        t = np.arange(T)[:, None]
+        out = win[t, centres[..., 0], centres[..., 1]].transpose(1, 0, 2, 3).reshape(H * W, T, N * N)
+    elif pixels is None:
         out = win.transpose(1, 2, 0, 3, 4).reshape(H * W, T, N * N)
     else:
         ys, xs = (np.asarray(a, dtype=np.intp) for a in pixels)
@@ -135,4 +162,4 @@ def lstm_rnn(frames, patch, *, units=64, layers=4, dropout=0.2, name="local_moti
     return keras.Model(x_in, h, name=name)
 
 
-__all__ = ["PATCH_RANGE", "patch_windows", "pad_for_patches", "local_patches", "lstm_rnn"]
+__all__ = ["PATCH_RANGE", "patch_windows", "pad_for_patches", "tissue_centres", "local_patches", "lstm_rnn"]

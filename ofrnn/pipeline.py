@@ -340,6 +340,12 @@ def dihedral(local, glob, code, *, patch, frame="heart"):
     return loc.reshape(local.shape), g.reshape(glob.shape)
 
 
+def batch_settings(cfg):
+    """The :class:`PixelBatches` keywords a training profile or a model bundle's settings define."""
+    return dict(patch=cfg["patch"], global_patch=cfg["global_patch"], global_frame=cfg["global_frame"],
+                motion_reference=cfg["motion_reference"], local_frame=cfg.get("local_frame", "image"))
+
+
 class PixelBatches:
     """Batches of (P_l(p), P_g(p)), label, weight for sampled pixels, built on the fly.
 
@@ -348,8 +354,9 @@ class PixelBatches:
     """
 
     def __init__(self, subjects, samples, *, patch, global_patch=3, global_frame="heart", motion_reference="none",
-                 batch_size=256, seed=0, augment=False):
+                 batch_size=256, seed=0, augment=False, local_frame="image"):
         self.samples = samples
+        self.local_frame = local_frame
         self.global_frame = global_frame
         self.motion_reference = motion_reference
         self.augment = augment
@@ -361,6 +368,19 @@ class PixelBatches:
         self.frames = self.windows.shape[1]
         self.patch = patch
         self.global_rows = self._global_rows(subjects, global_patch)
+        self.centres = self._centres(subjects) if local_frame == "tissue" else None
+
+    def _centres(self, subjects):
+        """Per-frame patch centres (n, J, 2) of the sampled pixels traced with their subject's flows."""
+        from .motion import tissue_centres
+
+        s = self.samples
+        out = np.empty((len(s["subject"]), self.frames, 2), np.intp)
+        for i, rs in enumerate(subjects):
+            sel = np.flatnonzero(s["subject"] == i)
+            if sel.size:
+                out[sel] = tissue_centres(rs.flows)[:, s["y"][sel] * rs.roi.shape[2] + s["x"][sel]].transpose(1, 0, 2)
+        return out
 
     def _global_rows(self, subjects, global_patch):
         s = self.samples
@@ -389,7 +409,11 @@ class PixelBatches:
     def inputs(self, idx):
         """(local (B, J, N*N), global (B, J-1, F)) for sample indices ``idx``."""
         s = self.samples
-        loc = self.windows[s["subject"][idx], :, s["y"][idx], s["x"][idx]]  # (B, J, N, N)
+        if self.centres is None:
+            loc = self.windows[s["subject"][idx], :, s["y"][idx], s["x"][idx]]  # (B, J, N, N)
+        else:
+            c = self.centres[idx]
+            loc = self.windows[s["subject"][idx][:, None], np.arange(self.frames)[None], c[..., 0], c[..., 1]]
         return (np.ascontiguousarray(loc.reshape(len(idx), self.frames, self.patch * self.patch)),
                 self.global_rows[idx])
 
@@ -438,7 +462,8 @@ class PixelBatches:
         ``feed="graph"`` (default): the patches are gathered inside the TensorFlow graph from the
         padded ROI sequences (one ``gather_nd`` per batch, overlapped with the training step).
         ``feed="generator"``: batches come from the Python generator :meth:`batches` (the
-        former feed, kept for ``augment``, a NumPy per-sample transform, and for ``ofrnn bench``
+        former feed, kept for ``augment``, a NumPy per-sample transform, for ``local_frame="tissue"``,
+        whose patches move from frame to frame, and for ``ofrnn bench``
         to time both side by side). Same samples, labels and weights; a new seeded permutation
         every epoch.
         """
@@ -448,7 +473,7 @@ class PixelBatches:
             raise OfrnnError(f"feed {feed!r} is not 'graph' or 'generator'", field="feed")
         loc_spec = tf.TensorSpec((None, self.frames, self.patch * self.patch), tf.float32)
         glo_spec = tf.TensorSpec((None,) + tuple(self.global_shape), tf.float32)
-        if self.augment or feed == "generator":
+        if self.augment or feed == "generator" or self.centres is not None:
             spec = (loc_spec if local_only else (loc_spec, glo_spec), tf.TensorSpec((None,), tf.int32),
                     tf.TensorSpec((None,), tf.float32))
             return tf.data.Dataset.from_generator(lambda: self.batches(local_only=local_only),
@@ -478,4 +503,4 @@ class PixelBatches:
 
 __all__ = ["STRATA", "ROI_SOURCES", "FLOW_SOURCES", "RoiSubject", "resample_frames", "normalise_intensity",
            "subject_transform", "prepare_subject", "roi_flows", "estimate_flows", "global_motion", "prepare_cohort", "strata",
-           "sample_pixels", "dihedral", "PixelBatches"]
+           "sample_pixels", "dihedral", "batch_settings", "PixelBatches"]

@@ -40,7 +40,7 @@ from .errors import OfrnnError
 from .files import content_digest, read_toml, write_json
 from .fold_report import (PAPER, overlays as write_overlays, plot_curves, plot_fold_bullseyes, plot_training,
                           read_training_log, write_report)
-from .pipeline import PixelBatches, prepare_cohort, sample_pixels
+from .pipeline import PixelBatches, batch_settings, prepare_cohort, sample_pixels
 from .predict import LOCALIZER_DIR, MODEL_FILE, predict_roi, save_bundle
 from .store import open_cohort
 
@@ -55,8 +55,9 @@ REPORT_VERSION = 4
 
 #: settings a profile file may leave out (one written before they existed): the documented defaults of
 #: experiments/train.toml
-SETTING_DEFAULTS = dict(global_frame="heart", global_norm="block", motion_reference="none", features="both",
-                        feature_dropout=0.0, localizer="train", localizer_settings="", localizer_profile="full")
+SETTING_DEFAULTS = dict(global_frame="heart", global_norm="block", motion_reference="none", local_frame="image",
+                        features="both", feature_dropout=0.0, localizer="train", localizer_settings="",
+                        localizer_profile="full")
 
 
 def load_profile(name, path=PROFILES, **overrides):
@@ -494,8 +495,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     te = [subjects[s] for s in split["test"]]
     common = dict(per_subject=cfg["pixels_per_subject"], fractions=cfg["strata_fractions"],
                   weights=cfg["pixel_weights"], infarct_share=cfg.get("infarct_share"))
-    kw = dict(patch=cfg["patch"], global_patch=cfg["global_patch"], global_frame=cfg["global_frame"],
-              motion_reference=cfg["motion_reference"], batch_size=cfg["batch_size"])
+    kw = dict(batch_settings(cfg), batch_size=cfg["batch_size"])
     train = PixelBatches(tr, sample_pixels(tr, seed=cfg["seed"], **common), seed=cfg["seed"],
                          augment=cfg.get("augment", False), **kw)
     val = PixelBatches(va, sample_pixels(va, seed=cfg["seed"] + 1, **common), seed=cfg["seed"] + 1, **kw)
@@ -522,7 +522,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
         plot_training(out / "training.png", training)
     data, versions = cohort_description(cohort), _versions(cfg)
     bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "global_frame", "motion_reference",
-                                      "roi_margin", "flow", "roi", "profile", "eval_batch")}
+                                      "local_frame", "roi_margin", "flow", "roi", "profile", "eval_batch")}
     bundle_cfg.update(threshold=thr, fold=fold, cohort_sha256=data["sha256"], global_shape=list(train.global_shape),
                       intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=versions,
                       localizer=LOCALIZER_DIR if end_to_end is not None else None)

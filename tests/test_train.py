@@ -423,8 +423,9 @@ def test_predict_with_the_heart_localization_layers(toy_cohort, tiny_run, tmp_pa
     assert json.loads((out / "metrics.json").read_text())["provenance"]["roi_source"] == "detector"
 
 
-def _pixel_batches(seed=0, n=50, batch=16):
-    from ofrnn.pipeline import PixelBatches, RoiSubject
+def _toy_pixels(n=50):
+    """Three random 16x16, 5-frame ROI subjects with flows, and n sampled pixels of them."""
+    from ofrnn.pipeline import RoiSubject
 
     rng = np.random.default_rng(0)
     subs = [RoiSubject(id=str(i), level="mid", spacing_mm=(1.0, 1.0), shape=(16, 16), transform=None,
@@ -433,7 +434,37 @@ def _pixel_batches(seed=0, n=50, batch=16):
     samples = dict(subject=rng.integers(0, 3, n).astype(np.int32), y=rng.integers(0, 16, n).astype(np.int32),
                    x=rng.integers(0, 16, n).astype(np.int32), label=rng.integers(0, 2, n).astype(np.int32),
                    weight=rng.random(n).astype(np.float32))
-    return PixelBatches(subs, samples, patch=5, batch_size=batch, seed=seed)
+    return subs, samples
+
+
+def _pixel_batches(seed=0, n=50, batch=16, **kw):
+    from ofrnn.pipeline import PixelBatches
+
+    return PixelBatches(*_toy_pixels(n), patch=5, batch_size=batch, seed=seed, **kw)
+
+
+def test_tissue_patches_follow_a_translation_and_match_between_training_and_prediction():
+    """local_frame="tissue": on a pure translation the traced patch shows the same tissue in every
+    frame (the fixed patch does not), and training batches hold the patches prediction computes."""
+    from ofrnn.motion import local_patches, tissue_centres
+    from ofrnn.pipeline import PixelBatches
+
+    img = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    seq = np.stack([np.roll(img, (t, 2 * t), axis=(0, 1)) for t in range(5)])[:, 5:35, 5:35]
+    flows = np.zeros((4, 2, 30, 30), np.float32)
+    flows[:, 0], flows[:, 1] = 1.0, 2.0  # content moves 1 px down and 2 px right per frame
+    inner = np.arange(900).reshape(30, 30)[8:14, 8:14].ravel()
+    tissue = local_patches(seq, patch=5, centres=tissue_centres(flows))[inner]
+    fixed = local_patches(seq, patch=5)[inner]
+    np.testing.assert_array_equal(tissue, np.repeat(tissue[:, :1], 5, axis=1))
+    assert np.abs(fixed - fixed[:, :1]).max() > 0.5
+
+    subs, s = _toy_pixels()
+    loc, _ = PixelBatches(subs, s, patch=5, local_frame="tissue").inputs(np.arange(50))
+    for k in range(50):
+        rs = subs[s["subject"][k]]
+        ref = local_patches(rs.roi, patch=5, centres=tissue_centres(rs.flows))[s["y"][k] * 16 + s["x"][k]]
+        np.testing.assert_array_equal(loc[k], ref)
 
 
 def test_graph_feed_gathers_the_same_inputs_as_the_numpy_path():

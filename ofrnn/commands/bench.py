@@ -103,7 +103,7 @@ def _training_throughput(network, config, args, ids, *, steps=40):
     import numpy as np
 
     from ..errors import OfrnnError
-    from ..pipeline import PixelBatches, prepare_cohort, sample_pixels
+    from ..pipeline import PixelBatches, batch_settings, prepare_cohort, sample_pixels
 
     network.compile(optimizer=keras.optimizers.RMSprop(1e-4), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
@@ -125,9 +125,7 @@ def _training_throughput(network, config, args, ids, *, steps=40):
     if any(r.infarct is None or r.myocardium is None for r in subjects):
         return out
     samples = sample_pixels(subjects, per_subject=800, fractions=[0.3, 0.3, 0.2, 0.2], seed=0)
-    batches = PixelBatches(subjects, samples, patch=config["patch"], global_patch=config["global_patch"],
-                           global_frame=config["global_frame"], motion_reference=config["motion_reference"],
-                           batch_size=args.batch, seed=0)
+    batches = PixelBatches(subjects, samples, batch_size=args.batch, seed=0, **batch_settings(config))
     for feed in ("generator", "graph"):
         ds = batches.dataset(feed=feed)
         network.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)  # warm-up: tracing, first batches

@@ -180,7 +180,7 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
         with its LSTM-RNN is trained.
     """
     from .. import metrics as M
-    from ..pipeline import PixelBatches, sample_pixels
+    from ..pipeline import PixelBatches, batch_settings, sample_pixels
     from ..train import choose_threshold, predict_all, train_network
 
     folder = Path(folder)
@@ -195,8 +195,7 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
     tr, va, te = ([subjects[s] for s in split[k]] for k in ("train", "val", "test"))
     common = dict(per_subject=tcfg["pixels_per_subject"], fractions=tcfg["strata_fractions"],
                   weights=tcfg["pixel_weights"], infarct_share=tcfg.get("infarct_share"))
-    kw = dict(patch=tcfg["patch"], global_patch=tcfg["global_patch"], global_frame=tcfg["global_frame"],
-              motion_reference=tcfg["motion_reference"], batch_size=tcfg["batch_size"])
+    kw = dict(batch_settings(tcfg), batch_size=tcfg["batch_size"])
     train = PixelBatches(tr, sample_pixels(tr, seed=tcfg["seed"], **common), seed=tcfg["seed"], **kw)
     val = PixelBatches(va, sample_pixels(va, seed=tcfg["seed"] + 1, **common), seed=tcfg["seed"] + 1, **kw)
     work = folder / "work" / f"fold{fold}"
