@@ -436,12 +436,14 @@ class PixelBatches:
                 yield x, self.samples["label"][idx], self.samples["weight"][idx]
 
     def _graph_tables(self, local_only):
-        """The padded sequences (S, Hp*Wp, J) and, unless ``local_only``, the P_g rows as host tensors.
+        """The padded sequences and, unless ``local_only``, the P_g rows as host tensors.
 
-        Built once per instance (every stage and the validation pass share them). Pixel-major, so one
-        gather fetches a patch pixel's whole time series. Eager tensors on the CPU, captured by the
-        map function by reference (no copy into a graph), and not variables, which a distribution
-        strategy's scope would mirror onto every device.
+        The sequences are (S, Hp*Wp, J), pixel-major, so one gather fetches a fixed patch pixel's
+        whole time series; with tissue centres, whose patch moves from frame to frame, they are
+        flat (S*J*Hp*Wp,) instead. Built once per instance (every stage and the validation pass
+        share them). Eager tensors on the CPU, captured by the map function by reference (no copy
+        into a graph), and not variables, which a distribution strategy's scope would mirror onto
+        every device.
         """
         import tensorflow as tf
 
@@ -450,8 +452,9 @@ class PixelBatches:
         with tf.device("/CPU:0"):
             if "table" not in self._tables:
                 S, J, Hp, Wp = self.padded.shape
-                self._tables["table"] = tf.convert_to_tensor(
-                    np.ascontiguousarray(self.padded.reshape(S, J, Hp * Wp).transpose(0, 2, 1)))
+                table = self.padded.reshape(-1) if self.centres is not None else \
+                    np.ascontiguousarray(self.padded.reshape(S, J, Hp * Wp).transpose(0, 2, 1))
+                self._tables["table"] = tf.convert_to_tensor(table)
             if not local_only and "glob" not in self._tables:
                 self._tables["glob"] = tf.convert_to_tensor(self.global_rows)
         return self._tables["table"], self._tables.get("glob")
@@ -462,8 +465,7 @@ class PixelBatches:
         ``feed="graph"`` (default): the patches are gathered inside the TensorFlow graph from the
         padded ROI sequences (one ``gather_nd`` per batch, overlapped with the training step).
         ``feed="generator"``: batches come from the Python generator :meth:`batches` (the
-        former feed, kept for ``augment``, a NumPy per-sample transform, for ``local_frame="tissue"``,
-        whose patches move from frame to frame, and for ``ofrnn bench``
+        former feed, kept for ``augment``, a NumPy per-sample transform, and for ``ofrnn bench``
         to time both side by side). Same samples, labels and weights; a new seeded permutation
         every epoch.
         """
@@ -473,25 +475,32 @@ class PixelBatches:
             raise OfrnnError(f"feed {feed!r} is not 'graph' or 'generator'", field="feed")
         loc_spec = tf.TensorSpec((None, self.frames, self.patch * self.patch), tf.float32)
         glo_spec = tf.TensorSpec((None,) + tuple(self.global_shape), tf.float32)
-        if self.augment or feed == "generator" or self.centres is not None:
+        if self.augment or feed == "generator":
             spec = (loc_spec if local_only else (loc_spec, glo_spec), tf.TensorSpec((None,), tf.int32),
                     tf.TensorSpec((None,), tf.float32))
             return tf.data.Dataset.from_generator(lambda: self.batches(local_only=local_only),
                                                   output_signature=spec).prefetch(2)
         table, glob = self._graph_tables(local_only)
         s = self.samples
-        Wp = self.padded.shape[-1]
+        _, J, Hp, Wp = self.padded.shape
         subj = tf.constant(s["subject"].astype(np.int32))
         top_left = tf.constant((s["y"] * Wp + s["x"]).astype(np.int32))  # patch origin in padded coordinates
         oy, ox = np.mgrid[0:self.patch, 0:self.patch]
         offsets = tf.constant((oy * Wp + ox).ravel().astype(np.int32))
         label = tf.constant(s["label"].astype(np.int32))
         weight = tf.constant(s["weight"].astype(np.float32))
+        if self.centres is not None:
+            # flat index of each sample's patch origin in every frame (S*J*Hp*Wp stays below 2^31)
+            frame_base = (s["subject"][:, None].astype(np.int64) * J + np.arange(J)) * (Hp * Wp)
+            origin = tf.constant((frame_base + self.centres[..., 0] * Wp + self.centres[..., 1]).astype(np.int32))
 
         def gather(idx):
-            pix = tf.gather(top_left, idx)[:, None] + offsets[None]  # (B, N*N)
-            sub = tf.broadcast_to(tf.gather(subj, idx)[:, None], tf.shape(pix))
-            loc = tf.transpose(tf.gather_nd(table, tf.stack([sub, pix], axis=-1)), (0, 2, 1))  # (B, J, N*N)
+            if self.centres is not None:
+                loc = tf.gather(table, tf.gather(origin, idx)[:, :, None] + offsets[None, None])  # (B, J, N*N)
+            else:
+                pix = tf.gather(top_left, idx)[:, None] + offsets[None]  # (B, N*N)
+                sub = tf.broadcast_to(tf.gather(subj, idx)[:, None], tf.shape(pix))
+                loc = tf.transpose(tf.gather_nd(table, tf.stack([sub, pix], axis=-1)), (0, 2, 1))  # (B, J, N*N)
             x = loc if local_only else (loc, tf.gather(glob, idx))
             return x, tf.gather(label, idx), tf.gather(weight, idx)
 

@@ -76,9 +76,12 @@ def toy_cohort(tmp_path_factory):
     return path
 
 
+# local_frame "image": the toy wall is one flat grey band, so a patch that follows the tissue sees
+# only the band's edges and the flows are ill-posed inside it (aperture); the fixed patch sees the
+# wall move through it. The tissue patches have their own tests below.
 TINY = dict(flow="estimated", pixels_per_subject=300, lstm_units=8, lstm_layers=4, input_dropout=0.0,
             encoder_sizes=[16, 8, 8], batch_size=128, lstm_epochs=3, ae_epochs=2, ae_samples=1000,
-            finetune_epochs=3, learning_rate=3e-3, val_fraction=0.2, eval_batch=4096)
+            finetune_epochs=3, learning_rate=3e-3, val_fraction=0.2, eval_batch=4096, local_frame="image")
 
 TINY_LOCALIZER = """
 [profile.tiny.data]
@@ -186,6 +189,7 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
         os.utime(toy_cohort, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     net, config = load_bundle(out)
+    assert config["local_frame"] == cfg["local_frame"]  # prediction builds P_l as training did
     with open_cohort(toy_cohort) as c:
         subs = [c.read(s) for s in c.ids[:2]]
     pred_dir = tmp_path / "pred"
@@ -467,8 +471,9 @@ def test_tissue_patches_follow_a_translation_and_match_between_training_and_pred
         np.testing.assert_array_equal(loc[k], ref)
 
 
-def test_graph_feed_gathers_the_same_inputs_as_the_numpy_path():
-    pb = _pixel_batches()
+@pytest.mark.parametrize("local_frame", ["image", "tissue"])
+def test_graph_feed_gathers_the_same_inputs_as_the_numpy_path(local_frame):
+    pb = _pixel_batches(local_frame=local_frame)
     (loc, glo), y, w = next(iter(pb.dataset(shuffle=False)))
     ref_loc, ref_glo = pb.inputs(np.arange(16))
     np.testing.assert_array_equal(loc.numpy(), ref_loc)
