@@ -24,6 +24,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 #: patch sizes studied in the paper's Fig. 3(e)
 PATCH_RANGE = (3, 17)
+#: where P_l(p)'s patch sits in each frame: at p, or at p traced through the flows (module docstring)
+LOCAL_FRAMES = ("image", "tissue")
 
 
 def _check_patch(patch):
@@ -162,4 +164,4 @@ def lstm_rnn(frames, patch, *, units=64, layers=4, dropout=0.2, name="local_moti
     return keras.Model(x_in, h, name=name)
 
 
-__all__ = ["PATCH_RANGE", "patch_windows", "pad_for_patches", "tissue_centres", "local_patches", "lstm_rnn"]
+__all__ = ["PATCH_RANGE", "LOCAL_FRAMES", "patch_windows", "pad_for_patches", "tissue_centres", "local_patches", "lstm_rnn"]

@@ -471,6 +471,13 @@ def test_tissue_patches_follow_a_translation_and_match_between_training_and_pred
         np.testing.assert_array_equal(loc[k], ref)
 
 
+def test_an_unknown_local_frame_is_refused():
+    from ofrnn.errors import OfrnnError
+
+    with pytest.raises(OfrnnError, match="local_frame 'tisue'"):
+        _pixel_batches(local_frame="tisue")
+
+
 @pytest.mark.parametrize("local_frame", ["image", "tissue"])
 def test_graph_feed_gathers_the_same_inputs_as_the_numpy_path(local_frame):
     pb = _pixel_batches(local_frame=local_frame)

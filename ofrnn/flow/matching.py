@@ -347,11 +347,10 @@ def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patc
     forward, score = match_grid(a, b, **kw)
     backward, _ = match_grid(b, a, **kw)
     factor = H / shape[0]
-    candidate = _consistent(forward, backward, consistency) & (score > 0)
-    if min_motion_px > 0:
-        # Refinement moves a match by at most one matching pixel per axis.
-        reach = np.hypot(np.abs(forward[:, 0]) + 1, np.abs(forward[:, 1]) + 1) * factor
-        candidate &= reach >= min_motion_px
+    # Refinement moves a match by at most one matching pixel per axis, so a match that cannot reach
+    # min_motion_px even then is not refined at all.
+    reach = np.hypot(np.abs(forward[:, 0]) + 1, np.abs(forward[:, 1]) + 1) * factor
+    candidate = _consistent(forward, backward, consistency) & (score > 0) & (reach >= min_motion_px)
     disp, ok, ncc = _refine(reference, moving, forward, factor, keep=candidate)
     keep = candidate & ok & (ncc >= min_ncc) & (np.hypot(disp[:, 0], disp[:, 1]) >= min_motion_px)
     return splat(disp, np.where(keep, score, 0).astype(np.float32), (H, W), factor=factor)
