@@ -152,6 +152,16 @@ $(STAMPS)/train:
 	@mkdir -p $(STAMPS) && touch $@
 # ---- end paper experiments and report ----
 
+# ---- phantom realism (issue 12; settings: experiments/realism.toml) ----
+# make realism: simulated frames beside real Sunnybrook/ACDC frames (../shared/data): galleries, tissue
+# intensity ratios, geometry, texture, real-vs-simulated classifiers -> results/realism/
+REALISM_PROFILE ?= full
+.PHONY: realism
+
+realism: $(COHORT)
+	$(OFRNN) experiment realism --profile $(REALISM_PROFILE) --out results/realism
+# ---- end phantom realism ----
+
 # ---- yardstick (issue 10; settings: experiments/ceiling.toml) ----
 # make ceiling: scikit-learn gradient boosting per myocardium pixel on hand-made features (own motion,
 # wall geometry, slice context; position only as the floor), from the exact and the estimated flow, on

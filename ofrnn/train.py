@@ -296,7 +296,8 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
         The detector, the folder it was saved in, and a record (``reused``, ``seconds``,
         ``subjects``, ``frames``).
     """
-    from .experiments.localization import resolve_config, training_frames
+    from .experiments import resolve_config
+    from .experiments.localization import training_frames
     from .localization import load_detector, train_detector
 
     path = Path(cfg["localizer_settings"] or LOCALIZATION_SETTINGS)

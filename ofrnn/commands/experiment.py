@@ -8,6 +8,7 @@ Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
   flow           full* (the benchmark), quick, tune, tune-matching, tune-sparse
   localization   full* (the whole training and evaluation), quick
   phantom        full*, smoke
+  realism        full*, smoke
   ceiling        full*, quick, smoke
   ablation_features, ablation_classifier, ablation_patchsize
                  quick*, quick2, paper, smoke
@@ -16,7 +17,8 @@ Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
 """
 #: experiments that train or run networks: TensorFlow is imported first, without its start-up log
 #: lines (checked against the modules' imports by the tests)
-TENSORFLOW_EXPERIMENTS = frozenset({"ablation_classifier", "ablation_features", "ablation_patchsize", "localization"})
+TENSORFLOW_EXPERIMENTS = frozenset({"ablation_classifier", "ablation_features", "ablation_patchsize", "localization",
+                                    "realism"})
 
 HELP = "run an experiment by name (settings in experiments/<name>.toml, results in results/<name>/)"
 

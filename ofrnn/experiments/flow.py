@@ -16,7 +16,6 @@ Real-data parts are skipped, with a note, when their folder is absent.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import platform
@@ -30,6 +29,7 @@ from .. import flow as F
 from ..errors import OfrnnError
 from ..files import atomic_write_text, content_digest, save_figure, write_json
 from ..flow import metrics
+from . import merge, resolve_config
 
 #: the paper's Table 3 (AAE mean, sd in degrees; density)
 PAPER_TABLE3 = {
@@ -41,13 +41,6 @@ PAPER_TABLE3 = {
 }
 DENSE = ("deep", "deep-no-matching", "hs", "pyramid-hs", "farneback", "dis", "opencv-deepflow", "opencv-tvl1", "skimage-tvl1",
          "skimage-ilk")
-
-
-def _merge(base, over):
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def _resolve(path):
@@ -593,7 +586,7 @@ def fig4(cfg, params, out_dir):
     H, W = cine.shape[1:]
     pts = F.trace(gt[:es])
     gt_es = np.moveaxis(pts[-1] - pts[0], -1, 0)
-    deep = F.METHODS["deep"](cine[0], cine[es], **_merge(params.get("deep", {}), cfg["fig4"].get("deep", {})))
+    deep = F.METHODS["deep"](cine[0], cine[es], **merge(params.get("deep", {}), cfg["fig4"].get("deep", {})))
     hs = F.METHODS["hs"](cine[0], cine[es], **params.get("hs", {}))
     myo = crop(s.myocardium_t, t, order=0)[0] > 0
     mx = float(np.hypot(*gt_es)[myo].max())
@@ -745,10 +738,7 @@ def report(res):
 
 def run(config, profile, out_dir):
     """Run the benchmark (profiles: ``full``, ``quick``) or the tuning (``tune``)."""
-    profiles = config.get("profile", {})
-    if profile != "full" and profile not in profiles:
-        raise OfrnnError(f"unknown profile {profile!r}; known: full, {', '.join(profiles)}", field="profile")
-    cfg = _merge({k: v for k, v in config.items() if k != "profile"}, profiles.get(profile, {}))
+    cfg = resolve_config(config, profile)
     out_dir = Path(out_dir)
     if cfg.get("tune"):
         return tune(cfg, out_dir)

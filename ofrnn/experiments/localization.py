@@ -18,11 +18,8 @@ report) when absent; the detector is trained on simulated frames only.
 """
 from __future__ import annotations
 
-import copy
-import csv
 import json
 import platform
-import re
 import time
 from pathlib import Path
 
@@ -31,30 +28,15 @@ from tqdm import tqdm
 
 from .. import proposals as P
 from .._version import __version__
-from ..errors import OfrnnError
 from ..files import atomic_write_text, content_digest, save_figure, write_json
+from . import merge, resolve_config
+from .realdata import SHARED, acdc_patient, acdc_sequences, sunnybrook_sequences
 
 PAPER = {"accuracy": 96.49, "sensitivity": 94.39, "specificity": 98.67}
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data"
 
 
 # -- configuration ---------------------------------------------------------------------------------
-
-def _merge(base, over):
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def resolve_config(config, profile):
-    """The TOML settings with the ``[profile.<profile>]`` overrides applied (``full``: none)."""
-    profiles = config.get("profile", {})
-    if profile not in ("full", *profiles):
-        raise OfrnnError(f"unknown profile {profile!r}; known: full, {', '.join(profiles)}", field="profile")
-    return _merge({k: v for k, v in config.items() if k != "profile"}, profiles.get(profile, {}))
-
 
 # -- data --------------------------------------------------------------------------------------------
 
@@ -87,54 +69,6 @@ def training_frames(cohort, ids, n_frames):
                 frames.append(s.cine[t])
                 boxes.append(s.lv_box[t].astype(float))
     return frames, np.array(boxes)
-
-
-def sunnybrook_sequences(root):
-    """Sunnybrook slices with manual contours: 20-frame cine, spacing, {frame: {"i"|"o": mask}}."""
-    import pydicom
-    from skimage.draw import polygon2mask
-
-    link = {r["original_id"]: r["patient_id"] for r in csv.DictReader(open(root / "link.csv"))}
-    out = []
-    for pid, folder in sorted(link.items()):
-        contours = {}
-        for f in sorted((root / "contourfiles" / pid).glob("*-contours/IM-0001-*-?contour-manual.txt")):
-            n = int(f.name.split("-")[2])
-            contours.setdefault((n - 1) // 20, {}).setdefault((n - 1) % 20, {})[f.name.split("-")[3][0]] = f
-        for sl, per_frame in sorted(contours.items()):
-            ds = [pydicom.dcmread(root / "dicoms" / folder / f"{sl * 20 + k + 1}.dcm") for k in range(20)]
-            cine = np.stack([d.pixel_array.astype(np.float32) for d in ds])
-            spacing = tuple(float(v) for v in ds[0].PixelSpacing)
-            masks = {fr: {kind: polygon2mask(cine.shape[1:], np.loadtxt(p)[:, ::-1]) for kind, p in kinds.items()}
-                     for fr, kinds in per_frame.items()}
-            out.append(dict(id=f"{pid}/slice{sl:02d}", cine=cine, spacing=spacing, masks=masks))
-    return out
-
-
-def acdc_sequences(root):
-    """ACDC ED/ES slices as 2-frame sequences with LV (myocardium | cavity) masks; spacing unknown."""
-    import h5py
-
-    vols = {}
-    for f in sorted(root.glob("patient*_frame0[12]*.h5")):
-        m = re.match(r"(patient\d+)_frame0([12])(?:_slice_(\d+))?\.h5", f.name)
-        with h5py.File(f, "r") as h:
-            img, lab = h["image"][()], h["label"][()]
-        if m.group(3) is None:  # a 3-D volume file
-            for z in range(img.shape[0]):
-                vols.setdefault((m.group(1), z), {})[int(m.group(2))] = (img[z], lab[z])
-        else:
-            vols.setdefault((m.group(1), int(m.group(3)) - 1), {})[int(m.group(2))] = (img, lab)
-    out = []
-    for (pid, z), fr in sorted(vols.items()):
-        if set(fr) != {1, 2}:
-            continue
-        lv = [np.isin(fr[k][1], (2, 3)) for k in (1, 2)]
-        if not all(m.sum() >= 20 for m in lv):  # beyond apex or base: no LV to find
-            continue
-        out.append(dict(id=f"{pid}/slice{z + 1:02d}", cine=np.stack([fr[1][0], fr[2][0]]).astype(np.float32),
-                        spacing=None, masks={0: {"o": lv[0]}, 1: {"o": lv[1]}}))
-    return out
 
 
 # -- metrics -----------------------------------------------------------------------------------------
@@ -338,10 +272,6 @@ def run(config, profile, out_dir):
     print(f"{out_dir}/metrics.json, report.md, figures written")
 
 
-def _acdc_patient(seq_id):
-    return int(re.match(r"patient(\d+)", seq_id).group(1))
-
-
 def finetune_variant(detector, cfg, simulated, sets, curves, *, rng, out_dir):
     """A separately reported variant: the simulated detector fine-tuned on real frames.
 
@@ -356,7 +286,7 @@ def finetune_variant(detector, cfg, simulated, sets, curves, *, rng, out_dir):
 
     ft, ev = cfg["finetune"], cfg["evaluate"]
     lo, hi = ft["train_patients"]
-    tuning = [s for s in acdc_sequences(SHARED / "acdc-edes") if lo <= _acdc_patient(s["id"]) <= hi]
+    tuning = [s for s in acdc_sequences(SHARED / "acdc-edes") if lo <= acdc_patient(s["id"]) <= hi]
     frames, boxes = list(simulated[0]), list(simulated[1])
     for s in tuning:
         for fr, m in s["masks"].items():
@@ -364,11 +294,11 @@ def finetune_variant(detector, cfg, simulated, sets, curves, *, rng, out_dir):
             boxes.append(_mask_box(m["o"]))
     print(f"fine-tuning on {len(frames) - len(simulated[0])} ACDC frames of patients {lo:03d}-{hi:03d} "
           f"and the {len(simulated[0])} simulated frames")
-    det, record = train_detector(frames, np.array(boxes), _merge(cfg, {"train": ft["train"]}), seed=cfg["seed"],
+    det, record = train_detector(frames, np.array(boxes), merge(cfg, {"train": ft["train"]}), seed=cfg["seed"],
                                  progress=ev["progress"], initial=detector)
     det.save(out_dir / "model-finetuned")
     write_json(out_dir / "model-finetuned" / "training.json", record, indent=2)
-    held = {"acdc": [s for s in sets["acdc"] if not lo <= _acdc_patient(s["id"]) <= hi]}
+    held = {"acdc": [s for s in sets["acdc"] if not lo <= acdc_patient(s["id"]) <= hi]}
     if "sunnybrook" in sets:
         held["sunnybrook"] = sets["sunnybrook"]
     out = dict(train_patients=[lo, hi], train_slices=len(tuning), train_real_frames=len(frames) - len(simulated[0]),

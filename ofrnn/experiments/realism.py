@@ -1,0 +1,600 @@
+"""Phantom realism: how far the simulated cine is from real short-axis cines, measured.
+
+Run with ``make realism`` (``ofrnn experiment realism``; settings ``experiments/realism.toml``).
+The simulated frames (the cohort of ``make data``) are set beside real bSSFP cines of Sunnybrook
+(Radau et al., MIDAS Journal 2009) and ACDC (Bernard et al., IEEE TMI 2018), read-only from
+``../shared/data`` (each set is skipped, with the reason, when absent). Measured:
+
+* **galleries** of simulated and real frames, whole and heart-centred;
+* **tissue intensity ratios**: LV myocardium / LV blood (ACDC labels, Sunnybrook contours, the
+  phantom's masks); the LV blood pool's percentile among body pixels; the body's intensity
+  quantiles relative to blood; the share of bright body pixels (>= 0.7 x blood: fat and fluid in
+  bSSFP). Real frames carry no labels for fat, liver, muscle or lung, so those tissues enter only
+  through the body's intensity distribution; the phantom's own per-tissue bSSFP signals are
+  tabled beside it (:func:`ofrnn.simulate.mri.signal_table`);
+* **geometry**: the LV's epicardial diameter relative to the field of view, the body's share of
+  the field of view, and the in-plane orientation (direction from the LV centre to the RV; ACDC
+  labels, and the phantom's septal AHA segments; Sunnybrook has no RV contours);
+* **texture**: intensity, gradient-magnitude and uniform local-binary-pattern histograms (Ojala
+  et al., IEEE TPAMI 24:971 (2002)) and radial power spectra;
+* **separability**: real-vs-simulated classifiers, whose ROC AUC is the headline (0.5: the
+  frames cannot be told apart; lower is better). A logistic regression on the statistics above,
+  and a small CNN on whole frames and on heart-centred crops.
+
+**Split.** Real frames are split by patient (``[split]``): calibration (ACDC 061-080, Sunnybrook
+SC-HF-I-1) may be fitted, evaluation (the other patients) is only scored. Each classifier is
+trained on the calibration real frames and part of the simulated subjects, and scores the held-out
+simulated subjects and the evaluation real frames (cross-fitting over simulated subjects; an
+evaluation frame's score is the mean over the models). The AUC's 95 % interval is a bootstrap over
+subjects.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .._version import __version__
+from ..errors import OfrnnError
+from ..files import atomic_write_text, pyplot, save_figure, write_json
+from . import resolve_config
+from .realdata import SHARED, acdc_patient, acdc_sequences, sunnybrook_sequences
+
+REPO = Path(__file__).resolve().parents[2]
+#: AHA segments of the interventricular septum (Cerqueira et al., Circulation 105:539 (2002))
+SEPTAL_SEGMENTS = (2, 3, 8, 9, 14)
+#: body pixels at least this bright relative to the LV blood pool count as "bright tissue"
+BRIGHT = 0.7
+#: body intensity quantiles reported relative to the LV blood pool
+BODY_QUANTILES = (10, 25, 50, 75, 90)
+#: groups of frames, in plotting order
+TISSUE_KEYS = ("myocardium_blood", "blood_percentile", *(f"body_q{q}" for q in BODY_QUANTILES), "bright_share",
+               "body_fraction")
+GROUPS = ("simulated", "acdc calibration", "acdc evaluation", "sunnybrook calibration", "sunnybrook evaluation")
+
+
+# -- statistics of one frame -----------------------------------------------------------------------
+
+def normalise(image):
+    """The frame over its 99th percentile (scanners scale magnitude images arbitrarily)."""
+    image = np.asarray(image, np.float32)
+    return image / max(float(np.percentile(image, 99)), 1e-6)
+
+
+def radial_spectrum(image, *, bins):
+    """Shape of the radial power spectrum: log10 of the share of power per frequency band.
+
+    Parameters
+    ----------
+    image : (H, W) array
+    bins : int, keyword-only
+        Bands of equal width on (0, 0.5] cycles per pixel (the mean is left out).
+
+    Returns
+    -------
+    (bins,) float64: log10(band power / total power), band power being the mean |FFT|^2 of a
+    Hann-windowed, mean-free frame over the band's frequencies.
+    """
+    img = np.asarray(image, np.float64)
+    H, W = img.shape
+    win = np.outer(np.hanning(H), np.hanning(W))
+    power = np.abs(np.fft.fft2((img - img.mean()) * win)) ** 2
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(H), np.fft.fftfreq(W), indexing="ij"))
+    band = np.minimum((f / 0.5 * bins).astype(int), bins)  # 0.5 < f (corners) -> dropped
+    keep = (f > 0) & (band < bins)
+    total = np.bincount(band[keep], power[keep], minlength=bins)
+    count = np.bincount(band[keep], minlength=bins)
+    mean = total / np.maximum(count, 1)
+    return np.log10(mean / mean.sum() + 1e-12)
+
+
+def frame_statistics(image, *, intensity_bins, gradient_bins, spectrum_bins, lbp_radius):
+    """Hand-made statistics of one frame, as a dict of 1-D arrays (histograms are densities).
+
+    ``intensity`` on [0, 1.25] of the 99th-percentile-normalised frame, ``gradient`` (magnitude
+    per pixel, same scale) on [0, 0.3], ``lbp`` (uniform patterns, 8 neighbours at ``lbp_radius``)
+    and ``spectrum`` (:func:`radial_spectrum`).
+    """
+    from skimage.feature import local_binary_pattern
+
+    x = normalise(image)
+    gy, gx = np.gradient(x)
+    grad = np.hypot(gy, gx)
+    q = np.clip(x / 1.25 * 255, 0, 255).astype(np.uint8)
+    lbp = local_binary_pattern(q, 8, lbp_radius, method="uniform")
+    hist = lambda v, n, hi: np.histogram(np.clip(v, 0, hi), n, (0, hi))[0] / v.size  # noqa: E731
+    return dict(intensity=hist(x, intensity_bins, 1.25), gradient=hist(grad, gradient_bins, 0.3),
+                lbp=np.bincount(lbp.astype(int).ravel(), minlength=10)[:10] / lbp.size,
+                spectrum=radial_spectrum(x, bins=spectrum_bins))
+
+
+def body_mask(image, blood_level):
+    """The body: the largest connected region above 10 % of the blood level (after a 3x3 median,
+    which drops noise but keeps edges in place), holes (lungs, bowel gas) filled, after a 2-pixel
+    closing that bridges thin dark gaps."""
+    from scipy import ndimage as ndi
+
+    fg = ndi.median_filter(np.asarray(image, np.float32), 3) > 0.1 * blood_level
+    fg = ndi.binary_closing(fg, iterations=2)
+    lab, n = ndi.label(fg)
+    if n == 0:
+        return fg
+    largest = 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
+    return ndi.binary_fill_holes(lab == largest)
+
+
+def tissue_measures(image, blood, myocardium):
+    """Intensity ratios of one frame with its LV blood-pool and myocardium masks.
+
+    Returns a dict: ``myocardium_blood`` (median ratio; NaN without a myocardium mask),
+    ``blood_percentile`` (percentile of the blood median among body pixels), ``body_q<k>``
+    (body intensity quantiles over the blood median), ``bright_share`` (body share >= 0.7 x blood)
+    and ``body_fraction`` (body share of the field of view).
+    """
+    img = np.asarray(image, np.float32)
+    b = float(np.median(img[blood]))
+    body = body_mask(img, b)
+    v = img[body]
+    out = dict(myocardium_blood=float(np.median(img[myocardium]) / b) if myocardium is not None and myocardium.any()
+               else float("nan"),
+               blood_percentile=float(100 * np.mean(v < b)), bright_share=float(np.mean(v >= BRIGHT * b)),
+               body_fraction=float(body.mean()))
+    for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
+        out[f"body_q{q}"] = float(val / b)
+    return out
+
+
+def lv_size(lv, shape):
+    """The LV's equivalent epicardial diameter over the field of view's (geometric mean) side."""
+    return float(2 * np.sqrt(lv.sum() / np.pi) / np.sqrt(shape[0] * shape[1]))
+
+
+def direction_deg(frm, to):
+    """Display angle (degrees in [0, 360); 0 = image right, 90 = up) of the centroid of mask ``to``
+    seen from the centroid of mask ``frm``."""
+    (y0, x0), (y1, x1) = (np.argwhere(m).mean(0) for m in (frm, to))
+    return float(np.rad2deg(np.arctan2(-(y1 - y0), x1 - x0)) % 360)
+
+
+def heart_crop(image, lv, *, scale, size):
+    """A square crop centred on the LV, ``scale`` x its equivalent diameter wide, resized to
+    ``size`` pixels (zero outside the frame)."""
+    from skimage.transform import resize
+
+    cy, cx = np.argwhere(lv).mean(0)
+    half = max(8, int(round(scale * np.sqrt(lv.sum() / np.pi))))
+    pad = np.pad(normalise(image), half)
+    y, x = int(round(cy)) + half, int(round(cx)) + half
+    return resize(pad[y - half:y + half, x - half:x + half], (size, size), anti_aliasing=True).astype(np.float32)
+
+
+# -- the frames ----------------------------------------------------------------------------------
+
+def _frame(group, subject, image, *, lv, blood=None, myocardium=None, rv_angle=float("nan"), spacing=None):
+    return dict(group=group, subject=subject, image=np.asarray(image, np.float32), lv=lv, blood=blood,
+                myocardium=myocardium, rv_angle=rv_angle, spacing=spacing)
+
+
+def simulated_frames(cohort_path, *, per_subject, max_subjects=0):
+    """ED and ES (smallest cavity) frames of each simulated subject, with the phantom's masks; the
+    RV direction is that of the septal AHA segments seen from the cavity."""
+    from ..store import open_cohort
+
+    out = []
+    with open_cohort(cohort_path) as c:
+        ids = c.ids[:max_subjects] if max_subjects else c.ids
+        for sid in tqdm(ids, desc="simulated frames", unit="subject"):
+            s = c.read(sid, fields=("cine", "myocardium_t", "lv_cavity_t", "aha_segments"))
+            es = int(np.argmin(s.lv_cavity_t.reshape(len(s.cine), -1).sum(1)))
+            septum = np.isin(s.aha_segments, SEPTAL_SEGMENTS)
+            angle = direction_deg(s.lv_cavity_t[0], septum) if septum.any() else float("nan")
+            for t in (0, es)[:per_subject]:
+                cav, myo = s.lv_cavity_t[t].astype(bool), s.myocardium_t[t].astype(bool)
+                out.append(_frame("simulated", sid, s.cine[t], lv=cav | myo, blood=cav, myocardium=myo,
+                                  rv_angle=angle, spacing=s.spacing_mm[0]))
+    return out
+
+
+def real_frames(shared, split):
+    """Real frames with their masks and split; returns (frames, skipped reasons by set)."""
+    frames, skipped = [], {}
+    lo, hi = split["calibration_acdc"]
+    acdc = Path(shared) / "acdc-edes"
+    if acdc.is_dir():
+        for s in acdc_sequences(acdc):
+            pid = s["id"].split("/")[0]
+            group = "acdc " + ("calibration" if lo <= acdc_patient(pid) <= hi else "evaluation")
+            for t, lab in enumerate(s["labels"]):
+                rv = lab == 1
+                lv = np.isin(lab, (2, 3))
+                frames.append(_frame(group, pid, s["cine"][t], lv=lv, blood=lab == 3, myocardium=lab == 2,
+                                     rv_angle=direction_deg(lv, rv) if rv.sum() >= 20 else float("nan")))
+    else:
+        skipped["acdc"] = f"{acdc} not found"
+    sb = Path(shared) / "sunnybrook"
+    if sb.is_dir():
+        for s in sunnybrook_sequences(sb):
+            pid = s["id"].split("/")[0]
+            group = "sunnybrook " + ("calibration" if pid in split["calibration_sunnybrook"] else "evaluation")
+            epi = next((m["o"] for m in s["masks"].values() if "o" in m), None)
+            for t, m in sorted(s["masks"].items()):
+                if "i" not in m:
+                    continue
+                # frames contoured at the endocardium only (ES) borrow the slice's ED epicardium
+                lv = m["o"] | m["i"] if "o" in m else m["i"] if epi is None else epi | m["i"]
+                myo = m["o"] & ~m["i"] if "o" in m else None
+                frames.append(_frame(group, pid, s["cine"][t], lv=lv, blood=m["i"],
+                                     myocardium=myo, spacing=s["spacing"][0]))
+    else:
+        skipped["sunnybrook"] = f"{sb} not found"
+    return frames, skipped
+
+
+# -- separability --------------------------------------------------------------------------------
+
+def subject_folds(subjects, k, seed):
+    """Fold (0..k-1) of every entry of ``subjects``, whole subjects per fold, seeded."""
+    names = sorted(set(subjects))
+    order = np.random.default_rng(seed).permutation(len(names))
+    fold = {names[i]: j % k for j, i in enumerate(order)}
+    return np.array([fold[s] for s in subjects])
+
+
+def cross_fit(is_real, calibration, evaluation, sim_fold, fit_score):
+    """Scores from models that never saw the scored frame (see the module docstring).
+
+    ``fit_score(train, score)`` fits on the boolean mask ``train`` and returns scores of the
+    frames in ``score``. Returns (N,) scores; NaN for calibration frames.
+    """
+    scores = np.full(len(is_real), np.nan)
+    scores[evaluation] = 0.0
+    k = int(sim_fold[~is_real].max()) + 1
+    for j in range(k):
+        held = ~is_real & (sim_fold == j)
+        train = calibration | (~is_real & (sim_fold != j))
+        s = fit_score(train, held | evaluation)
+        part = np.zeros(len(is_real))
+        part[held | evaluation] = s
+        scores[held] = part[held]
+        scores[evaluation] += part[evaluation] / k
+    return scores
+
+
+def auc_with_interval(scores, is_real, subjects, *, n_boot, seed):
+    """ROC AUC (real = positive) and its 95 % interval from a bootstrap over subjects."""
+    from sklearn.metrics import roc_auc_score
+
+    auc = float(roc_auc_score(is_real, scores))
+    rng = np.random.default_rng(seed)
+    by = {}
+    for i, s in enumerate(subjects):
+        by.setdefault((bool(is_real[i]), s), []).append(i)
+    pos = [v for (r, _), v in by.items() if r]
+    neg = [v for (r, _), v in by.items() if not r]
+    boots = []
+    for _ in range(n_boot):
+        idx = np.concatenate([np.concatenate([g[i] for i in rng.integers(len(g), size=len(g))]) for g in (pos, neg)])
+        boots.append(roc_auc_score(is_real[idx], scores[idx]))
+    lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+    return dict(auc=auc, ci95=[float(lo), float(hi)], real_frames=int(is_real.sum()),
+                simulated_frames=int((~is_real).sum()), real_subjects=len(pos), simulated_subjects=len(neg))
+
+
+def logistic_scores(X, C):
+    """``fit_score`` of a standardised logistic regression (balanced classes) on rows of ``X``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def fit_score(train, score, *, y):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, class_weight="balanced"))
+        model.fit(X[train], y[train])
+        return model.predict_proba(X[score])[:, 1]
+    return fit_score
+
+
+def cnn_scores(images, cfg, seed):
+    """``fit_score`` of a small CNN (three conv blocks, global pooling, logistic output; random
+    flips and quarter turns, since orientation conventions differ) on (N, S, S) ``images``."""
+    import keras
+    import tensorflow as tf
+
+    def build(size):
+        x = inp = keras.Input((size, size, 1))
+        for width in (16, 32, 32):
+            x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+            x = keras.layers.MaxPooling2D()(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(x))
+
+    def augment(x, y, w):
+        x = tf.image.random_flip_left_right(x)
+        x = tf.image.rot90(x, tf.random.uniform((), 0, 4, tf.int32))
+        return x, y, w
+
+    def fit_score(train, score, *, y):
+        keras.utils.set_random_seed(seed)
+        idx = np.flatnonzero(train)
+        yt = y[idx].astype(np.float32)
+        w = np.where(yt > 0, 0.5 / yt.mean(), 0.5 / (1 - yt.mean())).astype(np.float32)
+        ds = (tf.data.Dataset.from_tensor_slices((images[idx, ..., None], yt, w)).shuffle(len(idx), seed=seed)
+              .repeat().map(augment).batch(cfg["batch"]))
+        model = build(images.shape[1])
+        model.compile(keras.optimizers.Adam(cfg["learning_rate"]), "binary_crossentropy")
+        model.fit(ds, epochs=cfg["epochs"], steps_per_epoch=max(1, len(idx) // cfg["batch"]), shuffle=False,
+                  verbose=0)
+        return np.asarray(model(images[score][..., None], training=False))[:, 0]
+    return fit_score
+
+
+# -- the experiment --------------------------------------------------------------------------------
+
+def _summary(v):
+    v = np.asarray([x for x in v if np.isfinite(x)], float)
+    if not v.size:
+        return None
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return dict(n=int(v.size), median=float(med), q1=float(q1), q3=float(q3), mean=float(v.mean()), sd=float(v.std()))
+
+
+def _signal_ratios():
+    """The phantom's on-resonance bSSFP signal per tissue over LV blood (flip 50 deg, mid TR)."""
+    from ..simulate.mri import Tissue, signal_table
+
+    out = {}
+    for field, tr in ((1.5, 3.0), (3.0, 3.2)):
+        sig = signal_table(field_t=field, flip_deg=50.0, tr_ms=tr)
+        out[f"{field:g} T"] = {t.name.lower(): float(sig[int(t)] / sig[int(Tissue.LV_BLOOD)]) for t in Tissue}
+    return out
+
+
+def run(config, profile, out_dir):
+    cfg = resolve_config(config, profile)
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    seed = int(cfg["seed"])
+    st = cfg["statistics"]
+    sim = simulated_frames(REPO / cfg["cohort"], per_subject=cfg["frames_per_subject"],
+                           max_subjects=cfg.get("max_subjects", 0))
+    real, skipped = real_frames(SHARED, cfg["split"])
+    if not real:
+        raise OfrnnError(f"no real frames to compare with ({'; '.join(skipped.values())})", field="shared data")
+    frames = sim + real
+    timings = {"read_s": time.perf_counter() - t0}
+    groups = np.array([f["group"] for f in frames])
+    subjects = np.array([f["group"].split()[0] + ":" + f["subject"] for f in frames])
+    is_real = groups != "simulated"
+    calibration = np.char.endswith(groups, "calibration")
+    evaluation = np.char.endswith(groups, "evaluation")
+
+    t = time.perf_counter()
+    stats = [frame_statistics(f["image"], intensity_bins=st["intensity_bins"], gradient_bins=st["gradient_bins"],
+                              spectrum_bins=st["spectrum_bins"], lbp_radius=st["lbp_radius"])
+             for f in tqdm(frames, desc="statistics", unit="frame")]
+    X = np.array([np.concatenate([s[k] for k in ("intensity", "gradient", "lbp", "spectrum")]) for s in stats])
+    tissue = [tissue_measures(f["image"], f["blood"], f["myocardium"]) if f["blood"] is not None and f["blood"].any()
+              else None for f in frames]
+    timings["statistics_s"] = time.perf_counter() - t
+
+    y = is_real.astype(int)
+    cl = cfg["classifier"]
+    separability = {}
+    t = time.perf_counter()
+    fold = subject_folds(list(subjects), cl["folds"], seed)
+    fit = logistic_scores(X, cl["C"])
+    scores = {"statistics": cross_fit(is_real, calibration, evaluation, fold,
+                                      lambda tr, sc: fit(tr, sc, y=y))}
+    timings["classifier_s"] = time.perf_counter() - t
+    if cfg["cnn"]["enabled"]:
+        from skimage.transform import resize
+
+        cn = cfg["cnn"]
+        t = time.perf_counter()
+        whole = np.stack([resize(np.clip(normalise(f["image"]), 0, 1.25), (cn["frame_size"],) * 2, anti_aliasing=True)
+                          for f in frames]).astype(np.float32)
+        crops = np.stack([heart_crop(f["image"], f["lv"], scale=cn["crop_scale"], size=cn["crop_size"])
+                          for f in frames])
+        cfold = subject_folds(list(subjects), cn["folds"], seed)
+        for name, imgs in (("cnn, whole frames", whole), ("cnn, heart-centred crops", crops)):
+            fit_cnn = cnn_scores(imgs, cn, seed)
+            scores[name] = cross_fit(is_real, calibration, evaluation, cfold, lambda tr, sc: fit_cnn(tr, sc, y=y))
+        timings["cnn_s"] = time.perf_counter() - t
+    scored = evaluation | ~is_real
+    for name, s in scores.items():
+        separability[name] = {}
+        for real_set in ("all", "acdc", "sunnybrook"):
+            m = scored & ((groups == "simulated") | (real_set == "all") | np.char.startswith(groups, real_set))
+            if (m & is_real).any():
+                separability[name][real_set] = auc_with_interval(s[m], is_real[m], subjects[m],
+                                                                 n_boot=cl["bootstrap"], seed=seed)
+
+    per_frame = dict(
+        lv_size=np.array([lv_size(f["lv"], f["image"].shape) if f["lv"] is not None else np.nan for f in frames]),
+        rv_direction_deg=np.array([f["rv_angle"] for f in frames]),
+        pixel_mm=np.array([f["spacing"] if f["spacing"] is not None else np.nan for f in frames]),
+        matrix=np.array([np.sqrt(np.prod(f["image"].shape)) for f in frames]),
+        **{k: np.array([r[k] if r is not None else np.nan for r in tissue]) for k in TISSUE_KEYS})
+    by_group = {}
+    for g in GROUPS:
+        idx = np.flatnonzero(groups == g)
+        if idx.size:
+            by_group[g] = dict(
+                frames=int(idx.size), subjects=len(set(subjects[idx])),
+                **{k: _summary(v[idx]) for k, v in per_frame.items()},
+                texture={k: dict(mean=np.mean([stats[i][k] for i in idx], 0).tolist(),
+                                 sd=np.std([stats[i][k] for i in idx], 0).tolist())
+                         for k in ("intensity", "gradient", "lbp", "spectrum")})
+    timings["total_s"] = time.perf_counter() - t0
+    _figures(frames, groups, evaluation, by_group, per_frame, scores, is_real, scored, cfg, out_dir)
+    import sklearn
+    import skimage
+
+    metrics = dict(separability=separability, groups=by_group, phantom_signal_over_blood=_signal_ratios(),
+                   skipped=skipped, settings=cfg, profile=profile, timings=timings,
+                   split=dict(cfg["split"], evaluation="every other real patient"),
+                   versions=dict(ofrnn=__version__, python=platform.python_version(), numpy=np.__version__,
+                                 scikit_learn=sklearn.__version__, scikit_image=skimage.__version__))
+    write_json(out_dir / "metrics.json", metrics, nan_as_null=True)
+    atomic_write_text(out_dir / "report.md", _report(metrics))
+    print(f"wrote {out_dir}/metrics.json, report.md, gallery.png, crops.png, texture.png, geometry.png, roc.png")
+    head = separability.get("statistics", {}).get("all")
+    if head:
+        print(f"real vs simulated AUC (statistics, evaluation frames): {head['auc']:.3f} "
+              f"[{head['ci95'][0]:.3f}, {head['ci95'][1]:.3f}]")
+
+
+# -- figures and report ------------------------------------------------------------------------------
+
+def _gallery_picks(groups, evaluation, n):
+    """Frame indices for the gallery rows: simulated ones spread over the cohort; real evaluation
+    frames, half ACDC and half Sunnybrook where both exist."""
+    sim = np.flatnonzero(groups == "simulated")
+    rows = [sim[np.linspace(0, len(sim) - 1, n).astype(int)]]
+    real = []
+    sets = [np.flatnonzero(evaluation & np.char.startswith(groups, p)) for p in ("acdc", "sunnybrook")]
+    sets = [s for s in sets if s.size]
+    for j, s in enumerate(sets):
+        k = n // len(sets) + (j < n % len(sets))
+        real.append(s[np.linspace(0, len(s) - 1, k).astype(int)])
+    rows.append(np.concatenate(real) if real else np.array([], int))
+    return rows
+
+
+def _figures(frames, groups, evaluation, by_group, per_frame, scores, is_real, scored, cfg, out_dir):
+    plt = pyplot()
+    n = cfg["gallery"]["frames"]
+    picks = _gallery_picks(groups, evaluation, n)
+    for name, crop in (("gallery.png", False), ("crops.png", True)):
+        fig, ax = plt.subplots(2, n, figsize=(1.9 * n, 4.2))
+        for r, idx in enumerate(picks):
+            for j in range(n):
+                a = ax[r, j]
+                a.axis("off")
+                if j >= len(idx):
+                    continue
+                f = frames[idx[j]]
+                img = heart_crop(f["image"], f["lv"], scale=cfg["cnn"]["crop_scale"], size=96) if crop \
+                    else normalise(f["image"])
+                a.imshow(np.clip(img, 0, 1.1), cmap="gray", vmin=0, vmax=1.1)
+                a.set_title(f"{f['group'].split()[0]} {f['subject']}", fontsize=7)
+        fig.suptitle("top: simulated (make data); bottom: real evaluation frames (never fitted)"
+                     + (" - heart-centred crops" if crop else ""), fontsize=9)
+        fig.tight_layout()
+        save_figure(fig, out_dir / name, dpi=90)
+        plt.close(fig)
+
+    st = cfg["statistics"]
+    axes_x = dict(intensity=np.linspace(0, 1.25, st["intensity_bins"] + 1)[:-1] + 1.25 / st["intensity_bins"] / 2,
+                  gradient=np.linspace(0, 0.3, st["gradient_bins"] + 1)[:-1] + 0.3 / st["gradient_bins"] / 2,
+                  lbp=np.arange(10), spectrum=(np.arange(st["spectrum_bins"]) + 0.5) * 0.5 / st["spectrum_bins"])
+    labels = dict(intensity="intensity / 99th percentile", gradient="gradient magnitude per pixel",
+                  lbp="uniform LBP code (8 neighbours)", spectrum="spatial frequency (cycles / pixel)")
+    fig, ax = plt.subplots(1, 4, figsize=(18, 3.8))
+    for a, key in zip(ax, ("intensity", "gradient", "lbp", "spectrum")):
+        for g, r in by_group.items():
+            m, s = np.array(r["texture"][key]["mean"]), np.array(r["texture"][key]["sd"])
+            a.plot(axes_x[key], m, label=f"{g} ({r['frames']})", lw=2 if g == "simulated" else 1)
+            a.fill_between(axes_x[key], m - s, m + s, alpha=0.1)
+        a.set_xlabel(labels[key])
+        a.set_yscale("log" if key in ("intensity", "gradient") else "linear")
+    ax[0].set_ylabel("share of pixels")
+    ax[3].set_ylabel("log10 share of power")
+    ax[0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "texture.png", dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(1, 4, figsize=(18, 3.6))
+    by = {g: np.flatnonzero(groups == g) for g in by_group}
+    measures = (("lv_size", "LV diameter / FOV side", np.linspace(0, 0.45, 30)),
+                ("body_fraction", "body share of the FOV", np.linspace(0, 1, 30)),
+                ("blood_percentile", "LV blood percentile among body pixels", np.linspace(40, 100, 31)),
+                ("rv_direction_deg", "RV direction from the LV (deg; 180 = image left)", np.linspace(0, 360, 37)))
+    for a, (key, title, bins) in zip(ax, measures):
+        for g, idx in by.items():
+            v = per_frame[key][idx]
+            v = v[np.isfinite(v)]
+            if v.size:
+                a.hist(v, bins, density=True, histtype="step", lw=2 if g == "simulated" else 1, label=g)
+        a.set_xlabel(title)
+    ax[0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "geometry.png", dpi=90)
+    plt.close(fig)
+
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    for name, s in scores.items():
+        fpr, tpr, _ = roc_curve(is_real[scored], s[scored])
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("simulated frames called real")
+    ax.set_ylabel("real evaluation frames called real")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "roc.png", dpi=90)
+    plt.close(fig)
+
+
+def _iqr(s, fmt="{:.2f}", k=1.0):
+    if s is None:
+        return "n/a"
+    return f"{fmt.format(k * s['median'])} ({fmt.format(k * s['q1'])}-{fmt.format(k * s['q3'])})"
+
+
+def _report(m):
+    sep, g = m["separability"], m["groups"]
+    L = ["# Phantom realism: simulated vs real short-axis cine frames", "",
+         "`make realism` (`ofrnn experiment realism`, settings `experiments/realism.toml`, profile "
+         f"`{m['profile']}`, {m['timings']['total_s']:.0f} s). Real frames are split by patient: calibration "
+         f"(ACDC {m['split']['calibration_acdc'][0]:03d}-{m['split']['calibration_acdc'][1]:03d}, Sunnybrook "
+         f"{', '.join(m['split']['calibration_sunnybrook'])}) may be fitted, evaluation (every other patient) is only "
+         "scored.", ""]
+    for k, why in m["skipped"].items():
+        L.append(f"- **{k} skipped**: {why}")
+    L += ["## Separability (lower is better; 0.5 = indistinguishable; target <= 0.85)", "",
+          "ROC AUC of real evaluation frames against held-out simulated frames, 95 % interval from a bootstrap "
+          "over subjects. Every model is trained on the calibration real frames and other simulated subjects.", "",
+          "| classifier | all real evaluation frames | ACDC 041-060 | Sunnybrook SC-HF-I-2, -4 |", "|---|---|---|---|"]
+    for name, r in sep.items():
+        cells = [f"{r[k]['auc']:.3f} [{r[k]['ci95'][0]:.3f}, {r[k]['ci95'][1]:.3f}] ({r[k]['real_frames']} / "
+                 f"{r[k]['simulated_frames']} frames)" if k in r else "n/a" for k in ("all", "acdc", "sunnybrook")]
+        L.append(f"| {name} | " + " | ".join(cells) + " |")
+    L += ["", "![ROC](roc.png)", "", "## Galleries", "", "![frames](gallery.png)", "", "![crops](crops.png)", "",
+          "## Tissue intensity ratios", "",
+          "Median (IQR) over frames. Blood and myocardium from labels (ACDC), manual contours (Sunnybrook; "
+          "myocardium only at ED) and the phantom's masks. The body is the largest region above 10 % of the blood "
+          "level with holes filled; its quantiles are over the blood median. Real frames have no labels for fat, "
+          "liver, muscle or lung: they show in the body quantiles and in the bright share (>= 0.7 x blood: fat and "
+          "fluid in bSSFP).", ""]
+    keys = [("myocardium_blood", "myocardium / blood"), ("blood_percentile", "blood percentile in body"),
+            *[(f"body_q{q}", f"body q{q} / blood") for q in BODY_QUANTILES], ("bright_share", "bright share"),
+            ("body_fraction", "body share of FOV")]
+    L += ["| group | frames (subjects) | " + " | ".join(n for _, n in keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for name, r in g.items():
+        L.append(f"| {name} | {r['frames']} ({r['subjects']}) | "
+                 + " | ".join(_iqr(r.get(k), "{:.1f}" if k == "blood_percentile" else "{:.2f}")
+                              for k, _ in keys) + " |")
+    sig = m["phantom_signal_over_blood"]
+    L += ["", "The phantom's on-resonance bSSFP signal over LV blood (flip 50 deg; TR 3.0 ms at 1.5 T, 3.2 ms at "
+          "3 T; before texture, coil shading and noise):", "",
+          "| tissue | " + " | ".join(sig) + " |", "|---|" + "---|" * len(sig)]
+    for t in ("lv_myocardium", "subcutaneous_fat", "fat", "liver", "muscle", "spleen", "stomach", "lung"):
+        L.append(f"| {t} | " + " | ".join(f"{sig[f][t]:.2f}" for f in sig) + " |")
+    L += ["", "## Geometry", "",
+          "| group | LV diameter / FOV side | RV direction (deg, 180 = image left) | matrix side (px) | pixel (mm) |",
+          "|---|---|---|---|---|"]
+    for name, r in g.items():
+        L.append(f"| {name} | {_iqr(r['lv_size'])} | {_iqr(r['rv_direction_deg'], '{:.0f}')} | "
+                 f"{_iqr(r['matrix'], '{:.0f}')} | {_iqr(r['pixel_mm'])} |")
+    L += ["", "ACDC's shared copy keeps no pixel spacing. Sunnybrook has no RV contours.", "",
+          "![geometry](geometry.png)", "", "## Texture", "",
+          "Mean ± sd over frames of each group: intensity and gradient histograms of the frame over its 99th "
+          "percentile, uniform LBP histograms, radial power spectra (Hann window; shape only).", "",
+          "![texture](texture.png)", "",
+          f"Versions: {m['versions']}. Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in m["timings"].items()), ""]
+    return "\n".join(L)

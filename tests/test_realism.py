@@ -1,0 +1,152 @@
+"""Phantom realism measurement (issue 12): frame statistics on known images, the split of real
+frames, and the cross-fitting that never scores a frame with a model that saw its subject."""
+import numpy as np
+import pytest
+
+from ofrnn.experiments import realism as R
+
+
+def _disk(shape, cy, cx, r):
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
+
+
+def test_radial_spectrum_is_flat_for_white_noise_and_falls_for_smooth_images():
+    from scipy import ndimage as ndi
+
+    noise = np.random.default_rng(0).normal(size=(128, 128))
+    flat = R.radial_spectrum(noise, bins=16)
+    assert flat.shape == (16,)
+    assert np.ptp(flat[2:]) < 0.3  # white: equal power per frequency (the lowest bands feel the window)
+    smooth = R.radial_spectrum(ndi.gaussian_filter(noise, 3.0), bins=16)
+    assert smooth[-1] < smooth[1] - 4  # a 3-px blur removes the high frequencies (decades of power)
+    assert np.all(np.diff(smooth[1:]) < 0)
+
+
+def test_tissue_measures_known_answer():
+    shape = (100, 100)
+    img = np.zeros(shape, np.float32)
+    body = _disk(shape, 50, 50, 40)
+    img[body] = 0.4
+    myo = _disk(shape, 50, 50, 12)
+    blood = _disk(shape, 50, 50, 8)
+    img[myo] = 0.3
+    img[blood] = 1.0
+    m = R.tissue_measures(img, blood, myo & ~blood)
+    assert m["myocardium_blood"] == pytest.approx(0.3)
+    assert m["body_fraction"] == pytest.approx(body.mean(), abs=0.01)
+    assert m["blood_percentile"] == pytest.approx(100 * (1 - blood.sum() / body.sum()), abs=0.5)
+    assert m["body_q50"] == pytest.approx(0.4)
+    assert m["bright_share"] == pytest.approx(blood.sum() / body.sum(), abs=0.005)
+
+
+def test_body_mask_fills_the_dark_lungs_inside_the_body():
+    shape = (80, 80)
+    img = np.zeros(shape, np.float32)
+    body = _disk(shape, 40, 40, 30)
+    img[body] = 1.0
+    img[_disk(shape, 40, 25, 10)] = 0.0  # a lung: dark but inside the body
+    assert R.body_mask(img, 1.0).sum() == pytest.approx(body.sum(), rel=0.02)
+
+
+def test_direction_and_size_of_the_lv():
+    shape = (64, 64)
+    lv = _disk(shape, 32, 32, 6)
+    assert R.direction_deg(lv, _disk(shape, 32, 12, 5)) == pytest.approx(180)  # RV on the image left
+    assert R.direction_deg(lv, _disk(shape, 12, 32, 5)) == pytest.approx(90)  # above
+    assert R.lv_size(lv, shape) == pytest.approx(12 / 64, rel=0.05)
+
+
+def test_heart_crop_is_centred_on_the_lv():
+    shape = (120, 120)
+    img = np.full(shape, 0.2, np.float32)
+    lv = _disk(shape, 30, 80, 8)
+    img[lv] = 1.0
+    crop = R.heart_crop(img, lv, scale=2.5, size=40)
+    assert crop.shape == (40, 40)
+    assert crop[20, 20] > 0.9 and crop[1, 1] < 0.3
+    assert R.heart_crop(img, _disk(shape, 3, 3, 3), scale=2.5, size=40).shape == (40, 40)  # at the edge: padded
+
+
+def test_subject_folds_keep_subjects_whole_and_are_seeded():
+    subjects = [f"s{i // 3}" for i in range(30)]
+    a = R.subject_folds(subjects, 4, seed=1)
+    assert np.array_equal(a, R.subject_folds(subjects, 4, seed=1))
+    assert set(a) == {0, 1, 2, 3}
+    for s in set(subjects):
+        assert len({a[i] for i, t in enumerate(subjects) if t == s}) == 1
+
+
+def test_cross_fit_never_scores_a_frame_its_model_saw():
+    rng = np.random.default_rng(0)
+    n_sim, n_cal, n_eval = 40, 10, 12
+    is_real = np.r_[np.zeros(n_sim, bool), np.ones(n_cal + n_eval, bool)]
+    calibration = np.r_[np.zeros(n_sim, bool), np.ones(n_cal, bool), np.zeros(n_eval, bool)]
+    evaluation = is_real & ~calibration
+    fold = R.subject_folds([f"s{i // 2}" for i in range(n_sim)] + ["r"] * (n_cal + n_eval), 4, seed=0)
+    seen = []
+
+    def fit_score(train, score):
+        assert not (train & score).any() and not (train & evaluation).any()
+        seen.append(train.copy())
+        return rng.random(score.sum())
+    s = R.cross_fit(is_real, calibration, evaluation, fold, fit_score)
+    assert len(seen) == 4
+    assert np.isnan(s[calibration]).all() and np.isfinite(s[~calibration]).all()
+
+
+def test_separability_is_one_for_distinct_and_chance_for_equal_statistics():
+    rng = np.random.default_rng(0)
+    n = 60
+    is_real = np.r_[np.zeros(n, bool), np.ones(n, bool)]
+    calibration = is_real & (np.arange(2 * n) < 1.5 * n)
+    evaluation = is_real & ~calibration
+    subjects = np.array([f"s{i // 2}" for i in range(2 * n)])
+    fold = R.subject_folds(list(subjects), 3, seed=0)
+    y = is_real.astype(int)
+    for shift, lo, hi in ((3.0, 0.99, 1.0), (0.0, 0.2, 0.8)):
+        X = rng.normal(size=(2 * n, 5)) + shift * is_real[:, None]
+        fit = R.logistic_scores(X, 1.0)
+        s = R.cross_fit(is_real, calibration, evaluation, fold, lambda tr, sc: fit(tr, sc, y=y))
+        m = evaluation | ~is_real
+        r = R.auc_with_interval(s[m], is_real[m], subjects[m], n_boot=50, seed=0)
+        assert lo <= r["auc"] <= hi
+        assert r["ci95"][0] <= r["auc"] <= r["ci95"][1] + 1e-9
+
+
+def test_real_frames_split_by_patient(shared_data):
+    frames, skipped = R.real_frames(shared_data, dict(calibration_acdc=[61, 80], calibration_sunnybrook=["SC-HF-I-1"]))
+    assert not skipped
+    groups = {}
+    for f in frames:
+        groups.setdefault(f["group"], set()).add(f["subject"])
+    assert groups["acdc calibration"] == {f"patient{i:03d}" for i in range(61, 81)} & groups["acdc calibration"]
+    assert all(41 <= int(p[7:]) <= 60 for p in groups["acdc evaluation"])
+    assert groups["sunnybrook calibration"] == {"SC-HF-I-1"}
+    assert groups["sunnybrook evaluation"] == {"SC-HF-I-2", "SC-HF-I-4"}
+    for f in frames:
+        assert f["lv"].any() and not (f["blood"] & ~f["lv"]).any()
+
+
+def test_realism_experiment_end_to_end(shared_data, tmp_path):
+    """The smoke profile on a tiny cohort: every output, AUCs in [0, 1], both real sets measured."""
+    import json
+
+    from ofrnn.files import read_toml
+    from ofrnn.simulate import simulate_cohort
+
+    cohort = tmp_path / "tiny.h5"
+    simulate_cohort(cohort, n_subjects=6, seed=3, matrix=96, frames=6, progress=False)
+    config = read_toml(R.REPO / "experiments" / "realism.toml")
+    config["cohort"] = str(cohort)
+    config["profile"]["smoke"]["cnn"] = dict(epochs=1, frame_size=32, crop_size=24)
+    R.run(config, "smoke", tmp_path)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("statistics", "cnn, whole frames", "cnn, heart-centred crops"):
+        for real_set in ("all", "acdc", "sunnybrook"):
+            assert 0 <= m["separability"][name][real_set]["auc"] <= 1
+    assert m["groups"]["simulated"]["frames"] == 12
+    assert m["groups"]["acdc evaluation"]["myocardium_blood"]["median"] > 0
+    for png in ("gallery", "crops", "texture", "geometry", "roc"):
+        assert (tmp_path / f"{png}.png").stat().st_size > 1000
+    assert "Separability" in (tmp_path / "report.md").read_text()
