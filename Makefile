@@ -156,10 +156,16 @@ $(STAMPS)/train:
 # make realism: simulated frames beside real Sunnybrook/ACDC frames (../shared/data): galleries, tissue
 # intensity ratios, geometry, texture, real-vs-simulated classifiers -> results/realism/
 REALISM_PROFILE ?= full
-.PHONY: realism
+.PHONY: realism realism-calibrate
 
 realism: $(COHORT)
 	$(OFRNN) experiment realism --profile $(REALISM_PROFILE) --out results/realism
+
+# tuning the phantom: a separately seeded 40-subject cohort against the calibration real frames only
+data/realism-tune.h5: $(wildcard ofrnn/simulate/*.py)
+	$(OFRNN) simulate --subjects 40 --seed 1002 --jobs $(JOBS) --out $@
+realism-calibrate: data/realism-tune.h5
+	$(OFRNN) experiment realism --profile calibrate --out results/realism-calibrate
 # ---- end phantom realism ----
 
 # ---- yardstick (issue 10; settings: experiments/ceiling.toml) ----

@@ -6,7 +6,7 @@ from scipy import ndimage as ndi
 from ofrnn.cli import main
 from ofrnn.simulate import Acquisition, cohort_plan, level_counts, simulate_cohort, simulate_subject
 from ofrnn.simulate.measure import area_ejection_fraction, remote_and_scar_thickening
-from ofrnn.simulate.mri import Tissue, band_table, bssfp_profile, bssfp_signal, signal_table
+from ofrnn.simulate.mri import Tissue, acquire, band_table, bssfp_profile, bssfp_signal, signal_table
 from ofrnn.store import open_cohort
 
 
@@ -55,7 +55,8 @@ def test_cohort_schema_and_acquisition(cohort):
         T, H, W = s.cine.shape
         assert (T, H, W) == (25, 256, 256)
         assert 1.3 <= s.spacing_mm[0] <= 1.6 and s.spacing_mm[0] == s.spacing_mm[1]
-        assert 15 <= s.attrs["snr"] <= 40 and s.attrs["field_t"] == 3.0
+        assert 25 <= s.attrs["snr"] <= 70 and s.attrs["field_t"] in (1.5, 3.0)
+        assert 0.2 <= s.attrs["residual_shading"] <= 0.8 and 0.6 <= s.attrs["readout_resolution"] <= 1.0
         assert np.all(np.diff(s.frame_times_ms) > 0)
         # the temporal resolution of the paper's cohort, 45.1 +- 8.8 ms, clipped to 30-65 ms
         assert 30 <= s.frame_times_ms[1] <= 65
@@ -137,7 +138,7 @@ def _warp_back(s, t):
 
 
 def test_ground_truth_flow_explains_the_images():
-    s = simulate_subject(3, "mid", Acquisition(snr=1e5, phase_resolution=1.0))
+    s = simulate_subject(3, "mid", Acquisition(snr=1e5, phase_resolution=1.0, readout_resolution=1.0))
     speed = [np.abs(s.flow[t]).max() for t in range(24)]
     for t in np.argsort(speed)[-3:]:
         warped, (wy, wx) = _warp_back(s, t)
@@ -153,7 +154,10 @@ def test_ground_truth_flow_explains_the_images():
 
 
 def test_ground_truth_flow_matches_within_noise():
-    s = simulate_subject(4, "basal", Acquisition(snr=20, phase_resolution=1.0))
+    # raw coil images (no intensity correction, no FOV mask): the noise is the same everywhere
+    s = simulate_subject(4, "basal", Acquisition(snr=20, phase_resolution=1.0, readout_resolution=1.0,
+                                                 residual_shading=1.0))
+    assert s.attrs["fov_mask"] == 0.0
     blood = s.cine[0][ndi.binary_erosion(s.lv_cavity_t[0], iterations=2)].mean()
     sigma = blood / 20
     # magnitude of pure complex noise is Rayleigh: mean sigma * sqrt(pi / 2) in the air outside the body
@@ -297,3 +301,65 @@ def test_phantom_report(cohort, tmp_path):
     assert m["summary"]["slices"] == 6 and len(m["subjects"]) == 6
     assert {"physiology.png", "gallery.png", "report.md"} <= {p.name for p in tmp_path.iterdir()}
     assert "| slice EF, no infarct |" in (tmp_path / "report.md").read_text()
+
+
+def test_fat_reads_at_its_chemical_shift():
+    """bSSFP reads fat 3.4 ppm below water: -217 Hz at 1.5 T, -434 Hz at 3 T. At 3 T and TR 3.4 ms
+    that is 1.48 cycles per TR, next to the dark band, so fat goes dark; at 1.5 T and TR 3.2 ms it
+    stays in the pass band. Water-based tissues are unaffected."""
+    from ofrnn.simulate.mri import FATTY, chemical_shift_beta
+
+    assert chemical_shift_beta(Tissue.LV_BLOOD, field_t=3.0, tr_ms=3.4) == 0.0
+    beta = chemical_shift_beta(Tissue.FAT, field_t=3.0, tr_ms=3.4)
+    cycles = 3.4e-6 * 42.577e6 * 3.0 * 3.4e-3  # 1.476 cycles per TR
+    assert abs(beta) == pytest.approx(2 * np.pi * (cycles - 1), abs=1e-6)  # wrapped: near pi, the dark band
+    dark = signal_table(field_t=3.0, flip_deg=50, tr_ms=3.4)
+    bright = signal_table(field_t=1.5, flip_deg=50, tr_ms=3.2)
+    for fat in FATTY:
+        assert dark[fat] / dark[Tissue.LV_BLOOD] < 0.3 < 0.6 < bright[fat] / bright[Tissue.LV_BLOOD]
+        # the off-resonance table stays relative to the tissue's own signal
+        np.testing.assert_allclose(band_table(field_t=3.0, flip_deg=50, tr_ms=3.4)[fat, 32], 1.0, rtol=1e-6)
+
+
+def test_readout_truncation_keeps_the_noise_level_and_smooths_it():
+    """Zero-filled k-space on both axes: the noise sigma stays as asked, and neighbouring pixels'
+    noise becomes correlated (an interpolated reconstruction)."""
+    rng = np.random.default_rng(0)
+    img = np.zeros((4, 128, 128))
+    full = acquire(img + 1000, rng, noise_sigma=10.0)
+    part = acquire(img + 1000, rng, noise_sigma=10.0, phase_resolution=0.7, readout_resolution=0.6)
+    for out in (full, part):
+        assert out.std() == pytest.approx(10.0, rel=0.05)  # at high SNR the magnitude is the real part
+    corr = lambda x: np.corrcoef(x[:, :, :-1].ravel(), x[:, :, 1:].ravel())[0, 1]  # noqa: E731
+    assert abs(corr(full)) < 0.05 and corr(part) > 0.3
+
+
+def test_intensity_correction_leaves_the_residual_shading():
+    from ofrnn.simulate.mri import coil_sensitivity, intensity_correction
+
+    coil = coil_sensitivity((96, 96), np.random.default_rng(1), spacing_mm=3.0)
+    centre = (48, 40)
+    for residual in (0.0, 0.5, 1.0):
+        d = intensity_correction(coil, centre, residual=residual)
+        assert d[centre] == pytest.approx(1.0)
+        np.testing.assert_allclose(coil / coil[centre] / d, (coil / coil[centre]) ** residual, rtol=1e-5)
+
+
+def test_scene_fills_the_abdomen_below_the_diaphragm():
+    """Below the dome of the diaphragm the torso holds abdominal viscera, not lung; above it, lung."""
+    from ofrnn.simulate.anatomy import sample_anatomy
+    from ofrnn.simulate.render import material_map
+    from ofrnn.simulate.scene import sample_scene
+
+    rng = np.random.default_rng(2)
+    a = sample_anatomy(rng, "mid", fov_mm=(360.0, 360.0))
+    a.body["scene"] = sample_scene(np.random.default_rng(3), a)
+    lab = material_map(a, (120, 120), 3.0, k=1)
+    dy, dx, curve = a.body["scene"]["diaphragm"]
+    rows = (np.arange(120) * 3.0)[:, None]
+    cols = (np.arange(120) * 3.0)[None, :]
+    below = rows > dy + curve * (cols - dx) ** 2
+    assert not np.any(lab[below] == Tissue.LUNG)
+    assert np.mean(lab[below] == Tissue.ABDOMEN) > 0.05
+    assert np.any(lab[~below] == Tissue.LUNG)
+    assert np.any(lab[below] == Tissue.FAT)  # fat planes among the viscera

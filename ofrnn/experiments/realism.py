@@ -50,8 +50,10 @@ SEPTAL_SEGMENTS = (2, 3, 8, 9, 14)
 BRIGHT = 0.7
 #: body intensity quantiles reported relative to the LV blood pool
 BODY_QUANTILES = (10, 25, 50, 75, 90)
+#: the statistics' families, in the order of the classifier's features
+STATISTICS = ("intensity", "gradient", "lbp", "spectrum")
 #: groups of frames, in plotting order
-TISSUE_KEYS = ("myocardium_blood", "blood_percentile", *(f"body_q{q}" for q in BODY_QUANTILES), "bright_share",
+TISSUE_KEYS = ("myocardium_blood", "snr", "blood_percentile", *(f"body_q{q}" for q in BODY_QUANTILES), "bright_share",
                "body_fraction")
 GROUPS = ("simulated", "acdc calibration", "acdc evaluation", "sunnybrook calibration", "sunnybrook evaluation")
 
@@ -112,18 +114,22 @@ def frame_statistics(image, *, intensity_bins, gradient_bins, spectrum_bins, lbp
 
 
 def body_mask(image, blood_level):
-    """The body: the largest connected region above 10 % of the blood level (after a 3x3 median,
-    which drops noise but keeps edges in place), holes (lungs, bowel gas) filled, after a 2-pixel
-    closing that bridges thin dark gaps."""
+    """The body: the convex hull of the regions above 15 % of the blood level (after a 3x3 median,
+    which drops noise but keeps edges in place, and an opening that removes specks); a torso's
+    cross-section is convex, and the hull keeps the dark lungs and the gas inside it whether or
+    not the body wall shows as a closed ring."""
     from scipy import ndimage as ndi
+    from skimage.morphology import convex_hull_image
 
-    fg = ndi.median_filter(np.asarray(image, np.float32), 3) > 0.1 * blood_level
-    fg = ndi.binary_closing(fg, iterations=2)
+    fg = ndi.median_filter(np.asarray(image, np.float32), 3) > 0.15 * blood_level
+    fg = ndi.binary_opening(fg, iterations=2)
     lab, n = ndi.label(fg)
     if n == 0:
         return fg
-    largest = 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
-    return ndi.binary_fill_holes(lab == largest)
+    sizes = np.bincount(lab.ravel())
+    keep = np.flatnonzero(sizes >= 0.005 * fg.size)
+    keep = keep[keep > 0]
+    return convex_hull_image(np.isin(lab, keep)) if keep.size else fg
 
 
 def tissue_measures(image, blood, myocardium):
@@ -131,7 +137,8 @@ def tissue_measures(image, blood, myocardium):
 
     Returns a dict: ``myocardium_blood`` (median ratio; NaN without a myocardium mask),
     ``blood_percentile`` (percentile of the blood median among body pixels), ``body_q<k>``
-    (body intensity quantiles over the blood median), ``bright_share`` (body share >= 0.7 x blood)
+    (body intensity quantiles over the blood median), ``snr`` (blood median over
+    :func:`noise_level`), ``bright_share`` (body share >= 0.7 x blood)
     and ``body_fraction`` (body share of the field of view).
     """
     img = np.asarray(image, np.float32)
@@ -140,11 +147,22 @@ def tissue_measures(image, blood, myocardium):
     v = img[body]
     out = dict(myocardium_blood=float(np.median(img[myocardium]) / b) if myocardium is not None and myocardium.any()
                else float("nan"),
-               blood_percentile=float(100 * np.mean(v < b)), bright_share=float(np.mean(v >= BRIGHT * b)),
+               blood_percentile=float(100 * np.mean(v < b)), snr=b / max(noise_level(img), 1e-9), bright_share=float(np.mean(v >= BRIGHT * b)),
                body_fraction=float(body.mean()))
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
     return out
+
+
+def noise_level(image):
+    """Noise sigma by Immerkaer's estimator (Fast noise variance estimation, CVIU 64:300 (1996)):
+    the mean absolute response to the difference of two Laplacians, which cancels smooth
+    structure; edges leave a small upward bias."""
+    from scipy import ndimage as ndi
+
+    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], float)
+    response = ndi.convolve(np.asarray(image, float), k)[1:-1, 1:-1]
+    return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6)
 
 
 def lv_size(lv, shape):
@@ -263,6 +281,18 @@ def cross_fit(is_real, calibration, evaluation, sim_fold, fit_score):
     return scores
 
 
+def calibration_scores(is_real, calibration, folds, fit_score):
+    """Grouped cross-validation on the calibration real frames and the simulated frames only
+    (``folds``: each frame's subject fold), for tuning the phantom without an evaluation frame.
+    Returns (N,) scores, NaN outside those frames."""
+    use = calibration | ~is_real
+    scores = np.full(len(is_real), np.nan)
+    for j in np.unique(folds[use]):
+        held = use & (folds == j)
+        scores[held] = fit_score(use & (folds != j), held)
+    return scores
+
+
 def auc_with_interval(scores, is_real, subjects, *, n_boot, seed):
     """ROC AUC (real = positive) and its 95 % interval from a bootstrap over subjects."""
     from sklearn.metrics import roc_auc_score
@@ -360,6 +390,8 @@ def run(config, profile, out_dir):
     sim = simulated_frames(REPO / cfg["cohort"], per_subject=cfg["frames_per_subject"],
                            max_subjects=cfg.get("max_subjects", 0))
     real, skipped = real_frames(SHARED, cfg["split"])
+    if not cfg["evaluate"]:  # tuning: the evaluation frames are not even measured
+        real = [f for f in real if f["group"].endswith("calibration")]
     if not real:
         raise OfrnnError(f"no real frames to compare with ({'; '.join(skipped.values())})", field="shared data")
     frames = sim + real
@@ -374,7 +406,7 @@ def run(config, profile, out_dir):
     stats = [frame_statistics(f["image"], intensity_bins=st["intensity_bins"], gradient_bins=st["gradient_bins"],
                               spectrum_bins=st["spectrum_bins"], lbp_radius=st["lbp_radius"])
              for f in tqdm(frames, desc="statistics", unit="frame")]
-    X = np.array([np.concatenate([s[k] for k in ("intensity", "gradient", "lbp", "spectrum")]) for s in stats])
+    X = np.array([np.concatenate([s[k] for k in STATISTICS]) for s in stats])
     tissue = [tissue_measures(f["image"], f["blood"], f["myocardium"]) if f["blood"] is not None and f["blood"].any()
               else None for f in frames]
     timings["statistics_s"] = time.perf_counter() - t
@@ -384,11 +416,22 @@ def run(config, profile, out_dir):
     separability = {}
     t = time.perf_counter()
     fold = subject_folds(list(subjects), cl["folds"], seed)
+    parts = {k: len(stats[0][k]) for k in STATISTICS}
+    ends = np.cumsum(list(parts.values()))
+    use = calibration | ~is_real
+    separability_calibration, cal_scores = {}, {}
+    # every statistic together, then each family alone: which of them still gives the phantom away
+    for name, cols in (("statistics", slice(None)),
+                       *((k, slice(e - n, e)) for (k, n), e in zip(parts.items(), ends))):
+        fit_k = logistic_scores(X[:, cols], cl["C"])
+        cal_scores[name] = calibration_scores(is_real, calibration, fold, lambda tr, sc: fit_k(tr, sc, y=y))
+        separability_calibration[name] = auc_with_interval(cal_scores[name][use], is_real[use], subjects[use],
+                                                           n_boot=cl["bootstrap"], seed=seed)
     fit = logistic_scores(X, cl["C"])
     scores = {"statistics": cross_fit(is_real, calibration, evaluation, fold,
-                                      lambda tr, sc: fit(tr, sc, y=y))}
+                                      lambda tr, sc: fit(tr, sc, y=y))} if evaluation.any() else {}
     timings["classifier_s"] = time.perf_counter() - t
-    if cfg["cnn"]["enabled"]:
+    if cfg["cnn"]["enabled"] and evaluation.any():
         from skimage.transform import resize
 
         cn = cfg["cnn"]
@@ -426,13 +469,15 @@ def run(config, profile, out_dir):
                 **{k: _summary(v[idx]) for k, v in per_frame.items()},
                 texture={k: dict(mean=np.mean([stats[i][k] for i in idx], 0).tolist(),
                                  sd=np.std([stats[i][k] for i in idx], 0).tolist())
-                         for k in ("intensity", "gradient", "lbp", "spectrum")})
+                         for k in STATISTICS})
     timings["total_s"] = time.perf_counter() - t0
-    _figures(frames, groups, evaluation, by_group, per_frame, scores, is_real, scored, cfg, out_dir)
+    curves = {name: (s, scored) for name, s in scores.items()}
+    curves["statistics, calibration CV"] = (cal_scores["statistics"], use)
+    _figures(frames, groups, evaluation, by_group, per_frame, curves, is_real, cfg, out_dir)
     import sklearn
     import skimage
 
-    metrics = dict(separability=separability, groups=by_group, phantom_signal_over_blood=_signal_ratios(),
+    metrics = dict(separability=separability, separability_calibration=separability_calibration, groups=by_group, phantom_signal_over_blood=_signal_ratios(),
                    skipped=skipped, settings=cfg, profile=profile, timings=timings,
                    split=dict(cfg["split"], evaluation="every other real patient"),
                    versions=dict(ofrnn=__version__, python=platform.python_version(), numpy=np.__version__,
@@ -440,6 +485,9 @@ def run(config, profile, out_dir):
     write_json(out_dir / "metrics.json", metrics, nan_as_null=True)
     atomic_write_text(out_dir / "report.md", _report(metrics))
     print(f"wrote {out_dir}/metrics.json, report.md, gallery.png, crops.png, texture.png, geometry.png, roc.png")
+    c = separability_calibration["statistics"]
+    print(f"real vs simulated AUC (statistics, calibration frames, grouped CV): {c['auc']:.3f} "
+          f"[{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]")
     head = separability.get("statistics", {}).get("all")
     if head:
         print(f"real vs simulated AUC (statistics, evaluation frames): {head['auc']:.3f} "
@@ -448,13 +496,13 @@ def run(config, profile, out_dir):
 
 # -- figures and report ------------------------------------------------------------------------------
 
-def _gallery_picks(groups, evaluation, n):
-    """Frame indices for the gallery rows: simulated ones spread over the cohort; real evaluation
-    frames, half ACDC and half Sunnybrook where both exist."""
+def _gallery_picks(groups, shown, n):
+    """Frame indices for the gallery rows: simulated ones spread over the cohort; real frames of
+    ``shown``, half ACDC and half Sunnybrook where both exist."""
     sim = np.flatnonzero(groups == "simulated")
     rows = [sim[np.linspace(0, len(sim) - 1, n).astype(int)]]
     real = []
-    sets = [np.flatnonzero(evaluation & np.char.startswith(groups, p)) for p in ("acdc", "sunnybrook")]
+    sets = [np.flatnonzero(shown & np.char.startswith(groups, p)) for p in ("acdc", "sunnybrook")]
     sets = [s for s in sets if s.size]
     for j, s in enumerate(sets):
         k = n // len(sets) + (j < n % len(sets))
@@ -463,10 +511,10 @@ def _gallery_picks(groups, evaluation, n):
     return rows
 
 
-def _figures(frames, groups, evaluation, by_group, per_frame, scores, is_real, scored, cfg, out_dir):
+def _figures(frames, groups, evaluation, by_group, per_frame, curves, is_real, cfg, out_dir):
     plt = pyplot()
     n = cfg["gallery"]["frames"]
-    picks = _gallery_picks(groups, evaluation, n)
+    picks = _gallery_picks(groups, evaluation if evaluation.any() else ~evaluation & (groups != "simulated"), n)
     for name, crop in (("gallery.png", False), ("crops.png", True)):
         fig, ax = plt.subplots(2, n, figsize=(1.9 * n, 4.2))
         for r, idx in enumerate(picks):
@@ -480,7 +528,8 @@ def _figures(frames, groups, evaluation, by_group, per_frame, scores, is_real, s
                     else normalise(f["image"])
                 a.imshow(np.clip(img, 0, 1.1), cmap="gray", vmin=0, vmax=1.1)
                 a.set_title(f"{f['group'].split()[0]} {f['subject']}", fontsize=7)
-        fig.suptitle("top: simulated (make data); bottom: real evaluation frames (never fitted)"
+        fig.suptitle("top: simulated; bottom: real " + ("evaluation frames (never fitted)" if evaluation.any()
+                                                        else "calibration frames")
                      + (" - heart-centred crops" if crop else ""), fontsize=9)
         fig.tight_layout()
         save_figure(fig, out_dir / name, dpi=90)
@@ -528,12 +577,12 @@ def _figures(frames, groups, evaluation, by_group, per_frame, scores, is_real, s
     from sklearn.metrics import roc_curve
 
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
-    for name, s in scores.items():
-        fpr, tpr, _ = roc_curve(is_real[scored], s[scored])
+    for name, (s, m) in curves.items():
+        fpr, tpr, _ = roc_curve(is_real[m], s[m])
         ax.plot(fpr, tpr, label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("simulated frames called real")
-    ax.set_ylabel("real evaluation frames called real")
+    ax.set_ylabel("real frames called real")
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, out_dir / "roc.png", dpi=90)
@@ -564,20 +613,23 @@ def _report(m):
         cells = [f"{r[k]['auc']:.3f} [{r[k]['ci95'][0]:.3f}, {r[k]['ci95'][1]:.3f}] ({r[k]['real_frames']} / "
                  f"{r[k]['simulated_frames']} frames)" if k in r else "n/a" for k in ("all", "acdc", "sunnybrook")]
         L.append(f"| {name} | " + " | ".join(cells) + " |")
-    L += ["", "![ROC](roc.png)", "", "## Galleries", "", "![frames](gallery.png)", "", "![crops](crops.png)", "",
+    L += ["", f"Tuning numbers (calibration real frames and simulated frames only, grouped "
+          f"{m['settings']['classifier']['folds']}-fold cross-validation): AUC "
+          + ", ".join(f"{k} {c['auc']:.3f}" for k, c in m["separability_calibration"].items()) + ".",
+          "", "![ROC](roc.png)", "", "## Galleries", "", "![frames](gallery.png)", "", "![crops](crops.png)", "",
           "## Tissue intensity ratios", "",
           "Median (IQR) over frames. Blood and myocardium from labels (ACDC), manual contours (Sunnybrook; "
           "myocardium only at ED) and the phantom's masks. The body is the largest region above 10 % of the blood "
           "level with holes filled; its quantiles are over the blood median. Real frames have no labels for fat, "
           "liver, muscle or lung: they show in the body quantiles and in the bright share (>= 0.7 x blood: fat and "
-          "fluid in bSSFP).", ""]
-    keys = [("myocardium_blood", "myocardium / blood"), ("blood_percentile", "blood percentile in body"),
+          "fluid in bSSFP). Blood / noise: the blood median over Immerkaer's noise estimate (edges bias it low).", ""]
+    keys = [("myocardium_blood", "myocardium / blood"), ("snr", "blood / noise"), ("blood_percentile", "blood percentile in body"),
             *[(f"body_q{q}", f"body q{q} / blood") for q in BODY_QUANTILES], ("bright_share", "bright share"),
             ("body_fraction", "body share of FOV")]
     L += ["| group | frames (subjects) | " + " | ".join(n for _, n in keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for name, r in g.items():
         L.append(f"| {name} | {r['frames']} ({r['subjects']}) | "
-                 + " | ".join(_iqr(r.get(k), "{:.1f}" if k == "blood_percentile" else "{:.2f}")
+                 + " | ".join(_iqr(r.get(k), "{:.1f}" if k in ("blood_percentile", "snr") else "{:.2f}")
                               for k, _ in keys) + " |")
     sig = m["phantom_signal_over_blood"]
     L += ["", "The phantom's on-resonance bSSFP signal over LV blood (flip 50 deg; TR 3.0 ms at 1.5 T, 3.2 ms at "

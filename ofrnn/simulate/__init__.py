@@ -11,8 +11,9 @@ LV boxes), built in four steps:
 2. kinematics (:mod:`.kinematics`): an incompressible, rotating, translating cardiac motion whose
    regional function follows the scar's transmurality;
 3. rendering (:mod:`.render`): supersampled partial-volume frames, masks and flow from the same map;
-4. image formation (:mod:`.mri`): bSSFP contrast from PD/T1/T2 at 1.5 or 3 T, coil shading,
-   complex Gaussian noise, k-space truncation and magnitude.
+4. image formation (:mod:`.mri`): bSSFP contrast from PD/T1/T2 at 1.5 or 3 T (fat at its
+   chemical shift), coil shading, complex Gaussian noise, k-space truncation, magnitude, and the
+   scanner's imperfect surface-coil intensity correction.
 
 Determinism: subject ``i`` of a cohort draws from ``SeedSequence(seed).spawn(n)[i]``, so results
 do not depend on the number of worker processes.
@@ -26,9 +27,10 @@ import numpy as np
 from ..store import LEVELS, Subject
 from .anatomy import sample_anatomy
 from .kinematics import sample_motion
-from .mri import Tissue, acquire, band_table, coil_sensitivity, signal_table, smooth_field
+from .mri import Tissue, acquire, band_table, coil_sensitivity, intensity_correction, signal_table, smooth_field
 from .render import SUPERSAMPLE, lv_boxes, render
-from .scene import band_index, field_hz, organ_texture, sample_scene, scene_rng, upsample
+from .scene import (ACQUISITION_STREAM, band_index, field_hz, organ_texture, sample_scene, scene_rng, substream,
+                    upsample)
 
 #: composition of the paper's cohort (Sec. 3): 43 apical, 37 mid-cavity, 34 basal slices
 PAPER_LEVEL_COUNTS = {"apical": 43, "mid": 37, "basal": 34}
@@ -41,18 +43,20 @@ class Acquisition:
     frames: int = 25
     matrix: int = 256
     pixel_mm: float | None = None  # 1.3-1.6 mm
-    snr: float | None = None  # blood signal / noise sigma: 15-40
-    field_t: float = 3.0
+    snr: float | None = None  # blood signal / noise sigma: 25-70
+    field_t: float | None = None  # 1.5 or 3 T, equally likely (clinical cine runs on both)
     flip_deg: float | None = None  # 45-60 deg
     tr_ms: float | None = None  # 3.0-3.4 ms at 3 T, 2.8-3.2 ms at 1.5 T
     phase_resolution: float | None = None  # 0.75-1.0 of phase-encoding lines acquired
+    readout_resolution: float | None = None  # 0.6-1.0 of the readout samples (interpolated reconstruction)
+    residual_shading: float | None = None  # coil shading left by the intensity correction: 0.2-0.8
 
     def __post_init__(self):
         if self.frames < 2:
             raise ValueError("frames must be at least 2")
         if self.matrix < 64:
             raise ValueError("matrix must be at least 64")
-        if self.field_t not in (1.5, 3.0):
+        if self.field_t not in (None, 1.5, 3.0):
             raise ValueError("field_t must be 1.5 or 3")
         if self.pixel_mm is not None and not 0.5 <= self.pixel_mm <= 3.0:
             raise ValueError("pixel_mm must be within 0.5-3.0 mm")
@@ -60,6 +64,10 @@ class Acquisition:
             raise ValueError("snr must be positive")
         if self.phase_resolution is not None and not 0.3 <= self.phase_resolution <= 1.0:
             raise ValueError("phase_resolution must be within 0.3-1.0")
+        if self.readout_resolution is not None and not 0.3 <= self.readout_resolution <= 1.0:
+            raise ValueError("readout_resolution must be within 0.3-1.0")
+        if self.residual_shading is not None and not 0.0 <= self.residual_shading <= 1.0:
+            raise ValueError("residual_shading must be within 0-1")
 
 
 def level_counts(n):
@@ -93,12 +101,23 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}")
     rng = np.random.default_rng(seed)
+    # settings added after the cohort's first release draw from their own stream, so every
+    # heart, motion and noise draw of the main stream stays where it was
+    arng = substream(seed, ACQUISITION_STREAM)
     acq = acquisition
+    field = acq.field_t if acq.field_t is not None else float(arng.choice([1.5, 3.0]))
+    residual = acq.residual_shading if acq.residual_shading is not None else float(arng.uniform(0.2, 0.8))
+    readout = acq.readout_resolution if acq.readout_resolution is not None else float(arng.uniform(0.6, 1.0))
+    # a circular FOV mask (radius as a share of the matrix) in about a third of the cines, or none
+    fov_mask = float(arng.uniform(0.46, 0.5)) if arng.random() < 0.35 else 0.0
     T, n = acq.frames, acq.matrix
     spacing = acq.pixel_mm if acq.pixel_mm is not None else rng.uniform(1.3, 1.6)
-    snr = acq.snr if acq.snr is not None else rng.uniform(15, 40)
+    # blood SNR of clinical cine bSSFP with phased-array coils; ACDC 061-080 and SC-HF-I-1 measure
+    # 59 and 106 by Immerkaer's estimator (`make realism-calibrate`), which reads this phantom's
+    # noise about 1.4x low (its air is Rayleigh-quiet), so about 40-75 nominal
+    snr = acq.snr if acq.snr is not None else rng.uniform(25, 70)
     flip = acq.flip_deg if acq.flip_deg is not None else rng.uniform(45, 60)
-    tr = acq.tr_ms if acq.tr_ms is not None else rng.uniform(*((3.0, 3.4) if acq.field_t == 3.0 else (2.8, 3.2)))
+    tr = acq.tr_ms if acq.tr_ms is not None else rng.uniform(*((3.0, 3.4) if field == 3.0 else (2.8, 3.2)))
     phase_res = acq.phase_resolution if acq.phase_resolution is not None else rng.uniform(0.75, 1.0)
     # temporal resolution as the paper's cohort: 45.1 +- 8.8 ms per frame (Sec. 3)
     rr = T * float(np.clip(rng.normal(45.1, 8.8), 30, 65))
@@ -108,14 +127,14 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     motion = sample_motion(rng, anatomy, n_frames=T, rr_ms=rr)
     k = SUPERSAMPLE
     texture = 1 + smooth_field((n * k, n * k), rng, sigma_px=2.5 * k / spacing, amplitude=0.03)
-    sig = signal_table(field_t=acq.field_t, flip_deg=flip, tr_ms=tr)
+    sig = signal_table(field_t=field, flip_deg=flip, tr_ms=tr)
     # the scene around the heart draws from its own stream: the heart, motion and noise above
     # and below are those of the same seed without it
     srng = scene_rng(seed)
     anatomy.body["scene"] = scene = sample_scene(srng, anatomy)
     texture *= organ_texture(srng, scene, (n * k, n * k), spacing / k, anatomy)
-    bins = band_index(field_hz(srng, scene, (n, n), spacing, anatomy, acq.field_t), tr, 64)
-    band = (band_table(field_t=acq.field_t, flip_deg=flip, tr_ms=tr, n_bins=64), upsample(bins, k))
+    bins = band_index(field_hz(srng, scene, (n, n), spacing, anatomy, field), tr, 64)
+    band = (band_table(field_t=field, flip_deg=flip, tr_ms=tr, n_bins=64), upsample(bins, k))
     out = render(anatomy, motion, shape=(n, n), spacing=spacing, signal=sig, texture=texture.astype(np.float32),
                  band=band)
 
@@ -124,13 +143,18 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     ci, cj = (int(round(v / spacing)) for v in anatomy.centre_mm)
     blood = sig[int(Tissue.LV_BLOOD)] * coil[ci, cj]
     cine = acquire(out["frames"] * coil * np.exp(1j * phase), rng, noise_sigma=blood / snr,
-                   phase_resolution=phase_res, phase_axis=int(rng.integers(2)))
+                   phase_resolution=phase_res, phase_axis=int(rng.integers(2)), readout_resolution=readout)
+    cine = np.rint(cine / intensity_correction(coil, (ci, cj), residual=residual)).astype(np.float32)
+    if fov_mask:
+        # some reconstructions blank the corners outside a circular field of view (Sunnybrook's)
+        yy, xx = np.mgrid[0:n, 0:n]
+        cine[:, np.hypot(yy - (n - 1) / 2, xx - (n - 1) / 2) > fov_mask * n] = 0
 
     cav = out["lv_cavity_t"].reshape(T, -1).sum(1)
     es_frame = int(np.argmin(cav))
     inf = anatomy.infarct
-    attrs = dict(snr=float(snr), field_t=float(acq.field_t), tr_ms=float(tr), te_ms=float(tr / 2),
-                 flip_deg=float(flip), rr_ms=float(rr), phase_resolution=float(phase_res),
+    attrs = dict(snr=float(snr), field_t=field, residual_shading=residual, fov_mask=fov_mask, tr_ms=float(tr), te_ms=float(tr / 2),
+                 flip_deg=float(flip), rr_ms=float(rr), phase_resolution=float(phase_res), readout_resolution=readout,
                  ef=float(1 - cav[es_frame] / max(cav[0], 1)), ef_target=motion.ef_target, es_frame=es_frame,
                  rotation_es_deg=float(np.rad2deg(motion.rotation_es)),
                  infarct_territory=inf.territory if inf else "",
@@ -171,7 +195,7 @@ def simulate_cohort(path, *, n_subjects=114, seed=0, jobs=1, progress=True, **ac
         Show a progress bar.
     **acquisition
         Fields of :class:`Acquisition` (frames, matrix, pixel_mm, snr, field_t, flip_deg, tr_ms,
-        phase_resolution).
+        phase_resolution, readout_resolution, residual_shading).
 
     Returns
     -------

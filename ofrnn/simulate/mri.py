@@ -36,6 +36,7 @@ class Tissue(IntEnum):
     CORTICAL_BONE = 19
     GUT_CONTENT = 20  # semi-solid bowel content (chyme)
     SPLEEN = 21
+    ABDOMEN = 22  # upper-abdominal viscera below the diaphragm: bowel, mesentery, vessels, muscle
 
 
 #: (proton density relative to water, T1 ms, T2 ms) at 1.5 T and 3 T.
@@ -49,7 +50,8 @@ class Tissue(IntEnum):
 #: Proton densities follow tissue water content (myocardium ~0.78, blood ~0.85, liver ~0.71).
 #: Pericardium and cortical bone: fibrous / mineral, little mobile water.
 #: Spleen: de Bazelaire et al. (2004). Semi-solid bowel content: assumed between soft tissue and
-#: fluid (no reference value; it varies with the meal).
+#: fluid (no reference value; it varies with the meal). Abdominal viscera below the diaphragm: as
+#: soft tissue (a mixture; the scene's texture and bowel loops vary it).
 TISSUE_PROPERTIES = {
     1.5: {
         Tissue.AIR: (0.0, 1000.0, 1.0),
@@ -74,6 +76,7 @@ TISSUE_PROPERTIES = {
         Tissue.CORTICAL_BONE: (0.05, 1000.0, 5.0),
         Tissue.GUT_CONTENT: (0.80, 1100.0, 70.0),
         Tissue.SPLEEN: (0.80, 1057.0, 79.0),
+        Tissue.ABDOMEN: (0.75, 900.0, 50.0),
     },
     3.0: {
         Tissue.AIR: (0.0, 1000.0, 1.0),
@@ -98,8 +101,32 @@ TISSUE_PROPERTIES = {
         Tissue.CORTICAL_BONE: (0.05, 1200.0, 5.0),
         Tissue.GUT_CONTENT: (0.80, 1400.0, 60.0),
         Tissue.SPLEEN: (0.80, 1328.0, 61.0),
+        Tissue.ABDOMEN: (0.75, 1200.0, 50.0),
     },
 }
+
+#: chemical shift of fat's main (methylene) resonance from water, ppm (Hamilton G et al., In vivo
+#: characterization of the liver fat 1H MR spectrum, NMR Biomed 24:784 (2011): about 70 % of the fat
+#: signal at -3.4 ppm; the smaller peaks are left out)
+FAT_SHIFT_PPM = -3.4
+#: proton gyromagnetic ratio over 2 pi, MHz/T
+GAMMA_MHZ_PER_T = 42.577
+#: labels whose signal is fat's
+FATTY = (Tissue.SUBCUTANEOUS_FAT, Tissue.FAT)
+
+
+def chemical_shift_beta(tissue, *, field_t, tr_ms):
+    """Phase per TR (rad, wrapped to (-pi, pi]) from a tissue's resonance offset: fat's chemical
+    shift (-217 Hz at 1.5 T, -434 Hz at 3 T), 0 for water-based tissues.
+
+    bSSFP reads every tissue at its own off-resonance: fat sits between the pass band and the
+    dark band, so its brightness depends on field and TR (Scheffler & Lehnhardt 2003, Sec. "fat").
+    """
+    if tissue not in FATTY:
+        return 0.0
+    hz = FAT_SHIFT_PPM * GAMMA_MHZ_PER_T * float(field_t)
+    return float(np.angle(np.exp(2j * np.pi * hz * tr_ms * 1e-3)))
+
 
 #: labels whose ground-truth flow is tissue motion (blood and air move on their own)
 SOLID = tuple(t for t in Tissue if t not in (Tissue.AIR, Tissue.LUNG, Tissue.LV_BLOOD, Tissue.RV_BLOOD,
@@ -191,21 +218,25 @@ def band_table(*, field_t, flip_deg, tr_ms, n_bins=64):
     beta = -np.pi + 2 * np.pi * np.arange(n_bins) / n_bins
     table = np.ones((len(Tissue), n_bins), np.float32)
     for tissue, (pd, t1, t2) in props.items():
-        on = bssfp_profile(1.0, t1, t2, 0.0, flip_deg=flip_deg, tr_ms=tr_ms)
+        # relative to the tissue's own signal at zero field offset (fat: at its chemical shift)
+        shift = chemical_shift_beta(tissue, field_t=field_t, tr_ms=tr_ms)
+        on = bssfp_profile(1.0, t1, t2, shift, flip_deg=flip_deg, tr_ms=tr_ms)
         if on > 0:
-            table[int(tissue)] = bssfp_profile(1.0, t1, t2, beta, flip_deg=flip_deg, tr_ms=tr_ms) / on
+            table[int(tissue)] = bssfp_profile(1.0, t1, t2, beta + shift, flip_deg=flip_deg, tr_ms=tr_ms) / on
     return table
 
 
 def signal_table(*, field_t, flip_deg, tr_ms, scale=10000.0):
-    """Signal per label code (float32 array indexed by :class:`Tissue`).
+    """Signal per label code (float32 array indexed by :class:`Tissue`): the bSSFP steady state
+    at each tissue's resonance (fat at its chemical shift, :func:`chemical_shift_beta`).
 
     ``scale`` puts blood near 1500-1900, the range of a scanner's 12-bit magnitude images.
     """
     props = TISSUE_PROPERTIES[float(field_t)]
     table = np.zeros(len(Tissue), np.float32)
     for tissue, (pd, t1, t2) in props.items():
-        table[int(tissue)] = scale * bssfp_signal(pd, t1, t2, flip_deg=flip_deg, tr_ms=tr_ms)
+        beta = chemical_shift_beta(tissue, field_t=field_t, tr_ms=tr_ms)
+        table[int(tissue)] = scale * bssfp_profile(pd, t1, t2, beta, flip_deg=flip_deg, tr_ms=tr_ms)
     return table
 
 
@@ -232,6 +263,18 @@ def coil_sensitivity(shape, rng, *, n_coils=8, spacing_mm=1.4):
     return sens / centre
 
 
+def intensity_correction(coil, centre, *, residual):
+    """Divisor of a surface-coil intensity correction that leaves ``coil ** residual`` shading.
+
+    Scanners normalise phased-array images by an estimate of the receive field (prescan
+    normalise, PURE, CLEAR); the correction is imperfect and amplifies noise where the coils are
+    weak. ``residual`` 0 is a perfect correction, 1 none. The divisor is 1 at ``centre`` (row, col),
+    so the heart keeps its signal and its SNR.
+    """
+    rel = coil / coil[centre]
+    return rel ** (1.0 - residual)
+
+
 def smooth_field(shape, rng, *, sigma_px, amplitude):
     """A zero-mean smooth Gaussian random field of standard deviation ``amplitude``."""
     f = ndi.gaussian_filter(rng.standard_normal(shape), sigma_px, mode="wrap")
@@ -239,8 +282,8 @@ def smooth_field(shape, rng, *, sigma_px, amplitude):
     return f
 
 
-def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0):
-    """Add complex Gaussian noise, truncate k-space along the phase axis, take the magnitude.
+def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0, readout_resolution=1.0):
+    """Add complex Gaussian noise, truncate k-space (phase and readout), take the magnitude.
 
     Parameters
     ----------
@@ -253,6 +296,9 @@ def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0):
         zero-filled, which blurs and rings edges (Gibbs) as in clinical cine protocols.
     phase_axis : {0, 1}, keyword-only
         Image axis along which phase encoding runs.
+    readout_resolution : float, keyword-only
+        Fraction of the readout samples kept: a protocol acquired coarser than it is reconstructed
+        (interpolated by zero-filling), which correlates the noise of neighbouring pixels.
 
     Returns
     -------
@@ -262,20 +308,21 @@ def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0):
     """
     images = np.asarray(images)
     T, H, W = images.shape
-    n = (H, W)[phase_axis]
-    keep = int(round(n * phase_resolution))
+
+    def central(n, fraction):
+        keep = max(int(round(n * fraction)), 1)
+        mask = np.zeros(n, bool)
+        mask[(n - keep) // 2:(n - keep) // 2 + keep] = True
+        return mask
+
+    fractions = (phase_resolution, readout_resolution) if phase_axis == 0 else (readout_resolution, phase_resolution)
+    rows, cols = central(H, fractions[0]), central(W, fractions[1])
     # white noise in the image is white in k-space; zero-filling removes the same share of both,
     # so scale the pre-truncation noise to give noise_sigma after it
-    sigma = noise_sigma / np.sqrt(max(keep, 1) / n)
+    sigma = noise_sigma / np.sqrt(rows.mean() * cols.mean())
     noisy = images + sigma * (rng.standard_normal(images.shape) + 1j * rng.standard_normal(images.shape))
-    if keep < n:
+    if not (rows.all() and cols.all()):
         k = np.fft.fftshift(np.fft.fft2(noisy, norm="ortho"), axes=(1, 2))
-        lo = (n - keep) // 2
-        mask = np.zeros(n, bool)
-        mask[lo:lo + keep] = True
-        if phase_axis == 0:
-            k[:, ~mask, :] = 0
-        else:
-            k[:, :, ~mask] = 0
+        k *= (rows[:, None] & cols[None, :])
         noisy = np.fft.ifft2(np.fft.ifftshift(k, axes=(1, 2)), norm="ortho")
     return np.rint(np.abs(noisy)).astype(np.float32)

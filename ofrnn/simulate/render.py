@@ -96,6 +96,12 @@ def material_map(anatomy: Anatomy, shape, spacing, k=SUPERSAMPLE):
     lab[depth >= fat] = Tissue.MUSCLE
     interior = depth >= wall
     lab[interior] = Tissue.LUNG
+    # the oblique short-axis plane leaves the chest below the heart: under the diaphragm's dome
+    # (highest in the middle, deepest laterally, where the costophrenic recesses hold lung) lie
+    # the upper-abdominal viscera
+    if "scene" in b:
+        dy, dx, curve = b["scene"]["diaphragm"]
+        lab[interior & (rows > dy + curve * (cols - dx) ** 2)] = Tissue.ABDOMEN
     for ang, ry_r, rx_r in b["ribs"]:
         # a rib in the chest wall: cortex around marrow, cut obliquely
         d_mid = sample_profile(b["subcut_fat"], np.array([ang]))[0] + 0.5 * sample_profile(b["muscle"],

@@ -25,15 +25,22 @@ from __future__ import annotations
 import numpy as np
 from .mri import Tissue, smooth_field
 
-#: stream index of the scene below a subject's SeedSequence (an arbitrary constant that the
-#: cohort's own spawn keys never take)
+#: stream indices below a subject's SeedSequence (arbitrary constants that the cohort's own spawn
+#: keys never take): the scene, and the acquisition settings added after it
 SCENE_STREAM = 0x5CE7E
+ACQUISITION_STREAM = 0xAC0
+
+
+def substream(seed, stream):
+    """A generator for a subject seed (int or SeedSequence) independent of the main one and of
+    every other ``stream``: draws added there change nothing drawn elsewhere."""
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return np.random.default_rng([*ss.generate_state(4).tolist(), stream])
 
 
 def scene_rng(seed):
     """The scene's generator for a subject seed (int or SeedSequence), independent of the main one."""
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    return np.random.default_rng([*ss.generate_state(4).tolist(), SCENE_STREAM])
+    return substream(seed, SCENE_STREAM)
 
 
 def _polar(centre, radius, angle):
@@ -91,8 +98,18 @@ def sample_scene(rng, anatomy):
     # as a myocardium around fluid, food or gas is the most LV-like thing below the diaphragm
     stomach = dict(wall_mm=float(rng.uniform(3, 7)),
                    content=int(rng.choice([Tissue.STOMACH, Tissue.GUT_CONTENT, Tissue.AIR], p=[0.45, 0.4, 0.15])))
+    # the diaphragm's dome (row of its top and its column, mm; curvature 1/mm): lower slices cut
+    # more abdomen (apical planes pass under the dome, basal ones mostly through the chest)
+    # (dome at 0-35 mm below the LV centre: in ACDC 061-080 and SC-HF-I-1 at most a tenth of the
+    # body reads as dark as lung, `make realism-calibrate`)
+    diaphragm = (c[0] + {"apical": 0.0, "mid": 15.0, "basal": 35.0}[level] + rng.normal(0, 10), c[1] - 20.0,
+                 1 / rng.uniform(300, 600))
+    # fat planes between muscles and around the viscera: the zero set of a smooth random field
+    # (a network of curved lines about ``scale_mm`` apart), ``width_mm`` thick
+    planes = dict(seed=int(rng.integers(2 ** 31)), scale_mm=float(rng.uniform(2.5, 6)),
+                  width_mm=float(rng.uniform(0.8, 1.8)))
     return dict(
-        organs=spleen, loops=loops, vessels=vessels, fat=fat, stomach=stomach,
+        organs=spleen, loops=loops, vessels=vessels, fat=fat, stomach=stomach, diaphragm=diaphragm, planes=planes,
         texture=dict(amplitude=float(rng.uniform(0.05, 0.18)), sigma_mm=float(rng.uniform(1.0, 4.0))),
         # off-resonance (Hz) at 100 mm from the shimmed heart: up to about half a band spacing
         # (1 / (2 TR) ~ 160 Hz) at 3 T, less at 1.5 T (field-proportional); field_hz() scales it
@@ -107,7 +124,7 @@ def paint_scene(lab, rows, cols, body, paint):
     (passed in to keep this module free of rendering). ``body`` is the torso dict holding the
     scene under ``"scene"``."""
     scene = body["scene"]
-    free = (Tissue.LUNG,)
+    free = (Tissue.LUNG, Tissue.ABDOMEN)
     if body.get("stomach") is not None:
         cy, cx, ry, rx = body["stomach"]
         wall, content = scene["stomach"]["wall_mm"], scene["stomach"]["content"]
@@ -124,6 +141,21 @@ def paint_scene(lab, rows, cols, body, paint):
             paint(lab, rows, cols, cy, cx, max(ry - wall, 1.0), max(rx - wall, 1.0), value, within=(Tissue.SOFT_TISSUE,))
     for cy, cx, ry, rx, _, value in scene["fat"]:
         paint(lab, rows, cols, cy, cx, ry, rx, value, within=free)
+    if "planes" in scene:
+        fat_planes(lab, rows[1, 0] - rows[0, 0], scene["planes"])
+
+
+def fat_planes(lab, step_mm, planes):
+    """Thin fat septa through the abdominal viscera and the body-wall and back muscles (in place on
+    the material map ``lab`` with ``step_mm`` between points): where a smooth Gaussian random
+    field crosses zero, within ``width_mm`` (its zero set is a network of curved lines, as the fat
+    planes between bowel loops, mesentery and muscle bellies look in a cine)."""
+    rng = np.random.default_rng(planes["seed"])
+    f = smooth_field(lab.shape, rng, sigma_px=planes["scale_mm"] / step_mm, amplitude=1.0)
+    gy, gx = np.gradient(f)
+    # distance to the zero set ~ |f| / |grad f| (first order)
+    near = np.abs(f) < 0.5 * planes["width_mm"] / step_mm * np.hypot(gy, gx)
+    lab[near & np.isin(lab, (Tissue.ABDOMEN, Tissue.MUSCLE))] = Tissue.FAT
 
 
 def _heart_distance(shape, spacing, centre_mm, radius_mm):
