@@ -432,7 +432,7 @@ def _f(v, fmt="{:.2f}"):
 
 def report(r):
     lines = ["# Heart localization layers (Fast R-CNN LV detector)", "",
-             f"Profile `{r['profile']}`, seed {r['seed']}, cohort `{r['cohort']}`: {r['train_subjects']} training subjects "
+             f"Profile `{r['profile']}`, seed {r['seed']}, cohort sha256 `{r['cohort_sha256']}`: {r['train_subjects']} training subjects "
              f"({r['train_frames']} frames), {r['test_subjects']} held-out subjects. Detector trained on simulated data only; "
              f"training {r['training']['seconds']:.0f} s (proposals {r['training']['proposal_seconds']:.0f} s). "
              f"Versions: {r['versions']}.", "",

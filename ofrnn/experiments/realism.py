@@ -381,12 +381,9 @@ def _signal_ratios():
     return out
 
 
-def run(config, profile, out_dir):
-    cfg = resolve_config(config, profile)
-    out_dir = Path(out_dir)
-    t0 = time.perf_counter()
-    seed = int(cfg["seed"])
-    st = cfg["statistics"]
+def load_frames(cfg):
+    """Simulated and real frames (evaluation ones only when ``cfg["evaluate"]``), and the reasons
+    for any real set skipped."""
     sim = simulated_frames(REPO / cfg["cohort"], per_subject=cfg["frames_per_subject"],
                            max_subjects=cfg.get("max_subjects", 0))
     real, skipped = real_frames(SHARED, cfg["split"])
@@ -394,48 +391,39 @@ def run(config, profile, out_dir):
         real = [f for f in real if f["group"].endswith("calibration")]
     if not real:
         raise OfrnnError(f"no real frames to compare with ({'; '.join(skipped.values())})", field="shared data")
-    frames = sim + real
-    timings = {"read_s": time.perf_counter() - t0}
-    groups = np.array([f["group"] for f in frames])
-    subjects = np.array([f["group"].split()[0] + ":" + f["subject"] for f in frames])
-    is_real = groups != "simulated"
-    calibration = np.char.endswith(groups, "calibration")
-    evaluation = np.char.endswith(groups, "evaluation")
+    return sim + real, skipped
 
-    t = time.perf_counter()
-    stats = [frame_statistics(f["image"], intensity_bins=st["intensity_bins"], gradient_bins=st["gradient_bins"],
-                              spectrum_bins=st["spectrum_bins"], lbp_radius=st["lbp_radius"])
-             for f in tqdm(frames, desc="statistics", unit="frame")]
-    X = np.array([np.concatenate([s[k] for k in STATISTICS]) for s in stats])
-    tissue = [tissue_measures(f["image"], f["blood"], f["myocardium"]) if f["blood"] is not None and f["blood"].any()
-              else None for f in frames]
-    timings["statistics_s"] = time.perf_counter() - t
 
+def separability_tables(X, parts, frames, labels, cfg, seed):
+    """Real-vs-simulated AUCs: grouped CV on the calibration frames for the statistics and each of
+    their families (``parts``: name -> width in ``X``), and the cross-fitted evaluation AUCs of the
+    statistics and the CNNs. ``labels``: dict of per-frame arrays (groups, subjects, is_real,
+    calibration, evaluation). Returns (evaluation table, calibration table, ROC curves)."""
+    groups, subjects, is_real = labels["groups"], labels["subjects"], labels["is_real"]
+    calibration, evaluation = labels["calibration"], labels["evaluation"]
     y = is_real.astype(int)
     cl = cfg["classifier"]
-    separability = {}
-    t = time.perf_counter()
     fold = subject_folds(list(subjects), cl["folds"], seed)
-    parts = {k: len(stats[0][k]) for k in STATISTICS}
-    ends = np.cumsum(list(parts.values()))
     use = calibration | ~is_real
-    separability_calibration, cal_scores = {}, {}
+    ends = np.cumsum(list(parts.values()))
+    calibration_table, curves = {}, {}
     # every statistic together, then each family alone: which of them still gives the phantom away
     for name, cols in (("statistics", slice(None)),
                        *((k, slice(e - n, e)) for (k, n), e in zip(parts.items(), ends))):
-        fit_k = logistic_scores(X[:, cols], cl["C"])
-        cal_scores[name] = calibration_scores(is_real, calibration, fold, lambda tr, sc: fit_k(tr, sc, y=y))
-        separability_calibration[name] = auc_with_interval(cal_scores[name][use], is_real[use], subjects[use],
-                                                           n_boot=cl["bootstrap"], seed=seed)
+        fit = logistic_scores(X[:, cols], cl["C"])
+        s = calibration_scores(is_real, calibration, fold, lambda tr, sc: fit(tr, sc, y=y))
+        calibration_table[name] = auc_with_interval(s[use], is_real[use], subjects[use], n_boot=cl["bootstrap"],
+                                                    seed=seed)
+        if name == "statistics":
+            curves["statistics, calibration CV"] = (s, use)
+    if not evaluation.any():
+        return {}, calibration_table, curves
     fit = logistic_scores(X, cl["C"])
-    scores = {"statistics": cross_fit(is_real, calibration, evaluation, fold,
-                                      lambda tr, sc: fit(tr, sc, y=y))} if evaluation.any() else {}
-    timings["classifier_s"] = time.perf_counter() - t
-    if cfg["cnn"]["enabled"] and evaluation.any():
+    scores = {"statistics": cross_fit(is_real, calibration, evaluation, fold, lambda tr, sc: fit(tr, sc, y=y))}
+    if cfg["cnn"]["enabled"]:
         from skimage.transform import resize
 
         cn = cfg["cnn"]
-        t = time.perf_counter()
         whole = np.stack([resize(np.clip(normalise(f["image"]), 0, 1.25), (cn["frame_size"],) * 2, anti_aliasing=True)
                           for f in frames]).astype(np.float32)
         crops = np.stack([heart_crop(f["image"], f["lv"], scale=cn["crop_scale"], size=cn["crop_size"])
@@ -444,16 +432,21 @@ def run(config, profile, out_dir):
         for name, imgs in (("cnn, whole frames", whole), ("cnn, heart-centred crops", crops)):
             fit_cnn = cnn_scores(imgs, cn, seed)
             scores[name] = cross_fit(is_real, calibration, evaluation, cfold, lambda tr, sc: fit_cnn(tr, sc, y=y))
-        timings["cnn_s"] = time.perf_counter() - t
     scored = evaluation | ~is_real
+    table = {}
     for name, s in scores.items():
-        separability[name] = {}
+        curves[name] = (s, scored)
+        table[name] = {}
         for real_set in ("all", "acdc", "sunnybrook"):
             m = scored & ((groups == "simulated") | (real_set == "all") | np.char.startswith(groups, real_set))
             if (m & is_real).any():
-                separability[name][real_set] = auc_with_interval(s[m], is_real[m], subjects[m],
-                                                                 n_boot=cl["bootstrap"], seed=seed)
+                table[name][real_set] = auc_with_interval(s[m], is_real[m], subjects[m], n_boot=cl["bootstrap"],
+                                                          seed=seed)
+    return table, calibration_table, curves
 
+
+def group_summaries(frames, stats, tissue, groups, subjects):
+    """Per-frame measures, and their median/IQR per group with the groups' mean texture curves."""
     per_frame = dict(
         lv_size=np.array([lv_size(f["lv"], f["image"].shape) if f["lv"] is not None else np.nan for f in frames]),
         rv_direction_deg=np.array([f["rv_angle"] for f in frames]),
@@ -470,28 +463,53 @@ def run(config, profile, out_dir):
                 texture={k: dict(mean=np.mean([stats[i][k] for i in idx], 0).tolist(),
                                  sd=np.std([stats[i][k] for i in idx], 0).tolist())
                          for k in STATISTICS})
-    timings["total_s"] = time.perf_counter() - t0
-    curves = {name: (s, scored) for name, s in scores.items()}
-    curves["statistics, calibration CV"] = (cal_scores["statistics"], use)
-    _figures(frames, groups, evaluation, by_group, per_frame, curves, is_real, cfg, out_dir)
+    return per_frame, by_group
+
+
+def run(config, profile, out_dir):
     import sklearn
     import skimage
 
-    metrics = dict(separability=separability, separability_calibration=separability_calibration, groups=by_group, phantom_signal_over_blood=_signal_ratios(),
-                   skipped=skipped, settings=cfg, profile=profile, timings=timings,
-                   split=dict(cfg["split"], evaluation="every other real patient"),
+    cfg = resolve_config(config, profile)
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    seed = int(cfg["seed"])
+    st = cfg["statistics"]
+    frames, skipped = load_frames(cfg)
+    timings = {"read_s": time.perf_counter() - t0}
+    groups = np.array([f["group"] for f in frames])
+    labels = dict(groups=groups, subjects=np.array([f["group"].split()[0] + ":" + f["subject"] for f in frames]),
+                  is_real=groups != "simulated", calibration=np.char.endswith(groups, "calibration"),
+                  evaluation=np.char.endswith(groups, "evaluation"))
+
+    t = time.perf_counter()
+    stats = [frame_statistics(f["image"], intensity_bins=st["intensity_bins"], gradient_bins=st["gradient_bins"],
+                              spectrum_bins=st["spectrum_bins"], lbp_radius=st["lbp_radius"])
+             for f in tqdm(frames, desc="statistics", unit="frame")]
+    X = np.array([np.concatenate([s[k] for k in STATISTICS]) for s in stats])
+    tissue = [tissue_measures(f["image"], f["blood"], f["myocardium"]) if f["blood"] is not None and f["blood"].any()
+              else None for f in frames]
+    timings["statistics_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    separability, separability_calibration, curves = separability_tables(
+        X, {k: len(stats[0][k]) for k in STATISTICS}, frames, labels, cfg, seed)
+    timings["classifiers_s"] = time.perf_counter() - t
+    per_frame, by_group = group_summaries(frames, stats, tissue, groups, labels["subjects"])
+    timings["total_s"] = time.perf_counter() - t0
+    _figures(frames, groups, labels["evaluation"], by_group, per_frame, curves, labels["is_real"], cfg, out_dir)
+    metrics = dict(separability=separability, separability_calibration=separability_calibration, groups=by_group,
+                   phantom_signal_over_blood=_signal_ratios(), skipped=skipped, settings=cfg, profile=profile,
+                   timings=timings, split=dict(cfg["split"], evaluation="every other real patient"),
                    versions=dict(ofrnn=__version__, python=platform.python_version(), numpy=np.__version__,
                                  scikit_learn=sklearn.__version__, scikit_image=skimage.__version__))
     write_json(out_dir / "metrics.json", metrics, nan_as_null=True)
     atomic_write_text(out_dir / "report.md", _report(metrics))
     print(f"wrote {out_dir}/metrics.json, report.md, gallery.png, crops.png, texture.png, geometry.png, roc.png")
-    c = separability_calibration["statistics"]
-    print(f"real vs simulated AUC (statistics, calibration frames, grouped CV): {c['auc']:.3f} "
-          f"[{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]")
-    head = separability.get("statistics", {}).get("all")
-    if head:
-        print(f"real vs simulated AUC (statistics, evaluation frames): {head['auc']:.3f} "
-              f"[{head['ci95'][0]:.3f}, {head['ci95'][1]:.3f}]")
+    for name, table in (("calibration frames, grouped CV", separability_calibration),
+                        ("evaluation frames", {k: v.get("all") for k, v in separability.items()})):
+        c = table.get("statistics")
+        if c:
+            print(f"real vs simulated AUC (statistics, {name}): {c['auc']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]")
 
 
 # -- figures and report ------------------------------------------------------------------------------
