@@ -224,9 +224,10 @@ def describe_data(data):
         Markdown, without a final full stop.
     """
     if data.get("source") == "simulated":
-        acq = data.get("acquisition", {})
+        field = data.get("acquisition", {}).get("field_t")
+        field = "1.5 or 3 T per subject" if field is None else f"{field} T"
         return (f"**simulated** short-axis bSSFP cines (`ofrnn simulate`, seed {data.get('seed')}, "
-                f"{data.get('n_subjects')} subjects, {acq.get('field_t', '?')} T), not the paper's 114 patients; "
+                f"{data.get('n_subjects')} subjects, {field}), not the paper's 114 patients; "
                 "infarcts are drawn by the simulator, so the ground truth is exact")
     return (f"**{data.get('source', 'unknown')}** cines ({data.get('n_subjects')} subjects), "
             "ingested with `ofrnn ingest`; ground truth as supplied with them")

@@ -560,3 +560,11 @@ def test_new_flow_settings_are_another_run():
     assert _same_run(stamp, json.loads(json.dumps(stamp)))  # survives the JSON round trip
     assert not _same_run(stamp, {**stamp, "flow_params": {**DEFAULTS, "beta": 0.0}})
     assert not _same_run(stamp, {k: v for k, v in stamp.items() if k != "flow_params"})  # stamps from before
+
+
+def test_data_description_names_the_field_strength_or_its_mix():
+    from ofrnn.fold_report import describe_data
+
+    one = describe_data(dict(source="simulated", seed=0, n_subjects=114, acquisition=dict(field_t=3.0)))
+    mixed = describe_data(dict(source="simulated", seed=0, n_subjects=114, acquisition=dict(field_t=None)))
+    assert "3.0 T" in one and "1.5 or 3 T per subject" in mixed and "None" not in mixed
