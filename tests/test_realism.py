@@ -77,22 +77,26 @@ def test_subject_folds_keep_subjects_whole_and_are_seeded():
         assert len({a[i] for i, t in enumerate(subjects) if t == s}) == 1
 
 
-def test_cross_fit_never_scores_a_frame_its_model_saw():
+def test_cross_fit_scores_each_frame_once_by_a_model_that_never_saw_it():
     rng = np.random.default_rng(0)
     n_sim, n_cal, n_eval = 40, 10, 12
     is_real = np.r_[np.zeros(n_sim, bool), np.ones(n_cal + n_eval, bool)]
     calibration = np.r_[np.zeros(n_sim, bool), np.ones(n_cal, bool), np.zeros(n_eval, bool)]
     evaluation = is_real & ~calibration
-    fold = R.subject_folds([f"s{i // 2}" for i in range(n_sim)] + ["r"] * (n_cal + n_eval), 4, seed=0)
-    seen = []
+    subjects = [f"s{i // 2}" for i in range(n_sim)] + [f"c{i}" for i in range(n_cal)] + [f"e{i // 3}" for i in range(n_eval)]
+    folds = R.class_folds(subjects, is_real, 4, seed=0)
+    for cls in (False, True):  # both classes spread over every fold
+        assert set(folds[is_real == cls]) == {0, 1, 2, 3}
+    times_scored = np.zeros(len(is_real), int)
 
     def fit_score(train, score):
-        assert not (train & score).any() and not (train & evaluation).any()
-        seen.append(train.copy())
+        assert not (train & score).any() and not (train & evaluation).any() and train[calibration].all()
+        assert (train & ~is_real).any()
+        times_scored[score] += 1
         return rng.random(score.sum())
-    s = R.cross_fit(is_real, calibration, evaluation, fold, fit_score)
-    assert len(seen) == 4
+    s = R.cross_fit(is_real, calibration, evaluation, folds, fit_score)
     assert np.isnan(s[calibration]).all() and np.isfinite(s[~calibration]).all()
+    assert np.all(times_scored[~calibration] == 1) and np.all(times_scored[calibration] == 0)
 
 
 def test_separability_is_one_for_distinct_and_chance_for_equal_statistics():
@@ -102,7 +106,7 @@ def test_separability_is_one_for_distinct_and_chance_for_equal_statistics():
     calibration = is_real & (np.arange(2 * n) < 1.5 * n)
     evaluation = is_real & ~calibration
     subjects = np.array([f"s{i // 2}" for i in range(2 * n)])
-    fold = R.subject_folds(list(subjects), 3, seed=0)
+    fold = R.class_folds(subjects, is_real, 3, seed=0)
     y = is_real.astype(int)
     for shift, lo, hi in ((3.0, 0.99, 1.0), (0.0, 0.2, 0.8)):
         X = rng.normal(size=(2 * n, 5)) + shift * is_real[:, None]
@@ -120,7 +124,11 @@ def test_real_frames_split_by_patient(shared_data):
     groups = {}
     for f in frames:
         groups.setdefault(f["group"], set()).add(f["subject"])
-    assert groups["acdc calibration"] == {f"patient{i:03d}" for i in range(61, 81)} & groups["acdc calibration"]
+    on_disk = {f.name[:10] for f in (shared_data / "acdc-edes").glob("patient*.h5")}
+    assert groups["acdc calibration"] | groups["acdc evaluation"] <= on_disk
+    assert groups["acdc calibration"] == {p for p in groups["acdc calibration"] | groups["acdc evaluation"]
+                                          if 61 <= int(p[7:]) <= 80}
+    assert len(groups["acdc calibration"]) >= 15 and len(groups["acdc evaluation"]) >= 15
     assert all(41 <= int(p[7:]) <= 60 for p in groups["acdc evaluation"])
     assert groups["sunnybrook calibration"] == {"SC-HF-I-1"}
     assert groups["sunnybrook evaluation"] == {"SC-HF-I-2", "SC-HF-I-4"}

@@ -156,8 +156,7 @@ def test_ground_truth_flow_explains_the_images():
 def test_ground_truth_flow_matches_within_noise():
     # raw coil images (no intensity correction, no FOV mask): the noise is the same everywhere
     s = simulate_subject(4, "basal", Acquisition(snr=20, phase_resolution=1.0, readout_resolution=1.0,
-                                                 residual_shading=1.0))
-    assert s.attrs["fov_mask"] == 0.0
+                                                 residual_shading=1.0, fov_mask=0.0))
     blood = s.cine[0][ndi.binary_erosion(s.lv_cavity_t[0], iterations=2)].mean()
     sigma = blood / 20
     # magnitude of pure complex noise is Rayleigh: mean sigma * sqrt(pi / 2) in the air outside the body
@@ -335,14 +334,37 @@ def test_readout_truncation_keeps_the_noise_level_and_smooths_it():
 
 
 def test_intensity_correction_leaves_the_residual_shading():
+    """A uniform object seen through the coils, then corrected: the heart's pixel keeps its value,
+    a perfect correction flattens the shading, none leaves it, and in between the shading's range
+    shrinks to (max/min) ** residual."""
     from ofrnn.simulate.mri import coil_sensitivity, intensity_correction
 
     coil = coil_sensitivity((96, 96), np.random.default_rng(1), spacing_mm=3.0)
+    seen = 100.0 * coil
     centre = (48, 40)
+    spread = coil.max() / coil.min()
+    assert spread > 1.5  # surface coils shade the body strongly
     for residual in (0.0, 0.5, 1.0):
-        d = intensity_correction(coil, centre, residual=residual)
-        assert d[centre] == pytest.approx(1.0)
-        np.testing.assert_allclose(coil / coil[centre] / d, (coil / coil[centre]) ** residual, rtol=1e-5)
+        out = seen / intensity_correction(coil, centre, residual=residual)
+        assert out[centre] == pytest.approx(seen[centre])
+        assert out.max() / out.min() == pytest.approx(spread ** residual, rel=1e-4)
+
+
+def test_fov_mask_blanks_only_outside_the_circle():
+    s = simulate_subject(2, "mid", Acquisition(matrix=128, frames=3, pixel_mm=2.8, fov_mask=0.45))
+    yy, xx = np.mgrid[0:128, 0:128]
+    outside = np.hypot(yy - 63.5, xx - 63.5) > 0.45 * 128
+    assert np.all(s.cine[:, outside] == 0) and np.all(s.cine[:, ~outside].mean(0) > 0)
+    with pytest.raises(ValueError):
+        Acquisition(fov_mask=0.1)
+
+
+def test_fixing_one_acquisition_setting_leaves_the_other_drawn_ones():
+    a = simulate_subject(6, "apical", Acquisition(matrix=128, frames=3, pixel_mm=2.8))
+    b = simulate_subject(6, "apical", Acquisition(matrix=128, frames=3, pixel_mm=2.8, field_t=1.5))
+    for k in ("residual_shading", "readout_resolution", "fov_mask"):
+        assert a.attrs[k] == b.attrs[k], k
+    assert b.attrs["field_t"] == 1.5
 
 
 def test_scene_fills_the_abdomen_below_the_diaphragm():

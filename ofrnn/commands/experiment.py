@@ -8,7 +8,7 @@ Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
   flow           full* (the benchmark), quick, tune, tune-matching, tune-sparse
   localization   full* (the whole training and evaluation), quick
   phantom        full*, smoke
-  realism        full*, smoke
+  realism        full*, calibrate, smoke
   ceiling        full*, quick, smoke
   ablation_features, ablation_classifier, ablation_patchsize
                  quick*, quick2, paper, smoke

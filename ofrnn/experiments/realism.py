@@ -24,9 +24,9 @@ The simulated frames (the cohort of ``make data``) are set beside real bSSFP cin
 **Split.** Real frames are split by patient (``[split]``): calibration (ACDC 061-080, Sunnybrook
 SC-HF-I-1) may be fitted, evaluation (the other patients) is only scored. Each classifier is
 trained on the calibration real frames and part of the simulated subjects, and scores the held-out
-simulated subjects and the evaluation real frames (cross-fitting over simulated subjects; an
-evaluation frame's score is the mean over the models). The AUC's 95 % interval is a bootstrap over
-subjects.
+simulated subjects and the evaluation real frames of its fold (cross-fitting: simulated and
+evaluation subjects are both dealt into folds, and each frame is scored by one model, that of its
+fold). The AUC's 95 % interval is a bootstrap over subjects.
 """
 from __future__ import annotations
 
@@ -209,7 +209,7 @@ def simulated_frames(cohort_path, *, per_subject, max_subjects=0):
             es = int(np.argmin(s.lv_cavity_t.reshape(len(s.cine), -1).sum(1)))
             septum = np.isin(s.aha_segments, SEPTAL_SEGMENTS)
             angle = direction_deg(s.lv_cavity_t[0], septum) if septum.any() else float("nan")
-            for t in (0, es)[:per_subject]:
+            for t in sorted({0, es})[:per_subject]:
                 cav, myo = s.lv_cavity_t[t].astype(bool), s.myocardium_t[t].astype(bool)
                 out.append(_frame("simulated", sid, s.cine[t], lv=cav | myo, blood=cav, myocardium=myo,
                                   rv_angle=angle, spacing=s.spacing_mm[0]))
@@ -261,23 +261,31 @@ def subject_folds(subjects, k, seed):
     return np.array([fold[s] for s in subjects])
 
 
-def cross_fit(is_real, calibration, evaluation, sim_fold, fit_score):
+def class_folds(subjects, is_real, k, seed):
+    """Subject folds (0..k-1) drawn separately for real and for simulated subjects, so every fold
+    holds about as many of each (see :func:`subject_folds`)."""
+    subjects = np.asarray(subjects)
+    folds = np.zeros(len(subjects), int)
+    for cls in (False, True):
+        m = np.asarray(is_real) == cls
+        if m.any():
+            folds[m] = subject_folds(list(subjects[m]), k, seed)
+    return folds
+
+
+def cross_fit(is_real, calibration, evaluation, folds, fit_score):
     """Scores from models that never saw the scored frame (see the module docstring).
 
-    ``fit_score(train, score)`` fits on the boolean mask ``train`` and returns scores of the
-    frames in ``score``. Returns (N,) scores; NaN for calibration frames.
+    Every simulated and evaluation frame is scored once, by the model of its subject's fold
+    (:func:`class_folds`): trained on the calibration real frames and the simulated subjects of
+    the other folds. Both classes are thus scored by the same mix of models. ``fit_score(train,
+    score)`` fits on the boolean mask ``train`` and returns scores of the frames in ``score``.
+    Returns (N,) scores; NaN for calibration frames.
     """
     scores = np.full(len(is_real), np.nan)
-    scores[evaluation] = 0.0
-    k = int(sim_fold[~is_real].max()) + 1
-    for j in range(k):
-        held = ~is_real & (sim_fold == j)
-        train = calibration | (~is_real & (sim_fold != j))
-        s = fit_score(train, held | evaluation)
-        part = np.zeros(len(is_real))
-        part[held | evaluation] = s
-        scores[held] = part[held]
-        scores[evaluation] += part[evaluation] / k
+    for j in np.unique(folds[~is_real | evaluation]):
+        held = (~is_real | evaluation) & (folds == j)
+        scores[held] = fit_score(calibration | (~is_real & (folds != j)), held)
     return scores
 
 
@@ -403,7 +411,7 @@ def separability_tables(X, parts, frames, labels, cfg, seed):
     calibration, evaluation = labels["calibration"], labels["evaluation"]
     y = is_real.astype(int)
     cl = cfg["classifier"]
-    fold = subject_folds(list(subjects), cl["folds"], seed)
+    fold = class_folds(subjects, is_real, cl["folds"], seed)
     use = calibration | ~is_real
     ends = np.cumsum(list(parts.values()))
     calibration_table, curves = {}, {}
@@ -428,7 +436,7 @@ def separability_tables(X, parts, frames, labels, cfg, seed):
                           for f in frames]).astype(np.float32)
         crops = np.stack([heart_crop(f["image"], f["lv"], scale=cn["crop_scale"], size=cn["crop_size"])
                           for f in frames])
-        cfold = subject_folds(list(subjects), cn["folds"], seed)
+        cfold = class_folds(subjects, is_real, cn["folds"], seed)
         for name, imgs in (("cnn, whole frames", whole), ("cnn, heart-centred crops", crops)):
             fit_cnn = cnn_scores(imgs, cn, seed)
             scores[name] = cross_fit(is_real, calibration, evaluation, cfold, lambda tr, sc: fit_cnn(tr, sc, y=y))
@@ -625,8 +633,9 @@ def _report(m):
         L.append(f"- **{k} skipped**: {why}")
     L += ["## Separability (lower is better; 0.5 = indistinguishable; target <= 0.85)", "",
           "ROC AUC of real evaluation frames against held-out simulated frames, 95 % interval from a bootstrap "
-          "over subjects. Every model is trained on the calibration real frames and other simulated subjects.", "",
-          "| classifier | all real evaluation frames | ACDC 041-060 | Sunnybrook SC-HF-I-2, -4 |", "|---|---|---|---|"]
+          "over subjects. Every model is trained on the calibration real frames and other simulated subjects, and "
+          "scores the simulated and evaluation subjects of its own fold.", "",
+          "| classifier | all real evaluation frames | ACDC evaluation patients | Sunnybrook evaluation patients |", "|---|---|---|---|"]
     for name, r in sep.items():
         cells = [f"{r[k]['auc']:.3f} [{r[k]['ci95'][0]:.3f}, {r[k]['ci95'][1]:.3f}] ({r[k]['real_frames']} / "
                  f"{r[k]['simulated_frames']} frames)" if k in r else "n/a" for k in ("all", "acdc", "sunnybrook")]
@@ -637,8 +646,8 @@ def _report(m):
           "", "![ROC](roc.png)", "", "## Galleries", "", "![frames](gallery.png)", "", "![crops](crops.png)", "",
           "## Tissue intensity ratios", "",
           "Median (IQR) over frames. Blood and myocardium from labels (ACDC), manual contours (Sunnybrook; "
-          "myocardium only at ED) and the phantom's masks. The body is the largest region above 10 % of the blood "
-          "level with holes filled; its quantiles are over the blood median. Real frames have no labels for fat, "
+          "myocardium only at ED) and the phantom's masks. The body is the convex hull of the regions above 15 % "
+          "of the blood level; its quantiles are over the blood median. Real frames have no labels for fat, "
           "liver, muscle or lung: they show in the body quantiles and in the bright share (>= 0.7 x blood: fat and "
           "fluid in bSSFP). Blood / noise: the blood median over Immerkaer's noise estimate (edges bias it low).", ""]
     keys = [("myocardium_blood", "myocardium / blood"), ("snr", "blood / noise"), ("blood_percentile", "blood percentile in body"),
@@ -650,10 +659,10 @@ def _report(m):
                  + " | ".join(_iqr(r.get(k), "{:.1f}" if k in ("blood_percentile", "snr") else "{:.2f}")
                               for k, _ in keys) + " |")
     sig = m["phantom_signal_over_blood"]
-    L += ["", "The phantom's on-resonance bSSFP signal over LV blood (flip 50 deg; TR 3.0 ms at 1.5 T, 3.2 ms at "
-          "3 T; before texture, coil shading and noise):", "",
+    L += ["", "The phantom's bSSFP signal over LV blood (flip 50 deg; TR 3.0 ms at 1.5 T, 3.2 ms at 3 T; fat at its "
+          "chemical shift; before texture, coil shading and noise):", "",
           "| tissue | " + " | ".join(sig) + " |", "|---|" + "---|" * len(sig)]
-    for t in ("lv_myocardium", "subcutaneous_fat", "fat", "liver", "muscle", "spleen", "stomach", "lung"):
+    for t in ("lv_myocardium", "subcutaneous_fat", "fat", "liver", "muscle", "spleen", "stomach", "abdomen", "lung"):
         L.append(f"| {t} | " + " | ".join(f"{sig[f][t]:.2f}" for f in sig) + " |")
     L += ["", "## Geometry", "",
           "| group | LV diameter / FOV side | RV direction (deg, 180 = image left) | matrix side (px) | pixel (mm) |",

@@ -49,6 +49,7 @@ class Acquisition:
     tr_ms: float | None = None  # 3.0-3.4 ms at 3 T, 2.8-3.2 ms at 1.5 T
     phase_resolution: float | None = None  # 0.75-1.0 of phase-encoding lines acquired
     readout_resolution: float | None = None  # 0.6-1.0 of the readout samples (interpolated reconstruction)
+    fov_mask: float | None = None  # circular FOV mask radius / matrix: 0.46-0.5 in 35 % of cines, else 0 (none)
     residual_shading: float | None = None  # coil shading left by the intensity correction: 0.2-0.8
 
     def __post_init__(self):
@@ -66,6 +67,8 @@ class Acquisition:
             raise ValueError("phase_resolution must be within 0.3-1.0")
         if self.readout_resolution is not None and not 0.3 <= self.readout_resolution <= 1.0:
             raise ValueError("readout_resolution must be within 0.3-1.0")
+        if self.fov_mask is not None and not (self.fov_mask == 0 or 0.3 <= self.fov_mask <= 0.71):
+            raise ValueError("fov_mask must be 0 (none) or within 0.3-0.71")
         if self.residual_shading is not None and not 0.0 <= self.residual_shading <= 1.0:
             raise ValueError("residual_shading must be within 0-1")
 
@@ -103,18 +106,20 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     rng = np.random.default_rng(seed)
     # settings added after the cohort's first release draw from their own stream, so every
     # heart, motion and noise draw of the main stream stays where it was
+    # (drawn whether or not the acquisition fixes them, so fixing one leaves the others as drawn)
     arng = substream(seed, ACQUISITION_STREAM)
     acq = acquisition
-    field = acq.field_t if acq.field_t is not None else float(arng.choice([1.5, 3.0]))
-    residual = acq.residual_shading if acq.residual_shading is not None else float(arng.uniform(0.2, 0.8))
-    readout = acq.readout_resolution if acq.readout_resolution is not None else float(arng.uniform(0.6, 1.0))
-    # a circular FOV mask (radius as a share of the matrix) in about a third of the cines, or none
-    fov_mask = float(arng.uniform(0.46, 0.5)) if arng.random() < 0.35 else 0.0
+    drawn = dict(field_t=float(arng.choice([1.5, 3.0])), residual_shading=float(arng.uniform(0.2, 0.8)),
+                 readout_resolution=float(arng.uniform(0.6, 1.0)),
+                 # a circular FOV mask (radius as a share of the matrix) in about a third of the cines
+                 fov_mask=float(arng.uniform(0.46, 0.5)) if arng.random() < 0.35 else 0.0)
+    field, residual, readout, fov_mask = (getattr(acq, k) if getattr(acq, k) is not None else v
+                                          for k, v in drawn.items())
     T, n = acq.frames, acq.matrix
     spacing = acq.pixel_mm if acq.pixel_mm is not None else rng.uniform(1.3, 1.6)
     # blood SNR of clinical cine bSSFP with phased-array coils; ACDC 061-080 and SC-HF-I-1 measure
     # 59 and 106 by Immerkaer's estimator (`make realism-calibrate`), which reads this phantom's
-    # noise about 1.4x low (its air is Rayleigh-quiet), so about 40-75 nominal
+    # noise about 1.4x low (its air is Rayleigh-quiet): 42 and 75 nominal, so 25-70 around them
     snr = acq.snr if acq.snr is not None else rng.uniform(25, 70)
     flip = acq.flip_deg if acq.flip_deg is not None else rng.uniform(45, 60)
     tr = acq.tr_ms if acq.tr_ms is not None else rng.uniform(*((3.0, 3.4) if field == 3.0 else (2.8, 3.2)))
@@ -195,7 +200,7 @@ def simulate_cohort(path, *, n_subjects=114, seed=0, jobs=1, progress=True, **ac
         Show a progress bar.
     **acquisition
         Fields of :class:`Acquisition` (frames, matrix, pixel_mm, snr, field_t, flip_deg, tr_ms,
-        phase_resolution, readout_resolution, residual_shading).
+        phase_resolution, readout_resolution, residual_shading, fov_mask).
 
     Returns
     -------
