@@ -153,6 +153,8 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     for name in ("statistics", "cnn, whole frames", "cnn, heart-centred crops"):
         for real_set in ("all", "acdc", "sunnybrook"):
             assert 0 <= m["separability"][name][real_set]["auc"] <= 1
+    for name in ("statistics", "intensity", "gradient", "lbp", "spectrum", "cnn, whole frames", "cnn, heart-centred crops"):
+        assert 0 <= m["separability_calibration"][name]["auc"] <= 1, name
     assert m["groups"]["simulated"]["frames"] == 12
     assert m["groups"]["acdc evaluation"]["myocardium_blood"]["median"] > 0
     for png in ("gallery", "crops", "texture", "geometry", "roc"):

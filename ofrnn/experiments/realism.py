@@ -403,9 +403,9 @@ def load_frames(cfg):
 
 
 def separability_tables(X, parts, frames, labels, cfg, seed):
-    """Real-vs-simulated AUCs: grouped CV on the calibration frames for the statistics and each of
-    their families (``parts``: name -> width in ``X``), and the cross-fitted evaluation AUCs of the
-    statistics and the CNNs. ``labels``: dict of per-frame arrays (groups, subjects, is_real,
+    """Real-vs-simulated AUCs: grouped CV on the calibration frames for the statistics, each of
+    their families (``parts``: name -> width in ``X``) and the CNNs, and the cross-fitted
+    evaluation AUCs of the statistics and the CNNs. ``labels``: dict of per-frame arrays (groups, subjects, is_real,
     calibration, evaluation). Returns (evaluation table, calibration table, ROC curves)."""
     groups, subjects, is_real = labels["groups"], labels["subjects"], labels["is_real"]
     calibration, evaluation = labels["calibration"], labels["evaluation"]
@@ -424,22 +424,29 @@ def separability_tables(X, parts, frames, labels, cfg, seed):
                                                     seed=seed)
         if name == "statistics":
             curves["statistics, calibration CV"] = (s, use)
-    if not evaluation.any():
-        return {}, calibration_table, curves
-    fit = logistic_scores(X, cl["C"])
-    scores = {"statistics": cross_fit(is_real, calibration, evaluation, fold, lambda tr, sc: fit(tr, sc, y=y))}
+    images = {}
     if cfg["cnn"]["enabled"]:
         from skimage.transform import resize
 
         cn = cfg["cnn"]
-        whole = np.stack([resize(np.clip(normalise(f["image"]), 0, 1.25), (cn["frame_size"],) * 2, anti_aliasing=True)
-                          for f in frames]).astype(np.float32)
-        crops = np.stack([heart_crop(f["image"], f["lv"], scale=cn["crop_scale"], size=cn["crop_size"])
-                          for f in frames])
+        images["cnn, whole frames"] = np.stack([
+            resize(np.clip(normalise(f["image"]), 0, 1.25), (cn["frame_size"],) * 2, anti_aliasing=True)
+            for f in frames]).astype(np.float32)
+        images["cnn, heart-centred crops"] = np.stack([
+            heart_crop(f["image"], f["lv"], scale=cn["crop_scale"], size=cn["crop_size"]) for f in frames])
         cfold = class_folds(subjects, is_real, cn["folds"], seed)
-        for name, imgs in (("cnn, whole frames", whole), ("cnn, heart-centred crops", crops)):
-            fit_cnn = cnn_scores(imgs, cn, seed)
-            scores[name] = cross_fit(is_real, calibration, evaluation, cfold, lambda tr, sc: fit_cnn(tr, sc, y=y))
+        fits = {name: cnn_scores(imgs, cn, seed) for name, imgs in images.items()}
+        # the CNNs on the calibration frames too: the look of crops can be tuned without an evaluation frame
+        for name, fit_cnn in fits.items():
+            s = calibration_scores(is_real, calibration, cfold, lambda tr, sc: fit_cnn(tr, sc, y=y))
+            calibration_table[name] = auc_with_interval(s[use], is_real[use], subjects[use], n_boot=cl["bootstrap"],
+                                                        seed=seed)
+    if not evaluation.any():
+        return {}, calibration_table, curves
+    fit = logistic_scores(X, cl["C"])
+    scores = {"statistics": cross_fit(is_real, calibration, evaluation, fold, lambda tr, sc: fit(tr, sc, y=y))}
+    for name, fit_cnn in (fits.items() if images else ()):
+        scores[name] = cross_fit(is_real, calibration, evaluation, cfold, lambda tr, sc: fit_cnn(tr, sc, y=y))
     scored = evaluation | ~is_real
     table = {}
     for name, s in scores.items():
@@ -640,8 +647,9 @@ def _report(m):
         cells = [f"{r[k]['auc']:.3f} [{r[k]['ci95'][0]:.3f}, {r[k]['ci95'][1]:.3f}] ({r[k]['real_frames']} / "
                  f"{r[k]['simulated_frames']} frames)" if k in r else "n/a" for k in ("all", "acdc", "sunnybrook")]
         L.append(f"| {name} | " + " | ".join(cells) + " |")
-    L += ["", f"Tuning numbers (calibration real frames and simulated frames only, grouped "
-          f"{m['settings']['classifier']['folds']}-fold cross-validation): AUC "
+    L += ["", f"Tuning numbers (calibration real frames and simulated frames only, grouped cross-validation: "
+          f"{m['settings']['classifier']['folds']} folds for the statistics, {m['settings']['cnn']['folds']} for the "
+          "CNNs, which thus train on fewer frames than in the evaluation above): AUC "
           + ", ".join(f"{k} {c['auc']:.3f}" for k, c in m["separability_calibration"].items()) + ".",
           "", "![ROC](roc.png)", "", "## Galleries", "", "![frames](gallery.png)", "", "![crops](crops.png)", "",
           "## Tissue intensity ratios", "",
