@@ -242,7 +242,7 @@ def wilson_interval(k, n, *, level=0.95):
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def bootstrap_subjects(statistic, n_subjects, *, n_boot=N_BOOTSTRAP, level=0.95, seed=0):
+def bootstrap_subjects(statistic, n_subjects, *, n_boot=N_BOOTSTRAP, level=0.95, seed=0, strata=None):
     """Percentile bootstrap interval of a statistic over subjects (resampled with replacement).
 
     Parameters
@@ -258,6 +258,10 @@ def bootstrap_subjects(statistic, n_subjects, *, n_boot=N_BOOTSTRAP, level=0.95,
         Coverage of the interval.
     seed : int
         Seed of the resampling (NumPy ``default_rng``).
+    strata : int array (n_subjects,), optional
+        Stratum of each subject: each resample draws within every stratum (in ascending code
+        order) as many subjects as it holds, so the strata keep their sizes (e.g. real and
+        simulated subjects of a two-class AUC).
 
     Returns
     -------
@@ -270,7 +274,9 @@ def bootstrap_subjects(statistic, n_subjects, *, n_boot=N_BOOTSTRAP, level=0.95,
     Resampling whole subjects keeps the correlation of pixels within a slice (a cluster bootstrap).
     """
     rng = np.random.default_rng(seed)
-    draws = [statistic(rng.integers(0, n_subjects, n_subjects)) for _ in range(n_boot)]
+    groups = [np.arange(n_subjects)] if strata is None else \
+        [np.flatnonzero(np.asarray(strata) == c) for c in np.unique(strata)]
+    draws = [statistic(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])) for _ in range(n_boot)]
     q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
 
     def interval(v):

@@ -199,3 +199,18 @@ def test_roi_check_flags_boxes_no_lv_could_fill():
     assert "LV box 168 mm" in huge["warning"]
     unsure = roi_check(dict(box=[100, 100, 150, 145], frame_scores=[0.2, 0.3, 0.9]), spacing)
     assert "LV probability 0.30" in unsure["warning"]
+
+
+def test_bootstrap_subjects_keeps_each_stratum_its_size():
+    from ofrnn.metrics import bootstrap_subjects
+
+    strata = np.r_[np.zeros(3, int), np.ones(7, int)]
+    seen = []
+
+    def stat(idx):
+        seen.append(idx)
+        return float(np.mean(strata[idx]))
+    lo, hi = bootstrap_subjects(stat, 10, n_boot=50, seed=1, strata=strata)
+    assert lo == hi == 0.7  # 3 of stratum 0 and 7 of stratum 1 in every resample
+    assert all(len(i) == 10 and set(i[:3]) <= {0, 1, 2} for i in seen)
+    assert len({tuple(i) for i in seen}) > 1  # still resampled

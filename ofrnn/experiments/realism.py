@@ -52,9 +52,14 @@ BRIGHT = 0.7
 BODY_QUANTILES = (10, 25, 50, 75, 90)
 #: the statistics' families, in the order of the classifier's features
 STATISTICS = ("intensity", "gradient", "lbp", "spectrum")
+#: upper ends of the intensity (over the 99th percentile) and gradient-magnitude histograms
+INTENSITY_MAX, GRADIENT_MAX = 1.25, 0.3
+#: the per-frame intensity measures of :func:`tissue_measures`, with their report labels
+TISSUE_LABELS = {"myocardium_blood": "myocardium / blood", "snr": "blood / noise",
+                 "blood_percentile": "blood percentile in body",
+                 **{f"body_q{q}": f"body q{q} / blood" for q in BODY_QUANTILES},
+                 "bright_share": "bright share", "body_fraction": "body share of FOV"}
 #: groups of frames, in plotting order
-TISSUE_KEYS = ("myocardium_blood", "snr", "blood_percentile", *(f"body_q{q}" for q in BODY_QUANTILES), "bright_share",
-               "body_fraction")
 GROUPS = ("simulated", "acdc calibration", "acdc evaluation", "sunnybrook calibration", "sunnybrook evaluation")
 
 
@@ -105,10 +110,10 @@ def frame_statistics(image, *, intensity_bins, gradient_bins, spectrum_bins, lbp
     x = normalise(image)
     gy, gx = np.gradient(x)
     grad = np.hypot(gy, gx)
-    q = np.clip(x / 1.25 * 255, 0, 255).astype(np.uint8)
+    q = np.clip(x / INTENSITY_MAX * 255, 0, 255).astype(np.uint8)
     lbp = local_binary_pattern(q, 8, lbp_radius, method="uniform")
     hist = lambda v, n, hi: np.histogram(np.clip(v, 0, hi), n, (0, hi))[0] / v.size  # noqa: E731
-    return dict(intensity=hist(x, intensity_bins, 1.25), gradient=hist(grad, gradient_bins, 0.3),
+    return dict(intensity=hist(x, intensity_bins, INTENSITY_MAX), gradient=hist(grad, gradient_bins, GRADIENT_MAX),
                 lbp=np.bincount(lbp.astype(int).ravel(), minlength=10)[:10] / lbp.size,
                 spectrum=radial_spectrum(x, bins=spectrum_bins))
 
@@ -273,6 +278,17 @@ def class_folds(subjects, is_real, k, seed):
     return folds
 
 
+def _fold_scores(folds, scored, pool, fit_score, *, always=None):
+    """Scores of the ``scored`` frames, each from the model of its fold: fitted on the ``pool``
+    frames of the other folds (plus ``always``, frames every model trains on)."""
+    always = np.zeros(len(folds), bool) if always is None else always
+    scores = np.full(len(folds), np.nan)
+    for j in np.unique(folds[scored]):
+        held = scored & (folds == j)
+        scores[held] = fit_score(always | (pool & (folds != j)), held)
+    return scores
+
+
 def cross_fit(is_real, calibration, evaluation, folds, fit_score):
     """Scores from models that never saw the scored frame (see the module docstring).
 
@@ -282,11 +298,7 @@ def cross_fit(is_real, calibration, evaluation, folds, fit_score):
     score)`` fits on the boolean mask ``train`` and returns scores of the frames in ``score``.
     Returns (N,) scores; NaN for calibration frames.
     """
-    scores = np.full(len(is_real), np.nan)
-    for j in np.unique(folds[~is_real | evaluation]):
-        held = (~is_real | evaluation) & (folds == j)
-        scores[held] = fit_score(calibration | (~is_real & (folds != j)), held)
-    return scores
+    return _fold_scores(folds, ~is_real | evaluation, ~is_real, fit_score, always=calibration)
 
 
 def calibration_scores(is_real, calibration, folds, fit_score):
@@ -294,31 +306,31 @@ def calibration_scores(is_real, calibration, folds, fit_score):
     (``folds``: each frame's subject fold), for tuning the phantom without an evaluation frame.
     Returns (N,) scores, NaN outside those frames."""
     use = calibration | ~is_real
-    scores = np.full(len(is_real), np.nan)
-    for j in np.unique(folds[use]):
-        held = use & (folds == j)
-        scores[held] = fit_score(use & (folds != j), held)
-    return scores
+    return _fold_scores(folds, use, use, fit_score)
 
 
 def auc_with_interval(scores, is_real, subjects, *, n_boot, seed):
-    """ROC AUC (real = positive) and its 95 % interval from a bootstrap over subjects."""
+    """ROC AUC (real = positive) and its 95 % interval from a bootstrap over subjects, real and
+    simulated subjects resampled separately (:func:`ofrnn.metrics.bootstrap_subjects`)."""
     from sklearn.metrics import roc_auc_score
 
-    auc = float(roc_auc_score(is_real, scores))
-    rng = np.random.default_rng(seed)
-    by = {}
-    for i, s in enumerate(subjects):
-        by.setdefault((bool(is_real[i]), s), []).append(i)
-    pos = [v for (r, _), v in by.items() if r]
-    neg = [v for (r, _), v in by.items() if not r]
-    boots = []
-    for _ in range(n_boot):
-        idx = np.concatenate([np.concatenate([g[i] for i in rng.integers(len(g), size=len(g))]) for g in (pos, neg)])
-        boots.append(roc_auc_score(is_real[idx], scores[idx]))
-    lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
-    return dict(auc=auc, ci95=[float(lo), float(hi)], real_frames=int(is_real.sum()),
-                simulated_frames=int((~is_real).sum()), real_subjects=len(pos), simulated_subjects=len(neg))
+    from ..metrics import bootstrap_subjects
+
+    number = {}  # subjects numbered in order of appearance
+    subject = np.array([number.setdefault(s, len(number)) for s in subjects])
+    real_subject = np.zeros(len(number), bool)
+    real_subject[subject] = is_real
+    frames_of = [np.flatnonzero(subject == i) for i in range(len(number))]
+
+    def auc(idx):
+        rows = np.concatenate([frames_of[i] for i in idx])
+        return roc_auc_score(is_real[rows], scores[rows])
+
+    # stratum 0 = real subjects, drawn first
+    lo, hi = bootstrap_subjects(auc, len(number), n_boot=n_boot, seed=seed, strata=~real_subject)
+    return dict(auc=float(roc_auc_score(is_real, scores)), ci95=[lo, hi], real_frames=int(is_real.sum()),
+                simulated_frames=int((~is_real).sum()), real_subjects=int(real_subject.sum()),
+                simulated_subjects=int((~real_subject).sum()))
 
 
 def logistic_scores(X, C):
@@ -411,42 +423,35 @@ def separability_tables(X, parts, frames, labels, cfg, seed):
     calibration, evaluation = labels["calibration"], labels["evaluation"]
     y = is_real.astype(int)
     cl = cfg["classifier"]
-    fold = class_folds(subjects, is_real, cl["folds"], seed)
     use = calibration | ~is_real
+    fold = class_folds(subjects, is_real, cl["folds"], seed)
+    # (fit_score, folds, scored on evaluation frames too?): every statistic together, then each
+    # family alone (which of them still gives the phantom away), then the CNNs
     ends = np.cumsum(list(parts.values()))
-    calibration_table, curves = {}, {}
-    # every statistic together, then each family alone: which of them still gives the phantom away
-    for name, cols in (("statistics", slice(None)),
-                       *((k, slice(e - n, e)) for (k, n), e in zip(parts.items(), ends))):
-        fit = logistic_scores(X[:, cols], cl["C"])
-        s = calibration_scores(is_real, calibration, fold, lambda tr, sc: fit(tr, sc, y=y))
-        calibration_table[name] = auc_with_interval(s[use], is_real[use], subjects[use], n_boot=cl["bootstrap"],
-                                                    seed=seed)
-        if name == "statistics":
-            curves["statistics, calibration CV"] = (s, use)
-    images = {}
+    learners = {"statistics": (logistic_scores(X, cl["C"]), fold, True)}
+    learners.update({k: (logistic_scores(X[:, e - n:e], cl["C"]), fold, False)
+                     for (k, n), e in zip(parts.items(), ends)})
     if cfg["cnn"]["enabled"]:
         from skimage.transform import resize
 
         cn = cfg["cnn"]
-        images["cnn, whole frames"] = np.stack([
-            resize(np.clip(normalise(f["image"]), 0, 1.25), (cn["frame_size"],) * 2, anti_aliasing=True)
-            for f in frames]).astype(np.float32)
-        images["cnn, heart-centred crops"] = np.stack([
-            heart_crop(f["image"], f["lv"], scale=cn["crop_scale"], size=cn["crop_size"]) for f in frames])
         cfold = class_folds(subjects, is_real, cn["folds"], seed)
-        fits = {name: cnn_scores(imgs, cn, seed) for name, imgs in images.items()}
-        # the CNNs on the calibration frames too: the look of crops can be tuned without an evaluation frame
-        for name, fit_cnn in fits.items():
-            s = calibration_scores(is_real, calibration, cfold, lambda tr, sc: fit_cnn(tr, sc, y=y))
-            calibration_table[name] = auc_with_interval(s[use], is_real[use], subjects[use], n_boot=cl["bootstrap"],
-                                                        seed=seed)
-    if not evaluation.any():
-        return {}, calibration_table, curves
-    fit = logistic_scores(X, cl["C"])
-    scores = {"statistics": cross_fit(is_real, calibration, evaluation, fold, lambda tr, sc: fit(tr, sc, y=y))}
-    for name, fit_cnn in (fits.items() if images else ()):
-        scores[name] = cross_fit(is_real, calibration, evaluation, cfold, lambda tr, sc: fit_cnn(tr, sc, y=y))
+        whole = np.stack([resize(np.clip(normalise(f["image"]), 0, INTENSITY_MAX), (cn["frame_size"],) * 2,
+                                 anti_aliasing=True) for f in frames]).astype(np.float32)
+        crops = np.stack([heart_crop(f["image"], f["lv"], scale=cn["crop_scale"], size=cn["crop_size"])
+                          for f in frames])
+        learners["cnn, whole frames"] = (cnn_scores(whole, cn, seed), cfold, True)
+        learners["cnn, heart-centred crops"] = (cnn_scores(crops, cn, seed), cfold, True)
+    calibration_table, curves, scores = {}, {}, {}
+    for name, (fit, folds, evaluated) in learners.items():
+        fs = lambda tr, sc: fit(tr, sc, y=y)  # noqa: E731
+        s = calibration_scores(is_real, calibration, folds, fs)
+        calibration_table[name] = auc_with_interval(s[use], is_real[use], subjects[use], n_boot=cl["bootstrap"],
+                                                    seed=seed)
+        if name == "statistics":
+            curves["statistics, calibration CV"] = (s, use)
+        if evaluated and evaluation.any():
+            scores[name] = cross_fit(is_real, calibration, evaluation, folds, fs)
     scored = evaluation | ~is_real
     table = {}
     for name, s in scores.items():
@@ -467,7 +472,7 @@ def group_summaries(frames, stats, tissue, groups, subjects):
         rv_direction_deg=np.array([f["rv_angle"] for f in frames]),
         pixel_mm=np.array([f["spacing"] if f["spacing"] is not None else np.nan for f in frames]),
         matrix=np.array([np.sqrt(np.prod(f["image"].shape)) for f in frames]),
-        **{k: np.array([r[k] if r is not None else np.nan for r in tissue]) for k in TISSUE_KEYS})
+        **{k: np.array([r[k] if r is not None else np.nan for r in tissue]) for k in TISSUE_LABELS})
     by_group = {}
     for g in GROUPS:
         idx = np.flatnonzero(groups == g)
@@ -569,9 +574,9 @@ def _figures(frames, groups, evaluation, by_group, per_frame, curves, is_real, c
         plt.close(fig)
 
     st = cfg["statistics"]
-    axes_x = dict(intensity=np.linspace(0, 1.25, st["intensity_bins"] + 1)[:-1] + 1.25 / st["intensity_bins"] / 2,
-                  gradient=np.linspace(0, 0.3, st["gradient_bins"] + 1)[:-1] + 0.3 / st["gradient_bins"] / 2,
-                  lbp=np.arange(10), spectrum=(np.arange(st["spectrum_bins"]) + 0.5) * 0.5 / st["spectrum_bins"])
+    centres = lambda hi, n: (np.arange(n) + 0.5) * hi / n  # noqa: E731  (bin centres on [0, hi])
+    axes_x = dict(intensity=centres(INTENSITY_MAX, st["intensity_bins"]), gradient=centres(GRADIENT_MAX, st["gradient_bins"]),
+                  lbp=np.arange(10), spectrum=centres(0.5, st["spectrum_bins"]))
     labels = dict(intensity="intensity / 99th percentile", gradient="gradient magnitude per pixel",
                   lbp="uniform LBP code (8 neighbours)", spectrum="spatial frequency (cycles / pixel)")
     fig, ax = plt.subplots(1, 4, figsize=(18, 3.8))
@@ -622,10 +627,10 @@ def _figures(frames, groups, evaluation, by_group, per_frame, curves, is_real, c
     plt.close(fig)
 
 
-def _iqr(s, fmt="{:.2f}", k=1.0):
+def _iqr(s, fmt="{:.2f}"):
     if s is None:
         return "n/a"
-    return f"{fmt.format(k * s['median'])} ({fmt.format(k * s['q1'])}-{fmt.format(k * s['q3'])})"
+    return f"{fmt.format(s['median'])} ({fmt.format(s['q1'])}-{fmt.format(s['q3'])})"
 
 
 def _report(m):
@@ -658,14 +663,12 @@ def _report(m):
           "of the blood level; its quantiles are over the blood median. Real frames have no labels for fat, "
           "liver, muscle or lung: they show in the body quantiles and in the bright share (>= 0.7 x blood: fat and "
           "fluid in bSSFP). Blood / noise: the blood median over Immerkaer's noise estimate (edges bias it low).", ""]
-    keys = [("myocardium_blood", "myocardium / blood"), ("snr", "blood / noise"), ("blood_percentile", "blood percentile in body"),
-            *[(f"body_q{q}", f"body q{q} / blood") for q in BODY_QUANTILES], ("bright_share", "bright share"),
-            ("body_fraction", "body share of FOV")]
-    L += ["| group | frames (subjects) | " + " | ".join(n for _, n in keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    L += ["| group | frames (subjects) | " + " | ".join(TISSUE_LABELS.values()) + " |",
+          "|---" * (len(TISSUE_LABELS) + 2) + "|"]
     for name, r in g.items():
         L.append(f"| {name} | {r['frames']} ({r['subjects']}) | "
                  + " | ".join(_iqr(r.get(k), "{:.1f}" if k in ("blood_percentile", "snr") else "{:.2f}")
-                              for k, _ in keys) + " |")
+                              for k in TISSUE_LABELS) + " |")
     sig = m["phantom_signal_over_blood"]
     L += ["", "The phantom's bSSFP signal over LV blood (flip 50 deg; TR 3.0 ms at 1.5 T, 3.2 ms at 3 T; fat at its "
           "chemical shift; before texture, coil shading and noise):", "",
