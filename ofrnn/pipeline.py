@@ -357,6 +357,10 @@ class PixelBatches:
                  batch_size=256, seed=0, augment=False, local_frame="image"):
         if local_frame not in LOCAL_FRAMES:
             raise OfrnnError(f"local_frame {local_frame!r} is not one of {LOCAL_FRAMES}", field="local_frame")
+        if augment and local_frame == "heart":
+            # a transpose would swap the patch's radial and circumferential axes
+            raise OfrnnError("augment cannot turn heart-frame patches; use local_frame 'image' or 'tissue'",
+                             field="augment")
         self.samples = samples
         self.global_frame = global_frame
         self.motion_reference = motion_reference
@@ -372,6 +376,9 @@ class PixelBatches:
         # The fixed patch (None) keeps its own, faster paths: one gather fetches a patch pixel's whole
         # time series (graph feed measured 3x faster than per-frame gathers of the same patches).
         self.centres = self._centres(subjects) if local_frame == "tissue" else None
+        # Heart-frame patches are bilinear samples on a turned grid, too costly to gather per batch:
+        # the sampled pixels' patches are computed once (about 12 kB a pixel) and then only indexed.
+        self.local_rows = self._heart_rows(subjects) if local_frame == "heart" else None
 
     def _centres(self, subjects):
         """Per-frame patch centres (n, J, 2) of the sampled pixels traced with their subject's flows."""
@@ -383,6 +390,18 @@ class PixelBatches:
             sel = np.flatnonzero(s["subject"] == i)
             if sel.size:
                 out[sel] = tissue_centres(rs.flows)[:, s["y"][sel] * rs.roi.shape[2] + s["x"][sel]].transpose(1, 0, 2)
+        return out
+
+    def _heart_rows(self, subjects):
+        """P_l rows (n, J, N*N) of the sampled pixels in the heart's frame (:func:`ofrnn.motion.heart_patches`)."""
+        from .motion import heart_patches
+
+        s = self.samples
+        out = np.empty((len(s["subject"]), self.frames, self.patch * self.patch), np.float32)
+        for i, rs in enumerate(subjects):
+            sel = np.flatnonzero(s["subject"] == i)
+            if sel.size:
+                out[sel] = heart_patches(rs.roi, rs.flows, patch=self.patch, pixels=(s["y"][sel], s["x"][sel]))
         return out
 
     def _global_rows(self, subjects, global_patch):
@@ -412,6 +431,8 @@ class PixelBatches:
     def inputs(self, idx):
         """(local (B, J, N*N), global (B, J-1, F)) for sample indices ``idx``."""
         s = self.samples
+        if self.local_rows is not None:
+            return self.local_rows[idx], self.global_rows[idx]
         if self.centres is None:
             loc = self.windows[s["subject"][idx], :, s["y"][idx], s["x"][idx]]  # (B, J, N, N)
         else:
@@ -455,8 +476,12 @@ class PixelBatches:
         with tf.device("/CPU:0"):
             if "table" not in self._tables:
                 S, J, Hp, Wp = self.padded.shape
-                table = self.padded.reshape(-1) if self.centres is not None else \
-                    np.ascontiguousarray(self.padded.reshape(S, J, Hp * Wp).transpose(0, 2, 1))
+                if self.local_rows is not None:
+                    table = self.local_rows
+                elif self.centres is not None:
+                    table = self.padded.reshape(-1)
+                else:
+                    table = np.ascontiguousarray(self.padded.reshape(S, J, Hp * Wp).transpose(0, 2, 1))
                 self._tables["table"] = tf.convert_to_tensor(table)
             if not local_only and "glob" not in self._tables:
                 self._tables["glob"] = tf.convert_to_tensor(self.global_rows)
@@ -501,7 +526,9 @@ class PixelBatches:
             origin = tf.constant((frame_base + self.centres[..., 0] * Wp + self.centres[..., 1]).astype(np.int32))
 
         def gather(idx):
-            if self.centres is not None:
+            if self.local_rows is not None:
+                loc = tf.gather(table, idx)  # (B, J, N*N), computed once in __init__
+            elif self.centres is not None:
                 loc = tf.gather(table, tf.gather(origin, idx)[:, :, None] + offsets[None, None])  # (B, J, N*N)
             else:
                 pix = tf.gather(top_left, idx)[:, None] + offsets[None]  # (B, N*N)

@@ -23,7 +23,7 @@ from . import roi as roimod
 from .errors import OfrnnError
 from .metrics import (CALL_MIN_PIXELS, SEGMENT_RULE, evaluate_rois, infarct_size, segment_labels, segment_percent,
                       slice_call)
-from .motion import local_patches, tissue_centres
+from .motion import heart_patches, local_patches, tissue_centres
 from .pipeline import global_motion, prepare_subject, roi_flows, subject_transform
 
 MODEL_FILE = "model.keras"
@@ -80,8 +80,11 @@ def predict_roi(network, rs, config, *, timings=None):
     ``timings`` (a dict) collects seconds spent on ``features`` and ``network``.
     """
     t0 = time.perf_counter()
-    centres = tissue_centres(rs.flows) if config["local_frame"] == "tissue" else None
-    loc = local_patches(rs.roi, patch=config["patch"], centres=centres)
+    if config["local_frame"] == "heart":
+        loc = heart_patches(rs.roi, rs.flows, patch=config["patch"])
+    else:
+        centres = tissue_centres(rs.flows) if config["local_frame"] == "tissue" else None
+        loc = local_patches(rs.roi, patch=config["patch"], centres=centres)
     glo = global_motion(rs.flows, patch=config["global_patch"], frame=config["global_frame"],
                         reference=config["motion_reference"])
     t1 = time.perf_counter()

@@ -471,6 +471,56 @@ def test_tissue_patches_follow_a_translation_and_match_between_training_and_pred
         np.testing.assert_array_equal(loc[k], ref)
 
 
+def test_heart_patches_turn_with_the_wall_and_follow_sub_pixel_motion():
+    """local_frame="heart": (a) turning the image by 90 degrees about the LV centre leaves every
+    pixel's patch unchanged (the patch turns with the radial direction); (b) on a smooth pattern
+    translated by a sub-pixel step per frame, each frame's patch samples the pattern at p traced,
+    on the radial / circumferential grid (known answer, up to bilinear interpolation)."""
+    from ofrnn.motion import heart_patches
+
+    img = np.random.default_rng(1).random((32, 32)).astype(np.float32)
+    still = np.zeros((0, 2, 32, 32), np.float32)
+    ys, xs = np.array([5, 9, 20, 28]), np.array([20, 3, 14, 27])
+    a = heart_patches(img[None], still, patch=7, pixels=(ys, xs))
+    # np.rot90 moves pixel (y, x) to (31 - x, y): a turn about the centre (15.5, 15.5)
+    b = heart_patches(np.rot90(img)[None].copy(), still, patch=7, pixels=(31 - xs, ys))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.abs(a - heart_patches(img[None], still, patch=7, pixels=(31 - xs, ys))).max() > 0.3
+
+    def pattern(y, x):
+        return np.sin(0.3 * y + 0.1) * np.cos(0.2 * x - 0.4)
+
+    step = np.array([0.4, -0.3], np.float32)
+    yy, xx = np.mgrid[0:40, 0:40].astype(np.float32)
+    seq = np.stack([pattern(yy - t * step[0], xx - t * step[1]) for t in range(4)]).astype(np.float32)
+    flows = np.broadcast_to(step[None, :, None, None], (3, 2, 40, 40)).astype(np.float32)
+    got = heart_patches(seq, flows, patch=5, pixels=([12, 25], [10, 30])).reshape(2, 4, 5, 5)
+    c, off = 19.5, np.arange(5) - 2.0
+    for k, q in enumerate(np.array([[12, 10], [25, 30]], np.float32)):
+        for t in range(4):
+            p = q + t * step  # the tissue's position in frame t
+            u = (p - c) / np.hypot(*(p - c))
+            gy = p[0] + off[:, None] * u[0] + off[None, :] * u[1]
+            gx = p[1] + off[:, None] * u[1] - off[None, :] * u[0]
+            # in the tissue's own coordinates the pattern does not move
+            np.testing.assert_allclose(got[k, t], pattern(gy - t * step[0], gx - t * step[1]), atol=0.03)
+
+
+def test_heart_patches_match_between_training_and_prediction_and_refuse_augmentation():
+    from ofrnn.errors import OfrnnError
+    from ofrnn.motion import heart_patches
+    from ofrnn.pipeline import PixelBatches
+
+    subs, s = _toy_pixels()
+    loc, _ = PixelBatches(subs, s, patch=5, local_frame="heart").inputs(np.arange(50))
+    for i, rs in enumerate(subs):
+        sel = s["subject"] == i
+        ref = heart_patches(rs.roi, rs.flows, patch=5)[s["y"][sel] * 16 + s["x"][sel]]
+        np.testing.assert_allclose(loc[sel], ref, atol=1e-6)
+    with pytest.raises(OfrnnError, match="augment"):
+        PixelBatches(subs, s, patch=5, local_frame="heart", augment=True)
+
+
 def test_an_unknown_local_frame_is_refused():
     from ofrnn.errors import OfrnnError
 
@@ -478,7 +528,7 @@ def test_an_unknown_local_frame_is_refused():
         _pixel_batches(local_frame="tisue")
 
 
-@pytest.mark.parametrize("local_frame", ["image", "tissue"])
+@pytest.mark.parametrize("local_frame", ["image", "tissue", "heart"])
 def test_graph_feed_gathers_the_same_inputs_as_the_numpy_path(local_frame):
     pb = _pixel_batches(local_frame=local_frame)
     (loc, glo), y, w = next(iter(pb.dataset(shuffle=False)))
