@@ -482,7 +482,8 @@ def plot_fold_bullseyes(folder, subjects, probs, threshold):
 
 # -- over folds -------------------------------------------------------------------------------------
 _SUMMARY = [("roi", k) for k in ("accuracy", "sensitivity", "specificity", "precision", "dice", "roc_auc")] + \
-           [("myocardium", k) for k in ("accuracy", "sensitivity", "specificity", "precision", "dice", "roc_auc")]
+           [("myocardium", k) for k in ("accuracy", "sensitivity", "specificity", "precision", "dice", "roc_auc",
+                                        "sensitivity_at_spec95")]
 
 
 def fold_table(results):

@@ -74,12 +74,13 @@ def load_bundle(folder):
     return network, config
 
 
-def predict_roi(network, rs, config, *, timings=None):
-    """Infarct probability (64, 64) of every pixel of a prepared :class:`ofrnn.pipeline.RoiSubject`.
+def roi_features(rs, config):
+    """(P_l (64*64, J, N*N), P_g (64*64, J-1, F)) of every ROI pixel, row-major, as ``config`` defines them.
 
-    ``timings`` (a dict) collects seconds spent on ``features`` and ``network``.
+    ``config`` holds a bundle's or profile's ``patch``, ``local_frame``, ``global_patch``,
+    ``global_frame`` and ``motion_reference``; training draws the same rows for its sampled pixels
+    (:class:`ofrnn.pipeline.PixelBatches`).
     """
-    t0 = time.perf_counter()
     if config["local_frame"] == "heart":
         loc = heart_patches(rs.roi, rs.flows, patch=config["patch"])
     else:
@@ -87,6 +88,16 @@ def predict_roi(network, rs, config, *, timings=None):
         loc = local_patches(rs.roi, patch=config["patch"], centres=centres)
     glo = global_motion(rs.flows, patch=config["global_patch"], frame=config["global_frame"],
                         reference=config["motion_reference"])
+    return loc, glo
+
+
+def predict_roi(network, rs, config, *, timings=None):
+    """Infarct probability (64, 64) of every pixel of a prepared :class:`ofrnn.pipeline.RoiSubject`.
+
+    ``timings`` (a dict) collects seconds spent on ``features`` and ``network``.
+    """
+    t0 = time.perf_counter()
+    loc, glo = roi_features(rs, config)
     t1 = time.perf_counter()
     # predict_on_batch runs a compiled graph: ~3x faster than an eager call for the 4096 ROI pixels
     batch = int(config.get("eval_batch", 4096))
@@ -421,5 +432,5 @@ def _write_subject(f, subject, prob_img, pred_img, roi_mask, box):
     d.attrs["units"] = "image pixels, (y0, x0, y1, x1) half-open"
 
 
-__all__ = ["MODEL_FILE", "CONFIG_FILE", "LOCALIZER_DIR", "FRAME", "LV_BOX_MM", "MIN_LV_SCORE", "roi_check", "save_bundle", "model_digest", "load_bundle", "predict_roi", "overlay_png",
+__all__ = ["MODEL_FILE", "CONFIG_FILE", "LOCALIZER_DIR", "FRAME", "LV_BOX_MM", "MIN_LV_SCORE", "roi_check", "save_bundle", "model_digest", "load_bundle", "roi_features", "predict_roi", "overlay_png",
            "subject_summary", "predict_subjects"]

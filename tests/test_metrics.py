@@ -26,6 +26,18 @@ def test_auc_perfect_and_reversed_scores():
     assert M.pixel_metrics(t, s < 0.5, 1 - s)["roc_auc"] == 0.0
 
 
+def test_sensitivity_at_specificity_reads_the_roc_curve():
+    # 20 negatives scored 0..19, 4 positives scored 18.5, 17.5, 10.5, 2.5. Specificity >= 0.95
+    # allows one false positive (19): only 18.5 is above it. >= 0.90 allows 19 and 18: 2 of 4.
+    # >= 0.55 allows 11..19: 3 of 4.
+    t = np.r_[np.zeros(20), np.ones(4)]
+    s = np.r_[np.arange(20.0), [18.5, 17.5, 10.5, 2.5]]
+    assert M.sensitivity_at_specificity(t, s, 0.95) == pytest.approx(0.25)
+    assert M.sensitivity_at_specificity(t, s, 0.90) == pytest.approx(0.5)
+    assert M.sensitivity_at_specificity(t, s, 0.55) == pytest.approx(0.75)
+    assert M.pixel_metrics(t, s > 18, s)["sensitivity_at_spec95"] == pytest.approx(0.25)
+
+
 def test_undefined_ratios_are_nan_not_errors():
     m = M.pixel_metrics(np.zeros(5), np.zeros(5), np.zeros(5))
     assert m["accuracy"] == 1.0 and m["specificity"] == 1.0

@@ -28,6 +28,10 @@ def add_arguments(p):
     p.add_argument("--roi", choices=("gt", "detector"), default=None,
                    help="ROI source: gt (annotated lv_box, the profile's default) or detector (needs --localizer)")
     p.add_argument("--localizer", default=None, help="heart localization bundle folder, for --roi detector")
+    p.add_argument("--fold-localizer", choices=("train", "none"), default=None,
+                   help="train each fold's own heart localization layers into its bundle (about 7 min a fold on "
+                        "2 cores) or not (the bundle then needs boxes or --localizer to predict, and the "
+                        "end-to-end rows are absent); default from the profile: train")
     p.add_argument("--cache", default="results/train/cache", help="cache of prepared ROI sequences and flows")
     p.add_argument("--force", action="store_true", help="retrain even if the results folder is complete")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all cores)")
@@ -43,6 +47,8 @@ def run(args):
 
     settings = args.settings or PROFILES
     cfg = load_profile(args.profile, settings, flow=args.flow, roi=args.roi)
+    if args.fold_localizer:
+        cfg["localizer"] = args.fold_localizer
     if args.fold not in ("all", "holdout") and not args.fold.isdigit():
         raise OfrnnError(f"{args.fold!r} is not a fold number, 'all' or 'holdout'", field="--fold")
     import tensorflow as tf

@@ -164,15 +164,13 @@ def fit_svm(train, cfg, block):
 
 def predict_svm(model, subjects, cfg):
     """Infarct scores in (0, 1) (logistic of the SVM margin) per ROI pixel, and seconds per subject."""
-    from ..motion import local_patches
-    from ..pipeline import global_motion
+    from ..predict import roi_features
 
     probs, secs = [], []
     for rs in subjects:
         t0 = time.perf_counter()
-        loc, glo = _svm_features(local_patches(rs.roi, patch=cfg["patch"]),
-                                 global_motion(rs.flows, patch=cfg["global_patch"], frame=cfg["global_frame"],
-                                                 reference=cfg["motion_reference"]))
+        # the same P_l / P_g the SVM was fitted on (training draws them with the profile's local_frame)
+        loc, glo = _svm_features(*roi_features(rs, cfg))
         z = model["scaler"].transform(np.hstack([model["pca"].transform(loc), glo]))
         margin = model["svc"].decision_function(z)
         probs.append((1 / (1 + np.exp(-margin))).reshape(rs.roi.shape[1:]).astype(np.float32))
