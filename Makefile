@@ -57,7 +57,7 @@ train-holdout: $(COHORT)
 	$(OFRNN) train --cohort $(COHORT) --fold holdout $(TRAIN_FLAGS) --out results/train/holdout
 
 results/train/fold3/model.keras: | $(COHORT)
-	$(OFRNN) train --cohort $(COHORT) --fold 3 --profile $(PROFILE) --out results/train/fold3
+	$(OFRNN) train --cohort $(COHORT) --fold 3 $(TRAIN_FLAGS) --out results/train/fold3
 
 bench: results/train/fold3/model.keras
 	$(OFRNN) bench --model results/train/fold3 --cohort $(COHORT) --threads 2 --out results/bench

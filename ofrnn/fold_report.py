@@ -533,7 +533,10 @@ def aggregate(results, out):
             PAPER["segment_accuracy"].get(name) if key.startswith("segments.") else None)
         unit = "" if key == "dice_myocardium_mean" else " %"
         scale = 1 if key == "dice_myocardium_mean" else 100
-        L.append(f"| {key} | {_pct(paper, 2) if paper else '-'} | {scale * s['mean']:.2f} +- {scale * s['sd']:.2f}{unit} |")
+        # folds stored before a metric existed lack it: n says how many folds a row averages
+        ours = "-" if s["mean"] is None else f"{scale * s['mean']:.2f} +- {scale * s['sd']:.2f}{unit}" + (
+            f" ({s['n']} of {len(results)} folds)" if s["n"] < len(results) else "")
+        L.append(f"| {key} | {_pct(paper, 2) if paper else '-'} | {ours} |")
     if "calls" in pooled:
         c = pooled["calls"]
         counts = ", ".join(f"{n} {k}" for k, n in c["counts"].items())

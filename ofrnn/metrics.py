@@ -69,7 +69,9 @@ def pixel_metrics(y_true, y_pred, y_score=None):
         Ratios in [0, 1] (NaN when undefined, e.g. sensitivity without infarct pixels) and the
         confusion counts ``tn, fp, fn, tp``. ``pr_auc`` is scikit-learn's average precision;
         ``sensitivity_at_spec95`` is the highest sensitivity of the ROC curve at specificity
-        >= 0.95 (a point of the curve, read off, not a threshold chosen on these pixels).
+        >= 0.95: a property of the scores' curve, as optimistic as picking that threshold on
+        these very pixels, so it is reported beside the validation-chosen threshold's
+        ``sensitivity``, never instead of it.
     """
     tn, fp, fn, tp = confusion(y_true, y_pred)
     out = dict(n=tn + fp + fn + tp, tn=tn, fp=fp, fn=fn, tp=tp,
@@ -81,13 +83,30 @@ def pixel_metrics(y_true, y_pred, y_score=None):
         both = t.any() and not t.all()
         out["roc_auc"] = float(skm.roc_auc_score(t, s)) if both else float("nan")
         out["pr_auc"] = float(skm.average_precision_score(t, s)) if both else float("nan")
-        out["sensitivity_at_spec95"] = sensitivity_at_specificity(t, s, 0.95) if both else float("nan")
+        out["sensitivity_at_spec95"] = sensitivity_at_specificity(t, s, specificity=0.95) if both else float("nan")
     return out
 
 
-def sensitivity_at_specificity(y_true, y_score, specificity):
-    """The highest true-positive rate of the ROC curve whose false-positive rate is <= 1 - ``specificity``."""
+def sensitivity_at_specificity(y_true, y_score, *, specificity):
+    """The ROC curve's best sensitivity at a minimum specificity.
+
+    Parameters
+    ----------
+    y_true : array of {0, 1}
+        Traced infarct labels; both classes must be present.
+    y_score : array of float
+        Infarct scores of the same pixels.
+    specificity : float, keyword-only
+        Minimum specificity in [0, 1], e.g. 0.95.
+
+    Returns
+    -------
+    float
+        The highest true-positive rate among the curve's points with false-positive rate
+        <= 1 - ``specificity`` (scikit-learn's ``roc_curve``).
+    """
     fpr, tpr, _ = skm.roc_curve(np.asarray(y_true, dtype=bool).ravel(), np.asarray(y_score, dtype=float).ravel())
+    # 1e-12: 1 - 0.9 is 0.0999... in floating point, which would exclude a false-positive rate of exactly 0.1
     return float(tpr[fpr <= 1 - specificity + 1e-12].max())
 
 
@@ -505,6 +524,7 @@ def call_summary(per_subject):
                 specificity=_ratio(n["true negative"], neg), specificity_ci95=wilson_interval(n["true negative"], neg))
 
 
-__all__ = ["SEGMENT_RULE", "CALL_MIN_PIXELS", "INTERVAL_METRICS", "N_BOOTSTRAP", "wilson_interval", "sensitivity_at_specificity",
+__all__ = ["SEGMENT_RULE", "CALL_MIN_PIXELS", "INTERVAL_METRICS", "N_BOOTSTRAP", "wilson_interval",
+           "sensitivity_at_specificity",
            "bootstrap_subjects", "mean_sd", "segment_percent", "slice_call", "call_outcome", "call_summary", "pixel_intervals", "confusion", "pixel_metrics", "curves", "youden_threshold", "dice_threshold", "infarct_size",
            "infarct_size_error", "segment_labels", "segment_records", "segment_metrics", "evaluate_rois"]

@@ -32,7 +32,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 #: patch sizes studied in the paper's Fig. 3(e)
 PATCH_RANGE = (3, 17)
-#: where P_l(p)'s patch sits in each frame: at p, or at p traced through the flows (module docstring)
+#: where P_l(p)'s patch sits and how it turns in each frame: at p, at p traced through the flows, or
+#: at p traced and turned into the heart's radial / circumferential frame (module docstring)
 LOCAL_FRAMES = ("image", "tissue", "heart")
 
 
@@ -101,7 +102,9 @@ def heart_patches(roi_seq, flows, *, patch=11, pixels=None, centre=None):
     Grid row i lies i - N // 2 pixels outward along the unit vector from the LV centre to p_t,
     column j lies j - N // 2 pixels along the circumferential unit vector (clockwise as
     displayed, as in :func:`ofrnn.flow.trajectory.heart_components`). Within 0.5 px of the
-    centre, where the radial direction is undefined, the grid keeps the image axes.
+    centre, where the radial direction is undefined, the grid takes the radial direction as +x
+    (the 3 o'clock frame). The grid is a mirror image of the image axes' (a turn plus a
+    transpose); the handedness is a convention and the same everywhere.
 
     Parameters
     ----------
@@ -120,13 +123,20 @@ def heart_patches(roi_seq, flows, *, patch=11, pixels=None, centre=None):
     -------
     patches : float32 array (n_pixels, T, N*N)
         Frame t's patch unrolled row by row (radial rows, circumferential columns), as
-        :func:`local_patches` returns it.
+        :func:`local_patches` returns it. OpenCV's bilinear weights are quantised to 1/32 px
+        in some builds; training and prediction use this same function.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``patch``, a ``roi_seq`` that is not 3-D or flows that are not (T-1, 2, H, W).
 
     References
     ----------
     Xu et al., MICCAI 2017, Sec. 2 (P_l(p)); the radial / circumferential frame is the usual one
-    of myocardial strain (e.g. Amzulescu et al., "Myocardial strain imaging", JACC Cardiovasc
-    Imaging 12, 2019).
+    of myocardial strain (e.g. Amzulescu et al., "Myocardial strain imaging: review of general
+    principles, validation, and sources of discrepancies", Eur Heart J Cardiovasc Imaging 20(6),
+    605-619, 2019).
     """
     import cv2
 
@@ -137,6 +147,8 @@ def heart_patches(roi_seq, flows, *, patch=11, pixels=None, centre=None):
         raise ValueError(f"roi_seq must be (T, H, W), got shape {roi_seq.shape}")
     patch = _check_patch(patch)
     T, H, W = roi_seq.shape
+    if np.shape(flows) != (T - 1, 2, H, W):
+        raise ValueError(f"flows must be ({T - 1}, 2, {H}, {W}) for a {roi_seq.shape} sequence, got {np.shape(flows)}")
     if pixels is None:
         ys, xs = np.divmod(np.arange(H * W), W)
     else:
@@ -153,11 +165,14 @@ def heart_patches(roi_seq, flows, *, patch=11, pixels=None, centre=None):
     b = np.tile(off, patch)    # circumferential offset
     out = np.empty((len(ys), T, patch * patch), np.float32)
     for t in range(T):
-        # the circumferential unit vector is the radial one turned clockwise as displayed: (ux, -uy)
-        yy = p[t, :, 0, None] + uy[t, :, None] * a + ux[t, :, None] * b
-        xx = p[t, :, 1, None] + ux[t, :, None] * a - uy[t, :, None] * b
-        # OpenCV's bilinear remap: about 5x faster here than a NumPy gather of the four neighbours
-        out[:, t] = cv2.remap(roi_seq[t], xx, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # OpenCV's remap takes maps of fewer than 32767 rows: pixels go in chunks
+        for k in range(0, len(ys), 16384):
+            q = slice(k, k + 16384)
+            # the circumferential unit vector is the radial one turned clockwise as displayed: (ux, -uy)
+            yy = p[t, q, 0, None] + uy[t, q, None] * a + ux[t, q, None] * b
+            xx = p[t, q, 1, None] + ux[t, q, None] * a - uy[t, q, None] * b
+            # OpenCV's bilinear remap: about 5x faster here than a NumPy gather of the four neighbours
+            out[q, t] = cv2.remap(roi_seq[t], xx, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out
 
 

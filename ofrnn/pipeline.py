@@ -350,7 +350,10 @@ class PixelBatches:
     """Batches of (P_l(p), P_g(p)), label, weight for sampled pixels, built on the fly.
 
     Only the ROI sequences (a few MB per subject) and the sampled pixels' P_g rows are held; each
-    batch's patches are gathered from a strided view of the stacked sequences.
+    batch's patches are gathered from a strided view of the stacked sequences. Heart-frame patches
+    (``local_frame="heart"``), bilinear samples on a turned grid, are instead computed once for the
+    sampled pixels (``local_rows``, J * N * N float32 a pixel: about 1.8 GB for the quick profile's
+    training pixels, and a second copy as the graph feed's table).
     """
 
     def __init__(self, subjects, samples, *, patch, global_patch=3, global_frame="heart", motion_reference="none",
@@ -464,7 +467,7 @@ class PixelBatches:
 
         The sequences are (S, Hp*Wp, J), pixel-major, so one gather fetches a fixed patch pixel's
         whole time series; with tissue centres, whose patch moves from frame to frame, they are
-        flat (S*J*Hp*Wp,) instead. Built once per instance (every stage and the validation pass
+        flat (S*J*Hp*Wp,) instead; with heart-frame patches the table is ``local_rows`` itself. Built once per instance (every stage and the validation pass
         share them). Eager tensors on the CPU, captured by the map function by reference (no copy
         into a graph), and not variables, which a distribution strategy's scope would mirror onto
         every device.
@@ -491,7 +494,8 @@ class PixelBatches:
         """A repeating tf.data pipeline of shuffled batches (fit with ``steps_per_epoch=self.steps``).
 
         ``feed="graph"`` (default): the patches are gathered inside the TensorFlow graph from the
-        padded ROI sequences (one ``gather_nd`` per batch, overlapped with the training step).
+        padded ROI sequences (one ``gather_nd`` per batch, overlapped with the training step), or,
+        for heart-frame patches, from their precomputed rows.
         ``feed="generator"``: batches come from the Python generator :meth:`batches` (the
         former feed, kept for ``augment``, a NumPy per-sample transform, and for ``ofrnn bench``
         to time both side by side). Same samples, labels and weights; a new seeded permutation

@@ -75,11 +75,22 @@ def load_bundle(folder):
 
 
 def roi_features(rs, config):
-    """(P_l (64*64, J, N*N), P_g (64*64, J-1, F)) of every ROI pixel, row-major, as ``config`` defines them.
+    """P_l(p) and P_g(p) of every ROI pixel, as a bundle's or profile's settings define them.
 
-    ``config`` holds a bundle's or profile's ``patch``, ``local_frame``, ``global_patch``,
-    ``global_frame`` and ``motion_reference``; training draws the same rows for its sampled pixels
-    (:class:`ofrnn.pipeline.PixelBatches`).
+    Parameters
+    ----------
+    rs : ofrnn.pipeline.RoiSubject
+        A prepared subject with ``roi`` (J, H, W) and ``flows`` (J-1, 2, H, W).
+    config : dict
+        ``patch``, ``local_frame``, ``global_patch``, ``global_frame`` and ``motion_reference``.
+
+    Returns
+    -------
+    local : float32 array (H*W, J, N*N)
+        P_l rows in row-major pixel order (:mod:`ofrnn.motion`).
+    global_ : float32 array (H*W, J-1, F)
+        P_g rows (:func:`ofrnn.pipeline.global_motion`). Training draws the same rows for its
+        sampled pixels (:class:`ofrnn.pipeline.PixelBatches`).
     """
     if config["local_frame"] == "heart":
         loc = heart_patches(rs.roi, rs.flows, patch=config["patch"])

@@ -32,9 +32,9 @@ def test_sensitivity_at_specificity_reads_the_roc_curve():
     # >= 0.55 allows 11..19: 3 of 4.
     t = np.r_[np.zeros(20), np.ones(4)]
     s = np.r_[np.arange(20.0), [18.5, 17.5, 10.5, 2.5]]
-    assert M.sensitivity_at_specificity(t, s, 0.95) == pytest.approx(0.25)
-    assert M.sensitivity_at_specificity(t, s, 0.90) == pytest.approx(0.5)
-    assert M.sensitivity_at_specificity(t, s, 0.55) == pytest.approx(0.75)
+    assert M.sensitivity_at_specificity(t, s, specificity=0.95) == pytest.approx(0.25)
+    assert M.sensitivity_at_specificity(t, s, specificity=0.90) == pytest.approx(0.5)
+    assert M.sensitivity_at_specificity(t, s, specificity=0.55) == pytest.approx(0.75)
     assert M.pixel_metrics(t, s > 18, s)["sensitivity_at_spec95"] == pytest.approx(0.25)
 
 

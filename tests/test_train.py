@@ -506,17 +506,49 @@ def test_heart_patches_turn_with_the_wall_and_follow_sub_pixel_motion():
             np.testing.assert_allclose(got[k, t], pattern(gy - t * step[0], gx - t * step[1]), atol=0.03)
 
 
+def test_heart_patch_rows_point_outward_and_columns_along_the_circumferential_direction():
+    """Sampling the coordinate images y and x (bilinear is exact on them) reads the grid itself: a
+    row step is the outward radial unit vector, and a column step is a displacement that
+    heart_components calls purely circumferential and positive. At the image border the patch is
+    the edge-padded image's window, turned."""
+    from ofrnn.flow.trajectory import heart_components
+    from ofrnn.motion import heart_patches
+
+    n = 33  # centre (16, 16)
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    still = np.zeros((0, 2, n, n), np.float32)
+    ys, xs = np.array([4, 16, 27, 9]), np.array([20, 29, 12, 5])
+    gy = heart_patches(yy[None], still, patch=5, pixels=(ys, xs))[:, 0].reshape(-1, 5, 5)
+    gx = heart_patches(xx[None], still, patch=5, pixels=(ys, xs))[:, 0].reshape(-1, 5, 5)
+    for k in range(len(ys)):
+        q = np.array([ys[k], xs[k]], float)
+        row = np.array([gy[k, 3, 2] - gy[k, 2, 2], gx[k, 3, 2] - gx[k, 2, 2]])
+        col = np.array([gy[k, 2, 3] - gy[k, 2, 2], gx[k, 2, 3] - gx[k, 2, 2]])
+        np.testing.assert_allclose(row, (q - 16) / np.hypot(*(q - 16)), atol=1e-5)
+        disp = np.zeros((2, n, n), np.float32)
+        disp[:, ys[k], xs[k]] = 0.01 * col
+        ur, uc = heart_components(disp, centre=(16, 16))[:, ys[k], xs[k]]
+        assert uc == pytest.approx(0.01, abs=1e-4) and abs(ur) < 1e-4
+
+    img = np.random.default_rng(2).random((n, n)).astype(np.float32)
+    edge = heart_patches(img[None], still, patch=5, pixels=([16], [32]))[0, 0].reshape(5, 5)
+    window = np.pad(img, 2, mode="edge")[16:21, 32:37]  # the 5x5 window of (16, 32), padded by edges
+    np.testing.assert_allclose(edge, window.T, atol=1e-6)  # at 3 o'clock rows run along +x
+
+
 def test_heart_patches_match_between_training_and_prediction_and_refuse_augmentation():
     from ofrnn.errors import OfrnnError
-    from ofrnn.motion import heart_patches
     from ofrnn.pipeline import PixelBatches
+    from ofrnn.predict import roi_features
 
     subs, s = _toy_pixels()
-    loc, _ = PixelBatches(subs, s, patch=5, local_frame="heart").inputs(np.arange(50))
+    loc, glo = PixelBatches(subs, s, patch=5, local_frame="heart").inputs(np.arange(50))
+    cfg = dict(patch=5, local_frame="heart", global_patch=3, global_frame="heart", motion_reference="none")
     for i, rs in enumerate(subs):
         sel = s["subject"] == i
-        ref = heart_patches(rs.roi, rs.flows, patch=5)[s["y"][sel] * 16 + s["x"][sel]]
-        np.testing.assert_allclose(loc[sel], ref, atol=1e-6)
+        ref_loc, ref_glo = roi_features(rs, cfg)
+        np.testing.assert_allclose(loc[sel], ref_loc[s["y"][sel] * 16 + s["x"][sel]], atol=1e-6)
+        np.testing.assert_allclose(glo[sel], ref_glo[s["y"][sel] * 16 + s["x"][sel]], atol=1e-6)
     with pytest.raises(OfrnnError, match="augment"):
         PixelBatches(subs, s, patch=5, local_frame="heart", augment=True)
 

@@ -23,6 +23,8 @@ from . import _cells
 PAPER = {"local": (92.6, 86.5, 97.9), "global": (87.3, 79.4, 96.2), "both": (94.3, 91.2, 98.4)}
 LABELS = {"local": "local motion only", "global": "global motion only", "both": "local + global (OF-RNN)",
           "both_image": "P_g in image axes, per-frame flow", "both_valuenorm": "P_g standardised value by value",
+          "both_tissue": "P_l follows the tissue on the image axes (nearest pixel)",
+          "both_imagepatch": "P_l fixed at p on the image axes",
           "both_exact": "exact (simulator) flow", "both_sliceref": "P_g relative to the slice's motion (beyond the paper)"}
 #: the cells of the paper's Table 1; the others are design choices (issue 10), one change each from "both"
 TABLE1 = ("local", "global", "both")
