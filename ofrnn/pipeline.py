@@ -467,8 +467,8 @@ class PixelBatches:
 
         The sequences are (S, Hp*Wp, J), pixel-major, so one gather fetches a fixed patch pixel's
         whole time series; with tissue centres, whose patch moves from frame to frame, they are
-        flat (S*J*Hp*Wp,) instead; with heart-frame patches the table is ``local_rows`` itself. Built once per instance (every stage and the validation pass
-        share them). Eager tensors on the CPU, captured by the map function by reference (no copy
+        flat (S*J*Hp*Wp,) instead; with heart-frame patches the table is ``local_rows`` itself.
+        Built once per instance (every stage and the validation pass share them). Eager tensors on the CPU, captured by the map function by reference (no copy
         into a graph), and not variables, which a distribution strategy's scope would mirror onto
         every device.
         """
