@@ -81,9 +81,11 @@ def pixel_metrics(y_true, y_pred, y_score=None):
         t = np.asarray(y_true, dtype=bool).ravel()
         s = np.asarray(y_score, dtype=float).ravel()
         both = t.any() and not t.all()
-        out["roc_auc"] = float(skm.roc_auc_score(t, s)) if both else float("nan")
+        # one ROC curve for both: its area is what roc_auc_score computes (the same roc_curve and auc)
+        fpr, tpr, _ = skm.roc_curve(t, s) if both else (None, None, None)
+        out["roc_auc"] = float(skm.auc(fpr, tpr)) if both else float("nan")
         out["pr_auc"] = float(skm.average_precision_score(t, s)) if both else float("nan")
-        out["sensitivity_at_spec95"] = sensitivity_at_specificity(t, s, specificity=0.95) if both else float("nan")
+        out["sensitivity_at_spec95"] = _best_tpr(fpr, tpr, 0.95) if both else float("nan")
     return out
 
 
@@ -106,6 +108,10 @@ def sensitivity_at_specificity(y_true, y_score, *, specificity):
         <= 1 - ``specificity`` (scikit-learn's ``roc_curve``).
     """
     fpr, tpr, _ = skm.roc_curve(np.asarray(y_true, dtype=bool).ravel(), np.asarray(y_score, dtype=float).ravel())
+    return _best_tpr(fpr, tpr, specificity)
+
+
+def _best_tpr(fpr, tpr, specificity):
     # 1e-12: 1 - 0.9 is 0.0999... in floating point, which would exclude a false-positive rate of exactly 0.1
     return float(tpr[fpr <= 1 - specificity + 1e-12].max())
 

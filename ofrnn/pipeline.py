@@ -383,42 +383,42 @@ class PixelBatches:
         # the sampled pixels' patches are computed once (about 12 kB a pixel) and then only indexed.
         self.local_rows = self._heart_rows(subjects) if local_frame == "heart" else None
 
+    def _per_sample(self, subjects, rows_of):
+        """Stack ``rows_of(rs, ys, xs)`` (one row per pixel) of every subject's sampled pixels in
+        sample order: (n, ...) with the rows' dtype, or None without samples."""
+        s = self.samples
+        out = None
+        for i, rs in enumerate(subjects):
+            sel = np.flatnonzero(s["subject"] == i)
+            if sel.size == 0:
+                continue
+            rows = rows_of(rs, s["y"][sel], s["x"][sel])
+            if out is None:
+                out = np.empty((len(s["subject"]),) + rows.shape[1:], dtype=rows.dtype)
+            out[sel] = rows
+        return out
+
     def _centres(self, subjects):
         """Per-frame patch centres (n, J, 2) of the sampled pixels traced with their subject's flows."""
         from .motion import tissue_centres
 
-        s = self.samples
-        out = np.empty((len(s["subject"]), self.frames, 2), np.intp)
-        for i, rs in enumerate(subjects):
-            sel = np.flatnonzero(s["subject"] == i)
-            if sel.size:
-                out[sel] = tissue_centres(rs.flows)[:, s["y"][sel] * rs.roi.shape[2] + s["x"][sel]].transpose(1, 0, 2)
-        return out
+        return self._per_sample(subjects, lambda rs, ys, xs: tissue_centres(rs.flows)[:, ys * rs.roi.shape[2] + xs]
+                                .transpose(1, 0, 2))
 
     def _heart_rows(self, subjects):
         """P_l rows (n, J, N*N) of the sampled pixels in the heart's frame (:func:`ofrnn.motion.heart_patches`)."""
         from .motion import heart_patches
 
-        s = self.samples
-        out = np.empty((len(s["subject"]), self.frames, self.patch * self.patch), np.float32)
-        for i, rs in enumerate(subjects):
-            sel = np.flatnonzero(s["subject"] == i)
-            if sel.size:
-                out[sel] = heart_patches(rs.roi, rs.flows, patch=self.patch, pixels=(s["y"][sel], s["x"][sel]))
-        return out
+        return self._per_sample(subjects, lambda rs, ys, xs: heart_patches(rs.roi, rs.flows, patch=self.patch,
+                                                                           pixels=(ys, xs)))
 
     def _global_rows(self, subjects, global_patch):
-        s = self.samples
-        rows = None
-        for i, rs in enumerate(subjects):
-            sel = np.flatnonzero(s["subject"] == i)
-            if sel.size == 0:
-                continue
+        """P_g rows (n, J-1, F) of the sampled pixels (:func:`global_motion`)."""
+        def rows_of(rs, ys, xs):
             g = global_motion(rs.flows, patch=global_patch, frame=self.global_frame, reference=self.motion_reference)
-            if rows is None:
-                rows = np.empty((len(s["subject"]),) + g.shape[1:], dtype=np.float32)
-            rows[sel] = g[s["y"][sel] * rs.roi.shape[2] + s["x"][sel]]
-        return rows
+            return g[ys * rs.roi.shape[2] + xs]
+
+        return self._per_sample(subjects, rows_of)
 
     def __len__(self):
         return len(self.samples["label"])
@@ -468,9 +468,9 @@ class PixelBatches:
         The sequences are (S, Hp*Wp, J), pixel-major, so one gather fetches a fixed patch pixel's
         whole time series; with tissue centres, whose patch moves from frame to frame, they are
         flat (S*J*Hp*Wp,) instead; with heart-frame patches the table is ``local_rows`` itself.
-        Built once per instance (every stage and the validation pass share them). Eager tensors on the CPU, captured by the map function by reference (no copy
-        into a graph), and not variables, which a distribution strategy's scope would mirror onto
-        every device.
+        Built once per instance (every stage and the validation pass share them). Eager tensors
+        on the CPU, captured by the map function by reference (no copy into a graph), and not
+        variables, which a distribution strategy's scope would mirror onto every device.
         """
         import tensorflow as tf
 

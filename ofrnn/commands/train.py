@@ -46,9 +46,7 @@ def run(args):
     from ..train import PROFILES, load_profile, run_fold
 
     settings = args.settings or PROFILES
-    cfg = load_profile(args.profile, settings, flow=args.flow, roi=args.roi)
-    if args.fold_localizer:
-        cfg["localizer"] = args.fold_localizer
+    cfg = load_profile(args.profile, settings, flow=args.flow, roi=args.roi, localizer=args.fold_localizer)
     if args.fold not in ("all", "holdout") and not args.fold.isdigit():
         raise OfrnnError(f"{args.fold!r} is not a fold number, 'all' or 'holdout'", field="--fold")
     import tensorflow as tf
