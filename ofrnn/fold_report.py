@@ -351,8 +351,10 @@ def _scope_section(result):
             f"- **Split**: {_split_sentence(result)}",
             f"- **Profile**: {_profile_sentence(cfg, result.get('profile_reductions'))}",
             f"- **ROI source**: {roi_src}. **Global motion**: {flow_src}.",
-            f"- **Decision threshold** {m['threshold']:.3f}, chosen by `{cfg['threshold']}` on the validation "
-            "subjects, never on the test fold.", "", comparison_note(cfg)]
+            f"- **Decision threshold** {m['threshold']:.3f}, " + (
+                f"chosen by `{cfg['threshold']}` on the validation subjects, never on the test fold."
+                if cfg["threshold"] in ("dice", "youden") else "fixed by the profile (0.5: the softmax's own decision)."
+                if float(cfg["threshold"]) == 0.5 else "fixed by the profile."), "", comparison_note(cfg)]
 
 
 def _pixel_section(m, n_test):
@@ -543,6 +545,11 @@ def aggregate(results, out):
         L += ["", f"Slice calls pooled over folds ({c['rule']}): {counts}; slice-level sensitivity "
                   f"{_pct(c['sensitivity'])}{format_ci(c['sensitivity_ci95'])}, specificity "
                   f"{_pct(c['specificity'])}{format_ci(c['specificity_ci95'])} (Wilson 95 %)."]
+    transfer = [r.get("validation", {}).get("threshold_transfer") for r in results]
+    if all(transfer):
+        rules = ", ".join(f"`{rule}` {M.mean_sd([t[rule] for t in transfer])['mean']:.3f}" for rule in transfer[0])
+        L += ["", f"Decision threshold `{cfg['threshold']}`. Threshold rules on the validation subjects only, each "
+                  f"subject thresholded by the rule applied to the others (mean myocardium Dice over folds): {rules}."]
     L += ["", "The per-fold reports (`../fold<k>/report.md`) give intervals, per-subject tables and figures."]
     atomic_write_text(out / "report.md", "\n".join(L) + "\n")
     return summary

@@ -80,6 +80,7 @@ def make_split(ids, levels, fold, cfg):
         test = [s for s in ids if side[s] == "test"]
         scheme = "holdout 2/3 train - 1/3 test, stratified by level (paper's segment-level evaluation)"
         assignment = side
+        k = cfg["n_folds"]  # a validation draw of its own, apart from every fold's
     else:
         k = int(fold)
         if not 0 <= k < cfg["n_folds"]:
@@ -93,7 +94,8 @@ def make_split(ids, levels, fold, cfg):
         scheme = f"{cfg['n_folds']}-fold CV, subject-wise, stratified by level, seed {cfg['seed']}; test fold {k}"
     rest = [s for s in ids if s not in set(test)]
     lv = dict(zip(ids, levels))
-    val = splits.validation(rest, [lv[s] for s in rest], fraction=cfg["val_fraction"], seed=cfg["seed"])
+    val = splits.validation(rest, [lv[s] for s in rest], fraction=cfg["val_fraction"], seed=cfg["seed"],
+                             fold=k)
     train = [s for s in rest if s not in set(val)]
     return dict(scheme=scheme, fold=fold, train=train, val=val, test=test, assignment=assignment)
 
@@ -253,6 +255,46 @@ def choose_threshold(rule, subjects, probs):
         return float(rule)
     except (TypeError, ValueError):
         raise OfrnnError(f"threshold {rule!r} is not 'dice', 'youden' or a number", field="threshold") from None
+
+
+THRESHOLD_RULES = ("dice", "youden", 0.5)
+
+
+def threshold_transfer(subjects, probs, rules=THRESHOLD_RULES):
+    """Myocardium Dice of each threshold rule on subjects it did not choose its threshold from.
+
+    Leave one subject out: each subject is thresholded by the rule applied to the other ``subjects``
+    (a number is applied as it is), and Dice is pooled over all of them. A rule's Dice on the subjects
+    it chose from flatters it; this one compares rules fairly without touching the test fold.
+
+    Parameters
+    ----------
+    subjects : list of RoiSubject
+        With ``infarct`` and ``myocardium`` masks, (64, 64) each; the validation subjects.
+    probs : list of (64, 64) arrays
+        Infarct probabilities, one map per subject.
+    rules : sequence
+        Rules of :func:`choose_threshold`.
+
+    Returns
+    -------
+    dict {str(rule): myocardium Dice}
+        Empty for fewer than two subjects (nothing to choose from).
+    """
+    if len(subjects) < 2:
+        return {}
+    truth = np.stack([r.infarct for r in subjects]).astype(bool)
+    myo = np.stack([r.myocardium for r in subjects]).astype(bool)
+    prob = np.stack(probs)
+    out = {}
+    for rule in rules:
+        pred = np.zeros_like(truth)
+        for i in range(len(subjects)):
+            rest = [j for j in range(len(subjects)) if j != i]
+            thr = choose_threshold(rule, [subjects[j] for j in rest], [prob[j] for j in rest])
+            pred[i] = prob[i] >= thr
+        out[str(rule)] = M.pixel_metrics(truth[myo], pred[myo])["dice"]
+    return out
 
 
 def _versions(cfg=None):
@@ -440,10 +482,10 @@ def flow_settings(cfg):
 
 
 def _same_run(stamp, old):
-    """Is the stored settings stamp the same run? Stamps written before REPORT_VERSION 2 named the
-    cohort by path; they match when the cohort's size and modification time, the fold, the
-    training settings and the deep optical flow's settings match."""
-    keys = ("cohort_bytes", "cohort_mtime_ns", "fold", "flow_params")
+    """Is the stored settings stamp the same run? It is when the cohort's size and modification time,
+    the fold, its subjects (training, validation and test), the training settings and the deep optical
+    flow's settings match."""
+    keys = ("cohort_bytes", "cohort_mtime_ns", "fold", "split", "flow_params")
     return (all(old.get(k) == stamp.get(k) for k in keys)
             and training_settings(old.get("config", {})) == training_settings(stamp["config"]))
 
@@ -472,7 +514,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     # answered with a fold trained on the old one); no path is stored
     st = Path(cohort).stat()
     stamp = dict(cohort_bytes=st.st_size, cohort_mtime_ns=st.st_mtime_ns, fold=str(fold), config=cfg,
-                 flow_params=flow_settings(cfg))
+                 flow_params=flow_settings(cfg), split={k: split[k] for k in ("train", "val", "test")})
     if (out / "settings.json").is_file() and not _same_run(stamp, json.loads((out / "settings.json").read_text())):
         raise OfrnnError("holds a run with other settings (cohort file or its content, fold, profile or the deep "
                          "optical flow's settings); use --force or another --out", path=out / "settings.json")
@@ -538,8 +580,10 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
                   versions=versions, paper=PAPER, training={k: {"epochs": len(v["epochs"]), "kept": v["kept"]}
                                                                  for k, v in training.items()},
                   overlays=[dict(id=i, reason=r) for i, r in drawn], bullseyes=bullseyes,
-                  validation={g: {k: val_metrics[g][k] for k in ("accuracy", "sensitivity", "specificity", "dice")}
-                              for g in ("roi", "myocardium")})
+                  validation={**{g: {k: val_metrics[g][k] for k in ("accuracy", "sensitivity", "specificity",
+                                                                      "dice")}
+                                 for g in ("roi", "myocardium")},
+                              "threshold_transfer": threshold_transfer(va, val_probs)})
     write_json(out / "segments.json", records)
     write_report(out / "report.md", result, overlays_drawn=drawn, training=training)
     # metrics.json comes last: its presence marks the fold as finished (resume)
@@ -549,4 +593,5 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
 
 __all__ = ["PROFILES", "LOCALIZATION_SETTINGS", "REPORT_VERSION", "training_settings", "fold_localizer", "roi_coverage",
            "evaluate_end_to_end", "cohort_description", "profile_reductions", "load_profile", "make_split", "build", "train_network", "predict_all", "choose_threshold",
+           "threshold_transfer",
            "run_fold"]

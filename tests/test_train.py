@@ -158,7 +158,9 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
     m = res["metrics"]
     assert len(res["split"]["train"]) == 4  # 8 subjects: 1/3 test, then 1 for validation
     assert m["myocardium"]["roc_auc"] > 0.75, m["myocardium"]  # better than chance (0.5)
-    assert m["roi"]["roc_auc"] > 0.75, m["roi"]
+    # all ROI pixels, with 4 training subjects and 3 epochs: 0.75-0.80 depending on which subject
+    # validates; chance is 0.5
+    assert m["roi"]["roc_auc"] > 0.7, m["roi"]
     for f in ("model.keras", "ofrnn_model.json", "metrics.json", "report.md", "roc_pr.png", "train_log.csv",
               "split.json"):
         assert (out / f).is_file(), f
@@ -339,7 +341,7 @@ def test_killed_run_resumes_from_completed_stages_and_cv_aggregates(toy_cohort, 
     again = run_fold(toy_cohort, "holdout", cfg, out, progress=False)
     assert "local" not in again["timings"] and "autoencoders" not in again["timings"]  # not redone
     assert "finetune" in again["timings"] and (out / "model.keras").is_file()
-    assert again["metrics"]["roi"]["roc_auc"] > 0.75
+    assert again["metrics"]["roi"]["roc_auc"] > 0.7  # chance is 0.5
 
     summary = aggregate([res, again], tmp_path / "cv")
     acc = summary["metrics"]["roi.accuracy"]
@@ -638,10 +640,44 @@ def test_new_flow_settings_are_another_run():
 
     assert flow_settings({"flow": "exact"}) is None and flow_settings({"flow": "estimated"}) == DEFAULTS
     cfg = {"flow": "estimated", "profile": "quick"}
-    stamp = dict(cohort_bytes=1, cohort_mtime_ns=2, fold="3", config=cfg, flow_params=flow_settings(cfg))
+    split = dict(train=["S1", "S2"], val=["S3"], test=["S4"])
+    stamp = dict(cohort_bytes=1, cohort_mtime_ns=2, fold="3", config=cfg, flow_params=flow_settings(cfg), split=split)
     assert _same_run(stamp, json.loads(json.dumps(stamp)))  # survives the JSON round trip
     assert not _same_run(stamp, {**stamp, "flow_params": {**DEFAULTS, "beta": 0.0}})
+    assert not _same_run(stamp, {**stamp, "split": {**split, "val": ["S2"], "train": ["S1", "S3"]}})
     assert not _same_run(stamp, {k: v for k, v in stamp.items() if k != "flow_params"})  # stamps from before
+
+
+def test_validation_subjects_are_drawn_anew_for_every_fold():
+    from ofrnn.train import load_profile, make_split
+
+    ids = [f"S{i:03d}" for i in range(114)]
+    levels = ["apical", "mid", "basal"] * 38
+    cfg = load_profile("quick")
+    seen = [make_split(ids, levels, str(k), cfg) for k in range(10)]
+    for sp in seen:
+        assert not set(sp["val"]) & set(sp["test"]) and not set(sp["val"]) & set(sp["train"])
+        assert len(sp["val"]) == 10 and {levels[ids.index(s)] for s in sp["val"]} == set(levels)
+    # one random state for all folds gave nearly the same ten subjects every time (34 distinct over
+    # ten folds); independent draws of 10 of 103 give about 60
+    assert len({s for sp in seen for s in sp["val"]}) > 50
+    assert make_split(ids, levels, "3", cfg)["val"] == seen[3]["val"]  # and stay reproducible
+
+
+def test_threshold_transfer_thresholds_each_subject_by_the_others():
+    from types import SimpleNamespace
+
+    from ofrnn.train import threshold_transfer
+
+    myo = np.ones((4, 4), np.uint8)
+    infarct = np.zeros((4, 4), np.uint8)
+    infarct[:2] = 1
+    subjects = [SimpleNamespace(infarct=infarct, myocardium=myo) for _ in range(3)]
+    # infarct pixels score 0.4 in two subjects and 0.9 in the third, the rest 0.1 everywhere
+    probs = [np.where(infarct, p, 0.1) for p in (0.4, 0.4, 0.9)]
+    got = threshold_transfer(subjects, probs, rules=(0.5, "dice"))
+    assert got["0.5"] == pytest.approx(2 * 8 / (24 + 8))  # only the third subject's infarct reaches 0.5
+    assert got["dice"] == pytest.approx(1.0)  # the others always place the cut at or below 0.4
 
 
 def test_data_description_names_the_field_strength_or_its_mix():
