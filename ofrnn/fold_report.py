@@ -236,7 +236,7 @@ def describe_data(data):
 def _split_sentence(result):
     sp = result["split"]
     return (f"{sp['scheme']}: {len(sp['train'])} training, {len(sp['val'])} validation (from the training folds: "
-            f"early stopping and the threshold) and **{len(sp['test'])} test subjects**, one slice each.")
+            f"early stopping, and the threshold when a rule chooses it) and **{len(sp['test'])} test subjects**, one slice each.")
 
 
 def _profile_sentence(cfg, reductions):
@@ -353,8 +353,8 @@ def _scope_section(result):
             f"- **ROI source**: {roi_src}. **Global motion**: {flow_src}.",
             f"- **Decision threshold** {m['threshold']:.3f}, " + (
                 f"chosen by `{cfg['threshold']}` on the validation subjects, never on the test fold."
-                if cfg["threshold"] in ("dice", "youden") else "fixed by the profile (0.5: the softmax's own decision)."
-                if float(cfg["threshold"]) == 0.5 else "fixed by the profile."), "", comparison_note(cfg)]
+                if cfg["threshold"] in ("dice", "youden") else "fixed in the settings (0.5: the softmax's own decision)."
+                if float(cfg["threshold"]) == 0.5 else "fixed in the settings."), "", comparison_note(cfg)]
 
 
 def _pixel_section(m, n_test):
@@ -546,8 +546,10 @@ def aggregate(results, out):
                   f"{_pct(c['sensitivity'])}{format_ci(c['sensitivity_ci95'])}, specificity "
                   f"{_pct(c['specificity'])}{format_ci(c['specificity_ci95'])} (Wilson 95 %)."]
     transfer = [r.get("validation", {}).get("threshold_transfer") for r in results]
-    if all(transfer):
-        rules = ", ".join(f"`{rule}` {M.mean_sd([t[rule] for t in transfer])['mean']:.3f}" for rule in transfer[0])
+    common = [rule for rule in (transfer[0] or {}) if all(t and rule in t for t in transfer)]
+    if common:
+        means = {rule: M.mean_sd([t[rule] for t in transfer])["mean"] for rule in common}
+        rules = ", ".join(f"`{rule}` " + ("-" if m is None else f"{m:.3f}") for rule, m in means.items())
         L += ["", f"Decision threshold `{cfg['threshold']}`. Threshold rules on the validation subjects only, each "
                   f"subject thresholded by the rule applied to the others (mean myocardium Dice over folds): {rules}."]
     L += ["", "The per-fold reports (`../fold<k>/report.md`) give intervals, per-subject tables and figures."]

@@ -70,8 +70,8 @@ def pixel_metrics(y_true, y_pred, y_score=None):
         confusion counts ``tn, fp, fn, tp``. ``pr_auc`` is scikit-learn's average precision;
         ``sensitivity_at_spec95`` is the highest sensitivity of the ROC curve at specificity
         >= 0.95: a property of the scores' curve, as optimistic as picking that threshold on
-        these very pixels, so it is reported beside the validation-chosen threshold's
-        ``sensitivity``, never instead of it.
+        these very pixels, so it is reported beside the decision threshold's ``sensitivity``,
+        never instead of it.
     """
     tn, fp, fn, tp = confusion(y_true, y_pred)
     out = dict(n=tn + fp + fn + tp, tn=tn, fp=fp, fn=fn, tp=tp,

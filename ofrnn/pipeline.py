@@ -24,8 +24,10 @@ so infarct and normal myocardium are seen about as often as each other. Each dra
 weighs 1 (``weights="uniform"``, the default) or the number of ROI pixels it stands for
 (``weights="represent"``: the weighted loss estimates the loss over all ROI pixels, dominated by
 easy background); ``infarct_share`` optionally rescales the two classes' total weights (0.5: a
-class-balanced loss). The decision threshold is chosen afterwards on validation subjects
-(:func:`ofrnn.train.choose_threshold`), which undoes the shift of the posterior the sampling causes.
+class-balanced loss). The quotas shift the posterior toward infarct against the cohort's own mix;
+a threshold chosen on validation subjects (:func:`ofrnn.train.choose_threshold`) could undo that,
+but on ten subjects it did worse than the softmax's own 0.5 (:func:`ofrnn.train.threshold_transfer`,
+``experiments/train.toml``), the default.
 See :func:`sample_pixels`.
 """
 from __future__ import annotations

@@ -13,8 +13,9 @@ report.md. The stages:
 All stages use RMSProp (Sec. 3) and the weighted, stratified pixel samples of
 :func:`ofrnn.pipeline.sample_pixels`. Each completed stage leaves a weights file in
 ``checkpoints/`` and Keras' BackupAndRestore keeps the epoch within a stage, so a killed run
-resumes where it stopped. The decision threshold is chosen on validation subjects drawn from the
-training folds, never on the test fold.
+resumes where it stopped. The decision threshold is the profile's: a number (the default 0.5, the
+softmax's argmax) or a rule applied to validation subjects drawn from the training folds, never to
+the test fold (:func:`choose_threshold`, compared by :func:`threshold_transfer`).
 
 With ``localizer = "train"`` (the default) the fold also trains the heart localization layers on its
 training and validation subjects (:func:`fold_localizer`), puts them in the bundle (``localizer/``),
@@ -73,6 +74,9 @@ def load_profile(name, path=PROFILES, **overrides):
     return cfg
 
 
+HOLDOUT_STREAM = 2**31 - 1  # the holdout's validation draw: its own stream, apart from every CV fold's
+
+
 def make_split(ids, levels, fold, cfg):
     """Train / validation / test subject ids for ``fold`` (0..n_folds-1) or "holdout" (2/3 - 1/3)."""
     if fold == "holdout":
@@ -80,7 +84,7 @@ def make_split(ids, levels, fold, cfg):
         test = [s for s in ids if side[s] == "test"]
         scheme = "holdout 2/3 train - 1/3 test, stratified by level (paper's segment-level evaluation)"
         assignment = side
-        k = cfg["n_folds"]  # a validation draw of its own, apart from every fold's
+        k = HOLDOUT_STREAM
     else:
         k = int(fold)
         if not 0 <= k < cfg["n_folds"]:
@@ -516,8 +520,8 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     stamp = dict(cohort_bytes=st.st_size, cohort_mtime_ns=st.st_mtime_ns, fold=str(fold), config=cfg,
                  flow_params=flow_settings(cfg), split={k: split[k] for k in ("train", "val", "test")})
     if (out / "settings.json").is_file() and not _same_run(stamp, json.loads((out / "settings.json").read_text())):
-        raise OfrnnError("holds a run with other settings (cohort file or its content, fold, profile or the deep "
-                         "optical flow's settings); use --force or another --out", path=out / "settings.json")
+        raise OfrnnError("holds a run with other settings (cohort file or its content, fold, its subjects, profile or "
+                         "the deep optical flow's settings); use --force or another --out", path=out / "settings.json")
     previous = None
     if (out / "metrics.json").is_file() and (out / MODEL_FILE).is_file():
         previous = json.loads((out / "metrics.json").read_text())

@@ -211,6 +211,25 @@ def test_rerun_skips_finished_cells(tiny):
     assert again["cells"]["local"] == tiny["features"]["cells"]["local"]
 
 
+def test_a_cell_trained_on_other_subjects_is_not_reused(tiny):
+    from ofrnn.errors import OfrnnError
+
+    folder = Path(tiny["features"]["cells"]["local"]["folder"])
+    stored = json.loads((folder / "fold0.json").read_text())
+    tcfg, cohort = stored["settings"], tiny["root"] / "tiny.h5"
+    assert stored["split"] == _cells.split_for(cohort, 0, tcfg)
+    # a block without its learner fails only when the cell must be trained: reading back it passes
+    block = {"kind": "svm"}
+    assert _cells.run_cell(cohort, 0, tcfg, folder, block=block) == stored
+    old = {**stored, "split": {**stored["split"], "val": stored["split"]["train"][:1]}}
+    (folder / "fold0.json").write_text(json.dumps(old))
+    try:
+        with pytest.raises(OfrnnError, match="learner"):
+            _cells.run_cell(cohort, 0, tcfg, folder, block=block)
+    finally:
+        (folder / "fold0.json").write_text(json.dumps(stored))
+
+
 def test_figures_and_report_from_the_smoke_results(tiny):
     from ofrnn.experiments import figures, report
 

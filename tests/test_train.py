@@ -348,6 +348,11 @@ def test_killed_run_resumes_from_completed_stages_and_cv_aggregates(toy_cohort, 
     vals = [res["metrics"]["roi"]["accuracy"], again["metrics"]["roi"]["accuracy"]]
     assert acc["mean"] == pytest.approx(np.mean(vals)) and acc["sd"] == pytest.approx(np.std(vals, ddof=1))
     assert "mean +- sd" in (tmp_path / "cv" / "report.md").read_text()
+    # the threshold rules' comparison on validation subjects: shown when every fold has it
+    a, b = (dict(r, validation={**r["validation"], "threshold_transfer": t})
+            for r, t in ((res, {"0.5": 0.8, "dice": 0.7}), (again, {"0.5": 0.6, "dice": 0.5})))
+    aggregate([a, b], tmp_path / "cv2")
+    assert "`0.5` 0.700, `dice` 0.600" in (tmp_path / "cv2" / "report.md").read_text()
 
 
 def test_a_fold_of_an_older_report_version_is_evaluated_again_without_training(toy_cohort, tiny_run, tmp_path):
@@ -678,6 +683,11 @@ def test_threshold_transfer_thresholds_each_subject_by_the_others():
     got = threshold_transfer(subjects, probs, rules=(0.5, "dice"))
     assert got["0.5"] == pytest.approx(2 * 8 / (24 + 8))  # only the third subject's infarct reaches 0.5
     assert got["dice"] == pytest.approx(1.0)  # the others always place the cut at or below 0.4
+    # one subject's infarct scores 0.3, the others' 0.6: chosen on all three, the cut falls at 0.3 and
+    # every subject is right; left out, the 0.3 subject is cut at 0.6 by the others and lost entirely
+    probs = [np.where(infarct, p, 0.1) for p in (0.3, 0.6, 0.6)]
+    assert threshold_transfer(subjects, probs, rules=("dice",))["dice"] == pytest.approx(2 * 16 / (24 + 16))
+    assert threshold_transfer(subjects[:1], probs[:1]) == {}  # nothing to choose from
 
 
 def test_data_description_names_the_field_strength_or_its_mix():

@@ -3,14 +3,14 @@
 An ablation is a grid of *cells* (one model variant each: settings overrides on top of a profile of
 ``experiments/train.toml``, and optionally another local motion block) evaluated on the SAME
 subject-wise folds as ``make train`` (:func:`ofrnn.train.make_split`). One cell on one fold is
-:func:`run_cell`: prepare the cohort (cached ROI sequences and flows, shared with ``make train``),
-sample the training pixels, train with :func:`ofrnn.train.train_network`, pick the threshold on the
-validation subjects, evaluate the test fold with :func:`ofrnn.metrics.evaluate_rois`. It writes
-``<cell>/fold<k>.json`` and ``<cell>/fold<k>.npz`` (test probabilities and ROI masks, for the
-figures) atomically when done, so a rerun skips finished cells and a killed one restarts only the
-cell it was in (whose training itself resumes from its checkpoints). Each cell/fold is also one
-command (``ofrnn experiment NAME --profile P`` with ``cells``/``folds`` in the profile), so a
-cluster scheduler can spread them.
+:func:`run_cell`: prepare the cohort (cached ROI sequences and flows, shared with ``make train``), sample the training
+pixels, train with :func:`ofrnn.train.train_network`, apply the profile's threshold rule
+(:func:`ofrnn.train.choose_threshold`), evaluate the test fold with :func:`ofrnn.metrics.evaluate_rois`.
+It writes ``<cell>/fold<k>.json`` and ``<cell>/fold<k>.npz`` (test probabilities and ROI masks, for the
+figures) atomically when done, so a rerun skips finished cells and a killed one restarts only the cell
+it was in (whose training itself resumes from its checkpoints). Each cell/fold is also one command
+(``ofrnn experiment NAME --profile P`` with ``cells``/``folds`` in the profile), so a cluster scheduler
+can spread them.
 """
 from __future__ import annotations
 
@@ -147,14 +147,17 @@ def prepared(cohort, tcfg, cache_dir, progress=True):
     return _PREPARED[key]
 
 
-def split_for(cohort, subjects, fold, tcfg):
-    """The subject-wise split of ``make train`` for ``fold`` (same ids, levels, seed and folds)."""
+def split_for(cohort, fold, tcfg):
+    """The subject ids of ``make train``'s split for ``fold`` (same ids, levels, seed and folds):
+    {"train", "val", "test": [id, ...]}."""
     from ..store import open_cohort
     from ..train import make_split
 
     with open_cohort(cohort) as c:
         ids = list(c.ids)
-    return make_split(ids, [subjects[s].level for s in ids], str(fold), tcfg)
+        levels = [c.meta(s)["level"] for s in ids]
+    split = make_split(ids, levels, str(fold), tcfg)
+    return {k: split[k] for k in ("train", "val", "test")}
 
 
 # -- one cell on one fold --------------------------------------------------------------------------
@@ -185,13 +188,15 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
 
     folder = Path(folder)
     done = folder / f"fold{fold}.json"
+    split = split_for(cohort, fold, tcfg)
     if done.is_file():
-        return json.loads(done.read_text())
+        old = json.loads(done.read_text())
+        if old.get("split") == split:  # a result on other subjects (an older split) is redone
+            return old
     if block is not None and learner is None:
         raise OfrnnError(f"block {block.get('kind')!r} needs its experiment's learner", field="block")
     t_start = time.perf_counter()
     subjects = prepared(cohort, tcfg, cache_dir, progress)
-    split = split_for(cohort, subjects, fold, tcfg)
     tr, va, te = ([subjects[s] for s in split[k]] for k in ("train", "val", "test"))
     common = dict(per_subject=tcfg["pixels_per_subject"], fractions=tcfg["strata_fractions"],
                   weights=tcfg["pixel_weights"], infarct_share=tcfg.get("infarct_share"))
@@ -223,7 +228,7 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
                   validation={k: val_metrics["myocardium"][k] for k in METRICS},
                   timings=dict(train_s=train_s, stages=stage_times, predict_s_per_subject=float(np.mean(secs)),
                                total_s=time.perf_counter() - t_start),
-                  settings=tcfg, block=block)
+                  settings=tcfg, block=block, split=split)
 
     npz = io.BytesIO()
     np.savez_compressed(npz, ids=np.array([r.id for r in te]), levels=np.array([r.level for r in te]),

@@ -527,7 +527,7 @@ def run(config, profile, out_dir):
             bar.set_postfix_str(f"{name} fold {k}")
             groups = rows[name]["groups"]
             key = _key(dict(groups=groups, flow=flow, fold=k, gbm=cfg["gbm"], seed=seed, features=fkw, ids=ids,
-                            split={p: tcfg[p] for p in ("seed", "n_folds", "val_fraction", "frames", "roi_margin")},
+                            split=split_ids[k], frames=tcfg["frames"], roi_margin=tcfg["roi_margin"],
                             cohort=str(cohort), size=st.st_size, mtime=st.st_mtime_ns, code=code,
                             flow_params=flow_params if flow == "estimated" else None))
             done = cells / f"{name}-{flow}" / f"fold{k}.json"

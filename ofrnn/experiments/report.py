@@ -281,8 +281,9 @@ def _acc(m, cell, metric="accuracy"):
 def targets(t1, t2, ps, best_flow):
     """The paper's orderings, checked on the stored numbers (myocardium pixels).
 
-    Accuracy is the paper's measure but depends on the operating point (our threshold maximises Dice
-    on validation subjects); the ROC AUC rows give the threshold-free ordering beside it.
+    Accuracy is the paper's measure but depends on the operating point (our threshold is the
+    softmax's argmax after sampling that over-represents infarct); the ROC AUC rows give the
+    threshold-free ordering beside it.
     """
     L = ["## Targets: the paper's orderings on our cohort", "", "| target | measured | holds? |", "|---|---|---|"]
 
