@@ -353,7 +353,7 @@ def _scope_section(result):
             f"- **ROI source**: {roi_src}. **Global motion**: {flow_src}.",
             f"- **Decision threshold** {m['threshold']:.3f}, " + (
                 f"chosen by `{cfg['threshold']}` on the validation subjects, never on the test fold."
-                if cfg["threshold"] in ("dice", "youden") else "fixed in the settings (0.5: the softmax's own decision)."
+                if cfg["threshold"] in ("auto", "dice", "youden") else "fixed in the settings (0.5: the softmax's own decision)."
                 if float(cfg["threshold"]) == 0.5 else "fixed in the settings."), "", comparison_note(cfg)]
 
 

@@ -25,9 +25,9 @@ weighs 1 (``weights="uniform"``, the default) or the number of ROI pixels it sta
 (``weights="represent"``: the weighted loss estimates the loss over all ROI pixels, dominated by
 easy background); ``infarct_share`` optionally rescales the two classes' total weights (0.5: a
 class-balanced loss). The quotas shift the posterior toward infarct against the cohort's own mix;
-a threshold chosen on validation subjects (:func:`ofrnn.train.choose_threshold`) could undo that,
-but on ten subjects it did worse than the softmax's own 0.5 (:func:`ofrnn.train.threshold_transfer`,
-``experiments/train.toml``), the default.
+a threshold chosen on validation subjects could undo that, but for the full network it did worse on
+ten subjects than the softmax's own 0.5; the default "auto" rule picks between the two per run
+(:func:`ofrnn.train.choose_threshold`, ``experiments/train.toml``).
 See :func:`sample_pixels`.
 """
 from __future__ import annotations

@@ -373,6 +373,11 @@ def test_a_fold_of_an_older_report_version_is_evaluated_again_without_training(t
     assert again["metrics"]["myocardium"]["dice"] == pytest.approx(res["metrics"]["myocardium"]["dice"], abs=1e-6)
     for k in ("local", "autoencoders", "finetune", "total"):  # the training's timings, not the re-evaluation's
         assert again["timings"][k] == pytest.approx(res["timings"][k])
+    # another decision threshold: the same network, evaluated again at it
+    other = run_fold(toy_cohort, "holdout", {**cfg, "threshold": 0.25}, out, progress=False)
+    assert other["metrics"]["threshold"] == 0.25 and other["config"]["threshold"] == 0.25
+    assert other["metrics"]["myocardium"]["roc_auc"] == pytest.approx(res["metrics"]["myocardium"]["roc_auc"])
+    assert other["timings"]["finetune"] == pytest.approx(res["timings"]["finetune"])
 
 
 @pytest.mark.parametrize("frame", ["heart", "image"])
@@ -688,6 +693,37 @@ def test_threshold_transfer_thresholds_each_subject_by_the_others():
     probs = [np.where(infarct, p, 0.1) for p in (0.3, 0.6, 0.6)]
     assert threshold_transfer(subjects, probs, rules=("dice",))["dice"] == pytest.approx(2 * 16 / (24 + 16))
     assert threshold_transfer(subjects[:1], probs[:1]) == {}  # nothing to choose from
+
+
+def test_auto_threshold_keeps_the_softmax_unless_the_dice_rule_transfers_better():
+    from types import SimpleNamespace
+
+    from ofrnn.errors import OfrnnError
+    from ofrnn.train import choose_threshold
+
+    myo = np.ones((4, 4), np.uint8)
+    infarct = np.zeros((4, 4), np.uint8)
+    infarct[:2] = 1
+    subjects = [SimpleNamespace(infarct=infarct, myocardium=myo) for _ in range(3)]
+    # scores below 0.5 everywhere but well ranked: left out, the Dice rule finds every infarct, 0.5 one
+    low = [np.where(infarct, p, 0.1) for p in (0.4, 0.4, 0.9)]
+    assert choose_threshold("auto", subjects, low) == pytest.approx(0.4)
+    # one subject's infarct at 0.55: 0.5 finds it, the Dice rule chosen on the other two (0.9) does not
+    high = [np.where(infarct, p, 0.1) for p in (0.55, 0.9, 0.9)]
+    assert choose_threshold("auto", subjects, high) == 0.5
+    assert choose_threshold("auto", subjects[:1], high[:1]) == 0.5  # nothing to compare on
+    with pytest.raises(OfrnnError, match="auto"):
+        choose_threshold("best", subjects, high)
+
+
+def test_another_threshold_is_the_same_training_run():
+    from ofrnn.experiments import _cells
+    from ofrnn.train import load_profile, training_settings
+
+    cfg = load_profile("quick")
+    assert training_settings(cfg) == training_settings({**cfg, "threshold": 0.3})
+    # ablation cells keep no weights: another threshold is another cell
+    assert _cells.cell_key(cfg, None, "c.h5") != _cells.cell_key({**cfg, "threshold": 0.3}, None, "c.h5")
 
 
 def test_data_description_names_the_field_strength_or_its_mix():

@@ -124,6 +124,7 @@ def cell_key(tcfg, block, cohort):
     from ..train import flow_settings, training_settings  # the localizer's settings do not change a cell's network
 
     blob = json.dumps(dict(cfg={k: v for k, v in training_settings(tcfg).items() if k != "profile"}, block=block,
+                           threshold=tcfg["threshold"],
                            flow=flow_settings(tcfg),
                            cohort=str(Path(cohort).resolve()), size=st and st.st_size, mtime=st and st.st_mtime_ns),
                       sort_keys=True, default=str)
