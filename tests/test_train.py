@@ -674,42 +674,40 @@ def test_validation_subjects_are_drawn_anew_for_every_fold():
     assert make_split(ids, levels, "3", cfg)["val"] == seen[3]["val"]  # and stay reproducible
 
 
-def test_threshold_transfer_thresholds_each_subject_by_the_others():
+def _three_slices(*infarct_scores):
+    """Three 4x4 all-myocardium slices, infarct in the top half (8 pixels each); the infarct pixels
+    of slice i score ``infarct_scores[i]``, every other pixel 0.1. Returns (subjects, probs)."""
     from types import SimpleNamespace
 
-    from ofrnn.train import threshold_transfer
-
-    myo = np.ones((4, 4), np.uint8)
     infarct = np.zeros((4, 4), np.uint8)
     infarct[:2] = 1
-    subjects = [SimpleNamespace(infarct=infarct, myocardium=myo) for _ in range(3)]
-    # infarct pixels score 0.4 in two subjects and 0.9 in the third, the rest 0.1 everywhere
-    probs = [np.where(infarct, p, 0.1) for p in (0.4, 0.4, 0.9)]
+    subjects = [SimpleNamespace(infarct=infarct, myocardium=np.ones((4, 4), np.uint8)) for _ in infarct_scores]
+    return subjects, [np.where(infarct, p, 0.1) for p in infarct_scores]
+
+
+def test_threshold_transfer_thresholds_each_subject_by_the_others():
+    from ofrnn.train import threshold_transfer
+
+    subjects, probs = _three_slices(0.4, 0.4, 0.9)
     got = threshold_transfer(subjects, probs, rules=(0.5, "dice"))
     assert got["0.5"] == pytest.approx(2 * 8 / (24 + 8))  # only the third subject's infarct reaches 0.5
     assert got["dice"] == pytest.approx(1.0)  # the others always place the cut at or below 0.4
     # one subject's infarct scores 0.3, the others' 0.6: chosen on all three, the cut falls at 0.3 and
     # every subject is right; left out, the 0.3 subject is cut at 0.6 by the others and lost entirely
-    probs = [np.where(infarct, p, 0.1) for p in (0.3, 0.6, 0.6)]
+    _, probs = _three_slices(0.3, 0.6, 0.6)
     assert threshold_transfer(subjects, probs, rules=("dice",))["dice"] == pytest.approx(2 * 16 / (24 + 16))
     assert threshold_transfer(subjects[:1], probs[:1]) == {}  # nothing to choose from
 
 
 def test_auto_threshold_keeps_the_softmax_unless_the_dice_rule_transfers_better():
-    from types import SimpleNamespace
-
     from ofrnn.errors import OfrnnError
     from ofrnn.train import choose_threshold
 
-    myo = np.ones((4, 4), np.uint8)
-    infarct = np.zeros((4, 4), np.uint8)
-    infarct[:2] = 1
-    subjects = [SimpleNamespace(infarct=infarct, myocardium=myo) for _ in range(3)]
     # scores below 0.5 everywhere but well ranked: left out, the Dice rule finds every infarct, 0.5 one
-    low = [np.where(infarct, p, 0.1) for p in (0.4, 0.4, 0.9)]
+    subjects, low = _three_slices(0.4, 0.4, 0.9)
     assert choose_threshold("auto", subjects, low) == pytest.approx(0.4)
     # one subject's infarct at 0.55: 0.5 finds it, the Dice rule chosen on the other two (0.9) does not
-    high = [np.where(infarct, p, 0.1) for p in (0.55, 0.9, 0.9)]
+    _, high = _three_slices(0.55, 0.9, 0.9)
     assert choose_threshold("auto", subjects, high) == 0.5
     assert choose_threshold("auto", subjects[:1], high[:1]) == 0.5  # nothing to compare on
     with pytest.raises(OfrnnError, match="auto"):
