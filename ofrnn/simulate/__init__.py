@@ -221,7 +221,9 @@ def simulate_cohort(path, *, n_subjects=114, seed=0, jobs=1, progress=True, **ac
     with CohortWriter(path, source="simulated", params=params) as writer:
         bar = tqdm(total=n_subjects, desc="simulate", unit="subject", disable=not progress)
         if jobs > 1:
-            with get_context("fork").Pool(jobs) as pool:
+            # spawned workers: a fork of a process that already runs threads (TensorFlow's, BLAS's) can
+            # inherit a lock another thread held and hang forever, as it did once in the test suite
+            with get_context("spawn").Pool(jobs) as pool:
                 for subject in pool.imap(_simulate_task, tasks):
                     writer.add(subject)
                     bar.update()
