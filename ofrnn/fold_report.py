@@ -236,7 +236,8 @@ def describe_data(data):
 def _split_sentence(result):
     sp = result["split"]
     return (f"{sp['scheme']}: {len(sp['train'])} training, {len(sp['val'])} validation (from the training folds: "
-            f"early stopping, and the threshold when a rule chooses it) and **{len(sp['test'])} test subjects**, one slice each.")
+            f"early stopping, and the threshold when a rule chooses it) and **{len(sp['test'])} test subjects**, "
+            "one slice each.")
 
 
 def _profile_sentence(cfg, reductions):
@@ -351,10 +352,15 @@ def _scope_section(result):
             f"- **Split**: {_split_sentence(result)}",
             f"- **Profile**: {_profile_sentence(cfg, result.get('profile_reductions'))}",
             f"- **ROI source**: {roi_src}. **Global motion**: {flow_src}.",
-            f"- **Decision threshold** {m['threshold']:.3f}, " + (
-                f"chosen by `{cfg['threshold']}` on the validation subjects, never on the test fold."
-                if cfg["threshold"] in ("auto", "dice", "youden") else "fixed in the settings (0.5: the softmax's own decision)."
-                if float(cfg["threshold"]) == 0.5 else "fixed in the settings."), "", comparison_note(cfg)]
+            f"- **Decision threshold** {m['threshold']:.3f}, {_threshold_origin(cfg['threshold'])}", "",
+            comparison_note(cfg)]
+
+
+def _threshold_origin(rule):
+    """How the decision threshold came about: a named rule (a string) or a number in the settings."""
+    if isinstance(rule, str):
+        return f"chosen by `{rule}` on the validation subjects, never on the test fold."
+    return "fixed in the settings" + (" (0.5: the softmax's own decision)." if float(rule) == 0.5 else ".")
 
 
 def _pixel_section(m, n_test):

@@ -3,8 +3,8 @@
 An ablation is a grid of *cells* (one model variant each: settings overrides on top of a profile of
 ``experiments/train.toml``, and optionally another local motion block) evaluated on the SAME
 subject-wise folds as ``make train`` (:func:`ofrnn.train.make_split`). One cell on one fold is
-:func:`run_cell`: prepare the cohort (cached ROI sequences and flows, shared with ``make train``), sample the training
-pixels, train with :func:`ofrnn.train.train_network`, apply the profile's threshold rule
+:func:`run_cell`: prepare the cohort (cached ROI sequences and flows, shared with ``make train``),
+sample the training pixels, train with :func:`ofrnn.train.train_network`, apply the profile's threshold rule
 (:func:`ofrnn.train.choose_threshold`), evaluate the test fold with :func:`ofrnn.metrics.evaluate_rois`.
 It writes ``<cell>/fold<k>.json`` and ``<cell>/fold<k>.npz`` (test probabilities and ROI masks, for the
 figures) atomically when done, so a rerun skips finished cells and a killed one restarts only the cell
