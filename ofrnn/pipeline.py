@@ -366,6 +366,10 @@ class PixelBatches:
             # a transpose would swap the patch's radial and circumferential axes
             raise OfrnnError("augment cannot turn heart-frame patches; use local_frame 'image' or 'tissue'",
                              field="augment")
+        if augment and global_frame == "wall":
+            # the wall frame's patch is already turned along the wall, as heart-frame P_l patches are
+            raise OfrnnError("augment cannot turn wall-frame P_g patches; use global_frame 'heart' or 'image'",
+                             field="augment")
         self.samples = samples
         self.global_frame = global_frame
         self.motion_reference = motion_reference

@@ -364,6 +364,31 @@ def test_heart_frame_of_a_uniform_contraction_is_inward_radial():
     np.testing.assert_allclose(F.heart_components(u)[:, 0], np.hypot(yy + u[:, 0], xx + u[:, 1]) - r, atol=1e-4)
 
 
+def test_wall_frame_holds_the_radial_strain_of_a_uniform_contraction():
+    """Every point moves 3 % of its radius toward the centre per frame, so u_r = -s_t r with
+    s_t = 1 - 0.97^t: the wall patch's centre holds -s_t r, its samples one pixel inward / outward
+    differ from it by +s_t / -s_t (the radial strain), the ones along the ring by almost nothing,
+    wherever the pixel lies on the ring; a rotation adds only circumferential values."""
+    T, H, W = 6, 33, 33
+    c = (H - 1) / 2
+    yy, xx = np.mgrid[0:H, 0:W] - c
+    contraction = np.repeat((-0.03 * np.stack([yy, xx]))[None].astype(np.float32), T - 1, axis=0)
+    g = F.global_features(contraction, frame="wall")
+    assert g.shape == (H, W, T - 1, 27)
+    s = (1 - 0.97 ** np.arange(1, T))[None, :]
+    r = np.hypot(yy, xx)
+    ring = (r > 6) & (r < 14)
+    radial = g[ring][..., 9:18]  # (n, T-1, 9), patch row-major: radial offset first
+    np.testing.assert_allclose(radial[..., 4], -s * r[ring][:, None], atol=1e-3)
+    np.testing.assert_allclose(radial[..., 1], np.broadcast_to(s, radial[..., 1].shape), atol=0.02)
+    np.testing.assert_allclose(radial[..., 7], np.broadcast_to(-s, radial[..., 7].shape), atol=0.02)
+    assert np.abs(radial[..., [3, 5]]).max() < 0.1 * s.max()
+    np.testing.assert_allclose(g[ring][..., 18:27], 0.0, atol=1e-3)
+    # a rigid rotation: no radial value at all
+    rot = F.global_features(np.repeat(_rotation(H, W, 3.0)[None], T - 1, axis=0), frame="wall")
+    np.testing.assert_allclose(rot[ring][..., 9:18], 0.0, atol=0.02)
+
+
 def test_slice_motion_reference_divides_by_the_slice_peak_displacement():
     """A uniform translation of 0.5 px per frame: the peak displacement is 2.5 px everywhere, so the
     slice-referenced magnitude ends at exactly 1 and every block is the plain one / 2.5."""
@@ -374,7 +399,7 @@ def test_slice_motion_reference_divides_by_the_slice_peak_displacement():
     for frame in F.FRAMES:
         plain = F.global_features(flows, frame=frame)
         ref = F.global_features(flows, frame=frame, reference="slice")
-        k = 27 if frame == "heart" else 9  # the image frame's orientation blocks are unitless
+        k = 27 if frame != "image" else 9  # the image frame's orientation blocks are unitless
         np.testing.assert_allclose(ref[..., :k], plain[..., :k] / 2.5, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(ref[..., k:], plain[..., k:])
     np.testing.assert_allclose(F.global_features(flows, reference="slice")[..., -1, :9], 1.0, rtol=1e-5)

@@ -22,7 +22,9 @@ from . import _cells
 #: the paper's Table 1 (accuracy, sensitivity, specificity), in %
 PAPER = {"local": (92.6, 86.5, 97.9), "global": (87.3, 79.4, 96.2), "both": (94.3, 91.2, 98.4)}
 LABELS = {"local": "local motion only", "global": "global motion only", "both": "local + global (OF-RNN)",
-          "both_image": "P_g in image axes, per-frame flow", "both_valuenorm": "P_g standardised value by value",
+          "both_image": "P_g in image axes, per-frame flow",
+          "both_wall": "P_g on a patch along the wall, relative to its centre (strain)",
+          "global_wall": "global motion only, P_g along the wall", "both_valuenorm": "P_g standardised value by value",
           "both_tissue": "P_l follows the tissue on the image axes (nearest pixel)",
           "both_imagepatch": "P_l fixed at p on the image axes",
           "both_exact": "exact (simulator) flow", "global_exact": "global motion only, exact (simulator) flow",

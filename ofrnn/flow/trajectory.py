@@ -25,13 +25,28 @@ displacement and which orientation; :func:`global_features` offers two readings 
     is resampled to fit it, so displacements read relative to the heart's size, as strain does
     (smaller hearts are cropped at 64 image pixels, about 85-100 mm, unscaled).
 
+``frame="wall"``
+    The heart frame's three maps (|u_t|, u_r, u_c), but the 3x3 patch is laid along the wall:
+    its rows step along the radial and its columns along the circumferential unit vector at p
+    (bilinear samples, as the heart frame of P_l in :mod:`ofrnn.motion`), and its 8 outer samples
+    are given *relative to the centre sample*. The centre keeps p's own displacement; the others
+    are the local deformation, u(p + e_r) - u(p) across the wall and u(p + e_c) - u(p) along it:
+    radial thickening and circumferential shortening (strain), the regional function an infarct
+    loses (hypokinesis), already differenced and turned the same way in every sector.
+
+    Why an option: in the heart frame the same deformation hides in the small difference of two
+    large, correlated absolute values on image-axis offsets whose meaning turns with the pixel's
+    angle. Measured on fold 3 of ``make train`` (*validation* subjects, myocardium pixels, the
+    P_g values alone into scikit-learn gradient boosting, issue 10): ROC AUC 0.827 ("heart") vs
+    0.926 ("wall") from the estimated flow, 0.806 vs 0.953 from the exact flow.
+
 ``frame="image"``
     The literal reading: per-frame flow w_t sampled on a 3x3 patch around the traced p_t, as
     ``[0:9]`` |w_t|, ``[9:18]`` dy / sqrt(|w|^2 + eps^2), ``[18:27]`` dx / sqrt(|w|^2 + eps^2)
     (eps = :data:`ORIENTATION_EPS`, 0.1 pixel: the continuous (sin, cos) of the angle, fading to
     0 where the angle means nothing). Kept for the ablation beside the heart frame.
 
-Both return (H, W, T-1, F) float32 with F = :data:`GLOBAL_FEATURES_PER_FRAME` = 3 * 3^2 = 27
+All return (H, W, T-1, F) float32 with F = :data:`GLOBAL_FEATURES_PER_FRAME` = 3 * 3^2 = 27
 for the paper's 3x3 patches, each patch row-major over the offsets (-1, 0, 1) x (-1, 0, 1)
 (row offset first); :data:`GLOBAL_FEATURE_LAYOUT` names the three blocks of each frame.
 """
@@ -45,9 +60,10 @@ from . import _pyramid
 #: features per frame for the paper's 3x3 patches (three 3x3 blocks)
 GLOBAL_FEATURES_PER_FRAME = 27
 #: the reference frames of the displacement vectors (see the module docstring)
-FRAMES = ("heart", "image")
+FRAMES = ("heart", "wall", "image")
 #: names of the three 3x3 blocks along the feature axis, in order, per reference frame
 GLOBAL_FEATURE_LAYOUTS = dict(heart=("magnitude", "radial", "circumferential"),
+                              wall=("magnitude", "radial", "circumferential"),
                               image=("magnitude", "orientation_dy", "orientation_dx"))
 GLOBAL_FEATURE_LAYOUT = GLOBAL_FEATURE_LAYOUTS["heart"]
 #: regularisation (pixels) of the orientation components w / sqrt(|w|^2 + eps^2)
@@ -163,6 +179,28 @@ def _heart_frame(u, patch, centre):
     return np.concatenate([_patches(mag, patch), _patches(rc[:, 0], patch), _patches(rc[:, 1], patch)], axis=-1)
 
 
+def _wall_frame(u, patch, centre):
+    """P_g blocks of the Lagrangian displacement u (T-1, 2, H, W) on a patch along the wall: rows
+    radial, columns circumferential about ``centre``; the outer samples relative to the centre's."""
+    rc = heart_components(u, centre=centre)
+    maps = np.concatenate([np.hypot(u[:, 0], u[:, 1])[:, None], rc], axis=1)  # (T-1, 3, H, W)
+    n, C, H, W = maps.shape
+    dy, dx = centred_grid((H, W), centre=centre)
+    r = np.hypot(dy, dx)
+    ey = np.divide(dy, r, out=np.zeros_like(dy), where=r > 0)  # e_r; e_c = (e_x, -e_y)
+    ex = np.divide(dx, r, out=np.zeros_like(dx), where=r > 0)
+    o = np.arange(patch, dtype=np.float32) - patch // 2
+    o_r, o_c = (a.ravel() for a in np.meshgrid(o, o, indexing="ij"))  # row-major: radial offset first
+    yy = np.arange(H, dtype=np.float32)[:, None, None] + o_r * ey[..., None] + o_c * ex[..., None]
+    xx = np.arange(W, dtype=np.float32)[None, :, None] + o_r * ex[..., None] - o_c * ey[..., None]
+    k = patch * patch
+    samples = _pyramid.sample(maps.reshape(n * C, H, W), np.broadcast_to(yy, (n * C, H, W, k)),
+                              np.broadcast_to(xx, (n * C, H, W, k))).reshape(n, C, H, W, k)
+    outer = np.arange(k) != k // 2
+    samples[..., outer] -= samples[..., k // 2:k // 2 + 1]
+    return samples.transpose(2, 3, 0, 1, 4).reshape(H, W, n, C * k)
+
+
 def _image_frame(flows, patch):
     n, _, H, W = flows.shape
     r = patch // 2
@@ -214,14 +252,15 @@ def global_features(flows, *, patch=3, frame="heart", centre=None, reference="no
         (dy, dx) forward flows of consecutive frames, e.g. from :func:`ofrnn.flow.sequence_flow`.
     patch : int, keyword-only
         Side of the square neighbourhood of p (3 in the paper).
-    frame : {"heart", "image"}, keyword-only
+    frame : {"heart", "wall", "image"}, keyword-only
         Lagrangian displacement since frame 0 in radial / circumferential axes about the LV
-        centre (default), or per-frame flow in image axes (the literal reading); see the module
-        docstring for why the default is the heart's frame.
+        centre (default); the same on a patch laid along the wall with its outer samples
+        relative to the centre (the local deformation); or per-frame flow in image axes (the
+        literal reading). See the module docstring for why.
     centre : (float, float), keyword-only, optional
         (y, x) LV centre for ``frame="heart"``; the grid's centre by default.
     reference : {"none", "slice"}, keyword-only
-        "slice" divides the displacements (every block of the heart frame; the magnitude block of
+        "slice" divides the displacements (every block of the heart and wall frames; the magnitude block of
         the image frame) by :func:`motion_scale`, so a pixel's motion reads relative to its own
         slice's function. Beyond the paper (an option reported as an ablation); "none" keeps
         pixels.
@@ -252,9 +291,14 @@ def global_features(flows, *, patch=3, frame="heart", centre=None, reference="no
     if reference not in REFERENCES:
         raise OfrnnError(f"reference {reference!r} is not one of {REFERENCES}", field="motion_reference")
     # the tracing is the expensive part: done once, for the heart frame and the slice reference alike
-    u = lagrangian_displacement(flows) if frame == "heart" or reference == "slice" else None
-    out = _heart_frame(u, patch, centre) if frame == "heart" else _image_frame(flows, patch)
+    u = lagrangian_displacement(flows) if frame != "image" or reference == "slice" else None
+    if frame == "heart":
+        out = _heart_frame(u, patch, centre)
+    elif frame == "wall":
+        out = _wall_frame(u, patch, centre)
+    else:
+        out = _image_frame(flows, patch)
     if reference == "slice":
-        k = out.shape[-1] if frame == "heart" else patch * patch
+        k = out.shape[-1] if frame != "image" else patch * patch
         out[..., :k] /= _peak_scale(u)
     return np.ascontiguousarray(out, dtype=np.float32)
