@@ -387,6 +387,12 @@ def test_wall_frame_holds_the_radial_strain_of_a_uniform_contraction():
     # a rigid rotation: no radial value at all
     rot = F.global_features(np.repeat(_rotation(H, W, 3.0)[None], T - 1, axis=0), frame="wall")
     np.testing.assert_allclose(rot[ring][..., 9:18], 0.0, atol=0.02)
+    # the sense of the circumferential axis: under a uniform translation (d along x) u_r = d cos(phi)
+    # and u_c = -d sin(phi), so u_r changes by u_c / r per pixel along +e_c (outer samples 5 and 3)
+    shift = np.zeros((T - 1, 2, H, W), np.float32)
+    shift[:, 1] = 0.2
+    g = F.global_features(shift, frame="wall")[ring]
+    np.testing.assert_allclose(g[..., 9 + 5] - g[..., 9 + 3], 2 * g[..., 18 + 4] / r[ring][:, None], atol=0.01)
 
 
 def test_slice_motion_reference_divides_by_the_slice_peak_displacement():

@@ -565,6 +565,22 @@ def test_heart_patches_match_between_training_and_prediction_and_refuse_augmenta
         PixelBatches(subs, s, patch=5, local_frame="heart", augment=True)
 
 
+def test_wall_frame_trajectories_match_between_training_and_prediction_and_refuse_augmentation():
+    from ofrnn.errors import OfrnnError
+    from ofrnn.pipeline import PixelBatches
+    from ofrnn.predict import roi_features
+
+    subs, s = _toy_pixels()
+    _, glo = PixelBatches(subs, s, patch=5, local_frame="tissue", global_frame="wall").inputs(np.arange(50))
+    cfg = dict(patch=5, local_frame="tissue", global_patch=3, global_frame="wall", motion_reference="none")
+    for i, rs in enumerate(subs):
+        sel = s["subject"] == i
+        _, ref_glo = roi_features(rs, cfg)
+        np.testing.assert_allclose(glo[sel], ref_glo[s["y"][sel] * 16 + s["x"][sel]], atol=1e-6)
+    with pytest.raises(OfrnnError, match="wall-frame"):
+        PixelBatches(subs, s, patch=5, local_frame="image", global_frame="wall", augment=True)
+
+
 def test_an_unknown_local_frame_is_refused():
     from ofrnn.errors import OfrnnError
 

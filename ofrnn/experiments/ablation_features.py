@@ -29,7 +29,8 @@ LABELS = {"local": "local motion only", "global": "global motion only", "both": 
           "global_wall_valuenorm": "global motion only, P_g along the wall, standardised value by value", "both_valuenorm": "P_g standardised value by value",
           "both_tissue": "P_l follows the tissue on the image axes (nearest pixel)",
           "both_imagepatch": "P_l fixed at p on the image axes",
-          "both_exact": "exact (simulator) flow", "global_exact": "global motion only, exact (simulator) flow",
+          "both_exact": "exact (simulator) flow",
+          "global_exact": "global motion only, exact (simulator) flow",
           "both_myosampling": "more normal myocardium in the training draw (0.3/0.5/0.1/0.1)",
           "both_sliceref": "P_g relative to the slice's motion (beyond the paper)"}
 #: the cells of the paper's Table 1; the others are design choices (issue 10), one change each from "both"

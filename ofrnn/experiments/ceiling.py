@@ -438,7 +438,7 @@ def _key(blob):
 
 def summarise(folds):
     """Mean and sd over folds of the myocardium metrics and the segment accuracies of one row."""
-    out = {k: _cells.mean_sd([f["metrics"]["myocardium"][k] for f in folds]) for k in METRICS}
+    out = {k: _cells.mean_sd([f["metrics"]["myocardium"].get(k) for f in folds]) for k in METRICS}
     out["dice_myocardium_mean"] = _cells.mean_sd([f["metrics"]["dice_myocardium_mean"] for f in folds])
     levels = sorted({lv for f in folds for lv in f["metrics"]["segments"]})
     out["segments"] = {lv: _cells.mean_sd([f["metrics"]["segments"].get(lv) for f in folds]) for lv in levels}

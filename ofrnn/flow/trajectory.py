@@ -258,7 +258,7 @@ def global_features(flows, *, patch=3, frame="heart", centre=None, reference="no
         relative to the centre (the local deformation); or per-frame flow in image axes (the
         literal reading). See the module docstring for why.
     centre : (float, float), keyword-only, optional
-        (y, x) LV centre for ``frame="heart"``; the grid's centre by default.
+        (y, x) LV centre for ``frame="heart"`` or ``"wall"``; the grid's centre by default.
     reference : {"none", "slice"}, keyword-only
         "slice" divides the displacements (every block of the heart and wall frames; the magnitude block of
         the image frame) by :func:`motion_scale`, so a pixel's motion reads relative to its own
