@@ -129,30 +129,32 @@ def _backtrack(pyramid, n_starts):
     k = order[b, iy, ix, s]
     ky, kx = k // K - K // 2, k % K - K // 2
     score = flat[b, iy, ix, k]
+    # every child's 3x3 pooling window around twice its parent's displacement, in the order the
+    # window is scanned (row offset first): argmax keeps the first best, as a strict ">" scan would
+    ey, ex = (e.ravel() for e in np.meshgrid([-1, 0, 1], [-1, 0, 1], indexing="ij"))
     for level in range(len(pyramid) - 2, -1, -1):
         maps = pyramid[level]
         Kc = maps.shape[-1]
         Rc = Kc // 2
         # Quadrants of a parent of side 8 * 2^level: offset by the child's side, 2^(level+1) steps.
         offset = 2 ** (level + 1)
-        children = []
-        for oy in (0, offset):
-            for ox in (0, offset):
-                cy, cx = iy + oy, ix + ox
-                best = np.full(b.shape, -np.inf, np.float32)
-                by, bx = 2 * ky, 2 * kx
-                for ey in (-1, 0, 1):
-                    for ex in (-1, 0, 1):
-                        ty, tx = 2 * ky + ey, 2 * kx + ex
-                        ok = (np.abs(ty) <= Rc) & (np.abs(tx) <= Rc)
-                        v = np.where(ok, maps[b, cy, cx, np.clip(ty + Rc, 0, Kc - 1), np.clip(tx + Rc, 0, Kc - 1)],
-                                     -np.inf)
-                        better = v > best
-                        best = np.where(better, v, best)
-                        by, bx = np.where(better, ty, by), np.where(better, tx, bx)
-                children.append((cy, cx, by, bx, score + best))
+        quads = [(oy, ox) for oy in (0, offset) for ox in (0, offset)]
         b = np.tile(b, 4)
-        iy, ix, ky, kx, score = (np.concatenate(c) for c in zip(*children))
+        iy = np.concatenate([iy + oy for oy, _ in quads])
+        ix = np.concatenate([ix + ox for _, ox in quads])
+        ky, kx, score = np.tile(ky, 4), np.tile(kx, 4), np.tile(score, 4)
+        ty, tx = 2 * ky[:, None] + ey, 2 * kx[:, None] + ex  # (n, 9)
+        ok = (np.abs(ty) <= Rc) & (np.abs(tx) <= Rc)
+        v = np.where(ok, maps[b[:, None], iy[:, None], ix[:, None], np.clip(ty + Rc, 0, Kc - 1),
+                              np.clip(tx + Rc, 0, Kc - 1)], -np.inf)
+        pick = np.argmax(v, axis=1)
+        rows = np.arange(len(pick))
+        best = v[rows, pick]
+        # no candidate inside the child's window: keep twice the parent's displacement, score -inf
+        found = np.isfinite(best)
+        ky = np.where(found, ty[rows, pick], 2 * ky)
+        kx = np.where(found, tx[rows, pick], 2 * kx)
+        score = score + best
     ny0, nx0 = pyramid[0].shape[1:3]
     # A target patch reaching outside the second image was compared with padding: no match.
     H, W = 2 * (ny0 - 1) + _ATOM, 2 * (nx0 - 1) + _ATOM
