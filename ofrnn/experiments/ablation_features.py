@@ -26,7 +26,8 @@ LABELS = {"local": "local motion only", "global": "global motion only", "both": 
           "both_wall": "P_g on a patch along the wall, relative to its centre (strain)",
           "both_wall_valuenorm": "P_g along the wall, standardised value by value",
           "global_wall": "global motion only, P_g along the wall",
-          "global_wall_valuenorm": "global motion only, P_g along the wall, standardised value by value", "both_valuenorm": "P_g standardised value by value",
+          "global_wall_valuenorm": "global motion only, P_g along the wall, standardised value by value",
+          "both_valuenorm": "P_g standardised value by value",
           "both_tissue": "P_l follows the tissue on the image axes (nearest pixel)",
           "both_imagepatch": "P_l fixed at p on the image axes",
           "both_exact": "exact (simulator) flow",
@@ -109,10 +110,10 @@ def report(cfg, summary, env):
                   "|---|---|---|---|---|---|---|---|---|"]
         for cell in [c for c in ("both",) if c in summary] + design:
             s, v = summary[cell]["myocardium"], summary[cell].get("validation") or {}
-            lines.append(f"| {LABELS.get(cell, cell)} | {_cells.pct(v.get('dice'))} | {_cells.pct(v.get('roc_auc'), 2)} | "
-                         f"{_cells.pct(v.get('sensitivity_at_spec95'))} | {_cells.pct(s['dice'])} | "
-                         f"{_cells.pct(s['sensitivity'])} | {_cells.pct(s['specificity'])} | {_cells.pct(s['roc_auc'], 2)} | "
-                         f"{_cells.pct(s.get('sensitivity_at_spec95'))} |")
+            cols = [_cells.pct(v.get("dice")), _cells.pct(v.get("roc_auc"), 2), _cells.pct(v.get("sensitivity_at_spec95")),
+                    _cells.pct(s["dice"]), _cells.pct(s["sensitivity"]), _cells.pct(s["specificity"]),
+                    _cells.pct(s["roc_auc"], 2), _cells.pct(s.get("sensitivity_at_spec95"))]
+            lines.append(f"| {LABELS.get(cell, cell)} | " + " | ".join(cols) + " |")
     lines += ["", "![Fig. 3(c, d)](roc_pr.png)", "", _cells.footer(env, summary), ""]
     return lines
 

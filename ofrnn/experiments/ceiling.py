@@ -56,7 +56,7 @@ from scipy import ndimage as ndi
 
 from ..errors import OfrnnError
 from ..files import atomic_write_text, content_digest, save_figure, write_json
-from ..flow import centred_grid, heart_components, lagrangian_displacement
+from ..flow import centred_grid, heart_components, lagrangian_displacement, radial_axes
 from . import _cells
 
 GROUPS = ("motion", "geometry", "context", "position")
@@ -67,20 +67,13 @@ BEYOND = {"motion": None, "geometry": ("traced myocardium mask", "wall geometry"
           "context": ("traced myocardium mask", "slice context"), "position": ("slice level", None)}
 LEVEL_CODES = {"apical": 0.0, "mid": 1.0, "basal": 2.0}
 #: the headline metrics of every row (myocardium pixels of the test fold, pooled)
-METRICS = ("dice", "sensitivity", "specificity", "precision", "accuracy", "roc_auc", "pr_auc", "sensitivity_at_spec95")
+METRICS = ("dice", "sensitivity", "specificity", "precision", "accuracy", "roc_auc", "pr_auc",
+           "sensitivity_at_spec95")
 #: motion summaries that the context group puts in the slice's perspective
 CONTEXT_CHANNELS = ("ur_peak", "ur_es", "err_es", "ecc_es")
 
 
 # -- features --------------------------------------------------------------------------------------------
-def _unit_vectors(H, W, centre):
-    dy, dx = (d.astype(np.float64) for d in centred_grid((H, W), centre=centre))
-    r = np.hypot(dy, dx)
-    ey = np.divide(dy, r, out=np.zeros_like(dy), where=r > 0)
-    ex = np.divide(dx, r, out=np.zeros_like(dx), where=r > 0)
-    return r, ey, ex
-
-
 def lagrangian_strain(u, *, centre=None):
     """Radial and circumferential Green-Lagrange strain of a displacement field.
 
@@ -101,7 +94,7 @@ def lagrangian_strain(u, *, centre=None):
     """
     u = np.asarray(u, dtype=np.float64)
     H, W = u.shape[-2:]
-    _, ey, ex = _unit_vectors(H, W, centre)
+    _, ey, ex = radial_axes((H, W), centre=centre, dtype=np.float64)
     uy_y, uy_x = np.gradient(u[..., 0, :, :], axis=(-2, -1))
     ux_y, ux_x = np.gradient(u[..., 1, :, :], axis=(-2, -1))
     fyy, fyx, fxy, fxx = 1 + uy_y, uy_x, ux_y, 1 + ux_x  # F[i, j] = d(X_i + u_i) / dX_j
@@ -130,7 +123,7 @@ def end_systole(radial, *, core=0.4):
         Index into ``radial`` (frame ``index + 1`` of the cine).
     """
     T1, H, W = radial.shape
-    r, _, _ = _unit_vectors(H, W, None)
+    r, _, _ = radial_axes((H, W), dtype=np.float64)
     disc = r <= core * min(H, W)
     return int(np.argmin(radial[:, disc].mean(axis=1)))
 
@@ -288,7 +281,7 @@ def position_features(rs, *, centre=None):
     """Position only (no motion): radius from the ROI centre (ROI pixels) and the slice level
     (apical 0, mid 1, basal 2, NaN otherwise), as maps (H, W, 2) float32 and their names."""
     H, W = rs.roi.shape[-2:] if rs.roi is not None else rs.myocardium.shape
-    r, _, _ = _unit_vectors(H, W, centre)
+    r, _, _ = radial_axes((H, W), centre=centre, dtype=np.float64)
     level = np.full((H, W), LEVEL_CODES.get(rs.level, np.nan))
     return np.stack([r, level], axis=-1).astype(np.float32), ("radius", "level")
 

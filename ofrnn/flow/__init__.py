@@ -19,11 +19,11 @@ from .io import read_flo, read_image, write_flo
 from .metrics import aae, angular_error, density, endpoint_error, epe
 from .trajectory import (FRAMES, GLOBAL_FEATURE_LAYOUT, GLOBAL_FEATURE_LAYOUTS, GLOBAL_FEATURES_PER_FRAME, ORIENTATION_EPS,
                          REFERENCES, centred_grid, global_features, heart_components, lagrangian_displacement, motion_scale,
-                         trace)
+                         radial_axes, trace)
 
 __all__ = [
     "DEFAULTS", "FRAMES", "GLOBAL_FEATURES_PER_FRAME", "GLOBAL_FEATURE_LAYOUT", "GLOBAL_FEATURE_LAYOUTS", "METHODS", "ORIENTATION_EPS", "aae",
     "angular_error", "centred_grid", "deep_flow", "density", "endpoint_error", "epe", "global_features", "heart_components",
-    "lagrangian_displacement", "motion_scale", "REFERENCES", "read_flo",
+    "lagrangian_displacement", "motion_scale", "radial_axes", "REFERENCES", "read_flo",
     "read_image", "sequence_flow", "trace", "write_flo",
 ]

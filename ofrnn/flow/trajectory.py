@@ -128,6 +128,20 @@ def centred_grid(shape, *, centre=None):
     return yy - np.float32(cy), xx - np.float32(cx)
 
 
+def radial_axes(shape, *, centre=None, dtype=np.float32):
+    """Distance r from the LV centre and the radial unit vector (e_y, e_x) of every grid pixel.
+
+    The circumferential unit vector is the radial one turned clockwise as displayed, (e_x, -e_y)
+    (the sense of :func:`heart_components`' u_c). At the centre itself (r = 0) both are 0. Returns
+    three ``dtype`` arrays (H, W); ``centre`` as :func:`centred_grid`.
+    """
+    dy, dx = (d.astype(dtype) for d in centred_grid(shape, centre=centre))
+    r = np.hypot(dy, dx)
+    ey = np.divide(dy, r, out=np.zeros_like(dy), where=r > 0)
+    ex = np.divide(dx, r, out=np.zeros_like(dx), where=r > 0)
+    return r, ey, ex
+
+
 def heart_components(displacement, *, centre=None):
     """Radial and circumferential (polar) displacement of grid points about the LV centre.
 
@@ -185,10 +199,7 @@ def _wall_frame(u, patch, centre):
     rc = heart_components(u, centre=centre)
     maps = np.concatenate([np.hypot(u[:, 0], u[:, 1])[:, None], rc], axis=1)  # (T-1, 3, H, W)
     n, C, H, W = maps.shape
-    dy, dx = centred_grid((H, W), centre=centre)
-    r = np.hypot(dy, dx)
-    ey = np.divide(dy, r, out=np.zeros_like(dy), where=r > 0)  # e_r; e_c = (e_x, -e_y)
-    ex = np.divide(dx, r, out=np.zeros_like(dx), where=r > 0)
+    _, ey, ex = radial_axes((H, W), centre=centre)  # e_r = (ey, ex); e_c = (ex, -ey)
     o = np.arange(patch, dtype=np.float32) - patch // 2
     o_r, o_c = (a.ravel() for a in np.meshgrid(o, o, indexing="ij"))  # row-major: radial offset first
     yy = np.arange(H, dtype=np.float32)[:, None, None] + o_r * ey[..., None] + o_c * ex[..., None]
@@ -260,8 +271,8 @@ def global_features(flows, *, patch=3, frame="heart", centre=None, reference="no
     centre : (float, float), keyword-only, optional
         (y, x) LV centre for ``frame="heart"`` or ``"wall"``; the grid's centre by default.
     reference : {"none", "slice"}, keyword-only
-        "slice" divides the displacements (every block of the heart and wall frames; the magnitude block of
-        the image frame) by :func:`motion_scale`, so a pixel's motion reads relative to its own
+        "slice" divides the displacements (every block of the heart and wall frames; the magnitude
+        block of the image frame) by :func:`motion_scale`, so a pixel's motion reads relative to its own
         slice's function. Beyond the paper (an option reported as an ablation); "none" keeps
         pixels.
 
@@ -290,7 +301,7 @@ def global_features(flows, *, patch=3, frame="heart", centre=None, reference="no
         raise OfrnnError(f"frame {frame!r} is not one of {FRAMES}", field="global_frame")
     if reference not in REFERENCES:
         raise OfrnnError(f"reference {reference!r} is not one of {REFERENCES}", field="motion_reference")
-    # the tracing is the expensive part: done once, for the heart frame and the slice reference alike
+    # the tracing is the expensive part: done once, for the heart and wall frames and the slice reference alike
     u = lagrangian_displacement(flows) if frame != "image" or reference == "slice" else None
     if frame == "heart":
         out = _heart_frame(u, patch, centre)
