@@ -37,8 +37,10 @@ displacement and which orientation; :func:`global_features` offers two readings 
     Why an option: in the heart frame the same deformation hides in the small difference of two
     large, correlated absolute values on image-axis offsets whose meaning turns with the pixel's
     angle. Measured on fold 3 of ``make train`` (*validation* subjects, myocardium pixels, the
-    P_g values alone into scikit-learn gradient boosting, issue 10): ROC AUC 0.827 ("heart") vs
-    0.926 ("wall") from the estimated flow, 0.806 vs 0.953 from the exact flow.
+    P_g values alone into scikit-learn gradient boosting with the yardstick's settings, issue 10):
+    ROC AUC 0.827 ("heart") vs 0.926 ("wall") from the estimated flow, 0.806 vs 0.953 from the
+    exact flow. A one-off diagnostic, not yet a row of ``make ceiling``; its early stopping used
+    the same validation subjects, which flatters every variant alike.
 
 ``frame="image"``
     The literal reading: per-frame flow w_t sampled on a 3x3 patch around the traced p_t, as
