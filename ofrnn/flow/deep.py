@@ -51,7 +51,7 @@ from . import _pyramid, matching, variational
 #: keyword defaults of :func:`deep_flow` / :func:`sequence_flow`
 DEFAULTS = dict(
     alpha=1.0, beta=8.0, beta_decay=1.0, gamma=0.71, delta=0.0, sigma=0.8, eps=0.01,
-    downscale=0.5, min_size=32, n_outer=4, n_iter=15,
+    downscale=0.5, min_size=32, max_levels=10, n_outer=4, n_iter=15,
     match_size=96, match_range=0.25, max_patch=16, n_starts=3, consistency=2.0, min_ncc=0.95, min_motion=2.0,
 )
 
@@ -83,11 +83,11 @@ def to_255(stack):
 
 
 def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta, sigma, eps, downscale, min_size,
-                     n_outer, n_iter, min_motion, **match):
+                     n_outer, n_iter, min_motion, max_levels, **match):
     """Deep flow of (B, H, W) pairs already scaled to [0, 255]; returns (B, 2, H, W) (dy, dx)."""
     B, H, W = reference.shape
     match_flow = conf = None
-    n_levels = len(_pyramid.pyramid_shapes((H, W), downscale=downscale, min_size=min_size, max_levels=10))
+    n_levels = len(_pyramid.pyramid_shapes((H, W), downscale=downscale, min_size=min_size, max_levels=max_levels))
     if beta > 0:
         # Matches only where they move further than the pyramid follows on its own: min_motion
         # pixels of the coarsest level. Smaller motion is the variational part's, which is more
@@ -109,7 +109,7 @@ def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta
         return variational._refine_level(r, m, flow, alpha=alpha, beta=beta_k, gamma=gamma, delta=delta,
                                          n_outer=n_outer, n_iter=n_iter, eps=eps, match_flow=mf, match_weight=mc)
 
-    return _pyramid.coarse_to_fine(ref, mov, solver, downscale=downscale, min_size=min_size)
+    return _pyramid.coarse_to_fine(ref, mov, solver, downscale=downscale, min_size=min_size, max_levels=max_levels)
 
 
 def deep_flow(reference, moving, **params):
@@ -132,8 +132,9 @@ def deep_flow(reference, moving, **params):
         Gaussian pre-smoothing of both images (default 0.8).
     eps : float, keyword-only
         Robust penaliser Psi(s^2) = sqrt(s^2 + eps^2) of every term (default 0.01).
-    downscale, min_size : keyword-only
-        Pyramid ratio between levels and the coarsest level's shorter side (0.5, 32).
+    downscale, min_size, max_levels : keyword-only
+        Pyramid ratio between levels, the coarsest level's smallest shorter side, and the most
+        levels (0.5, 32, 10).
     n_outer, n_iter : int, keyword-only
         Fixed-point iterations per level and conjugate-gradient iterations per fixed point (4, 15).
     match_size, match_range : keyword-only

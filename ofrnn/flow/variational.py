@@ -142,21 +142,30 @@ def _pcg(a11, a12, a22, wx, wy, wsum, b1, b2, du, dv, *, n_iter):
     """
     m11, m22 = a11 + wsum, a22 + wsum
     det = m11 * m22 - a12 * a12
-    i11, i12, i22 = m22 / det, -a12 / det, m11 / det
-    wx, wy = wx[:, None], wy[:, None]
+    # The 2x2 blocks as a diagonal (B, 2, H, W) and an off-diagonal (B, 1, H, W) part: a block
+    # product is then diag * x + off * x[:, ::-1], two NumPy calls for both flow components.
+    diag, off = np.stack([m11, m22], axis=1), a12[:, None]
+    idiag, ioff = np.stack([m22 / det, m11 / det], axis=1), (-a12 / det)[:, None]
+    ex = wx[:, None, :, :-1]  # edge (j, j+1) weights
+    ey = wy[:, None, :-1, :]
     axes = tuple(range(1, du.ndim + 1))
 
     def matvec(x):
-        out = -_neighbour_sum(wx, wy, x)
-        out[:, 0] += m11 * x[:, 0] + a12 * x[:, 1]
-        out[:, 1] += a12 * x[:, 0] + m22 * x[:, 1]
+        out = diag * x + off * x[:, ::-1]
+        out[..., :, :-1] -= ex * x[..., :, 1:]
+        out[..., :, 1:] -= ex * x[..., :, :-1]
+        out[..., :-1, :] -= ey * x[..., 1:, :]
+        out[..., 1:, :] -= ey * x[..., :-1, :]
         return out
 
     def precondition(r):
-        return np.stack([i11 * r[:, 0] + i12 * r[:, 1], i12 * r[:, 0] + i22 * r[:, 1]], axis=1)
+        return idiag * r + ioff * r[:, ::-1]
 
     def dot(a, b):
         return (a * b).sum(axis=axes, keepdims=True)
+
+    def ratio(num, den):
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
     x = np.stack([du, dv], axis=1)
     r = np.stack([b1, b2], axis=1) - matvec(x)
@@ -165,13 +174,11 @@ def _pcg(a11, a12, a22, wx, wy, wsum, b1, b2, du, dv, *, n_iter):
     rz = dot(r, z)
     for _ in range(n_iter):
         q = matvec(p)
-        pq = dot(p, q)
-        step = np.where(pq > 0, rz / np.where(pq > 0, pq, 1), 0)
-        x = x + step * p
-        r = r - step * q
+        step = ratio(rz, dot(p, q))
+        x += step * p
+        r -= step * q
         z = precondition(r)
         rz_new = dot(r, z)
-        beta = np.where(rz > 0, rz_new / np.where(rz > 0, rz, 1), 0)
+        p = z + ratio(rz_new, rz) * p
         rz = rz_new
-        p = z + beta * p
     return x[:, 0], x[:, 1]
