@@ -60,10 +60,15 @@ def _descriptors(stack, *, sigma=1.0, n_orient=8):
 
 def _patch_vectors(d):
     """(B, H - 3, W - 3, 16 C) vectors of the 4x4 patches at every pixel of a (B, H, W, C)
-    descriptor image, scaled so a dot product is the mean per-pixel descriptor dot product."""
-    v = np.lib.stride_tricks.sliding_window_view(d, (_ATOM, _ATOM), axis=(1, 2))
-    B, h, w = v.shape[:3]
-    return v.reshape(B, h, w, -1) * np.float32(1.0 / _ATOM)
+    descriptor image, scaled so a dot product is the mean per-pixel descriptor dot product.
+
+    Built from the 16 shifted copies of the image (each a run of whole descriptors in memory)
+    rather than by reshaping a sliding-window view, which gathers one float at a time.
+    """
+    B, H, W, _ = d.shape
+    h, w = H - _ATOM + 1, W - _ATOM + 1
+    d = d * np.float32(1.0 / _ATOM)
+    return np.concatenate([d[:, y:y + h, x:x + w] for y in range(_ATOM) for x in range(_ATOM)], axis=-1)
 
 
 def _bottom_level(d0, d1, radius):

@@ -148,7 +148,8 @@ def _pcg(a11, a12, a22, wx, wy, wsum, b1, b2, du, dv, *, n_iter):
     idiag, ioff = np.stack([m22 / det, m11 / det], axis=1), (-a12 / det)[:, None]
     ex = wx[:, None, :, :-1]  # edge (j, j+1) weights
     ey = wy[:, None, :-1, :]
-    axes = tuple(range(1, du.ndim + 1))
+    B = du.shape[0]
+    tiny = np.float32(1e-30)  # 0 / tiny = 0 where CG has converged exactly (p = 0 or r = 0)
 
     def matvec(x):
         out = diag * x + off * x[:, ::-1]
@@ -162,10 +163,8 @@ def _pcg(a11, a12, a22, wx, wy, wsum, b1, b2, du, dv, *, n_iter):
         return idiag * r + ioff * r[:, ::-1]
 
     def dot(a, b):
-        return (a * b).sum(axis=axes, keepdims=True)
-
-    def ratio(num, den):
-        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        # one batched BLAS dot per system, shaped to broadcast against (B, 2, H, W)
+        return (a.reshape(B, 1, -1) @ b.reshape(B, -1, 1)).reshape(B, 1, 1, 1)
 
     x = np.stack([du, dv], axis=1)
     r = np.stack([b1, b2], axis=1) - matvec(x)
@@ -174,11 +173,11 @@ def _pcg(a11, a12, a22, wx, wy, wsum, b1, b2, du, dv, *, n_iter):
     rz = dot(r, z)
     for _ in range(n_iter):
         q = matvec(p)
-        step = ratio(rz, dot(p, q))
+        step = rz / (dot(p, q) + tiny)
         x += step * p
         r -= step * q
         z = precondition(r)
         rz_new = dot(r, z)
-        p = z + ratio(rz_new, rz) * p
+        p = z + (rz_new / (rz + tiny)) * p
         rz = rz_new
     return x[:, 0], x[:, 1]
