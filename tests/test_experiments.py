@@ -365,3 +365,21 @@ def test_large_motion_pairs_ground_truth_maps_first_image_onto_second():
         warped = _pyramid.sample(b[None], (np.arange(96)[:, None] + gt[0])[None], (np.arange(128)[None] + gt[1])[None])[0]
         inner = valid & np.pad(np.ones((86, 118), bool), 5)
         assert np.abs(warped - a0)[inner].mean() < 0.02 * a0.std()
+
+
+def test_edes_pairs_take_the_frame_furthest_from_end_diastole_with_traced_ground_truth():
+    from ofrnn.experiments.flow import edes_pairs
+
+    T, H, W = 7, 24, 24
+    cine = np.arange(T, dtype=np.float32)[:, None, None] * np.ones((T, H, W), np.float32)
+    # uniform motion: +0.5 px down per frame for 4 frames, then back up by 0.5 px per frame
+    gt = np.zeros((T - 1, 2, H, W), np.float32)
+    gt[:4, 0], gt[4:, 0] = 0.5, -0.5
+    myo = np.zeros((T - 1, H, W), bool)
+    myo[:, 8:16, 8:16] = True
+    [(name, ed, es, disp, mask)] = edes_pairs([("S1", cine, gt, myo, myo)])
+    assert name == "S1 ED->4"
+    assert ed[0, 0] == 0 and es[0, 0] == 4  # frame 4 has moved 2 px, the most
+    np.testing.assert_allclose(disp[0][mask], 2.0, atol=1e-5)
+    np.testing.assert_allclose(disp[1][mask], 0.0, atol=1e-6)
+    assert mask is myo[0] or np.array_equal(mask, myo[0])
