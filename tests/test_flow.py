@@ -164,10 +164,14 @@ def test_forward_backward_check_keeps_reciprocal_matches_only():
     fwd[0, 1] = 2  # every patch moves 2 matching pixels right
     bwd = np.zeros_like(fwd)
     bwd[0, 1] = -2
-    assert matching._consistent(fwd, bwd, 1.0).all()
+    score = np.ones((1, 6, 6), np.float32)
+    assert matching._consistent(fwd, bwd, 1.0, score).all()
     bwd[0, 1, :, 3] = 3  # the patches landing on grid column 3 point elsewhere
-    ok = matching._consistent(fwd, bwd, 1.0)
+    ok = matching._consistent(fwd, bwd, 1.0, score)
     assert not ok[0, :, 2].any() and ok[0, :, [0, 1, 3]].all()
+    score[0, 2, 4] = 0  # a target without a backward path of its own confirms nothing
+    ok = matching._consistent(fwd, bwd, 1.0, score)
+    assert not ok[0, 2, 3] and ok[0, :, [0, 1]].all()
 
 
 def test_search_range_follows_the_image_size():

@@ -58,56 +58,80 @@ def _descriptors(stack, *, sigma=1.0, n_orient=8):
     return d / np.sqrt((d * d).sum(-1, keepdims=True))
 
 
-def _patch_vectors(d):
-    """(B, H - 3, W - 3, 16 C) vectors of the 4x4 patches at every pixel of a (B, H, W, C)
-    descriptor image, scaled so a dot product is the mean per-pixel descriptor dot product.
-
-    Built from the 16 shifted copies of the image (each a run of whole descriptors in memory)
-    rather than by reshaping a sliding-window view, which gathers one float at a time.
-    """
+def _cell_vectors(d):
+    """(B, H - 1, W - 1, 4 C) vectors of the 2x2 cells at every pixel of a (B, H, W, C) descriptor
+    image, scaled so that summing the dot products of a 4x4 patch's four cells gives the mean
+    per-pixel descriptor dot product over the patch."""
     B, H, W, _ = d.shape
-    h, w = H - _ATOM + 1, W - _ATOM + 1
     d = d * np.float32(1.0 / _ATOM)
-    return np.concatenate([d[:, y:y + h, x:x + w] for y in range(_ATOM) for x in range(_ATOM)], axis=-1)
+    return np.concatenate([d[:, y:y + H - 1, x:x + W - 1] for y in range(2) for x in range(2)], axis=-1)
 
 
 def _bottom_level(d0, d1, radius):
     """Atomic response maps (B, ny, nx, 2R+1, 2R+1) of 4x4 patches at stride 2.
 
-    For each row of reference patches, one matrix product against the whole band of
-    second-image patches the row can reach (BLAS instead of one NumPy pass per displacement).
-    The band is a contiguous slice, so it is never copied; each patch's own (2R+1)^2 window is
-    then a strided diagonal view of the product. Most of the product falls outside the windows
-    and is dropped, but that is cheaper than copying bands per block of patches (measured 1.5x
-    faster on 24 cardiac 32x32 pairs at R = 8, 2.3x on one 65x96 pair at R = 24).
+    A 4x4 patch at stride 2 is four 2x2 cells on the stride-2 grid, shared with its neighbours,
+    and its response at a displacement is the sum of its cells' responses at that displacement.
+    So the responses of the (ny + 1) x (nx + 1) cells are computed (a quarter of the arithmetic
+    of whole patches) and summed in fours. For each row of cells, one matrix product against
+    the whole band of second-image cells the row can reach (BLAS instead of one NumPy pass per
+    displacement); the band is a contiguous slice, never copied, and each cell's own (2R+1)^2
+    window is a strided diagonal view of the product. Most of the product falls outside the
+    windows and is dropped, but that is cheaper than copying bands per block of cells.
     """
     R = radius
     K = 2 * R + 1
-    p0 = np.ascontiguousarray(_patch_vectors(d0)[:, ::2, ::2])
+    B, H, W, _ = d0.shape
+    ny, nx = (H - _ATOM) // 2 + 1, (W - _ATOM) // 2 + 1
+    c0 = np.ascontiguousarray(_cell_vectors(d0)[:, :2 * ny + 1:2, :2 * nx + 1:2])
     # Edge-replicated padding: zeros would penalise every displacement that reaches outside and
     # pull the matches of border patches inwards.
-    p1 = np.ascontiguousarray(_patch_vectors(np.pad(d1, ((0, 0), (R, R), (R, R), (0, 0)), mode="edge")))
-    B, ny, nx, D = p0.shape
-    Wp = p1.shape[2]
-    out = np.empty((B, ny, nx, K, K), np.float32)
+    c1 = _cell_vectors(np.pad(d1, ((0, 0), (R, R), (R, R), (0, 0)), mode="edge"))
+    D = c0.shape[-1]
+    Wc = c1.shape[2]
+    cells = np.empty((B, ny + 1, nx + 1, K, K), np.float32)
     for b in range(B):
-        for i in range(ny):
-            band = p1[b, 2 * i:2 * i + K].reshape(K * Wp, D)
-            res = (p0[b, i] @ band.T).reshape(nx, K, Wp)
-            # Patch j's window starts at column 2 j of the band: out[j, k, l] = res[j, k, 2 j + l].
+        for i in range(ny + 1):
+            band = c1[b, 2 * i:2 * i + K].reshape(K * Wc, D)
+            res = (c0[b, i] @ band.T).reshape(nx + 1, K, Wc)
+            # Cell j's window starts at column 2 j of the band: cells[j, k, l] = res[j, k, 2 j + l].
             sj, sk, sl = res.strides
-            out[b, i] = np.lib.stride_tricks.as_strided(res, (nx, K, K), (sj + 2 * sl, sk, sl), writeable=False)
+            cells[b, i] = np.lib.stride_tricks.as_strided(res, (nx + 1, K, K), (sj + 2 * sl, sk, sl), writeable=False)
+    out = cells[:, :-1, :-1] + cells[:, :-1, 1:]
+    out += cells[:, 1:, :-1]
+    out += cells[:, 1:, 1:]
     return out
 
 
 def _pool(maps):
     """3x3 max-pooling over the displacement axes, kept at every second displacement."""
-    K = maps.shape[-1]
-    R = K // 2
-    keep = np.arange(-(R // 2), R // 2 + 1) * 2 + R
-    lo, hi = np.maximum(keep - 1, 0), np.minimum(keep + 1, K - 1)
-    m = np.maximum(np.maximum(maps[..., lo, :], maps[..., keep, :]), maps[..., hi, :])
-    return np.maximum(np.maximum(m[..., lo], m[..., keep]), m[..., hi])
+    return _max3_every_second(_max3_every_second(maps, -2), -1)
+
+
+def _max3_every_second(x, axis):
+    """Max over each kept displacement and its two neighbours along ``axis`` (clipped at the
+    ends), kept at displacements R - 2 (R // 2), ..., R + 2 (R // 2), R = size // 2.
+
+    The kept entries and their neighbours are every second entry: strided views, not gathers.
+    """
+    R = x.shape[axis] // 2
+    s, n = R % 2, 2 * (R // 2) + 1  # first kept index, number kept
+
+    def along(a, start, count, step=1):
+        idx = [slice(None)] * a.ndim
+        idx[axis] = slice(start, start + step * (count - 1) + 1, step)
+        return a[tuple(idx)]
+
+    out = along(x, s, n, 2).copy()
+    # Left neighbours s - 1 + 2j; with s = 0 the first one is index -1, clipped to itself.
+    j0 = 1 - s
+    view = along(out, j0, n - j0)
+    np.maximum(view, along(x, s - 1 + 2 * j0, n - j0, 2), out=view)
+    # Right neighbours s + 1 + 2j; with s = 0 the last one is index 2R + 1, clipped to itself.
+    m = n - 1 + s
+    view = along(out, 0, m)
+    np.maximum(view, along(x, s + 1, m, 2), out=view)
+    return out
 
 
 def _aggregate(maps, rectify, offset):
@@ -160,6 +184,16 @@ def _backtrack(pyramid, n_starts):
         ky = np.where(found, ty[rows, pick], 2 * ky)
         kx = np.where(found, tx[rows, pick], 2 * kx)
         score = score + best
+        # Paths that reach the same patch with the same displacement descend alike from here on:
+        # keep one (the best, the last among equals: what the final "last wins" would keep), in
+        # the original order. Overlapping parents make these most of the paths.
+        span = 4 * Kc + 1  # a displacement's index, room for the 2 * parent's of a path not found
+        key = ((b * maps.shape[1] + iy) * maps.shape[2] + ix) * span * span + (ky + 2 * Kc) * span + (kx + 2 * Kc)
+        order = np.lexsort((rows, score, key))
+        last = np.ones(len(order), bool)
+        last[:-1] = key[order[1:]] != key[order[:-1]]
+        keep = np.sort(order[last])
+        b, iy, ix, ky, kx, score = b[keep], iy[keep], ix[keep], ky[keep], kx[keep], score[keep]
     ny0, nx0 = pyramid[0].shape[1:3]
     # A target patch reaching outside the second image was compared with padding: no match.
     H, W = 2 * (ny0 - 1) + _ATOM, 2 * (nx0 - 1) + _ATOM
@@ -216,18 +250,19 @@ def match_grid(reference, moving, *, radius=4, max_patch=16, rectify=1.4, n_star
     return disp, score
 
 
-def _consistent(forward, backward, tol):
+def _consistent(forward, backward, tol, backward_score):
     """(B, ny, nx) mask of forward matches whose target patch's backward match returns within
     ``tol`` matching pixels (Chebyshev). The target's nearest grid patch sits e in {-1, 0, 1}
     from the target; its match lands at target + e + d_b, which should be source + e, so the test
-    is |d_f + d_b| <= tol whatever e is."""
+    is |d_f + d_b| <= tol whatever e is. A target patch without a backward path of its own
+    (``backward_score`` 0: every path left the image) confirms nothing."""
     B, _, ny, nx = forward.shape
     i, j = np.mgrid[0:ny, 0:nx]
     k = np.clip(np.rint((2 * i + forward[:, 0]) / 2).astype(np.intp), 0, ny - 1)
     l = np.clip(np.rint((2 * j + forward[:, 1]) / 2).astype(np.intp), 0, nx - 1)
     b = np.arange(B)[:, None, None]
     err = np.maximum(np.abs(forward[:, 0] + backward[b, 0, k, l]), np.abs(forward[:, 1] + backward[b, 1, k, l]))
-    return err <= tol
+    return (err <= tol) & (backward_score[b, k, l] > 0)
 
 
 def _refine(reference, moving, disp, factor, *, keep, n_iter=5, min_eig=_MIN_EIG):
@@ -352,12 +387,16 @@ def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patc
     b = _pyramid.resize(moving, shape, interpolation=cv2.INTER_AREA)
     kw = dict(radius=radius, max_patch=max_patch, n_starts=n_starts)
     forward, score = match_grid(a, b, **kw)
-    backward, _ = match_grid(b, a, **kw)
     factor = H / shape[0]
     # Refinement moves a match by at most one matching pixel per axis, so a match that cannot reach
     # min_motion_px even then is not refined at all.
     reach = np.hypot(np.abs(forward[:, 0]) + 1, np.abs(forward[:, 1]) + 1) * factor
-    candidate = _consistent(forward, backward, consistency) & (score > 0) & (reach >= min_motion_px)
+    candidate = (score > 0) & (reach >= min_motion_px)
+    if not candidate.any():
+        # Nothing could pass: the backward matching (half the cost) would not change the answer.
+        return (np.zeros((B, 2, H, W), np.float32), np.zeros((B, H, W), np.float32))
+    backward, backward_score = match_grid(b, a, **kw)
+    candidate &= _consistent(forward, backward, consistency, backward_score)
     disp, ok, ncc = _refine(reference, moving, forward, factor, keep=candidate)
     keep = candidate & ok & (ncc >= min_ncc) & (np.hypot(disp[:, 0], disp[:, 1]) >= min_motion_px)
     return splat(disp, np.where(keep, score, 0).astype(np.float32), (H, W), factor=factor)
