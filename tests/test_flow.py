@@ -185,7 +185,7 @@ def test_default_deep_flow_follows_motion_far_beyond_the_pyramid_reach():
     mov, flow = moved(img, lambda y, x: (np.full_like(y, 17.3), np.full_like(x, -21.6)))
     a, b, gt = crop(img, 40), crop(mov, 40), crop(flow, 40)
     inner = (slice(None), slice(24, -24), slice(24, -24))
-    # 128 px: eight pyramid levels, about 15 px of reach (27.7 px of motion); the variational part alone is lost.
+    # 128 px: ten pyramid levels, about 15 px of reach (27.7 px of motion); the variational part alone is lost.
     assert F.epe(F.deep_flow(a, b, beta=0.0)[inner], gt[inner]) > 5
     assert F.epe(F.deep_flow(a, b)[inner], gt[inner]) < 0.5
 

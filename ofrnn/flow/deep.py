@@ -23,18 +23,20 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   FlyingChairs pairs 0000000-0000002, large global motion made from their first images (shifts
   up to 60 px, +-5 deg, +-5 % scale) and flow/tiny, by the rule "lowest mean error relative to
   the former defaults among the candidates that raise no set's error by more than 15 % and take
-  at most 2x OpenCV DeepFlow's time per pair". Chosen: ratio ``downscale = 0.75`` down to a
-  shorter side of ``min_size = 16`` px (five levels on a 64x64 ROI, twelve on a 512x384 frame;
-  ``max_levels = 20`` only bounds it), 3 fixed-point iterations per level, ``beta = 8``
+  at most 2x OpenCV DeepFlow's time per pair, timed side by side". Chosen: ratio
+  ``downscale = 0.8`` down to a shorter side of ``min_size = 16`` px (seven levels on a 64x64
+  ROI, fifteen on a 512x384 frame; ``max_levels = 20`` only bounds it), 3 fixed-point
+  iterations per level, ``beta = 8``
   decaying to 0 at the finest level (``beta_decay = 1``), forward-backward tolerance 2 matching
   pixels, and ``min_motion = 2``: a match pulls only where it moves at least 2 pixels of the
   coarsest level, i.e. further than the coarse-to-fine variational part follows on its own
-  (6 px on a 64x64 ROI, 47 px on a 512x384 frame). Against the former two-level pyramid (ratio
-  0.5 down to 32 px, 4 fixed-point iterations): ED->ES EPE 1.00 -> 0.76 px, consecutive-frame
-  AAE -1 %, FlyingChairs EPE -2 %, large motion 3.3 -> 0.13 px; flow/tiny +13 % (0.70 -> 0.79
-  px): its 50x50 crops with a few pixels of motion are solved best by a single level, and every
-  deeper pyramid measured costs them 6-14 %. Without the matching term the same pyramid loses
-  ED->ES systole (2.7 px) and large motion (28 px). Without the ``min_motion`` gate every weight
+  (8 px on a 64x64 ROI, 45 px on a 512x384 frame). Against the former two-level pyramid (ratio
+  0.5 down to 32 px, 4 fixed-point iterations): ED->ES EPE 1.00 -> 0.61 px, consecutive-frame
+  AAE -0.2 %, FlyingChairs EPE +0.8 %, large motion 3.3 -> 0.12 px; flow/tiny +13 % (0.70 ->
+  0.79 px): its 50x50 crops with a few pixels of motion are solved best by a single level, and
+  every deeper pyramid measured costs them 6-14 %. Ratio 0.9 came closer still on ED->ES
+  (0.52 px) but took 2.4x DeepFlow's time. Without the matching term a ratio-0.75 pyramid
+  loses ED->ES systole (2.7 px) and large motion (28 px). Without the ``min_motion`` gate every weight
   that helps large motion costs the cardiac ROIs (measured with the former pyramid, beta 4:
   +8 %): there the motion is below ~1.5 px per frame and the verified, refined matches are off
   by 0.32 px where the variational flow alone is off by 0.11 px (same pixels, 4 training
@@ -44,7 +46,7 @@ One parameter set: these defaults run unchanged on every benchmark of ``make flo
 cardiac ROIs, 512x384 FlyingChairs frames, the motorcycle pair and Sunnybrook / ACDC crops; the
 matching's resolution and search range follow the image size
 (:func:`ofrnn.flow.matching.search_range`) and the pyramid's depth from its shorter side. On the
-FlyingChairs training pairs they give EPE 2.99 px, against 3.60 for OpenCV's DeepFlow.
+FlyingChairs training pairs they give EPE 3.07 px, against 3.60 for OpenCV's DeepFlow.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ from . import _pyramid, matching, variational
 #: keyword defaults of :func:`deep_flow` / :func:`sequence_flow`
 DEFAULTS = dict(
     alpha=1.0, beta=8.0, beta_decay=1.0, gamma=0.71, delta=0.0, sigma=0.8, eps=0.01,
-    downscale=0.75, min_size=16, max_levels=20, n_outer=3, n_iter=15,
+    downscale=0.8, min_size=16, max_levels=20, n_outer=3, n_iter=15,
     match_size=96, match_range=0.25, max_patch=16, n_starts=3, consistency=2.0, min_ncc=0.95, min_motion=2.0,
 )
 
@@ -139,7 +141,7 @@ def deep_flow(reference, moving, **params):
         Robust penaliser Psi(s^2) = sqrt(s^2 + eps^2) of every term (default 0.01).
     downscale, min_size, max_levels : keyword-only
         Pyramid ratio between levels, the coarsest level's smallest shorter side, and the most
-        levels (0.75, 16, 20).
+        levels (0.8, 16, 20).
     n_outer, n_iter : int, keyword-only
         Fixed-point iterations per level and conjugate-gradient iterations per fixed point (3, 15).
     match_size, match_range : keyword-only
