@@ -148,6 +148,15 @@ def test_feature_maps_shapes_and_values(prepared):
     assert 0 < rank.min() and rank.max() < 1
     pos, _ = ceiling.position_features(rs)
     assert pos.shape == (64, 64, 2) and np.isfinite(pos).all()
+    for frame in ("heart", "wall"):
+        pg, pnames = ceiling.pg_features(rs, frame)
+        assert pg.shape == (64, 64, (T - 1) * 27) and len(pnames) == len(set(pnames)) == pg.shape[-1]
+    # OF-RNN's P_g in the heart frame: the centre sample's radial displacement since ED, most inward
+    # over the cycle, is inward on the healthy wall and small on the scar
+    centre = [i for i, n in enumerate(pnames) if n.startswith("radial_4_f")]
+    assert len(centre) == T - 1
+    peak = ceiling.pg_features(rs, "heart")[0][..., centre].min(axis=-1)
+    assert np.median(peak[healthy]) < -1.0 < np.median(peak[scar])
     table = ceiling.subject_features(rs, ceiling.GROUPS)
     assert table["label"].shape == (int(myo.sum()),) and table["label"].sum() == rs.infarct.sum()
     assert all(table[gr][0].shape[0] == myo.sum() for gr in ceiling.GROUPS)
@@ -223,7 +232,8 @@ def test_settings_parse_for_every_profile():
     full = ceiling._settings(config, "full")
     assert full["folds"] == "all" and full["train_profile"] == "quick"
     assert [r["groups"] for r in full["rows"].values()] == [
-        ["motion"], ["motion", "geometry"], ["motion", "context"], ["motion", "geometry", "context"], ["position"]]
+        ["motion"], ["motion", "geometry"], ["motion", "context"], ["motion", "geometry", "context"], ["pg_heart"],
+        ["pg_wall"], ["position"]]
 
 
 def test_bad_settings_are_one_clear_error(cohort, tmp_path):

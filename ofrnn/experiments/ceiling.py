@@ -33,6 +33,10 @@ Feature groups (per pixel of the ROI at frame 0 = end-diastole; ROI pixels unles
     slice.
 ``position`` (:func:`position_features`; the chance-ish floor, no motion)
     Radius from the ROI centre and the slice level.
+``pg_heart``, ``pg_wall`` (:func:`pg_features`; exactly OF-RNN's global input)
+    OF-RNN's own P_g(p), every frame's 3x3 trajectory patch (:func:`ofrnn.flow.global_features`) in
+    the heart's frame (the default of ``make train``) or the wall frame (an option), flattened. A
+    row on it says whether the SAE-softmax stage of OF-RNN uses what its global input holds.
 
 Every row is trained and scored on traced-myocardium pixels only; OF-RNN classifies every ROI
 pixel, and its myocardium columns score the same pixels as these rows.
@@ -59,12 +63,13 @@ from ..files import atomic_write_text, content_digest, save_figure, write_json
 from ..flow import centred_grid, heart_components, lagrangian_displacement, radial_axes
 from . import _cells
 
-GROUPS = ("motion", "geometry", "context", "position")
+GROUPS = ("motion", "geometry", "context", "position", "pg_heart", "pg_wall")
 FLOWS = ("gt", "estimated")
 FLOW_LABELS = {"gt": "exact (simulator)", "estimated": "estimated (deep OF)"}
 #: what each group uses beyond OF-RNN's inputs (stated in every report row): (input, what for)
 BEYOND = {"motion": None, "geometry": ("traced myocardium mask", "wall geometry"),
-          "context": ("traced myocardium mask", "slice context"), "position": ("slice level", None)}
+          "context": ("traced myocardium mask", "slice context"), "position": ("slice level", None),
+          "pg_heart": None, "pg_wall": None}
 LEVEL_CODES = {"apical": 0.0, "mid": 1.0, "basal": 2.0}
 #: the headline metrics of every row (myocardium pixels of the test fold, pooled)
 METRICS = ("dice", "sensitivity", "specificity", "precision", "accuracy", "roc_auc", "pr_auc",
@@ -286,6 +291,19 @@ def position_features(rs, *, centre=None):
     return np.stack([r, level], axis=-1).astype(np.float32), ("radius", "level")
 
 
+def pg_features(rs, frame):
+    """OF-RNN's global input P_g(p) (paper Sec. 2) of every ROI pixel, as maps (H, W, (T-1) 27)
+    float32 and their names ``<block>_<sample>_fTT``: :func:`ofrnn.flow.global_features` with the
+    3x3 patch of the paper in ``frame`` ("heart" or "wall"), every frame's blocks side by side."""
+    from ..flow import GLOBAL_FEATURE_LAYOUTS, global_features
+
+    g = global_features(rs.flows, patch=3, frame=frame)
+    H, W, T1, F = g.shape
+    layout = GLOBAL_FEATURE_LAYOUTS[frame]
+    names = tuple(f"{layout[b]}_{i}_f{t + 1:02d}" for t in range(T1) for b in range(len(layout)) for i in range(F // len(layout)))
+    return g.reshape(H, W, T1 * F), names
+
+
 def subject_features(rs, groups, *, n_sectors=12, core=0.4, channels=CONTEXT_CHANNELS):
     """Feature rows of a subject's myocardium pixels for each of ``groups``.
 
@@ -312,6 +330,8 @@ def subject_features(rs, groups, *, n_sectors=12, core=0.4, channels=CONTEXT_CHA
             maps, names = geometry_features(rs)
         elif g == "context":
             maps, names = context_features(rs, motion, n_sectors=n_sectors, channels=channels)
+        elif g in ("pg_heart", "pg_wall"):
+            maps, names = pg_features(rs, g[3:])
         else:
             maps, names = position_features(rs)
         out[g] = (maps[myo], names)
@@ -542,7 +562,7 @@ def run(config, profile, out_dir):
     for name, r in rows.items():
         for flow in r["flows"]:
             fs = results[(name, flow)]
-            motion = bool({"motion", "context"} & set(r["groups"]))
+            motion = bool(set(r["groups"]) - {"geometry", "position"})
             table.append(dict(row=name, label=r["label"], flow=flow if motion else None, groups=r["groups"],
                               beyond=beyond(r["groups"]), folds=[f["fold"] for f in fs], summary=summarise(fs),
                               per_fold=[{k: v for k, v in f.items() if k != "key"} for f in fs]))
