@@ -472,3 +472,27 @@ def test_cli_method_list_matches_the_registry():
 def test_experiment_dispatcher_reports_unknown_names(capsys):
     assert main(["experiment", "no_such_experiment"]) == 2
     assert "no experiment 'no_such_experiment'" in capsys.readouterr().err
+
+
+def test_atomic_responses_and_pooling_match_their_definitions():
+    rng = np.random.default_rng(3)
+    d0, d1 = (matching._descriptors(rng.random((1, 14, 17)).astype(np.float32) * 255) for _ in range(2))
+    R = 3
+    maps = matching._bottom_level(d0, d1, R)
+    ny, nx = (14 - 4) // 2 + 1, (17 - 4) // 2 + 1
+    assert maps.shape == (1, ny, nx, 2 * R + 1, 2 * R + 1)
+    # the mean per-pixel descriptor dot product of the 4x4 patch at (2i, 2j) and the second image's
+    # patch displaced by (k, l), edge-replicated outside
+    pad = np.pad(d1[0], ((R, R), (R, R), (0, 0)), mode="edge")
+    for i, j, k, l in [(0, 0, -3, -3), (2, 3, 1, -2), (ny - 1, nx - 1, 3, 3), (4, 1, 0, 0)]:
+        a = d0[0, 2 * i:2 * i + 4, 2 * j:2 * j + 4]
+        b = pad[2 * i + R + k:2 * i + R + k + 4, 2 * j + R + l:2 * j + R + l + 4]
+        assert maps[0, i, j, k + R, l + R] == pytest.approx((a * b).sum(-1).mean(), abs=1e-6)
+    # 3x3 max-pooling, clipped at the ends, kept at every second displacement from the centre
+    for K in (3, 5, 7, 9, 11):
+        x = rng.random((2, 3, K, K)).astype(np.float32)
+        Rk = K // 2
+        keep = np.arange(-(Rk // 2), Rk // 2 + 1) * 2 + Rk
+        want = np.array([[[[x[b, c, max(p - 1, 0):p + 2, max(q - 1, 0):q + 2].max() for q in keep] for p in keep]
+                          for c in range(3)] for b in range(2)])
+        np.testing.assert_array_equal(matching._pool(x), want)
