@@ -148,12 +148,12 @@ def test_feature_maps_shapes_and_values(prepared):
     assert 0 < rank.min() and rank.max() < 1
     pos, _ = ceiling.position_features(rs)
     assert pos.shape == (64, 64, 2) and np.isfinite(pos).all()
-    for frame in ("heart", "wall"):
+    for frame in ("wall", "heart"):
         pg, pnames = ceiling.pg_features(rs, frame)
         assert pg.shape == (64, 64, (T - 1) * 27) and len(pnames) == len(set(pnames)) == pg.shape[-1]
     # OF-RNN's P_g in the heart frame: the centre sample's radial displacement since ED, most inward
     # over the cycle, is inward on the healthy wall and small on the scar
-    centre = [i for i, n in enumerate(pnames) if n.startswith("radial_4_f")]
+    centre = [i for i, n in enumerate(pnames) if n.startswith("heart_radial_4_f")]
     assert len(centre) == T - 1
     peak = ceiling.pg_features(rs, "heart")[0][..., centre].min(axis=-1)
     assert np.median(peak[healthy]) < -1.0 < np.median(peak[scar])

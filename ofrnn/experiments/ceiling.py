@@ -293,14 +293,17 @@ def position_features(rs, *, centre=None):
 
 def pg_features(rs, frame):
     """OF-RNN's global input P_g(p) (paper Sec. 2) of every ROI pixel, as maps (H, W, (T-1) 27)
-    float32 and their names ``<block>_<sample>_fTT``: :func:`ofrnn.flow.global_features` with the
+    float32 and their names ``<frame>_<block>_<sample>_fTT``: :func:`ofrnn.flow.global_features` with the
     3x3 patch of the paper in ``frame`` ("heart" or "wall"), every frame's blocks side by side."""
     from ..flow import GLOBAL_FEATURE_LAYOUTS, global_features
 
+    if rs.flows is None:
+        raise OfrnnError("no flows (prepare the subject with a flow source)", field=f"subjects/{rs.id}/flows")
     g = global_features(rs.flows, patch=3, frame=frame)
     H, W, T1, F = g.shape
     layout = GLOBAL_FEATURE_LAYOUTS[frame]
-    names = tuple(f"{layout[b]}_{i}_f{t + 1:02d}" for t in range(T1) for b in range(len(layout)) for i in range(F // len(layout)))
+    names = tuple(f"{frame}_{layout[b]}_{i}_f{t + 1:02d}" for t in range(T1) for b in range(len(layout))
+                  for i in range(F // len(layout)))
     return g.reshape(H, W, T1 * F), names
 
 

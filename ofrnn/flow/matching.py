@@ -38,7 +38,7 @@ import numpy as np
 
 from . import _pyramid
 
-_ATOM = 4  # bottom-level patch side N (Sec. 2: N in {4, 8, 16})
+_ATOM = 4  # bottom-level patch side N (Sec. 2: N in {4, 8, 16}); _bottom_level builds it of 2x2 cells
 _NINTH = 0.3  # DeepMatching's constant ninth descriptor dimension
 # Smallest structure-tensor eigenvalue (intensity^2 per pixel, images in [0, 255]) of a refined
 # window: below it the window has no 2-D structure (aperture problem) and LK only drifts.
@@ -62,6 +62,7 @@ def _cell_vectors(d):
     """(B, H - 1, W - 1, 4 C) vectors of the 2x2 cells at every pixel of a (B, H, W, C) descriptor
     image, scaled so that summing the dot products of a 4x4 patch's four cells gives the mean
     per-pixel descriptor dot product over the patch."""
+    assert _ATOM == 4, "a 4x4 patch is 2x2 cells of 2x2 pixels"
     B, H, W, _ = d.shape
     d = d * np.float32(1.0 / _ATOM)
     return np.concatenate([d[:, y:y + H - 1, x:x + W - 1] for y in range(2) for x in range(2)], axis=-1)
@@ -109,8 +110,9 @@ def _pool(maps):
 
 
 def _max3_every_second(x, axis):
-    """Max over each kept displacement and its two neighbours along ``axis`` (clipped at the
-    ends), kept at displacements R - 2 (R // 2), ..., R + 2 (R // 2), R = size // 2.
+    """Max over each kept entry and its two neighbours along ``axis`` (clipped at the ends), the
+    kept entries at indices R - 2 (R // 2), R - 2 (R // 2) + 2, ..., R + 2 (R // 2), R = size // 2
+    (displacements 0, +-2, +-4, ...).
 
     The kept entries and their neighbours are every second entry: strided views, not gathers.
     """
@@ -254,8 +256,8 @@ def _consistent(forward, backward, tol, backward_score):
     """(B, ny, nx) mask of forward matches whose target patch's backward match returns within
     ``tol`` matching pixels (Chebyshev). The target's nearest grid patch sits e in {-1, 0, 1}
     from the target; its match lands at target + e + d_b, which should be source + e, so the test
-    is |d_f + d_b| <= tol whatever e is. A target patch without a backward path of its own
-    (``backward_score`` 0: every path left the image) confirms nothing."""
+    is |d_f + d_b| <= tol whatever e is. A target patch without a backward match of its own
+    (``backward_score`` 0: no path reached it, or every one left the image) confirms nothing."""
     B, _, ny, nx = forward.shape
     i, j = np.mgrid[0:ny, 0:nx]
     k = np.clip(np.rint((2 * i + forward[:, 0]) / 2).astype(np.intp), 0, ny - 1)
