@@ -741,7 +741,10 @@ def test_field_case(case, tmp_path, capsys):
 
 #: runs `ofrnn ...` with a pause after the first subject is written, so a signal lands mid-write
 _SLOW_INGEST = """
-import sys, time
+import signal, sys, time
+# A user's Ctrl-C reaches a process whose SIGINT raises KeyboardInterrupt; a child of a shell that ran
+# the tests in the background starts with SIGINT ignored, and would never see the signal under test.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import ofrnn.store as store
 add = store.CohortWriter.add
 def slow_add(self, subject):
