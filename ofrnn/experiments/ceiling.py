@@ -70,6 +70,8 @@ FLOW_LABELS = {"gt": "exact (simulator)", "estimated": "estimated (deep OF)"}
 BEYOND = {"motion": None, "geometry": ("traced myocardium mask", "wall geometry"),
           "context": ("traced myocardium mask", "slice context"), "position": ("slice level", None),
           "pg_heart": None, "pg_wall": None}
+#: the P_g groups and the frame of :func:`ofrnn.flow.global_features` each reads
+PG_FRAMES = {"pg_heart": "heart", "pg_wall": "wall"}
 LEVEL_CODES = {"apical": 0.0, "mid": 1.0, "basal": 2.0}
 #: the headline metrics of every row (myocardium pixels of the test fold, pooled)
 METRICS = ("dice", "sensitivity", "specificity", "precision", "accuracy", "roc_auc", "pr_auc",
@@ -333,8 +335,8 @@ def subject_features(rs, groups, *, n_sectors=12, core=0.4, channels=CONTEXT_CHA
             maps, names = geometry_features(rs)
         elif g == "context":
             maps, names = context_features(rs, motion, n_sectors=n_sectors, channels=channels)
-        elif g in ("pg_heart", "pg_wall"):
-            maps, names = pg_features(rs, g[3:])
+        elif g in PG_FRAMES:
+            maps, names = pg_features(rs, PG_FRAMES[g])
         else:
             maps, names = position_features(rs)
         out[g] = (maps[myo], names)

@@ -241,17 +241,11 @@ def _pair_errors(pairs, params):
 def _time_ratio(pairs, params, *, repeats=3):
     """Median over ``pairs`` of the deep OF's time with ``params`` over OpenCV DeepFlow's, each
     the best of ``repeats`` runs, the two timed back to back on every pair."""
-    def best(fn, a, b):
-        return min(_timed(fn, a, b) for _ in range(repeats))
+    def best(name, a, b, kw):
+        return min(_run_method(name, a, b, kw)[1] for _ in range(repeats))
 
-    deep, reference = F.METHODS["deep"], F.METHODS["opencv-deepflow"]
-    return float(np.median([best(lambda a, b: deep(a, b, **params), a, b) / best(reference, a, b) for a, b in pairs]))
-
-
-def _timed(fn, a, b):
-    t = time.perf_counter()
-    fn(a, b)
-    return time.perf_counter() - t
+    return float(np.median([best("deep", a, b, {"deep": params}) / best("opencv-deepflow", a, b, {})
+                            for a, b in pairs]))
 
 
 def large_motion_pairs(pairs, *, per_pair=2, seed=7, shift_px=60.0, rotation_deg=5.0, scale=0.05):

@@ -37,9 +37,11 @@ def _checkerboard(shape):
     return red, ~red
 
 
-def _neighbour_sum(wx, wy, f):
-    """sum_n w_n f_n over the 4-neighbourhood; wx[..., j] weights the edge (j, j+1), wy likewise."""
-    out = np.zeros_like(f)
+def _neighbour_sum(wx, wy, f, out=None):
+    """sum_n w_n f_n over the 4-neighbourhood; wx[..., j] weights the edge (j, j+1), wy likewise.
+    With ``out``, the sum is added to it in place."""
+    if out is None:
+        out = np.zeros_like(f)
     out[..., :, :-1] += wx[..., :, :-1] * f[..., :, 1:]
     out[..., :, 1:] += wx[..., :, :-1] * f[..., :, :-1]
     out[..., :-1, :] += wy[..., :-1, :] * f[..., 1:, :]
@@ -146,18 +148,12 @@ def _pcg(a11, a12, a22, wx, wy, wsum, b1, b2, du, dv, *, n_iter):
     # product is then diag * x + off * x[:, ::-1], two NumPy calls for both flow components.
     diag, off = np.stack([m11, m22], axis=1), a12[:, None]
     idiag, ioff = np.stack([m22 / det, m11 / det], axis=1), (-a12 / det)[:, None]
-    ex = wx[:, None, :, :-1]  # edge (j, j+1) weights
-    ey = wy[:, None, :-1, :]
+    nwx, nwy = -wx[:, None], -wy[:, None]  # the off-diagonal (neighbour) part of the system
     B = du.shape[0]
     tiny = np.float32(1e-30)  # 0 / tiny = 0 where CG has converged exactly (p = 0 or r = 0)
 
     def matvec(x):
-        out = diag * x + off * x[:, ::-1]
-        out[..., :, :-1] -= ex * x[..., :, 1:]
-        out[..., :, 1:] -= ex * x[..., :, :-1]
-        out[..., :-1, :] -= ey * x[..., 1:, :]
-        out[..., 1:, :] -= ey * x[..., :-1, :]
-        return out
+        return _neighbour_sum(nwx, nwy, x, out=diag * x + off * x[:, ::-1])
 
     def precondition(r):
         return idiag * r + ioff * r[:, ::-1]
