@@ -476,18 +476,26 @@ def test_experiment_dispatcher_reports_unknown_names(capsys):
 
 def test_atomic_responses_and_pooling_match_their_definitions():
     rng = np.random.default_rng(3)
-    d0, d1 = (matching._descriptors(rng.random((1, 14, 17)).astype(np.float32) * 255) for _ in range(2))
+    # 45 pixels wide: 22 patches, 23 cells a row, so the cells go in more than one block
+    d0, d1 = (matching._descriptors(rng.random((2, 14, 45)).astype(np.float32) * 255) for _ in range(2))
     R = 3
-    maps = matching._bottom_level(d0, d1, R)
-    ny, nx = (14 - 4) // 2 + 1, (17 - 4) // 2 + 1
-    assert maps.shape == (1, ny, nx, 2 * R + 1, 2 * R + 1)
+    assert (45 - 4) // 2 + 2 > matching._CELL_BLOCK
+    maps, pooled = matching._bottom_level(d0, d1, R)
+    np.testing.assert_array_equal(pooled, matching._pool(maps))
+    ny, nx = (14 - 4) // 2 + 1, (45 - 4) // 2 + 1
+    assert maps.shape == (2, ny, nx, 2 * R + 1, 2 * R + 1)
     # the mean per-pixel descriptor dot product of the 4x4 patch at (2i, 2j) and the second image's
-    # patch displaced by (k, l), edge-replicated outside
-    pad = np.pad(d1[0], ((R, R), (R, R), (0, 0)), mode="edge")
-    for i, j, k, l in [(0, 0, -3, -3), (2, 3, 1, -2), (ny - 1, nx - 1, 3, 3), (4, 1, 0, 0)]:
-        a = d0[0, 2 * i:2 * i + 4, 2 * j:2 * j + 4]
-        b = pad[2 * i + R + k:2 * i + R + k + 4, 2 * j + R + l:2 * j + R + l + 4]
-        assert maps[0, i, j, k + R, l + R] == pytest.approx((a * b).sum(-1).mean(), abs=1e-6)
+    # patch displaced by (k, l), edge-replicated outside, at every patch and displacement
+    pad = np.pad(d1, ((0, 0), (R, R), (R, R), (0, 0)), mode="edge")
+    want = np.empty_like(maps)
+    for i in range(ny):
+        for j in range(nx):
+            a = d0[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4]
+            for k in range(2 * R + 1):
+                for l in range(2 * R + 1):
+                    b = pad[:, 2 * i + k:2 * i + k + 4, 2 * j + l:2 * j + l + 4]
+                    want[:, i, j, k, l] = (a * b).sum(-1).mean(axis=(1, 2))
+    np.testing.assert_allclose(maps, want, atol=1e-6)
     # 3x3 max-pooling, clipped at the ends, kept at every second displacement from the centre
     for K in (3, 5, 7, 9, 11):
         x = rng.random((2, 3, K, K)).astype(np.float32)
@@ -496,3 +504,15 @@ def test_atomic_responses_and_pooling_match_their_definitions():
         want = np.array([[[[x[b, c, max(p - 1, 0):p + 2, max(q - 1, 0):q + 2].max() for q in keep] for p in keep]
                           for c in range(3)] for b in range(2)])
         np.testing.assert_array_equal(matching._pool(x), want)
+
+
+def test_flow_report_of_a_profile_without_the_simulated_part():
+    from ofrnn.experiments import flow as bench
+
+    row = dict(epe=1.4, aae=0.9, density=1.0)
+    res = dict(profile="mc", versions={"ofrnn": "0"}, seconds=1.0,
+               motorcycle=dict(scale=0.5, shape=[250, 370], repeats=3,
+                               table={"deep": dict(row, ms=300.0), "opencv-deepflow": dict(row, epe=1.5, ms=200.0)}))
+    text = bench.report(res)
+    assert "simulated cardiac motion" not in text and "the fastest of 3 calls" in text
+    assert "ratio 1.50 (target <= 2)" in text and "Lowest EPE among dense methods: **deep**" in text

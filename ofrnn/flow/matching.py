@@ -38,6 +38,7 @@ import numpy as np
 
 from . import _pyramid
 
+_CELL_BLOCK = 16  # cells per matrix product in _bottom_level (measured fastest of 8 / 16 / 32, see there)
 _ATOM = 4  # bottom-level patch side N (Sec. 2: N in {4, 8, 16}); _bottom_level builds it of 2x2 cells
 _NINTH = 0.3  # DeepMatching's constant ninth descriptor dimension
 # Smallest structure-tensor eigenvalue (intensity^2 per pixel, images in [0, 255]) of a refined
@@ -69,16 +70,19 @@ def _cell_vectors(d):
 
 
 def _bottom_level(d0, d1, radius):
-    """Atomic response maps (B, ny, nx, 2R+1, 2R+1) of 4x4 patches at stride 2.
+    """Atomic response maps (B, ny, nx, 2R+1, 2R+1) of 4x4 patches at stride 2, and the same
+    max-pooled as :func:`_aggregate` needs them (:func:`_pool`: (B, ny, nx, 2 (R // 2) + 1, ...)).
 
     A 4x4 patch at stride 2 is four 2x2 cells on the stride-2 grid, shared with its neighbours,
     and its response at a displacement is the sum of its cells' responses at that displacement.
     So the responses of the (ny + 1) x (nx + 1) cells are computed (a quarter of the arithmetic
-    of whole patches) and summed in fours. For each row of cells, one matrix product against
-    the whole band of second-image cells the row can reach (BLAS instead of one NumPy pass per
-    displacement); the band is a contiguous slice, never copied, and each cell's own (2R+1)^2
-    window is a strided diagonal view of the product. Most of the product falls outside the
-    windows and is dropped, but that is cheaper than copying bands per block of cells.
+    of whole patches) and summed in fours. Cells go in blocks of :data:`_CELL_BLOCK` along a row;
+    each block is one matrix product (BLAS instead of one NumPy pass per displacement) against
+    the band of second-image cells it can reach, and each cell's own (2R+1)^2 window is a strided
+    diagonal view of the product. Why blocks: the part of the product outside the windows is
+    wasted, and a whole row's band is (W + 2R) / (2R) times wider than a window (about 4x on a
+    large image), a block's only (2 _CELL_BLOCK + 2R) / (2R + 1). Each block's columns of the
+    second image are copied once into a contiguous tile, so every band is a free reshape.
     """
     R = radius
     K = 2 * R + 1
@@ -89,19 +93,32 @@ def _bottom_level(d0, d1, radius):
     # pull the matches of border patches inwards.
     c1 = _cell_vectors(np.pad(d1, ((0, 0), (R, R), (R, R), (0, 0)), mode="edge"))
     D = c0.shape[-1]
-    Wc = c1.shape[2]
-    cells = np.empty((B, ny + 1, nx + 1, K, K), np.float32)
+    blocks = []  # (first cell, cells, their columns of the second image as a contiguous tile)
+    for j0 in range(0, nx + 1, _CELL_BLOCK):
+        nb = min(_CELL_BLOCK, nx + 1 - j0)
+        w = 2 * (nb - 1) + K  # second-image columns the block's windows span
+        blocks.append((j0, nb, np.ascontiguousarray(c1[:, :, 2 * j0:2 * j0 + w])))
+    out = np.empty((B, ny, nx, K, K), np.float32)
+    pooled = np.empty((B, ny, nx, R // 2 * 2 + 1, R // 2 * 2 + 1), np.float32)
+    cells = np.empty((nx + 1, K, K), np.float32)  # one row of cells
+    pairs = np.empty((2, nx, K, K), np.float32)  # horizontal neighbour sums of this row and the last
     for b in range(B):
         for i in range(ny + 1):
-            band = c1[b, 2 * i:2 * i + K].reshape(K * Wc, D)
-            res = (c0[b, i] @ band.T).reshape(nx + 1, K, Wc)
-            # Cell j's window starts at column 2 j of the band: cells[j, k, l] = res[j, k, 2 j + l].
-            sj, sk, sl = res.strides
-            cells[b, i] = np.lib.stride_tricks.as_strided(res, (nx + 1, K, K), (sj + 2 * sl, sk, sl), writeable=False)
-    out = cells[:, :-1, :-1] + cells[:, :-1, 1:]
-    out += cells[:, 1:, :-1]
-    out += cells[:, 1:, 1:]
-    return out
+            for j0, nb, tile in blocks:
+                w = tile.shape[2]
+                band = tile[b, 2 * i:2 * i + K].reshape(K * w, D)
+                res = (c0[b, i, j0:j0 + nb] @ band.T).reshape(nb, K, w)
+                # Cell j's window starts at column 2 j of the tile: cells[j, k, l] = res[j, k, 2 j + l].
+                sj, sk, sl = res.strides
+                cells[j0:j0 + nb] = np.lib.stride_tricks.as_strided(res, (nb, K, K), (sj + 2 * sl, sk, sl),
+                                                                    writeable=False)
+            # a patch is the cells (i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1): summed row by row,
+            # so the cells of the whole image are never held
+            np.add(cells[:-1], cells[1:], out=pairs[i % 2])
+            if i:
+                np.add(pairs[(i - 1) % 2], pairs[i % 2], out=out[b, i - 1])
+                pooled[b, i - 1] = _pool(out[b, i - 1])  # while the row is still in cache
+    return out, pooled
 
 
 def _pool(maps):
@@ -136,10 +153,10 @@ def _max3_every_second(x, axis):
     return out
 
 
-def _aggregate(maps, rectify, offset):
-    """Parent maps from child maps: pool + sub-sample, average of the 4 quadrant children
-    (``offset`` grid steps apart), rectification."""
-    pooled = _pool(maps)
+def _aggregate(maps, rectify, offset, pooled=None):
+    """Parent maps from child maps: pool + sub-sample (``pooled``, when already done), average of
+    the 4 quadrant children (``offset`` grid steps apart), rectification."""
+    pooled = _pool(maps) if pooled is None else pooled
     ny, nx = maps.shape[1] - offset, maps.shape[2] - offset
     acc = sum(pooled[:, oy:oy + ny, ox:ox + nx] for oy in (0, offset) for ox in (0, offset))
     return (acc * 0.25) ** rectify
@@ -176,8 +193,10 @@ def _backtrack(pyramid, n_starts):
         ky, kx, score = np.tile(ky, 4), np.tile(kx, 4), np.tile(score, 4)
         ty, tx = 2 * ky[:, None] + ey, 2 * kx[:, None] + ex  # (n, 9)
         ok = (np.abs(ty) <= Rc) & (np.abs(tx) <= Rc)
-        v = np.where(ok, maps[b[:, None], iy[:, None], ix[:, None], np.clip(ty + Rc, 0, Kc - 1),
-                              np.clip(tx + Rc, 0, Kc - 1)], -np.inf)
+        # one flat index per candidate: a single take is several times faster than five index arrays
+        at = ((b * maps.shape[1] + iy) * maps.shape[2] + ix)[:, None] * (Kc * Kc)
+        at = at + np.clip(ty + Rc, 0, Kc - 1) * Kc + np.clip(tx + Rc, 0, Kc - 1)
+        v = np.where(ok, np.ravel(maps).take(at), -np.inf)
         pick = np.argmax(v, axis=1)
         rows = np.arange(len(pick))
         best = v[rows, pick]
@@ -242,12 +261,13 @@ def match_grid(reference, moving, *, radius=4, max_patch=16, rectify=1.4, n_star
     radius = int(np.ceil(max(radius, 1) / step) * step)
     d0 = _descriptors(reference, sigma=sigma)
     d1 = _descriptors(moving, sigma=sigma)
-    pyr = [_bottom_level(d0, d1, radius)]
+    bottom, pooled = _bottom_level(d0, d1, radius)
+    pyr = [bottom]
     for level in range(1, n_levels):
         offset = 2 ** level
         if min(pyr[-1].shape[1:3]) <= offset:
             break
-        pyr.append(_aggregate(pyr[-1], rectify, offset))
+        pyr.append(_aggregate(pyr[-1], rectify, offset, pooled if level == 1 else None))
     disp, score = _backtrack(pyr, n_starts)
     return disp, score
 
