@@ -516,3 +516,14 @@ def test_flow_report_of_a_profile_without_the_simulated_part():
     text = bench.report(res)
     assert "simulated cardiac motion" not in text and "the fastest of 3 calls" in text
     assert "ratio 1.50 (target <= 2)" in text and "Lowest EPE among dense methods: **deep**" in text
+
+
+def test_best_path_per_key_is_what_a_three_key_sort_keeps():
+    rng = np.random.default_rng(5)
+    key = rng.integers(0, 50, 400)
+    score = rng.integers(0, 4, 400).astype(np.float32)  # many ties within a key
+    score[::37] = -np.inf
+    order = np.lexsort((np.arange(400), score, key))
+    last = np.ones(400, bool)
+    last[:-1] = key[order[1:]] != key[order[:-1]]
+    np.testing.assert_array_equal(matching._best_per_key(key, score), np.sort(order[last]))

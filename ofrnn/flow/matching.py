@@ -162,6 +162,22 @@ def _aggregate(maps, rectify, offset, pooled=None):
     return (acc * 0.25) ** rectify
 
 
+def _best_per_key(key, score):
+    """Sorted indices of the highest ``score`` per distinct ``key``, the last index among equals.
+
+    What the last entry per key of ``np.lexsort((index, score, key))`` gives, with one integer
+    sort instead of a three-key sort (a third of the backtracking's time on a large image).
+    """
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+    s = score[order]
+    top = np.repeat(np.maximum.reduceat(s, starts), np.diff(np.append(starts, len(k))))
+    # positions in ``order`` (indices ascending within a key) of each key's best, the last of ties
+    last = np.maximum.reduceat(np.where(s == top, np.arange(len(k)), -1), starts)
+    return np.sort(order[last])
+
+
 def _backtrack(pyramid, n_starts):
     """Descend from the top-level maxima to atomic matches.
 
@@ -210,10 +226,7 @@ def _backtrack(pyramid, n_starts):
         # the original order. Overlapping parents make these most of the paths.
         span = 4 * Kc + 1  # a displacement's index, room for the 2 * parent's of a path not found
         key = ((b * maps.shape[1] + iy) * maps.shape[2] + ix) * span * span + (ky + 2 * Kc) * span + (kx + 2 * Kc)
-        order = np.lexsort((rows, score, key))
-        last = np.ones(len(order), bool)
-        last[:-1] = key[order[1:]] != key[order[:-1]]
-        keep = np.sort(order[last])
+        keep = _best_per_key(key, score)
         b, iy, ix, ky, kx, score = b[keep], iy[keep], ix[keep], ky[keep], kx[keep], score[keep]
     ny0, nx0 = pyramid[0].shape[1:3]
     # A target patch reaching outside the second image was compared with padding: no match.
