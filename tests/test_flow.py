@@ -527,3 +527,30 @@ def test_best_path_per_key_is_what_a_three_key_sort_keeps():
     last = np.ones(400, bool)
     last[:-1] = key[order[1:]] != key[order[:-1]]
     np.testing.assert_array_equal(matching._best_per_key(key, score), np.sort(order[last]))
+
+
+def test_acdc_tracking_reports_how_much_of_the_contraction_a_flow_follows(tmp_path, monkeypatch):
+    import h5py
+
+    from ofrnn.experiments import flow as bench
+
+    # one slice: a disc cavity (label 3) in a ring (label 2) that shrinks from radius 12 to 9 at ES
+    yy, xx = np.mgrid[:80, :80]
+    r = np.hypot(yy - 40, xx - 40)
+    for frame, rc in (("01", 12), ("02", 9)):
+        label = np.where(r < rc, 3, np.where(r < rc + 5, 2, 0)).astype(np.uint8)
+        with h5py.File(tmp_path / f"patient001_frame{frame}_slice_1.h5", "w") as f:
+            f["image"] = (label * 80).astype(np.float32)
+            f["label"] = label
+    # "exact": the radial contraction that maps the ED cavity onto the ES one; "zero": no motion
+    def exact(a, b):  # about the crop's centre, where the cavity's centre lands
+        y, x = np.mgrid[:a.shape[0], :a.shape[1]]
+        return np.stack([(y - (a.shape[0] - 1) / 2), (x - (a.shape[1] - 1) / 2)]).astype(np.float32) * (9 / 12 - 1)
+
+    monkeypatch.setitem(bench.F.METHODS, "exact", exact)
+    monkeypatch.setitem(bench.F.METHODS, "zero", lambda a, b: np.zeros((2,) + a.shape, np.float32))
+    cfg = {"acdc": dict(dir=str(tmp_path), slices=0, margin=0.0, methods=["exact", "zero"])}
+    table = bench.acdc(cfg, {})["table"]
+    assert table["zero"]["cavity_area_ratio_median"] == pytest.approx((12 / 9) ** 2, rel=0.1)
+    assert table["exact"]["cavity_area_ratio_median"] == pytest.approx(1.0, abs=0.1)
+    assert table["exact"]["dice_lv_cavity"] > 0.9 > table["zero"]["dice_lv_cavity"]
