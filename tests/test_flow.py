@@ -474,15 +474,15 @@ def test_experiment_dispatcher_reports_unknown_names(capsys):
     assert "no experiment 'no_such_experiment'" in capsys.readouterr().err
 
 
-def test_atomic_responses_and_pooling_match_their_definitions():
+@pytest.mark.parametrize("width, R", [(17, 3), (45, 3), (45, 4)])
+def test_atomic_responses_and_pooling_match_their_definitions(width, R):
     rng = np.random.default_rng(3)
-    # 45 pixels wide: 22 patches, 23 cells a row, so the cells go in more than one block
-    d0, d1 = (matching._descriptors(rng.random((2, 14, 45)).astype(np.float32) * 255) for _ in range(2))
-    R = 3
-    assert (45 - 4) // 2 + 2 > matching._CELL_BLOCK
+    # 17 pixels wide: 7 patches, 8 cells a row, one block; 45 wide: 21 patches, 22 cells, two blocks
+    d0, d1 = (matching._descriptors(rng.random((2, 14, width)).astype(np.float32) * 255) for _ in range(2))
+    assert ((width - 4) // 2 + 2 > matching._CELL_BLOCK) == (width == 45)
     maps, pooled = matching._bottom_level(d0, d1, R)
     np.testing.assert_array_equal(pooled, matching._pool(maps))
-    ny, nx = (14 - 4) // 2 + 1, (45 - 4) // 2 + 1
+    ny, nx = (14 - 4) // 2 + 1, (width - 4) // 2 + 1
     assert maps.shape == (2, ny, nx, 2 * R + 1, 2 * R + 1)
     # the mean per-pixel descriptor dot product of the 4x4 patch at (2i, 2j) and the second image's
     # patch displaced by (k, l), edge-replicated outside, at every patch and displacement
@@ -527,6 +527,7 @@ def test_best_path_per_key_is_what_a_three_key_sort_keeps():
     last = np.ones(400, bool)
     last[:-1] = key[order[1:]] != key[order[:-1]]
     np.testing.assert_array_equal(matching._best_per_key(key, score), np.sort(order[last]))
+    assert matching._best_per_key(key[:0], score[:0]).size == 0
 
 
 def test_acdc_tracking_reports_how_much_of_the_contraction_a_flow_follows(tmp_path, monkeypatch):

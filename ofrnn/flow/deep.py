@@ -47,11 +47,11 @@ matching's resolution and search range follow the image size
 (:func:`ofrnn.flow.matching.search_range`) and the pyramid's depth from its shorter side. On the
 FlyingChairs training pairs they give EPE 3.07 px, against 3.60 for OpenCV's DeepFlow.
 
-Where it loses (measured on the ACDC evaluation slices of ``make flow-bench``, reported and not
-tuned on): strong systolic contraction of a homogeneous blood pool. The ED cavity contour moved
-by the ED->ES flow encloses 1.28x the true ES cavity area (median over 60 slices; DIS 1.12,
-skimage's iLK 1.05), and 1.95x on the third of slices whose cavity shrinks most (ED/ES area
-> 1.86; DIS 1.37). Inside the pool the data term is flat, so the smoothness term spreads the
+Where it loses (measured on the ACDC evaluation slices of ``make flow-bench``, its columns
+``cavity_area_ratio_median`` and ``..._strongest_third``; reported, not tuned on): strong systolic
+contraction of a homogeneous blood pool. The ED cavity contour moved by the ED->ES flow encloses
+1.28x the true ES cavity area (median over 60 slices; DIS 1.12, skimage's iLK 1.05), and 1.95x on
+the third of slices whose cavity shrinks most (ED/ES area 1.86 or more; DIS 1.37). Inside the pool the data term is flat, so the smoothness term spreads the
 boundary's inward motion over the pool and holds it back: the flow follows about half of the
 strongest contractions, as OpenCV's DeepFlow (1.19x) does to a lesser degree. The local
 methods (iLK, DIS's patches) carry no such prior.

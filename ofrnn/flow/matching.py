@@ -38,7 +38,9 @@ import numpy as np
 
 from . import _pyramid
 
-_CELL_BLOCK = 16  # cells per matrix product in _bottom_level (measured fastest of 8 / 16 / 32, see there)
+# cells per matrix product in _bottom_level: of 8 / 16 / 32, 16 was fastest on a 96x142 matching grid
+# at radius 24 (the motorcycle pair: 32 / 29 / 32 ms for the products and windows, 39 ms with whole rows)
+_CELL_BLOCK = 16
 _ATOM = 4  # bottom-level patch side N (Sec. 2: N in {4, 8, 16}); _bottom_level builds it of 2x2 cells
 _NINTH = 0.3  # DeepMatching's constant ninth descriptor dimension
 # Smallest structure-tensor eigenvalue (intensity^2 per pixel, images in [0, 255]) of a refined
@@ -80,9 +82,13 @@ def _bottom_level(d0, d1, radius):
     each block is one matrix product (BLAS instead of one NumPy pass per displacement) against
     the band of second-image cells it can reach, and each cell's own (2R+1)^2 window is a strided
     diagonal view of the product. Why blocks: the part of the product outside the windows is
-    wasted, and a whole row's band is (W + 2R) / (2R) times wider than a window (about 4x on a
-    large image), a block's only (2 _CELL_BLOCK + 2R) / (2R + 1). Each block's columns of the
-    second image are copied once into a contiguous tile, so every band is a free reshape.
+    wasted; a whole row's band is (W + 2R - 1) / (2R + 1) times wider than a window (3.9x on the
+    motorcycle pair's 142-pixel-wide matching grid at R = 24), a block's (2 _CELL_BLOCK + 2R - 1)
+    / (2R + 1) (1.6x there). Each block's columns of the second image are copied once into a
+    contiguous tile (together about (2 _CELL_BLOCK + 2R - 1) / (2 _CELL_BLOCK) copies of them), so
+    every band is a free reshape. The four cells of a patch are added in the order
+    ((top left + top right) + bottom left) + bottom right, the order of the former whole-image
+    sums, so the maps are the same to the last bit.
     """
     R = radius
     K = 2 * R + 1
@@ -93,7 +99,7 @@ def _bottom_level(d0, d1, radius):
     # pull the matches of border patches inwards.
     c1 = _cell_vectors(np.pad(d1, ((0, 0), (R, R), (R, R), (0, 0)), mode="edge"))
     D = c0.shape[-1]
-    blocks = []  # (first cell, cells, their columns of the second image as a contiguous tile)
+    blocks = []  # (first cell, number of cells, their columns of the second image as a contiguous tile)
     for j0 in range(0, nx + 1, _CELL_BLOCK):
         nb = min(_CELL_BLOCK, nx + 1 - j0)
         w = 2 * (nb - 1) + K  # second-image columns the block's windows span
@@ -116,8 +122,10 @@ def _bottom_level(d0, d1, radius):
             # so the cells of the whole image are never held
             np.add(cells[:-1], cells[1:], out=pairs[i % 2])
             if i:
-                np.add(pairs[(i - 1) % 2], pairs[i % 2], out=out[b, i - 1])
-                pooled[b, i - 1] = _pool(out[b, i - 1])  # while the row is still in cache
+                row = out[b, i - 1]
+                np.add(pairs[(i - 1) % 2], cells[:-1], out=row)
+                row += cells[1:]
+                pooled[b, i - 1] = _pool(row)  # while the row is still in cache
     return out, pooled
 
 
@@ -167,7 +175,10 @@ def _best_per_key(key, score):
 
     What the last entry per key of ``np.lexsort((index, score, key))`` gives, with one integer
     sort instead of a three-key sort (a third of the backtracking's time on a large image).
+    Scores must not be NaN (path scores are sums of finite responses, or -inf).
     """
+    if len(key) == 0:
+        return np.empty(0, np.intp)
     order = np.argsort(key, kind="stable")
     k = key[order]
     starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
@@ -281,6 +292,7 @@ def match_grid(reference, moving, *, radius=4, max_patch=16, rectify=1.4, n_star
         if min(pyr[-1].shape[1:3]) <= offset:
             break
         pyr.append(_aggregate(pyr[-1], rectify, offset, pooled if level == 1 else None))
+        pooled = None  # used once: not held through the backtracking
     disp, score = _backtrack(pyr, n_starts)
     return disp, score
 
