@@ -59,7 +59,7 @@ REPORT_VERSION = 4
 #: experiments/train.toml
 SETTING_DEFAULTS = dict(global_frame="heart", global_norm="block", motion_reference="none", local_frame="image",
                         features="both", feature_dropout=0.0, localizer="train", localizer_settings="",
-                        localizer_profile="full")
+                        localizer_profile="full", local_learner="lstm")
 
 
 def load_profile(name, path=PROFILES, **overrides):
@@ -110,14 +110,20 @@ def build(cfg, global_shape, *, local_block=None):
     """The OF-RNN network (Fig. 1) and its parts for the staged training.
 
     ``local_block(cfg)``, when given, returns the model that replaces the LSTM-RNN ((batch, J, N*N)
-    -> (batch, features)), as in the paper's Table 2; ``cfg["features"]`` ("both" by default,
-    "local" or "global") selects the motion features of Table 1.
+    -> (batch, features)), as in the paper's Table 2; otherwise ``cfg["local_learner"]`` picks the
+    paper's LSTM-RNN ("lstm") or Table 2's CNN ("cnn", an option beyond the paper). ``cfg["features"]``
+    ("both" by default, "local" or "global") selects the motion features of Table 1.
     """
     from .discriminate import local_motion_classifier, ofrnn_network
-    from .motion import lstm_rnn
+    from .motion import LOCAL_LEARNERS, lstm_rnn, patch_cnn
 
+    learner = cfg.get("local_learner", "lstm")
+    if learner not in LOCAL_LEARNERS:
+        raise OfrnnError(f"local_learner {learner!r} is not one of {LOCAL_LEARNERS}", field="local_learner")
     if local_block is not None:
         rnn = local_block(cfg)
+    elif learner == "cnn":
+        rnn = patch_cnn(cfg["frames"], cfg["patch"], units=cfg["lstm_units"])
     else:
         rnn = lstm_rnn(cfg["frames"], cfg["patch"], units=cfg["lstm_units"], layers=cfg["lstm_layers"],
                        dropout=cfg["input_dropout"])

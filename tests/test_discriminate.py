@@ -83,3 +83,30 @@ def test_block_standardisation_keeps_relative_size_and_survives_save(tmp_path):
     with pytest.raises(ValueError, match="blocks"):
         ofrnn_network(lstm_rnn(6, 3, units=4), global_frames=5, global_features=5, encoder_sizes=[8, 6, 4],
                       global_blocks=2)
+
+
+def test_cnn_option_reads_the_same_patches_and_saves_in_safe_mode(tmp_path):
+    from ofrnn.errors import OfrnnError
+    from ofrnn.train import build, load_profile
+
+    cfg = load_profile("quick", frames=6, patch=3, lstm_units=4, encoder_sizes=[8, 6, 4], local_learner="cnn",
+                       global_norm="feature")
+    keras.utils.set_random_seed(0)
+    net, parts = build(cfg, (5, 2))
+    names = [l.name for l in net.layers]
+    assert "cnn_conv_1" in names and not any(n.startswith("lstm") for n in names)
+    assert parts["features"].output.shape[-1] == 4 + 5 * 2  # the encoders see P(p) of the same size
+    # the CNN reads the patch as an N x N image with the frames as channels: a patch's frame 2, pixel (1, 2)
+    cnn = parts["rnn"]
+    x = np.zeros((1, 6, 9), np.float32)
+    x[0, 2, 1 * 3 + 2] = 1.0
+    channels = keras.Model(cnn.inputs, cnn.get_layer("cnn_frames_as_channels").output)
+    img = np.asarray(channels(x))
+    assert img.shape == (1, 3, 3, 6) and img[0, 1, 2, 2] == 1.0 and img.sum() == 1.0
+    x = _inputs()
+    p = np.asarray(net(x, training=False))
+    net.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
+    np.testing.assert_allclose(np.asarray(back(x, training=False)), p, rtol=1e-5, atol=1e-6)
+    with pytest.raises(OfrnnError, match="local_learner"):
+        build({**cfg, "local_learner": "gru"}, (5, 2))

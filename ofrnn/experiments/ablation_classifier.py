@@ -98,18 +98,9 @@ def _rnn(cfg, block):
 
 
 def _cnn(cfg, block):
-    import keras
+    from ..motion import patch_cnn
 
-    n, frames = cfg["patch"], cfg["frames"]
-    x_in = keras.Input((frames, n * n), name="local_patches")
-    h = keras.layers.Reshape((frames, n, n), name="cnn_patches")(x_in)
-    h = keras.layers.Permute((2, 3, 1), name="cnn_frames_as_channels")(h)
-    for i, f in enumerate(block["filters"]):
-        h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"cnn_conv_{i + 1}")(h)
-    h = keras.layers.MaxPooling2D(2, padding="same", name="cnn_pool")(h)
-    h = keras.layers.Flatten(name="cnn_flatten")(h)
-    h = keras.layers.Dense(cfg["lstm_units"], activation="relu", name="cnn_dense")(h)
-    return keras.Model(x_in, h, name="cnn")
+    return patch_cnn(cfg["frames"], cfg["patch"], filters=block["filters"], units=cfg["lstm_units"])
 
 
 def local_block_builder(block, train, cfg):
