@@ -35,7 +35,8 @@ clean:
 	rm -rf results
 
 # ---- OF-RNN training, cross-validation, benchmark (issue 5; settings: experiments/train.toml) ----
-# make train FOLD=k PROFILE=quick|paper: train on nine folds, evaluate fold k -> results/train/fold<k>/
+# make train FOLD=k PROFILE=quick|paper|cnn: train on nine folds, evaluate fold k -> results/train/fold<k>/
+#   (PROFILE=paper -> results/train-paper/fold<k>/, PROFILE=cnn -> results/train-cnn/fold<k>/)
 # make cv: every fold (finished folds are skipped, a killed fold resumes) + mean +- sd -> results/train/cv/
 # make train-holdout: the paper's segment-level split (2/3 train, 1/3 test) -> results/train/holdout/
 # make bench: inference seconds per subject by stage and training throughput -> results/bench/
@@ -45,16 +46,19 @@ FOLD    ?= 3
 PROFILE ?= quick
 FOLD_LOCALIZER ?=
 TRAIN_FLAGS = --profile $(PROFILE) $(if $(FOLD_LOCALIZER),--fold-localizer $(FOLD_LOCALIZER))
+# each profile other than the default writes its own folder (results/train-cnn/, ...): a fold folder
+# holds one run's settings
+TRAIN_OUT = results/train$(if $(filter-out quick,$(PROFILE)),-$(PROFILE))
 .PHONY: train cv train-holdout bench
 
 train: $(COHORT)
-	$(OFRNN) train --cohort $(COHORT) --fold $(FOLD) $(TRAIN_FLAGS) --out results/train/fold$(FOLD)
+	$(OFRNN) train --cohort $(COHORT) --fold $(FOLD) $(TRAIN_FLAGS) --out $(TRAIN_OUT)/fold$(FOLD)
 
 cv: $(COHORT)
-	$(OFRNN) train --cohort $(COHORT) --fold all $(TRAIN_FLAGS) --out results/train
+	$(OFRNN) train --cohort $(COHORT) --fold all $(TRAIN_FLAGS) --out $(TRAIN_OUT)
 
 train-holdout: $(COHORT)
-	$(OFRNN) train --cohort $(COHORT) --fold holdout $(TRAIN_FLAGS) --out results/train/holdout
+	$(OFRNN) train --cohort $(COHORT) --fold holdout $(TRAIN_FLAGS) --out $(TRAIN_OUT)/holdout
 
 results/train/fold3/model.keras: | $(COHORT)
 	$(OFRNN) train --cohort $(COHORT) --fold 3 $(TRAIN_FLAGS) --out results/train/fold3

@@ -63,14 +63,22 @@ SETTING_DEFAULTS = dict(global_frame="heart", global_norm="block", motion_refere
 
 
 def load_profile(name, path=PROFILES, **overrides):
-    """The settings of profile ``name`` (:data:`SETTING_DEFAULTS`, then [common], then [name]) plus non-None
-    ``overrides``."""
+    """The settings of profile ``name`` (:data:`SETTING_DEFAULTS`, then [common], then the profile it
+    ``extends``, if any, then [name]) plus non-None ``overrides``."""
     path = Path(path)
     data = read_toml(path, what="profile file")
-    if name not in data or name == "common":
-        raise OfrnnError(f"no profile {name!r} (have: {', '.join(k for k in data if k != 'common')})",
-                         path=path, field=name)
-    cfg = {**SETTING_DEFAULTS, **data.get("common", {}), **data[name], "profile": name}
+
+    def profile(key, seen=()):
+        if key not in data or key == "common":
+            raise OfrnnError(f"no profile {key!r} (have: {', '.join(k for k in data if k != 'common')})",
+                             path=path, field=key)
+        if key in seen:
+            raise OfrnnError(f"profiles extend each other in a loop: {' -> '.join(seen + (key,))}", path=path,
+                             field=key)
+        own = {k: v for k, v in data[key].items() if k != "extends"}
+        return {**profile(data[key]["extends"], seen + (key,)), **own} if "extends" in data[key] else own
+
+    cfg = {**SETTING_DEFAULTS, **data.get("common", {}), **profile(name), "profile": name}
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     return cfg
 

@@ -746,3 +746,20 @@ def test_data_description_names_the_field_strength_or_its_mix():
     one = describe_data(dict(source="simulated", seed=0, n_subjects=114, acquisition=dict(field_t=3.0)))
     mixed = describe_data(dict(source="simulated", seed=0, n_subjects=114, acquisition=dict(field_t=None)))
     assert "3.0 T" in one and "1.5 or 3 T per subject" in mixed and "None" not in mixed
+
+
+def test_a_profile_extends_another_and_the_cnn_profile_is_quick_with_the_cnn(tmp_path):
+    from ofrnn.errors import OfrnnError
+    from ofrnn.train import load_profile
+
+    f = tmp_path / "p.toml"
+    f.write_text('[common]\nseed = 1\nlr = 0.1\n[base]\nlr = 0.2\nunits = 8\n[child]\nextends = "base"\nunits = 16\n'
+                 '[a]\nextends = "b"\n[b]\nextends = "a"\n')
+    cfg = load_profile("child", f)
+    assert (cfg["seed"], cfg["lr"], cfg["units"], cfg["profile"]) == (1, 0.2, 16, "child") and "extends" not in cfg
+    with pytest.raises(OfrnnError, match="loop"):
+        load_profile("a", f)
+    quick, cnn = load_profile("quick"), load_profile("cnn")
+    assert quick["local_learner"] == "lstm" and cnn["local_learner"] == "cnn"
+    assert {k: v for k, v in cnn.items() if k not in ("local_learner", "profile")} == \
+        {k: v for k, v in quick.items() if k not in ("local_learner", "profile")}
