@@ -11,18 +11,26 @@ weights, not retrained.
 
 --fold all runs every fold into OUT/fold<k>/ (finished folds are skipped) and aggregates mean +- sd
 into OUT/cv/. --fold holdout is the paper's segment-level split (2/3 train, 1/3 test).
-Settings come from experiments/train.toml (--profile quick | paper).
+Settings come from experiments/train.toml (--profile quick | paper | cnn; cnn, beyond the paper, is quick with
+Table 2's CNN in place of the LSTM-RNN).
 """
 HELP = "train OF-RNN on a cohort fold and evaluate it (metrics, report, figures, model bundle)"
 NEEDS_TENSORFLOW = True
 
 
+def _default_root(profile):
+    """results/train for the default profile, results/train-<profile> for another (as the Makefile's TRAIN_OUT):
+    a fold folder holds one run's settings."""
+    return "results/train" if profile == "quick" else f"results/train-{profile}"
+
+
 def add_arguments(p):
     p.add_argument("--cohort", default="data/phantom.h5", help="cohort file (default: %(default)s)")
     p.add_argument("--fold", default="3", help="test fold 0..9, 'all' (cross-validation) or 'holdout' (default: 3)")
-    p.add_argument("--profile", default="quick", help="profile in the settings file (quick | paper)")
+    p.add_argument("--profile", default="quick", help="profile in the settings file (quick | paper | cnn)")
     p.add_argument("--settings", default=None, help="profiles TOML (default: experiments/train.toml)")
-    p.add_argument("--out", default=None, help="results folder (default: results/train/fold<k>, or results/train)")
+    p.add_argument("--out", default=None, help="results folder (default: results/train/fold<k>, or results/train; "
+                                               "results/train-<profile>/... for a profile other than quick)")
     p.add_argument("--flow", choices=("estimated", "gt"), default=None,
                    help="global-motion flow source (default from the profile: estimated; gt = simulator's, ablation)")
     p.add_argument("--roi", choices=("gt", "detector"), default=None,
@@ -64,7 +72,7 @@ def run(args):
     if args.fold == "all":
         import keras
 
-        root = Path(args.out or "results/train")
+        root = Path(args.out or _default_root(args.profile))
         results = []
         for k in range(cfg["n_folds"]):
             print(f"== fold {k} ==")
@@ -76,7 +84,7 @@ def run(args):
             scale, unit = (1, "") if key == "dice_myocardium_mean" else (100, " %")
             print(f"{key:<28} {scale * s['mean']:6.2f} +- {scale * s['sd']:.2f}{unit}")
         return 0
-    out = Path(args.out or f"results/train/fold{args.fold}")
+    out = Path(args.out or f"{_default_root(args.profile)}/fold{args.fold}")
     result = run_fold(args.cohort, args.fold, cfg, out, cache_dir=args.cache, localizer=localizer, force=args.force,
                       settings=settings)
     m = result["metrics"]
