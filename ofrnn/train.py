@@ -125,7 +125,7 @@ def build(cfg, global_shape, *, local_block=None):
     from .discriminate import local_motion_classifier, ofrnn_network
     from .motion import LOCAL_LEARNERS, lstm_rnn, patch_cnn
 
-    learner = cfg.get("local_learner", "lstm")
+    learner = cfg["local_learner"]
     if learner not in LOCAL_LEARNERS:
         raise OfrnnError(f"local_learner {learner!r} is not one of {LOCAL_LEARNERS}", field="local_learner")
     if local_block is not None:

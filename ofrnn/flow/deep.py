@@ -27,16 +27,17 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   ``downscale = 0.8`` down to a shorter side of ``min_size = 16`` px (seven levels on a 64x64
   ROI, fifteen on a 512x384 frame; ``max_levels = 20`` only bounds it), 3 fixed-point
   iterations per level, ``beta = 8`` decaying to 0 at the finest level (``beta_decay = 1``),
-  forward-backward tolerance 2 matching pixels, and ``min_motion = 2``: a match pulls only where it moves at least 2 pixels of the
-  coarsest level, i.e. further than the coarse-to-fine variational part follows on its own
-  (7.6 px on a 64x64 ROI, 45 px on a 512x384 frame). Against the former two-level pyramid (ratio
-  0.5 down to 32 px, 4 fixed-point iterations): ED->ES EPE 1.00 -> 0.61 px, consecutive-frame
-  AAE -0.2 %, FlyingChairs EPE +0.8 %, large motion 3.3 -> 0.12 px; flow/tiny +13 % (0.70 ->
-  0.79 px): its 50x50 crops with a few pixels of motion are solved best by a single level, and
-  every deeper pyramid measured costs them 6-14 %. Ratio 0.9 (2 fixed-point iterations, up to
-  40 levels) came closer still on ED->ES (0.52 px) but took 2.4x DeepFlow's time. Without the
-  matching term a ratio-0.75 pyramid loses ED->ES systole (2.7 px) and large motion (28 px).
-  Without the ``min_motion`` gate every weight that helps large motion costs the cardiac ROIs (measured with the former pyramid, beta 4:
+  forward-backward tolerance 2 matching pixels, and ``min_motion = 2``: a match pulls only where
+  it moves at least 2 pixels of the coarsest level, i.e. further than the coarse-to-fine
+  variational part follows on its own (7.6 px on a 64x64 ROI, 45 px on a 512x384 frame).
+  Against the former two-level pyramid (ratio 0.5 down to 32 px, 4 fixed-point iterations):
+  ED->ES EPE 1.00 -> 0.61 px, consecutive-frame AAE -0.2 %, FlyingChairs EPE +0.8 %, large
+  motion 3.3 -> 0.12 px; flow/tiny +13 % (0.70 -> 0.79 px): its 50x50 crops with a few pixels
+  of motion are solved best by a single level, and every deeper pyramid measured costs them
+  6-14 %. Ratio 0.9 (2 fixed-point iterations, up to 40 levels) came closer still on ED->ES
+  (0.52 px) but took 2.4x DeepFlow's time. Without the matching term a ratio-0.75 pyramid loses
+  ED->ES systole (2.7 px) and large motion (28 px). Without the ``min_motion`` gate every weight
+  that helps large motion costs the cardiac ROIs (measured with the former pyramid, beta 4:
   +8 %): there the motion is below ~1.5 px per frame and the verified, refined matches are off
   by 0.32 px where the variational flow alone is off by 0.11 px (same pixels, 4 training
   subjects).
@@ -51,10 +52,11 @@ Where it loses (measured on the ACDC evaluation slices of ``make flow-bench``, i
 ``cavity_area_ratio_median`` and ``..._strongest_third``; reported, not tuned on): strong systolic
 contraction of a homogeneous blood pool. The ED cavity contour moved by the ED->ES flow encloses
 1.28x the true ES cavity area (median over 60 slices; DIS 1.12, skimage's iLK 1.05), and 1.95x on
-the third of slices whose cavity shrinks most (ED/ES area 1.86 or more; DIS 1.37). Inside the pool the data term is flat, so the smoothness term spreads the
-boundary's inward motion over the pool and holds it back: the flow follows about half of the
-strongest contractions, as OpenCV's DeepFlow (1.19x) does to a lesser degree. The local
-methods (iLK, DIS's patches) carry no such prior.
+the third of slices whose cavity shrinks most (ED/ES area 1.86 or more; DIS 1.37). Inside the
+pool the data term is flat, so the smoothness term spreads the boundary's inward motion over
+the pool and holds it back: the flow follows about half of the strongest contractions, as
+OpenCV's DeepFlow (1.19x) does to a lesser degree. The local methods (iLK, DIS's patches) carry
+no such prior.
 """
 from __future__ import annotations
 

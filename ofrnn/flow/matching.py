@@ -38,8 +38,9 @@ import numpy as np
 
 from . import _pyramid
 
-# cells per matrix product in _bottom_level: of 8 / 16 / 32, 16 was fastest on a 96x142 matching grid
-# at radius 24 (the motorcycle pair: 32 / 29 / 32 ms for the products and windows, 39 ms with whole rows)
+# cells per matrix product in _bottom_level: of 8 / 16 / 32 and whole rows, 16 was fastest in each of three
+# runs on the motorcycle pair's 96x142 matching grid at radius 24 (one direction: 52 / 32 / 32 / 39 ms on a
+# quiet machine, 83 / 36 / 42 / 70 ms on a busier one)
 _CELL_BLOCK = 16
 _ATOM = 4  # bottom-level patch side N (Sec. 2: N in {4, 8, 16}); _bottom_level builds it of 2x2 cells
 _NINTH = 0.3  # DeepMatching's constant ninth descriptor dimension
@@ -72,8 +73,7 @@ def _cell_vectors(d):
 
 
 def _bottom_level(d0, d1, radius):
-    """Atomic response maps (B, ny, nx, 2R+1, 2R+1) of 4x4 patches at stride 2, and the same
-    max-pooled as :func:`_aggregate` needs them (:func:`_pool`: (B, ny, nx, 2 (R // 2) + 1, ...)).
+    """Atomic response maps (B, ny, nx, 2R+1, 2R+1) of 4x4 patches at stride 2.
 
     A 4x4 patch at stride 2 is four 2x2 cells on the stride-2 grid, shared with its neighbours,
     and its response at a displacement is the sum of its cells' responses at that displacement.
@@ -86,9 +86,9 @@ def _bottom_level(d0, d1, radius):
     motorcycle pair's 142-pixel-wide matching grid at R = 24), a block's (2 _CELL_BLOCK + 2R - 1)
     / (2R + 1) (1.6x there). Each block's columns of the second image are copied once into a
     contiguous tile (together about (2 _CELL_BLOCK + 2R - 1) / (2 _CELL_BLOCK) copies of them), so
-    every band is a free reshape. The four cells of a patch are added in the order
-    ((top left + top right) + bottom left) + bottom right, the order of the former whole-image
-    sums, so the maps are the same to the last bit.
+    every band is a free reshape. The four cells of a patch are added row by row in the order
+    ((top left + top right) + bottom left) + bottom right, the order of a whole-image sum, so the
+    maps do not depend on the block size to the last bit (and the cached flows stay valid).
     """
     R = radius
     K = 2 * R + 1
@@ -105,7 +105,6 @@ def _bottom_level(d0, d1, radius):
         w = 2 * (nb - 1) + K  # second-image columns the block's windows span
         blocks.append((j0, nb, np.ascontiguousarray(c1[:, :, 2 * j0:2 * j0 + w])))
     out = np.empty((B, ny, nx, K, K), np.float32)
-    pooled = np.empty((B, ny, nx, R // 2 * 2 + 1, R // 2 * 2 + 1), np.float32)
     cells = np.empty((nx + 1, K, K), np.float32)  # one row of cells
     pairs = np.empty((2, nx, K, K), np.float32)  # horizontal neighbour sums of this row and the last
     for b in range(B):
@@ -125,8 +124,7 @@ def _bottom_level(d0, d1, radius):
                 row = out[b, i - 1]
                 np.add(pairs[(i - 1) % 2], cells[:-1], out=row)
                 row += cells[1:]
-                pooled[b, i - 1] = _pool(row)  # while the row is still in cache
-    return out, pooled
+    return out
 
 
 def _pool(maps):
@@ -161,10 +159,10 @@ def _max3_every_second(x, axis):
     return out
 
 
-def _aggregate(maps, rectify, offset, pooled=None):
-    """Parent maps from child maps: pool + sub-sample (``pooled``, when already done), average of
-    the 4 quadrant children (``offset`` grid steps apart), rectification."""
-    pooled = _pool(maps) if pooled is None else pooled
+def _aggregate(maps, rectify, offset):
+    """Parent maps from child maps: pool + sub-sample, average of the 4 quadrant children
+    (``offset`` grid steps apart), rectification."""
+    pooled = _pool(maps)
     ny, nx = maps.shape[1] - offset, maps.shape[2] - offset
     acc = sum(pooled[:, oy:oy + ny, ox:ox + nx] for oy in (0, offset) for ox in (0, offset))
     return (acc * 0.25) ** rectify
@@ -285,14 +283,12 @@ def match_grid(reference, moving, *, radius=4, max_patch=16, rectify=1.4, n_star
     radius = int(np.ceil(max(radius, 1) / step) * step)
     d0 = _descriptors(reference, sigma=sigma)
     d1 = _descriptors(moving, sigma=sigma)
-    bottom, pooled = _bottom_level(d0, d1, radius)
-    pyr = [bottom]
+    pyr = [_bottom_level(d0, d1, radius)]
     for level in range(1, n_levels):
         offset = 2 ** level
         if min(pyr[-1].shape[1:3]) <= offset:
             break
-        pyr.append(_aggregate(pyr[-1], rectify, offset, pooled if level == 1 else None))
-        pooled = None  # used once: not held through the backtracking
+        pyr.append(_aggregate(pyr[-1], rectify, offset))
     disp, score = _backtrack(pyr, n_starts)
     return disp, score
 
