@@ -376,6 +376,7 @@ def test_scene_fills_the_abdomen_below_the_diaphragm():
     rng = np.random.default_rng(2)
     a = sample_anatomy(rng, "mid", fov_mm=(360.0, 360.0))
     a.body["scene"] = sample_scene(np.random.default_rng(3), a)
+    a.body["scene"]["turn_deg"] = 0.0  # the dome is laid out unturned (the turn has its own test)
     lab = material_map(a, (120, 120), 3.0, k=1)
     dy, dx, curve = a.body["scene"]["diaphragm"]
     rows = (np.arange(120) * 3.0)[:, None]
@@ -385,3 +386,26 @@ def test_scene_fills_the_abdomen_below_the_diaphragm():
     assert np.mean(lab[below] == Tissue.ABDOMEN) > 0.05
     assert np.any(lab[~below] == Tissue.LUNG)
     assert np.any(lab[below] == Tissue.FAT)  # fat planes among the viscera
+
+
+def test_torso_turns_about_the_heart_which_stays_put():
+    """The scene's turn rotates the torso about the LV centre, counter-clockwise on the display:
+    at 90 deg what lay right of the heart lies above it; the heart's own labels do not move."""
+    from ofrnn.simulate.anatomy import sample_anatomy
+    from ofrnn.simulate.render import material_map
+    from ofrnn.simulate.scene import sample_scene
+
+    a = sample_anatomy(np.random.default_rng(2), "mid", fov_mm=(360.0, 360.0))
+    a.body["scene"] = sample_scene(np.random.default_rng(3), a)
+    a.body["scene"]["great"] = []
+    labs = {}
+    for turn in (0.0, 90.0):
+        a.body["scene"]["turn_deg"] = turn
+        labs[turn] = material_map(a, (180, 180), 2.0, k=1)
+    cy, cx = (a.centre_mm / 2.0).round().astype(int)
+    d = np.arange(int(a.heart_radius / 2.0) + 4, 60)
+    right, above = labs[0.0][cy, cx + d], labs[90.0][cy - d, cx]
+    assert np.mean(right == above) > 0.9
+    assert not np.array_equal(labs[0.0][cy - d, cx], above)  # it did turn
+    heart = np.isin(labs[0.0], (Tissue.LV_MYOCARDIUM, Tissue.LV_BLOOD, Tissue.LV_INFARCT))
+    assert heart.any() and np.array_equal(labs[0.0][heart], labs[90.0][heart])

@@ -55,7 +55,7 @@ class Tissue(IntEnum):
 TISSUE_PROPERTIES = {
     1.5: {
         Tissue.AIR: (0.0, 1000.0, 1.0),
-        Tissue.LUNG: (0.15, 1200.0, 15.0),
+        Tissue.LUNG: (0.20, 1200.0, 30.0),
         Tissue.SUBCUTANEOUS_FAT: (0.90, 343.0, 58.0),
         Tissue.MUSCLE: (0.75, 1008.0, 44.0),
         Tissue.LIVER: (0.71, 576.0, 46.0),
@@ -80,7 +80,7 @@ TISSUE_PROPERTIES = {
     },
     3.0: {
         Tissue.AIR: (0.0, 1000.0, 1.0),
-        Tissue.LUNG: (0.15, 1300.0, 10.0),
+        Tissue.LUNG: (0.20, 1300.0, 20.0),
         Tissue.SUBCUTANEOUS_FAT: (0.90, 382.0, 68.0),
         Tissue.MUSCLE: (0.75, 1412.0, 50.0),
         Tissue.LIVER: (0.71, 812.0, 42.0),

@@ -11,7 +11,7 @@ import numpy as np
 from .anatomy import Anatomy, sample_profile
 from .kinematics import FrameMap, Motion
 from .mri import SOLID, Tissue
-from .scene import paint_scene
+from .scene import paint_planned, paint_scene
 
 #: sub-samples per pixel side
 SUPERSAMPLE = 3
@@ -77,13 +77,11 @@ def heart_labels(anatomy: Anatomy, R, theta, rows, cols):
     return lab, inside
 
 
-def material_map(anatomy: Anatomy, shape, spacing, k=SUPERSAMPLE):
-    """End-diastolic label map on the K-times supersampled grid of the whole field of view."""
-    H, W = shape
-    rows = _grid_mm(H, spacing, k)[:, None]
-    cols = _grid_mm(W, spacing, k)[None, :]
+def _torso(anatomy: Anatomy, rows, cols):
+    """Label map of everything but the heart and the structures planned with it, on the grid of
+    sub-sample positions ``rows`` (column vector, mm) x ``cols`` (row vector, mm)."""
     b = anatomy.body
-    lab = np.full((H * k, W * k), Tissue.AIR, np.uint8)
+    lab = np.full((rows.shape[0], cols.shape[1]), Tissue.AIR, np.uint8)
     oy, ox, ry, rx = b["outline"]
     # elliptic radius rho (1 on the skin) and depth below the skin along the body's polar angle
     phi = np.arctan2(-(rows - oy), cols - ox)
@@ -133,8 +131,48 @@ def material_map(anatomy: Anatomy, shape, spacing, k=SUPERSAMPLE):
     lab[_ellipse(rows, cols, ay, ax, ar, ar)] = Tissue.AORTA_BLOOD
     # oesophagus between aorta and spine
     lab[_ellipse(rows, cols, ay + 2, ax - 2.2 * ar, 6, 8)] = Tissue.SOFT_TISSUE
-    if "scene" in b:  # bowel, spleen, great vessels, fat pads (ofrnn.simulate.scene)
+    if "scene" in b:  # bowel, spleen, IVC, fat pads (ofrnn.simulate.scene)
         paint_scene(lab, rows, cols, b, _paint)
+    return lab
+
+
+def _turned_torso(anatomy: Anatomy, rows, cols, turn):
+    """:func:`_torso` turned by ``turn`` (rad, counter-clockwise on the display) about the LV
+    centre: built on a grid of the same step and phase around the turned field of view, then read
+    at each sub-sample's nearest point."""
+    cy, cx = anatomy.centre_mm
+    c, s = np.cos(turn), np.sin(turn)
+    # the point of the unturned torso that lands at display (row, col): turn back by -turn
+    # (display angles run counter-clockwise with rows pointing down)
+    src_r = cy + c * (rows - cy) + s * (cols - cx)
+    src_c = cx - s * (rows - cy) + c * (cols - cx)
+    step = rows[1, 0] - rows[0, 0]
+    lo_r, lo_c = (np.floor((v.min() - a[0]) / step) for v, a in ((src_r, rows[:, 0]), (src_c, cols[0])))
+    hi_r, hi_c = (np.ceil((v.max() - a[0]) / step) for v, a in ((src_r, rows[:, 0]), (src_c, cols[0])))
+    grid_r = rows[0, 0] + step * np.arange(lo_r, hi_r + 1)[:, None]
+    grid_c = cols[0, 0] + step * np.arange(lo_c, hi_c + 1)[None, :]
+    big = _torso(anatomy, grid_r, grid_c)
+    ir = np.rint((src_r - grid_r[0, 0]) / step).astype(np.intp)
+    ic = np.rint((src_c - grid_c[0, 0]) / step).astype(np.intp)
+    return big[np.clip(ir, 0, big.shape[0] - 1), np.clip(ic, 0, big.shape[1] - 1)]
+
+
+def material_map(anatomy: Anatomy, shape, spacing, k=SUPERSAMPLE):
+    """End-diastolic label map on the K-times supersampled grid of the whole field of view.
+
+    The torso is laid out with the chest wall above the heart and then turned about the LV
+    centre by the scene's ``turn_deg`` (the oblique short-axis plane is planned on the heart,
+    so the body shows at any angle around it); the heart and the great vessels and atrium
+    planned with it are drawn unturned.
+    """
+    H, W = shape
+    rows = _grid_mm(H, spacing, k)[:, None]
+    cols = _grid_mm(W, spacing, k)[None, :]
+    b = anatomy.body
+    turn = np.deg2rad(b["scene"].get("turn_deg", 0.0)) if "scene" in b else 0.0
+    lab = _turned_torso(anatomy, rows, cols, turn) if turn else _torso(anatomy, rows, cols)
+    if "scene" in b:
+        paint_planned(lab, rows, cols, b, _paint)
     # the heart, inside its pericardial sac, over everything else
     c = anatomy.centre_mm
     reach = anatomy.heart_radius + 2.0
