@@ -55,8 +55,12 @@ def test_cohort_schema_and_acquisition(cohort):
         T, H, W = s.cine.shape
         assert (T, H, W) == (25, 256, 256)
         assert 1.3 <= s.spacing_mm[0] <= 1.6 and s.spacing_mm[0] == s.spacing_mm[1]
-        assert 25 <= s.attrs["snr"] <= 70 and s.attrs["field_t"] in (1.5, 3.0)
-        assert 0.2 <= s.attrs["residual_shading"] <= 0.8 and 0.6 <= s.attrs["readout_resolution"] <= 1.0
+        assert 35 <= s.attrs["snr"] <= 100 and s.attrs["field_t"] in (1.5, 3.0)
+        assert 0.2 <= s.attrs["residual_shading"] <= 0.8 and 0.6 <= s.attrs["readout_resolution"] <= 0.95
+        assert 0.6 <= s.attrs["phase_resolution"] <= 0.95 and 0.5 <= s.attrs["mt"] <= 0.85
+        # the flip angle is the nominal 45-60 deg times the transmit field (0.5-1 at 3 T, 0.75-1 at 1.5 T)
+        lo = 0.5 if s.attrs["field_t"] == 3.0 else 0.75
+        assert lo <= s.attrs["b1"] <= 1.0 and 45 * s.attrs["b1"] <= s.attrs["flip_deg"] <= 60 * s.attrs["b1"]
         assert np.all(np.diff(s.frame_times_ms) > 0)
         # the temporal resolution of the paper's cohort, 45.1 +- 8.8 ms, clipped to 30-65 ms
         assert 30 <= s.frame_times_ms[1] <= 65

@@ -71,3 +71,21 @@ def acdc_sequences(root):
 def acdc_patient(seq_id):
     """ACDC patient number of a sequence id such as ``patient061/slice03``."""
     return int(re.match(r"patient(\d+)", seq_id).group(1))
+
+
+def is_calibration(dataset, seq_id, split):
+    """Whether a real sequence belongs to the patients the phantom may be calibrated on.
+
+    Parameters
+    ----------
+    dataset : {"acdc", "sunnybrook"}
+    seq_id : str
+        ``<patient>/slice<NN>``.
+    split : dict
+        ``calibration_acdc`` ([first, last] patient numbers) and ``calibration_sunnybrook`` (patient
+        ids): the ``[split]`` table of ``experiments/realism.toml``, the one place it is set.
+    """
+    if dataset == "acdc":
+        lo, hi = split["calibration_acdc"]
+        return lo <= acdc_patient(seq_id) <= hi
+    return seq_id.split("/")[0] in split["calibration_sunnybrook"]

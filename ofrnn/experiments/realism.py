@@ -41,7 +41,7 @@ from .._version import __version__
 from ..errors import OfrnnError
 from ..files import atomic_write_text, pyplot, save_figure, write_json
 from . import resolve_config
-from .realdata import SHARED, acdc_patient, acdc_sequences, sunnybrook_sequences
+from .realdata import SHARED, acdc_sequences, is_calibration, sunnybrook_sequences
 
 REPO = Path(__file__).resolve().parents[2]
 #: AHA segments of the interventricular septum (Cerqueira et al., Circulation 105:539 (2002))
@@ -224,12 +224,11 @@ def simulated_frames(cohort_path, *, per_subject, max_subjects=0):
 def real_frames(shared, split):
     """Real frames with their masks and split; returns (frames, skipped reasons by set)."""
     frames, skipped = [], {}
-    lo, hi = split["calibration_acdc"]
     acdc = Path(shared) / "acdc-edes"
     if acdc.is_dir():
         for s in acdc_sequences(acdc):
             pid = s["id"].split("/")[0]
-            group = "acdc " + ("calibration" if lo <= acdc_patient(pid) <= hi else "evaluation")
+            group = "acdc " + ("calibration" if is_calibration("acdc", s["id"], split) else "evaluation")
             for t, lab in enumerate(s["labels"]):
                 rv = lab == 1
                 lv = np.isin(lab, (2, 3))
@@ -241,7 +240,7 @@ def real_frames(shared, split):
     if sb.is_dir():
         for s in sunnybrook_sequences(sb):
             pid = s["id"].split("/")[0]
-            group = "sunnybrook " + ("calibration" if pid in split["calibration_sunnybrook"] else "evaluation")
+            group = "sunnybrook " + ("calibration" if is_calibration("sunnybrook", s["id"], split) else "evaluation")
             epi = next((m["o"] for m in s["masks"].values() if "o" in m), None)
             for t, m in sorted(s["masks"].items()):
                 if "i" not in m:

@@ -45,8 +45,10 @@ class Tissue(IntEnum):
 #: Fat and vertebral marrow: de Bazelaire et al., Radiology 230:652 (2004).
 #: CSF: Lu et al., JMRI 22:13 (2005) (T1 about 4.2 s at 3 T; T2 about 2 s).
 #: Lung: Stadler et al., MRM 53:1099 (2005) (T1 about 1.2 s at 1.5 T); proton density about 0.2
-#: (tissue density of aerated lung), T2 set short to stand in for the strong T2* dephasing that
-#: makes lung dark in bSSFP.
+#: (tissue density of aerated lung); T2 30 / 20 ms at 1.5 / 3 T, shorter than the parenchyma's own
+#: to stand in for the intravoxel dephasing that makes lung dark in bSSFP (shorter at 3 T). They
+#: put lung at 0.05-0.10 of blood, the body's darkest decile in ACDC 061-080 and SC-HF-I-1
+#: (0.04-0.11 of blood, `make realism-calibrate`); the former 15 / 10 ms gave 0.02-0.03.
 #: Proton densities follow tissue water content (myocardium ~0.78, blood ~0.85, liver ~0.71).
 #: Pericardium and cortical bone: fibrous / mineral, little mobile water.
 #: Spleen: de Bazelaire et al. (2004). Semi-solid bowel content: assumed between soft tissue and
@@ -127,6 +129,14 @@ def chemical_shift_beta(tissue, *, field_t, tr_ms):
     hz = FAT_SHIFT_PPM * GAMMA_MHZ_PER_T * float(field_t)
     return float(np.angle(np.exp(2j * np.pi * hz * tr_ms * 1e-3)))
 
+
+#: static, macromolecule-rich tissues around the heart whose bSSFP signal reads lower than the
+#: relaxation times predict: the short, strong RF pulses of a cine saturate their bound pool, and
+#: magnetization transfer pulls the free water down with it (Bieri & Scheffler, "On the origin of
+#: apparent low tissue signals in balanced SSFP", MRM 56:1067 (2006)). Blood, fluids and fat have
+#: no such pool; the myocardium is left as tabled (its blood volume and the labels' partial volume
+#: keep it bright in real cines). The factor is drawn per subject (:func:`ofrnn.simulate.simulate_subject`)
+MT_TISSUES = (Tissue.LIVER, Tissue.SPLEEN, Tissue.MUSCLE, Tissue.ABDOMEN, Tissue.SOFT_TISSUE)
 
 #: labels whose ground-truth flow is tissue motion (blood and air move on their own)
 SOLID = tuple(t for t in Tissue if t not in (Tissue.AIR, Tissue.LUNG, Tissue.LV_BLOOD, Tissue.RV_BLOOD,

@@ -108,10 +108,10 @@ def sample_scene(rng, anatomy):
     # fat planes between muscles and around the viscera: the zero set of a smooth random field
     # (a network of curved lines about ``scale_mm`` apart), ``width_mm`` thick
     planes = dict(seed=int(rng.integers(2 ** 31)), scale_mm=float(rng.uniform(2.5, 6)),
-                  width_mm=float(rng.uniform(0.8, 1.8)))
+                  width_mm=float(rng.uniform(1.5, 3.0)))
     return dict(
         organs=spleen, loops=loops, vessels=vessels, great=great, fat=fat, stomach=stomach, diaphragm=diaphragm, planes=planes,
-        texture=dict(amplitude=float(rng.uniform(0.05, 0.18)), sigma_mm=float(rng.uniform(1.0, 4.0))),
+        texture=dict(amplitude=float(rng.uniform(0.15, 0.35)), sigma_mm=float(rng.uniform(1.0, 3.0))),
         # off-resonance (Hz) at 100 mm from the shimmed heart: up to about half a band spacing
         # (1 / (2 TR) ~ 160 Hz) at 3 T, less at 1.5 T (field-proportional); field_hz() scales it
         offresonance=dict(hz_100mm=float(rng.uniform(0, 120)), roughness_hz=float(rng.uniform(5, 40))),
@@ -173,7 +173,10 @@ def fat_planes(lab, step_mm, planes):
     gy, gx = np.gradient(f)
     # distance to the zero set ~ |f| / |grad f| (first order)
     near = np.abs(f) < 0.5 * planes["width_mm"] / step_mm * np.hypot(gy, gx)
-    lab[near & np.isin(lab, (Tissue.ABDOMEN, Tissue.MUSCLE))] = Tissue.FAT
+    # fat gathers in patches (mesentery, omentum, between muscle groups) rather than as an even
+    # net: keep the planes where a coarse field (30 mm) is above its 40th percentile
+    patch = smooth_field(lab.shape, rng, sigma_px=30.0 / step_mm, amplitude=1.0) > -0.25
+    lab[near & patch & np.isin(lab, (Tissue.ABDOMEN, Tissue.MUSCLE))] = Tissue.FAT
 
 
 def _heart_distance(shape, spacing, centre_mm, radius_mm):
