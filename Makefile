@@ -76,6 +76,14 @@ LOCALIZE_PROFILE ?= full
 
 localize: $(COHORT)
 	$(OFRNN) experiment localization --profile $(LOCALIZE_PROFILE) --out results/localization
+# make localize-seeds: the phantom-only detector trained with seeds 1 and 2 as well (about 15 min
+# each), then mean +- sd over the three seeds -> results/localization-seeds/report.md (run make
+# localize first: it is seed 0)
+.PHONY: localize-seeds
+localize-seeds: $(COHORT)
+	$(OFRNN) experiment localization --profile seed1 --out results/localization-seed1
+	$(OFRNN) experiment localization --profile seed2 --out results/localization-seed2
+	$(OFRNN) experiment localization_seeds --out results/localization-seeds
 # ---- end heart localization ----
 
 # ---- global motion: optical-flow benchmark (issue 3; settings: experiments/flow.toml) ----

@@ -289,3 +289,47 @@ def test_box_vote_averages_overlapping_boxes_by_score():
     b = np.array([[0, 0, 10, 10], [2, 2, 12, 12], [50, 50, 60, 60]], float)
     np.testing.assert_allclose(P.box_vote(b, [0.6, 0.2, 0.9], 0, iou_threshold=0.3), [0.5, 0.5, 10.5, 10.5])
     np.testing.assert_allclose(P.box_vote(b, [0.6, 0.2, 0.9], 2), b[2])
+
+
+def _seed_metrics(seed, containment, cohort="abc", slices=19):
+    def one(pct):
+        return dict(slices=slices, frames=2 * slices, proposals=dict(sensitivity=90.0, specificity=97.0),
+                    detection_fast=dict(centre_mm=dict(median=5.0 + seed), centre_px=dict(median=3.0),
+                                        iou=dict(median=0.8)),
+                    containment_myocardium_per_frame=dict(percent=pct, frames=slices),
+                    containment_myocardium_motion_prior=dict(percent=pct + 5, frames=slices))
+    return dict(seed=seed, cohort_sha256=cohort, sets=dict(sunnybrook=one(containment)),
+                finetuned=dict(sets=dict(sunnybrook=one(99.0))) if seed == 0 else None)
+
+
+def test_seed_summary_is_the_mean_and_sample_sd_of_the_runs(tmp_path):
+    from ofrnn.experiments import localization_seeds as LS
+
+    runs = []
+    for seed, pct in ((0, 80.0), (1, 90.0), (2, 70.0)):
+        (tmp_path / f"s{seed}").mkdir()
+        (tmp_path / f"s{seed}" / "metrics.json").write_text(json.dumps(_seed_metrics(seed, pct)))
+        runs.append(str(tmp_path / f"s{seed}"))
+    r = LS.collect(runs)
+    c = r["sets"]["sunnybrook"]["containment"]
+    assert c["mean"] == pytest.approx(80.0) and c["sd"] == pytest.approx(10.0) and c["values"] == [80.0, 90.0, 70.0]
+    assert r["sets"]["sunnybrook"]["containment_motion_prior"]["mean"] == pytest.approx(85.0)
+    assert r["sets"]["sunnybrook"]["centre_mm"]["mean"] == pytest.approx(6.0)
+    assert r["seeds"] == [0, 1, 2] and r["finetuned"]["seed"] == 0
+    text = LS.report(r)
+    assert "80.0 ± 10.0" in text and "Fine-tuned variant" in text
+
+
+def test_seed_summary_refuses_runs_on_other_cohorts_or_sets(tmp_path):
+    from ofrnn.experiments import localization_seeds as LS
+
+    for name, m in (("a", _seed_metrics(0, 80.0)), ("b", _seed_metrics(1, 80.0, cohort="xyz")),
+                    ("c", _seed_metrics(1, 80.0, slices=7))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(OfrnnError, match="different cohorts"):
+        LS.collect([str(tmp_path / "a"), str(tmp_path / "b")])
+    with pytest.raises(OfrnnError, match="other real sets"):
+        LS.collect([str(tmp_path / "a"), str(tmp_path / "c")])
+    with pytest.raises(OfrnnError, match="missing"):
+        LS.collect([str(tmp_path / "a"), str(tmp_path / "nothing")])

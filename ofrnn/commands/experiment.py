@@ -6,7 +6,9 @@ profile changes), and results go to OUT_DIR (default results/<NAME>).
 
 Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
   flow           full* (the benchmark), quick, tune, tune-matching, tune-sparse
-  localization   full* (the whole training and evaluation), quick
+  localization   full* (the whole training and evaluation), quick, seed1, seed2
+  localization_seeds
+                 full* (mean +- sd over the localization runs of seeds 0-2)
   phantom        full*, smoke
   realism        full*, calibrate, smoke
   ceiling        full*, quick, smoke
