@@ -160,3 +160,22 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     for png in ("gallery", "crops", "texture", "geometry", "roc"):
         assert (tmp_path / f"{png}.png").stat().st_size > 1000
     assert "Separability" in (tmp_path / "report.md").read_text()
+
+
+def test_skin_direction_points_at_the_nearest_real_skin():
+    """From a blood pool above the centre of a round body the nearest skin is straight up (90 deg);
+    an edge at the frame's border or darker than 5 % of blood (an FOV mask's rim) does not count."""
+    from ofrnn.experiments.realism import skin_direction_deg
+
+    yy, xx = np.mgrid[0:200, 0:200]
+    body = np.hypot(yy - 100, xx - 100) < 80
+    image = np.where(body, 0.5, 0.0)
+    blood = np.hypot(yy - 60, xx - 100) < 8
+    image[blood] = 1.0
+    assert abs(skin_direction_deg(body, image, blood, 1.0) - 90) < 3
+    left = np.hypot(yy - 100, xx - 45) < 8  # a pool right of the left skin
+    assert abs(skin_direction_deg(body, image, left, 1.0) - 180) < 3
+    # the body overflows the frame at the top: the border is not skin, the nearest real edge is
+    cut = body | (yy < 100)
+    d = skin_direction_deg(cut, np.where(cut, 0.5, 0.0), blood, 1.0)
+    assert 20 < d % 180 and abs(d - 90) > 30

@@ -14,7 +14,8 @@ The simulated frames (the cohort of ``make data``) are set beside real bSSFP cin
   tabled beside it (:func:`ofrnn.simulate.mri.signal_table`);
 * **geometry**: the LV's epicardial diameter relative to the field of view, the body's share of
   the field of view, and the in-plane orientation (direction from the LV centre to the RV; ACDC
-  labels, and the phantom's septal AHA segments; Sunnybrook has no RV contours);
+  labels, and the phantom's septal AHA segments; Sunnybrook has no RV contours) and the direction
+  of the nearest skin (:func:`skin_direction_deg`: how the oblique plane lies in the chest);
 * **texture**: intensity, gradient-magnitude and uniform local-binary-pattern histograms (Ojala
   et al., IEEE TPAMI 24:971 (2002)) and radial power spectra;
 * **separability**: real-vs-simulated classifiers, whose ROC AUC is the headline (0.5: the
@@ -156,7 +157,26 @@ def tissue_measures(image, blood, myocardium):
                body_fraction=float(body.mean()))
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
+    out["skin_direction_deg"] = skin_direction_deg(body, img, blood, b)
     return out
+
+
+def skin_direction_deg(body, image, blood, level):
+    """Display angle (degrees in [0, 360); 0 = image right, 90 = up) from the LV blood pool's
+    centroid to the nearest point of the body's edge that is skin: not on the frame's border and
+    brighter than 5 % of the blood ``level`` there. It is the chest wall nearest the heart, so it
+    shows how the oblique short-axis plane lies in the chest. NaN when no edge qualifies."""
+    from scipy import ndimage as ndi
+
+    edge = body & ~ndi.binary_erosion(body)
+    edge[:3], edge[-3:], edge[:, :3], edge[:, -3:] = False, False, False, False
+    edge &= np.asarray(image) > 0.05 * level
+    if not edge.any() or not blood.any():
+        return float("nan")
+    ly, lx = np.argwhere(blood).mean(0)
+    ey, ex = np.nonzero(edge)
+    i = int(np.argmin(np.hypot(ey - ly, ex - lx)))
+    return float(np.rad2deg(np.arctan2(-(ey[i] - ly), ex[i] - lx)) % 360)
 
 
 def noise_level(image):
@@ -471,7 +491,8 @@ def group_summaries(frames, stats, tissue, groups, subjects):
         rv_direction_deg=np.array([f["rv_angle"] for f in frames]),
         pixel_mm=np.array([f["spacing"] if f["spacing"] is not None else np.nan for f in frames]),
         matrix=np.array([np.sqrt(np.prod(f["image"].shape)) for f in frames]),
-        **{k: np.array([r[k] if r is not None else np.nan for r in tissue]) for k in TISSUE_LABELS})
+        **{k: np.array([r[k] if r is not None else np.nan for r in tissue])
+           for k in (*TISSUE_LABELS, "skin_direction_deg")})
     by_group = {}
     for g in GROUPS:
         idx = np.flatnonzero(groups == g)
@@ -593,12 +614,13 @@ def _figures(frames, groups, evaluation, by_group, per_frame, curves, is_real, c
     save_figure(fig, out_dir / "texture.png", dpi=90)
     plt.close(fig)
 
-    fig, ax = plt.subplots(1, 4, figsize=(18, 3.6))
+    fig, ax = plt.subplots(1, 5, figsize=(22, 3.6))
     by = {g: np.flatnonzero(groups == g) for g in by_group}
     measures = (("lv_size", "LV diameter / FOV side", np.linspace(0, 0.45, 30)),
                 ("body_fraction", "body share of the FOV", np.linspace(0, 1, 30)),
                 ("blood_percentile", "LV blood percentile among body pixels", np.linspace(40, 100, 31)),
-                ("rv_direction_deg", "RV direction from the LV (deg; 180 = image left)", np.linspace(0, 360, 37)))
+                ("rv_direction_deg", "RV direction from the LV (deg; 180 = image left)", np.linspace(0, 360, 37)),
+                ("skin_direction_deg", "nearest skin from the LV (deg; 90 = up)", np.linspace(0, 360, 37)))
     for a, (key, title, bins) in zip(ax, measures):
         for g, idx in by.items():
             v = per_frame[key][idx]
@@ -675,12 +697,15 @@ def _report(m):
     for t in ("lv_myocardium", "subcutaneous_fat", "fat", "liver", "muscle", "spleen", "stomach", "abdomen", "lung"):
         L.append(f"| {t} | " + " | ".join(f"{sig[f][t]:.2f}" for f in sig) + " |")
     L += ["", "## Geometry", "",
-          "| group | LV diameter / FOV side | RV direction (deg, 180 = image left) | matrix side (px) | pixel (mm) |",
-          "|---|---|---|---|---|"]
+          "| group | LV diameter / FOV side | RV direction (deg, 180 = image left) | nearest skin from the LV (deg, "
+          "90 = up) | matrix side (px) | pixel (mm) |",
+          "|---|---|---|---|---|---|"]
     for name, r in g.items():
         L.append(f"| {name} | {_iqr(r['lv_size'])} | {_iqr(r['rv_direction_deg'], '{:.0f}')} | "
-                 f"{_iqr(r['matrix'], '{:.0f}')} | {_iqr(r['pixel_mm'])} |")
-    L += ["", "ACDC's shared copy keeps no pixel spacing. Sunnybrook has no RV contours.", "",
+                 f"{_iqr(r.get('skin_direction_deg'), '{:.0f}')} | {_iqr(r['matrix'], '{:.0f}')} | {_iqr(r['pixel_mm'])} |")
+    L += ["", "ACDC's shared copy keeps no pixel spacing. Sunnybrook has no RV contours. The nearest skin is the "
+          "body's edge closest to the LV blood pool, off the frame's border: the chest wall, which shows how the "
+          "oblique short-axis plane lies in the chest (the phantom turns its torso about the heart to match).", "",
           "![geometry](geometry.png)", "", "## Texture", "",
           "Mean ± sd over frames of each group: intensity and gradient histograms of the frame over its 99th "
           "percentile, uniform LBP histograms, radial power spectra (Hann window; shape only).", "",
