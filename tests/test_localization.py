@@ -291,7 +291,7 @@ def test_box_vote_averages_overlapping_boxes_by_score():
     np.testing.assert_allclose(P.box_vote(b, [0.6, 0.2, 0.9], 2), b[2])
 
 
-def _seed_metrics(seed, containment, cohort="abc", slices=19):
+def _seed_metrics(seed, containment, cohort="abc", slices=19, lr=0.0005):
     def one(pct):
         return dict(slices=slices, frames=2 * slices, proposals=dict(sensitivity=90.0, specificity=97.0),
                     detection_fast=dict(centre_mm=dict(median=5.0 + seed), centre_px=dict(median=3.0),
@@ -299,7 +299,8 @@ def _seed_metrics(seed, containment, cohort="abc", slices=19):
                     containment_myocardium_per_frame=dict(percent=pct, frames=slices),
                     containment_myocardium_motion_prior=dict(percent=pct + 5, frames=slices))
     return dict(seed=seed, cohort_sha256=cohort, sets=dict(sunnybrook=one(containment)),
-                finetuned=dict(sets=dict(sunnybrook=one(99.0))) if seed == 0 else None)
+                settings=dict(seed=seed, train=dict(learning_rate=lr), finetune=dict(enabled=seed == 0)),
+                finetuned=dict(train_patients=[61, 80], sets=dict(sunnybrook=one(99.0))) if seed == 0 else None)
 
 
 def test_seed_summary_is_the_mean_and_sample_sd_of_the_runs(tmp_path):
@@ -317,19 +318,24 @@ def test_seed_summary_is_the_mean_and_sample_sd_of_the_runs(tmp_path):
     assert r["sets"]["sunnybrook"]["centre_mm"]["mean"] == pytest.approx(6.0)
     assert r["seeds"] == [0, 1, 2] and r["finetuned"]["seed"] == 0
     text = LS.report(r)
-    assert "80.0 ± 10.0" in text and "Fine-tuned variant" in text
+    assert "80.0 ± 10.0" in text and "Fine-tuned variant" in text and "061-080" in text
 
 
 def test_seed_summary_refuses_runs_on_other_cohorts_or_sets(tmp_path):
     from ofrnn.experiments import localization_seeds as LS
 
     for name, m in (("a", _seed_metrics(0, 80.0)), ("b", _seed_metrics(1, 80.0, cohort="xyz")),
-                    ("c", _seed_metrics(1, 80.0, slices=7))):
+                    ("c", _seed_metrics(1, 80.0, slices=7)), ("d", _seed_metrics(0, 70.0)),
+                    ("e", _seed_metrics(2, 80.0, lr=0.001))):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps(m))
     with pytest.raises(OfrnnError, match="different cohorts"):
         LS.collect([str(tmp_path / "a"), str(tmp_path / "b")])
     with pytest.raises(OfrnnError, match="other real sets"):
         LS.collect([str(tmp_path / "a"), str(tmp_path / "c")])
+    with pytest.raises(OfrnnError, match="repeat a seed"):
+        LS.collect([str(tmp_path / "a"), str(tmp_path / "d")])
+    with pytest.raises(OfrnnError, match="other settings"):
+        LS.collect([str(tmp_path / "a"), str(tmp_path / "e")])
     with pytest.raises(OfrnnError, match="missing"):
         LS.collect([str(tmp_path / "a"), str(tmp_path / "nothing")])

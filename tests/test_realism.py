@@ -169,13 +169,38 @@ def test_skin_direction_points_at_the_nearest_real_skin():
 
     yy, xx = np.mgrid[0:200, 0:200]
     body = np.hypot(yy - 100, xx - 100) < 80
-    image = np.where(body, 0.5, 0.0)
+    image = np.where(body, 0.5, 0.01)  # air holds noise, above exact zero
     blood = np.hypot(yy - 60, xx - 100) < 8
     image[blood] = 1.0
     assert abs(skin_direction_deg(body, image, blood, 1.0) - 90) < 3
     left = np.hypot(yy - 100, xx - 45) < 8  # a pool right of the left skin
     assert abs(skin_direction_deg(body, image, left, 1.0) - 180) < 3
-    # the body overflows the frame at the top: the border is not skin, the nearest real edge is
+    # the body overflows the frame at the top: the border is not skin; the nearest real edge is
+    # where the disk meets the half-plane, (100, 20) and (100, 180) px from (60, 100): about
+    # 207 or 333 deg (ties go to the first found)
     cut = body | (yy < 100)
-    d = skin_direction_deg(cut, np.where(cut, 0.5, 0.0), blood, 1.0)
-    assert 20 < d % 180 and abs(d - 90) > 30
+    d = skin_direction_deg(cut, np.where(cut, 0.5, 0.01), blood, 1.0)
+    assert min(abs(d - 206.6), abs(d - 333.4)) < 3
+    # a circular FOV mask cutting a larger body: its rim (bright inside, zero outside) is not skin
+    big = np.hypot(yy - 170, xx - 100) < 150  # skin only at the top, 20 px below the frame's edge
+    masked = np.where(np.hypot(yy - 99.5, xx - 99.5) <= 95, np.where(big, 0.5, 0.01), 0.0)
+    pool = np.hypot(yy - 100, xx - 170) < 6  # near the mask's right rim, far from the top skin
+    masked[pool] = 1.0
+    from ofrnn.experiments.realism import body_mask, fov_mask_radius
+
+    assert abs(fov_mask_radius(masked) - 95) < 1.5 and fov_mask_radius(image) == np.inf
+    d = skin_direction_deg(body_mask(masked, 1.0), masked, pool, 1.0)
+    assert 90 < d < 150  # up and left, to the top skin, not right to the rim (0 deg)
+
+
+def test_is_calibration_follows_the_split():
+    """The calibration patients are those of the [split] table, by ACDC number range and Sunnybrook id."""
+    from ofrnn.experiments.realdata import is_calibration
+
+    split = dict(calibration_acdc=[61, 80], calibration_sunnybrook=["SC-HF-I-1"])
+    assert is_calibration("acdc", "patient061/slice01", split) and is_calibration("acdc", "patient080/slice09", split)
+    assert not is_calibration("acdc", "patient060/slice01", split)
+    assert not is_calibration("acdc", "patient081/slice01", split)
+    assert is_calibration("sunnybrook", "SC-HF-I-1/slice03", split)
+    assert not is_calibration("sunnybrook", "SC-HF-I-10/slice03", split)
+    assert not is_calibration("sunnybrook", "SC-HF-I-2/slice03", split)

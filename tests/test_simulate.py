@@ -210,7 +210,7 @@ def test_scene_adds_clutter_but_leaves_the_heart_and_ground_truth(monkeypatch):
 
     def empty(rng, anatomy):
         scene = real_sample(rng, anatomy)
-        scene.update(organs=[], loops=[], vessels=[], fat=[])
+        scene.update(organs=[], loops=[], vessels=[], great=[], fat=[])
         scene["texture"]["amplitude"] = 0.0
         scene["offresonance"].update(hz_100mm=0.0, roughness_hz=0.0)
         return scene
@@ -366,9 +366,14 @@ def test_fov_mask_blanks_only_outside_the_circle():
 def test_fixing_one_acquisition_setting_leaves_the_other_drawn_ones():
     a = simulate_subject(6, "apical", Acquisition(matrix=128, frames=3, pixel_mm=2.8))
     b = simulate_subject(6, "apical", Acquisition(matrix=128, frames=3, pixel_mm=2.8, field_t=1.5))
-    for k in ("residual_shading", "readout_resolution", "fov_mask"):
+    for k in ("residual_shading", "readout_resolution", "fov_mask", "mt"):
         assert a.attrs[k] == b.attrs[k], k
     assert b.attrs["field_t"] == 1.5
+    # a fixed flip angle is taken as exact (no transmit-field shortfall) and moves no other draw
+    c = simulate_subject(6, "apical", Acquisition(matrix=128, frames=3, pixel_mm=2.8, flip_deg=50.0))
+    for k in ("field_t", "residual_shading", "readout_resolution", "fov_mask", "mt", "snr"):
+        assert a.attrs[k] == c.attrs[k], k
+    assert c.attrs["flip_deg"] == 50.0 and c.attrs["b1"] == 1.0
 
 
 def test_scene_fills_the_abdomen_below_the_diaphragm():

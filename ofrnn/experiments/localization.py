@@ -262,7 +262,7 @@ def run(config, profile, out_dir):
         else:
             skipped["finetuned variant"] = "needs the ACDC frames"
     timing = time_fast_mode(detector, sets["simulated"], ev["timing_repeats"])
-    result = dict(paper=PAPER, profile=profile, seed=seed, cohort_sha256=content_digest(cohort_path), train_subjects=len(train_ids),
+    result = dict(paper=PAPER, profile=profile, seed=seed, split=split, cohort_sha256=content_digest(cohort_path), train_subjects=len(train_ids),
                   test_subjects=len(test_ids), train_frames=len(frames), training=record, timing=timing,
                   sets=metrics, finetuned=finetuned, skipped=skipped, targets=targets(metrics, record, timing),
                   versions=dict(ofrnn=__version__, tensorflow=tf.__version__, keras=keras.__version__,
@@ -439,7 +439,8 @@ def report(r):
              f"training {r['training']['seconds']:.0f} s (proposals {r['training']['proposal_seconds']:.0f} s). "
              f"Versions: {r['versions']}.", "",
              "Real sets hold only the patients the phantom was never calibrated on (`experiments/realism.toml` [split]: "
-             "ACDC 061-080 and Sunnybrook SC-HF-I-1 are left out).", "",
+             f"ACDC {r['split']['calibration_acdc'][0]:03d}-{r['split']['calibration_acdc'][1]:03d} and Sunnybrook "
+             f"{', '.join(r['split']['calibration_sunnybrook'])} are left out).", "",
              "## Targets", "", "| benchmark | measured | target | met |", "|---|---|---|---|"]
     for t in r["targets"]:
         lines.append(f"| {t['name']} | {_f(t['value'])} | {t['target']} | {'-' if t['met'] is None else ('yes' if t['met'] else 'NO')} |")

@@ -44,11 +44,12 @@ def _read(m, get):
 
 
 def _stats(values):
+    """Mean and sample sd over the values present; ``values`` keeps one entry per seed (None where
+    a run lacks the measure)."""
     v = np.array([x for x in values if x is not None], float)
     if not v.size:
         return None
-    return dict(mean=float(v.mean()), sd=float(v.std(ddof=1)) if v.size > 1 else 0.0, values=[float(x) for x in values
-                                                                                               if x is not None])
+    return dict(mean=float(v.mean()), sd=float(v.std(ddof=1)) if v.size > 1 else 0.0, values=list(values))
 
 
 def collect(runs):
@@ -69,6 +70,14 @@ def collect(runs):
     if len(digests) > 1:
         raise OfrnnError(f"the runs scored different cohorts ({', '.join(sorted(digests))}); rerun them on one",
                          field="cohort_sha256")
+    seeds = [m["seed"] for m in metrics]
+    if len(set(seeds)) < len(seeds):
+        raise OfrnnError(f"the runs repeat a seed ({seeds})", field="seed")
+    # the runs must differ by their seed only (the fine-tuned variant is one run's extra)
+    same = [{k: v for k, v in m["settings"].items() if k not in ("seed", "finetune")} for m in metrics]
+    for run, s in zip(runs, same):
+        if s != same[0]:
+            raise OfrnnError(f"{run}: other settings than {runs[0]} besides the seed", field="settings")
     sets = list(metrics[0]["sets"])
     for run, m in zip(runs, metrics):
         shape = {k: (v["slices"], v["frames"]) for k, v in m["sets"].items()}
@@ -78,26 +87,29 @@ def collect(runs):
              for name in sets}
     sizes = {name: dict(slices=metrics[0]["sets"][name]["slices"], frames=metrics[0]["sets"][name]["frames"])
              for name in sets}
-    finetuned = next((dict(seed=m["seed"], sets={k: {key: _read(v, get) for key, _, get in MEASURES}
+    finetuned = next((dict(seed=m["seed"], train_patients=m["finetuned"]["train_patients"],
+                           sets={k: {key: _read(v, get) for key, _, get in MEASURES}
                                                  for k, v in m["finetuned"]["sets"].items()})
                       for m in metrics if m.get("finetuned")), None)
-    return dict(runs=list(runs), seeds=[m["seed"] for m in metrics], cohort_sha256=digests.pop(), sets=table,
+    return dict(runs=list(runs), seeds=seeds, cohort_sha256=digests.pop(), sets=table,
                 sizes=sizes, finetuned=finetuned)
 
 
 def _cell(s, fmt="{:.1f}"):
     if s is None:
         return "-"
-    per = " / ".join(fmt.format(v) for v in s["values"])
+    per = " / ".join("-" if v is None else fmt.format(v) for v in s["values"])
     return f"**{fmt.format(s['mean'])} ± {fmt.format(s['sd'])}** ({per})"
 
 
 def report(r):
     lines = ["# Heart localization over training seeds (phantom-only detector)", "",
              f"Seeds {', '.join(map(str, r['seeds']))} (`{'`, `'.join(r['runs'])}`), cohort sha256 `{r['cohort_sha256']}`. "
-             "Mean ± sd over seeds, then the value of each seed. The detector is trained on simulated frames only; "
-             "real sets hold only the patients the phantom was not calibrated on. ACDC files carry no pixel spacing, so "
-             "its centre error is in pixels.", "",
+             "Mean ± sd (sample sd) over seeds, then the value of each seed. The seed draws the detector's weights and "
+             "its training batches, and also which simulated subjects are held out and which real frames the proposal "
+             "classifier is scored on: the spread is the whole pipeline's. The detector is trained on simulated frames "
+             "only; real sets hold only the patients the phantom was not calibrated on. ACDC files carry no pixel "
+             "spacing, so its centre error is in pixels.", "",
              "| set | slices (frames) | " + " | ".join(title for _, title, _ in MEASURES) + " |",
              "|---|---|" + "---|" * len(MEASURES)]
     for name, row in r["sets"].items():
@@ -109,8 +121,8 @@ def report(r):
               "(mean of 3 seeds), median centre error < 5 mm; simulated containment >= 96 %."]
     ft = r["finetuned"]
     if ft:
-        lines += ["", f"**Fine-tuned variant** (seed {ft['seed']} only; fine-tuned on real ACDC frames of the "
-                  "calibration patients; not phantom-only):", "",
+        lines += ["", f"**Fine-tuned variant** (seed {ft['seed']} only; fine-tuned on real ACDC frames of patients "
+                  f"{ft['train_patients'][0]:03d}-{ft['train_patients'][1]:03d}; not phantom-only):", "",
                   "| set | whole-LV containment % | centre error median mm | centre error median px |", "|---|---|---|---|"]
         for name, row in ft["sets"].items():
             f = lambda v, fmt="{:.2f}": "-" if v is None else fmt.format(v)  # noqa: E731

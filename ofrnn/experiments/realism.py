@@ -161,16 +161,34 @@ def tissue_measures(image, blood, myocardium):
     return out
 
 
+def fov_mask_radius(image):
+    """Radius (px, about the frame's centre) of a circular field-of-view mask, beyond which every
+    pixel is exactly zero; ``inf`` when the frame has none (something non-zero near a corner)."""
+    img = np.asarray(image)
+    H, W = img.shape
+    r = np.hypot(*np.mgrid[0:H, 0:W] - np.array([(H - 1) / 2, (W - 1) / 2])[:, None, None])
+    nonzero = img != 0
+    if not nonzero.any():
+        return float("inf")
+    far = float(r[nonzero].max())
+    return far if far < 0.95 * float(r.max()) else float("inf")
+
+
 def skin_direction_deg(body, image, blood, level):
     """Display angle (degrees in [0, 360); 0 = image right, 90 = up) from the LV blood pool's
-    centroid to the nearest point of the body's edge that is skin: not on the frame's border and
-    brighter than 5 % of the blood ``level`` there. It is the chest wall nearest the heart, so it
-    shows how the oblique short-axis plane lies in the chest. NaN when no edge qualifies."""
+    centroid to the nearest point of the body's edge that is skin: not on the frame's border, not
+    on the rim of a circular FOV mask (:func:`fov_mask_radius`) and brighter than 5 % of the blood
+    ``level`` there. It is the chest wall nearest the heart, so it shows how the oblique short-axis
+    plane lies in the chest. NaN when no edge qualifies."""
     from scipy import ndimage as ndi
 
+    img = np.asarray(image)
     edge = body & ~ndi.binary_erosion(body)
     edge[:3], edge[-3:], edge[:, :3], edge[:, -3:] = False, False, False, False
-    edge &= np.asarray(image) > 0.05 * level
+    edge &= img > 0.05 * level
+    H, W = img.shape
+    r = np.hypot(*np.mgrid[0:H, 0:W] - np.array([(H - 1) / 2, (W - 1) / 2])[:, None, None])
+    edge &= r < fov_mask_radius(img) - 3
     if not edge.any() or not blood.any():
         return float("nan")
     ly, lx = np.argwhere(blood).mean(0)
@@ -410,12 +428,14 @@ def _summary(v):
 
 
 def _signal_ratios():
-    """The phantom's on-resonance bSSFP signal per tissue over LV blood (flip 50 deg, mid TR)."""
-    from ..simulate.mri import Tissue, signal_table
+    """The phantom's on-resonance bSSFP signal per tissue over LV blood (flip 50 deg, mid TR, the
+    magnetization-transfer factor at its mid-range 0.675)."""
+    from ..simulate.mri import MT_TISSUES, Tissue, signal_table
 
     out = {}
     for field, tr in ((1.5, 3.0), (3.0, 3.2)):
         sig = signal_table(field_t=field, flip_deg=50.0, tr_ms=tr)
+        sig[list(MT_TISSUES)] *= 0.675
         out[f"{field:g} T"] = {t.name.lower(): float(sig[int(t)] / sig[int(Tissue.LV_BLOOD)]) for t in Tissue}
     return out
 
@@ -691,8 +711,9 @@ def _report(m):
                  + " | ".join(_iqr(r.get(k), "{:.1f}" if k in ("blood_percentile", "snr") else "{:.2f}")
                               for k in TISSUE_LABELS) + " |")
     sig = m["phantom_signal_over_blood"]
-    L += ["", "The phantom's bSSFP signal over LV blood (flip 50 deg; TR 3.0 ms at 1.5 T, 3.2 ms at 3 T; fat at its "
-          "chemical shift; before texture, coil shading and noise):", "",
+    L += ["", "The phantom's bSSFP signal over LV blood (flip 50 deg, nominal: the drawn transmit field lowers it; TR 3.0 ms at 1.5 T, "
+          "3.2 ms at 3 T; fat at its chemical shift; magnetization transfer at its mid-range 0.675 in liver, muscle, "
+          "spleen and abdomen; before texture, coil shading and noise):", "",
           "| tissue | " + " | ".join(sig) + " |", "|---|" + "---|" * len(sig)]
     for t in ("lv_myocardium", "subcutaneous_fat", "fat", "liver", "muscle", "spleen", "stomach", "abdomen", "lung"):
         L.append(f"| {t} | " + " | ".join(f"{sig[f][t]:.2f}" for f in sig) + " |")

@@ -98,8 +98,9 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     -------
     Subject
         With every field of the store; ``attrs`` records the drawn acquisition and physiology
-        (snr, field_t, tr_ms, flip_deg, rr_ms, ef, ef_target, es_frame, rotation_es_deg, infarct
-        territory and maximal transmurality).
+        (snr, field_t, tr_ms, flip_deg (the effective one), b1 (its share of the nominal), mt (the
+        magnetization-transfer factor of :data:`.mri.MT_TISSUES`), turn_deg (the torso's turn), rr_ms,
+        ef, ef_target, es_frame, rotation_es_deg, infarct territory and maximal transmurality).
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}")
@@ -115,15 +116,18 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
                  fov_mask=float(arng.uniform(0.46, 0.5)) if arng.random() < 0.35 else 0.0)
     field, residual, readout, fov_mask = (getattr(acq, k) if getattr(acq, k) is not None else v
                                           for k, v in drawn.items())
-    # the transmit field over the heart falls short of the nominal flip angle, much more at 3 T
-    # than at 1.5 T (Sung & Nayak, JMRI 27:643 (2008)); a lower flip angle brightens myocardium
-    # against blood. The ranges give myocardium / blood 0.27-0.52 (ACDC 061-080 measure 0.46,
-    # IQR 0.35-0.57; SC-HF-I-1 0.34; `make realism-calibrate`)
-    b1 = float(arng.uniform(*((0.5, 1.0) if field == 3.0 else (0.75, 1.0)))) if acq.flip_deg is None else 1.0
+    # the transmit field over the heart falls short of the nominal flip angle at 3 T (Sung & Nayak,
+    # JMRI 27:643 (2008), measured at 3 T); at 1.5 T the shortfall is assumed smaller. A lower flip
+    # angle brightens myocardium against blood: the ranges were set on the calibration frames'
+    # myocardium / blood (ACDC 061-080 0.46, IQR 0.35-0.57; SC-HF-I-1 0.34; `make
+    # realism-calibrate`) and give 0.25-0.52. Drawn even when flip_deg is fixed (then unused), so
+    # fixing it leaves the draws after it as they were
+    b1 = float(arng.uniform(*((0.5, 1.0) if field == 3.0 else (0.75, 1.0))))
     # magnetization transfer lowers liver, spleen, muscle and abdominal signal (mri.MT_TISSUES); the
     # range puts the body's median and upper quartile over blood where ACDC 061-080 and SC-HF-I-1
     # have them (0.32-0.36 and 0.61-0.66, `make realism-calibrate`)
     mt = float(arng.uniform(0.5, 0.85))
+    b1 = b1 if acq.flip_deg is None else 1.0
     T, n = acq.frames, acq.matrix
     spacing = acq.pixel_mm if acq.pixel_mm is not None else rng.uniform(1.3, 1.6)
     # blood SNR of clinical cine bSSFP with phased-array coils; ACDC 061-080 and SC-HF-I-1 measure
@@ -170,7 +174,7 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     cav = out["lv_cavity_t"].reshape(T, -1).sum(1)
     es_frame = int(np.argmin(cav))
     inf = anatomy.infarct
-    attrs = dict(snr=float(snr), field_t=field, b1=b1, mt=mt, residual_shading=residual, fov_mask=fov_mask, tr_ms=float(tr), te_ms=float(tr / 2),
+    attrs = dict(snr=float(snr), field_t=field, b1=b1, mt=mt, turn_deg=float(scene["turn_deg"]), residual_shading=residual, fov_mask=fov_mask, tr_ms=float(tr), te_ms=float(tr / 2),
                  flip_deg=float(flip), rr_ms=float(rr), phase_resolution=float(phase_res), readout_resolution=readout,
                  ef=float(1 - cav[es_frame] / max(cav[0], 1)), ef_target=motion.ef_target, es_frame=es_frame,
                  rotation_es_deg=float(np.rad2deg(motion.rotation_es)),

@@ -247,7 +247,8 @@ def _sample_body(rng, level, centre, fov_mm):
     The oblique short-axis plane cuts the chest wide: the body usually overflows the field of
     view at the sides, the heart lies anterior, close to the chest wall, with lungs lateral and
     posterior, the liver below-left, spine and descending aorta posterior. Layers (subcutaneous
-    fat, chest-wall muscle with ribs) vary in thickness around the body.
+    fat, chest-wall muscle with ribs) vary in thickness around the body. This is the layout before
+    the scene's turn about the heart (:func:`ofrnn.simulate.render.material_map`).
     """
     cy, cx = centre
     # semi-axes: adult chests are 250-350 mm deep and 300-450 mm wide at the heart (more with the

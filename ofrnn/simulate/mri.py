@@ -47,8 +47,9 @@ class Tissue(IntEnum):
 #: Lung: Stadler et al., MRM 53:1099 (2005) (T1 about 1.2 s at 1.5 T); proton density about 0.2
 #: (tissue density of aerated lung); T2 30 / 20 ms at 1.5 / 3 T, shorter than the parenchyma's own
 #: to stand in for the intravoxel dephasing that makes lung dark in bSSFP (shorter at 3 T). They
-#: put lung at 0.05-0.10 of blood, the body's darkest decile in ACDC 061-080 and SC-HF-I-1
-#: (0.04-0.11 of blood, `make realism-calibrate`); the former 15 / 10 ms gave 0.02-0.03.
+#: put lung at 0.035-0.085 of blood over the flip angles drawn, near the body's darkest decile in
+#: ACDC 061-080 and SC-HF-I-1 (0.04-0.11 of blood, `make realism-calibrate`); the former 15 / 10 ms
+#: gave 0.02-0.03.
 #: Proton densities follow tissue water content (myocardium ~0.78, blood ~0.85, liver ~0.71).
 #: Pericardium and cortical bone: fibrous / mineral, little mobile water.
 #: Spleen: de Bazelaire et al. (2004). Semi-solid bowel content: assumed between soft tissue and
@@ -134,8 +135,11 @@ def chemical_shift_beta(tissue, *, field_t, tr_ms):
 #: relaxation times predict: the short, strong RF pulses of a cine saturate their bound pool, and
 #: magnetization transfer pulls the free water down with it (Bieri & Scheffler, "On the origin of
 #: apparent low tissue signals in balanced SSFP", MRM 56:1067 (2006)). Blood, fluids and fat have
-#: no such pool; the myocardium is left as tabled (its blood volume and the labels' partial volume
-#: keep it bright in real cines). The factor is drawn per subject (:func:`ofrnn.simulate.simulate_subject`)
+#: no such pool. The myocardium has one too, but it is left as tabled: its ratio to blood is set
+#: through the transmit field against the calibration frames instead (see
+#: :func:`ofrnn.simulate.simulate_subject`), so one factor does not move it twice. The factor is
+#: drawn per subject, 0.5-0.85, set on the body's intensity quantiles over blood of the calibration
+#: frames (no tissue labels exist there for liver or muscle).
 MT_TISSUES = (Tissue.LIVER, Tissue.SPLEEN, Tissue.MUSCLE, Tissue.ABDOMEN, Tissue.SOFT_TISSUE)
 
 #: labels whose ground-truth flow is tissue motion (blood and air move on their own)

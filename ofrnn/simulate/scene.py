@@ -54,7 +54,11 @@ def sample_scene(rng, anatomy):
     """Draw the structures around the heart for one subject (image mm, row/col).
 
     Returns a dict of lists of ellipses ``(row, col, r_row, r_col, wall_mm, content)`` per kind
-    plus the texture and off-resonance settings; :func:`paint_scene` draws the ellipses.
+    (``organs``, ``loops``, ``vessels``, ``fat``: turned with the torso; ``great``: the great
+    vessels and left atrium, placed on the heart and not turned), the ``stomach``'s wall and
+    content, the ``diaphragm`` dome, the fat ``planes``, the ``texture`` and ``offresonance``
+    settings, and ``turn_deg``, the torso's turn about the heart; :func:`paint_scene` and
+    :func:`paint_planned` draw the ellipses.
     """
     a, level = anatomy, anatomy.level
     c = a.centre_mm
