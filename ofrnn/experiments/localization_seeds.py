@@ -78,21 +78,18 @@ def collect(runs):
     for run, s in zip(runs, same):
         if s != same[0]:
             raise OfrnnError(f"{run}: other settings than {runs[0]} besides the seed", field="settings")
-    sets = list(metrics[0]["sets"])
-    for run, m in zip(runs, metrics):
-        shape = {k: (v["slices"], v["frames"]) for k, v in m["sets"].items()}
-        if shape != {k: (v["slices"], v["frames"]) for k, v in metrics[0]["sets"].items()}:
-            raise OfrnnError(f"{run}: scored other real sets than {runs[0]} ({shape})", field="sets")
+    sizes = [{k: dict(slices=v["slices"], frames=v["frames"]) for k, v in m["sets"].items()} for m in metrics]
+    for run, size in zip(runs, sizes):
+        if size != sizes[0]:
+            raise OfrnnError(f"{run}: scored other real sets than {runs[0]} ({size})", field="sets")
     table = {name: {key: _stats([_read(m["sets"][name], get) for m in metrics]) for key, _, get in MEASURES}
-             for name in sets}
-    sizes = {name: dict(slices=metrics[0]["sets"][name]["slices"], frames=metrics[0]["sets"][name]["frames"])
-             for name in sets}
+             for name in sizes[0]}
     finetuned = next((dict(seed=m["seed"], train_patients=m["finetuned"]["train_patients"],
                            sets={k: {key: _read(v, get) for key, _, get in MEASURES}
                                                  for k, v in m["finetuned"]["sets"].items()})
                       for m in metrics if m.get("finetuned")), None)
     return dict(runs=list(runs), seeds=seeds, cohort_sha256=digests.pop(), sets=table,
-                sizes=sizes, finetuned=finetuned)
+                sizes=sizes[0], finetuned=finetuned)
 
 
 def _cell(s, fmt="{:.1f}"):

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from .._version import __version__
 from ..errors import OfrnnError
 from ..files import atomic_write_text, pyplot, save_figure, write_json
+from ..simulate.mri import MT_RANGE
 from . import resolve_config
 from .realdata import SHARED, acdc_sequences, is_calibration, sunnybrook_sequences
 
@@ -161,12 +162,18 @@ def tissue_measures(image, blood, myocardium):
     return out
 
 
-def fov_mask_radius(image):
+def _centre_distance(shape):
+    """Distance (px) of every pixel from the frame's centre."""
+    H, W = shape
+    return np.hypot(*np.mgrid[0:H, 0:W] - np.array([(H - 1) / 2, (W - 1) / 2])[:, None, None])
+
+
+def fov_mask_radius(image, r=None):
     """Radius (px, about the frame's centre) of a circular field-of-view mask, beyond which every
-    pixel is exactly zero; ``inf`` when the frame has none (something non-zero near a corner)."""
+    pixel is exactly zero; ``inf`` when the frame has none (something non-zero near a corner).
+    ``r``: :func:`_centre_distance` of the frame, when the caller has it."""
     img = np.asarray(image)
-    H, W = img.shape
-    r = np.hypot(*np.mgrid[0:H, 0:W] - np.array([(H - 1) / 2, (W - 1) / 2])[:, None, None])
+    r = _centre_distance(img.shape) if r is None else r
     nonzero = img != 0
     if not nonzero.any():
         return float("inf")
@@ -186,9 +193,8 @@ def skin_direction_deg(body, image, blood, level):
     edge = body & ~ndi.binary_erosion(body)
     edge[:3], edge[-3:], edge[:, :3], edge[:, -3:] = False, False, False, False
     edge &= img > 0.05 * level
-    H, W = img.shape
-    r = np.hypot(*np.mgrid[0:H, 0:W] - np.array([(H - 1) / 2, (W - 1) / 2])[:, None, None])
-    edge &= r < fov_mask_radius(img) - 3
+    r = _centre_distance(img.shape)
+    edge &= r < fov_mask_radius(img, r) - 3
     if not edge.any() or not blood.any():
         return float("nan")
     ly, lx = np.argwhere(blood).mean(0)
@@ -429,13 +435,12 @@ def _summary(v):
 
 def _signal_ratios():
     """The phantom's on-resonance bSSFP signal per tissue over LV blood (flip 50 deg, mid TR, the
-    magnetization-transfer factor at its mid-range 0.675)."""
-    from ..simulate.mri import MT_TISSUES, Tissue, signal_table
+    magnetization-transfer factor at the middle of its range)."""
+    from ..simulate.mri import Tissue, signal_table
 
     out = {}
     for field, tr in ((1.5, 3.0), (3.0, 3.2)):
-        sig = signal_table(field_t=field, flip_deg=50.0, tr_ms=tr)
-        sig[list(MT_TISSUES)] *= 0.675
+        sig = signal_table(field_t=field, flip_deg=50.0, tr_ms=tr, mt=float(np.mean(MT_RANGE)))
         out[f"{field:g} T"] = {t.name.lower(): float(sig[int(t)] / sig[int(Tissue.LV_BLOOD)]) for t in Tissue}
     return out
 
@@ -712,8 +717,8 @@ def _report(m):
                               for k in TISSUE_LABELS) + " |")
     sig = m["phantom_signal_over_blood"]
     L += ["", "The phantom's bSSFP signal over LV blood (flip 50 deg, nominal: the drawn transmit field lowers it; TR 3.0 ms at 1.5 T, "
-          "3.2 ms at 3 T; fat at its chemical shift; magnetization transfer at its mid-range 0.675 in liver, muscle, "
-          "spleen and abdomen; before texture, coil shading and noise):", "",
+          f"3.2 ms at 3 T; fat at its chemical shift; magnetization transfer at its mid-range {np.mean(MT_RANGE):g} in "
+          "liver, muscle, spleen and abdomen; before texture, coil shading and noise):", "",
           "| tissue | " + " | ".join(sig) + " |", "|---|" + "---|" * len(sig)]
     for t in ("lv_myocardium", "subcutaneous_fat", "fat", "liver", "muscle", "spleen", "stomach", "abdomen", "lung"):
         L.append(f"| {t} | " + " | ".join(f"{sig[f][t]:.2f}" for f in sig) + " |")

@@ -138,9 +138,10 @@ def chemical_shift_beta(tissue, *, field_t, tr_ms):
 #: no such pool. The myocardium has one too, but it is left as tabled: its ratio to blood is set
 #: through the transmit field against the calibration frames instead (see
 #: :func:`ofrnn.simulate.simulate_subject`), so one factor does not move it twice. The factor is
-#: drawn per subject, 0.5-0.85, set on the body's intensity quantiles over blood of the calibration
-#: frames (no tissue labels exist there for liver or muscle).
+#: drawn per subject from ``MT_RANGE``, set on the body's intensity quantiles over blood of the
+#: calibration frames (no tissue labels exist there for liver or muscle).
 MT_TISSUES = (Tissue.LIVER, Tissue.SPLEEN, Tissue.MUSCLE, Tissue.ABDOMEN, Tissue.SOFT_TISSUE)
+MT_RANGE = (0.5, 0.85)
 
 #: labels whose ground-truth flow is tissue motion (blood and air move on their own)
 SOLID = tuple(t for t in Tissue if t not in (Tissue.AIR, Tissue.LUNG, Tissue.LV_BLOOD, Tissue.RV_BLOOD,
@@ -240,9 +241,10 @@ def band_table(*, field_t, flip_deg, tr_ms, n_bins=64):
     return table
 
 
-def signal_table(*, field_t, flip_deg, tr_ms, scale=10000.0):
+def signal_table(*, field_t, flip_deg, tr_ms, mt=1.0, scale=10000.0):
     """Signal per label code (float32 array indexed by :class:`Tissue`): the bSSFP steady state
-    at each tissue's resonance (fat at its chemical shift, :func:`chemical_shift_beta`).
+    at each tissue's resonance (fat at its chemical shift, :func:`chemical_shift_beta`), times
+    ``mt`` for the tissues of :data:`MT_TISSUES` (magnetization transfer; 1: none).
 
     ``scale`` puts blood near 1500-1900, the range of a scanner's 12-bit magnitude images.
     """
@@ -251,6 +253,7 @@ def signal_table(*, field_t, flip_deg, tr_ms, scale=10000.0):
     for tissue, (pd, t1, t2) in props.items():
         beta = chemical_shift_beta(tissue, field_t=field_t, tr_ms=tr_ms)
         table[int(tissue)] = scale * bssfp_profile(pd, t1, t2, beta, flip_deg=flip_deg, tr_ms=tr_ms)
+    table[list(MT_TISSUES)] *= mt
     return table
 
 
