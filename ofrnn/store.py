@@ -81,6 +81,40 @@ _PER_FRAME_MASKS = ("myocardium_t", "lv_cavity_t")
 _BINARY = ("infarct", "myocardium", "myocardium_t", "lv_cavity_t", "flow_valid")
 
 
+def _no_times(plist, *, track_order):
+    """``plist`` (a file or group creation property list) set to record no object timestamps.
+
+    HDF5 stamps every object header it creates with the wall-clock time unless told not to; h5py
+    turns that off for datasets but not for groups, and a group that tracks creation order (new-style
+    object header) does store them. Same content would then give different bytes, and a different
+    :func:`ofrnn.files.content_digest`, on every run.
+    """
+    if track_order:
+        flags = h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED
+        plist.set_link_creation_order(flags)
+        plist.set_attr_creation_order(flags)
+    plist.set_obj_track_times(False)
+    return plist
+
+
+def create_h5(path, *, track_order=False):
+    """A new, writable :class:`h5py.File` at ``path`` (truncated) whose bytes depend only on what is
+    written into it: no object timestamps in the root group. Create its groups with
+    :func:`create_group`, and its datasets as usual (h5py records no dataset times)."""
+    fcpl = _no_times(h5py.h5p.create(h5py.h5p.FILE_CREATE), track_order=track_order)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)  # h5py.File's default
+    fid = h5py.h5f.create(str(path).encode(), h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl)
+    return h5py.File(fid)
+
+
+def create_group(parent, name, *, track_order=False):
+    """``parent.create_group(name)`` without object timestamps (see :func:`create_h5`)."""
+    gcpl = _no_times(h5py.h5p.create(h5py.h5p.GROUP_CREATE), track_order=track_order)
+    h5py.h5g.create(parent.id, name.encode(), gcpl=gcpl)
+    return parent[name]
+
+
 @dataclass
 class Subject:
     """One short-axis cine slice and its annotations (see the module docstring for units)."""
@@ -240,7 +274,7 @@ class CohortWriter:
         self._output = contextlib.ExitStack()
         self._tmp = self._output.enter_context(atomic_output(self.path))
         try:
-            self._file = h5py.File(self._tmp, "w", track_order=True)
+            self._file = create_h5(self._tmp, track_order=True)
         except BaseException:
             self._output.close()
             raise
@@ -248,7 +282,7 @@ class CohortWriter:
         self._file.attrs["source"] = self.source
         self._file.attrs["created_by"] = f"ofrnn {__version__}"
         self._file.attrs["params"] = json.dumps(self.params, sort_keys=True, default=json_default)
-        self._subjects = self._file.create_group("subjects", track_order=True)
+        self._subjects = create_group(self._file, "subjects", track_order=True)
         return self
 
     def add(self, subject: Subject):
@@ -256,7 +290,7 @@ class CohortWriter:
         validate_subject(subject, source=self.source, path=self.path)
         if subject.id in self._subjects:
             raise OfrnnError("duplicate subject id", path=self.path, field=_where(self.path, subject.id))
-        g = self._subjects.create_group(subject.id)
+        g = create_group(self._subjects, subject.id)
         g.attrs["level"] = subject.level
         g.attrs["spacing_mm"] = np.asarray(subject.spacing_mm, dtype=np.float64)
         for k, v in subject.attrs.items():

@@ -1,5 +1,6 @@
 """The HDF5 cohort store: schema round trip, atomic writes, validation messages, ``ofrnn info``."""
 import re
+import time
 
 import h5py
 import numpy as np
@@ -95,6 +96,21 @@ def test_nifti_geometry_is_validated(attrs, field):
     s.attrs = {k: v for k, v in s.attrs.items() if v is not None}
     with pytest.raises(OfrnnError, match=re.escape(f"subjects/n1/{field}")):
         validate_subject(s, source="nifti")
+
+
+def test_same_content_gives_the_same_bytes(tmp_path):
+    """Reports name a cohort by the SHA-256 of its bytes, so writing the same subjects again, even a
+    second later, must give the same file: no HDF5 object timestamps (they have 1 s resolution)."""
+    from ofrnn.files import content_digest
+
+    paths = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    for i, path in enumerate(paths):
+        if i:
+            time.sleep(1.1)  # a later second on the wall clock
+        write_cohort(path, [full_subject("s001", 0), full_subject("s002", 1)], source="simulated",
+                     params={"seed": 0})
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert content_digest(paths[0]) == content_digest(paths[1])
 
 
 def test_atomic_write_leaves_nothing_on_exception(tmp_path):
