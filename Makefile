@@ -93,8 +93,10 @@ localize-seeds: $(COHORT)
 # results/flow/tuning.{json,md}; the library defaults in ofrnn/flow come from it.
 # make flow-tune-matching: the deep OF's matching weight on all training data (that cohort,
 # FlyingChairs 0000000-0000002, flow/tiny) -> results/flow/tuning-matching.{json,md}.
+# make flow-tune-data: then the data term's brightness weight, on the same sets plus the ACDC
+# calibration patients' ED->ES cavity -> results/flow/tuning-data.{json,md}.
 FLOW_PROFILE ?= full
-.PHONY: flow-bench flow-tune flow-tune-matching
+.PHONY: flow-bench flow-tune flow-tune-matching flow-tune-data
 
 flow-bench: $(COHORT)
 	$(OFRNN) experiment flow --profile $(FLOW_PROFILE) --out results/flow
@@ -104,6 +106,9 @@ flow-tune:
 
 flow-tune-matching:
 	$(OFRNN) experiment flow --profile tune-matching --out results/flow
+
+flow-tune-data:
+	$(OFRNN) experiment flow --profile tune-data --out results/flow
 # ---- end global motion ----
 
 # ---- phantom physiology report (issue 2; settings: experiments/phantom.toml) ----

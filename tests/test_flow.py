@@ -554,3 +554,54 @@ def test_acdc_tracking_reports_how_much_of_the_contraction_a_flow_follows(tmp_pa
     assert table["zero"]["cavity_area_ratio_median"] == pytest.approx((12 / 9) ** 2, rel=0.1)
     assert table["exact"]["cavity_area_ratio_median"] == pytest.approx(1.0, abs=0.1)
     assert table["exact"]["dice_lv_cavity"] > 0.9 > table["zero"]["dice_lv_cavity"]
+
+
+def test_brightness_weight_that_decays_to_the_finest_level_leaves_a_single_level_unchanged():
+    # delta_k = delta (k / k_max)^delta_decay: one pyramid level is the finest, so any decay > 0
+    # switches the brightness term off there and the flow is the gradient-only one; decay 0 keeps it.
+    rng = np.random.default_rng(3)
+    a = ndi.gaussian_filter(rng.random((40, 40)), 2).astype(np.float32)
+    b = ndi.shift(a, (0.6, -0.4), order=1, mode="nearest")
+    one = dict(min_size=40, beta=0.0)
+    plain = F.deep_flow(a, b, delta=0.0, **one)
+    np.testing.assert_array_equal(F.deep_flow(a, b, delta=2.0, delta_decay=1.0, **one), plain)
+    assert np.abs(F.deep_flow(a, b, delta=2.0, delta_decay=0.0, **one) - plain).max() > 1e-3
+
+
+def test_acdc_cases_keep_one_side_of_the_real_data_split(tmp_path):
+    import h5py
+
+    from ofrnn.experiments import flow as bench
+
+    yy, xx = np.mgrid[:60, :60]
+    r = np.hypot(yy - 30, xx - 30)
+    label = np.where(r < 8, 3, np.where(r < 12, 2, 0)).astype(np.uint8)
+    for patient in ("041", "061"):
+        for frame in ("01", "02"):
+            with h5py.File(tmp_path / f"patient{patient}_frame{frame}_slice_1.h5", "w") as f:
+                f["image"] = (label * 80).astype(np.float32)
+                f["label"] = label
+    # experiments/realism.toml [split]: ACDC 061-080 are calibration patients, 041-060 evaluation
+    assert [c[0] for c in bench.acdc_cases(tmp_path, calibration=True)] == ["patient061/slice01"]
+    assert [c[0] for c in bench.acdc_cases(tmp_path, calibration=False)] == ["patient041/slice01"]
+
+
+def test_cavity_error_of_the_tuning_set_is_small_when_the_flow_follows_systole():
+    # a bright cavity in a grey ring shrinks from radius 14 to 9: the ED cavity moved by the deep
+    # OF's ED->ES flow lands on the ES cavity (1 - Dice near 0), where not moving leaves 0.42
+    from ofrnn.experiments import flow as bench
+
+    yy, xx = np.mgrid[:80, :80]
+    r = np.hypot(yy - 40, xx - 40)
+    rng = np.random.default_rng(0)
+
+    def frame(rc):
+        lab = np.where(r < rc, 3, np.where(r < rc + 6, 2, 0)).astype(np.uint8)
+        img = np.select([lab == 3, lab == 2], [1.0, 0.35], 0.1) + 0.02 * rng.standard_normal(lab.shape)
+        return ndi.gaussian_filter(img, 0.7).astype(np.float32), lab
+
+    (a, la), (b, lb) = frame(14), frame(9)
+    still = 1 - bench._dice(la == 3, lb == 3)
+    err, ms = bench._cavity_errors([("patient061/slice01", a, b, la, lb)], {})
+    assert still == pytest.approx(0.42, abs=0.01)
+    assert err < 0.05 and ms > 0

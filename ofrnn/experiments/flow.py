@@ -27,9 +27,10 @@ from tqdm import tqdm
 
 from .. import flow as F
 from ..errors import OfrnnError
-from ..files import atomic_write_text, content_digest, save_figure, write_json
+from ..files import atomic_write_text, content_digest, read_toml, save_figure, write_json
 from ..flow import metrics
 from . import merge, resolve_config
+from .realdata import acdc_sequences, is_calibration
 
 #: the paper's Table 3 (AAE mean, sd in degrees; density)
 PAPER_TABLE3 = {
@@ -41,6 +42,8 @@ PAPER_TABLE3 = {
 }
 DENSE = ("deep", "deep-no-matching", "hs", "pyramid-hs", "farneback", "dis", "opencv-deepflow", "opencv-tvl1", "skimage-tvl1",
          "skimage-ilk")
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _resolve(path):
@@ -180,7 +183,7 @@ def tune(cfg, out_dir):
     previous = out_dir / "tuning.json"
     log = json.loads(previous.read_text())["methods"] if previous.exists() and cfg.get("tune_methods") else {}
     for method, grid in cfg["tuning"].items():
-        if method == "matching" or (cfg.get("tune_methods") and method not in cfg["tune_methods"]):
+        if method in TUNING_TITLES or (cfg.get("tune_methods") and method not in cfg["tune_methods"]):
             continue
         best = dict(grid.get("start", {}))
         trials = []
@@ -210,10 +213,11 @@ def tune(cfg, out_dir):
                     if s < cur - 1e-6:
                         best, cur = cand, s
         log[method] = {"best": best, "aae": cur, "min_density": min_density, "trials": trials}
-    if "matching" in cfg["tuning"] and (not cfg.get("tune_methods") or "matching" in cfg["tune_methods"]):
-        tune_matching(cfg, seqs, step, out_dir, cohort_digest=content_digest(path))
-        if cfg.get("tune_methods") == ["matching"]:
-            return 0
+    for section in TUNING_TITLES:
+        if section in cfg["tuning"] and (not cfg.get("tune_methods") or section in cfg["tune_methods"]):
+            tune_deep(cfg, seqs, step, out_dir, section=section, cohort_digest=content_digest(path))
+    if cfg.get("tune_methods") and set(cfg["tune_methods"]) <= set(TUNING_TITLES):
+        return 0
     result = {"versions": _versions(), "training_cohort_sha256": content_digest(path), "seed": tc["seed"],
               "subjects": len(seqs), "step": step, "methods": log}
     write_json(out_dir / "tuning.json", result)
@@ -242,6 +246,18 @@ def _pair_errors(pairs, params):
         ms.append((time.perf_counter() - t) * 1e3)
         epe.append(metrics.epe(f, gt, *valid))
     return float(np.mean(epe)), float(np.median(ms))
+
+
+def _cavity_errors(cases, params):
+    """Mean 1 - Dice (and median ms) of the ED LV cavity moved by the deep OF's ED->ES flow with
+    ``params`` against the ES cavity, over :func:`acdc_cases` tuples."""
+    err, ms = [], []
+    for _, a, b, la, lb in cases:
+        t = time.perf_counter()
+        f = F.deep_flow(a, b, **params)
+        ms.append((time.perf_counter() - t) * 1e3)
+        err.append(1 - _dice(propagated_mask(f, la == 3), lb == 3))
+    return float(np.mean(err)), float(np.median(ms))
 
 
 def _time_ratio(pairs, params, *, repeats=3):
@@ -304,42 +320,59 @@ def edes_pairs(seqs):
     return out
 
 
-def tune_matching(cfg, seqs, step, out_dir, *, cohort_digest):
-    """Choose the deep OF's pyramid and matching settings on training data only.
+TUNING_TITLES = {"matching": "Deep OF pyramid and matching", "data": "Deep OF data term"}
 
-    Each candidate (keyword overrides of :data:`ofrnn.flow.DEFAULTS`) is scored on the training
-    cohort (myocardium AAE of consecutive frames; myocardium EPE of ED->ES, :func:`edes_pairs`),
-    the FlyingChairs training pairs, large global motion made from them
-    (:func:`large_motion_pairs`) and flow/tiny (EPE). Errors are relative to the ``reference``
-    candidate (the first row; beta = 0 when the settings name none). Among the candidates that
-    raise no set's error by more than ``tolerance`` and, with ``max_time_ratio``, take at most
-    that many times OpenCV DeepFlow's time per pair (:func:`_time_ratio` on a few cohort pairs
-    and one FlyingChairs pair, each set's median within the budget), the lowest mean relative
-    error wins: one parameter set for small cardiac motion, systolic deformation and large real
-    motion alike. ``ms`` per set is recorded for information only (timed minutes apart).
+
+def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
+    """Choose deep OF settings on training data only: the candidates of ``[tuning.<section>]``.
+
+    Two stages share this rule: ``matching`` chose the pyramid and the matching term
+    (results/flow/tuning-matching.md), then ``data`` the data term's weights on top of it
+    (results/flow/tuning-data.md). Each candidate (keyword overrides of
+    :data:`ofrnn.flow.DEFAULTS`) is scored on the training cohort (myocardium AAE of consecutive
+    frames; myocardium EPE of ED->ES, :func:`edes_pairs`), the FlyingChairs training pairs, large
+    global motion made from them (:func:`large_motion_pairs`), flow/tiny (EPE) and, where the
+    section sets ``acdc = true``, real systole: the ACDC calibration patients' LV cavity moved from
+    ED to ES by the ED->ES flow (1 - Dice against the ES cavity; :func:`acdc_cases`, never the
+    evaluation patients). Errors are relative to the ``reference`` candidate (the first row; beta
+    = 0 when the settings name none). Among the candidates that raise no set's error by more than
+    ``tolerance`` and, with ``max_time_ratio``, take at most that many times OpenCV DeepFlow's
+    time per pair (:func:`_time_ratio` on a few cohort pairs and one FlyingChairs pair, each set's
+    median within the budget), the lowest mean relative error wins: one parameter set for small
+    cardiac motion, systolic deformation and large real motion alike. ``ms`` per set is recorded
+    for information only (timed minutes apart).
 
     Raises
     ------
     OfrnnError
         When no candidate is admissible.
     """
-    tm = cfg["tuning"]["matching"]
+    # A later stage scores on the same sets with the same rule as the first: only its candidates,
+    # reference and extra sets are its own.
+    shared = {k: v for k, v in cfg["tuning"].get("matching", {}).items() if k not in ("reference", "candidates", "acdc")}
+    tm = {**shared, **cfg["tuning"][section]}
     fc_dir = _resolve(cfg["flyingchairs"]["dir"])
     tiny_dir = _resolve(tm["tiny"])
+    acdc_dir = _resolve(cfg["acdc"]["dir"])
     sets = {"cohort AAE (deg)": None, "cohort ED->ES EPE (px)": edes_pairs(seqs)}
     if fc_dir.is_dir():
         sets["FlyingChairs train EPE (px)"] = read_flyingchairs(fc_dir, tm["flyingchairs"])
         sets["large motion EPE (px)"] = large_motion_pairs(sets["FlyingChairs train EPE (px)"], **tm.get("large_motion", {}))
     if tiny_dir.is_dir():
         sets["flow/tiny EPE (px)"] = read_tiny(tiny_dir)
+    if tm.get("acdc") and acdc_dir.is_dir():
+        sets["ACDC calibration ED->ES cavity 1 - Dice"] = acdc_cases(acdc_dir, calibration=True,
+                                                                     margin=cfg["acdc"].get("margin", 0.75))
     candidates = [dict(tm.get("reference", {"beta": 0.0}))] + [dict(c) for c in tm["candidates"]]
     rows = []
-    for cand in tqdm(candidates, desc="tune matching", unit="candidate"):
+    for cand in tqdm(candidates, desc=f"tune {section}", unit="candidate"):
         row = {"params": cand, "errors": {}, "ms": {}}  # ms: information only, see the budget below
         for name, pairs in sets.items():
             if pairs is None:
                 r = evaluate_sequences(seqs, ["deep"], {"deep": cand}, step=step, desc="cohort")["deep"]
                 row["errors"][name], row["ms"][name] = float(np.nanmean(r["aae"])), float(np.median(r["ms"]))
+            elif name.startswith("ACDC"):
+                row["errors"][name], row["ms"][name] = _cavity_errors(pairs, cand)
             else:
                 row["errors"][name], row["ms"][name] = _pair_errors(pairs, cand)
         rows.append(row)
@@ -374,12 +407,17 @@ def tune_matching(cfg, seqs, step, out_dir, *, cohort_digest):
     result = {"versions": _versions(), "training_cohort_sha256": cohort_digest, "step": step,
               "sets": list(sets), "rule": rule,
               "candidates": rows, "chosen": chosen["params"]}
-    write_json(out_dir / "tuning-matching.json", result)
-    L = ["# Deep OF pyramid and matching (training data only)", "",
+    write_json(out_dir / f"tuning-{section}.json", result)
+    acdc_line = ""
+    if "ACDC calibration ED->ES cavity 1 - Dice" in sets:
+        ids = sets["ACDC calibration ED->ES cavity 1 - Dice"]
+        acdc_line = (f", the ED->ES LV cavity of the ACDC calibration patients ({ids[0][0].split('/')[0]}-"
+                     f"{ids[-1][0].split('/')[0]}, {len(ids)} slices; experiments/realism.toml [split])")
+    L = [f"# {TUNING_TITLES.get(section, section)} (training data only)", "",
          f"Training cohort {cohort_digest} (content digest; {len(seqs)} subjects, every {step}. pair, and each "
          "subject's ED->ES pair), "
          f"FlyingChairs pairs {', '.join(tm['flyingchairs'])}, large global motion made from their first images "
-         f"(`large_motion_pairs`, {json.dumps(tm.get('large_motion', {}))}), flow/tiny (3 pairs). Every other parameter at "
+         f"(`large_motion_pairs`, {json.dumps(tm.get('large_motion', {}))}), flow/tiny (3 pairs){acdc_line}. Every other parameter at "
          "`ofrnn.flow.DEFAULTS`. Rule: " + rule + ".", "",
          "| candidate | " + " | ".join(sets) + " | time / OpenCV DeepFlow's: cohort, FlyingChairs | admissible |",
          "|---" * (len(sets) + 3) + "|"]
@@ -389,7 +427,7 @@ def tune_matching(cfg, seqs, step, out_dir, *, cohort_digest):
             f"{r['errors'][k]:.3f} ({100 * (r['relative'][k] - 1):+.1f} %)" for k in sets)
             + f" | {', '.join(ms)} | {'yes' if r['admissible'] else 'no'} |")
     L += ["", f"Chosen: `{json.dumps(chosen['params'])}`.", ""]
-    atomic_write_text(out_dir / "tuning-matching.md", "\n".join(L))
+    atomic_write_text(out_dir / f"tuning-{section}.md", "\n".join(L))
     print("\n".join(L))
     return chosen["params"]
 
@@ -565,48 +603,80 @@ def sunnybrook(cfg, params):
     return {"slices": len(cases), "table": table}
 
 
-def acdc(cfg, params):
-    import h5py
+ACDC_STRUCTURES = {"lv_cavity": (3,), "lv_epicardium": (2, 3)}
+
+
+def acdc_cases(folder, *, calibration, slices=0, min_pixels=50, margin=0.75):
+    """ACDC ED/ES slices of one side of the real-data split, cropped about the LV.
+
+    Parameters
+    ----------
+    folder : Path
+        The ``acdc-edes`` folder (see ``../shared/data/MANIFEST.md``).
+    calibration : bool
+        True: the calibration patients of ``experiments/realism.toml`` [split] (ACDC 061-080),
+        which the deep OF's data term may be tuned on; False: every other patient (041-060), only
+        ever scored.
+    slices : int
+        An evenly spaced subset of this many slices (0: all).
+    min_pixels : int
+        Smallest ED cavity kept, in pixels (the ES cavity must be non-empty).
+    margin : float
+        The crop is the ED LV's extent times (1 + 2 margin), square.
+
+    Returns
+    -------
+    list of (id, ED crop, ES crop, ED labels, ES labels)
+        Images (h, w) float32, labels (h, w) uint8 with ACDC's codes (2 myocardium, 3 LV cavity).
+    """
+    split = read_toml(REPO / "experiments" / "realism.toml")["split"]
+    cases = []
+    for s in acdc_sequences(folder):
+        la, lb = s["labels"]
+        if is_calibration("acdc", s["id"], split) != calibration or not ((la == 3).sum() > min_pixels and (lb == 3).any()):
+            continue
+        ys, xs = np.nonzero(np.isin(la, (2, 3)))
+        y0, x0, y1, x1 = _crop_box(np.stack([ys, xs], 1).astype(float), la.shape, margin)
+        crop = (slice(y0, y1), slice(x0, x1))
+        cases.append((s["id"], s["cine"][0][crop], s["cine"][1][crop], la[crop], lb[crop]))
+    if slices and slices < len(cases):  # evenly spaced over all patients, first and last included
+        cases = [cases[i] for i in np.unique(np.linspace(0, len(cases) - 1, slices).round().astype(int))]
+    return cases
+
+
+def propagated_mask(flow, ed_mask):
+    """The largest component of ``ed_mask`` moved by ``flow`` (2, h, w): its contour traced
+    through the flow and filled again (h, w bool); None when the mask is empty."""
     from skimage import measure
 
+    lab = measure.label(ed_mask)
+    if lab.max() == 0:
+        return None
+    biggest = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+    contour = max(measure.find_contours(np.pad(biggest, 1).astype(float), 0.5), key=len) - 1
+    return _polygon_mask(F.trace(np.nan_to_num(flow)[None], contour)[-1], ed_mask.shape)
+
+
+def acdc(cfg, params):
     ac = cfg["acdc"]
     folder = _resolve(ac["dir"])
     if not folder.is_dir():
         return {"skipped": f"{ac['dir']} not found"}
-    eds = sorted(folder.glob("patient*_frame01_slice_*.h5"))
-    cases = []
-    for p in eds:
-        q = p.with_name(p.name.replace("frame01", "frame02"))
-        if not q.exists():
-            continue
-        with h5py.File(p) as f, h5py.File(q) as g:
-            a, la, b, lb = f["image"][()], f["label"][()], g["image"][()], g["label"][()]
-        if a.shape != b.shape or not ((la == 3).sum() > ac.get("min_pixels", 50) and (lb == 3).sum() > 0):
-            continue
-        cases.append((p.name, a, la, b, lb))
-    stride = max(1, len(cases) // ac["slices"]) if ac.get("slices") else 1
-    cases = cases[::stride][:ac.get("slices") or None]
-    structures = {"lv_cavity": (3,), "lv_epicardium": (2, 3)}
+    cases = acdc_cases(folder, calibration=False, slices=ac.get("slices", 0), min_pixels=ac.get("min_pixels", 50),
+                       margin=ac.get("margin", 0.75))
     # per method, structure and slice: (Dice, area of the moved ED mask over the true ES area); the
     # area ratio is > 1 where a flow follows too little of the contraction (ofrnn/flow/deep.py)
-    out = {m: {s: [] for s in structures} for m in ac["methods"]}
-    base = {s: [] for s in structures}
-    for name, a, la, b, lb in tqdm(cases, desc="acdc", unit="slice"):
-        ys, xs = np.nonzero(np.isin(la, (2, 3)))
-        y0, x0, y1, x1 = _crop_box(np.stack([ys, xs], 1).astype(float), a.shape, ac.get("margin", 0.75))
-        A, B = a[y0:y1, x0:x1], b[y0:y1, x0:x1]
-        flows = {m: np.nan_to_num(_run_method(m, A, B, params)[0]) for m in ac["methods"]}
-        for s, labels in structures.items():
-            m_ed = np.isin(la[y0:y1, x0:x1], labels)
-            m_es = np.isin(lb[y0:y1, x0:x1], labels)
-            lab = measure.label(m_ed)
-            if lab.max() == 0 or not m_es.any():  # (the ES structure may lie outside the ED crop)
+    out = {m: {s: [] for s in ACDC_STRUCTURES} for m in ac["methods"]}
+    base = {s: [] for s in ACDC_STRUCTURES}
+    for _, A, B, la, lb in tqdm(cases, desc="acdc", unit="slice"):
+        flows = {m: _run_method(m, A, B, params)[0] for m in ac["methods"]}
+        for s, labels in ACDC_STRUCTURES.items():
+            m_ed, m_es = np.isin(la, labels), np.isin(lb, labels)
+            if not m_es.any():  # (the ES structure may lie outside the ED crop)
                 continue
-            biggest = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
-            contour = max(measure.find_contours(np.pad(biggest, 1).astype(float), 0.5), key=len) - 1
             base[s].append((_dice(m_ed, m_es), m_ed.sum() / m_es.sum()))
             for m, fl in flows.items():
-                moved = _polygon_mask(F.trace(fl[None], contour)[-1], m_ed.shape)
+                moved = propagated_mask(fl, m_ed)
                 out[m][s].append((_dice(moved, m_es), moved.sum() / m_es.sum()))
     # the third of slices whose cavity shrinks most (ED / ES area), where the flows differ most
     shrink = np.array(base["lv_cavity"])[:, 1]
@@ -620,8 +690,11 @@ def acdc(cfg, params):
 
     table = {m: row(r) for m, r in out.items()}
     table["no motion (ED masks as is)"] = row(base)
-    return {"slices": len(cases), "table": table,
-            "note": "cavity_area_ratio_median: the moved ED cavity's area over the true ES cavity's, median over "
+    patients = sorted({c[0].split("/")[0] for c in cases})
+    return {"slices": len(cases), "patients": patients, "table": table,
+            "note": f"evaluation patients only ({patients[0]}-{patients[-1]}, {len(patients)} patients; the calibration "
+                    "patients of experiments/realism.toml [split] are training data of the deep OF's data term); "
+                    "cavity_area_ratio_median: the moved ED cavity's area over the true ES cavity's, median over "
                     "slices (1: the whole contraction followed; above 1: too little of it); _strongest_third: the "
                     "same over the third of slices whose cavity shrinks most (ED / ES area, the no-motion row)"}
 
