@@ -360,9 +360,12 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
         sets["large motion EPE (px)"] = large_motion_pairs(sets["FlyingChairs train EPE (px)"], **tm.get("large_motion", {}))
     if tiny_dir.is_dir():
         sets["flow/tiny EPE (px)"] = read_tiny(tiny_dir)
-    if tm.get("acdc") and acdc_dir.is_dir():
-        sets["ACDC calibration ED->ES cavity 1 - Dice"] = acdc_cases(acdc_dir, calibration=True,
-                                                                     margin=cfg["acdc"].get("margin", 0.75))
+    if tm.get("acdc"):  # the set this stage exists for: no silent tuning without it
+        cases = acdc_cases(acdc_dir, calibration=True, margin=cfg["acdc"].get("margin", 0.75)) if acdc_dir.is_dir() else []
+        if not cases:
+            raise OfrnnError(f"no ACDC calibration slices in {cfg['acdc']['dir']} (the data stage tunes on them)",
+                             field=f"tuning.{section}.acdc")
+        sets["ACDC calibration ED->ES cavity 1 - Dice"] = cases
     candidates = [dict(tm.get("reference", {"beta": 0.0}))] + [dict(c) for c in tm["candidates"]]
     rows = []
     for cand in tqdm(candidates, desc=f"tune {section}", unit="candidate"):
@@ -396,7 +399,7 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     admissible = [r for r in rows if r["admissible"]]
     if not admissible:
         raise OfrnnError("no candidate is admissible (every one raises an error beyond the tolerance or takes "
-                         "longer than the time budget)", field="tuning.matching.candidates")
+                         "longer than the time budget)", field=f"tuning.{section}.candidates")
     chosen = min(admissible, key=lambda r: np.mean(list(r["relative"].values())))
     rule = (f"lowest mean error relative to the first row among the candidates that raise no set's error by "
             f"more than {100 * tol:.1f} %")
@@ -620,7 +623,7 @@ def acdc_cases(folder, *, calibration, slices=0, min_pixels=50, margin=0.75):
     slices : int
         An evenly spaced subset of this many slices (0: all).
     min_pixels : int
-        Smallest ED cavity kept, in pixels (the ES cavity must be non-empty).
+        Smallest ED cavity kept, in pixels (the ES cavity must be non-empty inside the crop).
     margin : float
         The crop is the ED LV's extent times (1 + 2 margin), square.
 
@@ -633,11 +636,13 @@ def acdc_cases(folder, *, calibration, slices=0, min_pixels=50, margin=0.75):
     cases = []
     for s in acdc_sequences(folder):
         la, lb = s["labels"]
-        if is_calibration("acdc", s["id"], split) != calibration or not ((la == 3).sum() > min_pixels and (lb == 3).any()):
+        if is_calibration("acdc", s["id"], split) != calibration or (la == 3).sum() <= min_pixels:
             continue
         ys, xs = np.nonzero(np.isin(la, (2, 3)))
         y0, x0, y1, x1 = _crop_box(np.stack([ys, xs], 1).astype(float), la.shape, margin)
         crop = (slice(y0, y1), slice(x0, x1))
+        if not (lb[crop] == 3).any():  # the ES cavity must lie in the ED crop to be scored
+            continue
         cases.append((s["id"], s["cine"][0][crop], s["cine"][1][crop], la[crop], lb[crop]))
     if slices and slices < len(cases):  # evenly spaced over all patients, first and last included
         cases = [cases[i] for i in np.unique(np.linspace(0, len(cases) - 1, slices).round().astype(int))]

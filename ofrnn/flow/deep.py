@@ -77,6 +77,14 @@ DEFAULTS = dict(
 )
 
 
+def _check_params(p):
+    """The pyramid weights (k / k_max)^decay need decay >= 0 (a negative one divides by zero at k = 0)."""
+    for k in ("beta_decay", "delta_decay"):
+        if p[k] < 0:
+            raise OfrnnError(f"must be >= 0, got {p[k]}", field=k)
+    return p
+
+
 def check_pair(reference, moving, *, names=("reference", "moving")):
     """Validate an image pair: 2-D, same shape, finite. Raises :class:`OfrnnError` naming the field."""
     reference = np.asarray(reference)
@@ -188,7 +196,7 @@ def deep_flow(reference, moving, **params):
     "DeepMatching", IJCV 2016.
     """
     reference, moving = check_pair(reference, moving)
-    p = {**DEFAULTS, **params}
+    p = _check_params({**DEFAULTS, **params})
     stack = to_255(np.stack([reference, moving]))
     return _deep_flow_batch(stack[:1], stack[1:], **p)[0]
 
@@ -214,6 +222,6 @@ def sequence_flow(cine, **params):
     check_pair(cine[0], cine[1], names=("cine", "cine"))
     if not np.all(np.isfinite(cine)):
         raise OfrnnError("non-finite value(s) (NaN or inf)", field="cine")
-    p = {**DEFAULTS, **params}
+    p = _check_params({**DEFAULTS, **params})
     stack = to_255(cine)
     return _deep_flow_batch(stack[:-1], stack[1:], **p)
