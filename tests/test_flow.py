@@ -627,6 +627,6 @@ def test_cavity_error_of_the_tuning_set_is_small_when_the_flow_follows_systole()
 
     (a, la), (b, lb) = frame(14), frame(9)
     still = 1 - bench._dice(la == 3, lb == 3)
-    err, _ = bench._cavity_errors([("patient061/slice01", a, b, la, lb)], {})
+    err, _ = bench._pair_errors([("patient061/slice01", a, b, la, lb)], {}, bench._cavity_error)
     assert still == pytest.approx(0.42, abs=0.01)
     assert err < 0.05

@@ -27,10 +27,10 @@ from tqdm import tqdm
 
 from .. import flow as F
 from ..errors import OfrnnError
-from ..files import atomic_write_text, content_digest, read_toml, save_figure, write_json
+from ..files import atomic_write_text, content_digest, save_figure, write_json
 from ..flow import metrics
 from . import merge, resolve_config
-from .realdata import acdc_sequences, is_calibration
+from .realdata import acdc_patient, acdc_sequences, is_calibration, real_split
 
 #: the paper's Table 3 (AAE mean, sd in degrees; density)
 PAPER_TABLE3 = {
@@ -42,8 +42,6 @@ PAPER_TABLE3 = {
 }
 DENSE = ("deep", "deep-no-matching", "hs", "pyramid-hs", "farneback", "dis", "opencv-deepflow", "opencv-tvl1", "skimage-tvl1",
          "skimage-ilk")
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _resolve(path):
@@ -237,26 +235,26 @@ def tune(cfg, out_dir):
     return 0
 
 
-def _pair_errors(pairs, params):
-    """Mean EPE (px) and median ms of the deep OF with ``params`` over (name, a, b, gt[, valid]) pairs."""
-    epe, ms = [], []
-    for _, a, b, gt, *valid in pairs:
-        t = time.perf_counter()
-        f = F.deep_flow(a, b, **params)
-        ms.append((time.perf_counter() - t) * 1e3)
-        epe.append(metrics.epe(f, gt, *valid))
-    return float(np.mean(epe)), float(np.median(ms))
+def _epe(flow, gt, *valid):
+    """EPE (px) of a pair's flow against (name, a, b, gt[, valid]) ground truth."""
+    return metrics.epe(flow, gt, *valid)
 
 
-def _cavity_errors(cases, params):
-    """Mean 1 - Dice (and median ms) of the ED LV cavity moved by the deep OF's ED->ES flow with
-    ``params`` against the ES cavity, over :func:`acdc_cases` tuples."""
+def _cavity_error(flow, ed_labels, es_labels):
+    """1 - Dice of the ED LV cavity moved by the ED->ES ``flow`` against the ES cavity
+    (:func:`acdc_cases` tuples: labels 3 = LV cavity)."""
+    return 1 - _dice(propagated_mask(flow, ed_labels == 3), es_labels == 3)
+
+
+def _pair_errors(pairs, params, error=_epe):
+    """Mean ``error(flow, *rest)`` and median ms of the deep OF with ``params`` over (name, a, b,
+    *rest) pairs: EPE (px) by default."""
     err, ms = [], []
-    for _, a, b, la, lb in cases:
+    for _, a, b, *rest in pairs:
         t = time.perf_counter()
         f = F.deep_flow(a, b, **params)
         ms.append((time.perf_counter() - t) * 1e3)
-        err.append(1 - _dice(propagated_mask(f, la == 3), lb == 3))
+        err.append(error(f, *rest))
     return float(np.mean(err)), float(np.median(ms))
 
 
@@ -321,6 +319,7 @@ def edes_pairs(seqs):
 
 
 TUNING_TITLES = {"matching": "Deep OF pyramid and matching", "data": "Deep OF data term"}
+ACDC_SET = "ACDC calibration ED->ES cavity 1 - Dice"
 
 
 def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
@@ -334,8 +333,9 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     global motion made from them (:func:`large_motion_pairs`), flow/tiny (EPE) and, where the
     section sets ``acdc = true``, real systole: the ACDC calibration patients' LV cavity moved from
     ED to ES by the ED->ES flow (1 - Dice against the ES cavity; :func:`acdc_cases`, never the
-    evaluation patients). Errors are relative to the ``reference`` candidate (the first row; beta
-    = 0 when the settings name none). Among the candidates that raise no set's error by more than
+    evaluation patients). A section's ``fixed`` settings go into every row, so its table does not
+    move with the defaults chosen after it. Errors are relative to the ``reference`` candidate (the
+    first row; beta = 0 when the settings name none). Among the candidates that raise no set's error by more than
     ``tolerance`` and, with ``max_time_ratio``, take at most that many times OpenCV DeepFlow's
     time per pair (:func:`_time_ratio` on a few cohort pairs and one FlyingChairs pair, each set's
     median within the budget), the lowest mean relative error wins: one parameter set for small
@@ -349,35 +349,37 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     """
     # A later stage scores on the same sets with the same rule as the first: only its candidates,
     # reference and extra sets are its own.
-    shared = {k: v for k, v in cfg["tuning"].get("matching", {}).items() if k not in ("reference", "candidates", "acdc")}
+    own = ("reference", "candidates", "fixed", "acdc")
+    shared = {k: v for k, v in cfg["tuning"].get("matching", {}).items() if k not in own}
     tm = {**shared, **cfg["tuning"][section]}
     fc_dir = _resolve(cfg["flyingchairs"]["dir"])
     tiny_dir = _resolve(tm["tiny"])
     acdc_dir = _resolve(cfg["acdc"]["dir"])
-    sets = {"cohort AAE (deg)": None, "cohort ED->ES EPE (px)": edes_pairs(seqs)}
+    # set name -> (pairs, error per pair); the cohort's AAE is scored over whole sequences
+    sets = {"cohort AAE (deg)": (None, None), "cohort ED->ES EPE (px)": (edes_pairs(seqs), _epe)}
     if fc_dir.is_dir():
-        sets["FlyingChairs train EPE (px)"] = read_flyingchairs(fc_dir, tm["flyingchairs"])
-        sets["large motion EPE (px)"] = large_motion_pairs(sets["FlyingChairs train EPE (px)"], **tm.get("large_motion", {}))
+        chairs = read_flyingchairs(fc_dir, tm["flyingchairs"])
+        sets["FlyingChairs train EPE (px)"] = (chairs, _epe)
+        sets["large motion EPE (px)"] = (large_motion_pairs(chairs, **tm.get("large_motion", {})), _epe)
     if tiny_dir.is_dir():
-        sets["flow/tiny EPE (px)"] = read_tiny(tiny_dir)
+        sets["flow/tiny EPE (px)"] = (read_tiny(tiny_dir), _epe)
     if tm.get("acdc"):  # the set this stage exists for: no silent tuning without it
         cases = acdc_cases(acdc_dir, calibration=True, margin=cfg["acdc"].get("margin", 0.75)) if acdc_dir.is_dir() else []
         if not cases:
             raise OfrnnError(f"no ACDC calibration slices in {cfg['acdc']['dir']} (the data stage tunes on them)",
                              field=f"tuning.{section}.acdc")
-        sets["ACDC calibration ED->ES cavity 1 - Dice"] = cases
-    candidates = [dict(tm.get("reference", {"beta": 0.0}))] + [dict(c) for c in tm["candidates"]]
+        sets[ACDC_SET] = (cases, _cavity_error)
+    # ``fixed``: settings every row of this stage holds (and names), whatever the defaults are now
+    candidates = [{**tm.get("fixed", {}), **c} for c in [tm.get("reference", {"beta": 0.0})] + tm["candidates"]]
     rows = []
     for cand in tqdm(candidates, desc=f"tune {section}", unit="candidate"):
         row = {"params": cand, "errors": {}, "ms": {}}  # ms: information only, see the budget below
-        for name, pairs in sets.items():
+        for name, (pairs, error) in sets.items():
             if pairs is None:
                 r = evaluate_sequences(seqs, ["deep"], {"deep": cand}, step=step, desc="cohort")["deep"]
                 row["errors"][name], row["ms"][name] = float(np.nanmean(r["aae"])), float(np.median(r["ms"]))
-            elif name.startswith("ACDC"):
-                row["errors"][name], row["ms"][name] = _cavity_errors(pairs, cand)
             else:
-                row["errors"][name], row["ms"][name] = _pair_errors(pairs, cand)
+                row["errors"][name], row["ms"][name] = _pair_errors(pairs, cand, error)
         rows.append(row)
     base = rows[0]["errors"]
     tol = tm.get("tolerance", 0.005)
@@ -389,7 +391,7 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     if budget:
         timed = {"cohort": [(c[t], c[t + 1]) for _, c, *_ in seqs[:2] for t in (0, 8, 16) if t < len(c) - 1]}
         if "FlyingChairs train EPE (px)" in sets:
-            timed["FlyingChairs"] = [p[1:3] for p in sets["FlyingChairs train EPE (px)"][:1]]
+            timed["FlyingChairs"] = [p[1:3] for p in sets["FlyingChairs train EPE (px)"][0][:1]]
         for row in tqdm(rows, desc="time vs DeepFlow", unit="candidate"):
             row["time_ratio"] = {k: _time_ratio(pairs, row["params"], repeats=repeats) for k, pairs in timed.items()}
     for row in rows:
@@ -412,10 +414,11 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
               "candidates": rows, "chosen": chosen["params"]}
     write_json(out_dir / f"tuning-{section}.json", result)
     acdc_line = ""
-    if "ACDC calibration ED->ES cavity 1 - Dice" in sets:
-        ids = sets["ACDC calibration ED->ES cavity 1 - Dice"]
-        acdc_line = (f", the ED->ES LV cavity of the ACDC calibration patients ({ids[0][0].split('/')[0]}-"
-                     f"{ids[-1][0].split('/')[0]}, {len(ids)} slices; experiments/realism.toml [split])")
+    if ACDC_SET in sets:
+        cases = sets[ACDC_SET][0]
+        patients = _patients(cases)
+        acdc_line = (f", the ED->ES LV cavity of the ACDC calibration patients ({patients[0]:03d}-{patients[-1]:03d}, "
+                     f"{len(cases)} slices; experiments/realism.toml [split])")
     L = [f"# {TUNING_TITLES.get(section, section)} (training data only)", "",
          f"Training cohort {cohort_digest} (content digest; {len(seqs)} subjects, every {step}. pair, and each "
          "subject's ED->ES pair), "
@@ -632,7 +635,7 @@ def acdc_cases(folder, *, calibration, slices=0, min_pixels=50, margin=0.75):
     list of (id, ED crop, ES crop, ED labels, ES labels)
         Images (h, w) float32, labels (h, w) uint8 with ACDC's codes (2 myocardium, 3 LV cavity).
     """
-    split = read_toml(REPO / "experiments" / "realism.toml")["split"]
+    split = real_split()
     cases = []
     for s in acdc_sequences(folder):
         la, lb = s["labels"]
@@ -647,6 +650,11 @@ def acdc_cases(folder, *, calibration, slices=0, min_pixels=50, margin=0.75):
     if slices and slices < len(cases):  # evenly spaced over all patients, first and last included
         cases = [cases[i] for i in np.unique(np.linspace(0, len(cases) - 1, slices).round().astype(int))]
     return cases
+
+
+def _patients(cases):
+    """Sorted ACDC patient numbers of :func:`acdc_cases` tuples."""
+    return sorted({acdc_patient(c[0]) for c in cases})
 
 
 def propagated_mask(flow, ed_mask):
@@ -695,7 +703,7 @@ def acdc(cfg, params):
 
     table = {m: row(r) for m, r in out.items()}
     table["no motion (ED masks as is)"] = row(base)
-    patients = sorted({c[0].split("/")[0] for c in cases})
+    patients = [f"patient{p:03d}" for p in _patients(cases)]
     return {"slices": len(cases), "patients": patients, "table": table,
             "note": f"evaluation patients only ({patients[0]}-{patients[-1]}, {len(patients)} patients; the calibration "
                     "patients of experiments/realism.toml [split] are training data of the deep OF's data term); "

@@ -28,9 +28,9 @@ from tqdm import tqdm
 
 from .. import proposals as P
 from .._version import __version__
-from ..files import atomic_write_text, content_digest, read_toml, save_figure, write_json
+from ..files import atomic_write_text, content_digest, save_figure, write_json
 from . import merge, resolve_config
-from .realdata import SHARED, acdc_patient, acdc_sequences, is_calibration, sunnybrook_sequences
+from .realdata import SHARED, acdc_patient, acdc_sequences, is_calibration, real_split, sunnybrook_sequences
 
 PAPER = {"accuracy": 96.49, "sensitivity": 94.39, "specificity": 98.67}
 REPO = Path(__file__).resolve().parents[2]
@@ -237,7 +237,7 @@ def run(config, profile, out_dir):
     sets, skipped = {}, {}
     sets["simulated"] = simulated_sequences(cohort, test_ids, cfg["data"]["eval_frames_per_subject"])
     # the phantom was tuned on the calibration patients' frames (issue 12): score the others only
-    split = read_toml(REPO / "experiments" / "realism.toml")["split"]
+    split = real_split()
     for name, loader in (("sunnybrook", sunnybrook_sequences), ("acdc", acdc_sequences)):
         root = SHARED / ("sunnybrook" if name == "sunnybrook" else "acdc-edes")
         if not ev[name]:

@@ -73,6 +73,14 @@ def acdc_patient(seq_id):
     return int(re.match(r"patient(\d+)", seq_id).group(1))
 
 
+def real_split():
+    """The ``[split]`` table of ``experiments/realism.toml``: which real patients are calibration
+    (tuning) data, for the experiments that do not read that file as their own settings."""
+    from ..files import read_toml
+
+    return read_toml(Path(__file__).resolve().parents[2] / "experiments" / "realism.toml")["split"]
+
+
 def is_calibration(dataset, seq_id, split):
     """Whether a real sequence belongs to the patients the phantom may be calibrated on.
 

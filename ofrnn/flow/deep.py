@@ -55,7 +55,8 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   0.785), cohort AAE -0.2 %, ED->ES EPE -6.9 %, FlyingChairs training EPE -8.1 %, large motion
   -7.7 %, flow/tiny -1.2 %. A brightness term kept at the finest level costs the cohort's small
   motion (constant 0.25: AAE +2.7 %; 0.5: +11 % on 6 subjects); delta = 2 or more breaks the
-  large motion (EPE 0.12 -> 0.27-2.1 px).
+  large motion (EPE 0.12 -> 0.27-2.1 px). (The constant 0.5 was a one-off check on 6 training
+  subjects, not a row of tuning-data.md.)
 
 Where it loses (``make flow-bench`` on evaluation data, reported, never tuned on): the
 FlyingChairs evaluation pairs 0000003-0000005, EPE 3.46 px / AAE 4.63 deg against OpenCV
@@ -63,7 +64,9 @@ DeepFlow's 3.29 / 4.34 (with delta = 0: 3.31 / 4.30; the brightness term that lo
 pairs' EPE by 8 % raised these by 5 %), and Sunnybrook's chained ED->ES contour tracking, Dice
 0.925 / 1.73 mm against skimage's iLK 0.934 / 1.42 mm (delta = 0: 0.923 / 1.77), not diagnosed
 further. On the ACDC evaluation patients (041-060, 163 slices) it now follows systole best of the
-dense methods: cavity Dice 0.906 (delta = 0: 0.857; DIS 0.902), moved-over-true cavity area 1.07.
+dense methods: cavity Dice 0.906 (DIS 0.902), moved-over-true cavity area 1.07; with delta = 0 on
+the same slices, a one-off run outside the benchmark, 0.857. The delta = 0 values above for
+FlyingChairs and Sunnybrook are the previous default's ``make flow-bench``.
 
 One parameter set: these defaults run unchanged on every benchmark of ``make flow-bench``, 64x64
 cardiac ROIs, 512x384 FlyingChairs frames, the motorcycle pair and Sunnybrook / ACDC crops; the
@@ -141,9 +144,11 @@ def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta
             mc = _pyramid.resize(conf, r.shape[-2:]) if level else conf
         # DeepFlow's decreasing matching weight beta_k = beta (k / k_max)^bk, k = 0 the finest level:
         # the matches are only pixel-accurate, so they guide the coarse levels and let the data
-        # term decide the sub-pixel motion at the fine ones.
-        beta_k = beta * (level / max(n_levels - 1, 1)) ** beta_decay
-        delta_k = delta * (level / max(n_levels - 1, 1)) ** delta_decay
+        # term decide the sub-pixel motion at the fine ones. The brightness weight falls likewise
+        # (module docstring, "the data term").
+        depth = level / max(n_levels - 1, 1)  # 0 at the finest level, 1 at the coarsest
+        beta_k = beta * depth ** beta_decay
+        delta_k = delta * depth ** delta_decay
         return variational._refine_level(r, m, flow, alpha=alpha, beta=beta_k, gamma=gamma, delta=delta_k,
                                          n_outer=n_outer, n_iter=n_iter, eps=eps, match_flow=mf, match_weight=mc)
 
