@@ -95,8 +95,10 @@ localize-seeds: $(COHORT)
 # FlyingChairs 0000000-0000002, flow/tiny) -> results/flow/tuning-matching.{json,md}.
 # make flow-tune-data: then the data term's brightness weight, on the same sets plus the ACDC
 # calibration patients' ED->ES cavity -> results/flow/tuning-data.{json,md}.
+# make flow-tune-smoothing: then its pre-smoothing and smoothness weight, on the same sets plus the
+# Sunnybrook calibration patient's contour tracking -> results/flow/tuning-smoothing.{json,md}.
 FLOW_PROFILE ?= full
-.PHONY: flow-bench flow-tune flow-tune-matching flow-tune-data
+.PHONY: flow-bench flow-tune flow-tune-matching flow-tune-data flow-tune-smoothing
 
 flow-bench: $(COHORT)
 	$(OFRNN) experiment flow --profile $(FLOW_PROFILE) --out results/flow
@@ -109,6 +111,9 @@ flow-tune-matching:
 
 flow-tune-data:
 	$(OFRNN) experiment flow --profile tune-data --out results/flow
+
+flow-tune-smoothing:
+	$(OFRNN) experiment flow --profile tune-smoothing --out results/flow
 # ---- end global motion ----
 
 # ---- phantom physiology report (issue 2; settings: experiments/phantom.toml) ----

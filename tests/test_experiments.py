@@ -383,3 +383,22 @@ def test_edes_pairs_take_the_frame_furthest_from_end_diastole_with_traced_ground
     np.testing.assert_allclose(disp[0][mask], 2.0, atol=1e-5)
     np.testing.assert_allclose(disp[1][mask], 0.0, atol=1e-6)
     assert mask is myo[0] or np.array_equal(mask, myo[0])
+
+
+def test_sunnybrook_cases_keep_the_real_data_split(shared_data):
+    from ofrnn.experiments.flow import sunnybrook_cases
+    from ofrnn.experiments.realdata import real_split
+
+    folder = shared_data / "sunnybrook"
+    cal = sunnybrook_cases(folder, calibration=True)
+    ev = sunnybrook_cases(folder, calibration=False)
+    patients = lambda cases: {c[0].split("/")[0] for c in cases}  # noqa: E731
+    assert patients(cal) == set(real_split()["calibration_sunnybrook"])
+    assert cal and ev and not patients(cal) & patients(ev)
+    for _, frames, ed, es, spacing in cal + ev:
+        h, w = frames.shape[1:]
+        # the crop holds both contours, and the ED contour is resampled densely (every 0.5 px)
+        for c in (ed, es):
+            assert c.min() >= 0 and c[:, 0].max() <= h - 1 and c[:, 1].max() <= w - 1
+        assert np.hypot(*np.diff(ed, axis=0).T).max() <= 0.5 + 1e-9
+        assert frames.shape[0] >= 2 and 0.5 < spacing < 3

@@ -5,7 +5,7 @@ dict, the profile selects one of its [profile.<name>] sections (the experiment d
 profile changes), and results go to OUT_DIR (default results/<NAME>).
 
 Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
-  flow           full* (the benchmark), quick, tune, tune-matching, tune-data, tune-sparse
+  flow           full* (the benchmark), quick, tune, tune-matching, tune-data, tune-smoothing, tune-sparse
   localization   full* (the whole training and evaluation), quick, seed1, seed2
   localization_seeds
                  full* (mean +- sd over the localization runs of seeds 0-2)

@@ -6,8 +6,9 @@ Parts (settings in experiments/flow.toml):
   exact ground truth, AAE/EPE on the myocardium where the ground truth is valid, density, ms/pair;
 - ``flyingchairs`` and ``motorcycle``: real textures with ground truth (EPE, AAE);
 - ``sunnybrook``: the manual ED endocardial contour propagated to ES by the chained flow, Dice and
-  mean contour distance (mm) against the manual ES contour;
-- ``acdc``: ED masks (LV cavity, LV epicardium) propagated to ES by the ED->ES flow, Dice;
+  mean contour distance (mm) against the manual ES contour, on the evaluation patients only;
+- ``acdc``: ED masks (LV cavity, LV epicardium) propagated to ES by the ED->ES flow, Dice, on the
+  evaluation patients only;
 - ``fig4``: start/end-of-systole frames and colour-coded deep OF vs HS (and ground truth).
 
 The ``tune`` profile instead searches the parameters of the deep flow and of the baselines on a
@@ -20,6 +21,7 @@ import json
 import os
 import platform
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -258,6 +260,26 @@ def _pair_errors(pairs, params, error=_epe):
     return float(np.mean(err)), float(np.median(ms))
 
 
+def _cohort_aae(seqs, params, *, step):
+    """Myocardium AAE (deg, mean) and median ms per pair of the deep OF with ``params`` over
+    every ``step``-th consecutive pair of simulated ROI sequences."""
+    r = evaluate_sequences(seqs, ["deep"], {"deep": params}, step=step, desc="cohort")["deep"]
+    return float(np.nanmean(r["aae"])), float(np.median(r["ms"]))
+
+
+def _tracking_errors(cases, params):
+    """Mean contour distance (mm) of the ED contour carried to ES through consecutive frames by the
+    deep OF with ``params``, against the manual ES contour, and the median ms per slice, over
+    :func:`sunnybrook_cases`."""
+    err, ms = [], []
+    for _, frames, ed, es, spacing in cases:
+        t = time.perf_counter()
+        moved = _propagate(frames, ed, "deep", {"deep": params})
+        ms.append((time.perf_counter() - t) * 1e3)
+        err.append(_contour_distance(moved, es) * spacing)
+    return float(np.mean(err)), float(np.median(ms))
+
+
 def _time_ratio(pairs, params, *, repeats=3):
     """Median over ``pairs`` of the deep OF's time with ``params`` over OpenCV DeepFlow's, each
     the best of ``repeats`` runs, the two timed back to back on every pair."""
@@ -318,29 +340,34 @@ def edes_pairs(seqs):
     return out
 
 
-TUNING_TITLES = {"matching": "Deep OF pyramid and matching", "data": "Deep OF data term"}
+TUNING_TITLES = {"matching": "Deep OF pyramid and matching", "data": "Deep OF data term",
+                 "smoothing": "Deep OF pre-smoothing and smoothness"}
 ACDC_SET = "ACDC calibration ED->ES cavity 1 - Dice"
+SUNNYBROOK_SET = "Sunnybrook calibration ED->ES contour (mm)"
 
 
 def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     """Choose deep OF settings on training data only: the candidates of ``[tuning.<section>]``.
 
-    Two stages share this rule: ``matching`` chose the pyramid and the matching term
+    Three stages share this rule: ``matching`` chose the pyramid and the matching term
     (results/flow/tuning-matching.md), then ``data`` the data term's weights on top of it
-    (results/flow/tuning-data.md). Each candidate (keyword overrides of
+    (results/flow/tuning-data.md), then ``smoothing`` the pre-smoothing and smoothness weight
+    (results/flow/tuning-smoothing.md). Each candidate (keyword overrides of
     :data:`ofrnn.flow.DEFAULTS`) is scored on the training cohort (myocardium AAE of consecutive
     frames; myocardium EPE of ED->ES, :func:`edes_pairs`), the FlyingChairs training pairs, large
-    global motion made from them (:func:`large_motion_pairs`), flow/tiny (EPE) and, where the
-    section sets ``acdc = true``, real systole: the ACDC calibration patients' LV cavity moved from
-    ED to ES by the ED->ES flow (1 - Dice against the ES cavity; :func:`acdc_cases`, never the
-    evaluation patients). A section's ``fixed`` settings go into every row, so its table does not
-    move with the defaults chosen after it. Errors are relative to the ``reference`` candidate (the
-    first row; beta = 0 when the settings name none). Among the candidates that raise no set's error by more than
-    ``tolerance`` and, with ``max_time_ratio``, take at most that many times OpenCV DeepFlow's
-    time per pair (:func:`_time_ratio` on a few cohort pairs and one FlyingChairs pair, each set's
-    median within the budget), the lowest mean relative error wins: one parameter set for small
-    cardiac motion, systolic deformation and large real motion alike. ``ms`` per set is recorded
-    for information only (timed minutes apart).
+    global motion made from them (:func:`large_motion_pairs`), flow/tiny (EPE) and real cardiac
+    motion of the calibration patients only, never the evaluation ones: where the section sets
+    ``acdc = true``, systole in one step, the ACDC LV cavity moved from ED to ES by the ED->ES flow
+    (1 - Dice against the ES cavity; :func:`acdc_cases`); where it sets ``sunnybrook = true``,
+    tracking through consecutive frames, the Sunnybrook ED endocardial contour carried to ES
+    (mean contour distance, mm; :func:`sunnybrook_cases`). A section's ``fixed`` settings go into
+    every row, so its table does not move with the defaults chosen after it. Errors are relative to
+    the ``reference`` candidate (the first row; beta = 0 when the settings name none). Among the
+    candidates that raise no set's error by more than ``tolerance`` and, with ``max_time_ratio``,
+    take at most that many times OpenCV DeepFlow's time per pair (:func:`_time_ratio` on a few
+    cohort pairs and one FlyingChairs pair, each set's median within the budget), the lowest mean
+    relative error wins: one parameter set for small cardiac motion, systolic deformation and large
+    real motion alike. ``ms`` per set is recorded for information only (timed minutes apart).
 
     Raises
     ------
@@ -349,37 +376,44 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     """
     # A later stage scores on the same sets with the same rule as the first: only its candidates,
     # reference and extra sets are its own.
-    own = ("reference", "candidates", "fixed", "acdc")
+    own = ("reference", "candidates", "fixed", "acdc", "sunnybrook")
     shared = {k: v for k, v in cfg["tuning"].get("matching", {}).items() if k not in own}
     tm = {**shared, **cfg["tuning"][section]}
     fc_dir = _resolve(cfg["flyingchairs"]["dir"])
     tiny_dir = _resolve(tm["tiny"])
     acdc_dir = _resolve(cfg["acdc"]["dir"])
-    # set name -> (pairs, error per pair); the cohort's AAE is scored over whole sequences
-    sets = {"cohort AAE (deg)": (None, None), "cohort ED->ES EPE (px)": (edes_pairs(seqs), _epe)}
-    if fc_dir.is_dir():
-        chairs = read_flyingchairs(fc_dir, tm["flyingchairs"])
-        sets["FlyingChairs train EPE (px)"] = (chairs, _epe)
-        sets["large motion EPE (px)"] = (large_motion_pairs(chairs, **tm.get("large_motion", {})), _epe)
+    # set name -> its scorer: params -> (mean error, median ms)
+    sets = {"cohort AAE (deg)": partial(_cohort_aae, seqs, step=step),
+            "cohort ED->ES EPE (px)": partial(_pair_errors, edes_pairs(seqs))}
+    chairs = read_flyingchairs(fc_dir, tm["flyingchairs"]) if fc_dir.is_dir() else []
+    if chairs:
+        sets["FlyingChairs train EPE (px)"] = partial(_pair_errors, chairs)
+        sets["large motion EPE (px)"] = partial(_pair_errors, large_motion_pairs(chairs, **tm.get("large_motion", {})))
     if tiny_dir.is_dir():
-        sets["flow/tiny EPE (px)"] = (read_tiny(tiny_dir), _epe)
-    if tm.get("acdc"):  # the set this stage exists for: no silent tuning without it
-        cases = acdc_cases(acdc_dir, calibration=True, margin=cfg["acdc"].get("margin", 0.75)) if acdc_dir.is_dir() else []
-        if not cases:
-            raise OfrnnError(f"no ACDC calibration slices in {cfg['acdc']['dir']} (the data stage tunes on them)",
+        sets["flow/tiny EPE (px)"] = partial(_pair_errors, read_tiny(tiny_dir))
+    # the real sets a stage names exist for it: no silent tuning without them
+    acdc_cal, sb_cal = [], []
+    if tm.get("acdc"):
+        acdc_cal = acdc_cases(acdc_dir, calibration=True, margin=cfg["acdc"].get("margin", 0.75)) if acdc_dir.is_dir() else []
+        if not acdc_cal:
+            raise OfrnnError(f"no ACDC calibration slices in {cfg['acdc']['dir']} (this stage tunes on them)",
                              field=f"tuning.{section}.acdc")
-        sets[ACDC_SET] = (cases, _cavity_error)
+        sets[ACDC_SET] = partial(_pair_errors, acdc_cal, error=_cavity_error)
+    if tm.get("sunnybrook"):
+        sb_dir = _resolve(cfg["sunnybrook"]["dir"])
+        sb_cal = sunnybrook_cases(sb_dir, calibration=True, margin=cfg["sunnybrook"].get("margin", 0.75)) \
+            if sb_dir.is_dir() else []
+        if not sb_cal:
+            raise OfrnnError(f"no Sunnybrook calibration slices in {cfg['sunnybrook']['dir']} (this stage tunes on "
+                             "them)", field=f"tuning.{section}.sunnybrook")
+        sets[SUNNYBROOK_SET] = partial(_tracking_errors, sb_cal)
     # ``fixed``: settings every row of this stage holds (and names), whatever the defaults are now
     candidates = [{**tm.get("fixed", {}), **c} for c in [tm.get("reference", {"beta": 0.0})] + tm["candidates"]]
     rows = []
     for cand in tqdm(candidates, desc=f"tune {section}", unit="candidate"):
         row = {"params": cand, "errors": {}, "ms": {}}  # ms: information only, see the budget below
-        for name, (pairs, error) in sets.items():
-            if pairs is None:
-                r = evaluate_sequences(seqs, ["deep"], {"deep": cand}, step=step, desc="cohort")["deep"]
-                row["errors"][name], row["ms"][name] = float(np.nanmean(r["aae"])), float(np.median(r["ms"]))
-            else:
-                row["errors"][name], row["ms"][name] = _pair_errors(pairs, cand, error)
+        for name, score in sets.items():
+            row["errors"][name], row["ms"][name] = score(cand)
         rows.append(row)
     base = rows[0]["errors"]
     tol = tm.get("tolerance", 0.005)
@@ -390,8 +424,8 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     repeats = 3
     if budget:
         timed = {"cohort": [(c[t], c[t + 1]) for _, c, *_ in seqs[:2] for t in (0, 8, 16) if t < len(c) - 1]}
-        if "FlyingChairs train EPE (px)" in sets:
-            timed["FlyingChairs"] = [p[1:3] for p in sets["FlyingChairs train EPE (px)"][0][:1]]
+        if chairs:
+            timed["FlyingChairs"] = [p[1:3] for p in chairs[:1]]
         for row in tqdm(rows, desc="time vs DeepFlow", unit="candidate"):
             row["time_ratio"] = {k: _time_ratio(pairs, row["params"], repeats=repeats) for k, pairs in timed.items()}
     for row in rows:
@@ -413,17 +447,21 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
               "sets": list(sets), "rule": rule,
               "candidates": rows, "chosen": chosen["params"]}
     write_json(out_dir / f"tuning-{section}.json", result)
-    acdc_line = ""
-    if ACDC_SET in sets:
-        cases = sets[ACDC_SET][0]
-        patients = _patients(cases)
-        acdc_line = (f", the ED->ES LV cavity of the ACDC calibration patients ({patients[0]:03d}-{patients[-1]:03d}, "
-                     f"{len(cases)} slices; experiments/realism.toml [split])")
+    real = []
+    if acdc_cal:
+        patients = _patients(acdc_cal)
+        real.append(f"the ED->ES LV cavity of the ACDC calibration patients ({patients[0]:03d}-{patients[-1]:03d}, "
+                    f"{len(acdc_cal)} slices; experiments/realism.toml [split])")
+    if sb_cal:
+        real.append(f"the ED endocardial contour of the Sunnybrook calibration patient(s) "
+                    f"({', '.join(sorted({c[0].split('/')[0] for c in sb_cal}))}, {len(sb_cal)} slices; "
+                    "experiments/realism.toml [split]) carried to ES through the consecutive frames")
+    real_line = "".join(f", {r}" for r in real)
     L = [f"# {TUNING_TITLES.get(section, section)} (training data only)", "",
          f"Training cohort {cohort_digest} (content digest; {len(seqs)} subjects, every {step}. pair, and each "
          "subject's ED->ES pair), "
          f"FlyingChairs pairs {', '.join(tm['flyingchairs'])}, large global motion made from their first images "
-         f"(`large_motion_pairs`, {json.dumps(tm.get('large_motion', {}))}), flow/tiny (3 pairs){acdc_line}. Every other parameter at "
+         f"(`large_motion_pairs`, {json.dumps(tm.get('large_motion', {}))}), flow/tiny (3 pairs){real_line}. Every other parameter at "
          "`ofrnn.flow.DEFAULTS`. Rule: " + rule + ".", "",
          "| candidate | " + " | ".join(sets) + " | time / OpenCV DeepFlow's: cohort, FlyingChairs | admissible |",
          "|---" * (len(sets) + 3) + "|"]
@@ -582,19 +620,46 @@ def _read_sunnybrook(folder):
     return cases
 
 
+def sunnybrook_cases(folder, *, calibration, margin=0.75):
+    """Sunnybrook slices of one side of the real-data split, cropped about the LV.
+
+    Parameters
+    ----------
+    folder : Path
+        The ``sunnybrook`` folder (see ``../shared/data/MANIFEST.md``).
+    calibration : bool
+        True: the calibration patient(s) of ``experiments/realism.toml`` [split] (SC-HF-I-1), which
+        the deep OF may be tuned on; False: every other patient (SC-HF-I-2, -4), only ever scored.
+    margin : float
+        The crop is the extent of both contours times (1 + 2 margin), square.
+
+    Returns
+    -------
+    list of (id, frames, ED contour, ES contour, spacing)
+        ``<patient>/slice<NN>``; the frames ED..ES (T, h, w) float32 of the crop; the manual ED
+        endocardial contour resampled every 0.5 px and the ES one, (n, 2) (y, x) in crop pixels;
+        the pixel spacing in mm.
+    """
+    split = real_split()
+    cases = []
+    for orig, sl, frames, c_ed, c_es, sp in _read_sunnybrook(folder):
+        sid = f"{orig}/slice{sl:02d}"
+        if is_calibration("sunnybrook", sid, split) != calibration:
+            continue
+        y0, x0, y1, x1 = _crop_box(np.concatenate([c_ed, c_es]), frames.shape[1:], margin)
+        cases.append((sid, frames[:, y0:y1, x0:x1], _resample_polygon(c_ed - [y0, x0]), c_es - [y0, x0], sp))
+    return cases
+
+
 def sunnybrook(cfg, params):
     sb = cfg["sunnybrook"]
     folder = _resolve(sb["dir"])
     if not folder.is_dir():
         return {"skipped": f"{sb['dir']} not found"}
-    cases = _read_sunnybrook(folder)
+    cases = sunnybrook_cases(folder, calibration=False, margin=sb.get("margin", 0.75))
     out = {m: {"dice": [], "mcd_mm": []} for m in sb["methods"]}
     base = []
-    for orig, sl, frames, c_ed, c_es, sp in tqdm(cases, desc="sunnybrook", unit="slice"):
-        y0, x0, y1, x1 = _crop_box(np.concatenate([c_ed, c_es]), frames.shape[1:], sb.get("margin", 0.75))
-        fr = frames[:, y0:y1, x0:x1]
-        ed = _resample_polygon(c_ed - [y0, x0])
-        es = c_es - [y0, x0]
+    for _, fr, ed, es, sp in tqdm(cases, desc="sunnybrook", unit="slice"):
         m_es = _polygon_mask(es, fr.shape[1:])
         base.append({"dice": _dice(_polygon_mask(ed, fr.shape[1:]), m_es), "mcd_mm": _contour_distance(ed, es) * sp})
         for m in sb["methods"]:
@@ -606,7 +671,10 @@ def sunnybrook(cfg, params):
     table["no motion (ED contour as is)"] = {"dice_mean": float(np.mean([b["dice"] for b in base])),
                                              "dice_sd": float(np.std([b["dice"] for b in base])),
                                              "mcd_mm_mean": float(np.mean([b["mcd_mm"] for b in base]))}
-    return {"slices": len(cases), "table": table}
+    patients = sorted({c[0].split("/")[0] for c in cases})
+    return {"slices": len(cases), "patients": patients, "table": table,
+            "note": f"evaluation patients only ({', '.join(patients)}; the calibration patient of "
+                    "experiments/realism.toml [split] is training data of the deep OF's smoothing stage)"}
 
 
 ACDC_STRUCTURES = {"lv_cavity": (3,), "lv_epicardium": (2, 3)}
@@ -706,7 +774,8 @@ def acdc(cfg, params):
     patients = [f"patient{p:03d}" for p in _patients(cases)]
     return {"slices": len(cases), "patients": patients, "table": table,
             "note": f"evaluation patients only ({patients[0]}-{patients[-1]}, {len(patients)} patients; the calibration "
-                    "patients of experiments/realism.toml [split] are training data of the deep OF's data term); "
+                    "patients of experiments/realism.toml [split] are training data of the deep OF's data-term and "
+                    "smoothing stages); "
                     "cavity_area_ratio_median: the moved ED cavity's area over the true ES cavity's, median over "
                     "slices (1: the whole contraction followed; above 1: too little of it); _strongest_third: the "
                     "same over the third of slices whose cavity shrinks most (ED / ES area, the no-motion row)"}
