@@ -68,8 +68,11 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   pre-smoothing or a lower alpha keeps helping the real sets (sigma 1.6: Sunnybrook 1.51 mm,
   ACDC -13 %; alpha 0.5: ACDC -22 %) while the phantom's sub-pixel motion pays for it (sigma 1.2:
   ED->ES EPE +15.7 %, just past the 15 % tolerance; sigma 1.6: +41 %; alpha 0.5: cohort AAE +46 %,
-  large motion x6). Real cine noise and partial-volume blur between consecutive frames are what
-  the phantom does not yet have (issue 12).
+  large motion x6). It is not the noise: scaled to [0, 255], the phantom's ROIs are the noisier
+  (Immerkaer's estimate 3.9-5.4 grey levels on 6 training subjects, Sunnybrook calibration crops
+  1.3-3.4; a one-off check), so a rule setting sigma from measured noise would smooth the phantom
+  more, the wrong way. What the real pool has and the phantom lacks (papillary muscles and
+  trabeculae that change shape from frame to frame, an untested guess) is issue 12's to measure.
 
 Where it loses (``make flow-bench`` on evaluation data, reported, never tuned on; these
 defaults, 2026-12-02): the FlyingChairs evaluation pairs 0000003-0000005, EPE 3.46 px / AAE 4.63
