@@ -387,12 +387,12 @@ def test_edes_pairs_take_the_frame_furthest_from_end_diastole_with_traced_ground
 
 def test_sunnybrook_cases_keep_the_real_data_split(shared_data):
     from ofrnn.experiments.flow import sunnybrook_cases
-    from ofrnn.experiments.realdata import real_split
+    from ofrnn.experiments.realdata import real_split, sunnybrook_patient
 
     folder = shared_data / "sunnybrook"
     cal = sunnybrook_cases(folder, calibration=True)
     ev = sunnybrook_cases(folder, calibration=False)
-    patients = lambda cases: {c[0].split("/")[0] for c in cases}  # noqa: E731
+    patients = lambda cases: {sunnybrook_patient(c[0]) for c in cases}  # noqa: E731
     assert patients(cal) == set(real_split()["calibration_sunnybrook"])
     assert cal and ev and not patients(cal) & patients(ev)
     for _, frames, ed, es, spacing in cal + ev:

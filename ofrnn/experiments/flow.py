@@ -32,7 +32,7 @@ from ..errors import OfrnnError
 from ..files import atomic_write_text, content_digest, save_figure, write_json
 from ..flow import metrics
 from . import merge, resolve_config
-from .realdata import acdc_patient, acdc_sequences, is_calibration, real_split
+from .realdata import acdc_patient, acdc_sequences, is_calibration, real_split, sunnybrook_patient
 
 #: the paper's Table 3 (AAE mean, sd in degrees; density)
 PAPER_TABLE3 = {
@@ -237,18 +237,13 @@ def tune(cfg, out_dir):
     return 0
 
 
-def _epe(flow, gt, *valid):
-    """EPE (px) of a pair's flow against (name, a, b, gt[, valid]) ground truth."""
-    return metrics.epe(flow, gt, *valid)
-
-
 def _cavity_error(flow, ed_labels, es_labels):
     """1 - Dice of the ED LV cavity moved by the ED->ES ``flow`` against the ES cavity
     (:func:`acdc_cases` tuples: labels 3 = LV cavity)."""
     return 1 - _dice(propagated_mask(flow, ed_labels == 3), es_labels == 3)
 
 
-def _pair_errors(pairs, params, error=_epe):
+def _pair_errors(pairs, params, error=metrics.epe):
     """Mean ``error(flow, *rest)`` and median ms of the deep OF with ``params`` over (name, a, b,
     *rest) pairs: EPE (px) by default."""
     err, ms = [], []
@@ -342,8 +337,6 @@ def edes_pairs(seqs):
 
 TUNING_TITLES = {"matching": "Deep OF pyramid and matching", "data": "Deep OF data term",
                  "smoothing": "Deep OF pre-smoothing and smoothness"}
-ACDC_SET = "ACDC calibration ED->ES cavity 1 - Dice"
-SUNNYBROOK_SET = "Sunnybrook calibration ED->ES contour (mm)"
 
 
 def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
@@ -398,7 +391,7 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
         if not acdc_cal:
             raise OfrnnError(f"no ACDC calibration slices in {cfg['acdc']['dir']} (this stage tunes on them)",
                              field=f"tuning.{section}.acdc")
-        sets[ACDC_SET] = partial(_pair_errors, acdc_cal, error=_cavity_error)
+        sets["ACDC calibration ED->ES cavity 1 - Dice"] = partial(_pair_errors, acdc_cal, error=_cavity_error)
     if tm.get("sunnybrook"):
         sb_dir = _resolve(cfg["sunnybrook"]["dir"])
         sb_cal = sunnybrook_cases(sb_dir, calibration=True, margin=cfg["sunnybrook"].get("margin", 0.75)) \
@@ -406,7 +399,7 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
         if not sb_cal:
             raise OfrnnError(f"no Sunnybrook calibration slices in {cfg['sunnybrook']['dir']} (this stage tunes on "
                              "them)", field=f"tuning.{section}.sunnybrook")
-        sets[SUNNYBROOK_SET] = partial(_tracking_errors, sb_cal)
+        sets["Sunnybrook calibration ED->ES contour (mm)"] = partial(_tracking_errors, sb_cal)
     # ``fixed``: settings every row of this stage holds (and names), whatever the defaults are now
     candidates = [{**tm.get("fixed", {}), **c} for c in [tm.get("reference", {"beta": 0.0})] + tm["candidates"]]
     rows = []
@@ -454,7 +447,7 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
                     f"{len(acdc_cal)} slices; experiments/realism.toml [split])")
     if sb_cal:
         real.append(f"the ED endocardial contour of the Sunnybrook calibration patient(s) "
-                    f"({', '.join(sorted({c[0].split('/')[0] for c in sb_cal}))}, {len(sb_cal)} slices; "
+                    f"({', '.join(sorted({sunnybrook_patient(c[0]) for c in sb_cal}))}, {len(sb_cal)} slices; "
                     "experiments/realism.toml [split]) carried to ES through the consecutive frames")
     real_line = "".join(f", {r}" for r in real)
     L = [f"# {TUNING_TITLES.get(section, section)} (training data only)", "",
@@ -586,9 +579,9 @@ def _propagate(frames, contour_yx, method, params):
     return F.trace(flows, contour_yx)[-1]
 
 
-def _read_sunnybrook(folder):
-    """Slices with manual ED and ES endocardial contours: (patient, slice, frames ED..ES, ED and ES
-    contours (y, x), spacing mm)."""
+def _read_sunnybrook(folder, keep):
+    """Slices with manual ED and ES endocardial contours whose id ``<patient>/slice<NN>`` passes
+    ``keep`` (only those are read): (id, frames ED..ES, ED and ES contours (y, x), spacing mm)."""
     import csv
 
     import pydicom
@@ -603,7 +596,8 @@ def _read_sunnybrook(folder):
         for n in icont:
             by_slice.setdefault((n - 1) // 20, []).append(n)
         for sl, ns in sorted(by_slice.items()):
-            if len(ns) != 2:
+            sid = f"{orig}/slice{sl:02d}"
+            if len(ns) != 2 or not keep(sid):
                 continue
             ed = [n for n in ns if n in ocont] or [min(ns)]
             ed = ed[0]
@@ -616,7 +610,7 @@ def _read_sunnybrook(folder):
                 frames.append(ds.pixel_array.astype(np.float32))
                 spacing = float(ds.PixelSpacing[0])
             read = [np.loadtxt(icont[n])[:, ::-1] for n in (ed, es)]  # files hold (x, y)
-            cases.append((orig, sl, np.stack(frames), read[0], read[1], spacing))
+            cases.append((sid, np.stack(frames), read[0], read[1], spacing))
     return cases
 
 
@@ -641,11 +635,12 @@ def sunnybrook_cases(folder, *, calibration, margin=0.75):
         the pixel spacing in mm.
     """
     split = real_split()
+
+    def this_side(sid):
+        return is_calibration("sunnybrook", sid, split) == calibration
+
     cases = []
-    for orig, sl, frames, c_ed, c_es, sp in _read_sunnybrook(folder):
-        sid = f"{orig}/slice{sl:02d}"
-        if is_calibration("sunnybrook", sid, split) != calibration:
-            continue
+    for sid, frames, c_ed, c_es, sp in _read_sunnybrook(folder, this_side):
         y0, x0, y1, x1 = _crop_box(np.concatenate([c_ed, c_es]), frames.shape[1:], margin)
         cases.append((sid, frames[:, y0:y1, x0:x1], _resample_polygon(c_ed - [y0, x0]), c_es - [y0, x0], sp))
     return cases
@@ -671,7 +666,7 @@ def sunnybrook(cfg, params):
     table["no motion (ED contour as is)"] = {"dice_mean": float(np.mean([b["dice"] for b in base])),
                                              "dice_sd": float(np.std([b["dice"] for b in base])),
                                              "mcd_mm_mean": float(np.mean([b["mcd_mm"] for b in base]))}
-    patients = sorted({c[0].split("/")[0] for c in cases})
+    patients = sorted({sunnybrook_patient(c[0]) for c in cases})
     return {"slices": len(cases), "patients": patients, "table": table,
             "note": f"evaluation patients only ({', '.join(patients)}; the calibration patient of "
                     "experiments/realism.toml [split] is training data of the deep OF's smoothing stage)"}

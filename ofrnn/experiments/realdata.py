@@ -73,6 +73,11 @@ def acdc_patient(seq_id):
     return int(re.match(r"patient(\d+)", seq_id).group(1))
 
 
+def sunnybrook_patient(seq_id):
+    """The Sunnybrook patient id (e.g. ``SC-HF-I-1``) of a sequence id ``<patient>/slice<NN>``."""
+    return seq_id.split("/")[0]
+
+
 def real_split():
     """The ``[split]`` table of ``experiments/realism.toml``: which real patients are calibration
     (tuning) data, for the experiments that do not read that file as their own settings."""
@@ -96,4 +101,4 @@ def is_calibration(dataset, seq_id, split):
     if dataset == "acdc":
         lo, hi = split["calibration_acdc"]
         return lo <= acdc_patient(seq_id) <= hi
-    return seq_id.split("/")[0] in split["calibration_sunnybrook"]
+    return sunnybrook_patient(seq_id) in split["calibration_sunnybrook"]
