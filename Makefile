@@ -84,6 +84,19 @@ localize-seeds: $(COHORT)
 	$(OFRNN) experiment localization --profile seed1 --out results/localization-seed1
 	$(OFRNN) experiment localization --profile seed2 --out results/localization-seed2
 	$(OFRNN) experiment localization_seeds --out results/localization-seeds
+# make localize-rule: the sequence rule (frames detected on, motion-prior exponent) chosen on
+# calibration data only, with the three seeds' bundles -> results/localization-rule/report.md (25 min
+# measured on a shared machine); set its choice in experiments/localization.toml [detect], then make
+# localize-rescore scores the three bundles again under it and writes it into them, without retraining
+# them (seed 0's fine-tuned variant is fine-tuned again)
+.PHONY: localize-rule localize-rescore
+localize-rule: data/realism-tune.h5
+	$(OFRNN) experiment localization_rule --out results/localization-rule
+localize-rescore: $(COHORT)
+	$(OFRNN) experiment localization --profile rescore --out results/localization
+	$(OFRNN) experiment localization --profile rescore-seed1 --out results/localization-seed1
+	$(OFRNN) experiment localization --profile rescore-seed2 --out results/localization-seed2
+	$(OFRNN) experiment localization_seeds --out results/localization-seeds
 # ---- end heart localization ----
 
 # ---- global motion: optical-flow benchmark (issue 3; settings: experiments/flow.toml) ----

@@ -247,6 +247,44 @@ def motion_map(cine, *, input_size, percentiles, sigma_fraction=1 / 48):
     return (m / m.max()).astype(np.float32) if m.max() > 0 else np.ones_like(m)
 
 
+#: detection settings that only combine a trained detector's per-frame scores over a cine: a trained
+#: bundle takes new values without retraining (:func:`apply_sequence_rule`)
+SEQUENCE_RULE = ("fast_frames", "motion_prior")
+
+
+def apply_sequence_rule(detector, detect):
+    """Set ``detector``'s :data:`SEQUENCE_RULE` settings from ``detect`` (a ``[detect]`` table).
+
+    Returns whether any value changed.
+    """
+    new = {k: detect[k] for k in SEQUENCE_RULE if k in detect}
+    if "motion_prior" in new:
+        new["motion_prior"] = motion_prior_power(new)
+    changed = any(detector.settings.get(k) != v for k, v in new.items())
+    detector.settings.update(new)
+    return changed
+
+
+def motion_prior_power(settings):
+    """The motion-prior exponent gamma of detection ``settings`` (0: the paper's per-frame ranking).
+
+    Bundles written before the exponent stored ``motion_prior`` as a flag: false is 0, true is 1.
+
+    Raises
+    ------
+    OfrnnError
+        For a negative or non-numeric value.
+    """
+    v = settings.get("motion_prior", 0)
+    try:
+        gamma = float(v) if not isinstance(v, str) else np.nan
+    except (TypeError, ValueError):
+        gamma = np.nan
+    if not gamma >= 0 or not np.isfinite(gamma):
+        raise OfrnnError(f"must be a number >= 0 (0: rank by LV probability alone), got {v!r}", field="motion_prior")
+    return gamma
+
+
 def box_means(image, boxes):
     """Mean of ``image`` (S, S) inside each of (N, 4) boxes (detector pixels), by an integral image."""
     S0, S1 = image.shape
@@ -515,33 +553,37 @@ class Detector:
 
         ``fast`` detects on ``fast_frames`` frames spread over the cycle (frame 0 = ED first) with
         the fast proposals of frame 0 shared by all; ``quality`` on every frame with its own
-        quality-mode proposals. :func:`sequence_box` merges the per-frame boxes. With the setting
-        ``motion_prior`` (an extension of the paper's per-frame detector) and two or more frames,
-        boxes are ranked by LV probability times the cine's :func:`motion_map` inside them
-        (``motion_prior``, when given, overrides the setting).
+        quality-mode proposals. :func:`sequence_box` merges the per-frame boxes. With a
+        ``motion_prior`` exponent gamma > 0 (an extension of the paper's per-frame detector) and two
+        or more frames, boxes are ranked by LV probability times the mean of m ** gamma inside them,
+        m the cine's :func:`motion_map`; gamma = 0 ranks by LV probability alone (the paper's rule).
+        ``motion_prior``, when given, overrides the setting (:func:`motion_prior_power`).
         Returns a dict with ``box``, ``transform`` (:class:`ofrnn.roi.RoiTransform`),
         ``frames``, ``frame_boxes`` and ``frame_scores``.
         """
-        use_prior = self.settings.get("motion_prior", False) if motion_prior is None else motion_prior
-        return self.localize_variants(cine, mode=mode, motion_priors=(use_prior,))[use_prior]
+        gamma = motion_prior_power(self.settings if motion_prior is None else dict(motion_prior=motion_prior))
+        return self.localize_variants(cine, mode=mode, motion_priors=(gamma,))[gamma]
 
-    def localize_variants(self, cine, *, mode="fast", motion_priors=(False, True)):
-        """:meth:`localize` with and without the motion prior from one detection pass: {flag: result}.
+    def localize_variants(self, cine, *, mode="fast", motion_priors=(0.0, 1.0), fast_frames=None):
+        """:meth:`localize` for several motion-prior exponents from one detection pass: {gamma: result}.
 
         Proposals and network scores do not depend on the prior, only the ranking does.
+        ``fast_frames`` overrides the setting of that name.
         """
         cine = np.asarray(cine)
         if cine.ndim != 3 or cine.shape[0] < 1:
             raise ValueError(f"a cine must be a (T, H, W) array, got shape {cine.shape}")
         T = cine.shape[0]
         if mode == "fast":
-            frames = np.unique(np.linspace(0, T - 1, min(T, self.settings["fast_frames"])).round().astype(int))
+            n = self.settings["fast_frames"] if fast_frames is None else fast_frames
+            frames = np.unique(np.linspace(0, T - 1, min(T, n)).round().astype(int))
             scored = self._score_frames(cine[frames], mode="fast", shared_proposals=True)
         else:
             frames = np.arange(T)
             scored = [self._score_frames([cine[t]], mode=mode, shared_proposals=False)[0] for t in frames]
-        prior = self.motion_map(cine) if any(motion_priors) and T > 1 else None
-        return {flag: self._sequence(self._rank(scored, prior if flag else None), frames) for flag in motion_priors}
+        prior = self.motion_map(cine) if any(g > 0 for g in motion_priors) and T > 1 else None
+        return {g: self._sequence(self._rank(scored, prior ** g if g > 0 and prior is not None else None), frames)
+                for g in motion_priors}
 
     def _sequence(self, dets, frames):
         """One box and crop transform from the per-frame detections (:func:`sequence_box`)."""
@@ -716,7 +758,7 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True, initial=None):
                     grow=list(d["grow"]), max_proposals=d["max_proposals"], nms_iou=d["nms_iou"], vote_iou=d["vote_iou"],
                     fast_size=d["fast_size"],
                     fast_frames=d["fast_frames"], sequence_min_iou=d["sequence_min_iou"],
-                    roi_margin=d["roi_margin"], motion_prior=bool(d.get("motion_prior", False)),
+                    roi_margin=d["roi_margin"], motion_prior=motion_prior_power(d),
                     trained_on=len(frames), seed=seed, ofrnn_version=__version__,
                     keras_version=keras.__version__)
     record = dict(history={k: [float(v) for v in vs] for k, vs in hist.history.items()},

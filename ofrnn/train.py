@@ -353,7 +353,9 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
     have seen the test fold: it is trained on the fold's training and validation subjects with the
     settings of ``cfg["localizer_settings"]`` (default ``experiments/localization.toml``, profile
     ``cfg["localizer_profile"]``). One trained before on the same subjects, cohort content and
-    settings is reused from ``cache_dir`` (``localizer-<key>/``).
+    settings is reused from ``cache_dir`` (``localizer-<key>/``); the sequence rule
+    (:data:`ofrnn.localization.SEQUENCE_RULE`) is not part of the key: a reused localizer takes the
+    current one.
 
     Parameters
     ----------
@@ -375,17 +377,22 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
     """
     from .experiments import resolve_config
     from .experiments.localization import training_frames
-    from .localization import load_detector, train_detector
+    from .localization import SEQUENCE_RULE, apply_sequence_rule, load_detector, train_detector
 
     path = Path(cfg["localizer_settings"] or LOCALIZATION_SETTINGS)
     lcfg = resolve_config(read_toml(path, what="localization settings"), cfg["localizer_profile"])
     st = Path(cohort).stat()
-    blob = json.dumps(dict(ids=sorted(ids), size=st.st_size, mtime=st.st_mtime_ns, settings=lcfg, version=__version__),
-                      sort_keys=True, default=str)
+    # the sequence rule does not touch training: a new rule reuses the trained localizer
+    trained_by = dict(lcfg, detect={k: v for k, v in lcfg["detect"].items() if k not in SEQUENCE_RULE})
+    blob = json.dumps(dict(ids=sorted(ids), size=st.st_size, mtime=st.st_mtime_ns, settings=trained_by,
+                           version=__version__), sort_keys=True, default=str)
     folder = Path(cache_dir) / f"localizer-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
     record_file = folder / "training.json"
     if record_file.is_file():
-        return load_detector(folder), folder, {**json.loads(record_file.read_text()), "reused": True}
+        detector = load_detector(folder)
+        if apply_sequence_rule(detector, lcfg["detect"]):
+            detector.save(folder)
+        return detector, folder, {**json.loads(record_file.read_text()), "reused": True}
     t0 = time.perf_counter()
     with open_cohort(cohort) as c:
         frames, boxes = training_frames(c, ids, lcfg["data"]["frames_per_subject"])

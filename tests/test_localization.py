@@ -231,7 +231,7 @@ def test_localize_gives_one_transform_per_sequence(trained):
     frame, _, _ = ring_frame(np.random.default_rng(8))
     cine = np.stack([frame] * 5)
     out = det.localize(cine, mode="fast")
-    assert len(out["frames"]) == det.settings["fast_frames"] and out["transform"].size == 64
+    assert len(out["frames"]) == min(len(cine), det.settings["fast_frames"]) and out["transform"].size == 64
     assert out["transform"].side >= 64
     with pytest.raises(ValueError, match="T, H, W"):
         det.localize(frame)
@@ -296,10 +296,12 @@ def _seed_metrics(seed, containment, cohort="abc", slices=19, lr=0.0005):
         return dict(slices=slices, frames=2 * slices, proposals=dict(sensitivity=90.0, specificity=97.0),
                     detection_fast=dict(centre_mm=dict(median=5.0 + seed), centre_px=dict(median=3.0),
                                         iou=dict(median=0.8)),
+                    containment_myocardium=dict(percent=pct + 5, frames=slices),
                     containment_myocardium_per_frame=dict(percent=pct, frames=slices),
                     containment_myocardium_motion_prior=dict(percent=pct + 5, frames=slices))
     return dict(seed=seed, cohort_sha256=cohort, sets=dict(sunnybrook=one(containment)),
-                settings=dict(seed=seed, train=dict(learning_rate=lr), finetune=dict(enabled=seed == 0)),
+                settings=dict(seed=seed, train=dict(learning_rate=lr), finetune=dict(enabled=seed == 0),
+                              detect=dict(fast_frames=9, motion_prior=0.5), evaluate=dict(model=f"m{seed}")),
                 finetuned=dict(train_patients=[61, 80], sets=dict(sunnybrook=one(99.0))) if seed == 0 else None)
 
 
@@ -312,13 +314,15 @@ def test_seed_summary_is_the_mean_and_sample_sd_of_the_runs(tmp_path):
         (tmp_path / f"s{seed}" / "metrics.json").write_text(json.dumps(_seed_metrics(seed, pct)))
         runs.append(str(tmp_path / f"s{seed}"))
     r = LS.collect(runs)
-    c = r["sets"]["sunnybrook"]["containment"]
+    c = r["sets"]["sunnybrook"]["containment_per_frame"]
     assert c["mean"] == pytest.approx(80.0) and c["sd"] == pytest.approx(10.0) and c["values"] == [80.0, 90.0, 70.0]
     assert r["sets"]["sunnybrook"]["containment_motion_prior"]["mean"] == pytest.approx(85.0)
+    assert r["sets"]["sunnybrook"]["containment"]["mean"] == pytest.approx(85.0)  # the configured rule's
+    assert r["rule"] == dict(fast_frames=9, motion_prior=0.5)  # runs that rescored other bundles still compare
     assert r["sets"]["sunnybrook"]["centre_mm"]["mean"] == pytest.approx(6.0)
     assert r["seeds"] == [0, 1, 2] and r["finetuned"]["seed"] == 0
     text = LS.report(r)
-    assert "80.0 ± 10.0" in text and "Fine-tuned variant" in text and "061-080" in text
+    assert "80.0 ± 10.0" in text and "Fine-tuned variant" in text and "061-080" in text and "m^0.5" in text
 
 
 def test_seed_summary_refuses_runs_on_other_cohorts_or_sets(tmp_path):
@@ -339,3 +343,83 @@ def test_seed_summary_refuses_runs_on_other_cohorts_or_sets(tmp_path):
         LS.collect([str(tmp_path / "a"), str(tmp_path / "e")])
     with pytest.raises(OfrnnError, match="missing"):
         LS.collect([str(tmp_path / "a"), str(tmp_path / "nothing")])
+
+
+def test_motion_prior_power_reads_exponents_and_old_flags():
+    from ofrnn.errors import OfrnnError
+    from ofrnn.localization import motion_prior_power
+
+    assert motion_prior_power({}) == 0.0
+    assert motion_prior_power(dict(motion_prior=False)) == 0.0  # bundles written before the exponent
+    assert motion_prior_power(dict(motion_prior=True)) == 1.0
+    assert motion_prior_power(dict(motion_prior=0.25)) == 0.25
+    for bad in (-0.5, "strong", float("nan"), [1]):
+        with pytest.raises(OfrnnError, match="motion_prior"):
+            motion_prior_power(dict(motion_prior=bad))
+
+
+def test_motion_prior_exponent_turns_the_ranking_from_a_static_distractor_to_the_moving_lv():
+    """Two disjoint boxes: a static one the network likes more (p 0.9) and a moving one (p 0.7). The
+    paper's ranking (no prior) keeps the static box; with m^gamma, m 1 in the moving box and 0.2 in the
+    static one, the moving box wins once 0.7 > 0.9 * 0.2^gamma, i.e. gamma > 0.156."""
+    from ofrnn.localization import Detector
+
+    det = Detector(None, dict(nms_iou=0.3, vote_iou=0.5))
+    props = np.array([[10, 10, 30, 30], [60, 60, 80, 80]], float)
+    scored = [((100, 100), 1.0, np.zeros(2), props, np.array([0.9, 0.7]), props.copy())]
+    m = np.full((100, 100), 0.2)
+    m[55:85, 55:85] = 1.0
+    picks = {g: det._rank(scored, None if g == 0 else m ** g)[0]["box"] for g in (0, 0.1, 0.25, 1)}
+    np.testing.assert_allclose(picks[0], props[0])
+    np.testing.assert_allclose(picks[0.1], props[0])  # 0.9 * 0.2^0.1 = 0.77 > 0.7
+    np.testing.assert_allclose(picks[0.25], props[1])  # 0.9 * 0.2^0.25 = 0.60 < 0.7
+    np.testing.assert_allclose(picks[1], props[1])
+
+
+def test_sequence_rule_choice_takes_the_best_mean_and_breaks_ties_to_the_paper():
+    from ofrnn.experiments.localization_rule import choose
+
+    table = {(3, 0.0): dict(a=90.0, b=100.0), (3, 0.5): dict(a=96.0, b=94.0), (9, 0.25): dict(a=97.0, b=93.0),
+             (9, 1.0): dict(a=99.0, b=80.0)}
+    assert choose(table) == (3, 0.0)  # 95.0: level with (3, 0.5) and (9, 0.25); the smallest gamma wins
+    table[3, 0.0] = dict(a=90.0, b=99.0)
+    assert choose(table) == (9, 0.25)  # 95.0 ties (3, 0.5): the smaller gamma
+    table[3, 0.25] = dict(a=97.0, b=93.0)
+    assert choose(table) == (3, 0.25)  # same gamma, fewer frames
+
+
+def test_apply_sequence_rule_sets_only_the_rule():
+    from ofrnn.localization import Detector, apply_sequence_rule
+
+    det = Detector(None, dict(fast_frames=3, motion_prior=False, nms_iou=0.3))
+    assert apply_sequence_rule(det, dict(fast_frames=9, motion_prior=0.5, nms_iou=0.7))
+    assert det.settings == dict(fast_frames=9, motion_prior=0.5, nms_iou=0.3)
+    assert not apply_sequence_rule(det, dict(fast_frames=9, motion_prior=0.5))
+
+
+def test_localize_variants_detects_on_fast_frames_and_raises_the_map_to_gamma():
+    """localize_variants with the network and the motion map stubbed: the frame count follows the
+    override (else the setting), and each exponent ranks as m^gamma says (see the _rank test)."""
+    from ofrnn.localization import Detector
+
+    det = Detector(None, dict(fast_frames=3, nms_iou=0.3, vote_iou=0.5, sequence_min_iou=0.3, roi_margin=0.15))
+    props = np.array([[10, 10, 30, 30], [60, 60, 80, 80]], float)
+    seen = []
+
+    def score(frames, *, mode, shared_proposals):
+        seen.append(len(frames))
+        return [((100, 100), 1.0, np.zeros(2), props, np.array([0.9, 0.7]), props.copy()) for _ in frames]
+
+    m = np.full((100, 100), 0.2)
+    m[55:85, 55:85] = 1.0
+    det._score_frames, det.motion_map = score, lambda cine: m
+    cine = np.zeros((25, 100, 100), np.float32)
+    out = det.localize_variants(cine, mode="fast", motion_priors=(0.0, 0.1, 0.5), fast_frames=9)
+    assert seen == [9] and len(out[0.5]["frames"]) == 9
+    np.testing.assert_allclose(out[0.0]["box"], props[0])
+    np.testing.assert_allclose(out[0.1]["box"], props[0])
+    np.testing.assert_allclose(out[0.5]["box"], props[1])
+    det.settings["motion_prior"] = 0.5
+    assert len(det.localize(cine)["frames"]) == 3 and seen[-1] == 3  # the setting, when not overridden
+    np.testing.assert_allclose(det.localize(cine)["box"], props[1])
+    np.testing.assert_allclose(det.localize(cine, motion_prior=0)["box"], props[0])

@@ -148,6 +148,29 @@ def tiny_run(toy_cohort, tmp_path_factory):
     return out, cfg, run_fold(toy_cohort, "holdout", cfg, out, cache_dir=folder / "cache", progress=False)
 
 
+def test_fold_localizer_is_reused_under_a_new_sequence_rule(toy_cohort, tiny_run):
+    """The sequence rule (frames detected on, motion-prior exponent) does not touch training: a new
+    rule reuses the fold's trained localizer and the reused one carries the new rule."""
+    from ofrnn.localization import load_detector
+    from ofrnn.train import fold_localizer
+
+    out, cfg, res = tiny_run
+    folder = out.parent
+    import re
+
+    text = (folder / "localization.toml").read_text()
+    other = folder / "localization-rule.toml"
+    for key, value in (("fast_frames", "4"), ("motion_prior", "1.5")):
+        text, n = re.subn(rf"(?m)^{key} = \S+", f"{key} = {value}", text)
+        assert n == 1, key
+    other.write_text(text)
+    ids = res["split"]["train"] + res["split"]["val"]
+    det, where, record = fold_localizer(toy_cohort, ids, {**cfg, "localizer_settings": str(other)},
+                                        cache_dir=folder / "cache", progress=False)
+    assert record["reused"] and (det.settings["fast_frames"], det.settings["motion_prior"]) == (4, 1.5)
+    assert load_detector(where).settings["motion_prior"] == 1.5  # the bundle copied into a fold gets it too
+
+
 def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
     from ofrnn.errors import OfrnnError
     from ofrnn.predict import load_bundle, predict_subjects

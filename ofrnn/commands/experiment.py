@@ -6,9 +6,12 @@ profile changes), and results go to OUT_DIR (default results/<NAME>).
 
 Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
   flow           full* (the benchmark), quick, tune, tune-matching, tune-data, tune-smoothing, tune-sparse
-  localization   full* (the whole training and evaluation), quick, seed1, seed2
+  localization   full* (the whole training and evaluation), quick, seed1, seed2, rescore, rescore-seed1, rescore-seed2
+                 (rescore*: the trained bundles scored again under [detect]'s sequence rule)
   localization_seeds
                  full* (mean +- sd over the localization runs of seeds 0-2)
+  localization_rule
+                 full* (the sequence rule, chosen on calibration data with the seeds' bundles)
   phantom        full*, smoke
   realism        full*, calibrate, smoke
   ceiling        full*, quick, smoke
@@ -20,7 +23,7 @@ Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
 #: experiments that train or run networks: TensorFlow is imported first, without its start-up log
 #: lines (checked against the modules' imports by the tests)
 TENSORFLOW_EXPERIMENTS = frozenset({"ablation_classifier", "ablation_features", "ablation_patchsize", "localization",
-                                    "realism"})
+                                    "localization_rule", "realism"})
 
 HELP = "run an experiment by name (settings in experiments/<name>.toml, results in results/<name>/)"
 

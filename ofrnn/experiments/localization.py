@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .. import proposals as P
 from .._version import __version__
+from ..errors import OfrnnError
 from ..files import atomic_write_text, content_digest, save_figure, write_json
 from . import merge, resolve_config
 from .realdata import SHARED, acdc_patient, acdc_sequences, is_calibration, real_split, sunnybrook_sequences
@@ -120,21 +121,26 @@ def evaluate_set(detector, seqs, *, quality_frames, rng, desc):
         annotated = [annotated[i] for i in np.sort(rng.choice(len(annotated), quality_frames, replace=False))]
     q = set(annotated)
     scores, labels, rows = [], [], []
-    use_prior = bool(detector.settings.get("motion_prior", False))
+    from ..localization import motion_prior_power  # TensorFlow: imported when a detector is at hand
+
+    gamma = motion_prior_power(detector.settings)
+    # the paper's per-frame ranking (0) and the motion prior (the configured exponent, else 1)
+    compared = {0.0: "per_frame", gamma or 1.0: "motion_prior"}
     for k, s in enumerate(tqdm(seqs, desc=desc, unit="slice")):
-        # the sequence crop with and without the motion prior (the configured one is the headline)
-        variants = {v: found["transform"] for v, found in detector.localize_variants(s["cine"], mode="fast").items()}
-        t = variants[use_prior]
+        # the sequence crop under each rule (the configured one is the headline)
+        variants = {g: found["transform"] for g, found in
+                    detector.localize_variants(s["cine"], mode="fast", motion_priors=(0.0, gamma or 1.0)).items()}
+        t = variants[gamma]
         dfr = detect_frames(s)
         # per-frame fast detection as localize runs it: one proposal set shared by the frames
-        prior = detector.motion_map(s["cine"]) if use_prior and len(s["cine"]) > 1 else None
+        prior = detector.motion_map(s["cine"]) ** gamma if gamma > 0 and len(s["cine"]) > 1 else None
         fast = dict(zip(dfr, detector.detect_frames(s["cine"][dfr], mode="fast", shared_proposals=True, prior=prior)))
         for fr, m in s["masks"].items():
             row = dict(id=s["id"], frame=int(fr), roi_side=t.side)
             for kind, mask in m.items():
                 row[f"contains_{kind}"] = _contained(mask, t)
-                for v, tv in variants.items():
-                    row[f"contains_{kind}_{'motion_prior' if v else 'per_frame'}"] = _contained(mask, tv)
+                for g, tv in variants.items():
+                    row[f"contains_{kind}_{compared[g]}"] = _contained(mask, tv)
             if fr in fast:
                 gt = _mask_box(m["o"])
                 row.update(_detection_row(fast[fr]["box"], gt, s["spacing"], "fast"))
@@ -207,7 +213,7 @@ def run(config, profile, out_dir):
     import keras
     import tensorflow as tf
 
-    from ..localization import load_detector, train_detector
+    from ..localization import apply_sequence_rule, load_detector, train_detector
     from ..store import open_cohort
 
     cfg = resolve_config(config, profile)
@@ -229,6 +235,13 @@ def run(config, profile, out_dir):
     if ev.get("model"):  # evaluate an existing bundle (trained with these settings) instead of training
         detector = load_detector(REPO / ev["model"])
         record = json.loads((REPO / ev["model"] / "training.json").read_text())
+        if detector.settings.get("seed") != seed:  # its held-out subjects are drawn from the seed
+            raise OfrnnError(f"the bundle was trained with seed {detector.settings.get('seed')}, the settings say {seed}",
+                             path=REPO / ev["model"], field="seed")
+        # how a cine's per-frame scores are combined does not touch training: this run's [detect]
+        # sets it, and the bundle keeps it, so `ofrnn localize --model` runs what is scored here
+        if apply_sequence_rule(detector, cfg["detect"]):
+            detector.save(REPO / ev["model"])
     else:
         detector, record = train_detector(frames, boxes, cfg, seed=seed, progress=ev["progress"])
         detector.save(out_dir / "model")
@@ -500,13 +513,17 @@ def report(r):
                          f"{_f(b['detection_fast']['iou_ge_0_5'], '{:.1f}')} | {_f(m['detection_fast']['iou_ge_0_5'], '{:.1f}')} | "
                          f"{centre(b)} | {centre(m)} |")
         lines.append("")
-    prior = r["settings"]["detect"].get("motion_prior", False)
+    det = r["settings"]["detect"]
+    gamma = float(det.get("motion_prior", 0))
+    chosen = ("; its exponent chosen on calibration data by `make localize-rule`" if gamma else
+              "; shown at exponent 1")
     lines += ["### Sequence rule: per-frame detections vs the motion prior", "",
-              "Whole-LV containment (myocardium) of the sequence crop when the per-frame detections rank boxes by LV "
-              "probability alone (the paper's detector) and by LV probability times the cine's temporal-change map "
-              "inside the box (`ofrnn.localization.motion_map`, an extension). Configured: "
-              f"**{'motion prior' if prior else 'per-frame'}** (the headline numbers above).", "",
-              "| set | per-frame % | motion prior % |", "|---|---|---|"]
+              f"Whole-LV containment (myocardium) of the sequence crop, detections on {det['fast_frames']} frames, when "
+              "they rank boxes by LV probability alone (the paper's detector) and by LV probability times the mean of "
+              f"m^{gamma or 1.0:g} inside the box, m the cine's temporal-change map (`ofrnn.localization.motion_map`; "
+              f"an extension{chosen}). Configured: "
+              f"**{'motion prior, exponent %g' % gamma if gamma else 'per-frame'}** (the headline numbers above).", "",
+              f"| set | per-frame % | motion prior (exponent {gamma or 1.0:g}) % |", "|---|---|---|"]
     for name, m in r["sets"].items():
         a, b = m.get("containment_myocardium_per_frame"), m.get("containment_myocardium_motion_prior")
         lines.append(f"| {name} | {_f(a and a['percent'], '{:.1f}')} | {_f(b and b['percent'], '{:.1f}')} |")

@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 #: (key, column title, reader of one set's metrics); ACDC files carry no spacing, so its centre
 #: error is in pixels
 MEASURES = (
-    ("containment", "whole-LV containment %", lambda m: m["containment_myocardium_per_frame"]["percent"]),
+    ("containment", "whole-LV containment % (configured rule)", lambda m: m["containment_myocardium"]["percent"]),
+    ("containment_per_frame", "containment, per-frame ranking % (the paper's)",
+     lambda m: m["containment_myocardium_per_frame"]["percent"]),
     ("containment_motion_prior", "containment, motion prior % (extension)",
      lambda m: m["containment_myocardium_motion_prior"]["percent"]),
     ("centre_mm", "centre error median mm", lambda m: m["detection_fast"]["centre_mm"]["median"]),
@@ -74,7 +76,9 @@ def collect(runs):
     if len(set(seeds)) < len(seeds):
         raise OfrnnError(f"the runs repeat a seed ({seeds})", field="seed")
     # the runs must differ by their seed only (the fine-tuned variant is one run's extra)
-    same = [{k: v for k, v in m["settings"].items() if k not in ("seed", "finetune")} for m in metrics]
+    # (and by the bundle a rescoring run reads: `make localize-rescore`)
+    same = [{k: ({kk: vv for kk, vv in v.items() if kk != "model"} if k == "evaluate" else v)
+             for k, v in m["settings"].items() if k not in ("seed", "finetune")} for m in metrics]
     for run, s in zip(runs, same):
         if s != same[0]:
             raise OfrnnError(f"{run}: other settings than {runs[0]} besides the seed", field="settings")
@@ -88,8 +92,10 @@ def collect(runs):
                            sets={k: {key: _read(v, get) for key, _, get in MEASURES}
                                                  for k, v in m["finetuned"]["sets"].items()})
                       for m in metrics if m.get("finetuned")), None)
+    detect = metrics[0]["settings"].get("detect", {})
+    rule = dict(fast_frames=detect.get("fast_frames"), motion_prior=float(detect.get("motion_prior", 0)))
     return dict(runs=list(runs), seeds=seeds, cohort_sha256=digests.pop(), sets=table,
-                sizes=sizes[0], finetuned=finetuned)
+                sizes=sizes[0], finetuned=finetuned, rule=rule)
 
 
 def _cell(s, fmt="{:.1f}"):
@@ -107,6 +113,10 @@ def report(r):
              "classifier is scored on: the spread is the whole pipeline's. The detector is trained on simulated frames "
              "only; real sets hold only the patients the phantom was not calibrated on. ACDC files carry no pixel "
              "spacing, so its centre error is in pixels.", "",
+             f"Configured sequence rule: detections on {r['rule']['fast_frames']} frames of each cine, boxes ranked by "
+             + (f"LV probability times the mean of m^{r['rule']['motion_prior']:g} inside them (m: the cine's temporal "
+                "change; the motion prior, an extension chosen on calibration data by `make localize-rule`)"
+                if r["rule"]["motion_prior"] else "LV probability alone (the paper's rule)") + ".", "",
              "| set | slices (frames) | " + " | ".join(title for _, title, _ in MEASURES) + " |",
              "|---|---|" + "---|" * len(MEASURES)]
     for name, row in r["sets"].items():
