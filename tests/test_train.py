@@ -784,5 +784,7 @@ def test_a_profile_extends_another_and_the_cnn_profile_is_quick_with_the_cnn(tmp
         load_profile("a", f)
     quick, cnn = load_profile("quick"), load_profile("cnn")
     assert quick["local_learner"] == "lstm" and cnn["local_learner"] == "cnn"
-    assert {k: v for k, v in cnn.items() if k not in ("local_learner", "profile")} == \
-        {k: v for k, v in quick.items() if k not in ("local_learner", "profile")}
+    # the CNN keeps the learning rate its ten folds were measured at (experiments/train.toml)
+    assert (quick["learning_rate"], cnn["learning_rate"]) == (0.002, 0.001)
+    assert {k: v for k, v in cnn.items() if k not in ("local_learner", "profile", "learning_rate")} == \
+        {k: v for k, v in quick.items() if k not in ("local_learner", "profile", "learning_rate")}
