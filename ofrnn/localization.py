@@ -277,10 +277,10 @@ def motion_prior_power(settings):
     """
     v = settings.get("motion_prior", 0)
     try:
-        gamma = float(v) if not isinstance(v, str) else np.nan
+        gamma = float(v)  # false / true: 0 / 1
     except (TypeError, ValueError):
         gamma = np.nan
-    if not gamma >= 0 or not np.isfinite(gamma):
+    if isinstance(v, str) or not 0 <= gamma < np.inf:
         raise OfrnnError(f"must be a number >= 0 (0: rank by LV probability alone), got {v!r}", field="motion_prior")
     return gamma
 

@@ -31,7 +31,7 @@ from .._version import __version__
 from ..errors import OfrnnError
 from ..files import atomic_write_text, content_digest, save_figure, write_json
 from . import merge, resolve_config
-from .realdata import SHARED, acdc_patient, acdc_sequences, is_calibration, real_split, sunnybrook_sequences
+from .realdata import REAL_FOLDERS, SHARED, acdc_patient, acdc_sequences, real_sequences, real_split
 
 PAPER = {"accuracy": 96.49, "sensitivity": 94.39, "specificity": 98.67}
 REPO = Path(__file__).resolve().parents[2]
@@ -129,7 +129,7 @@ def evaluate_set(detector, seqs, *, quality_frames, rng, desc):
     for k, s in enumerate(tqdm(seqs, desc=desc, unit="slice")):
         # the sequence crop under each rule (the configured one is the headline)
         variants = {g: found["transform"] for g, found in
-                    detector.localize_variants(s["cine"], mode="fast", motion_priors=(0.0, gamma or 1.0)).items()}
+                    detector.localize_variants(s["cine"], mode="fast", motion_priors=tuple(compared)).items()}
         t = variants[gamma]
         dfr = detect_frames(s)
         # per-frame fast detection as localize runs it: one proposal set shared by the frames
@@ -251,14 +251,14 @@ def run(config, profile, out_dir):
     sets["simulated"] = simulated_sequences(cohort, test_ids, cfg["data"]["eval_frames_per_subject"])
     # the phantom was tuned on the calibration patients' frames (issue 12): score the others only
     split = real_split()
-    for name, loader in (("sunnybrook", sunnybrook_sequences), ("acdc", acdc_sequences)):
-        root = SHARED / ("sunnybrook" if name == "sunnybrook" else "acdc-edes")
+    for name in ("sunnybrook", "acdc"):
+        root = SHARED / REAL_FOLDERS[name]
         if not ev[name]:
             skipped[name] = "switched off in the settings"
         elif not root.is_dir():
             skipped[name] = f"{root} not found"
         else:
-            seqs = [s for s in loader(root) if not is_calibration(name, s["id"], split)]
+            seqs = real_sequences(name, calibration=False, split=split)
             cap = ev.get("max_real_slices") or len(seqs)
             # an evenly spaced subset keeps every patient group (ACDC: infarct and normal) in
             sets[name] = [seqs[i] for i in np.unique(np.linspace(0, len(seqs) - 1, min(cap, len(seqs))).astype(int))]
@@ -301,7 +301,7 @@ def finetune_variant(detector, cfg, simulated, sets, curves, *, rng, out_dir):
 
     ft, ev = cfg["finetune"], cfg["evaluate"]
     lo, hi = ft["train_patients"]
-    tuning = [s for s in acdc_sequences(SHARED / "acdc-edes") if lo <= acdc_patient(s["id"]) <= hi]
+    tuning = [s for s in acdc_sequences(SHARED / REAL_FOLDERS["acdc"]) if lo <= acdc_patient(s["id"]) <= hi]
     frames, boxes = list(simulated[0]), list(simulated[1])
     for s in tuning:
         for fr, m in s["masks"].items():

@@ -37,7 +37,7 @@ from .._version import __version__
 from ..errors import OfrnnError
 from ..files import atomic_write_text, read_toml, write_json
 from .localization import _contained, simulated_sequences
-from .realdata import SHARED, acdc_sequences, is_calibration, real_split, sunnybrook_sequences
+from .realdata import REAL_FOLDERS, SHARED, real_sequences
 
 REPO = Path(__file__).resolve().parents[2]
 SETS = ("acdc", "sunnybrook", "simulated")
@@ -78,13 +78,12 @@ def calibration_sets(cfg):
     """
     from ..store import open_cohort
 
-    split = real_split()
     sets = {}
-    for name, loader, folder in (("acdc", acdc_sequences, "acdc-edes"), ("sunnybrook", sunnybrook_sequences, "sunnybrook")):
-        root = SHARED / folder
+    for name in ("acdc", "sunnybrook"):
+        root = SHARED / REAL_FOLDERS[name]
         if not root.is_dir():
             raise OfrnnError(f"{root} not found: the rule is chosen on real calibration patients", field="data")
-        sets[name] = [s for s in loader(root) if is_calibration(name, s["id"], split)]
+        sets[name] = real_sequences(name, calibration=True)
     path = REPO / cfg["simulated"]
     if not path.is_file():
         raise OfrnnError(f"{path}: missing; make it with `make {cfg['simulated']}`", field="simulated")
@@ -174,14 +173,10 @@ def run(config, profile, out_dir):
         seeds.append(detector.settings.get("seed"))
         per_seed.append({name: containment(detector, seqs, fast_frames=ks, gammas=gs, desc=f"{run_dir} {name}")
                          for name, seqs in sets.items()})
-    table = {}
-    for k in ks:
-        for g in gs:
-            row = {name: dict(mean=float(np.mean([p[name][k, g] for p in per_seed])),
-                              values=[p[name][k, g] for p in per_seed]) for name in SETS}
-            row["score"] = float(np.mean([row[name]["mean"] for name in SETS]))
-            table[f"{k}/{g:g}"] = row
-    chosen = choose({(k, g): {name: table[f"{k}/{g:g}"][name]["mean"] for name in SETS} for k in ks for g in gs})
+    means = {(k, g): {name: float(np.mean([p[name][k, g] for p in per_seed])) for name in SETS} for k in ks for g in gs}
+    chosen = choose(means)
+    table = {f"{k}/{g:g}": {**{name: dict(mean=m[name], values=[p[name][k, g] for p in per_seed]) for name in SETS},
+                            "score": float(np.mean(list(m.values())))} for (k, g), m in means.items()}
     det = read_toml(REPO / "experiments" / "localization.toml")["detect"]
     cine = sets["simulated"][0]["cine"]
     timing = dict(sequence_shape=list(cine.shape), threads=cfg["threads"], gamma=chosen[1],

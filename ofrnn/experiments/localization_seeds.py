@@ -54,6 +54,14 @@ def _stats(values):
     return dict(mean=float(v.mean()), sd=float(v.std(ddof=1)) if v.size > 1 else 0.0, values=list(values))
 
 
+def _compared_settings(settings):
+    """What must agree across the runs: every setting but the seed, the fine-tuned variant (one run's
+    extra) and the bundle a rescoring run reads (`make localize-rescore`)."""
+    out = {k: v for k, v in settings.items() if k not in ("seed", "finetune")}
+    out["evaluate"] = {k: v for k, v in out.get("evaluate", {}).items() if k != "model"}
+    return out
+
+
 def collect(runs):
     """Per set and measure, mean / sd / per-seed values over the runs' ``metrics.json``.
 
@@ -75,10 +83,7 @@ def collect(runs):
     seeds = [m["seed"] for m in metrics]
     if len(set(seeds)) < len(seeds):
         raise OfrnnError(f"the runs repeat a seed ({seeds})", field="seed")
-    # the runs must differ by their seed only (the fine-tuned variant is one run's extra)
-    # (and by the bundle a rescoring run reads: `make localize-rescore`)
-    same = [{k: ({kk: vv for kk, vv in v.items() if kk != "model"} if k == "evaluate" else v)
-             for k, v in m["settings"].items() if k not in ("seed", "finetune")} for m in metrics]
+    same = [_compared_settings(m["settings"]) for m in metrics]
     for run, s in zip(runs, same):
         if s != same[0]:
             raise OfrnnError(f"{run}: other settings than {runs[0]} besides the seed", field="settings")

@@ -78,6 +78,22 @@ def sunnybrook_patient(seq_id):
     return seq_id.split("/")[0]
 
 
+#: the shared real sets: name -> folder under :data:`SHARED`
+REAL_FOLDERS = {"sunnybrook": "sunnybrook", "acdc": "acdc-edes"}
+
+
+def real_sequences(name, *, calibration, split=None):
+    """The slices of real set ``name`` ("sunnybrook" | "acdc") on one side of the realism split:
+    the calibration patients (``calibration=True``) or the evaluation patients.
+
+    ``split`` defaults to :func:`real_split`. The caller checks that ``SHARED / REAL_FOLDERS[name]``
+    exists (experiments skip or refuse a missing set in their own way).
+    """
+    split = real_split() if split is None else split
+    reader = sunnybrook_sequences if name == "sunnybrook" else acdc_sequences
+    return [s for s in reader(SHARED / REAL_FOLDERS[name]) if is_calibration(name, s["id"], split) == calibration]
+
+
 def real_split():
     """The ``[split]`` table of ``experiments/realism.toml``: which real patients are calibration
     (tuning) data, for the experiments that do not read that file as their own settings."""
