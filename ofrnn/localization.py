@@ -97,27 +97,29 @@ class RoiMaxPooling(layers.Layer):
         H, W = self.pooled_size
         y_lo, y_hi = self._bins(rois[..., 0], rois[..., 2], H, h)  # (B, R, H)
         x_lo, x_hi = self._bins(rois[..., 1], rois[..., 3], W, w)  # (B, R, W)
-        # 2-D sparse table of range maxima over the feature map, (B, Ly * Lx * h * w, C): every
-        # bin's max is then the max of four look-ups (exact, and far cheaper than masking every
-        # cell for every bin)
+        # 2-D sparse table of range maxima over the feature map: every bin's max is then the max of
+        # four look-ups (exact, and far cheaper than masking every cell for every bin). The table is
+        # one flat (B * Ly * Lx * h * w, C) array, so a look-up is a plain row gather: a per-image
+        # take_along_axis broadcast the index over the channels and swapped the table's axes on every
+        # call, 90 % of the detector's inference time (1.5 of 1.7 s for 9 frames x 744 RoIs)
         Ly, Lx = self._levels(h), self._levels(w)
         table = [t for tx in self._range_table(features, 2, w) for t in self._range_table(tx, 1, h)]
-        table = ops.reshape(ops.stack(table, axis=1), (-1, Lx * Ly * h * w, C))
+        table = ops.reshape(ops.stack(table, axis=1), (-1, C))
         ky, ye = self._level_and_end(y_lo, y_hi)
         kx, xe = self._level_and_end(x_lo, x_hi)
         empty = (y_hi <= y_lo)[:, :, :, None] | (x_hi <= x_lo)[:, :, None, :]  # (B, R, H, W)
         y_lo, ye = ops.minimum(y_lo, h - 1), ops.minimum(ye, h - 1)
         x_lo, xe = ops.minimum(x_lo, w - 1), ops.minimum(xe, w - 1)
+        image = ops.arange(ops.shape(rois)[0], dtype="int32")[:, None, None, None] * (Lx * Ly * h * w)
 
         def index(ys, xs):
             level = kx[:, :, None, :] * Ly + ky[:, :, :, None]
-            flat = ((level * h + ys[:, :, :, None]) * w + xs[:, :, None, :])  # (B, R, H, W)
-            return ops.reshape(flat, (ops.shape(flat)[0], -1, 1))
+            return ops.reshape(image + (level * h + ys[:, :, :, None]) * w + xs[:, :, None, :], (-1,))
 
         out = None
         for ys in (y_lo, ye):
             for xs in (x_lo, xe):
-                v = ops.take_along_axis(table, index(ys, xs), axis=1)
+                v = ops.take(table, index(ys, xs), axis=0)
                 out = v if out is None else ops.maximum(out, v)
         out = ops.reshape(out, (ops.shape(rois)[0], ops.shape(rois)[1], H, W, C))
         return ops.where(empty[..., None], ops.zeros_like(out), out)
