@@ -179,6 +179,28 @@ def test_roi_max_pooling_matches_numpy_reference():
     assert clone.pooled_size == (3, 4) and clone.spatial_scale == 1 / 8
 
 
+def test_score_proposals_scores_each_snapped_box_once_and_decodes_every_box():
+    from ofrnn import proposals as P
+    from ofrnn.localization import Detector, build_fast_rcnn
+
+    net = build_fast_rcnn(input_size=32, filters=(4, 4, 4, 4, 4), stride=4, pooled_size=(2, 2), fc_units=8)
+    det = Detector(net, dict(input_size=32, bbox_std=[0.1, 0.1, 0.2, 0.2]))
+    rng = np.random.default_rng(3)
+    images = rng.random((2, 32, 32), np.float32)
+    base = np.array([[2.0, 3.0, 17.0, 19.0], [5.0, 5.0, 30.0, 12.0]], np.float32)
+    # boxes 0-2 snap to the same 4-px cells on both images; box 3 snaps like them on image 0 only
+    rois = np.stack([np.concatenate([base[:1], base[:1] + 0.5, base[:1] + [0.5, 0.25, -0.5, -0.25], base[:1]])] * 2)
+    rois[1, 3] = base[1]
+    assert len(np.unique(det._snapped(rois).transpose(1, 0, 2).reshape(4, -1), axis=0)) == 2
+    probs, boxes = det.score_proposals(images, rois)
+    want_p, want_d = det._forward(images, rois)
+    np.testing.assert_allclose(probs, want_p, atol=1e-6)
+    np.testing.assert_allclose(boxes, P.decode_boxes(rois.reshape(-1, 4), want_d.reshape(-1, 4)).reshape(rois.shape),
+                               atol=1e-4)
+    assert probs[0, 0] == probs[0, 1] == probs[0, 2] and not np.allclose(boxes[0, 0], boxes[0, 1])
+    assert probs[1, 3] != probs[1, 0]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from ofrnn.localization import train_detector
