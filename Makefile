@@ -40,7 +40,7 @@ clean:
 # make cv: every fold (finished folds are skipped, a killed fold resumes) + mean +- sd -> results/train/cv/
 # make train-holdout: the paper's segment-level split (2/3 train, 1/3 test) -> results/train/holdout/
 # make bench: inference seconds per subject by stage and training throughput -> results/bench/
-# FOLD_LOCALIZER=none skips each fold's own heart localization layers (about 7 min a fold): OF-RNN's
+# FOLD_LOCALIZER=none skips each fold's own heart localization layers (about 6 min a fold): OF-RNN's
 # scores with annotated ROIs are the same; the end-to-end rows and `predict` on raw cines need them
 FOLD    ?= 3
 PROFILE ?= quick
