@@ -192,8 +192,11 @@ def test_score_proposals_scores_each_snapped_box_once_and_decodes_every_box():
     rois = np.stack([np.concatenate([base[:1], base[:1] + 0.5, base[:1] + [0.5, 0.25, -0.5, -0.25], base[:1]])] * 2)
     rois[1, 3] = base[1]
     assert len(np.unique(det._snapped(rois).transpose(1, 0, 2).reshape(4, -1), axis=0)) == 2
+    forward, scored = det._forward, []
+    det._forward = lambda x, r: scored.append(r.shape[1]) or forward(x, r)
     probs, boxes = det.score_proposals(images, rois)
-    want_p, want_d = det._forward(images, rois)
+    assert scored == [2]
+    want_p, want_d = forward(images, rois)
     np.testing.assert_allclose(probs, want_p, atol=1e-6)
     np.testing.assert_allclose(boxes, P.decode_boxes(rois.reshape(-1, 4), want_d.reshape(-1, 4)).reshape(rois.shape),
                                atol=1e-4)
