@@ -590,20 +590,34 @@ class Detector:
         Proposals and network scores do not depend on the prior, only the ranking does.
         ``fast_frames`` overrides the setting of that name.
         """
-        cine = np.asarray(cine)
-        if cine.ndim != 3 or cine.shape[0] < 1:
-            raise ValueError(f"a cine must be a (T, H, W) array, got shape {cine.shape}")
-        T = cine.shape[0]
+        cine = _as_cine(cine)
         if mode == "fast":
             n = self.settings["fast_frames"] if fast_frames is None else fast_frames
-            frames = np.unique(np.linspace(0, T - 1, min(T, n)).round().astype(int))
-            scored = self._score_frames(cine[frames], mode="fast", shared_proposals=True)
-        else:
-            frames = np.arange(T)
-            scored = [self._score_frames([cine[t]], mode=mode, shared_proposals=False)[0] for t in frames]
-        prior = self.motion_map(cine) if any(g > 0 for g in motion_priors) and T > 1 else None
-        return {g: self._sequence(self._rank(scored, prior ** g if g > 0 and prior is not None else None), frames)
-                for g in motion_priors}
+            grid = self.localize_grid(cine, frame_counts=(n,), motion_priors=motion_priors)
+            return {g: grid[n, g] for g in motion_priors}
+        frames = np.arange(cine.shape[0])
+        scored = [self._score_frames([cine[t]], mode=mode, shared_proposals=False)[0] for t in frames]
+        return {g: self._sequence(self._rank(scored, p), frames) for g, p in self._priors(cine, motion_priors).items()}
+
+    def localize_grid(self, cine, *, frame_counts, motion_priors=(0.0, 1.0)):
+        """Fast-mode :meth:`localize` for every (frame count, motion-prior exponent): {(n, gamma): result}.
+
+        The frames of all counts (``n`` spread over the cycle, frame 0 first) are scored in one pass
+        on frame 0's proposals; only which frames are merged, and how boxes are ranked, differ.
+        """
+        cine = _as_cine(cine)
+        T = cine.shape[0]
+        chosen = {n: np.unique(np.linspace(0, T - 1, min(T, n)).round().astype(int)) for n in frame_counts}
+        union = np.unique(np.concatenate(list(chosen.values())))
+        scored = dict(zip(union.tolist(), self._score_frames(cine[union], mode="fast", shared_proposals=True)))
+        priors = self._priors(cine, motion_priors)
+        return {(n, g): self._sequence(self._rank([scored[t] for t in frames.tolist()], priors[g]), frames)
+                for n, frames in chosen.items() for g in motion_priors}
+
+    def _priors(self, cine, motion_priors):
+        # m ** gamma for each exponent (None: rank by LV probability alone); m computed once per cine
+        m = self.motion_map(cine) if any(g > 0 for g in motion_priors) and len(cine) > 1 else None
+        return {g: m ** g if g > 0 and m is not None else None for g in motion_priors}
 
     def _sequence(self, dets, frames):
         """One box and crop transform from the per-frame detections (:func:`sequence_box`)."""
@@ -614,6 +628,13 @@ class Detector:
         ibox[2:] = np.maximum(ibox[2:], ibox[:2] + 1)
         transform = sequence_transform(ibox, margin=self.settings["roi_margin"])
         return dict(box=box, transform=transform, frames=frames, frame_boxes=boxes, frame_scores=scores)
+
+
+def _as_cine(cine):
+    cine = np.asarray(cine)
+    if cine.ndim != 3 or cine.shape[0] < 1:
+        raise ValueError(f"a cine must be a (T, H, W) array, got shape {cine.shape}")
+    return cine
 
 
 #: annotation fields cropped with nearest-neighbour sampling (labels and masks)

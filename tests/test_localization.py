@@ -448,3 +448,34 @@ def test_localize_variants_detects_on_fast_frames_and_raises_the_map_to_gamma():
     assert len(det.localize(cine)["frames"]) == 3 and seen[-1] == 3  # the setting, when not overridden
     np.testing.assert_allclose(det.localize(cine)["box"], props[1])
     np.testing.assert_allclose(det.localize(cine, motion_prior=0)["box"], props[0])
+
+
+def test_localize_grid_scores_every_frame_count_in_one_pass_as_localize_variants_would():
+    from ofrnn.localization import Detector
+
+    det = Detector(None, dict(fast_frames=3, nms_iou=0.3, vote_iou=0.5, sequence_min_iou=0.3, roi_margin=0.15))
+    rng = np.random.default_rng(4)
+    table = {}  # each frame its own boxes and scores, so merging the wrong frames moves the sequence box
+    for t in range(25):
+        props = np.array([[10 + t, 12 + t % 5, 40 + t, 42 + t % 5], [60, 60, 80, 80]], float)
+        table[t] = ((100, 100), 1.0, np.zeros(2), props, rng.uniform(0.5, 1.0, 2), props.copy())
+    seen = []
+
+    def score(frames, *, mode, shared_proposals):
+        seen.append(len(frames))
+        return [table[int(f[0, 0])] for f in frames]  # pixel (0, 0) holds the frame's index
+
+    m = np.full((100, 100), 0.2)
+    m[55:85, 55:85] = 1.0
+    det._score_frames, det.motion_map = score, lambda cine: m
+    cine = np.zeros((25, 100, 100), np.float32)
+    cine[:, 0, 0] = np.arange(25)
+    grid = det.localize_grid(cine, frame_counts=(3, 9), motion_priors=(0.0, 0.5))
+    assert seen == [9]  # one pass: the 3 frames (0, 12, 24) are among the 9
+    for n in (3, 9):
+        one = det.localize_variants(cine, mode="fast", motion_priors=(0.0, 0.5), fast_frames=n)
+        assert len(grid[n, 0.5]["frames"]) == n
+        for g in (0.0, 0.5):
+            np.testing.assert_array_equal(grid[n, g]["frames"], one[g]["frames"])
+            np.testing.assert_allclose(grid[n, g]["box"], one[g]["box"])
+    assert not np.allclose(grid[3, 0.0]["box"], grid[9, 0.0]["box"])  # the counts do merge different frames

@@ -7,6 +7,7 @@ them; the ground-truth flow path of the pipeline is checked on them); the tiny m
 flows estimated by :mod:`ofrnn.flow`, so it can also predict on DICOM folders, which carry none.
 """
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -156,8 +157,6 @@ def test_fold_localizer_is_reused_under_a_new_sequence_rule(toy_cohort, tiny_run
 
     out, cfg, res = tiny_run
     folder = out.parent
-    import re
-
     text = (folder / "localization.toml").read_text()
     other = folder / "localization-rule.toml"
     for key, value in (("fast_frames", "4"), ("motion_prior", "1.5")):

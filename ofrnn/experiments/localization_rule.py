@@ -51,10 +51,9 @@ def containment(detector, seqs, *, fast_frames, gammas, desc):
     """
     hits = {(k, g): [] for k in fast_frames for g in gammas}
     for s in tqdm(seqs, desc=desc, unit="slice"):
-        for k in fast_frames:
-            found = detector.localize_variants(s["cine"], mode="fast", motion_priors=tuple(gammas), fast_frames=k)
-            for g in gammas:
-                hits[k, g] += [_contained(m["o"], found[g]["transform"]) for m in s["masks"].values() if "o" in m]
+        found = detector.localize_grid(s["cine"], frame_counts=tuple(fast_frames), motion_priors=tuple(gammas))
+        for key, f in found.items():
+            hits[key] += [_contained(m["o"], f["transform"]) for m in s["masks"].values() if "o" in m]
     return {key: 100 * float(np.mean(v)) for key, v in hits.items()}
 
 
