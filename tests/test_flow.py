@@ -1,4 +1,5 @@
 """Global motion (ofrnn.flow): known answers, metrics, .flo I/O, trajectories, bad input."""
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ from scipy import ndimage as ndi
 from ofrnn import flow as F
 from ofrnn.cli import main
 from ofrnn.errors import OfrnnError
-from ofrnn.flow import _pyramid, matching, variational
+from ofrnn.flow import _pyramid, deep, matching, variational
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 TINY = DATA / "flow" / "tiny"
@@ -230,6 +231,25 @@ def test_sequence_flow_matches_pairs_and_shapes(translated):
     assert flows.shape == (2, 2) + a.shape and flows.dtype == np.float32
     assert np.nanmean(flows[0, 0][INTERIOR[1:]]) == pytest.approx(1.2, abs=0.05)
     assert np.nanmean(flows[1, 0][INTERIOR[1:]]) == pytest.approx(-1.2, abs=0.05)
+
+
+def test_sequence_flow_is_the_same_on_any_number_of_threads(translated):
+    a, b, _ = translated
+    # 4 different pairs, two of them moving 9-10 px so that verified matches enter E_M
+    big = texture(seed=3)
+    cine = np.stack([a, b, crop(big), crop(np.roll(big, (9, -4), axis=(0, 1))), a])
+    stack = deep.to_255(cine)
+    kw = dict(min_motion_px=4.0)
+    _, conf = matching.deep_matches(stack[:-1], stack[1:], **kw)
+    assert conf[2].max() > 0
+    one = F.sequence_flow(cine, workers=1)
+    for workers in (2, 3, 9):  # 2 + 2 pairs, 1 + 2 + 1, and no more threads than pairs
+        shared = deep._in_threads(partial(matching.deep_matches, **kw), stack[:-1], stack[1:], workers)
+        # equal to float32 rounding: OpenCV resizes a stack of a few channels along another code path
+        np.testing.assert_allclose(shared[1], conf, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(F.sequence_flow(cine, workers=workers), one, rtol=0, atol=1e-4)
+    with pytest.raises(OfrnnError, match="workers"):
+        F.sequence_flow(cine, workers=0)
 
 
 def test_metrics_on_analytic_fields():

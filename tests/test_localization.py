@@ -56,6 +56,29 @@ def test_proposals_are_valid_boxes_and_cover_the_lv(mode):
     assert P.box_iou(boxes, gt).max() >= 0.5
 
 
+def test_fast_mode_on_two_threads_finds_the_boxes_of_one_opencv_call():
+    # the two colour spaces' groupings run on their own threads; together they must be exactly
+    # OpenCV's switchToSelectiveSearchFast on the same image (a different set would change every
+    # trained detector's candidates)
+    import cv2
+
+    rng = np.random.default_rng(0)
+    img = ring_frame(rng, size=128)[0] + rng.normal(0, 0.1, (128, 128))  # noise: more segments
+    u8 = np.round(P.normalize_intensity(img) * 255).astype(np.uint8)
+    ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    ss.setBaseImage(cv2.cvtColor(u8, cv2.COLOR_GRAY2BGR))
+    ss.switchToSelectiveSearchFast()
+    x, y, w, h = np.asarray(ss.process(), dtype=float).reshape(-1, 4).T
+    one_call = np.unique(np.stack([y, x, y + h, x + w], axis=1), axis=0)
+    threaded = np.unique(P._selective_search(u8, "fast"), axis=0)
+    assert len(one_call) > 20
+    np.testing.assert_array_equal(threaded, one_call)
+    # each colour space alone misses boxes the other finds, so the test sees a lost thread
+    bgr = cv2.cvtColor(u8, cv2.COLOR_GRAY2BGR)
+    for c in P._FAST_COLOUR_SPACES:
+        assert len(np.unique(P._grouping(bgr, "fast", c), axis=0)) < len(one_call)
+
+
 def test_quality_mode_proposes_more_than_fast_mode():
     img, _, _ = ring_frame(np.random.default_rng(2))
     assert len(P.region_proposals(img, mode="quality")) > len(P.region_proposals(img, mode="fast", size=64))
