@@ -91,10 +91,11 @@ def sample(stack, yy, xx, *, batch=None):
 def derivatives(stack):
     """x and y derivatives of a (B, H, W) stack with the 5-point stencil [1, -8, 0, 8, -1] / 12
     (the one DeepFlow uses), edges replicated."""
-    p = np.pad(stack, ((0, 0), (2, 2), (2, 2)), mode="edge")
-    c = p[:, 2:-2]
+    # each axis padded on its own by repeating its edge twice (np.pad's "edge" mode, at a fraction
+    # of its per-call cost)
+    c = np.concatenate([stack[:, :, :1], stack[:, :, :1], stack, stack[:, :, -1:], stack[:, :, -1:]], axis=2)
     dx = (c[:, :, :-4] - 8 * c[:, :, 1:-3] + 8 * c[:, :, 3:-1] - c[:, :, 4:]) / 12
-    r = p[:, :, 2:-2]
+    r = np.concatenate([stack[:, :1], stack[:, :1], stack, stack[:, -1:], stack[:, -1:]], axis=1)
     dy = (r[:, :-4] - 8 * r[:, 1:-3] + 8 * r[:, 3:-1] - r[:, 4:]) / 12
     return dx, dy
 
