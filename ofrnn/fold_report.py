@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics as M
-from .files import atomic_write_text, pyplot, save_figure, write_json
+from .files import atomic_write_text, content_digest, pyplot, save_figure, write_json
 from .predict import overlay_png
+from .store import open_cohort
 
 #: the paper's results (Sec. 3, "MI area detection"), shown beside ours in every report. The pixel
 #: numbers come from 10-fold CV over 114 patients, the segment accuracies from a 2/3 - 1/3 holdout.
@@ -216,7 +217,7 @@ def describe_data(data):
     Parameters
     ----------
     data : dict
-        :func:`ofrnn.train.cohort_description` (an empty dict for results written before it).
+        :func:`cohort_description` (an empty dict for results written before it).
 
     Returns
     -------
@@ -568,6 +569,32 @@ def aggregate(results, out):
     return summary
 
 
-__all__ = ["PAPER", "PAPER_PIXEL_SPLIT", "PAPER_SEGMENT_SPLIT", "COMPARISON_NOTE", "comparison_note", "glossary", "format_ci", "plot_curves",
+def cohort_description(cohort):
+    """What a report says about the data: source, generator settings, subject count, content digest.
+
+    No path, file name or patient field: ``sha256`` (:func:`ofrnn.files.content_digest`) names
+    the cohort's content instead.
+
+    Parameters
+    ----------
+    cohort : path
+        A cohort file (:mod:`ofrnn.store`).
+
+    Returns
+    -------
+    dict
+        ``source``, ``n_subjects``, ``sha256``; for simulated cohorts also ``seed``,
+        ``acquisition`` and ``generator``.
+    """
+    with open_cohort(cohort) as c:
+        params = dict(c.params)
+        out = dict(source=c.source, n_subjects=len(c.ids), sha256=content_digest(cohort))
+    if c.source == "simulated":
+        out.update(seed=params.get("seed"), acquisition=params.get("acquisition", {}),
+                   generator=params.get("generator"))
+    return out
+
+
+__all__ = ["PAPER", "cohort_description", "PAPER_PIXEL_SPLIT", "PAPER_SEGMENT_SPLIT", "COMPARISON_NOTE", "comparison_note", "glossary", "format_ci", "plot_curves",
            "read_training_log", "plot_training", "select_overlays", "plot_fold_bullseyes", "fold_table", "overlays", "describe_data", "write_report",
            "aggregate"]

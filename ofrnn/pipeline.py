@@ -27,7 +27,7 @@ easy background); ``infarct_share`` optionally rescales the two classes' total w
 class-balanced loss). The quotas shift the posterior toward infarct against the cohort's own mix;
 a threshold chosen on validation subjects could undo that, but for the full network it did worse on
 ten subjects than the softmax's own 0.5; the default "auto" rule picks between the two per run
-(:func:`ofrnn.train.choose_threshold`, ``experiments/train.toml``).
+(:func:`ofrnn.evaluate.choose_threshold`, ``experiments/train.toml``).
 See :func:`sample_pixels`.
 """
 from __future__ import annotations

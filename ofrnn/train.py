@@ -1,9 +1,9 @@
 """Training of OF-RNN on one fold of a cohort (paper Sec. 2 and Sec. 3).
 
 :func:`run_fold` is ``ofrnn train``: split the cohort subject-wise (:mod:`ofrnn.splits`), prepare
-ROI sequences and flows (:mod:`ofrnn.pipeline`), train in three stages, score the held-out
-subjects (:mod:`ofrnn.metrics`) and hand the result to :mod:`ofrnn.fold_report` for the figures and
-report.md. The stages:
+ROI sequences and flows (:mod:`ofrnn.pipeline`), train in three stages, have :mod:`ofrnn.evaluate`
+choose the threshold and score the held-out subjects, and hand the result to
+:mod:`ofrnn.fold_report` for the figures and report.md. The stages:
 
 1. **local motion layers**: the LSTM-RNN with its own softmax (Eq. 1), supervised, on P_l(p);
 2. **greedy pre-training** of the three encoding layers, each as a one-layer auto-encoder on the
@@ -15,8 +15,7 @@ All stages use RMSProp (Sec. 3) and the weighted, stratified pixel samples of
 ``checkpoints/`` and Keras' BackupAndRestore keeps the epoch within a stage, so a killed run
 resumes where it stopped. The decision threshold is the profile's: a number (0.5: the softmax's
 argmax) or a rule applied to validation subjects drawn from the training folds, never to the test
-fold (:func:`choose_threshold`; the default "auto" picks 0.5 or the Dice rule by
-:func:`threshold_transfer`).
+fold (:func:`ofrnn.evaluate.choose_threshold`).
 
 With ``localizer = "train"`` (the default) the fold also trains the heart localization layers on its
 training and validation subjects (:func:`fold_localizer`), puts them in the bundle (``localizer/``),
@@ -39,11 +38,12 @@ from . import metrics as M
 from . import splits
 from ._version import __version__
 from .errors import OfrnnError
-from .files import content_digest, read_toml, write_json
-from .fold_report import (PAPER, overlays as write_overlays, plot_curves, plot_fold_bullseyes, plot_training,
-                          read_training_log, write_report)
+from .files import read_toml, write_json
+from .evaluate import choose_threshold, evaluate_end_to_end, predict_all, threshold_transfer
+from .fold_report import (PAPER, cohort_description, overlays as write_overlays, plot_curves, plot_fold_bullseyes,
+                          plot_training, read_training_log, write_report)
 from .pipeline import PixelBatches, batch_settings, prepare_cohort, sample_pixels
-from .predict import LOCALIZER_DIR, MODEL_FILE, predict_roi, save_bundle
+from .predict import LOCALIZER_DIR, MODEL_FILE, save_bundle
 from .store import open_cohort
 
 PROFILES = Path(__file__).resolve().parent.parent / "experiments" / "train.toml"
@@ -251,87 +251,6 @@ def _train_network(train, val, cfg, out, *, local_block=None):
 
 
 # -- evaluation -----------------------------------------------------------------------------------
-def predict_all(network, subjects, cfg, *, progress=True):
-    """ROI probability maps of prepared subjects, and seconds per subject."""
-    from tqdm import tqdm
-
-    probs, secs = [], []
-    for rs in tqdm(subjects, desc="evaluate", unit="subject", disable=not progress):
-        t0 = time.perf_counter()
-        probs.append(predict_roi(network, rs, cfg))
-        secs.append(time.perf_counter() - t0)
-    return probs, secs
-
-
-#: the rules the "auto" threshold chooses between, the first winning ties
-AUTO_RULES = (0.5, "dice")
-
-
-def choose_threshold(rule, subjects, probs):
-    """The decision threshold: a number, or chosen on (validation) ``subjects`` over all ROI pixels.
-
-    Rules: "dice" (maximum Dice), "youden" (maximum sensitivity + specificity - 1), or "auto": of
-    :data:`AUTO_RULES` (the softmax's 0.5 and "dice") the one with the higher myocardium Dice on
-    subjects it did not choose from (:func:`threshold_transfer`), then applied to all ``subjects``.
-    "auto" keeps 0.5 for a well-calibrated network, where ten subjects place a threshold worse than
-    the softmax does, and falls back on "dice" for a learner whose scores sit below 0.5 (at 0.5 the
-    P_g-only model of Table 1 reached myocardium Dice 0.007 on its validation subjects).
-    """
-    if rule == "auto":
-        transfer = threshold_transfer(subjects, probs, rules=AUTO_RULES)
-        best = max(AUTO_RULES, key=lambda r: transfer[str(r)]) if transfer else AUTO_RULES[0]
-        return choose_threshold(best, subjects, probs)
-    if rule in ("dice", "youden"):
-        truth = np.stack([r.infarct for r in subjects])
-        pick = M.dice_threshold if rule == "dice" else M.youden_threshold
-        return pick(truth, np.stack(probs))
-    try:
-        return float(rule)
-    except (TypeError, ValueError):
-        raise OfrnnError(f"threshold {rule!r} is not 'auto', 'dice', 'youden' or a number",
-                         field="threshold") from None
-
-
-THRESHOLD_RULES = ("dice", "youden", 0.5)
-
-
-def threshold_transfer(subjects, probs, rules=THRESHOLD_RULES):
-    """Myocardium Dice of each threshold rule on subjects it did not choose its threshold from.
-
-    Leave one subject out: each subject is thresholded by the rule applied to the other ``subjects``
-    (a number is applied as it is), and Dice is pooled over all of them. A rule's Dice on the subjects
-    it chose from flatters it; this one compares rules fairly without touching the test fold.
-
-    Parameters
-    ----------
-    subjects : list of RoiSubject
-        With ``infarct`` and ``myocardium`` masks, (64, 64) each; the validation subjects.
-    probs : list of (64, 64) arrays
-        Infarct probabilities, one map per subject.
-    rules : sequence
-        Rules of :func:`choose_threshold`.
-
-    Returns
-    -------
-    dict {str(rule): myocardium Dice}
-        Empty for fewer than two subjects (nothing to choose from).
-    """
-    if len(subjects) < 2:
-        return {}
-    truth = np.stack([r.infarct for r in subjects]).astype(bool)
-    myo = np.stack([r.myocardium for r in subjects]).astype(bool)
-    prob = np.stack(probs)
-    out = {}
-    for rule in rules:
-        pred = np.zeros_like(truth)
-        for i in range(len(subjects)):
-            rest = [j for j in range(len(subjects)) if j != i]
-            thr = choose_threshold(rule, [subjects[j] for j in rest], [prob[j] for j in rest])
-            pred[i] = prob[i] >= thr
-        out[str(rule)] = M.pixel_metrics(truth[myo], pred[myo])["dice"]
-    return out
-
-
 def _versions(cfg=None):
     import keras
     import sklearn
@@ -404,88 +323,6 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
                   seconds=time.perf_counter() - t0, loss=history["history"].get("loss", [])[-1:])
     write_json(record_file, record, indent=2)  # last: its presence marks the localizer as finished
     return detector, folder, {**record, "reused": False}
-
-
-def roi_coverage(cohort, detected):
-    """How well detected ROIs cover what is scored: per subject, does the ROI box hold the whole
-    annotated frame-0 LV box, and which share of the traced infarct lies inside it (infarct outside
-    the ROI is never scored, so detected-ROI metrics alone would hide a missed heart).
-
-    Parameters
-    ----------
-    cohort : path
-        The cohort with annotated ``lv_box`` and ``infarct``.
-    detected : list of RoiSubject
-        The test subjects prepared with detected ROIs (their ``transform``).
-
-    Returns
-    -------
-    dict
-        ``lv_held`` (share of subjects), ``infarct_inside`` (mean share over subjects with infarct)
-        and per subject ``rows``.
-    """
-    rows = []
-    with open_cohort(cohort) as c:
-        for rs in detected:
-            s = c.read(rs.id, fields=("lv_box", "infarct"))
-            y0, x0, y1, x1 = (int(v) for v in rs.transform.box)
-            lv = s.lv_box[0]
-            inf = s.infarct.astype(bool)
-            share = (float(inf[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)].sum() / inf.sum()) if inf.any()
-                     else None)
-            rows.append(dict(id=rs.id, lv_held=bool(y0 <= lv[0] and x0 <= lv[1] and y1 >= lv[2] and x1 >= lv[3]),
-                             infarct_inside=share))
-    shares = [r["infarct_inside"] for r in rows if r["infarct_inside"] is not None]
-    return dict(lv_held=float(np.mean([r["lv_held"] for r in rows])) if rows else None,
-                infarct_inside=float(np.mean(shares)) if shares else None, rows=rows)
-
-
-def evaluate_end_to_end(network, cohort, split, cfg, threshold, out, *, cache_dir, progress=True):
-    """The paper's end-to-end setting: the fold's own localizer (:func:`fold_localizer`, trained on
-    its training and validation subjects) finds the test subjects' ROIs, the trained network and the
-    fold's threshold score them; the localizer is copied into the bundle (``out/localizer``).
-
-    Returns
-    -------
-    dict
-        :func:`ofrnn.metrics.evaluate_rois` metrics on the detected ROIs, with ``coverage``
-        (:func:`roi_coverage`) and the ``localizer`` record.
-    """
-    detector, folder, record = fold_localizer(cohort, split["train"] + split["val"], cfg, cache_dir=cache_dir,
-                                              progress=progress)
-    subjects = prepare_cohort(cohort, frames=cfg["frames"], roi="detector", flow=cfg["flow"], margin=cfg["roi_margin"],
-                              localizer=detector, ids=split["test"], progress=progress)
-    probs, _ = predict_all(network, subjects, cfg, progress=progress)
-    metrics, _ = M.evaluate_rois(subjects, probs, threshold, seed=cfg["seed"], intervals=True)
-    metrics.update(coverage=roi_coverage(cohort, subjects), localizer=record)
-    shutil.copytree(folder, Path(out) / LOCALIZER_DIR, dirs_exist_ok=True)
-    return metrics
-
-
-def cohort_description(cohort):
-    """What a report says about the data: source, generator settings, subject count, content digest.
-
-    No path, file name or patient field: ``sha256`` (:func:`ofrnn.files.content_digest`) names
-    the cohort's content instead.
-
-    Parameters
-    ----------
-    cohort : path
-        A cohort file (:mod:`ofrnn.store`).
-
-    Returns
-    -------
-    dict
-        ``source``, ``n_subjects``, ``sha256``; for simulated cohorts also ``seed``,
-        ``acquisition`` and ``generator``.
-    """
-    with open_cohort(cohort) as c:
-        params = dict(c.params)
-        out = dict(source=c.source, n_subjects=len(c.ids), sha256=content_digest(cohort))
-    if c.source == "simulated":
-        out.update(seed=params.get("seed"), acquisition=params.get("acquisition", {}),
-                   generator=params.get("generator"))
-    return out
 
 
 def profile_reductions(cfg, path=PROFILES):
@@ -598,10 +435,13 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     metrics, records = M.evaluate_rois(te, probs, thr, seed=cfg["seed"], intervals=True)
     end_to_end = None
     if cfg["localizer"] == "train":
-        end_to_end = evaluate_end_to_end(network, cohort, split, cfg, thr, out,
-                                         cache_dir=cache_dir or out / "checkpoints", progress=progress)
-        if not end_to_end["localizer"]["reused"]:
-            timings["localizer"] = end_to_end["localizer"]["seconds"]
+        detector, folder, record = fold_localizer(cohort, split["train"] + split["val"], cfg,
+                                                  cache_dir=cache_dir or out / "checkpoints", progress=progress)
+        end_to_end = evaluate_end_to_end(network, cohort, split["test"], cfg, thr, detector, progress=progress)
+        end_to_end["localizer"] = record
+        shutil.copytree(folder, out / LOCALIZER_DIR, dirs_exist_ok=True)
+        if not record["reused"]:
+            timings["localizer"] = record["seconds"]
     plot_curves(out / "roc_pr.png", te, probs, thr)
     drawn = write_overlays(out / "overlays", te, probs, thr, metrics["per_subject"])
     bullseyes = plot_fold_bullseyes(out, te, probs, thr)
@@ -636,7 +476,5 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     return result
 
 
-__all__ = ["PROFILES", "LOCALIZATION_SETTINGS", "REPORT_VERSION", "training_settings", "fold_localizer", "roi_coverage",
-           "evaluate_end_to_end", "cohort_description", "profile_reductions", "load_profile", "make_split", "build", "train_network", "predict_all", "choose_threshold",
-           "threshold_transfer",
-           "run_fold"]
+__all__ = ["PROFILES", "LOCALIZATION_SETTINGS", "REPORT_VERSION", "SETTING_DEFAULTS", "load_profile", "make_split", "build",
+           "train_network", "fold_localizer", "profile_reductions", "training_settings", "flow_settings", "run_fold"]

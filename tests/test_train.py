@@ -724,7 +724,7 @@ def _three_slices(*infarct_scores):
 
 
 def test_threshold_transfer_thresholds_each_subject_by_the_others():
-    from ofrnn.train import threshold_transfer
+    from ofrnn.evaluate import threshold_transfer
 
     subjects, probs = _three_slices(0.4, 0.4, 0.9)
     got = threshold_transfer(subjects, probs, rules=(0.5, "dice"))
@@ -739,7 +739,7 @@ def test_threshold_transfer_thresholds_each_subject_by_the_others():
 
 def test_auto_threshold_keeps_the_softmax_unless_the_dice_rule_transfers_better():
     from ofrnn.errors import OfrnnError
-    from ofrnn.train import choose_threshold
+    from ofrnn.evaluate import choose_threshold
 
     # scores below 0.5 everywhere but well ranked: left out, the Dice rule finds every infarct, 0.5 one
     subjects, low = _three_slices(0.4, 0.4, 0.9)

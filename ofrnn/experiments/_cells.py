@@ -5,7 +5,7 @@ An ablation is a grid of *cells* (one model variant each: settings overrides on 
 subject-wise folds as ``make train`` (:func:`ofrnn.train.make_split`). One cell on one fold is
 :func:`run_cell`: prepare the cohort (cached ROI sequences and flows, shared with ``make train``),
 sample the training pixels, train with :func:`ofrnn.train.train_network`, apply the profile's threshold rule
-(:func:`ofrnn.train.choose_threshold`), evaluate the test fold with :func:`ofrnn.metrics.evaluate_rois`.
+(:func:`ofrnn.evaluate.choose_threshold`), evaluate the test fold with :func:`ofrnn.metrics.evaluate_rois`.
 It writes ``<cell>/fold<k>.json`` and ``<cell>/fold<k>.npz`` (test probabilities and ROI masks, for the
 figures) atomically when done, so a rerun skips finished cells and a killed one restarts only the cell
 it was in (whose training itself resumes from its checkpoints). Each cell/fold is also one command
@@ -188,7 +188,8 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
     """
     from .. import metrics as M
     from ..pipeline import PixelBatches, batch_settings, sample_pixels
-    from ..train import choose_threshold, predict_all, train_network
+    from ..evaluate import choose_threshold, predict_all
+    from ..train import train_network
 
     folder = Path(folder)
     done = folder / f"fold{fold}.json"
@@ -348,8 +349,7 @@ def scope(cfg, summary):
     summary : dict
         {cell: :func:`summarise` result}.
     """
-    from ..fold_report import describe_data
-    from ..train import cohort_description
+    from ..fold_report import cohort_description, describe_data
 
     first = summary[next(iter(summary))]
     folds = first["folds"]

@@ -125,7 +125,8 @@ def learner(block, train, val, cfg, work):
     if block["kind"] == "svm":
         model = fit_svm(train, cfg, block)
         return (lambda subjects: predict_svm(model, subjects, cfg)), {}
-    from ..train import predict_all, train_network
+    from ..evaluate import predict_all
+    from ..train import train_network
 
     network, stage_times = train_network(train, val, cfg, work, local_block=local_block_builder(block, train, cfg))
     return (lambda subjects: predict_all(network, subjects, cfg, progress=False)), stage_times
