@@ -22,7 +22,26 @@ from .store import open_cohort
 
 
 def predict_all(network, subjects, cfg, *, progress=True):
-    """ROI probability maps of prepared subjects, and seconds per subject."""
+    """ROI probability maps of prepared subjects, and seconds per subject.
+
+    Parameters
+    ----------
+    network : keras.Model
+        The trained OF-RNN (:func:`ofrnn.train.build`).
+    subjects : list of RoiSubject
+        Prepared subjects (:func:`ofrnn.pipeline.prepare_cohort`) with ROI sequences and flows.
+    cfg : dict
+        The run's settings (:func:`ofrnn.predict.roi_features` reads the feature settings).
+    progress : bool, keyword-only
+        Show a progress bar.
+
+    Returns
+    -------
+    probs : list of float32 arrays (64, 64)
+        Infarct probability of every ROI pixel, one map per subject (:func:`ofrnn.predict.predict_roi`).
+    seconds : list of float
+        Wall time per subject (features and network).
+    """
     from tqdm import tqdm
 
     probs, secs = [], []
@@ -46,6 +65,25 @@ def choose_threshold(rule, subjects, probs):
     "auto" keeps 0.5 for a well-calibrated network, where ten subjects place a threshold worse than
     the softmax does, and falls back on "dice" for a learner whose scores sit below 0.5 (at 0.5 the
     P_g-only model of Table 1 reached myocardium Dice 0.007 on its validation subjects).
+
+    Parameters
+    ----------
+    rule : float or {"auto", "dice", "youden"}
+        The profile's ``threshold`` setting.
+    subjects : list of RoiSubject
+        Validation subjects with ``infarct`` (and, for "auto", ``myocardium``) masks; never the test fold.
+    probs : list of (64, 64) arrays
+        Their infarct probabilities.
+
+    Returns
+    -------
+    float
+        The threshold: a pixel is called infarct where its probability is at least this.
+
+    Raises
+    ------
+    OfrnnError
+        For a rule that is none of the above.
     """
     if rule == "auto":
         transfer = threshold_transfer(subjects, probs, rules=AUTO_RULES)
@@ -140,6 +178,23 @@ def evaluate_end_to_end(network, cohort, test_ids, cfg, threshold, detector, *, 
     """The paper's end-to-end setting: ``detector`` (the fold's heart localization layers, trained on
     its training and validation subjects) finds the test subjects' ROIs, and the trained network and
     the fold's threshold score them.
+
+    Parameters
+    ----------
+    network : keras.Model
+        The fold's trained OF-RNN.
+    cohort : path
+        The cohort file, with traced infarct, myocardium and AHA masks and annotated ``lv_box``.
+    test_ids : list of str
+        The test fold's subject ids.
+    cfg : dict
+        The run's settings (frames, flow source, ROI margin, seed, feature settings).
+    threshold : float
+        The fold's decision threshold (:func:`choose_threshold` on its validation subjects).
+    detector : ofrnn.localization.Detector
+        The fold's heart localization layers (:func:`ofrnn.train.fold_localizer`).
+    progress : bool, keyword-only
+        Show progress bars.
 
     Returns
     -------

@@ -91,6 +91,8 @@ def _grouping(bgr, mode, colour_space=None):
     else:
         ss.switchToSelectiveSearchFast()
     if colour_space is not None:
+        # OpenCV's switch converted the frame to both spaces; keep its segmentations and strategies
+        # and only the one image (the discarded conversion costs well under a millisecond)
         ss.clearImages()
         ss.addImage(cv2.cvtColor(bgr, colour_space))
     return np.asarray(ss.process(), dtype=float).reshape(-1, 4)

@@ -235,21 +235,57 @@ def test_sequence_flow_matches_pairs_and_shapes(translated):
 
 def test_sequence_flow_is_the_same_on_any_number_of_threads(translated):
     a, b, _ = translated
-    # 4 different pairs, two of them moving 9-10 px so that verified matches enter E_M
     big = texture(seed=3)
-    cine = np.stack([a, b, crop(big), crop(np.roll(big, (9, -4), axis=(0, 1))), a])
+    A, A9, A2 = (crop(np.roll(big, s, axis=(0, 1))) for s in ((0, 0), (9, -4), (-3, 8)))
+    # 8 different pairs; (A, A9) and (A, A2) move 8.5-9.8 px, past the matching gate of a 64x64 image
+    cine = np.stack([a, b, A, A9, a, A, A2, b, a])
     stack = deep.to_255(cine)
-    kw = dict(min_motion_px=4.0)
-    _, conf = matching.deep_matches(stack[:-1], stack[1:], **kw)
-    assert conf[2].max() > 0
-    one = F.sequence_flow(cine, workers=1)
-    for workers in (2, 3, 9):  # 2 + 2 pairs, 1 + 2 + 1, and no more threads than pairs
+    n_levels = len(_pyramid.pyramid_shapes(a.shape, downscale=0.8, min_size=16, max_levels=20))
+    kw = dict(min_motion_px=2.0 / 0.8 ** (n_levels - 1))  # as _deep_flow_batch gates them
+    one = matching.deep_matches(stack[:-1], stack[1:], **kw)
+    assert one[1][2].max() > 0 and one[1][5].max() > 0  # verified matches enter E_M in both halves
+    flows = F.sequence_flow(cine, workers=1)
+    for workers in (2, 3, 16):  # shares of 4 + 4 pairs, and no more threads than shares
         shared = deep._in_threads(partial(matching.deep_matches, **kw), stack[:-1], stack[1:], workers)
-        # equal to float32 rounding: OpenCV resizes a stack of a few channels along another code path
-        np.testing.assert_allclose(shared[1], conf, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(F.sequence_flow(cine, workers=workers), one, rtol=0, atol=1e-4)
-    with pytest.raises(OfrnnError, match="workers"):
-        F.sequence_flow(cine, workers=0)
+        # equal to float32 rounding: a matrix product of another batch size may round otherwise
+        for got, want in zip(shared, one):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(F.sequence_flow(cine, workers=workers), flows, rtol=0, atol=1e-4)
+    for bad in (0, 2.5):
+        with pytest.raises((OfrnnError, TypeError), match="workers|integer"):
+            F.sequence_flow(cine, workers=bad)
+
+
+def test_solver_helpers_do_numpys_arithmetic():
+    # _grad and derivatives stand in for np.gradient and an np.pad(mode="edge") stencil; the CG
+    # product for _neighbour_sum: bit for bit, or every stored flow would change
+    rng = np.random.default_rng(4)
+    f = rng.random((3, 2, 17, 23), dtype=np.float32)
+    for axis in (-1, -2):
+        np.testing.assert_array_equal(variational._grad(f, axis), np.gradient(f, axis=axis))
+    with pytest.raises(ValueError, match="axis"):
+        variational._grad(f, 0)
+    img = f[:, 0]
+    p = np.pad(img, ((0, 0), (2, 2), (2, 2)), mode="edge")
+    c, r = p[:, 2:-2], p[:, :, 2:-2]
+    dx, dy = _pyramid.derivatives(img)
+    np.testing.assert_array_equal(dx, (c[:, :, :-4] - 8 * c[:, :, 1:-3] + 8 * c[:, :, 3:-1] - c[:, :, 4:]) / 12)
+    np.testing.assert_array_equal(dy, (r[:, :-4] - 8 * r[:, 1:-3] + 8 * r[:, 3:-1] - r[:, 4:]) / 12)
+    # one CG iteration from x = 0 is r = b, p = z = M^-1 b, x = step p: recompute it with _neighbour_sum
+    a11, a22 = (rng.random((3, 17, 23), dtype=np.float32) + 1 for _ in range(2))
+    a12 = 0.1 * rng.random((3, 17, 23), dtype=np.float32)
+    wx, wy = variational._edge_weights(rng.random((3, 17, 23), dtype=np.float32))
+    wsum = variational._neighbour_sum(wx, wy, np.ones_like(a11))
+    b1, b2 = rng.random((2, 3, 17, 23), dtype=np.float32)
+    du, dv = variational._pcg(a11, a12, a22, wx, wy, wsum, b1, b2, np.zeros_like(b1), np.zeros_like(b2), n_iter=1)
+    m11, m22 = a11 + wsum, a22 + wsum
+    det = m11 * m22 - a12 * a12
+    z = np.stack([m22 / det * b1 - a12 / det * b2, m11 / det * b2 - a12 / det * b1], axis=1)
+    q = variational._neighbour_sum(-wx[:, None], -wy[:, None], z,
+                                   out=np.stack([m11, m22], axis=1) * z + a12[:, None] * z[:, ::-1])
+    rz = (np.stack([b1, b2], axis=1) * z).sum(axis=(1, 2, 3), keepdims=True)
+    step = rz / (z * q).sum(axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(np.stack([du, dv], axis=1), step * z, rtol=1e-5)
 
 
 def test_metrics_on_analytic_fields():

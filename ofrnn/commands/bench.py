@@ -138,8 +138,8 @@ def _training_throughput(network, config, args, ids, *, steps=STEPS, rounds=ROUN
         for feed in ("generator", "graph"):
             ds = batches.dataset(feed=feed)
             feeds[feed] = lambda n, ds=ds: network.fit(ds, steps_per_epoch=n, epochs=1, verbose=0)
-    for run in feeds.values():
-        run(5)  # warm-up: tracing, first batches
+    for feed in feeds.values():
+        feed(5)  # warm-up: tracing, first batches
     rates = {k: [] for k in feeds}
     names = list(feeds)
     for r in range(rounds):

@@ -4,7 +4,7 @@ features.
 Public API (stable; the classifier imports it):
 
 - :func:`deep_flow` (reference, moving, **params) -> (2, H, W) (dy, dx)
-- :func:`sequence_flow` (cine, **params) -> (T-1, 2, H, W)
+- :func:`sequence_flow` (cine, *, workers=None, **params) -> (T-1, 2, H, W)
 - :func:`global_features` (flows, *, patch=3, frame="heart") -> (H, W, T-1, :data:`GLOBAL_FEATURES_PER_FRAME`);
   :func:`lagrangian_displacement`, :func:`heart_components` (radial / circumferential about the LV centre)
 - :data:`METHODS`: the Table 3 baselines and external references by name

@@ -94,6 +94,7 @@ matching's resolution and search range follow the image size
 """
 from __future__ import annotations
 
+import operator
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -256,11 +257,13 @@ def sequence_flow(cine, *, workers=None, **params):
     ----------
     cine : array_like (T, H, W)
         T >= 2 frames, scaled jointly to [0, 255].
-    workers : int, keyword-only
+    workers : int or None, keyword-only
         Threads the deep matching shares the pairs among (default: the CPUs this process may use,
         at most one per ``_MIN_CHUNK`` pairs). Every pair is matched on its own, so the flows are
-        the same for any number, to float32 rounding (OpenCV resizes a batch of 2-4 pairs along
-        another code path; tests). On 2 cores, a 25-frame 64x64 ROI cine: matching 0.15 -> 0.09 s,
+        the same for any number to float32 rounding (tests; bit for bit for a 25-frame 64x64 cine
+        on 1 and 2 threads): a matrix product of another batch size may round otherwise, and the
+        shares are multiples of 4 pairs because OpenCV's area resize takes a stack's channels in
+        fours, which would otherwise round the pairs of a split four differently (3e-6 px). On 2 cores, a 25-frame 64x64 ROI cine: matching 0.15 -> 0.09 s,
         whole flow 0.32 -> 0.26 s; the variational part on two threads took 0.23 s against 0.21 s
         as one batch, so it stays one batch (one-off timings, 10 phantom cines).
     **params
@@ -280,16 +283,19 @@ def sequence_flow(cine, *, workers=None, **params):
     p = _check_params({**DEFAULTS, **params})
     stack = to_255(cine)
     pairs = len(stack) - 1
-    if workers is None:
-        workers = max(1, min(_usable_cpus(), pairs // _MIN_CHUNK))
+    workers = max(1, min(_usable_cpus(), pairs // _MIN_CHUNK)) if workers is None else operator.index(workers)
     if workers < 1:
         raise OfrnnError(f"must be at least 1, got {workers}", field="workers")
     return _deep_flow_batch(stack[:-1], stack[1:], workers=workers, **p)
 
 
 def _in_threads(fn, reference, moving, workers):
-    """``fn(reference, moving)`` -> tuple of (B, ...) arrays, the B pairs shared among ``workers`` threads."""
-    bounds = np.linspace(0, len(reference), min(workers, len(reference)) + 1).round().astype(int)
+    """``fn(reference, moving)`` -> tuple of (B, ...) arrays, the B pairs shared among up to ``workers``
+    threads in shares of a multiple of 4 pairs (OpenCV's area resize takes a stack's channels in
+    fours; see :func:`sequence_flow`)."""
+    B = len(reference)
+    fours = -(-B // 4)
+    bounds = np.minimum(4 * np.linspace(0, fours, min(workers, fours) + 1).round().astype(int), B)
     if len(bounds) == 2:
         return fn(reference, moving)
     with ThreadPoolExecutor(len(bounds) - 1) as pool:

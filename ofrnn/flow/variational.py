@@ -53,6 +53,9 @@ def _grad(f, axis):
     """Central differences along ``axis`` (-1: x, -2: y), one-sided at the border: np.gradient's
     arithmetic with unit spacing, without its per-call overhead (the solver calls it 4 times per
     fixed point)."""
+    if axis not in (-1, -2):
+        raise ValueError(f"axis must be -1 (x) or -2 (y), got {axis}")
+
     def at(s):
         return (Ellipsis, s) if axis == -1 else (Ellipsis, s, slice(None))
 
