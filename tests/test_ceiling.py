@@ -14,7 +14,7 @@ import pytest
 
 from ofrnn.errors import OfrnnError
 from ofrnn.experiments import _cells, ceiling
-from ofrnn.flow import heart_components, lagrangian_displacement
+from ofrnn.flow import heart_components
 from ofrnn.store import Subject, write_cohort
 
 REPO = Path(__file__).resolve().parents[1]
