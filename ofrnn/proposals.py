@@ -11,7 +11,7 @@ proposals come from selective search (Uijlings et al., IJCV 2013; OpenCV's
 ``fast``
     selective search fast mode on the frame resized to ``size`` (the detector's ``fast_size``,
     256 px: 240-440 boxes on phantom frames, twice that with the grown ones, in 0.13 s on 2 cores
-    with its two colour spaces on two threads), used for whole sequences where the quality sweep
+    with its two colour spaces on two threads, 0.22 s on one), used for whole sequences where the quality sweep
     costs too much.
 
 Selective search groups *segments*; on cine frames a segment is often the bright blood pool
@@ -104,8 +104,8 @@ def _selective_search(u8, mode):
         rects = _grouping(bgr, mode)
     else:
         # The two colour spaces' groupings are independent and OpenCV releases the GIL: on two
-        # threads they return the same boxes as one call (tests/test_localization.py) in about
-        # half the time, and selective search is the largest part of a fast-mode localization.
+        # threads they return the same boxes as one call (tests/test_localization.py), 0.13 s
+        # against 0.22 s per 256-px phantom frame (side by side, 24 calls each, 2 cores).
         with ThreadPoolExecutor(len(_FAST_COLOUR_SPACES)) as pool:
             rects = np.concatenate(list(pool.map(lambda c: _grouping(bgr, mode, c), _FAST_COLOUR_SPACES)))
     return np.stack([rects[:, 1], rects[:, 0], rects[:, 1] + rects[:, 3], rects[:, 0] + rects[:, 2]], axis=1)

@@ -250,7 +250,7 @@ def _train_network(train, val, cfg, out, *, local_block=None):
     return network, timings
 
 
-# -- evaluation -----------------------------------------------------------------------------------
+# -- the run's record and the fold's heart localization layers ------------------------------------
 def _versions(cfg=None):
     import keras
     import sklearn

@@ -73,7 +73,8 @@ def run(args):
                   cohort_sha256=content_digest(args.cohort), subjects_timed=len(rows), threads=args.threads,
                   cpu_count=os.cpu_count(), roi_source="detector" if localizer else "gt (annotated box)",
                   flow=config["flow"], inference_seconds=inference, training_pixels_per_second=train_px_s,
-                  training_pixels_per_second_range=train_spread, training_batch=args.batch, platform=platform.platform(), tensorflow=tf.__version__,
+                  training_pixels_per_second_range=train_spread, training_batch=args.batch,
+                  platform=platform.platform(), tensorflow=tf.__version__,
                   paper=dict(testing_seconds_per_subject=191, training_minutes=373, gpu="NVIDIA Quadro K600"))
     write_json(out / "metrics.json", result, indent=2)
     lines = [f"# OF-RNN timing ({args.threads} TensorFlow threads, {os.cpu_count()} cores)", "",

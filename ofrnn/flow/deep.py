@@ -156,9 +156,10 @@ def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta
     """Deep flow of (B, H, W) pairs already scaled to [0, 255]; returns (B, 2, H, W) (dy, dx).
 
     The deep matching runs on ``workers`` threads, each on its share of the pairs: OpenCV and
-    NumPy release the GIL there, and a share's response maps stay in cache where a whole cine's
-    (26 MB for 24 pairs of 64x64 ROIs) do not. The variational part stays one batch: its many
-    small array operations gained nothing on two threads (measured, see :func:`sequence_flow`).
+    NumPy release the GIL there, and smaller shares run faster even one after another (a 25-frame
+    64x64 ROI cine: 0.15 s as one batch, 0.11 s in shares of 6, 0.09 s in two threaded shares of
+    12; one-off timings, 10 phantom cines). The variational part stays one batch: on two threads
+    it took 0.23 s against 0.21 s.
     """
     B, H, W = reference.shape
     match_flow = conf = None
@@ -263,9 +264,9 @@ def sequence_flow(cine, *, workers=None, **params):
         the same for any number to float32 rounding (tests; bit for bit for a 25-frame 64x64 cine
         on 1 and 2 threads): a matrix product of another batch size may round otherwise, and the
         shares are multiples of 4 pairs because OpenCV's area resize takes a stack's channels in
-        fours, which would otherwise round the pairs of a split four differently (3e-6 px). On 2 cores, a 25-frame 64x64 ROI cine: matching 0.15 -> 0.09 s,
-        whole flow 0.32 -> 0.26 s; the variational part on two threads took 0.23 s against 0.21 s
-        as one batch, so it stays one batch (one-off timings, 10 phantom cines).
+        fours, which would otherwise round the pairs of a split four differently (3e-6 px). On 2
+        cores the flow of a 25-frame 64x64 ROI cine took 0.30 s against 0.34 s on one thread
+        (side by side, 10 phantom cines; see :func:`_deep_flow_batch`).
     **params
         As :func:`deep_flow`.
 
