@@ -10,6 +10,7 @@ class OfrnnError(Exception):
     """Bad input or a user's mistake; the message names the file and the field at fault."""
 
     def __init__(self, message, *, path=None, field=None):
+        self.message = message
         self.path = None if path is None else str(path)
         self.field = field
         parts = [p for p in (self.path, field, message) if p]

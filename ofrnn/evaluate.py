@@ -30,8 +30,8 @@ def predict_all(network, subjects, cfg, *, progress=True):
         The trained OF-RNN (:func:`ofrnn.train.build`).
     subjects : list of RoiSubject
         Prepared subjects (:func:`ofrnn.pipeline.prepare_cohort`) with ROI sequences and flows.
-    cfg : dict
-        The run's settings (:func:`ofrnn.predict.roi_features` reads the feature settings).
+    cfg : ofrnn.settings.TrainingSettings
+        The run's settings (:func:`ofrnn.predict.roi_features` reads :meth:`~ofrnn.settings.TrainingSettings.inference`).
     progress : bool, keyword-only
         Show a progress bar.
 
@@ -44,10 +44,11 @@ def predict_all(network, subjects, cfg, *, progress=True):
     """
     from tqdm import tqdm
 
+    config = cfg.inference()
     probs, secs = [], []
     for rs in tqdm(subjects, desc="evaluate", unit="subject", disable=not progress):
         t0 = time.perf_counter()
-        probs.append(predict_roi(network, rs, cfg))
+        probs.append(predict_roi(network, rs, config))
         secs.append(time.perf_counter() - t0)
     return probs, secs
 
@@ -187,7 +188,7 @@ def evaluate_end_to_end(network, cohort, test_ids, cfg, threshold, detector, *, 
         The cohort file, with traced infarct, myocardium and AHA masks and annotated ``lv_box``.
     test_ids : list of str
         The test fold's subject ids.
-    cfg : dict
+    cfg : ofrnn.settings.TrainingSettings
         The run's settings (frames, flow source, ROI margin, seed, feature settings).
     threshold : float
         The fold's decision threshold (:func:`choose_threshold` on its validation subjects).
@@ -202,10 +203,10 @@ def evaluate_end_to_end(network, cohort, test_ids, cfg, threshold, detector, *, 
         :func:`ofrnn.metrics.evaluate_rois` metrics on the detected ROIs, with ``coverage``
         (:func:`roi_coverage`).
     """
-    subjects = prepare_cohort(cohort, frames=cfg["frames"], roi="detector", flow=cfg["flow"], margin=cfg["roi_margin"],
+    subjects = prepare_cohort(cohort, frames=cfg.frames, roi="detector", flow=cfg.flow, margin=cfg.roi_margin,
                               localizer=detector, ids=test_ids, progress=progress)
     probs, _ = predict_all(network, subjects, cfg, progress=progress)
-    metrics, _ = M.evaluate_rois(subjects, probs, threshold, seed=cfg["seed"], intervals=True)
+    metrics, _ = M.evaluate_rois(subjects, probs, threshold, seed=cfg.seed, intervals=True)
     metrics.update(coverage=roi_coverage(cohort, subjects))
     return metrics
 

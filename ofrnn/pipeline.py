@@ -342,10 +342,11 @@ def dihedral(local, glob, code, *, patch, frame="heart"):
     return loc.reshape(local.shape), g.reshape(glob.shape)
 
 
-def batch_settings(cfg):
-    """The :class:`PixelBatches` keywords a training profile or a model bundle's settings define."""
-    return dict(patch=cfg["patch"], global_patch=cfg["global_patch"], global_frame=cfg["global_frame"],
-                motion_reference=cfg["motion_reference"], local_frame=cfg["local_frame"])
+def batch_settings(config):
+    """The :class:`PixelBatches` keywords that a model bundle's settings, or training settings'
+    :meth:`~ofrnn.settings.TrainingSettings.inference`, define (a mapping)."""
+    return dict(patch=config["patch"], global_patch=config["global_patch"], global_frame=config["global_frame"],
+                motion_reference=config["motion_reference"], local_frame=config["local_frame"])
 
 
 class PixelBatches:

@@ -44,9 +44,9 @@ from .fold_report import (PAPER, cohort_description, overlays as write_overlays,
                           plot_training, read_training_log, write_report)
 from .pipeline import PixelBatches, batch_settings, prepare_cohort, sample_pixels
 from .predict import LOCALIZER_DIR, MODEL_FILE, save_bundle
+from .settings import PROFILES, load_profile, training_settings
 from .store import open_cohort
 
-PROFILES = Path(__file__).resolve().parent.parent / "experiments" / "train.toml"
 #: settings of the heart localization layers (``make localize``), also used for a fold's own localizer
 LOCALIZATION_SETTINGS = PROFILES.parent / "localization.toml"
 
@@ -55,33 +55,6 @@ LOCALIZATION_SETTINGS = PROFILES.parent / "localization.toml"
 #: layers are trained if it has none yet) and its report rewritten
 REPORT_VERSION = 4
 
-#: settings a profile file may leave out (one written before they existed): the documented defaults of
-#: experiments/train.toml
-SETTING_DEFAULTS = dict(global_frame="heart", global_norm="block", motion_reference="none", local_frame="image",
-                        features="both", feature_dropout=0.0, localizer="train", localizer_settings="",
-                        localizer_profile="full", local_learner="lstm")
-
-
-def load_profile(name, path=PROFILES, **overrides):
-    """The settings of profile ``name`` (:data:`SETTING_DEFAULTS`, then [common], then the profile it
-    ``extends``, if any, then [name]) plus non-None ``overrides``."""
-    path = Path(path)
-    data = read_toml(path, what="profile file")
-
-    def profile(key, seen=()):
-        if key not in data or key == "common":
-            raise OfrnnError(f"no profile {key!r} (have: {', '.join(k for k in data if k != 'common')})",
-                             path=path, field=key)
-        if key in seen:
-            raise OfrnnError(f"profiles extend each other in a loop: {' -> '.join(seen + (key,))}", path=path,
-                             field=key)
-        own = {k: v for k, v in data[key].items() if k != "extends"}
-        return {**profile(data[key]["extends"], seen + (key,)), **own} if "extends" in data[key] else own
-
-    cfg = {**SETTING_DEFAULTS, **data.get("common", {}), **profile(name), "profile": name}
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    return cfg
-
 
 HOLDOUT_STREAM = 2**31 - 1  # the holdout's validation draw: its own stream, apart from every CV fold's
 
@@ -89,25 +62,25 @@ HOLDOUT_STREAM = 2**31 - 1  # the holdout's validation draw: its own stream, apa
 def make_split(ids, levels, fold, cfg):
     """Train / validation / test subject ids for ``fold`` (0..n_folds-1) or "holdout" (2/3 - 1/3)."""
     if fold == "holdout":
-        side = splits.holdout(ids, levels, seed=cfg["seed"])
+        side = splits.holdout(ids, levels, seed=cfg.seed)
         test = [s for s in ids if side[s] == "test"]
         scheme = "holdout 2/3 train - 1/3 test, stratified by level (paper's segment-level evaluation)"
         assignment = side
         k = HOLDOUT_STREAM
     else:
         k = int(fold)
-        if not 0 <= k < cfg["n_folds"]:
-            raise OfrnnError(f"fold {k} outside 0..{cfg['n_folds'] - 1}", field="--fold")
+        if not 0 <= k < cfg.n_folds:
+            raise OfrnnError(f"fold {k} outside 0..{cfg.n_folds - 1}", field="--fold")
         try:
-            assignment = splits.kfold(ids, levels, n_folds=cfg["n_folds"], seed=cfg["seed"])
+            assignment = splits.kfold(ids, levels, n_folds=cfg.n_folds, seed=cfg.seed)
         except ValueError:
-            raise OfrnnError(f"{len(ids)} subjects are too few for {cfg['n_folds']}-fold CV stratified by level "
+            raise OfrnnError(f"{len(ids)} subjects are too few for {cfg.n_folds}-fold CV stratified by level "
                              "(need at least that many of some level); use --fold holdout", field="--fold") from None
         test = [s for s in ids if assignment[s] == k]
-        scheme = f"{cfg['n_folds']}-fold CV, subject-wise, stratified by level, seed {cfg['seed']}; test fold {k}"
+        scheme = f"{cfg.n_folds}-fold CV, subject-wise, stratified by level, seed {cfg.seed}; test fold {k}"
     rest = [s for s in ids if s not in set(test)]
     lv = dict(zip(ids, levels))
-    val = splits.validation(rest, [lv[s] for s in rest], fraction=cfg["val_fraction"], seed=cfg["seed"],
+    val = splits.validation(rest, [lv[s] for s in rest], fraction=cfg.val_fraction, seed=cfg.seed,
                              fold=k)
     train = [s for s in rest if s not in set(val)]
     return dict(scheme=scheme, fold=fold, train=train, val=val, test=test, assignment=assignment)
@@ -118,26 +91,24 @@ def build(cfg, global_shape, *, local_block=None):
     """The OF-RNN network (Fig. 1) and its parts for the staged training.
 
     ``local_block(cfg)``, when given, returns the model that replaces the LSTM-RNN ((batch, J, N*N)
-    -> (batch, features)), as in the paper's Table 2; otherwise ``cfg["local_learner"]`` picks the
-    paper's LSTM-RNN ("lstm") or Table 2's CNN ("cnn", an option beyond the paper). ``cfg["features"]``
+    -> (batch, features)), as in the paper's Table 2; otherwise ``cfg.local_learner`` picks the
+    paper's LSTM-RNN ("lstm") or Table 2's CNN ("cnn", an option beyond the paper). ``cfg.features``
     ("both" by default, "local" or "global") selects the motion features of Table 1.
     """
     from .discriminate import local_motion_classifier, ofrnn_network
-    from .motion import LOCAL_LEARNERS, lstm_rnn, patch_cnn
+    from .motion import lstm_rnn, patch_cnn
 
-    learner = cfg["local_learner"]
-    if learner not in LOCAL_LEARNERS:
-        raise OfrnnError(f"local_learner {learner!r} is not one of {LOCAL_LEARNERS}", field="local_learner")
+    learner = cfg.local_learner  # one of LOCAL_LEARNERS (checked by the settings)
     if local_block is not None:
         rnn = local_block(cfg)
     elif learner == "cnn":
-        rnn = patch_cnn(cfg["frames"], cfg["patch"], units=cfg["lstm_units"])
+        rnn = patch_cnn(cfg.frames, cfg.patch, units=cfg.lstm_units)
     else:
-        rnn = lstm_rnn(cfg["frames"], cfg["patch"], units=cfg["lstm_units"], layers=cfg["lstm_layers"],
-                       dropout=cfg["input_dropout"])
+        rnn = lstm_rnn(cfg.frames, cfg.patch, units=cfg.lstm_units, layers=cfg.lstm_layers,
+                       dropout=cfg.input_dropout)
     network, parts = ofrnn_network(rnn, global_frames=global_shape[0], global_features=global_shape[1],
-                                   encoder_sizes=cfg["encoder_sizes"], activation=cfg["encoder_activation"],
-                                   features=cfg["features"], feature_dropout=cfg["feature_dropout"],
+                                   encoder_sizes=cfg.encoder_sizes, activation=cfg.encoder_activation,
+                                   features=cfg.features, feature_dropout=cfg.feature_dropout,
                                    global_blocks=_global_blocks(cfg))
     parts["local"] = local_motion_classifier(rnn)
     return network, parts
@@ -147,24 +118,24 @@ def _global_blocks(cfg):
     """Blocks of P_g standardised together: the three patch blocks of the layout ("block"), or none."""
     from .flow import GLOBAL_FEATURE_LAYOUT
 
-    return len(GLOBAL_FEATURE_LAYOUT) if cfg["global_norm"] == "block" else None
+    return len(GLOBAL_FEATURE_LAYOUT) if cfg.global_norm == "block" else None
 
 
-def _optimizer(cfg, key="learning_rate"):
+def _optimizer(learning_rate):
     import keras
 
-    return keras.optimizers.RMSprop(learning_rate=cfg[key])
+    return keras.optimizers.RMSprop(learning_rate=learning_rate)
 
 
-def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, log, lr="learning_rate"):
+def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, log, lr):
     import keras
 
-    model.compile(optimizer=_optimizer(cfg, lr), loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+    model.compile(optimizer=_optimizer(lr), loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
     # the weights of the epoch with the lowest validation loss (validation subjects come from the
     # training folds) are kept: fine-tuning overfits the training subjects within a few epochs
     callbacks = [keras.callbacks.BackupAndRestore(str(ckpt / f"{name}_backup")),
                  keras.callbacks.CSVLogger(str(log), append=True),
-                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"],
+                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                                restore_best_weights=True)]
     t0 = time.perf_counter()
     # shuffle=False: the dataset shuffles itself (Keras would only warn that it cannot)
@@ -178,18 +149,18 @@ def _pretrain_autoencoders(parts, train, cfg, log):
     """Greedy layer-wise pre-training of the encoding layers (stacked auto-encoder recipe)."""
     from .discriminate import autoencoder
 
-    rng = np.random.default_rng(cfg["seed"])
-    idx = np.sort(rng.choice(len(train), size=min(len(train), cfg["ae_samples"]), replace=False))
+    rng = np.random.default_rng(cfg.seed)
+    idx = np.sort(rng.choice(len(train), size=min(len(train), cfg.ae_samples), replace=False))
     feats = []
-    for i in range(0, len(idx), cfg["eval_batch"]):
-        loc, glo = train.inputs(idx[i:i + cfg["eval_batch"]])
+    for i in range(0, len(idx), cfg.eval_batch):
+        loc, glo = train.inputs(idx[i:i + cfg.eval_batch])
         feats.append(np.asarray(parts["features"].predict_on_batch([loc, glo])))
     x = np.concatenate(feats)
     t0 = time.perf_counter()
     for k, enc in enumerate(parts["encoders"]):
         ae = autoencoder(enc, x.shape[1], name=f"autoencoder_{k + 1}")
-        ae.compile(optimizer=_optimizer(cfg), loss="mse")
-        hist = ae.fit(x, x, batch_size=cfg["batch_size"], epochs=cfg["ae_epochs"], verbose=0,
+        ae.compile(optimizer=_optimizer(cfg.learning_rate), loss="mse")
+        hist = ae.fit(x, x, batch_size=cfg.batch_size, epochs=cfg.ae_epochs, verbose=0,
                       shuffle=True)
         with open(log, "a") as f:
             for e, loss in enumerate(hist.history["loss"]):
@@ -213,7 +184,7 @@ def train_network(train, val, cfg, out, *, local_block=None):
 def _train_network(train, val, cfg, out, *, local_block=None):
     import keras
 
-    keras.utils.set_random_seed(cfg["seed"])
+    keras.utils.set_random_seed(cfg.seed)
     network, parts = build(cfg, train.global_shape, local_block=local_block)
     ckpt = out / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
@@ -227,11 +198,12 @@ def _train_network(train, val, cfg, out, *, local_block=None):
     else:
         if done["local"].is_file():
             parts["local"].load_weights(done["local"])
-        elif cfg["features"] == "global":
+        elif cfg.features == "global":
             timings["local"] = 0.0  # Table 1 "global only": the local motion layers are not used
         else:
-            timings["local"], _ = _fit_supervised(parts["local"], train, val, cfg, epochs=cfg["lstm_epochs"], ckpt=ckpt,
-                                               name="local", local_only=True, log=out / "train_log_local.csv")
+            timings["local"], _ = _fit_supervised(parts["local"], train, val, cfg, epochs=cfg.lstm_epochs, ckpt=ckpt,
+                                               name="local", local_only=True, log=out / "train_log_local.csv",
+                                                  lr=cfg.learning_rate)
         if "local" in timings:
             parts["local"].save_weights(done["local"])
         norm = parts["normalization"]  # adapted on P_g in the shape it sees (per value, or per block)
@@ -240,9 +212,9 @@ def _train_network(train, val, cfg, out, *, local_block=None):
         ae_log.write_text("stage,epoch,loss\n")
         timings["autoencoders"] = _pretrain_autoencoders(parts, train, cfg, ae_log)
         network.save_weights(done["autoencoders"])
-    timings["finetune"], epochs = _fit_supervised(network, train, val, cfg, epochs=cfg["finetune_epochs"], ckpt=ckpt,
+    timings["finetune"], epochs = _fit_supervised(network, train, val, cfg, epochs=cfg.finetune_epochs, ckpt=ckpt,
                                           name="finetune", local_only=False, log=out / "train_log.csv",
-                                          lr="finetune_learning_rate")
+                                          lr=cfg.finetune_learning_rate)
     # epochs run in this process (a resumed stage counts only its remaining epochs)
     timings["finetune_pixels_per_s"] = epochs * train.steps * train.batch_size / timings["finetune"]
     network.save_weights(done["finetune"])
@@ -260,7 +232,7 @@ def _versions(cfg=None):
                keras=keras.__version__, numpy=np.__version__, sklearn=sklearn.__version__,
                machine=f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
                        f"{len(tf.config.list_physical_devices('GPU'))} GPUs")
-    if cfg is not None and cfg["flow"] == "estimated":
+    if cfg is not None and cfg.flow == "estimated":
         out["flow_params"] = flow_settings(cfg)
     return out
 
@@ -270,8 +242,8 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
 
     A fold's bundle must run on raw cines without a second training, and its localizer must never
     have seen the test fold: it is trained on the fold's training and validation subjects with the
-    settings of ``cfg["localizer_settings"]`` (default ``experiments/localization.toml``, profile
-    ``cfg["localizer_profile"]``). One trained before on the same subjects, cohort content and
+    settings of ``cfg.localizer_settings`` (default ``experiments/localization.toml``, profile
+    ``cfg.localizer_profile``). One trained before on the same subjects, cohort content and
     settings is reused from ``cache_dir`` (``localizer-<key>/``); the sequence rule
     (:data:`ofrnn.localization.SEQUENCE_RULE`) is not part of the key: a reused localizer takes the
     current one.
@@ -282,8 +254,8 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
         The cohort file (simulated or annotated: frames with ``lv_box``).
     ids : list of str
         The subjects to train on (never the test fold's).
-    cfg : dict
-        Training settings (:func:`load_profile`): ``localizer_settings``, ``localizer_profile``.
+    cfg : ofrnn.settings.TrainingSettings
+        Training settings: ``localizer_settings``, ``localizer_profile``.
     cache_dir : path
         Where trained localizers are kept by key.
     progress : bool
@@ -298,8 +270,8 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
     from .experiments.localization import training_frames
     from .localization import SEQUENCE_RULE, apply_sequence_rule, load_detector, train_detector
 
-    path = Path(cfg["localizer_settings"] or LOCALIZATION_SETTINGS)
-    lcfg = resolve_config(read_toml(path, what="localization settings"), cfg["localizer_profile"])
+    path = Path(cfg.localizer_settings or LOCALIZATION_SETTINGS)
+    lcfg = resolve_config(read_toml(path, what="localization settings"), cfg.localizer_profile)
     st = Path(cohort).stat()
     # the sequence rule does not touch training: a new rule reuses the trained localizer
     trained_by = dict(lcfg, detect={k: v for k, v in lcfg["detect"].items() if k not in SEQUENCE_RULE})
@@ -319,7 +291,7 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
         print(f"heart localization layers: training on {len(frames)} frames of {len(ids)} subjects")
     detector, history = train_detector(frames, boxes, lcfg, seed=lcfg["seed"], progress=progress)
     detector.save(folder)
-    record = dict(subjects=len(ids), frames=len(frames), profile=cfg["localizer_profile"],
+    record = dict(subjects=len(ids), frames=len(frames), profile=cfg.localizer_profile,
                   seconds=time.perf_counter() - t0, loss=history["history"].get("loss", [])[-1:])
     write_json(record_file, record, indent=2)  # last: its presence marks the localizer as finished
     return detector, folder, {**record, "reused": False}
@@ -334,28 +306,19 @@ def profile_reductions(cfg, path=PROFILES):
         {setting: (this profile's value, the paper profile's)}; {} for the paper profile itself;
         None when the file has no ``paper`` profile (nothing to compare with).
     """
-    try:
-        paper = load_profile("paper", path)
-    except OfrnnError:
+    if "paper" not in read_toml(path, what="profile file"):
         return None
+    paper = load_profile("paper", path)
     skip = {"profile"}
-    return {k: (cfg[k], paper[k]) for k in paper if k not in skip and k in cfg and cfg[k] != paper[k]}
-
-
-def training_settings(cfg):
-    """The settings that define the trained network: every one but the localizer's (it has its own
-    key in :func:`fold_localizer`) and the decision threshold (applied after training: a fold with
-    another is evaluated again from its weights), with :data:`SETTING_DEFAULTS` filled in for stamps
-    written before a setting existed (their runs used the default)."""
-    return {k: v for k, v in {**SETTING_DEFAULTS, **cfg}.items()
-            if not k.startswith("localizer") and k != "threshold"}
+    ours, paper = cfg.as_dict(), paper.as_dict()
+    return {k: (ours[k], paper[k]) for k in paper if k not in skip and k in ours and ours[k] != paper[k]}
 
 
 def flow_settings(cfg):
     """The deep optical flow's settings a run's P_g comes from (None with the simulator's exact
     flow): part of every settings stamp and ablation cell key, so new flow defaults retrain rather
     than answer with a network trained on other flows."""
-    if cfg.get("flow") != "estimated":
+    if cfg.flow != "estimated":
         return None
     from .flow import DEFAULTS
 
@@ -394,7 +357,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     # the cohort's size and modification time stand for its content (a rebuilt cohort must not be
     # answered with a fold trained on the old one); no path is stored
     st = Path(cohort).stat()
-    stamp = dict(cohort_bytes=st.st_size, cohort_mtime_ns=st.st_mtime_ns, fold=str(fold), config=cfg,
+    stamp = dict(cohort_bytes=st.st_size, cohort_mtime_ns=st.st_mtime_ns, fold=str(fold), config=cfg.as_dict(),
                  flow_params=flow_settings(cfg), split={k: split[k] for k in ("train", "val", "test")})
     if (out / "settings.json").is_file() and not _same_run(stamp, json.loads((out / "settings.json").read_text())):
         raise OfrnnError("holds a run with other settings (cohort file or its content, fold, its subjects, profile or "
@@ -402,7 +365,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     previous = None
     if (out / "metrics.json").is_file() and (out / MODEL_FILE).is_file():
         previous = json.loads((out / "metrics.json").read_text())
-        same_threshold = previous["config"].get("threshold") == cfg["threshold"]
+        same_threshold = previous["config"].get("threshold") == cfg.threshold
         if previous.get("report_version") == REPORT_VERSION and same_threshold:
             return previous
     out.mkdir(parents=True, exist_ok=True)
@@ -411,30 +374,30 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     write_json(out / "split.json", split)
     timings = {}
     t0 = time.perf_counter()
-    subjects = {r.id: r for r in prepare_cohort(cohort, frames=cfg["frames"], roi=cfg["roi"], flow=cfg["flow"],
-                                                margin=cfg["roi_margin"], localizer=localizer, cache_dir=cache_dir,
+    subjects = {r.id: r for r in prepare_cohort(cohort, frames=cfg.frames, roi=cfg.roi, flow=cfg.flow,
+                                                margin=cfg.roi_margin, localizer=localizer, cache_dir=cache_dir,
                                                 progress=progress)}
     timings["prepare"] = time.perf_counter() - t0
     tr = [subjects[s] for s in split["train"]]
     va = [subjects[s] for s in split["val"]]
     te = [subjects[s] for s in split["test"]]
-    common = dict(per_subject=cfg["pixels_per_subject"], fractions=cfg["strata_fractions"],
-                  weights=cfg["pixel_weights"], infarct_share=cfg.get("infarct_share"))
-    kw = dict(batch_settings(cfg), batch_size=cfg["batch_size"])
-    train = PixelBatches(tr, sample_pixels(tr, seed=cfg["seed"], **common), seed=cfg["seed"],
-                         augment=cfg.get("augment", False), **kw)
-    val = PixelBatches(va, sample_pixels(va, seed=cfg["seed"] + 1, **common), seed=cfg["seed"] + 1, **kw)
+    common = dict(per_subject=cfg.pixels_per_subject, fractions=cfg.strata_fractions,
+                  weights=cfg.pixel_weights, infarct_share=cfg.infarct_share)
+    kw = dict(batch_settings(cfg.inference()), batch_size=cfg.batch_size)
+    train = PixelBatches(tr, sample_pixels(tr, seed=cfg.seed, **common), seed=cfg.seed,
+                         augment=cfg.augment, **kw)
+    val = PixelBatches(va, sample_pixels(va, seed=cfg.seed + 1, **common), seed=cfg.seed + 1, **kw)
     network, fit_times = train_network(train, val, cfg, out)
     timings.update(fit_times)
 
     val_probs, _ = predict_all(network, va, cfg, progress=progress)
-    thr = choose_threshold(cfg["threshold"], va, val_probs)
+    thr = choose_threshold(cfg.threshold, va, val_probs)
     val_metrics, _ = M.evaluate_rois(va, val_probs, thr)
     probs, secs = predict_all(network, te, cfg, progress=progress)
     timings["network_per_subject"] = float(np.mean(secs))
-    metrics, records = M.evaluate_rois(te, probs, thr, seed=cfg["seed"], intervals=True)
+    metrics, records = M.evaluate_rois(te, probs, thr, seed=cfg.seed, intervals=True)
     end_to_end = None
-    if cfg["localizer"] == "train":
+    if cfg.localizer == "train":
         detector, folder, record = fold_localizer(cohort, split["train"] + split["val"], cfg,
                                                   cache_dir=cache_dir or out / "checkpoints", progress=progress)
         end_to_end = evaluate_end_to_end(network, cohort, split["test"], cfg, thr, detector, progress=progress)
@@ -449,8 +412,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     if training:
         plot_training(out / "training.png", training)
     data, versions = cohort_description(cohort), _versions(cfg)
-    bundle_cfg = {k: cfg[k] for k in ("frames", "patch", "global_patch", "global_frame", "motion_reference",
-                                      "local_frame", "roi_margin", "flow", "roi", "profile", "eval_batch")}
+    bundle_cfg = cfg.inference()
     bundle_cfg.update(threshold=thr, fold=fold, cohort_sha256=data["sha256"], global_shape=list(train.global_shape),
                       intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=versions,
                       localizer=LOCALIZER_DIR if end_to_end is not None else None)
@@ -458,7 +420,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     timings["total"] = time.perf_counter() - t_start
     if previous is not None:  # evaluated again: the training's own timings stand
         timings.update({k: previous["timings"][k] for k in ("prepare", "total") if k in previous["timings"]})
-    result = dict(report_version=REPORT_VERSION, data=data, config=cfg,
+    result = dict(report_version=REPORT_VERSION, data=data, config=cfg.as_dict(),
                   split={k: split[k] for k in ("scheme", "fold", "train", "val", "test")},
                   profile_reductions=profile_reductions(cfg, settings), metrics=metrics,
                   metrics_detected_roi=end_to_end, timings=timings,
@@ -476,5 +438,5 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     return result
 
 
-__all__ = ["PROFILES", "LOCALIZATION_SETTINGS", "REPORT_VERSION", "SETTING_DEFAULTS", "load_profile", "make_split", "build",
-           "train_network", "fold_localizer", "profile_reductions", "training_settings", "flow_settings", "run_fold"]
+__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "make_split", "build", "train_network", "fold_localizer",
+           "profile_reductions", "flow_settings", "run_fold"]

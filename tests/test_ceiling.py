@@ -228,7 +228,7 @@ def test_settings_parse_for_every_profile():
     for profile in config["profile"]:
         cfg = ceiling._settings(config, profile)
         ceiling.make_classifier(cfg["gbm"], 0)
-        assert _cells.fold_list(cfg, ceiling._train_settings(cfg)["n_folds"])
+        assert _cells.fold_list(cfg, ceiling._train_settings(cfg).n_folds)
     full = ceiling._settings(config, "full")
     assert full["folds"] == "all" and full["train_profile"] == "quick"
     assert [r["groups"] for r in full["rows"].values()] == [

@@ -87,7 +87,8 @@ def test_block_standardisation_keeps_relative_size_and_survives_save(tmp_path):
 
 def test_cnn_option_reads_the_same_patches_and_saves_in_safe_mode(tmp_path):
     from ofrnn.errors import OfrnnError
-    from ofrnn.train import build, load_profile
+    from ofrnn.settings import load_profile
+    from ofrnn.train import build
 
     cfg = load_profile("quick", frames=6, patch=3, lstm_units=4, encoder_sizes=[8, 6, 4], local_learner="cnn",
                        global_norm="feature")
@@ -109,4 +110,4 @@ def test_cnn_option_reads_the_same_patches_and_saves_in_safe_mode(tmp_path):
     back = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
     np.testing.assert_allclose(np.asarray(back(x, training=False)), p, rtol=1e-5, atol=1e-6)
     with pytest.raises(OfrnnError, match="local_learner"):
-        build({**cfg, "local_learner": "gru"}, (5, 2))
+        cfg.replace(local_learner="gru")

@@ -32,10 +32,9 @@ def test_ablation_settings_parse_for_every_profile(name):
         for cell in cfg["cells"]:
             tcfg = _cells.cell_settings(cfg, cell)
             # every cell is a complete training configuration on the folds of `make train`
-            for key in ("patch", "frames", "lstm_units", "n_folds", "seed", "pixels_per_subject"):
-                assert key in tcfg
-            folds = _cells.fold_list(cfg, tcfg["n_folds"])
-            assert folds and all(0 <= k < tcfg["n_folds"] for k in folds)
+            assert tcfg.profile == f"{cfg['train_profile']}+{profile}"
+            folds = _cells.fold_list(cfg, tcfg.n_folds)
+            assert folds and all(0 <= k < tcfg.n_folds for k in folds)
     assert _cells.resolve(config, "paper")["folds"] == "all"
     # the dispatcher's default profile name maps onto the experiment's default
     assert _cells.resolve(config, "full")["profile"] == config["default_profile"]
@@ -130,8 +129,10 @@ def test_training_strategy_on_this_cpu(monkeypatch):
 def test_local_blocks_shapes_and_rbm_pretraining():
     from ofrnn.experiments.ablation_classifier import _cnn, _dbn, _rnn, _sae
 
-    cfg = dict(frames=4, patch=5, lstm_units=6, lstm_layers=2, input_dropout=0.0, seed=0, batch_size=32,
-               learning_rate=1e-3)
+    from ofrnn.settings import load_profile
+
+    cfg = load_profile("quick").replace(frames=4, patch=5, lstm_units=6, lstm_layers=2, input_dropout=0.0, seed=0,
+                                        batch_size=32, learning_rate=1e-3)
     x = np.random.default_rng(0).uniform(-0.2, 1.2, (64, 4 * 25)).astype(np.float32)
     patches = x.reshape(64, 4, 25)
     dbn = _dbn(cfg, dict(sizes=[8, 6, 3], pretrain_epochs=1, rbm_learning_rate=0.05, rbm_batch=16), x)
@@ -216,7 +217,9 @@ def test_a_cell_trained_on_other_subjects_is_not_reused(tiny):
 
     folder = Path(tiny["features"]["cells"]["local"]["folder"])
     stored = json.loads((folder / "fold0.json").read_text())
-    tcfg, cohort = stored["settings"], tiny["root"] / "tiny.h5"
+    from ofrnn.settings import TrainingSettings
+
+    tcfg, cohort = TrainingSettings.from_mapping(stored["settings"]), tiny["root"] / "tiny.h5"
     assert stored["split"] == _cells.split_for(cohort, 0, tcfg)
     # a block without its learner fails only when the cell must be trained: reading back it passes
     block = {"kind": "svm"}

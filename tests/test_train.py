@@ -138,7 +138,8 @@ def test_resample_frames_keeps_endpoints():
 
 @pytest.fixture(scope="module")
 def tiny_run(toy_cohort, tmp_path_factory):
-    from ofrnn.train import load_profile, run_fold
+    from ofrnn.settings import load_profile
+    from ofrnn.train import run_fold
 
     # a tiny heart localization profile appended to the real settings: the bundle gets its own localizer
     folder = tmp_path_factory.mktemp("fold")
@@ -164,7 +165,7 @@ def test_fold_localizer_is_reused_under_a_new_sequence_rule(toy_cohort, tiny_run
         assert n == 1, key
     other.write_text(text)
     ids = res["split"]["train"] + res["split"]["val"]
-    det, where, record = fold_localizer(toy_cohort, ids, {**cfg, "localizer_settings": str(other)},
+    det, where, record = fold_localizer(toy_cohort, ids, cfg.replace(localizer_settings=str(other)),
                                         cache_dir=folder / "cache", progress=False)
     assert record["reused"] and (det.settings["fast_frames"], det.settings["motion_prior"]) == (4, 1.5)
     assert load_detector(where).settings["motion_prior"] == 1.5  # the bundle copied into a fold gets it too
@@ -200,7 +201,7 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
     # a finished fold is not redone; other settings in the same folder are refused
     assert run_fold(toy_cohort, "holdout", cfg, out, progress=False)["timings"] == res["timings"]
     with pytest.raises(OfrnnError, match="other settings"):
-        run_fold(toy_cohort, "holdout", {**cfg, "lstm_units": 9}, out, progress=False)
+        run_fold(toy_cohort, "holdout", cfg.replace(lstm_units=9), out, progress=False)
     # nor is a fold trained on a cohort that was rebuilt since (same path, new content)
     import os
 
@@ -213,7 +214,7 @@ def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
         os.utime(toy_cohort, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     net, config = load_bundle(out)
-    assert config["local_frame"] == cfg["local_frame"]  # prediction builds P_l as training did
+    assert config["local_frame"] == cfg.local_frame  # prediction builds P_l as training did
     with open_cohort(toy_cohort) as c:
         subs = [c.read(s) for s in c.ids[:2]]
     pred_dir = tmp_path / "pred"
@@ -396,7 +397,7 @@ def test_a_fold_of_an_older_report_version_is_evaluated_again_without_training(t
     for k in ("local", "autoencoders", "finetune", "total"):  # the training's timings, not the re-evaluation's
         assert again["timings"][k] == pytest.approx(res["timings"][k])
     # another decision threshold: the same network, evaluated again at it
-    other = run_fold(toy_cohort, "holdout", {**cfg, "threshold": 0.25}, out, progress=False)
+    other = run_fold(toy_cohort, "holdout", cfg.replace(threshold=0.25), out, progress=False)
     assert other["metrics"]["threshold"] == 0.25 and other["config"]["threshold"] == 0.25
     assert other["metrics"]["myocardium"]["roc_auc"] == pytest.approx(res["metrics"]["myocardium"]["roc_auc"])
     assert other["timings"]["finetune"] == pytest.approx(res["timings"]["finetune"])
@@ -684,12 +685,14 @@ def test_predict_cli_on_a_nifti_cine_writes_masks_on_its_voxel_grid(tiny_run, tm
 
 def test_new_flow_settings_are_another_run():
     from ofrnn.flow import DEFAULTS
+    from ofrnn.settings import load_profile
     from ofrnn.train import _same_run, flow_settings
 
-    assert flow_settings({"flow": "exact"}) is None and flow_settings({"flow": "estimated"}) == DEFAULTS
-    cfg = {"flow": "estimated", "profile": "quick"}
+    assert flow_settings(load_profile("quick", flow="gt")) is None
+    assert flow_settings(load_profile("quick", flow="estimated")) == DEFAULTS
+    cfg = load_profile("quick").as_dict()
     split = dict(train=["S1", "S2"], val=["S3"], test=["S4"])
-    stamp = dict(cohort_bytes=1, cohort_mtime_ns=2, fold="3", config=cfg, flow_params=flow_settings(cfg), split=split)
+    stamp = dict(cohort_bytes=1, cohort_mtime_ns=2, fold="3", config=cfg, flow_params=DEFAULTS, split=split)
     assert _same_run(stamp, json.loads(json.dumps(stamp)))  # survives the JSON round trip
     assert not _same_run(stamp, {**stamp, "flow_params": {**DEFAULTS, "beta": 0.0}})
     assert not _same_run(stamp, {**stamp, "split": {**split, "val": ["S2"], "train": ["S1", "S3"]}})
@@ -697,7 +700,8 @@ def test_new_flow_settings_are_another_run():
 
 
 def test_validation_subjects_are_drawn_anew_for_every_fold():
-    from ofrnn.train import load_profile, make_split
+    from ofrnn.settings import load_profile
+    from ofrnn.train import make_split
 
     ids = [f"S{i:03d}" for i in range(114)]
     levels = ["apical", "mid", "basal"] * 38
@@ -754,12 +758,12 @@ def test_auto_threshold_keeps_the_softmax_unless_the_dice_rule_transfers_better(
 
 def test_another_threshold_is_the_same_training_run():
     from ofrnn.experiments import _cells
-    from ofrnn.train import load_profile, training_settings
+    from ofrnn.settings import load_profile, training_settings
 
     cfg = load_profile("quick")
-    assert training_settings(cfg) == training_settings({**cfg, "threshold": 0.3})
+    assert training_settings(cfg) == training_settings(cfg.replace(threshold=0.3))
     # ablation cells keep no weights: another threshold is another cell
-    assert _cells.cell_key(cfg, None, "c.h5") != _cells.cell_key({**cfg, "threshold": 0.3}, None, "c.h5")
+    assert _cells.cell_key(cfg, None, "c.h5") != _cells.cell_key(cfg.replace(threshold=0.3), None, "c.h5")
 
 
 def test_data_description_names_the_field_strength_or_its_mix():
@@ -772,18 +776,61 @@ def test_data_description_names_the_field_strength_or_its_mix():
 
 def test_a_profile_extends_another_and_the_cnn_profile_is_quick_with_the_cnn(tmp_path):
     from ofrnn.errors import OfrnnError
-    from ofrnn.train import load_profile
+    from ofrnn.settings import load_profile
 
+    quick_file = Path(__file__).parents[1] / "experiments" / "train.toml"
     f = tmp_path / "p.toml"
-    f.write_text('[common]\nseed = 1\nlr = 0.1\n[base]\nlr = 0.2\nunits = 8\n[child]\nextends = "base"\nunits = 16\n'
-                 '[a]\nextends = "b"\n[b]\nextends = "a"\n')
+    common = quick_file.read_text().split("[quick]")[0]  # [common] of the project's file
+    f.write_text(common + '[base]\n' + quick_file.read_text().split("[quick]")[1].split("[paper]")[0]
+                 + '[child]\nextends = "base"\nlstm_units = 16\n[a]\nextends = "b"\n[b]\nextends = "a"\n')
     cfg = load_profile("child", f)
-    assert (cfg["seed"], cfg["lr"], cfg["units"], cfg["profile"]) == (1, 0.2, 16, "child") and "extends" not in cfg
+    assert (cfg.lstm_units, cfg.learning_rate, cfg.profile) == (16, 0.002, "child")
     with pytest.raises(OfrnnError, match="loop"):
         load_profile("a", f)
     quick, cnn = load_profile("quick"), load_profile("cnn")
-    assert quick["local_learner"] == "lstm" and cnn["local_learner"] == "cnn"
+    assert quick.local_learner == "lstm" and cnn.local_learner == "cnn"
     # the CNN keeps the learning rate its ten folds were measured at (experiments/train.toml)
-    assert (quick["learning_rate"], cnn["learning_rate"]) == (0.002, 0.001)
-    assert {k: v for k, v in cnn.items() if k not in ("local_learner", "profile", "learning_rate")} == \
-        {k: v for k, v in quick.items() if k not in ("local_learner", "profile", "learning_rate")}
+    assert (quick.learning_rate, cnn.learning_rate) == (0.002, 0.001)
+    assert cnn.replace(local_learner="lstm", learning_rate=0.002, profile="quick") == quick
+
+
+def test_settings_refuse_unknown_missing_and_bad_values_naming_file_and_key(tmp_path):
+    from ofrnn.errors import OfrnnError
+    from ofrnn.settings import load_profile
+
+    text = (Path(__file__).parents[1] / "experiments" / "train.toml").read_text()
+    f = tmp_path / "t.toml"
+    for edit, field, what in ((("lstm_units = 32", "lstm_unit = 32"), "lstm_unit", "unknown setting"),
+                              (("patch = 11 ", "patch = 12 "), "patch", "must be odd"),
+                              (('local_frame = "heart"', 'local_frame = "hart"'), "local_frame", "'hart' is not one"),
+                              (("strata_fractions = [0.3, 0.3, 0.2, 0.2]", "strata_fractions = [0.3, 0.3, 0.2]"),
+                               "strata_fractions", "must be 4 numbers"),
+                              (("batch_size = 512", "batch_size = true"), "batch_size", "must be an integer"),
+                              (('threshold = "auto"', 'threshold = "best"'), "threshold", "'best' is not")):
+        assert edit[0] in text, edit
+        f.write_text(text.replace(edit[0], edit[1], 1))
+        with pytest.raises(OfrnnError) as e:
+            load_profile("quick", f)
+        assert (e.value.path, e.value.field) == (str(f), field) and what in e.value.message, str(e.value)
+    f.write_text(text.replace("seed = 0\n", "", 1))
+    with pytest.raises(OfrnnError, match="seed: missing setting"):
+        load_profile("quick", f)
+    with pytest.raises(OfrnnError, match="input_dropout: must be a number in"):
+        load_profile("quick").replace(input_dropout=1.5)
+
+
+def test_settings_records_are_the_plain_dicts_of_before():
+    """Records and ablation cell keys of finished runs must not change: the plain form keeps lists,
+    leaves out optional settings that are unset, and reads back into equal settings."""
+    from ofrnn.settings import TrainingSettings, load_profile, training_settings
+
+    cfg = load_profile("quick")
+    plain = cfg.as_dict()
+    assert plain["encoder_sizes"] == [64, 32, 16] and isinstance(plain["strata_fractions"], list)
+    assert "infarct_share" not in plain and "augment" not in plain
+    assert TrainingSettings.from_mapping(json.loads(json.dumps(plain))) == cfg
+    assert "infarct_share" in cfg.replace(infarct_share=0.5).as_dict()
+    # a record written before local_frame existed ran with image-axis patches
+    old = {k: v for k, v in plain.items() if k != "local_frame"}
+    assert training_settings(old)["local_frame"] == "image" != cfg.local_frame
+    assert "threshold" not in training_settings(cfg) and not any(k.startswith("localizer") for k in training_settings(cfg))

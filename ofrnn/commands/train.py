@@ -51,7 +51,8 @@ def run(args):
 
     from ..errors import OfrnnError
     from ..fold_report import aggregate
-    from ..train import PROFILES, load_profile, run_fold
+    from ..settings import PROFILES, load_profile
+    from ..train import run_fold
 
     settings = args.settings or PROFILES
     cfg = load_profile(args.profile, settings, flow=args.flow, roi=args.roi, localizer=args.fold_localizer)
@@ -60,7 +61,7 @@ def run(args):
     import tensorflow as tf
 
     localizer = None
-    if cfg["roi"] == "detector":
+    if cfg.roi == "detector":
         if not args.localizer:
             raise OfrnnError("--roi detector needs --localizer DIR (a heart localization bundle)", field="--localizer")
         from ..localization import load_detector
@@ -74,7 +75,7 @@ def run(args):
 
         root = Path(args.out or _default_root(args.profile))
         results = []
-        for k in range(cfg["n_folds"]):
+        for k in range(cfg.n_folds):
             print(f"== fold {k} ==")
             results.append(run_fold(args.cohort, str(k), cfg, root / f"fold{k}", cache_dir=args.cache,
                                     localizer=localizer, force=args.force, settings=settings))

@@ -100,14 +100,18 @@ def _path(p):
 
 
 def cell_settings(cfg, cell):
-    """Training settings of one cell: train.toml profile + experiment overrides + cell overrides."""
-    from ..train import load_profile
+    """Training settings of one cell (:class:`ofrnn.settings.TrainingSettings`): the train.toml
+    profile, then the experiment's ``overrides``, then the cell's own settings."""
+    from ..settings import load_profile
 
     tcfg = load_profile(cfg["train_profile"], _path(cfg.get("train_settings", "experiments/train.toml")))
-    tcfg.update(cfg.get("overrides", {}))
-    tcfg.update({k: v for k, v in cfg["cells"][cell].items() if k not in ("block", "label")})
-    tcfg["profile"] = f"{cfg['train_profile']}+{cfg['profile']}"
-    return tcfg
+    own = {k: v for k, v in cfg["cells"][cell].items() if k not in ("block", "label")}
+    for where, changes in (("overrides", cfg.get("overrides", {})), (f"cells.{cell}", own)):
+        try:
+            tcfg = tcfg.replace(**changes)
+        except OfrnnError as e:
+            raise OfrnnError(e.message, field=f"{where}.{e.field}") from None
+    return tcfg.replace(profile=f"{cfg['train_profile']}+{cfg['profile']}")
 
 
 def fold_list(cfg, n_folds):
@@ -124,10 +128,11 @@ def cell_key(tcfg, block, cohort):
     ablations (e.g. the full model in Tables 1 and 2 and N = 11 in Fig. 3(e)) are trained once."""
     st = Path(cohort).stat() if Path(cohort).exists() else None
     # a regenerated cohort (make data) is another cohort: its size and mtime are part of the key
-    from ..train import flow_settings, training_settings  # the localizer's settings do not change a cell's network
+    from ..settings import training_settings  # the localizer's settings do not change a cell's network
+    from ..train import flow_settings
 
     blob = json.dumps(dict(cfg={k: v for k, v in training_settings(tcfg).items() if k != "profile"}, block=block,
-                           threshold=tcfg["threshold"],
+                           threshold=tcfg.threshold,
                            flow=flow_settings(tcfg),
                            cohort=str(Path(cohort).resolve()), size=st and st.st_size, mtime=st and st.st_mtime_ns),
                       sort_keys=True, default=str)
@@ -142,11 +147,11 @@ def prepared(cohort, tcfg, cache_dir, progress=True):
     """Prepared subjects of the cohort by id (memoised per process; cached on disk with make train's)."""
     from ..pipeline import prepare_cohort
 
-    key = (str(cohort), tcfg["frames"], tcfg["roi"], tcfg["flow"], tcfg["roi_margin"])
+    key = (str(cohort), tcfg.frames, tcfg.roi, tcfg.flow, tcfg.roi_margin)
     if key not in _PREPARED:
         _PREPARED.clear()
-        _PREPARED[key] = {r.id: r for r in prepare_cohort(cohort, frames=tcfg["frames"], roi=tcfg["roi"],
-                                                          flow=tcfg["flow"], margin=tcfg["roi_margin"],
+        _PREPARED[key] = {r.id: r for r in prepare_cohort(cohort, frames=tcfg.frames, roi=tcfg.roi,
+                                                          flow=tcfg.flow, margin=tcfg.roi_margin,
                                                           cache_dir=cache_dir, progress=progress)}
     return _PREPARED[key]
 
@@ -172,7 +177,7 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
     ----------
     cohort : path
     fold : int
-    tcfg : dict
+    tcfg : ofrnn.settings.TrainingSettings
         Training settings (:func:`cell_settings`).
     folder : path
         The cell's folder; ``fold<k>.json`` / ``fold<k>.npz`` are its outputs, ``work/fold<k>``
@@ -203,11 +208,11 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
     t_start = time.perf_counter()
     subjects = prepared(cohort, tcfg, cache_dir, progress)
     tr, va, te = ([subjects[s] for s in split[k]] for k in ("train", "val", "test"))
-    common = dict(per_subject=tcfg["pixels_per_subject"], fractions=tcfg["strata_fractions"],
-                  weights=tcfg["pixel_weights"], infarct_share=tcfg.get("infarct_share"))
-    kw = dict(batch_settings(tcfg), batch_size=tcfg["batch_size"])
-    train = PixelBatches(tr, sample_pixels(tr, seed=tcfg["seed"], **common), seed=tcfg["seed"], **kw)
-    val = PixelBatches(va, sample_pixels(va, seed=tcfg["seed"] + 1, **common), seed=tcfg["seed"] + 1, **kw)
+    common = dict(per_subject=tcfg.pixels_per_subject, fractions=tcfg.strata_fractions,
+                  weights=tcfg.pixel_weights, infarct_share=tcfg.infarct_share)
+    kw = dict(batch_settings(tcfg.inference()), batch_size=tcfg.batch_size)
+    train = PixelBatches(tr, sample_pixels(tr, seed=tcfg.seed, **common), seed=tcfg.seed, **kw)
+    val = PixelBatches(va, sample_pixels(va, seed=tcfg.seed + 1, **common), seed=tcfg.seed + 1, **kw)
     work = folder / "work" / f"fold{fold}"
     t0 = time.perf_counter()
     if block is None:
@@ -220,7 +225,7 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
     train_s = time.perf_counter() - t0
     val_probs, _ = predict(va)
     probs, secs = predict(te)
-    thr = choose_threshold(tcfg["threshold"], va, val_probs)
+    thr = choose_threshold(tcfg.threshold, va, val_probs)
     # the validation subjects (from the training folds) are where design choices may be compared
     val_metrics, _ = M.evaluate_rois(va, val_probs, thr)
     metrics, _ = M.evaluate_rois(te, probs, thr)
@@ -233,7 +238,7 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
                   validation={k: val_metrics["myocardium"][k] for k in METRICS + CURVE_METRICS},
                   timings=dict(train_s=train_s, stages=stage_times, predict_s_per_subject=float(np.mean(secs)),
                                total_s=time.perf_counter() - t_start),
-                  settings=tcfg, block=block, split=split)
+                  settings=tcfg.as_dict(), block=block, split=split)
 
     npz = io.BytesIO()
     np.savez_compressed(npz, ids=np.array([r.id for r in te]), levels=np.array([r.level for r in te]),
@@ -277,7 +282,7 @@ def run_grid(config, profile, out_dir, *, title, learner=None, progress=True):
     for cell in cfg["cells"]:
         tcfg = cell_settings(cfg, cell)
         block = cfg["cells"][cell].get("block")
-        for k in fold_list(cfg, tcfg["n_folds"]):
+        for k in fold_list(cfg, tcfg.n_folds):
             jobs.append((cell, k, tcfg, block, store / cell_key(tcfg, block, cohort)))
     results = {}
     bar = tqdm(jobs, desc=title, unit="cell-fold", disable=not progress)

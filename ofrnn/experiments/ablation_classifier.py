@@ -44,7 +44,7 @@ def _flat_sample(train, n, seed):
 def _dense_stack(cfg, block, activation, name):
     import keras
 
-    x_in = keras.Input((cfg["frames"], cfg["patch"] ** 2), name="local_patches")
+    x_in = keras.Input((cfg.frames, cfg.patch ** 2), name="local_patches")
     h = keras.layers.Flatten(name=f"{name}_flatten")(x_in)
     if name == "dbn":
         # Bernoulli visible units: intensities clipped to [0, 1] (a ReLU capped at 1 is exactly that)
@@ -64,8 +64,8 @@ def _sae(cfg, block, x):
     model, layers = _dense_stack(cfg, block, "relu", "sae")
     for i, layer in enumerate(layers):
         ae = autoencoder(layer, x.shape[1], name=f"sae_autoencoder_{i + 1}")
-        ae.compile(optimizer=_optimizer(cfg), loss="mse")
-        ae.fit(x, x, batch_size=cfg["batch_size"], epochs=block["pretrain_epochs"], verbose=0, shuffle=True)
+        ae.compile(optimizer=_optimizer(cfg.learning_rate), loss="mse")
+        ae.fit(x, x, batch_size=cfg.batch_size, epochs=block["pretrain_epochs"], verbose=0, shuffle=True)
         x = np.asarray(layer(x))
     return model
 
@@ -79,7 +79,7 @@ def _dbn(cfg, block, x):
     for i, layer in enumerate(layers):
         rbm = BernoulliRBM(n_components=layer.units, learning_rate=block["rbm_learning_rate"],
                            batch_size=block["rbm_batch"], n_iter=block["pretrain_epochs"],
-                           random_state=cfg["seed"] + i)
+                           random_state=cfg.seed + i)
         rbm.fit(x)
         layer.set_weights([rbm.components_.T.astype(np.float32), rbm.intercept_hidden_.astype(np.float32)])
         x = rbm.transform(x)
@@ -89,18 +89,18 @@ def _dbn(cfg, block, x):
 def _rnn(cfg, block):
     import keras
 
-    x_in = keras.Input((cfg["frames"], cfg["patch"] ** 2), name="local_patches")
+    x_in = keras.Input((cfg.frames, cfg.patch ** 2), name="local_patches")
     h = x_in
-    for i in range(cfg["lstm_layers"]):
-        h = keras.layers.SimpleRNN(cfg["lstm_units"], dropout=cfg["input_dropout"],
-                                   return_sequences=i < cfg["lstm_layers"] - 1, name=f"rnn_{i + 1}")(h)
+    for i in range(cfg.lstm_layers):
+        h = keras.layers.SimpleRNN(cfg.lstm_units, dropout=cfg.input_dropout,
+                                   return_sequences=i < cfg.lstm_layers - 1, name=f"rnn_{i + 1}")(h)
     return keras.Model(x_in, h, name="plain_rnn")
 
 
 def _cnn(cfg, block):
     from ..motion import patch_cnn
 
-    return patch_cnn(cfg["frames"], cfg["patch"], filters=block["filters"], units=cfg["lstm_units"])
+    return patch_cnn(cfg.frames, cfg.patch, filters=block["filters"], units=cfg.lstm_units)
 
 
 def local_block_builder(block, train, cfg):
@@ -108,7 +108,7 @@ def local_block_builder(block, train, cfg):
     (pre-trained on the training pixels for SAE and DBN)."""
     kind = block["kind"]
     if kind in ("sae", "dbn"):
-        x = _flat_sample(train, block["pretrain_samples"], cfg["seed"])
+        x = _flat_sample(train, block["pretrain_samples"], cfg.seed)
         return lambda c: (_sae if kind == "sae" else _dbn)(c, block, x)
     if kind == "rnn":
         return lambda c: _rnn(c, block)
@@ -143,13 +143,13 @@ def fit_svm(train, cfg, block):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    rng = np.random.default_rng(cfg["seed"])
+    rng = np.random.default_rng(cfg.seed)
     idx = np.sort(rng.choice(len(train), size=min(block["samples"], len(train)), replace=False))
     loc, glo = _svm_features(*train.inputs(idx))
-    pca = PCA(n_components=min(block["pca"], *loc.shape), random_state=cfg["seed"]).fit(loc)
+    pca = PCA(n_components=min(block["pca"], *loc.shape), random_state=cfg.seed).fit(loc)
     z = np.hstack([pca.transform(loc), glo])
     scaler = StandardScaler().fit(z)
-    svc = SVC(kernel="rbf", C=block["C"], gamma="scale", random_state=cfg["seed"])
+    svc = SVC(kernel="rbf", C=block["C"], gamma="scale", random_state=cfg.seed)
     svc.fit(scaler.transform(z), train.samples["label"][idx], sample_weight=train.samples["weight"][idx])
     return dict(pca=pca, scaler=scaler, svc=svc)
 
@@ -162,7 +162,7 @@ def predict_svm(model, subjects, cfg):
     for rs in subjects:
         t0 = time.perf_counter()
         # the same P_l / P_g the SVM was fitted on (training draws them with the profile's local_frame)
-        loc, glo = _svm_features(*roi_features(rs, cfg))
+        loc, glo = _svm_features(*roi_features(rs, cfg.inference()))
         z = model["scaler"].transform(np.hstack([model["pca"].transform(loc), glo]))
         margin = model["svc"].decision_function(z)
         probs.append((1 / (1 + np.exp(-margin))).reshape(rs.roi.shape[1:]).astype(np.float32))

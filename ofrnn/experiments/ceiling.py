@@ -435,11 +435,14 @@ def _settings(config, profile):
 
 
 def _train_settings(cfg):
-    from ..train import load_profile
+    """The train.toml profile whose folds and ROIs the yardstick shares, with ``train_overrides``."""
+    from ..settings import load_profile
 
     tcfg = load_profile(cfg["train_profile"], _cells._path(cfg.get("train_settings", "experiments/train.toml")))
-    tcfg.update(cfg.get("train_overrides", {}))
-    return tcfg
+    try:
+        return tcfg.replace(**cfg.get("train_overrides", {}))
+    except OfrnnError as e:
+        raise OfrnnError(e.message, field=f"train_overrides.{e.field}") from None
 
 
 def _code_version():
@@ -508,7 +511,7 @@ def run(config, profile, out_dir):
     feats = cfg.get("features", {})
     fkw = dict(n_sectors=int(feats.get("n_sectors", 12)), core=float(feats.get("core", 0.4)),
                channels=tuple(feats.get("context_channels", CONTEXT_CHANNELS)))
-    seed = int(cfg.get("seed", tcfg["seed"]))
+    seed = int(cfg.get("seed", tcfg.seed))
     progress = cfg.get("progress", True)
     with open_cohort(cohort) as c:
         ids = list(c.ids)
@@ -526,12 +529,12 @@ def run(config, profile, out_dir):
     code = _code_version()
     for flow in flows:
         t0 = time.perf_counter()
-        subjects = prepare_cohort(cohort, frames=tcfg["frames"], roi="gt", flow=flow, margin=tcfg["roi_margin"],
+        subjects = prepare_cohort(cohort, frames=tcfg.frames, roi="gt", flow=flow, margin=tcfg.roi_margin,
                                   cache_dir=cache, ids=ids, progress=progress)
         timings["prepare_s"][flow] = time.perf_counter() - t0
         by_id = {r.id: r for r in subjects}
         levels = [by_id[s].level for s in ids]
-        folds = _cells.fold_list(cfg, tcfg["n_folds"])
+        folds = _cells.fold_list(cfg, tcfg.n_folds)
         splits = {k: make_split(ids, levels, str(k), tcfg) for k in folds}
         split_ids = {k: {p: splits[k][p] for p in ("train", "val", "test")} for k in folds}
         need = sorted({g for r in rows.values() if flow in r["flows"] for g in r["groups"]}, key=GROUPS.index)
@@ -545,7 +548,7 @@ def run(config, profile, out_dir):
             bar.set_postfix_str(f"{name} fold {k}")
             groups = rows[name]["groups"]
             key = _key(dict(groups=groups, flow=flow, fold=k, gbm=cfg["gbm"], seed=seed, features=fkw, ids=ids,
-                            split=split_ids[k], frames=tcfg["frames"], roi_margin=tcfg["roi_margin"],
+                            split=split_ids[k], frames=tcfg.frames, roi_margin=tcfg.roi_margin,
                             cohort=str(cohort), size=st.st_size, mtime=st.st_mtime_ns, code=code,
                             flow_params=flow_params if flow == "estimated" else None))
             done = cells / f"{name}-{flow}" / f"fold{k}.json"
@@ -575,7 +578,7 @@ def run(config, profile, out_dir):
     timings["fits_s"] = float(sum(f["total_s"] for fs in results.values() for f in fs))
     timings["wall_s"] = wall
     result = dict(rows=table, folds=folds, splits=split_ids, seed=seed, cohort_sha256=content_digest(cohort), n_subjects=len(ids),
-                  train_profile=cfg["train_profile"], split_settings={p: tcfg[p] for p in
+                  train_profile=cfg["train_profile"], split_settings={p: getattr(tcfg, p) for p in
                                                                       ("seed", "n_folds", "val_fraction", "frames",
                                                                        "roi_margin")},
                   features=dict(fkw, channels=list(fkw["channels"])), gbm=cfg["gbm"], profile=cfg["profile"],
