@@ -6,8 +6,8 @@ or evaluates OF-RNN receives that object, so a setting's name, type and allowed 
 once, here, and a typo or a bad value in a settings file is one error line naming the key (and the
 file, for experiments/train.toml and ``--settings`` files) before anything runs, instead of a
 ``KeyError`` deep in a run. Combinations that depend on the data (``augment`` with heart-frame
-patches) are still refused where the batches are built (:class:`ofrnn.pipeline.PixelBatches`). The file itself keeps the values and the measurements
-behind them (experiments/train.toml comments).
+patches) are still refused where the batches are built (:class:`ofrnn.pipeline.PixelBatches`).
+The file itself keeps the values and the measurements behind them (experiments/train.toml comments).
 
 Records (``settings.json``, ``metrics.json``, ablation cell keys) store :meth:`TrainingSettings.as_dict`,
 the plain form; a record written by an older ofrnn is compared with :func:`training_settings`, which
@@ -306,6 +306,16 @@ def load_profile(name, path=PROFILES, **overrides):
     return TrainingSettings.from_mapping(values, path=path)
 
 
+def apply_overrides(settings, changes, *, table):
+    """``settings.replace(**changes)`` for changes read from a table of another settings file (an
+    ablation cell, an experiment's ``overrides``): a bad key or value is reported under that table,
+    e.g. ``cells.n03.patch``."""
+    try:
+        return settings.replace(**changes)
+    except OfrnnError as e:
+        raise OfrnnError(e.message, field=f"{table}.{e.field}") from None
+
+
 def training_settings(record):
     """The settings that define a trained network, as a plain dict, from settings or a record.
 
@@ -322,4 +332,5 @@ def training_settings(record):
             and not (k in _RECORDED_WHEN_SET and v == fields[k])}
 
 
-__all__ = ["PROFILES", "THRESHOLD_NAMES", "INFERENCE_KEYS", "TrainingSettings", "load_profile", "training_settings"]
+__all__ = ["PROFILES", "THRESHOLD_NAMES", "INFERENCE_KEYS", "TrainingSettings", "load_profile", "apply_overrides",
+           "training_settings"]

@@ -169,6 +169,23 @@ def _pretrain_autoencoders(parts, train, cfg, log):
     return time.perf_counter() - t0
 
 
+def training_batches(train_subjects, val_subjects, cfg):
+    """The training and validation pixel batches of a run (:class:`ofrnn.pipeline.PixelBatches`).
+
+    Pixels are drawn by :func:`ofrnn.pipeline.sample_pixels` with the settings' quota, strata and
+    weights; the validation draw takes seed + 1 so it is not the training draw's twin. Only the
+    training batches are augmented (``cfg.augment``).
+    """
+    common = dict(per_subject=cfg.pixels_per_subject, fractions=cfg.strata_fractions,
+                  weights=cfg.pixel_weights, infarct_share=cfg.infarct_share)
+    kw = dict(batch_settings(cfg.inference()), batch_size=cfg.batch_size)
+    train = PixelBatches(train_subjects, sample_pixels(train_subjects, seed=cfg.seed, **common), seed=cfg.seed,
+                         augment=cfg.augment, **kw)
+    val = PixelBatches(val_subjects, sample_pixels(val_subjects, seed=cfg.seed + 1, **common), seed=cfg.seed + 1,
+                       **kw)
+    return train, val
+
+
 def train_network(train, val, cfg, out, *, local_block=None):
     """Three-stage training with resume; returns (network, timings).
 
@@ -381,12 +398,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     tr = [subjects[s] for s in split["train"]]
     va = [subjects[s] for s in split["val"]]
     te = [subjects[s] for s in split["test"]]
-    common = dict(per_subject=cfg.pixels_per_subject, fractions=cfg.strata_fractions,
-                  weights=cfg.pixel_weights, infarct_share=cfg.infarct_share)
-    kw = dict(batch_settings(cfg.inference()), batch_size=cfg.batch_size)
-    train = PixelBatches(tr, sample_pixels(tr, seed=cfg.seed, **common), seed=cfg.seed,
-                         augment=cfg.augment, **kw)
-    val = PixelBatches(va, sample_pixels(va, seed=cfg.seed + 1, **common), seed=cfg.seed + 1, **kw)
+    train, val = training_batches(tr, va, cfg)
     network, fit_times = train_network(train, val, cfg, out)
     timings.update(fit_times)
 
@@ -438,5 +450,5 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     return result
 
 
-__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "make_split", "build", "train_network", "fold_localizer",
+__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "make_split", "build", "training_batches", "train_network", "fold_localizer",
            "profile_reductions", "flow_settings", "run_fold"]

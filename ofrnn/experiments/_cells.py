@@ -102,15 +102,12 @@ def _path(p):
 def cell_settings(cfg, cell):
     """Training settings of one cell (:class:`ofrnn.settings.TrainingSettings`): the train.toml
     profile, then the experiment's ``overrides``, then the cell's own settings."""
-    from ..settings import load_profile
+    from ..settings import apply_overrides, load_profile
 
     tcfg = load_profile(cfg["train_profile"], _path(cfg.get("train_settings", "experiments/train.toml")))
     own = {k: v for k, v in cfg["cells"][cell].items() if k not in ("block", "label")}
-    for where, changes in (("overrides", cfg.get("overrides", {})), (f"cells.{cell}", own)):
-        try:
-            tcfg = tcfg.replace(**changes)
-        except OfrnnError as e:
-            raise OfrnnError(e.message, field=f"{where}.{e.field}") from None
+    tcfg = apply_overrides(apply_overrides(tcfg, cfg.get("overrides", {}), table="overrides"), own,
+                           table=f"cells.{cell}")
     return tcfg.replace(profile=f"{cfg['train_profile']}+{cfg['profile']}")
 
 
@@ -192,9 +189,8 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
         with its LSTM-RNN is trained.
     """
     from .. import metrics as M
-    from ..pipeline import PixelBatches, batch_settings, sample_pixels
     from ..evaluate import choose_threshold, predict_all
-    from ..train import train_network
+    from ..train import train_network, training_batches
 
     folder = Path(folder)
     done = folder / f"fold{fold}.json"
@@ -208,11 +204,7 @@ def run_cell(cohort, fold, tcfg, folder, *, block=None, learner=None, cache_dir=
     t_start = time.perf_counter()
     subjects = prepared(cohort, tcfg, cache_dir, progress)
     tr, va, te = ([subjects[s] for s in split[k]] for k in ("train", "val", "test"))
-    common = dict(per_subject=tcfg.pixels_per_subject, fractions=tcfg.strata_fractions,
-                  weights=tcfg.pixel_weights, infarct_share=tcfg.infarct_share)
-    kw = dict(batch_settings(tcfg.inference()), batch_size=tcfg.batch_size)
-    train = PixelBatches(tr, sample_pixels(tr, seed=tcfg.seed, **common), seed=tcfg.seed, **kw)
-    val = PixelBatches(va, sample_pixels(va, seed=tcfg.seed + 1, **common), seed=tcfg.seed + 1, **kw)
+    train, val = training_batches(tr, va, tcfg)
     work = folder / "work" / f"fold{fold}"
     t0 = time.perf_counter()
     if block is None:

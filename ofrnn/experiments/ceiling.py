@@ -436,13 +436,10 @@ def _settings(config, profile):
 
 def _train_settings(cfg):
     """The train.toml profile whose folds and ROIs the yardstick shares, with ``train_overrides``."""
-    from ..settings import load_profile
+    from ..settings import apply_overrides, load_profile
 
     tcfg = load_profile(cfg["train_profile"], _cells._path(cfg.get("train_settings", "experiments/train.toml")))
-    try:
-        return tcfg.replace(**cfg.get("train_overrides", {}))
-    except OfrnnError as e:
-        raise OfrnnError(e.message, field=f"train_overrides.{e.field}") from None
+    return apply_overrides(tcfg, cfg.get("train_overrides", {}), table="train_overrides")
 
 
 def _code_version():
