@@ -61,4 +61,27 @@ def run(args):
     profile = args.profile or settings.get("default_profile", "full")
     out = Path(args.out) if args.out else Path("results") / args.name
     out.mkdir(parents=True, exist_ok=True)
-    return module.run(settings, profile, out) or 0
+    try:
+        return module.run(settings, profile, out) or 0
+    except OfrnnError as e:
+        # an experiment checks its settings as plain tables and names only the key at fault: the
+        # user also needs to know which file holds it
+        if e.path is None and e.field and _is_setting(settings, e.field):
+            raise OfrnnError(e.message, path=config, field=e.field) from None
+        raise
+
+
+def _is_setting(settings, field):
+    """Whether ``field`` (``key``, ``table.key`` or ``key[3]``) names a key of the TOML tables
+    ``settings`` at any depth (experiments check keys after merging a profile into its defaults)."""
+    import re
+
+    head = re.split(r"[.\[]", field, maxsplit=1)[0]
+
+    def keys(table):
+        for k, v in table.items():
+            yield k
+            if isinstance(v, dict):
+                yield from keys(v)
+
+    return head in set(keys(settings))

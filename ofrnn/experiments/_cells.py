@@ -83,13 +83,14 @@ def resolve(config, profile):
     if os.environ.get("OFRNN_FOLDS"):
         try:
             cfg["folds"] = [int(k) for k in os.environ["OFRNN_FOLDS"].split(",")]
+            cfg["folds_from"] = "OFRNN_FOLDS"  # a bad fold is then blamed on the variable, not the file
         except ValueError:
             raise OfrnnError("must be fold numbers separated by commas", field="OFRNN_FOLDS") from None
     only = cfg.get("only")
     if only:
         unknown = set(only) - set(cfg["cells"])
         if unknown:
-            raise OfrnnError(f"unknown cells {sorted(unknown)} (have: {', '.join(cfg['cells'])})", field="only")
+            raise OfrnnError(f"unknown cells {sorted(unknown)} (have: {', '.join(cfg['cells'])})", field="OFRNN_CELLS")
         cfg["cells"] = {k: v for k, v in cfg["cells"].items() if k in only}
     return cfg
 
@@ -116,7 +117,8 @@ def fold_list(cfg, n_folds):
     if folds == "all":
         return list(range(n_folds))
     if not isinstance(folds, list) or not all(isinstance(k, int) and 0 <= k < n_folds for k in folds):
-        raise OfrnnError(f"must be 'all' or a list of fold numbers 0..{n_folds - 1}", field="folds")
+        raise OfrnnError(f"must be 'all' or a list of fold numbers 0..{n_folds - 1}",
+                         field=cfg.get("folds_from", "folds"))
     return folds
 
 
