@@ -112,6 +112,11 @@ class TrainingSettings:
         Pixels each auto-encoder is pre-trained on.
     patience : int
         Early stopping on validation loss (the best epoch's weights are kept).
+    weight_average : float or None
+        Optional, in (0, 1): momentum of an exponential moving average of the weights in the two
+        supervised stages (Polyak & Juditsky 1992; Keras' optimizer ``use_ema``), written into the
+        model at every epoch's end, so validation, early stopping and the kept weights all see the
+        averaged model. RMSProp's update rule is unchanged. None (the default): off.
     threshold : float or {"auto", "dice", "youden"}
         Decision threshold, or the rule that picks it on validation subjects.
     eval_batch : int
@@ -157,6 +162,7 @@ class TrainingSettings:
     ae_samples: int
     finetune_epochs: int
     patience: int
+    weight_average: float | None = None
     threshold: float | str
     eval_batch: int
     localizer: str = "train"
@@ -173,7 +179,7 @@ class TrainingSettings:
                 raise OfrnnError(f"{value!r} is not one of {', '.join(map(repr, _CHOICES[f.name]))}", field=f.name)
         for name, (low, high) in _FRACTIONS.items():
             value = getattr(self, name)
-            if value is None and name == "infarct_share":
+            if value is None and name in ("infarct_share", "weight_average"):
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value < high:
                 raise OfrnnError(f"must be a number in [{low}, {high}), got {value!r}", field=name)
@@ -225,7 +231,7 @@ class TrainingSettings:
 
     def as_dict(self):
         """The plain form written to records: tuples as lists, and the optional settings
-        (``infarct_share``, ``augment``) only when they differ from their default, so the records
+        (``infarct_share``, ``augment``, ``weight_average``) only when they differ from their default, so the records
         and cell keys of runs that never used them stay as they were."""
         out = {}
         for f in dataclasses.fields(self):
@@ -249,11 +255,11 @@ _INTS = dict(seed=0, n_folds=2, frames=2, patch=1, global_patch=1, lstm_layers=1
              patience=0, eval_batch=1)
 _FRACTIONS = dict(val_fraction=(0.0, 1.0), roi_margin=(0.0, 1.0), input_dropout=(0.0, 1.0),
                   feature_dropout=(0.0, 1.0), infarct_share=(0.0, 1.0), learning_rate=(0.0, 1.0),
-                  finetune_learning_rate=(0.0, 1.0))
+                  finetune_learning_rate=(0.0, 1.0), weight_average=(0.0, 1.0))
 _CHOICES = dict(global_frame=GLOBAL_FRAMES, global_norm=GLOBAL_NORMS, motion_reference=REFERENCES,
                 local_frame=LOCAL_FRAMES, local_learner=LOCAL_LEARNERS, features=FEATURES, roi=ROI_SOURCES,
                 flow=FLOW_SOURCES, pixel_weights=PIXEL_WEIGHTS, localizer=LOCALIZERS)
-_RECORDED_WHEN_SET = ("infarct_share", "augment")
+_RECORDED_WHEN_SET = ("infarct_share", "augment", "weight_average")
 
 
 def _sequence(value, name, length, kind):

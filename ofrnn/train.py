@@ -121,16 +121,21 @@ def _global_blocks(cfg):
     return len(GLOBAL_FEATURE_LAYOUT) if cfg.global_norm == "block" else None
 
 
-def _optimizer(learning_rate):
+def _optimizer(learning_rate, *, weight_average=None, steps=None):
+    """RMSProp (Sec. 3); with ``weight_average`` (a momentum), also a moving average of the weights
+    that replaces them every ``steps`` updates (one epoch), before the epoch is validated."""
     import keras
 
-    return keras.optimizers.RMSprop(learning_rate=learning_rate)
+    if weight_average is None:
+        return keras.optimizers.RMSprop(learning_rate=learning_rate)
+    return keras.optimizers.RMSprop(learning_rate=learning_rate, use_ema=True, ema_momentum=weight_average,
+                                    ema_overwrite_frequency=steps)
 
 
 def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, log, lr):
     import keras
 
-    model.compile(optimizer=_optimizer(lr), loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+    model.compile(optimizer=_optimizer(lr, weight_average=cfg.weight_average, steps=train.steps), loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
     # the weights of the epoch with the lowest validation loss (validation subjects come from the
     # training folds) are kept: fine-tuning overfits the training subjects within a few epochs
     callbacks = [keras.callbacks.BackupAndRestore(str(ckpt / f"{name}_backup")),

@@ -834,3 +834,38 @@ def test_settings_records_are_the_plain_dicts_of_before():
     old = {k: v for k, v in plain.items() if k != "local_frame"}
     assert training_settings(old)["local_frame"] == "image" != cfg.local_frame
     assert "threshold" not in training_settings(cfg) and not any(k.startswith("localizer") for k in training_settings(cfg))
+
+
+def test_weight_average_is_optional_recorded_only_when_set_and_replaces_the_weights_each_epoch():
+    """``weight_average``: off by default and absent from records (cell keys stay); when set, the
+    weights validated and kept at an epoch's end are the optimizer's moving average."""
+    import keras
+
+    from ofrnn.errors import OfrnnError
+    from ofrnn.settings import load_profile
+    from ofrnn.train import _optimizer
+
+    quick = load_profile("quick")
+    assert quick.weight_average is None and "weight_average" not in quick.as_dict()
+    assert quick.replace(weight_average=0.99, profile="ema") == load_profile("ema")
+    assert load_profile("ema").as_dict()["weight_average"] == 0.99
+    with pytest.raises(OfrnnError, match="weight_average: must be a number in"):
+        quick.replace(weight_average=1.0)
+
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    y = x @ np.array([[1.0], [-2.0], [0.5]], "float32")
+
+    def fit(**kw):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        opt = _optimizer(0.05, **kw)
+        model.compile(optimizer=opt, loss="mse")
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)  # 8 steps
+        return model, opt
+
+    plain, _ = fit()
+    averaged, opt = fit(weight_average=0.9, steps=8)
+    assert opt.use_ema and opt.ema_overwrite_frequency == 8
+    for w, avg in zip(averaged.trainable_weights, opt._model_variables_moving_average):
+        np.testing.assert_allclose(w.numpy(), avg.numpy())
+    assert not np.allclose(plain.get_weights()[0], averaged.get_weights()[0])
