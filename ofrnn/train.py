@@ -135,7 +135,8 @@ def _optimizer(learning_rate, *, weight_average=None, steps=None):
 def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, log, lr):
     import keras
 
-    model.compile(optimizer=_optimizer(lr, weight_average=cfg.weight_average, steps=train.steps), loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+    model.compile(optimizer=_optimizer(lr, weight_average=cfg.weight_average, steps=train.steps),
+                  loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
     # the weights of the epoch with the lowest validation loss (validation subjects come from the
     # training folds) are kept: fine-tuning overfits the training subjects within a few epochs
     callbacks = [keras.callbacks.BackupAndRestore(str(ckpt / f"{name}_backup")),
