@@ -11,8 +11,8 @@ weights, not retrained.
 
 --fold all runs every fold into OUT/fold<k>/ (finished folds are skipped) and aggregates mean +- sd
 into OUT/cv/. --fold holdout is the paper's segment-level split (2/3 train, 1/3 test).
-Settings come from experiments/train.toml (--profile quick | paper | cnn; cnn, beyond the paper, is quick with
-Table 2's CNN in place of the LSTM-RNN).
+Settings come from experiments/train.toml (--profile quick | paper | cnn | ema; cnn, beyond the paper, is quick
+with Table 2's CNN in place of the LSTM-RNN; ema, an ablation, is quick with a moving average of the weights).
 """
 HELP = "train OF-RNN on a cohort fold and evaluate it (metrics, report, figures, model bundle)"
 NEEDS_TENSORFLOW = True
@@ -27,7 +27,7 @@ def _default_root(profile):
 def add_arguments(p):
     p.add_argument("--cohort", default="data/phantom.h5", help="cohort file (default: %(default)s)")
     p.add_argument("--fold", default="3", help="test fold 0..9, 'all' (cross-validation) or 'holdout' (default: 3)")
-    p.add_argument("--profile", default="quick", help="profile in the settings file (quick | paper | cnn)")
+    p.add_argument("--profile", default="quick", help="profile in the settings file (quick | paper | cnn | ema)")
     p.add_argument("--settings", default=None, help="profiles TOML (default: experiments/train.toml)")
     p.add_argument("--out", default=None, help="results folder (default: results/train/fold<k>, or results/train; "
                                                "results/train-<profile>/... for a profile other than quick)")
