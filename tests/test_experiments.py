@@ -86,24 +86,26 @@ def test_cell_and_fold_selection_from_environment(monkeypatch):
 
 def test_bad_setting_names_the_file_or_the_variable(tmp_path, monkeypatch, capsys):
     """A bad value is one error line that names where it came from: the settings file's key, or the
-    environment variable that overrode it."""
+    environment variable that overrode it. (Checks that run before the cohort is opened: CI has none.)"""
     from ofrnn import cli
 
     bad = tmp_path / "bad.toml"
-    bad.write_text((REPO / "experiments" / "ablation_features.toml").read_text().replace("folds = [3]\n", "folds = [12]\n"))
+    bad.write_text((REPO / "experiments" / "ablation_features.toml").read_text()
+                   + '\n[profile.loop]\nextends = "nope"\n')
     monkeypatch.chdir(REPO)
-    argv = ["experiment", "ablation_features", "--config", str(bad), "--out", str(tmp_path / "out")]
+    argv = ["experiment", "ablation_features", "--config", str(bad), "--profile", "loop", "--out", str(tmp_path / "o")]
     assert cli.main(argv) == 2
-    assert f"{bad}: folds: must be 'all' or a list of fold numbers 0..9" in capsys.readouterr().err
-    monkeypatch.setenv("OFRNN_FOLDS", "11")
-    assert cli.main(argv[:2] + argv[4:]) == 2
-    err = capsys.readouterr().err
-    assert "OFRNN_FOLDS: must be 'all'" in err and ".toml" not in err
-    monkeypatch.setenv("OFRNN_FOLDS", "3")
+    assert f"{bad}: profile.loop.extends: extends 'nope'" in capsys.readouterr().err
     monkeypatch.setenv("OFRNN_CELLS", "bogus")
-    assert cli.main(argv[:2] + argv[4:]) == 2
+    assert cli.main(["experiment", "ablation_features", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "OFRNN_CELLS: unknown cells ['bogus']" in err and ".toml" not in err
+    monkeypatch.delenv("OFRNN_CELLS")
+    monkeypatch.setenv("OFRNN_FOLDS", "11")
+    cfg = _cells.resolve(settings("ablation_features"), "quick")
+    with pytest.raises(OfrnnError) as e:
+        _cells.fold_list(cfg, 10)
+    assert e.value.field == "OFRNN_FOLDS" and e.value.path is None
 
 
 @pytest.mark.parametrize("name", ("figures", "report"))
