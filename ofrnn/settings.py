@@ -113,10 +113,11 @@ class TrainingSettings:
     patience : int
         Early stopping on validation loss (the best epoch's weights are kept).
     weight_average : float or None
-        Optional, in (0, 1): momentum of an exponential moving average of the weights in the two
-        supervised stages (Polyak & Juditsky 1992; Keras' optimizer ``use_ema``), written into the
-        model at every epoch's end, so validation, early stopping and the kept weights all see the
-        averaged model. RMSProp's update rule is unchanged. None (the default): off.
+        Optional, in [0, 1) (0: the average is the current weights): momentum of an exponential
+        moving average of the weights in the two supervised stages (Polyak & Juditsky 1992; Keras'
+        optimizer ``use_ema``), written into the model at every epoch's end, so validation, early
+        stopping and the kept weights all see the averaged model. RMSProp's update rule is
+        unchanged. None (the default): off.
     threshold : float or {"auto", "dice", "youden"}
         Decision threshold, or the rule that picks it on validation subjects.
     eval_batch : int
@@ -177,9 +178,10 @@ class TrainingSettings:
                     raise OfrnnError(f"must be an integer >= {_INTS[f.name]}, got {value!r}", field=f.name)
             elif f.name in _CHOICES and value not in _CHOICES[f.name]:
                 raise OfrnnError(f"{value!r} is not one of {', '.join(map(repr, _CHOICES[f.name]))}", field=f.name)
+        unset_allowed = {f.name for f in dataclasses.fields(self) if f.default is None}
         for name, (low, high) in _FRACTIONS.items():
             value = getattr(self, name)
-            if value is None and name in ("infarct_share", "weight_average"):
+            if value is None and name in unset_allowed:
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value < high:
                 raise OfrnnError(f"must be a number in [{low}, {high}), got {value!r}", field=name)
@@ -231,8 +233,8 @@ class TrainingSettings:
 
     def as_dict(self):
         """The plain form written to records: tuples as lists, and the optional settings
-        (``infarct_share``, ``augment``, ``weight_average``) only when they differ from their default, so the records
-        and cell keys of runs that never used them stay as they were."""
+        (``infarct_share``, ``augment``, ``weight_average``) only when they differ from their default,
+        so the records and cell keys of runs that never used them stay as they were."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

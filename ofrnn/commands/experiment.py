@@ -20,6 +20,8 @@ Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
   figures, report
                  quick*, quick2, paper, smoke
 """
+import re
+
 #: experiments that train or run networks: TensorFlow is imported first, without its start-up log
 #: lines (checked against the modules' imports by the tests)
 TENSORFLOW_EXPERIMENTS = frozenset({"ablation_classifier", "ablation_features", "ablation_patchsize", "localization",
@@ -38,7 +40,6 @@ def add_arguments(p):
 
 def run(args):
     import importlib
-    import re
     from pathlib import Path
 
     from ..errors import OfrnnError
@@ -74,8 +75,6 @@ def run(args):
 def _is_setting(settings, field):
     """Whether ``field`` (``key``, ``table.key`` or ``key[3]``) names a key of the TOML tables
     ``settings`` at any depth (experiments check keys after merging a profile into its defaults)."""
-    import re
-
     head = re.split(r"[.\[]", field, maxsplit=1)[0]
 
     def keys(table):
