@@ -69,11 +69,16 @@ def encoding_layers(sizes, *, activation="relu"):
     return [keras.layers.Dense(n, activation=activation, name=f"encoder_{i + 1}") for i, n in enumerate(sizes)]
 
 
-def softmax_classifier(x, *, name="infarct"):
-    """Softmax over (normal, infarct) for each pixel (Sec. 2, last layer of Fig. 1)."""
+def softmax_layer(*, name="infarct"):
+    """Softmax over (normal, infarct) for each pixel (Sec. 2, last layer of Fig. 1), as a layer."""
     import keras
 
-    return keras.layers.Dense(len(CLASSES), activation="softmax", name=name)(x)
+    return keras.layers.Dense(len(CLASSES), activation="softmax", name=name)
+
+
+def softmax_classifier(x, *, name="infarct"):
+    """:func:`softmax_layer` applied to ``x``."""
+    return softmax_layer(name=name)(x)
 
 
 def autoencoder(encoder, input_dim, *, name):
@@ -132,8 +137,9 @@ def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activat
     network : keras.Model
         Inputs ``[local_patches (J, N*N), global_features (J-1, F)]``, output (2,) softmax.
     parts : dict
-        ``rnn``, ``normalization`` (adapt before training), ``encoders`` (list of Dense) and
-        ``features`` (a model from the inputs to P(p), the auto-encoders' training input).
+        ``rnn``, ``normalization`` (adapt before training), ``encoders`` (list of Dense),
+        ``features`` (a model from the inputs to P(p), the auto-encoders' training input) and
+        ``head`` (the discriminate layers alone, P(p) -> softmax, sharing the network's layers).
     """
     import keras
 
@@ -145,15 +151,22 @@ def ofrnn_network(rnn, *, global_frames, global_features, encoder_sizes, activat
     else:
         p = rnn.outputs[0] if features == "local" else g
     encoders = encoding_layers(encoder_sizes, activation=activation)
-    h = keras.layers.Dropout(feature_dropout, name="feature_dropout")(p) if feature_dropout else p
-    for enc in encoders:
-        h = enc(h)
-    out = softmax_classifier(h)
+    softmax = softmax_layer()
+    dropout = keras.layers.Dropout(feature_dropout, name="feature_dropout") if feature_dropout else None
+
+    def discriminate(h):
+        h = dropout(h) if dropout else h
+        for enc in encoders:
+            h = enc(h)
+        return softmax(h)
+
     inputs = [rnn.inputs[0], g_in]
-    network = keras.Model(inputs, out, name="ofrnn")
+    network = keras.Model(inputs, discriminate(p), name="ofrnn")
     features = keras.Model(inputs, p, name="motion_statistics")
-    return network, dict(rnn=rnn, normalization=norm, encoders=encoders, features=features)
+    p_in = keras.Input(p.shape[1:], name="motion_features_input")
+    head = keras.Model(p_in, discriminate(p_in), name="discriminate")
+    return network, dict(rnn=rnn, normalization=norm, encoders=encoders, features=features, head=head)
 
 
-__all__ = ["CLASSES", "FEATURES", "global_motion_branch", "encoding_layers", "softmax_classifier", "autoencoder",
+__all__ = ["CLASSES", "FEATURES", "global_motion_branch", "encoding_layers", "softmax_layer", "softmax_classifier", "autoencoder",
            "local_motion_classifier", "ofrnn_network"]

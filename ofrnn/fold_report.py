@@ -29,6 +29,7 @@ PAPER_SEGMENT_SPLIT = "holdout, 2/3 train - 1/3 test"
 
 #: the training stages, their Keras CSV logs and what they are
 STAGES = (("local", "train_log_local.csv", "LSTM-RNN on P_l (Eq. 1)"),
+          ("head", "train_log_head.csv", "discriminate layers on frozen P(p)"),
           ("finetune", "train_log.csv", "end-to-end fine-tuning"))
 
 

@@ -309,17 +309,32 @@ def sample_pixels(subjects, *, per_subject, fractions, seed, weights="uniform", 
     return out
 
 
-def dihedral(local, glob, code, *, patch, frame="heart"):
+#: the :func:`dihedral` codes of the grid's four rotations (identity, transpose + flip y, transpose + flip x,
+#: both flips), the symmetries augmentation draws from. A reflection is not a symmetry of the heart's
+#: motion: it reverses the LV's twist (ofrnn.simulate.kinematics; apex counter-clockwise, base clockwise,
+#: viewed from the apex), so a mirrored basal slice would twist as an apical one does.
+ROTATIONS = (0, 3, 5, 6)
+
+
+def dihedral(local, glob, code, *, patch, frame="heart", local_frame="image"):
     """Apply one of the 8 symmetries of the pixel grid per sample to P_l and P_g (augmentation).
 
     Heart motion has no preferred orientation in the image (it depends on how the patient lies),
     so a rotated or mirrored neighbourhood is an equally valid training example. ``code`` (B,) in
-    0..7: bit 0 transposes (y <-> x), bit 1 flips y, bit 2 flips x, all about the ROI centre. P_l
-    patches (B, J, N*N) are rearranged; P_g (B, J-1, 3*9) has its three 3x3 patches (see
-    :data:`ofrnn.flow.GLOBAL_FEATURE_LAYOUTS`) rearranged, and its vector components transformed
-    the same way: in the image ``frame`` a transpose swaps dy and dx and a flip negates its
-    component; in the heart ``frame`` magnitude and radial components are unchanged and the
-    circumferential one changes sign under a reflection (an odd number of the three operations).
+    0..7: bit 0 transposes (y <-> x), bit 1 flips y, bit 2 flips x, all about the ROI centre (the LV
+    centre, :mod:`ofrnn.roi`). Each sample becomes the features its pixel's image under the symmetry
+    has in the transformed cine:
+
+    - P_l (B, J, N*N) in image axes (``local_frame`` "image" or "tissue") is rearranged like the grid.
+      A heart-frame P_l (``local_frame="heart"``, :func:`ofrnn.motion.heart_patches`) turns with the
+      radial direction, so a rotation leaves it as it is, and a reflection (an odd number of the three
+      operations) reverses its circumferential columns, since the clockwise direction becomes the
+      counter-clockwise one.
+    - P_g (B, J-1, 3*9) has its three 3x3 patches (see :data:`ofrnn.flow.GLOBAL_FEATURE_LAYOUTS`),
+      which lie on the image grid in every frame, rearranged, and its vector components transformed
+      the same way: in the image ``frame`` a transpose swaps dy and dx and a flip negates its
+      component; in the heart ``frame`` magnitude and radial components are unchanged and the
+      circumferential one changes sign under a reflection.
     """
     B, J, _ = local.shape
     loc = local.reshape(B, J, patch, patch).copy()
@@ -327,19 +342,44 @@ def dihedral(local, glob, code, *, patch, frame="heart"):
     t = (code & 1).astype(bool)
     fy = (code & 2).astype(bool)
     fx = (code & 4).astype(bool)
-    loc[t] = loc[t].swapaxes(-1, -2)
+    mirror = t ^ fy ^ fx
+    if local_frame == "heart":
+        loc[mirror] = loc[mirror][..., ::-1]
+    else:
+        loc[t] = loc[t].swapaxes(-1, -2)
+        loc[fy] = loc[fy][..., ::-1, :]
+        loc[fx] = loc[fx][..., ::-1]
     g[t] = g[t].swapaxes(-1, -2)
-    loc[fy] = loc[fy][..., ::-1, :]
     g[fy] = g[fy][..., ::-1, :]
-    loc[fx] = loc[fx][..., ::-1]
     g[fx] = g[fx][..., ::-1]
     if frame == "heart":
-        g[t ^ fy ^ fx, :, 2] *= -1
+        g[mirror, :, 2] *= -1
     else:
         g[t] = g[t][:, :, [0, 2, 1]]
         g[fy, :, 1] *= -1
         g[fx, :, 2] *= -1
     return loc.reshape(local.shape), g.reshape(glob.shape)
+
+
+def dihedral_tables(*, patch, frame="heart", local_frame="image"):
+    """:func:`dihedral` as per-code index and sign tables, for the in-graph feed.
+
+    Every symmetry only moves and negates features, so applying :func:`dihedral` to the feature
+    numbers 1, 2, ... gives each code's source index and sign, and both feeds share one definition.
+
+    Returns
+    -------
+    local_index : int32 array (8, N*N)
+        Code c's P_l row is ``row[local_index[c]]`` in every frame.
+    global_index : int32 array (8, 27), global_sign : float32 array (8, 27)
+        Code c's P_g row is ``row[global_index[c]] * global_sign[c]`` in every frame.
+    """
+    codes = np.arange(8)
+    loc = np.broadcast_to(np.arange(1, patch * patch + 1, dtype=np.float32), (8, 1, patch * patch))
+    glo = np.broadcast_to(np.arange(1, 28, dtype=np.float32), (8, 1, 27))
+    tl, tg = dihedral(loc, glo, codes, patch=patch, frame=frame, local_frame=local_frame)
+    return ((tl[:, 0].astype(np.int32) - 1), (np.abs(tg[:, 0]).astype(np.int32) - 1),
+            np.sign(tg[:, 0]).astype(np.float32))
 
 
 def batch_settings(config):
@@ -363,10 +403,6 @@ class PixelBatches:
                  batch_size=256, seed=0, augment=False, local_frame="image"):
         if local_frame not in LOCAL_FRAMES:
             raise OfrnnError(f"local_frame {local_frame!r} is not one of {LOCAL_FRAMES}", field="local_frame")
-        if augment and local_frame == "heart":
-            # a transpose would swap the patch's radial and circumferential axes
-            raise OfrnnError("augment cannot turn heart-frame patches; use local_frame 'image' or 'tissue'",
-                             field="augment")
         if augment and global_frame == "wall":
             # the wall frame's patch is already turned along the wall, as heart-frame P_l patches are
             raise OfrnnError("augment cannot turn wall-frame P_g patches; use global_frame 'heart' or 'image'",
@@ -375,6 +411,7 @@ class PixelBatches:
         self.global_frame = global_frame
         self.motion_reference = motion_reference
         self.augment = augment
+        self.local_frame = local_frame
         self.batch_size = batch_size
         self.seed = seed
         self.padded = pad_for_patches(np.stack([r.roi for r in subjects]), patch=patch)  # (S, J, 64+N-1, 64+N-1)
@@ -454,8 +491,8 @@ class PixelBatches:
     def batches(self, *, local_only=False):
         """Endless shuffled batches (x, label, weight); a new permutation every pass.
 
-        With ``augment``, each pixel's inputs undergo one of the 8 rotations / reflections of the
-        image grid (:func:`dihedral`), consistently for P_l and P_g.
+        With ``augment``, each pixel's inputs undergo one of the 4 rotations of the image grid
+        (:data:`ROTATIONS`, :func:`dihedral`), consistently for P_l and P_g.
         """
         rng = np.random.default_rng(self.seed)
         while True:
@@ -464,8 +501,8 @@ class PixelBatches:
                 idx = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
                 loc, glo = self.inputs(idx)
                 if self.augment:
-                    loc, glo = dihedral(loc, glo, rng.integers(0, 8, len(idx)), patch=self.patch,
-                                        frame=self.global_frame)
+                    loc, glo = dihedral(loc, glo, rng.choice(ROTATIONS, len(idx)), patch=self.patch,
+                                        frame=self.global_frame, local_frame=self.local_frame)
                 x = loc if local_only else (loc, glo)
                 yield x, self.samples["label"][idx], self.samples["weight"][idx]
 
@@ -502,11 +539,12 @@ class PixelBatches:
 
         ``feed="graph"`` (default): the patches are gathered inside the TensorFlow graph from the
         padded ROI sequences (one ``gather_nd`` per batch, overlapped with the training step), or,
-        for heart-frame patches, from their precomputed rows.
+        for heart-frame patches, from their precomputed rows. With ``augment`` the rotations of
+        :func:`dihedral` are applied in the graph too (:func:`dihedral_tables`), one per sample
+        drawn from the seed and the step number.
         ``feed="generator"``: batches come from the Python generator :meth:`batches` (the
-        former feed, kept for ``augment``, a NumPy per-sample transform, and for ``ofrnn bench``
-        to time both side by side). Same samples, labels and weights; a new seeded permutation
-        every epoch.
+        former feed, kept for ``ofrnn bench`` to time both side by side). Same samples, labels and
+        weights; a new seeded permutation every epoch.
         """
         import tensorflow as tf
 
@@ -514,7 +552,7 @@ class PixelBatches:
             raise OfrnnError(f"feed {feed!r} is not 'graph' or 'generator'", field="feed")
         loc_spec = tf.TensorSpec((None, self.frames, self.patch * self.patch), tf.float32)
         glo_spec = tf.TensorSpec((None,) + tuple(self.global_shape), tf.float32)
-        if self.augment or feed == "generator":
+        if feed == "generator":
             spec = (loc_spec if local_only else (loc_spec, glo_spec), tf.TensorSpec((None,), tf.int32),
                     tf.TensorSpec((None,), tf.float32))
             return tf.data.Dataset.from_generator(lambda: self.batches(local_only=local_only),
@@ -536,7 +574,22 @@ class PixelBatches:
             frame_base = (s["subject"][:, None].astype(np.int64) * J + np.arange(J)) * (Hp * Wp)
             origin = tf.constant((frame_base + self.centres[..., 0] * Wp + self.centres[..., 1]).astype(np.int32))
 
-        def gather(idx):
+        if self.augment:
+            sym = [tf.constant(a) for a in dihedral_tables(patch=self.patch, frame=self.global_frame,
+                                                           local_frame=self.local_frame)]
+            rotations = tf.constant(ROTATIONS, tf.int32)
+
+        def augment(step, loc, glo):
+            # a symmetry per sample, drawn from the seed and the step number: every run sees the same batches
+            draw = tf.random.stateless_uniform(tf.shape(loc)[:1], seed=tf.stack([tf.constant(self.seed, tf.int64), step]),
+                                               minval=0, maxval=len(ROTATIONS), dtype=tf.int32)
+            code = tf.gather(rotations, draw)
+            loc = tf.gather(loc, tf.gather(sym[0], code), axis=2, batch_dims=1)
+            if glo is not None:
+                glo = tf.gather(glo, tf.gather(sym[1], code), axis=2, batch_dims=1) * tf.gather(sym[2], code)[:, None]
+            return loc, glo
+
+        def gather(step, idx):
             if self.local_rows is not None:
                 loc = tf.gather(table, idx)  # (B, J, N*N), computed once in __init__
             elif self.centres is not None:
@@ -545,15 +598,18 @@ class PixelBatches:
                 pix = tf.gather(top_left, idx)[:, None] + offsets[None]  # (B, N*N)
                 sub = tf.broadcast_to(tf.gather(subj, idx)[:, None], tf.shape(pix))
                 loc = tf.transpose(tf.gather_nd(table, tf.stack([sub, pix], axis=-1)), (0, 2, 1))  # (B, J, N*N)
-            x = loc if local_only else (loc, tf.gather(glob, idx))
-            return x, tf.gather(label, idx), tf.gather(weight, idx)
+            glo = None if local_only else tf.gather(glob, idx)
+            if self.augment:
+                loc, glo = augment(step, loc, glo)
+            return (loc if local_only else (loc, glo)), tf.gather(label, idx), tf.gather(weight, idx)
 
         ds = tf.data.Dataset.range(len(self))
         if shuffle:
             ds = ds.shuffle(len(self), seed=self.seed, reshuffle_each_iteration=True)
-        return ds.batch(self.batch_size).repeat().map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+        return (ds.batch(self.batch_size).repeat().enumerate()
+                .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2))
 
 
-__all__ = ["STRATA", "ROI_SOURCES", "FLOW_SOURCES", "RoiSubject", "resample_frames", "normalise_intensity",
+__all__ = ["STRATA", "ROTATIONS", "ROI_SOURCES", "FLOW_SOURCES", "RoiSubject", "resample_frames", "normalise_intensity",
            "subject_transform", "prepare_subject", "roi_flows", "estimate_flows", "global_motion", "prepare_cohort", "strata",
-           "sample_pixels", "dihedral", "batch_settings", "PixelBatches"]
+           "sample_pixels", "dihedral", "dihedral_tables", "batch_settings", "PixelBatches"]

@@ -5,8 +5,8 @@
 or evaluates OF-RNN receives that object, so a setting's name, type and allowed values are written
 once, here, and a typo or a bad value in a settings file is one error line naming the key (and the
 file, for experiments/train.toml and ``--settings`` files) before anything runs, instead of a
-``KeyError`` deep in a run. Combinations that depend on the data (``augment`` with heart-frame
-patches) are still refused where the batches are built (:class:`ofrnn.pipeline.PixelBatches`).
+``KeyError`` deep in a run. Combinations that depend on the data (``augment`` with wall-frame
+P_g) are still refused where the batches are built (:class:`ofrnn.pipeline.PixelBatches`).
 The file itself keeps the values and the measurements behind them (experiments/train.toml comments).
 
 Records (``settings.json``, ``metrics.json``, ablation cell keys) store :meth:`TrainingSettings.as_dict`,
@@ -98,8 +98,8 @@ class TrainingSettings:
     infarct_share : float or None
         Optional: rescale class weights so infarct carries this share of the loss, in [0, 1).
     augment : bool
-        Random grid symmetries of P_l and P_g (refused by :class:`ofrnn.pipeline.PixelBatches` with
-        heart-frame patches or wall-frame P_g).
+        Random grid rotations of P_l and P_g (:data:`ofrnn.pipeline.ROTATIONS`; refused by
+        :class:`ofrnn.pipeline.PixelBatches` with wall-frame P_g).
     pixels_per_subject : int
         Pixels drawn per training subject.
     batch_size : int
@@ -108,6 +108,11 @@ class TrainingSettings:
         RMSProp (Sec. 3) learning rates: LSTM and auto-encoder stages; end-to-end fine-tuning.
     lstm_epochs, ae_epochs, finetune_epochs : int
         Epochs of the three training stages (:mod:`ofrnn.train`).
+    head_epochs : int
+        Optional (0, the default: off): epochs of supervised training of the discriminate layers
+        alone (encoders and softmax) on the frozen motion features P(p), computed once, between the
+        auto-encoders' pre-training and the end-to-end fine-tuning (early stopping on validation
+        loss). The fine-tuning then starts from a trained softmax instead of a random one.
     ae_samples : int
         Pixels each auto-encoder is pre-trained on.
     patience : int
@@ -162,6 +167,7 @@ class TrainingSettings:
     ae_epochs: int
     ae_samples: int
     finetune_epochs: int
+    head_epochs: int = 0
     patience: int
     weight_average: float | None = None
     threshold: float | str
@@ -233,7 +239,7 @@ class TrainingSettings:
 
     def as_dict(self):
         """The plain form written to records: tuples as lists, and the optional settings
-        (``infarct_share``, ``augment``, ``weight_average``) only when they differ from their default,
+        (``infarct_share``, ``augment``, ``weight_average``, ``head_epochs``) only when they differ from their default,
         so the records and cell keys of runs that never used them stay as they were."""
         out = {}
         for f in dataclasses.fields(self):
@@ -254,14 +260,14 @@ INFERENCE_KEYS = ("frames", "patch", "global_patch", "global_frame", "motion_ref
                   "flow", "roi", "profile", "eval_batch")
 _INTS = dict(seed=0, n_folds=2, frames=2, patch=1, global_patch=1, lstm_layers=1, lstm_units=1,
              pixels_per_subject=1, batch_size=1, lstm_epochs=0, ae_epochs=0, ae_samples=1, finetune_epochs=0,
-             patience=0, eval_batch=1)
+             head_epochs=0, patience=0, eval_batch=1)
 _FRACTIONS = dict(val_fraction=(0.0, 1.0), roi_margin=(0.0, 1.0), input_dropout=(0.0, 1.0),
                   feature_dropout=(0.0, 1.0), infarct_share=(0.0, 1.0), learning_rate=(0.0, 1.0),
                   finetune_learning_rate=(0.0, 1.0), weight_average=(0.0, 1.0))
 _CHOICES = dict(global_frame=GLOBAL_FRAMES, global_norm=GLOBAL_NORMS, motion_reference=REFERENCES,
                 local_frame=LOCAL_FRAMES, local_learner=LOCAL_LEARNERS, features=FEATURES, roi=ROI_SOURCES,
                 flow=FLOW_SOURCES, pixel_weights=PIXEL_WEIGHTS, localizer=LOCALIZERS)
-_RECORDED_WHEN_SET = ("infarct_share", "augment", "weight_average")
+_RECORDED_WHEN_SET = ("infarct_share", "augment", "weight_average", "head_epochs")
 
 
 def _sequence(value, name, length, kind):

@@ -1,14 +1,16 @@
 """Training of OF-RNN on one fold of a cohort (paper Sec. 2 and Sec. 3).
 
 :func:`run_fold` is ``ofrnn train``: split the cohort subject-wise (:mod:`ofrnn.splits`), prepare
-ROI sequences and flows (:mod:`ofrnn.pipeline`), train in three stages, have :mod:`ofrnn.evaluate`
+ROI sequences and flows (:mod:`ofrnn.pipeline`), train in stages, have :mod:`ofrnn.evaluate`
 choose the threshold and score the held-out subjects, and hand the result to
 :mod:`ofrnn.fold_report` for the figures and report.md. The stages:
 
 1. **local motion layers**: the LSTM-RNN with its own softmax (Eq. 1), supervised, on P_l(p);
 2. **greedy pre-training** of the three encoding layers, each as a one-layer auto-encoder on the
    codes of the layers below, starting from P(p) = [LSTM feature, standardised P_g(p)];
-3. **fine-tuning** of the whole network end to end with the softmax.
+3. optionally (``head_epochs``), **the discriminate layers alone** (encoders and softmax),
+   supervised, on P(p) computed once with the local motion layers frozen;
+4. **fine-tuning** of the whole network end to end with the softmax.
 
 All stages use RMSProp (Sec. 3) and the weighted, stratified pixel samples of
 :func:`ofrnn.pipeline.sample_pixels`. Each completed stage leaves a weights file in
@@ -151,17 +153,46 @@ def _fit_supervised(model, train, val, cfg, *, epochs, ckpt, name, local_only, l
     return time.perf_counter() - t0, len(hist.epoch)
 
 
+def _motion_features(parts, batches, idx, cfg):
+    """P(p) (n, features) of the sampled pixels ``idx`` of ``batches``, in chunks of ``cfg.eval_batch``."""
+    out = []
+    for i in range(0, len(idx), cfg.eval_batch):
+        loc, glo = batches.inputs(idx[i:i + cfg.eval_batch])
+        out.append(np.asarray(parts["features"].predict_on_batch([loc, glo])))
+    return np.concatenate(out)
+
+
+def _fit_head(parts, train, val, cfg, log):
+    """Supervised training of the discriminate layers alone on frozen P(p) (``cfg.head_epochs``).
+
+    P(p) of every training and validation pixel is computed once with the trained local motion
+    layers, so an epoch costs only the small dense layers; the epoch of lowest validation loss is
+    kept. Returns the seconds taken.
+    """
+    import keras
+
+    t0 = time.perf_counter()
+    x = _motion_features(parts, train, np.arange(len(train)), cfg)
+    xv = _motion_features(parts, val, np.arange(len(val)), cfg)
+    head = parts["head"]
+    head.compile(optimizer=_optimizer(cfg.learning_rate), loss="sparse_categorical_crossentropy",
+                 weighted_metrics=["accuracy"])
+    head.fit(x, train.samples["label"], sample_weight=train.samples["weight"], batch_size=cfg.batch_size,
+             epochs=cfg.head_epochs, validation_data=(xv, val.samples["label"], val.samples["weight"]),
+             callbacks=[keras.callbacks.CSVLogger(str(log)),
+                        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                                      restore_best_weights=True)],
+             verbose=2, shuffle=True)
+    return time.perf_counter() - t0
+
+
 def _pretrain_autoencoders(parts, train, cfg, log):
     """Greedy layer-wise pre-training of the encoding layers (stacked auto-encoder recipe)."""
     from .discriminate import autoencoder
 
     rng = np.random.default_rng(cfg.seed)
     idx = np.sort(rng.choice(len(train), size=min(len(train), cfg.ae_samples), replace=False))
-    feats = []
-    for i in range(0, len(idx), cfg.eval_batch):
-        loc, glo = train.inputs(idx[i:i + cfg.eval_batch])
-        feats.append(np.asarray(parts["features"].predict_on_batch([loc, glo])))
-    x = np.concatenate(feats)
+    x = _motion_features(parts, train, idx, cfg)
     t0 = time.perf_counter()
     for k, enc in enumerate(parts["encoders"]):
         ae = autoencoder(enc, x.shape[1], name=f"autoencoder_{k + 1}")
@@ -193,7 +224,7 @@ def training_batches(train_subjects, val_subjects, cfg):
 
 
 def train_network(train, val, cfg, out, *, local_block=None):
-    """Three-stage training with resume; returns (network, timings).
+    """Staged training with resume (see the module docstring); returns (network, timings).
 
     Runs under the strategy of :func:`ofrnn.distribute.training_strategy` (several GPUs or
     workers when present, the default strategy otherwise). ``local_block``: see :func:`build`.
@@ -211,12 +242,14 @@ def _train_network(train, val, cfg, out, *, local_block=None):
     network, parts = build(cfg, train.global_shape, local_block=local_block)
     ckpt = out / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
-    done = {s: ckpt / f"{s}.weights.h5" for s in ("local", "autoencoders", "finetune")}
+    done = {s: ckpt / f"{s}.weights.h5" for s in ("local", "autoencoders", "head", "finetune")}
     timings = {}
     if done["finetune"].is_file():
         network.load_weights(done["finetune"])
         return network, json.loads((ckpt / "timings.json").read_text())
-    if done["autoencoders"].is_file():
+    if done["head"].is_file():
+        network.load_weights(done["head"])
+    elif done["autoencoders"].is_file():
         network.load_weights(done["autoencoders"])
     else:
         if done["local"].is_file():
@@ -235,6 +268,9 @@ def _train_network(train, val, cfg, out, *, local_block=None):
         ae_log.write_text("stage,epoch,loss\n")
         timings["autoencoders"] = _pretrain_autoencoders(parts, train, cfg, ae_log)
         network.save_weights(done["autoencoders"])
+    if cfg.head_epochs and not done["head"].is_file():
+        timings["head"] = _fit_head(parts, train, val, cfg, out / "train_log_head.csv")
+        network.save_weights(done["head"])
     timings["finetune"], epochs = _fit_supervised(network, train, val, cfg, epochs=cfg.finetune_epochs, ckpt=ckpt,
                                           name="finetune", local_only=False, log=out / "train_log.csv",
                                           lr=cfg.finetune_learning_rate)

@@ -403,6 +403,23 @@ def test_a_fold_of_an_older_report_version_is_evaluated_again_without_training(t
     assert other["timings"]["finetune"] == pytest.approx(res["timings"]["finetune"])
 
 
+def _transformed(seq, flows, code):
+    """The sequence and its (dy, dx) flow field under symmetry ``code`` of :func:`ofrnn.pipeline.dihedral`, and
+    the map of a pixel (y, x) to its image."""
+    n = seq.shape[-1] - 1
+    tseq, tflow, where = seq, flows, lambda y, x: (y, x)
+    if code & 1:
+        tseq, tflow = tseq.swapaxes(1, 2), tflow.swapaxes(2, 3)[:, ::-1]
+        where = (lambda w: lambda y, x: w(x, y))(where)
+    if code & 2:
+        tseq, tflow = tseq[:, ::-1], tflow[:, :, ::-1] * np.array([-1, 1], np.float32)[None, :, None, None]
+        where = (lambda w: lambda y, x: (n - w(y, x)[0], w(y, x)[1]))(where)
+    if code & 4:
+        tseq, tflow = tseq[:, :, ::-1], tflow[:, :, :, ::-1] * np.array([1, -1], np.float32)[None, :, None, None]
+        where = (lambda w: lambda y, x: (w(y, x)[0], n - w(y, x)[1]))(where)
+    return np.ascontiguousarray(tseq), np.ascontiguousarray(tflow), where
+
+
 @pytest.mark.parametrize("frame", ["heart", "image"])
 @pytest.mark.parametrize("code", range(8))
 def test_dihedral_augmentation_matches_features_of_the_transformed_sequence(code, frame):
@@ -413,21 +430,63 @@ def test_dihedral_augmentation_matches_features_of_the_transformed_sequence(code
     rng = np.random.default_rng(code)
     seq = rng.random((4, 9, 9)).astype(np.float32)
     flows = rng.normal(0, 0.7, (3, 2, 9, 9)).astype(np.float32)
-    # the same symmetry applied to the whole sequence and its (dy, dx) flow field
-    tseq, tflow = seq, flows
-    if code & 1:
-        tseq, tflow = tseq.swapaxes(1, 2), tflow.swapaxes(2, 3)[:, ::-1]
-    if code & 2:
-        tseq, tflow = tseq[:, ::-1], tflow[:, :, ::-1] * np.array([-1, 1], np.float32)[None, :, None, None]
-    if code & 4:
-        tseq, tflow = tseq[:, :, ::-1], tflow[:, :, :, ::-1] * np.array([1, -1], np.float32)[None, :, None, None]
+    tseq, tflow, _ = _transformed(seq, flows, code)
     y, x = 4, 4  # the centre pixel is its own image under every symmetry
     loc = local_patches(seq, patch=5, pixels=([y], [x]))
     glo = global_features(flows, patch=3, frame=frame)[y, x][None]
     aug_l, aug_g = dihedral(loc, glo, np.array([code]), patch=5, frame=frame)
-    np.testing.assert_allclose(aug_l, local_patches(np.ascontiguousarray(tseq), patch=5, pixels=([y], [x])))
-    np.testing.assert_allclose(aug_g, global_features(np.ascontiguousarray(tflow), patch=3, frame=frame)[y, x][None],
+    np.testing.assert_allclose(aug_l, local_patches(tseq, patch=5, pixels=([y], [x])))
+    np.testing.assert_allclose(aug_g, global_features(tflow, patch=3, frame=frame)[y, x][None],
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("code", range(8))
+def test_dihedral_augmentation_of_heart_frame_patches(code):
+    """Heart-frame P_l turns with the radial direction: the image of a pixel off the centre has the same patch,
+    its circumferential columns reversed under a reflection."""
+    from ofrnn.flow import global_features
+    from ofrnn.motion import heart_patches
+    from ofrnn.pipeline import dihedral
+
+    rng = np.random.default_rng(10 + code)
+    seq = rng.random((4, 9, 9)).astype(np.float32)
+    flows = rng.normal(0, 0.3, (3, 2, 9, 9)).astype(np.float32)
+    tseq, tflow, where = _transformed(seq, flows, code)
+    y, x = 2, 5
+    ty, tx = where(y, x)
+    loc = heart_patches(seq, flows, patch=5, pixels=(np.array([y]), np.array([x])))
+    glo = global_features(flows, patch=3, frame="heart")[y, x][None]
+    aug_l, aug_g = dihedral(loc, glo, np.array([code]), patch=5, frame="heart", local_frame="heart")
+    np.testing.assert_allclose(aug_l, heart_patches(tseq, tflow, patch=5, pixels=(np.array([ty]), np.array([tx]))),
+                               atol=1e-4)
+    np.testing.assert_allclose(aug_g, global_features(tflow, patch=3, frame="heart")[ty, tx][None],
+                               rtol=1e-5, atol=1e-5)
+    if bin(code).count("1") % 2:  # a reflection is not the identity on these patches
+        assert not np.allclose(aug_l, loc)
+
+
+def test_in_graph_augmentation_applies_the_dihedral_symmetries():
+    """The graph feed's augmented batches hold, per sample, one of the grid's rotations (:func:`dihedral`) of the
+    plain inputs, more than one of them, and the same ones on every run."""
+    from ofrnn.pipeline import ROTATIONS, PixelBatches, dihedral
+
+    subs, s = _toy_pixels(64)
+    plain = PixelBatches(subs, s, patch=5, local_frame="heart")
+    aug = PixelBatches(subs, s, patch=5, local_frame="heart", augment=True, batch_size=64)
+    loc, glo = plain.inputs(np.arange(64))
+    (aloc, aglo), label, _ = next(iter(aug.dataset(shuffle=False)))
+    (again, _), _, _ = next(iter(aug.dataset(shuffle=False)))
+    np.testing.assert_array_equal(aloc.numpy(), again.numpy())
+    np.testing.assert_array_equal(label.numpy(), s["label"][:64])
+    codes = []
+    for i in range(64):
+        match = [c for c in ROTATIONS
+                 if all(np.allclose(a, b) for a, b in zip(dihedral(loc[i:i + 1], glo[i:i + 1], np.array([c]), patch=5,
+                                                                   frame="heart", local_frame="heart"),
+                                                          (aloc.numpy()[i:i + 1], aglo.numpy()[i:i + 1])))]
+        assert match, i
+        codes.append(match[0])
+    assert len(set(codes)) > 1
 
 
 def test_predict_with_the_heart_localization_layers(toy_cohort, tiny_run, tmp_path):
@@ -571,8 +630,7 @@ def test_heart_patch_rows_point_outward_and_columns_along_the_circumferential_di
     np.testing.assert_allclose(edge, window.T, atol=1e-6)  # at 3 o'clock rows run along +x
 
 
-def test_heart_patches_match_between_training_and_prediction_and_refuse_augmentation():
-    from ofrnn.errors import OfrnnError
+def test_heart_patches_match_between_training_and_prediction():
     from ofrnn.pipeline import PixelBatches
     from ofrnn.predict import roi_features
 
@@ -584,8 +642,6 @@ def test_heart_patches_match_between_training_and_prediction_and_refuse_augmenta
         ref_loc, ref_glo = roi_features(rs, cfg)
         np.testing.assert_allclose(loc[sel], ref_loc[s["y"][sel] * 16 + s["x"][sel]], atol=1e-6)
         np.testing.assert_allclose(glo[sel], ref_glo[s["y"][sel] * 16 + s["x"][sel]], atol=1e-6)
-    with pytest.raises(OfrnnError, match="augment"):
-        PixelBatches(subs, s, patch=5, local_frame="heart", augment=True)
 
 
 def test_wall_frame_trajectories_match_between_training_and_prediction_and_refuse_augmentation():
@@ -869,3 +925,37 @@ def test_weight_average_is_optional_recorded_only_when_set_and_replaces_the_weig
     for w, avg in zip(averaged.trainable_weights, opt._model_variables_moving_average):
         np.testing.assert_allclose(w.numpy(), avg.numpy())
     assert not np.allclose(plain.get_weights()[0], averaged.get_weights()[0])
+
+
+def test_head_stage_trains_the_shared_discriminate_layers_on_frozen_motion_features(tmp_path):
+    """``head_epochs``: the discriminate layers are fitted on P(p) computed once, leaving the LSTM-RNN as it
+    is, and the whole network then answers with the trained layers (they are shared, not copied)."""
+    import csv
+
+    from ofrnn.pipeline import PixelBatches
+    from ofrnn.settings import load_profile
+    from ofrnn.train import _fit_head, _motion_features, build
+
+    quick = load_profile("quick")
+    assert quick.head_epochs == 0 and "head_epochs" not in quick.as_dict()
+    assert load_profile("head").as_dict()["head_epochs"] > 0
+    subs, s = _toy_pixels(64)
+    cfg = load_profile("quick", frames=5, patch=5, lstm_units=4, encoder_sizes=[8, 4, 4], batch_size=16,
+                       head_epochs=3, patience=3, eval_batch=20)
+    train = PixelBatches(subs, s, patch=5, local_frame="heart", batch_size=16)
+    val = PixelBatches(subs, {k: v[:20] for k, v in s.items()}, patch=5, local_frame="heart", batch_size=16)
+    network, parts = build(cfg, train.global_shape)
+    parts["normalization"].adapt(train.global_rows.reshape((len(train),) + tuple(parts["normalization"].input.shape[1:])))
+    rnn_before = [w.copy() for w in parts["rnn"].get_weights()]
+    head_before = [w.copy() for w in parts["head"].get_weights()]
+    _fit_head(parts, train, val, cfg, tmp_path / "head.csv")
+    for a, b in zip(rnn_before, parts["rnn"].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.allclose(a, b) for a, b in zip(head_before, parts["head"].get_weights()))
+    loc, glo = train.inputs(np.arange(10))
+    np.testing.assert_allclose(network.predict_on_batch([loc, glo]),
+                               parts["head"].predict_on_batch(_motion_features(parts, train, np.arange(10), cfg)),
+                               rtol=1e-5, atol=1e-6)
+    with open(tmp_path / "head.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert 1 <= len(rows) <= 3 and all(float(r["val_loss"]) > 0 for r in rows)
