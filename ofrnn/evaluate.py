@@ -141,6 +141,63 @@ def threshold_transfer(subjects, probs, rules=THRESHOLD_RULES):
     return out
 
 
+def _segment_rows(subjects, probs, threshold):
+    """Per validation subject, its segment rows (:func:`ofrnn.metrics.segment_records`) at ``threshold``."""
+    return [M.segment_records(r.id, r.level, r.infarct, (p >= threshold) & r.myocardium.astype(bool), p, r.aha)
+            for r, p in zip(subjects, probs)]
+
+
+def _best_cut(rows):
+    """The cut of :data:`ofrnn.metrics.SEGMENT_CUTS` with the most correct segment calls in ``rows``
+    (ties: the one nearest :data:`ofrnn.metrics.SEGMENT_RULE`, then the lower)."""
+    def correct(cut):
+        return sum((r["pred_share"] >= cut) == bool(r["truth"]) for r in rows)
+
+    return max(M.SEGMENT_CUTS, key=lambda c: (correct(c), -abs(c - M.SEGMENT_RULE), -c))
+
+
+def choose_segment_cut(subjects, probs, threshold):
+    """The predicted infarct share from which a segment is called abnormal, chosen on validation subjects.
+
+    A pixel decision threshold tuned for Dice need not make the predicted share of a segment the
+    best estimate of whether a quarter of it is infarcted (a network that under-segments calls
+    infarcted segments normal). Two rules are compared on subjects they did not choose from (leave
+    one subject out, as :func:`threshold_transfer`): the truth's own rule
+    (:data:`ofrnn.metrics.SEGMENT_RULE`) and the cut of :data:`ofrnn.metrics.SEGMENT_CUTS` with the
+    most correct calls. The second is taken only when it calls more segments right there; it is
+    then chosen again on all ``subjects``.
+
+    Parameters
+    ----------
+    subjects : list of RoiSubject
+        Validation subjects with ``infarct``, ``myocardium`` and ``aha`` masks; never the test fold.
+    probs : list of (64, 64) arrays
+        Their infarct probabilities.
+    threshold : float
+        The fold's pixel decision threshold (:func:`choose_threshold`).
+
+    Returns
+    -------
+    cut : float
+        The share, in (0, 1).
+    transfer : dict
+        Correct calls on left-out subjects, {"rule": ..., "best": ...}, with ``n_segments``
+        (empty for fewer than two subjects: the truth's rule is kept).
+    """
+    rows = _segment_rows(subjects, probs, threshold)
+    if len(rows) < 2:
+        return M.SEGMENT_RULE, {}
+    correct = dict(rule=0, best=0)
+    for i, own in enumerate(rows):
+        cut = _best_cut([r for j, rs in enumerate(rows) if j != i for r in rs])
+        for r in own:
+            correct["rule"] += (r["pred_share"] >= M.SEGMENT_RULE) == bool(r["truth"])
+            correct["best"] += (r["pred_share"] >= cut) == bool(r["truth"])
+    correct = {k: int(v) for k, v in correct.items()}
+    cut = _best_cut([r for rs in rows for r in rs]) if correct["best"] > correct["rule"] else M.SEGMENT_RULE
+    return cut, dict(correct, n_segments=sum(len(rs) for rs in rows))
+
+
 def roi_coverage(cohort, detected):
     """How well detected ROIs cover what is scored: per subject, does the ROI box hold the whole
     annotated frame-0 LV box, and which share of the traced infarct lies inside it (infarct outside
@@ -175,7 +232,8 @@ def roi_coverage(cohort, detected):
                 infarct_inside=float(np.mean(shares)) if shares else None, rows=rows)
 
 
-def evaluate_end_to_end(network, cohort, test_ids, cfg, threshold, detector, *, progress=True):
+def evaluate_end_to_end(network, cohort, test_ids, cfg, threshold, detector, *, segment_cut=M.SEGMENT_RULE,
+                        progress=True):
     """The paper's end-to-end setting: ``detector`` (the fold's heart localization layers, trained on
     its training and validation subjects) finds the test subjects' ROIs, and the trained network and
     the fold's threshold score them.
@@ -194,6 +252,8 @@ def evaluate_end_to_end(network, cohort, test_ids, cfg, threshold, detector, *, 
         The fold's decision threshold (:func:`choose_threshold` on its validation subjects).
     detector : ofrnn.localization.Detector
         The fold's heart localization layers (:func:`ofrnn.train.fold_localizer`).
+    segment_cut : float, keyword-only
+        The fold's segment call (:func:`choose_segment_cut`).
     progress : bool, keyword-only
         Show progress bars.
 
@@ -206,10 +266,11 @@ def evaluate_end_to_end(network, cohort, test_ids, cfg, threshold, detector, *, 
     subjects = prepare_cohort(cohort, frames=cfg.frames, roi="detector", flow=cfg.flow, margin=cfg.roi_margin,
                               localizer=detector, ids=test_ids, progress=progress)
     probs, _ = predict_all(network, subjects, cfg, progress=progress)
-    metrics, _ = M.evaluate_rois(subjects, probs, threshold, seed=cfg.seed, intervals=True)
+    metrics, _ = M.evaluate_rois(subjects, probs, threshold, segment_cut=segment_cut, seed=cfg.seed, intervals=True)
     metrics.update(coverage=roi_coverage(cohort, subjects))
     return metrics
 
 
-__all__ = ["predict_all", "AUTO_RULES", "choose_threshold", "THRESHOLD_RULES", "threshold_transfer", "roi_coverage",
+__all__ = ["predict_all", "AUTO_RULES", "choose_threshold", "THRESHOLD_RULES", "threshold_transfer",
+           "choose_segment_cut", "roi_coverage",
            "evaluate_end_to_end"]

@@ -336,7 +336,8 @@ def write_report(path, result, *, overlays_drawn=(), training=None):
     m, cfg = result["metrics"], result["config"]
     L = (_scope_section(result) + _pixel_section(m, len(result["split"]["test"])) + _calls_section(m)
          + _end_to_end_section(m, result.get("metrics_detected_roi"), cfg)
-         + _segment_section(m["segments"], holdout=str(result["split"].get("fold")) == "holdout")
+         + _segment_section(m["segments"], holdout=str(result["split"].get("fold")) == "holdout",
+                            at_rule=m.get("segments_at_rule"))
          + _training_section(training) + _figures_section(result, overlays_drawn)
          + ["", f"## Timings ({result['versions'].get('machine', 'machine not recorded')}) and versions", ""]
          + _timings_table(result["timings"]) + [""] + _versions_table(result["versions"])
@@ -408,7 +409,7 @@ def _calls_section(m):
     return L
 
 
-def _segment_section(seg, *, holdout):
+def _segment_section(seg, *, holdout, at_rule=None):
     """AHA segment accuracy per level beside the paper's (labelled when the split differs), and the AUC."""
     head = (f"paper ({PAPER_SEGMENT_SPLIT})" if holdout else
             f"paper (its {PAPER_SEGMENT_SPLIT}: **another split**, not comparable with one CV fold)")
@@ -420,6 +421,12 @@ def _segment_section(seg, *, holdout):
             L.append(f"| {lv} | {_pct(PAPER['segment_accuracy'].get(lv))} | {_pct(seg['accuracy'][lv])}"
                      f"{format_ci(seg.get('accuracy_ci95', {}).get(lv))} | {seg['n_segments'][lv]} "
                      f"({seg.get('n_abnormal', {}).get(lv, '?')}) |")
+    if at_rule is not None and seg.get("cut", M.SEGMENT_RULE) != M.SEGMENT_RULE:
+        L += ["", "The cut was chosen on the validation subjects (it called more of their segments right, each "
+                  "subject left out in turn, than the truth's own quarter did). At that quarter the accuracy "
+                  "would be " + ", ".join(f"{lv} {_pct(at_rule['accuracy'][lv])}" for lv in ("apical", "mid", "basal",
+                                                                                             "all")
+                                          if lv in at_rule["accuracy"]) + "."]
     auc, ci = seg["auc"], format_ci(seg.get("auc_ci95"), 3, percent=False)
     few = [s for s, n in seg.get("n_abnormal_per_segment", {}).items()
            if seg["auc_per_segment"].get(s) is not None and n <= 2]
@@ -507,12 +514,17 @@ def fold_table(results):
     Returns
     -------
     dict
-        {"roi.<metric>" | "myocardium.<metric>" | "segments.<level>" | "dice_myocardium_mean":
-        {mean, sd, n}}; metrics a stored fold lacks count as missing.
+        {"roi.<metric>" | "myocardium.<metric>" | "segments.<level>" | "segments_at_rule.<level>" |
+        "dice_myocardium_mean": {mean, sd, n}}; metrics a stored fold lacks count as missing.
+        ``segments`` call a segment at each fold's chosen cut (:func:`ofrnn.evaluate.choose_segment_cut`),
+        ``segments_at_rule`` at the truth's own quarter.
     """
     table = {f"{g}.{k}": M.mean_sd([r["metrics"][g].get(k) for r in results]) for g, k in _SUMMARY}
     for lv in ("apical", "mid", "basal", "all"):
         table[f"segments.{lv}"] = M.mean_sd([r["metrics"]["segments"]["accuracy"].get(lv) for r in results])
+    for lv in ("apical", "mid", "basal", "all"):  # the call at the truth's own quarter (folds since REPORT_VERSION 5)
+        table[f"segments_at_rule.{lv}"] = M.mean_sd([r["metrics"].get("segments_at_rule", {}).get("accuracy", {}).get(lv)
+                                                     for r in results])
     table["dice_myocardium_mean"] = M.mean_sd([r["metrics"].get("dice_myocardium_mean") for r in results])
     return table
 

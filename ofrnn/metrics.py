@@ -16,9 +16,11 @@ intervals (:func:`wilson_interval`).
 
 Segment level (the paper's 99.2 / 98.1 / 97.9 % for apical / mid / basal slices): each AHA
 segment present in a slice is *abnormal* when infarct covers at least :data:`SEGMENT_RULE`
-(one quarter) of its pixels; the same rule applied to the predicted mask gives the predicted
-label, and the mean infarct probability over the segment is its score for the per-segment AUC
-(as Zhang et al., Radiology 2019, report AUC per segment).
+(one quarter) of its pixels; the predicted label compares the predicted mask's share of the
+segment with a cut: the same quarter by default, or a cut a trained fold chose on its validation
+subjects (:func:`ofrnn.evaluate.choose_segment_cut`). The mean infarct probability over the
+segment is its score for the per-segment AUC (as Zhang et al., Radiology 2019, report AUC per
+segment).
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ from sklearn import metrics as skm
 
 #: a segment is abnormal when at least this fraction of its myocardium is infarcted
 SEGMENT_RULE = 0.25
+#: the predicted-infarct shares from which a segment call may be chosen on validation subjects
+#: (:func:`ofrnn.evaluate.choose_segment_cut`); the truth always keeps :data:`SEGMENT_RULE`
+SEGMENT_CUTS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
 #: a slice is called infarcted when at least this many of its 64x64 ROI pixels inside the region
 #: scored (the myocardium when known, else the whole ROI) are predicted infarct. The ROI is resampled
@@ -182,23 +187,32 @@ def segment_labels(mask, aha_segments, *, rule=SEGMENT_RULE):
     return {s: int(pct >= 100.0 * rule) for s, pct in segment_percent(mask, aha_segments).items()}
 
 
-def segment_records(subject_id, level, truth, pred, prob, aha_segments, *, rule=SEGMENT_RULE):
-    """One row per AHA segment of one slice: level, segment, true and predicted label, score."""
+def segment_records(subject_id, level, truth, pred, prob, aha_segments, *, rule=SEGMENT_RULE, cut=None):
+    """One row per AHA segment of one slice: level, segment, true and predicted label, score.
+
+    The true label is 1 when at least ``rule`` of the segment's pixels are traced infarct; the
+    predicted one when at least ``cut`` (default ``rule``) are predicted infarct. ``pred_share`` is
+    that predicted fraction, so other cuts can be applied to the rows; ``score`` is the mean
+    infarct probability over the segment (its AUC score).
+    """
     aha = np.asarray(aha_segments)
     t = segment_labels(truth, aha, rule=rule)
-    p = segment_labels(pred, aha, rule=rule)
+    share = segment_percent(pred, aha)
+    cut = rule if cut is None else cut
     prob = np.asarray(prob, dtype=float)
-    return [dict(subject=subject_id, level=level, segment=s, truth=t[s], pred=p[s],
-                 score=float(prob[aha == s].mean())) for s in sorted(t)]
+    return [dict(subject=subject_id, level=level, segment=s, truth=t[s], pred=int(share[s] >= 100.0 * cut),
+                 pred_share=share[s] / 100.0, score=float(prob[aha == s].mean())) for s in sorted(t)]
 
 
-def segment_metrics(records):
+def segment_metrics(records, *, cut=SEGMENT_RULE):
     """Segment normal/abnormal accuracy per slice level and overall, and AUC per AHA segment.
 
     Parameters
     ----------
     records : list of dict
         Rows from :func:`segment_records` of every evaluated slice.
+    cut : float, keyword-only
+        The predicted share the rows' calls used (recorded in ``rule``).
 
     Returns
     -------
@@ -208,7 +222,8 @@ def segment_metrics(records):
         None when the test set holds one class only} with ``n_abnormal_per_segment`` (an AUC on
         one or two abnormal segments says little), and ``auc`` over all segments.
     """
-    out = dict(rule=f"abnormal when infarct covers >= {SEGMENT_RULE:g} of the segment's pixels",
+    out = dict(rule=f"abnormal when infarct covers >= {SEGMENT_RULE:g} of the segment's pixels; called abnormal "
+                    f"when >= {cut:g} of them are predicted infarct", cut=cut,
                accuracy={}, accuracy_ci95={}, n_segments={}, n_abnormal={}, auc_per_segment={},
                n_abnormal_per_segment={})
     levels = sorted({r["level"] for r in records})
@@ -430,7 +445,7 @@ def pixel_intervals(truth, pred, prob, mask=None, *, n_boot=N_BOOTSTRAP, seed=0,
     return bootstrap_subjects(stat, S, n_boot=n_boot, seed=seed)
 
 
-def evaluate_rois(subjects, probs, threshold, *, intervals=False, seed=0):
+def evaluate_rois(subjects, probs, threshold, *, segment_cut=SEGMENT_RULE, intervals=False, seed=0):
     """Pixel, clinical and segment metrics of ROI probability maps against the traced infarcts.
 
     Parameters
@@ -441,6 +456,9 @@ def evaluate_rois(subjects, probs, threshold, *, intervals=False, seed=0):
     probs : list of arrays
         Infarct probability per ROI pixel, one map per subject.
     threshold : float
+    segment_cut : float
+        Predicted infarct share from which a segment is called abnormal (its truth keeps
+        :data:`SEGMENT_RULE`; :func:`ofrnn.evaluate.choose_segment_cut`).
     intervals : bool
         Add the 95 % intervals (the ``ci95`` entries below): a few thousand bootstrap resamples, about
         2 s, so only for what a report shows (not for validation subjects or yardstick folds).
@@ -477,7 +495,7 @@ def evaluate_rois(subjects, probs, threshold, *, intervals=False, seed=0):
                                 size_true_pct=infarct_size(r.infarct, m), size_pred_pct=infarct_size(p, m),
                                 size_error_pct=infarct_size_error(p, r.infarct, m),
                                 called=slice_call(p, m), outcome=call_outcome(r.infarct, p, m)))
-        records += segment_records(r.id, r.level, r.infarct, p & m, s, r.aha)
+        records += segment_records(r.id, r.level, r.infarct, p & m, s, r.aha, cut=segment_cut)
     dice = np.array([p["dice_myocardium"] for p in per_subject if p["has_infarct"]], dtype=float)
     out["dice_myocardium_mean"] = float(np.nanmean(dice)) if len(dice) else None
     out["dice_myocardium_ci95"] = (bootstrap_subjects(lambda i: float(np.nanmean(dice[i])), len(dice), seed=seed)
@@ -489,7 +507,7 @@ def evaluate_rois(subjects, probs, threshold, *, intervals=False, seed=0):
                                                                 abs_mean=float(np.abs(err[i]).mean())),
                                                  len(err), seed=seed) if intervals else None)
     out["calls"] = call_summary(per_subject)
-    out["segments"] = segment_metrics(records)
+    out["segments"] = segment_metrics(records, cut=segment_cut)
     out["segments"]["auc_ci95"] = _segment_auc_interval(records, [r.id for r in subjects], seed) if intervals else None
     out["per_subject"] = per_subject
     return out, records
@@ -530,7 +548,7 @@ def call_summary(per_subject):
                 specificity=_ratio(n["true negative"], neg), specificity_ci95=wilson_interval(n["true negative"], neg))
 
 
-__all__ = ["SEGMENT_RULE", "CALL_MIN_PIXELS", "INTERVAL_METRICS", "N_BOOTSTRAP", "wilson_interval",
+__all__ = ["SEGMENT_RULE", "SEGMENT_CUTS", "CALL_MIN_PIXELS", "INTERVAL_METRICS", "N_BOOTSTRAP", "wilson_interval",
            "sensitivity_at_specificity",
            "bootstrap_subjects", "mean_sd", "segment_percent", "slice_call", "call_outcome", "call_summary", "pixel_intervals", "confusion", "pixel_metrics", "curves", "youden_threshold", "dice_threshold", "infarct_size",
            "infarct_size_error", "segment_labels", "segment_records", "segment_metrics", "evaluate_rois"]

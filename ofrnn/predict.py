@@ -188,7 +188,8 @@ def overlay_png(path, image, pred, *, truth=None, myocardium=None, box=None, fra
     plt.close(fig)
 
 
-def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, threshold, model):
+def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, threshold, model,
+                    segment_cut=SEGMENT_RULE):
     """The per-subject JSON of ``ofrnn predict``.
 
     Parameters
@@ -208,6 +209,9 @@ def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, thres
     threshold : float
     model : dict
         What names the model (profile, fold, SHA-256 of its weights file).
+    segment_cut : float
+        Predicted share of an AHA segment from which it is called involved (the bundle's, chosen on
+        its validation subjects; :func:`ofrnn.evaluate.choose_segment_cut`).
 
     Returns
     -------
@@ -241,9 +245,9 @@ def subject_summary(prob_img, pred_img, subject, box, *, roi_mask, called, thres
         out["centroid_rc_px"] = out["centroid_rc_mm"] = None
     out["percent_of_myocardium"] = infarct_size(pred_img, myocardium) if known else None
     if subject.aha_segments is not None:
-        labels = segment_labels(inside, subject.aha_segments)
+        labels = segment_labels(inside, subject.aha_segments, rule=segment_cut)
         out["aha_segments_involved"] = [s for s, v in labels.items() if v]
-        out["aha_rule"] = f"segment involved when >= {SEGMENT_RULE:g} of its pixels are predicted infarct"
+        out["aha_rule"] = f"segment involved when >= {segment_cut:g} of its pixels are predicted infarct"
         out["aha_segment_percent"] = segment_percent(inside, subject.aha_segments)  # JSON keys become text
     else:
         out["aha_segments_involved"] = out["aha_segment_percent"] = None
@@ -366,7 +370,8 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
             region = (roimod.crop(myo, tr, order=0) > 0) if myo is not None else np.ones(prob.shape, bool)
             called = slice_call(prob >= thr, region)
             summary = subject_summary(prob_img, pred_img, s, box, roi_mask=roi_mask, called=called,
-                                      threshold=thr, model=model)
+                                      threshold=thr, model=model,
+                                      segment_cut=config.get("segment_cut", SEGMENT_RULE))
             summary["roi_source"] = ROI_SOURCES[roi]
             if check is not None:
                 summary["roi_check"] = check
@@ -398,7 +403,8 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
                       title=f"{len(per_segment)} slices: mean predicted infarct per AHA segment")
     if labelled:
         # cohorts with traced infarcts (e.g. another simulator seed or acquisition) are scored as in training
-        metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr, intervals=True)
+        metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr,
+                                    segment_cut=config.get("segment_cut", SEGMENT_RULE), intervals=True)
         metrics["provenance"] = dict(model=model, roi_source=roi)
         write_json(out / "metrics.json", metrics, indent=2, nan_as_null=True)
         result["metrics"] = metrics

@@ -41,7 +41,7 @@ from . import splits
 from ._version import __version__
 from .errors import OfrnnError
 from .files import read_toml, write_json
-from .evaluate import choose_threshold, evaluate_end_to_end, predict_all, threshold_transfer
+from .evaluate import choose_segment_cut, choose_threshold, evaluate_end_to_end, predict_all, threshold_transfer
 from .fold_report import (PAPER, cohort_description, overlays as write_overlays, plot_curves, plot_fold_bullseyes,
                           plot_training, read_training_log, write_report)
 from .pipeline import PixelBatches, batch_settings, prepare_cohort, sample_pixels
@@ -55,7 +55,7 @@ LOCALIZATION_SETTINGS = PROFILES.parent / "localization.toml"
 #: bumped when the evaluation or report of a fold changes: a finished fold of an older version is
 #: evaluated again from its saved weights (OF-RNN is not retrained; the fold's heart localization
 #: layers are trained if it has none yet) and its report rewritten
-REPORT_VERSION = 4
+REPORT_VERSION = 5
 
 
 HOLDOUT_STREAM = 2**31 - 1  # the holdout's validation draw: its own stream, apart from every CV fold's
@@ -446,15 +446,20 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
 
     val_probs, _ = predict_all(network, va, cfg, progress=progress)
     thr = choose_threshold(cfg.threshold, va, val_probs)
-    val_metrics, _ = M.evaluate_rois(va, val_probs, thr)
+    cut, cut_transfer = choose_segment_cut(va, val_probs, thr)
+    val_metrics, _ = M.evaluate_rois(va, val_probs, thr, segment_cut=cut)
     probs, secs = predict_all(network, te, cfg, progress=progress)
     timings["network_per_subject"] = float(np.mean(secs))
-    metrics, records = M.evaluate_rois(te, probs, thr, seed=cfg.seed, intervals=True)
+    metrics, records = M.evaluate_rois(te, probs, thr, segment_cut=cut, seed=cfg.seed, intervals=True)
+    # the segment call of the truth's own rule, beside the chosen one
+    metrics["segments_at_rule"] = M.segment_metrics([dict(r, pred=int(r["pred_share"] >= M.SEGMENT_RULE))
+                                                     for r in records])
     end_to_end = None
     if cfg.localizer == "train":
         detector, folder, record = fold_localizer(cohort, split["train"] + split["val"], cfg,
                                                   cache_dir=cache_dir or out / "checkpoints", progress=progress)
-        end_to_end = evaluate_end_to_end(network, cohort, split["test"], cfg, thr, detector, progress=progress)
+        end_to_end = evaluate_end_to_end(network, cohort, split["test"], cfg, thr, detector, segment_cut=cut,
+                                         progress=progress)
         end_to_end["localizer"] = record
         shutil.copytree(folder, out / LOCALIZER_DIR, dirs_exist_ok=True)
         if not record["reused"]:
@@ -467,7 +472,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
         plot_training(out / "training.png", training)
     data, versions = cohort_description(cohort), _versions(cfg)
     bundle_cfg = cfg.inference()
-    bundle_cfg.update(threshold=thr, fold=fold, cohort_sha256=data["sha256"], global_shape=list(train.global_shape),
+    bundle_cfg.update(threshold=thr, segment_cut=cut, fold=fold, cohort_sha256=data["sha256"], global_shape=list(train.global_shape),
                       intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=versions,
                       localizer=LOCALIZER_DIR if end_to_end is not None else None)
     save_bundle(out, network, bundle_cfg)
@@ -484,7 +489,8 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
                   validation={**{g: {k: val_metrics[g][k] for k in ("accuracy", "sensitivity", "specificity",
                                                                       "dice")}
                                  for g in ("roi", "myocardium")},
-                              "threshold_transfer": threshold_transfer(va, val_probs)})
+                              "threshold_transfer": threshold_transfer(va, val_probs),
+                              "segment_cut_transfer": cut_transfer})
     write_json(out / "segments.json", records)
     write_report(out / "report.md", result, overlays_drawn=drawn, training=training)
     # metrics.json comes last: its presence marks the fold as finished (resume)

@@ -812,6 +812,40 @@ def test_auto_threshold_keeps_the_softmax_unless_the_dice_rule_transfers_better(
         choose_threshold("best", subjects, high)
 
 
+def _segment_slices(n, predicted):
+    """n 8x8 all-myocardium slices, AHA segments 1-4 as 2-column bands of 16 pixels; segment 1 is 7/16
+    infarcted (abnormal), and its first ``predicted`` pixels score 1, every other pixel 0."""
+    from types import SimpleNamespace
+
+    aha = np.repeat(np.arange(1, 5), 2)[None].repeat(8, 0)
+    infarct = np.zeros((8, 8), np.uint8)
+    infarct.T[:2].flat[:7] = 1  # 7 pixels of columns 0-1 (segment 1)
+    prob = np.zeros((8, 8), np.float32)
+    prob.T[:2].flat[:predicted] = 1
+    subjects = [SimpleNamespace(id=str(i), level="mid", infarct=infarct, myocardium=np.ones((8, 8), np.uint8), aha=aha)
+                for i in range(n)]
+    return subjects, [prob] * n
+
+
+def test_segment_cut_follows_a_network_that_under_segments_and_keeps_the_quarter_otherwise():
+    from ofrnn.evaluate import choose_segment_cut
+    from ofrnn.metrics import SEGMENT_RULE, evaluate_rois
+
+    # 3 of 16 pixels predicted (0.1875): the quarter calls the infarcted segment normal in every slice,
+    # and the cuts 0.05-0.15 call all four segments right; of those the one nearest the quarter
+    subjects, probs = _segment_slices(4, predicted=3)
+    cut, transfer = choose_segment_cut(subjects, probs, 0.5)
+    assert cut == 0.15 and transfer == dict(rule=12, best=16, n_segments=16)
+    m, records = evaluate_rois(subjects, probs, 0.5, segment_cut=cut)
+    assert m["segments"]["accuracy"]["all"] == 1.0 and m["segments"]["cut"] == 0.15
+    assert evaluate_rois(subjects, probs, 0.5)[0]["segments"]["accuracy"]["all"] == 0.75
+    assert records[0]["pred_share"] == pytest.approx(3 / 16) and records[0]["truth"] == 1
+    # the infarct's own 7 pixels predicted: the quarter is right, so it stays
+    subjects, probs = _segment_slices(4, predicted=7)
+    assert choose_segment_cut(subjects, probs, 0.5) == (SEGMENT_RULE, dict(rule=16, best=16, n_segments=16))
+    assert choose_segment_cut(subjects[:1], probs[:1], 0.5) == (SEGMENT_RULE, {})  # nothing to compare on
+
+
 def test_another_threshold_is_the_same_training_run():
     from ofrnn.experiments import _cells
     from ofrnn.settings import load_profile, training_settings
