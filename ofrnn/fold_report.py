@@ -564,6 +564,11 @@ def aggregate(results, out):
         ours = "-" if s["mean"] is None else f"{scale * s['mean']:.2f} +- {scale * s['sd']:.2f}{unit}" + (
             f" ({s['n']} of {len(results)} folds)" if s["n"] < len(results) else "")
         L.append(f"| {key} | {_pct(paper, 2) if paper else '-'} | {ours} |")
+    cuts = [r["metrics"]["segments"].get("cut") for r in results]
+    if any(c is not None for c in cuts):
+        L += ["", "`segments.*` call a segment abnormal from the predicted share each fold chose on its validation "
+                  f"subjects (cuts {', '.join('-' if c is None else format(c, 'g') for c in cuts)}); "
+                  f"`segments_at_rule.*` from the truth's own {M.SEGMENT_RULE:g}."]
     if "calls" in pooled:
         c = pooled["calls"]
         counts = ", ".join(f"{n} {k}" for k, n in c["counts"].items())
