@@ -200,7 +200,8 @@ def segment_records(subject_id, level, truth, pred, prob, aha_segments, *, rule=
     share = segment_percent(pred, aha)
     cut = rule if cut is None else cut
     prob = np.asarray(prob, dtype=float)
-    return [dict(subject=subject_id, level=level, segment=s, truth=t[s], pred=int(share[s] >= 100.0 * cut),
+    # the call compares the same fraction that other cuts are later applied to (pred_share)
+    return [dict(subject=subject_id, level=level, segment=s, truth=t[s], pred=int(share[s] / 100.0 >= cut),
                  pred_share=share[s] / 100.0, score=float(prob[aha == s].mean())) for s in sorted(t)]
 
 

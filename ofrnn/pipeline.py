@@ -320,7 +320,8 @@ def dihedral(local, glob, code, *, patch, frame="heart", local_frame="image"):
     """Apply one of the 8 symmetries of the pixel grid per sample to P_l and P_g (augmentation).
 
     Heart motion has no preferred orientation in the image (it depends on how the patient lies),
-    so a rotated or mirrored neighbourhood is an equally valid training example. ``code`` (B,) in
+    so a rotated neighbourhood is an equally valid training example; a mirrored one is not
+    (:data:`ROTATIONS`, which augmentation draws from), but all 8 are defined here. ``code`` (B,) in
     0..7: bit 0 transposes (y <-> x), bit 1 flips y, bit 2 flips x, all about the ROI centre (the LV
     centre, :mod:`ofrnn.roi`). Each sample becomes the features its pixel's image under the symmetry
     has in the transformed cine:
