@@ -153,7 +153,8 @@ def _best_cut(rows):
     def correct(cut):
         return sum((r["pred_share"] >= cut) == bool(r["truth"]) for r in rows)
 
-    return max(M.SEGMENT_CUTS, key=lambda c: (correct(c), -abs(c - M.SEGMENT_RULE), -c))
+    # distances rounded: 0.35 and 0.15 lie equally far from 0.25, and the lower one should win
+    return max(M.SEGMENT_CUTS, key=lambda c: (correct(c), -round(abs(c - M.SEGMENT_RULE), 6), -c))
 
 
 def choose_segment_cut(subjects, probs, threshold):

@@ -297,7 +297,8 @@ def glossary(cfg):
 def _timings_table(timings):
     rows = [("prepare ROI sequences and flows (cache hits are fast)", "prepare", "s"),
             ("stage 1: LSTM-RNN", "local", "s"), ("stage 2: auto-encoder pre-training", "autoencoders", "s"),
-            ("stage 3: fine-tuning", "finetune", "s"), ("fine-tuning throughput", "finetune_pixels_per_s", "pixels/s"),
+            ("stage 3 (optional): discriminate layers on frozen P(p)", "head", "s"),
+            ("stage 4: fine-tuning", "finetune", "s"), ("fine-tuning throughput", "finetune_pixels_per_s", "pixels/s"),
             ("the fold's heart localization layers (training)", "localizer", "s"),
             ("inference per test subject (network only)", "network_per_subject", "s"),
             ("whole fold", "total", "s")]
@@ -522,7 +523,7 @@ def fold_table(results):
     table = {f"{g}.{k}": M.mean_sd([r["metrics"][g].get(k) for r in results]) for g, k in _SUMMARY}
     for lv in ("apical", "mid", "basal", "all"):
         table[f"segments.{lv}"] = M.mean_sd([r["metrics"]["segments"]["accuracy"].get(lv) for r in results])
-    for lv in ("apical", "mid", "basal", "all"):  # the call at the truth's own quarter (folds since REPORT_VERSION 5)
+    for lv in ("apical", "mid", "basal", "all"):  # grouped after segments.*; folds since REPORT_VERSION 5
         table[f"segments_at_rule.{lv}"] = M.mean_sd([r["metrics"].get("segments_at_rule", {}).get("accuracy", {}).get(lv)
                                                      for r in results])
     table["dice_myocardium_mean"] = M.mean_sd([r["metrics"].get("dice_myocardium_mean") for r in results])
@@ -557,7 +558,7 @@ def aggregate(results, out):
     for key, s in table.items():
         name = key.split(".")[-1]
         paper = PAPER.get(name) if key.startswith("roi.") else (
-            PAPER["segment_accuracy"].get(name) if key.startswith("segments.") else None)
+            PAPER["segment_accuracy"].get(name) if key.startswith(("segments.", "segments_at_rule.")) else None)
         unit = "" if key == "dice_myocardium_mean" else " %"
         scale = 1 if key == "dice_myocardium_mean" else 100
         # folds stored before a metric existed lack it: n says how many folds a row averages

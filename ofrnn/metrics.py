@@ -213,7 +213,8 @@ def segment_metrics(records, *, cut=SEGMENT_RULE):
     records : list of dict
         Rows from :func:`segment_records` of every evaluated slice.
     cut : float, keyword-only
-        The predicted share the rows' calls used (recorded in ``rule``).
+        The predicted share from which a segment is called abnormal: applied to the rows'
+        ``pred_share`` (rows without it keep their ``pred``), and recorded in ``rule``.
 
     Returns
     -------
@@ -227,6 +228,7 @@ def segment_metrics(records, *, cut=SEGMENT_RULE):
                     f"when >= {cut:g} of them are predicted infarct", cut=cut,
                accuracy={}, accuracy_ci95={}, n_segments={}, n_abnormal={}, auc_per_segment={},
                n_abnormal_per_segment={})
+    records = [dict(r, pred=int(r["pred_share"] >= cut)) if "pred_share" in r else r for r in records]
     levels = sorted({r["level"] for r in records})
     for lv in levels + ["all"]:
         rows = [r for r in records if lv == "all" or r["level"] == lv]

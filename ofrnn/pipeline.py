@@ -404,6 +404,9 @@ class PixelBatches:
                  batch_size=256, seed=0, augment=False, local_frame="image"):
         if local_frame not in LOCAL_FRAMES:
             raise OfrnnError(f"local_frame {local_frame!r} is not one of {LOCAL_FRAMES}", field="local_frame")
+        if augment and global_patch != 3:
+            # dihedral rearranges the paper's 3x3 P_g patches
+            raise OfrnnError(f"augment needs global_patch 3, got {global_patch}", field="augment")
         if augment and global_frame == "wall":
             # the wall frame's patch is already turned along the wall, as heart-frame P_l patches are
             raise OfrnnError("augment cannot turn wall-frame P_g patches; use global_frame 'heart' or 'image'",
@@ -545,7 +548,8 @@ class PixelBatches:
         drawn from the seed and the step number.
         ``feed="generator"``: batches come from the Python generator :meth:`batches` (the
         former feed, kept for ``ofrnn bench`` to time both side by side). Same samples, labels and
-        weights; a new seeded permutation every epoch.
+        weights; a new seeded permutation every epoch (augmented batches draw their rotations
+        differently in the two feeds).
         """
         import tensorflow as tf
 

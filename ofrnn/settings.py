@@ -112,7 +112,8 @@ class TrainingSettings:
         Optional (0, the default: off): epochs of supervised training of the discriminate layers
         alone (encoders and softmax) on the frozen motion features P(p), computed once, between the
         auto-encoders' pre-training and the end-to-end fine-tuning (early stopping on validation
-        loss). The fine-tuning then starts from a trained softmax instead of a random one.
+        loss), at ``learning_rate`` and without augmentation. The fine-tuning then starts from a
+        trained softmax instead of a random one.
     ae_samples : int
         Pixels each auto-encoder is pre-trained on.
     patience : int

@@ -452,8 +452,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     timings["network_per_subject"] = float(np.mean(secs))
     metrics, records = M.evaluate_rois(te, probs, thr, segment_cut=cut, seed=cfg.seed, intervals=True)
     # the segment call of the truth's own rule, beside the chosen one
-    metrics["segments_at_rule"] = M.segment_metrics([dict(r, pred=int(r["pred_share"] >= M.SEGMENT_RULE))
-                                                     for r in records])
+    metrics["segments_at_rule"] = M.segment_metrics(records, cut=M.SEGMENT_RULE)
     end_to_end = None
     if cfg.localizer == "train":
         detector, folder, record = fold_localizer(cohort, split["train"] + split["val"], cfg,
