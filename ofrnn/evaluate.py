@@ -141,23 +141,20 @@ def threshold_transfer(subjects, probs, rules=THRESHOLD_RULES):
     return out
 
 
-def _segment_rows(subjects, probs, threshold):
-    """Per validation subject, its segment rows (:func:`ofrnn.metrics.segment_records`) at ``threshold``."""
-    return [M.segment_records(r.id, r.level, r.infarct, (p >= threshold) & r.myocardium.astype(bool), p, r.aha)
-            for r, p in zip(subjects, probs)]
+def _correct_calls(rows, cut):
+    """How many segment rows a cut on their predicted share calls right (a plain int: the shares may
+    be NumPy floats, and the count goes into JSON records)."""
+    return int(sum((r["pred_share"] >= cut) == bool(r["truth"]) for r in rows))
 
 
 def _best_cut(rows):
     """The cut of :data:`ofrnn.metrics.SEGMENT_CUTS` with the most correct segment calls in ``rows``
     (ties: the one nearest :data:`ofrnn.metrics.SEGMENT_RULE`, then the lower)."""
-    def correct(cut):
-        return sum((r["pred_share"] >= cut) == bool(r["truth"]) for r in rows)
-
     # distances rounded: 0.35 and 0.15 lie equally far from 0.25, and the lower one should win
-    return max(M.SEGMENT_CUTS, key=lambda c: (correct(c), -round(abs(c - M.SEGMENT_RULE), 6), -c))
+    return max(M.SEGMENT_CUTS, key=lambda c: (_correct_calls(rows, c), -round(abs(c - M.SEGMENT_RULE), 6), -c))
 
 
-def choose_segment_cut(subjects, probs, threshold):
+def choose_segment_cut(records):
     """The predicted infarct share from which a segment is called abnormal, chosen on validation subjects.
 
     A pixel decision threshold tuned for Dice need not make the predicted share of a segment the
@@ -170,12 +167,10 @@ def choose_segment_cut(subjects, probs, threshold):
 
     Parameters
     ----------
-    subjects : list of RoiSubject
-        Validation subjects with ``infarct``, ``myocardium`` and ``aha`` masks; never the test fold.
-    probs : list of (64, 64) arrays
-        Their infarct probabilities.
-    threshold : float
-        The fold's pixel decision threshold (:func:`choose_threshold`).
+    records : list of dict
+        The validation subjects' segment rows at the fold's pixel threshold (the ``records`` of
+        :func:`ofrnn.metrics.evaluate_rois`, with ``subject``, ``truth`` and ``pred_share``); never
+        the test fold's.
 
     Returns
     -------
@@ -185,18 +180,15 @@ def choose_segment_cut(subjects, probs, threshold):
         Correct calls on left-out subjects, {"rule": ..., "best": ...}, with ``n_segments``
         (empty for fewer than two subjects: the truth's rule is kept).
     """
-    rows = _segment_rows(subjects, probs, threshold)
-    if len(rows) < 2:
+    subjects = sorted({r["subject"] for r in records})
+    if len(subjects) < 2:
         return M.SEGMENT_RULE, {}
-    correct = dict(rule=0, best=0)
-    for i, own in enumerate(rows):
-        cut = _best_cut([r for j, rs in enumerate(rows) if j != i for r in rs])
-        for r in own:
-            correct["rule"] += (r["pred_share"] >= M.SEGMENT_RULE) == bool(r["truth"])
-            correct["best"] += (r["pred_share"] >= cut) == bool(r["truth"])
-    correct = {k: int(v) for k, v in correct.items()}
-    cut = _best_cut([r for rs in rows for r in rs]) if correct["best"] > correct["rule"] else M.SEGMENT_RULE
-    return cut, dict(correct, n_segments=sum(len(rs) for rs in rows))
+    correct = dict(rule=_correct_calls(records, M.SEGMENT_RULE), best=0)
+    for sid in subjects:
+        cut = _best_cut([r for r in records if r["subject"] != sid])
+        correct["best"] += _correct_calls([r for r in records if r["subject"] == sid], cut)
+    cut = _best_cut(records) if correct["best"] > correct["rule"] else M.SEGMENT_RULE
+    return cut, dict(correct, n_segments=len(records))
 
 
 def roi_coverage(cohort, detected):

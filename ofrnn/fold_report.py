@@ -521,11 +521,10 @@ def fold_table(results):
         ``segments_at_rule`` at the truth's own quarter.
     """
     table = {f"{g}.{k}": M.mean_sd([r["metrics"][g].get(k) for r in results]) for g, k in _SUMMARY}
-    for lv in ("apical", "mid", "basal", "all"):
-        table[f"segments.{lv}"] = M.mean_sd([r["metrics"]["segments"]["accuracy"].get(lv) for r in results])
-    for lv in ("apical", "mid", "basal", "all"):  # grouped after segments.*; folds since REPORT_VERSION 5
-        table[f"segments_at_rule.{lv}"] = M.mean_sd([r["metrics"].get("segments_at_rule", {}).get("accuracy", {}).get(lv)
-                                                     for r in results])
+    for group in ("segments", "segments_at_rule"):  # the second only in folds since REPORT_VERSION 5
+        for lv in ("apical", "mid", "basal", "all"):
+            table[f"{group}.{lv}"] = M.mean_sd([r["metrics"].get(group, {}).get("accuracy", {}).get(lv)
+                                                for r in results])
     table["dice_myocardium_mean"] = M.mean_sd([r["metrics"].get("dice_myocardium_mean") for r in results])
     return table
 

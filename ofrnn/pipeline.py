@@ -375,9 +375,12 @@ def dihedral_tables(*, patch, frame="heart", local_frame="image"):
     global_index : int32 array (8, 27), global_sign : float32 array (8, 27)
         Code c's P_g row is ``row[global_index[c]] * global_sign[c]`` in every frame.
     """
+    from .flow import GLOBAL_FEATURES_PER_FRAME
+
     codes = np.arange(8)
     loc = np.broadcast_to(np.arange(1, patch * patch + 1, dtype=np.float32), (8, 1, patch * patch))
-    glo = np.broadcast_to(np.arange(1, 28, dtype=np.float32), (8, 1, 27))
+    glo = np.broadcast_to(np.arange(1, GLOBAL_FEATURES_PER_FRAME + 1, dtype=np.float32),
+                          (8, 1, GLOBAL_FEATURES_PER_FRAME))
     tl, tg = dihedral(loc, glo, codes, patch=patch, frame=frame, local_frame=local_frame)
     return ((tl[:, 0].astype(np.int32) - 1), (np.abs(tg[:, 0]).astype(np.int32) - 1),
             np.sign(tg[:, 0]).astype(np.float32))
@@ -584,15 +587,16 @@ class PixelBatches:
                                                            local_frame=self.local_frame)]
             rotations = tf.constant(ROTATIONS, tf.int32)
 
-        def augment(step, loc, glo):
-            # a symmetry per sample, drawn from the seed and the step number: every run sees the same batches
-            draw = tf.random.stateless_uniform(tf.shape(loc)[:1], seed=tf.stack([tf.constant(self.seed, tf.int64), step]),
-                                               minval=0, maxval=len(ROTATIONS), dtype=tf.int32)
-            code = tf.gather(rotations, draw)
-            loc = tf.gather(loc, tf.gather(sym[0], code), axis=2, batch_dims=1)
-            if glo is not None:
-                glo = tf.gather(glo, tf.gather(sym[1], code), axis=2, batch_dims=1) * tf.gather(sym[2], code)[:, None]
-            return loc, glo
+            def augment(step, loc, glo):
+                # a rotation per sample, drawn from the seed and the step number: every run sees the same batches
+                draw = tf.random.stateless_uniform(tf.shape(loc)[:1],
+                                                   seed=tf.stack([tf.constant(self.seed, tf.int64), step]),
+                                                   minval=0, maxval=len(ROTATIONS), dtype=tf.int32)
+                code = tf.gather(rotations, draw)
+                loc = tf.gather(loc, tf.gather(sym[0], code), axis=2, batch_dims=1)
+                if glo is not None:
+                    glo = tf.gather(glo, tf.gather(sym[1], code), axis=2, batch_dims=1) * tf.gather(sym[2], code)[:, None]
+                return loc, glo
 
         def gather(step, idx):
             if self.local_rows is not None:

@@ -336,6 +336,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
     out = Path(out)
     summaries, timings, labelled, nifti = [], [], [], {}
     thr = float(config["threshold"])
+    cut = config.get("segment_cut", SEGMENT_RULE)  # bundles from before the choice call at the quarter
     model = _model_info(config)
     with atomic_output(out / "predictions.h5", suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
         f.attrs["schema"] = "ofrnn predictions, version 1 (data/README.md)"
@@ -370,8 +371,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
             region = (roimod.crop(myo, tr, order=0) > 0) if myo is not None else np.ones(prob.shape, bool)
             called = slice_call(prob >= thr, region)
             summary = subject_summary(prob_img, pred_img, s, box, roi_mask=roi_mask, called=called,
-                                      threshold=thr, model=model,
-                                      segment_cut=config.get("segment_cut", SEGMENT_RULE))
+                                      threshold=thr, model=model, segment_cut=cut)
             summary["roi_source"] = ROI_SOURCES[roi]
             if check is not None:
                 summary["roi_check"] = check
@@ -404,7 +404,7 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
     if labelled:
         # cohorts with traced infarcts (e.g. another simulator seed or acquisition) are scored as in training
         metrics, _ = evaluate_rois([r for r, _ in labelled], [p for _, p in labelled], thr,
-                                    segment_cut=config.get("segment_cut", SEGMENT_RULE), intervals=True)
+                                    segment_cut=cut, intervals=True)
         metrics["provenance"] = dict(model=model, roi_source=roi)
         write_json(out / "metrics.json", metrics, indent=2, nan_as_null=True)
         result["metrics"] = metrics

@@ -446,8 +446,8 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
 
     val_probs, _ = predict_all(network, va, cfg, progress=progress)
     thr = choose_threshold(cfg.threshold, va, val_probs)
-    cut, cut_transfer = choose_segment_cut(va, val_probs, thr)
-    val_metrics, _ = M.evaluate_rois(va, val_probs, thr, segment_cut=cut)
+    val_metrics, val_records = M.evaluate_rois(va, val_probs, thr)
+    cut, cut_transfer = choose_segment_cut(val_records)
     probs, secs = predict_all(network, te, cfg, progress=progress)
     timings["network_per_subject"] = float(np.mean(secs))
     metrics, records = M.evaluate_rois(te, probs, thr, segment_cut=cut, seed=cfg.seed, intervals=True)

@@ -834,7 +834,7 @@ def test_segment_cut_follows_a_network_that_under_segments_and_keeps_the_quarter
     # 3 of 16 pixels predicted (0.1875): the quarter calls the infarcted segment normal in every slice,
     # and the cuts 0.05-0.15 call all four segments right; of those the one nearest the quarter
     subjects, probs = _segment_slices(4, predicted=3)
-    cut, transfer = choose_segment_cut(subjects, probs, 0.5)
+    cut, transfer = choose_segment_cut(evaluate_rois(subjects, probs, 0.5)[1])
     assert cut == 0.15 and transfer == dict(rule=12, best=16, n_segments=16)
     m, records = evaluate_rois(subjects, probs, 0.5, segment_cut=cut)
     assert m["segments"]["accuracy"]["all"] == 1.0 and m["segments"]["cut"] == 0.15
@@ -842,8 +842,9 @@ def test_segment_cut_follows_a_network_that_under_segments_and_keeps_the_quarter
     assert records[0]["pred_share"] == pytest.approx(3 / 16) and records[0]["truth"] == 1
     # the infarct's own 7 pixels predicted: the quarter is right, so it stays
     subjects, probs = _segment_slices(4, predicted=7)
-    assert choose_segment_cut(subjects, probs, 0.5) == (SEGMENT_RULE, dict(rule=16, best=16, n_segments=16))
-    assert choose_segment_cut(subjects[:1], probs[:1], 0.5) == (SEGMENT_RULE, {})  # nothing to compare on
+    records = evaluate_rois(subjects, probs, 0.5)[1]
+    assert choose_segment_cut(records) == (SEGMENT_RULE, dict(rule=16, best=16, n_segments=16))
+    assert choose_segment_cut(records[:4]) == (SEGMENT_RULE, {})  # one subject's segments: nothing to compare on
 
 
 def test_another_threshold_is_the_same_training_run():
