@@ -110,8 +110,10 @@ localize-rescore: $(COHORT)
 # calibration patients' ED->ES cavity -> results/flow/tuning-data.{json,md}.
 # make flow-tune-smoothing: then its pre-smoothing and smoothness weight, on the same sets plus the
 # Sunnybrook calibration patient's contour tracking -> results/flow/tuning-smoothing.{json,md}.
+# make flow-tune-filtering: then its median filter and edge-aware smoothness, on the same sets ->
+# results/flow/tuning-filtering.{json,md}.
 FLOW_PROFILE ?= full
-.PHONY: flow-bench flow-tune flow-tune-matching flow-tune-data flow-tune-smoothing
+.PHONY: flow-bench flow-tune flow-tune-matching flow-tune-data flow-tune-smoothing flow-tune-filtering
 
 flow-bench: $(COHORT)
 	$(OFRNN) experiment flow --profile $(FLOW_PROFILE) --out results/flow
@@ -127,6 +129,9 @@ flow-tune-data:
 
 flow-tune-smoothing:
 	$(OFRNN) experiment flow --profile tune-smoothing --out results/flow
+
+flow-tune-filtering:
+	$(OFRNN) experiment flow --profile tune-filtering --out results/flow
 # ---- end global motion ----
 
 # ---- phantom physiology report (issue 2; settings: experiments/phantom.toml) ----

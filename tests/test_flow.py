@@ -252,7 +252,8 @@ def test_sequence_flow_is_the_same_on_any_number_of_threads(translated):
         # equal to float32 rounding: a matrix product of another batch size may round otherwise
         for got, want in zip(shared, one):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(F.sequence_flow(cine, workers=workers), flows, rtol=0, atol=1e-4)
+        # the median filter may take a neighbour in rank where rounding differs: 1.4e-4 px measured
+        np.testing.assert_allclose(F.sequence_flow(cine, workers=workers), flows, rtol=0, atol=1e-3)
     with pytest.raises(OfrnnError, match="workers"):
         F.sequence_flow(cine, workers=0)
     with pytest.raises(TypeError, match="integer"):
@@ -689,3 +690,42 @@ def test_cavity_error_of_the_tuning_set_is_small_when_the_flow_follows_systole()
     err, _ = bench._pair_errors([("patient061/slice01", a, b, la, lb)], {}, bench._cavity_error)
     assert still == pytest.approx(0.42, abs=0.01)
     assert err < 0.05
+
+
+def test_median_filter_removes_an_outlier_and_keeps_a_straight_motion_boundary():
+    flow = np.zeros((2, 2, 20, 20), np.float32)
+    flow[:, 1, :, :10] = 1.5  # left half moves, right half is still
+    spiked = flow.copy()
+    spiked[0, :, 5, 15] = 9.0  # one wrong vector in the still half
+    np.testing.assert_array_equal(_pyramid.median(spiked, 5), flow)
+    np.testing.assert_array_equal(_pyramid.median(spiked, 3), flow)
+    assert _pyramid.median(spiked, 0) is spiked
+    with pytest.raises(ValueError, match="median size"):
+        _pyramid.median(flow, 7)
+    a = np.zeros((16, 16), np.float32)
+    with pytest.raises(OfrnnError, match="median"):
+        F.deep_flow(a, a, median=7)
+    with pytest.raises(OfrnnError, match="kappa"):
+        F.deep_flow(a, a, kappa=-1.0)
+
+
+def test_local_smoothness_weight_is_epicflows():
+    gx = np.array([0.0, 255.0 * np.log(2) / 5.0, 3.0], np.float32)
+    gy = np.array([0.0, 0.0, 4.0], np.float32)
+    np.testing.assert_allclose(variational.local_smoothness(gx, gy, 5.0), [1.0, 0.5, np.exp(-5 * 5 / 255)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_edge_aware_smoothness_leaks_less_motion_across_an_intensity_edge(seed):
+    # The left half moves 1 px to the right, the right half stays; the motion boundary is an
+    # intensity step. EpicFlow's weight lowers alpha on the step, so less of the left half's motion
+    # spreads onto the still side, and the moving side follows at least as well.
+    H = W = 48
+    t = texture(size=H, seed=seed, pad=0)
+    img = ((t - t.mean()) / t.std() * 8 + np.where(np.arange(W) < W // 2, 60.0, 200.0)).astype(np.float32)
+    mov = img.copy()
+    mov[:, :W // 2] = ndi.shift(img, (0, 1.0), order=3, mode="nearest")[:, :W // 2]
+    plain, aware = (F.deep_flow(img, mov, kappa=k, beta=0.0, median=0) for k in (0.0, 5.0))
+    still, moving = (slice(8, -8), slice(W // 2 + 1, W // 2 + 5)), (slice(8, -8), slice(W // 2 - 8, W // 2 - 3))
+    assert np.abs(aware[1][still]).mean() < np.abs(plain[1][still]).mean()
+    assert np.abs(aware[1][moving] - 1).mean() <= np.abs(plain[1][moving] - 1).mean()

@@ -336,7 +336,8 @@ def edes_pairs(seqs):
 
 
 TUNING_TITLES = {"matching": "Deep OF pyramid and matching", "data": "Deep OF data term",
-                 "smoothing": "Deep OF pre-smoothing and smoothness"}
+                 "smoothing": "Deep OF pre-smoothing and smoothness",
+                 "filtering": "Deep OF median filter and edge-aware smoothness"}
 
 
 def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):

@@ -52,6 +52,24 @@ def gaussian(stack, sigma):
     return out
 
 
+def median(flow, size):
+    """``size`` x ``size`` median filter of each component of a ``(B, 2, H, W)`` flow, edges
+    replicated (the filtering step after each warp of Sun, Roth and Black, CVPR 2010); size 0 or 1
+    returns the flow unchanged. OpenCV's float median takes sizes 3 and 5 only."""
+    if size <= 1:
+        return flow
+    if size not in (3, 5):
+        raise ValueError(f"median size must be 0, 1, 3 or 5, got {size}")
+    B, C, H, W = flow.shape
+    stack = flow.reshape(B * C, H, W)
+    out = np.empty_like(stack)
+    for s in range(0, B * C, 512):
+        chunk = np.ascontiguousarray(np.moveaxis(stack[s:s + 512], 0, -1))
+        r = cv2.medianBlur(chunk, size)
+        out[s:s + 512] = np.moveaxis(r.reshape(H, W, -1), -1, 0)
+    return out.reshape(B, C, H, W)
+
+
 def warp(stack, flow):
     """Sample ``stack`` (B, H, W) at (y + dy, x + dx), bilinear, edge-clamped.
 

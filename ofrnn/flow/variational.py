@@ -15,6 +15,10 @@ with lagged non-linearities (``n_outer`` fixed-point iterations, Brox et al. ECC
 fixed point's linear system (2x2 blocks per pixel plus the smoothness Laplacian) is solved by
 preconditioned conjugate gradients (default) or DeepFlow's red-black block SOR (``solver="sor"``,
 relaxation ``omega``), ``n_iter`` iterations, all vectorised over a batch of image pairs.
+
+Beyond DeepFlow, alpha may vary per pixel as alpha exp(-kappa |grad I|) (``kappa``,
+:func:`local_smoothness`; EpicFlow's variational step, Revaud et al. CVPR 2015), and
+:mod:`ofrnn.flow.deep` median-filters each level's result (Sun, Roth & Black, CVPR 2010).
 """
 from __future__ import annotations
 
@@ -76,8 +80,16 @@ def _edge_weights(psi):
     return wx, wy
 
 
+def local_smoothness(gx, gy, kappa):
+    """EpicFlow's local smoothness weight exp(-kappa |grad I|) (Revaud et al., CVPR 2015, Sec. 4,
+    kappa = 5 there), with the image gradient ``gx, gy`` of images in [0, 255] taken per unit
+    intensity range (/ 255). It multiplies alpha pixel by pixel: 1 on flat areas, so the flow may
+    break only where the image has an edge."""
+    return np.exp(np.float32(-kappa / 255.0) * np.sqrt(gx * gx + gy * gy))
+
+
 def _refine_level(reference, moving, flow, *, alpha, beta, gamma, delta, n_outer, n_iter, eps=EPS, omega=1.6, solver="cg",
-                  match_flow=None, match_weight=None):
+                  match_flow=None, match_weight=None, kappa=0.0):
     """One pyramid level of the DeepFlow energy (Eqs. 4-7): returns the refined (B, 2, H, W) flow."""
     warped, inside = _pyramid.warp(moving, flow)
     # Spatial derivatives of the mean of both images, temporal ones as differences (DeepFlow).
@@ -94,6 +106,7 @@ def _refine_level(reference, moving, flow, *, alpha, beta, gamma, delta, n_outer
     thx = valid / (Ixx * Ixx + Ixy * Ixy + _ZETA ** 2)
     thy = valid / (Ixy * Ixy + Iyy * Iyy + _ZETA ** 2)
 
+    local = local_smoothness(gx0, gy0, kappa) if kappa else None
     v, u = flow[:, 0], flow[:, 1]
     du = np.zeros_like(u)
     dv = np.zeros_like(v)
@@ -120,6 +133,8 @@ def _refine_level(reference, moving, flow, *, alpha, beta, gamma, delta, n_outer
         ux, uy = _grad(U, -1), _grad(U, -2)
         vx, vy = _grad(V, -1), _grad(V, -2)
         ps = alpha * _psi_prime(ux * ux + uy * uy + vx * vx + vy * vy, eps)
+        if local is not None:
+            ps = ps * local
         wx, wy = _edge_weights(ps)
         wsum = _neighbour_sum(wx, wy, np.ones_like(u))
         # The smoothness of the current flow enters as a constant right-hand side.
