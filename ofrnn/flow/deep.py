@@ -90,17 +90,17 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   but raised the cohort AAE by 5.7 %.
 
 Where it loses (``make flow-bench`` on evaluation data, reported, never tuned on; these
-defaults, 2026-12-02): the FlyingChairs evaluation pairs 0000003-0000005, EPE 3.46 px / AAE 4.63
-deg against OpenCV DeepFlow's 3.29 / 4.34 (with delta = 0, the default before the data stage:
-3.31 / 4.30; the brightness term that lowered the training pairs' EPE by 8 % raised these by 5 %),
-and Sunnybrook's chained ED->ES contour tracking on the evaluation patients (SC-HF-I-2 and -4, 19
-slices), Dice 0.931 / 1.58 mm against skimage's iLK 0.939 / 1.33 mm (Farneback 1.46, DIS 1.49;
-sigma = 0.8 on all three patients: 0.925 / 1.73 against 0.934 / 1.42). The smoothing stage
-above says why: these real cines want more pre-smoothing or less smoothness than the phantom's
-sub-pixel motion allows. It wins the phantom (myocardium AAE 4.63 deg; OpenCV DeepFlow 4.94),
-the motorcycle pair (EPE 1.35 px; DeepFlow 1.48) and ACDC (evaluation patients 041-060, 163
-slices: cavity Dice 0.911, DIS 0.902; epicardium 0.949, DIS 0.945; with delta = 0, a one-off
-run outside the benchmark, cavity 0.857).
+defaults, 2026-12-03): Sunnybrook's chained ED->ES contour tracking on the evaluation patients
+(SC-HF-I-2 and -4, 19 slices), Dice 0.932 / 1.57 mm against skimage's iLK 0.939 / 1.33 mm
+(Farneback 1.46, DIS 1.49; before the median and kappa 0.931 / 1.58). The smoothing stage above
+says why: these real cines want more pre-smoothing or less smoothness than the phantom's sub-pixel
+motion allows. On the calibration patient the same methods rank otherwise (deep OF 1.65 mm,
+iLK 1.60, Farneback 1.64, DIS 1.78; a one-off run), so one patient could not show the gap. The
+FlyingChairs evaluation pairs 0000003-0000005 are a tie on EPE (3.287 px against OpenCV
+DeepFlow's 3.287) and a near miss on AAE (4.36 against 4.34 deg; before the median and kappa
+3.46 / 4.63). It wins the phantom (myocardium AAE 4.77 deg; OpenCV DeepFlow 4.94; 4.63 before the
+median and kappa), the motorcycle pair (EPE 1.30 px; DeepFlow 1.47) and ACDC (evaluation patients
+041-060, 163 slices: cavity Dice 0.911, DIS 0.902; epicardium 0.949, DIS 0.945).
 
 One parameter set: these defaults run unchanged on every benchmark of ``make flow-bench``, 64x64
 cardiac ROIs, 512x384 FlyingChairs frames, the motorcycle pair and Sunnybrook / ACDC crops; the
@@ -188,8 +188,11 @@ def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta
         # pixels of the coarsest level. Smaller motion is the variational part's, which is more
         # accurate there than any local match (see the module docstring).
         reach = min_motion / downscale ** (n_levels - 1)
-        match_flow, conf = _in_threads(partial(matching.deep_matches, min_motion_px=reach, **match), reference, moving,
-                                       workers)
+        # A batch of at most 4 pairs is not shared among threads (see _in_threads): its two
+        # matching directions run side by side instead.
+        concurrent = B <= 4 and workers > 1
+        match_flow, conf = _in_threads(partial(matching.deep_matches, min_motion_px=reach, concurrent=concurrent,
+                                               **match), reference, moving, workers)
     ref = _pyramid.gaussian(reference, sigma)
     mov = _pyramid.gaussian(moving, sigma)
 
@@ -276,7 +279,7 @@ def deep_flow(reference, moving, **params):
     reference, moving = check_pair(reference, moving)
     p = _check_params({**DEFAULTS, **params})
     stack = to_255(np.stack([reference, moving]))
-    return _deep_flow_batch(stack[:1], stack[1:], **p)[0]
+    return _deep_flow_batch(stack[:1], stack[1:], workers=_usable_cpus(), **p)[0]
 
 
 def sequence_flow(cine, *, workers=None, **params):
