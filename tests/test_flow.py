@@ -741,3 +741,16 @@ def test_concurrent_backward_matching_gives_the_same_matches():
         for got, want in zip(both, plain):
             np.testing.assert_array_equal(got, want)
         assert (plain[1].max() > 0) == (gate < 100)
+
+
+def test_every_deep_of_tuning_row_names_only_deep_flow_settings():
+    import tomllib
+
+    from ofrnn.experiments.flow import TUNING_TITLES
+
+    cfg = tomllib.loads((Path(__file__).resolve().parents[1] / "experiments" / "flow.toml").read_text())
+    for section in TUNING_TITLES:
+        stage = cfg["tuning"][section]
+        rows = [stage.get("fixed", {}), stage.get("reference", {})] + stage["candidates"]
+        for row in rows:
+            assert set(row) <= set(F.DEFAULTS), (section, row)

@@ -343,10 +343,11 @@ TUNING_TITLES = {"matching": "Deep OF pyramid and matching", "data": "Deep OF da
 def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     """Choose deep OF settings on training data only: the candidates of ``[tuning.<section>]``.
 
-    Three stages share this rule: ``matching`` chose the pyramid and the matching term
+    Four stages share this rule: ``matching`` chose the pyramid and the matching term
     (results/flow/tuning-matching.md), then ``data`` the data term's weights on top of it
     (results/flow/tuning-data.md), then ``smoothing`` the pre-smoothing and smoothness weight
-    (results/flow/tuning-smoothing.md). Each candidate (keyword overrides of
+    (results/flow/tuning-smoothing.md), then ``filtering`` the median filter and edge-aware
+    smoothness (results/flow/tuning-filtering.md). Each candidate (keyword overrides of
     :data:`ofrnn.flow.DEFAULTS`) is scored on the training cohort (myocardium AAE of consecutive
     frames; myocardium EPE of ED->ES, :func:`edes_pairs`), the FlyingChairs training pairs, large
     global motion made from them (:func:`large_motion_pairs`), flow/tiny (EPE) and real cardiac
