@@ -703,10 +703,27 @@ def test_median_filter_removes_an_outlier_and_keeps_a_straight_motion_boundary()
     with pytest.raises(ValueError, match="median size"):
         _pyramid.median(flow, 7)
     a = np.zeros((16, 16), np.float32)
-    with pytest.raises(OfrnnError, match="median"):
-        F.deep_flow(a, a, median=7)
-    with pytest.raises(OfrnnError, match="kappa"):
-        F.deep_flow(a, a, kappa=-1.0)
+    for bad in (7, 1, 3.0, "5"):
+        with pytest.raises(OfrnnError, match="median"):
+            F.deep_flow(a, a, median=bad)
+    for bad in (-1.0, np.nan, np.inf):
+        with pytest.raises(OfrnnError, match="kappa"):
+            F.deep_flow(a, a, kappa=bad)
+
+
+def test_deep_flow_filters_each_level_and_takes_more_than_an_opencv_call_of_channels():
+    # The median is part of the estimate (a flow without it differs), and a cine longer than
+    # OpenCV's 128 channels per call (64 pairs of flow components) is solved in shares.
+    rng = np.random.default_rng(5)
+    a = ndi.gaussian_filter(rng.random((24, 24)), 1.5).astype(np.float32)
+    b = ndi.shift(a, (0.4, -0.3), order=1, mode="nearest")
+    assert np.abs(F.deep_flow(a, b, median=5) - F.deep_flow(a, b, median=0)).max() > 1e-3
+    flows = F.sequence_flow(np.stack([a, b] * 35), beta=0.0)  # 69 pairs
+    assert flows.shape == (69, 2, 24, 24)
+    # the pair (a, b) in the first OpenCV share of channels and in the second, and (b, a) likewise
+    np.testing.assert_allclose(flows[68], flows[0], atol=1e-5)
+    np.testing.assert_allclose(flows[67], flows[1], atol=1e-5)
+    assert np.abs(flows[1] + flows[0]).mean() < 0.05 < np.abs(flows[0]).mean()  # (b, a) undoes (a, b)
 
 
 def test_local_smoothness_weight_is_epicflows():
@@ -741,6 +758,8 @@ def test_concurrent_backward_matching_gives_the_same_matches():
         for got, want in zip(both, plain):
             np.testing.assert_array_equal(got, want)
         assert (plain[1].max() > 0) == (gate < 100)
+    one, two = (F.deep_flow(a, b, workers=w) for w in (1, 2))
+    np.testing.assert_array_equal(one, two)
 
 
 def test_every_deep_of_tuning_row_names_only_deep_flow_settings():

@@ -12,21 +12,30 @@ import cv2
 import numpy as np
 
 
+# Channels OpenCV takes per call (CV_CN_MAX: 128 in OpenCV 5, 512 before).
+_MAX_CHANNELS = 128
+
+
+def _per_channels(fn, stack, shape, *, chunk=_MAX_CHANNELS):
+    """Apply the OpenCV image function ``fn`` to a ``(B, H, W)`` stack, the batch as channels,
+    ``chunk`` at a time; ``shape`` is each output image's (h, w)."""
+    B = stack.shape[0]
+    out = np.empty((B,) + tuple(shape), dtype=stack.dtype)
+    for s in range(0, B, chunk):
+        r = fn(np.ascontiguousarray(np.moveaxis(stack[s:s + chunk], 0, -1)))
+        out[s:s + chunk] = np.moveaxis(r.reshape(tuple(shape) + (-1,)), -1, 0)
+    return out
+
+
 def resize(stack, shape, *, interpolation=cv2.INTER_LINEAR):
     """Resize a ``(B, H, W)`` stack to ``(B, *shape)``; OpenCV treats the batch as channels."""
     B, H, W = stack.shape
     h, w = shape
     if (h, w) == (H, W):
         return stack.copy()
-    out = np.empty((B, h, w), dtype=stack.dtype)
-    # cv2.resize takes at most 512 channels per call, and only 4 for area averaging by a
-    # non-integer factor.
-    n = 4 if interpolation == cv2.INTER_AREA and (H % h or W % w) else 512
-    for s in range(0, B, n):
-        chunk = np.ascontiguousarray(np.moveaxis(stack[s:s + n], 0, -1))
-        r = cv2.resize(chunk, (w, h), interpolation=interpolation)
-        out[s:s + n] = np.moveaxis(r.reshape(h, w, -1), -1, 0)
-    return out
+    # area averaging by a non-integer factor takes at most 4 channels per call
+    n = 4 if interpolation == cv2.INTER_AREA and (H % h or W % w) else _MAX_CHANNELS
+    return _per_channels(lambda c: cv2.resize(c, (w, h), interpolation=interpolation), stack, (h, w), chunk=n)
 
 
 def resize_flow(flow, shape):
@@ -43,13 +52,8 @@ def gaussian(stack, sigma):
     """Gaussian pre-smoothing of a ``(B, H, W)`` stack (the sigma of Sec. 2 before Eq. 4)."""
     if sigma <= 0:
         return stack
-    B, H, W = stack.shape
-    out = np.empty_like(stack)
-    for s in range(0, B, 512):
-        chunk = np.ascontiguousarray(np.moveaxis(stack[s:s + 512], 0, -1))
-        r = cv2.GaussianBlur(chunk, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
-        out[s:s + 512] = np.moveaxis(r.reshape(H, W, -1), -1, 0)
-    return out
+    return _per_channels(lambda c: cv2.GaussianBlur(c, (0, 0), sigmaX=sigma, sigmaY=sigma,
+                                                    borderType=cv2.BORDER_REPLICATE), stack, stack.shape[1:])
 
 
 def median(flow, size):
@@ -61,13 +65,7 @@ def median(flow, size):
     if size not in (3, 5):
         raise ValueError(f"median size must be 0, 1, 3 or 5, got {size}")
     B, C, H, W = flow.shape
-    stack = flow.reshape(B * C, H, W)
-    out = np.empty_like(stack)
-    for s in range(0, B * C, 512):
-        chunk = np.ascontiguousarray(np.moveaxis(stack[s:s + 512], 0, -1))
-        r = cv2.medianBlur(chunk, size)
-        out[s:s + 512] = np.moveaxis(r.reshape(H, W, -1), -1, 0)
-    return out.reshape(B, C, H, W)
+    return _per_channels(lambda c: cv2.medianBlur(c, size), flow.reshape(B * C, H, W), (H, W)).reshape(B, C, H, W)
 
 
 def warp(stack, flow):

@@ -86,8 +86,11 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   -2.7 %, large motion -13.2 %, flow/tiny -0.7 %, ACDC calibration cavity 1 - Dice -3.5 %,
   Sunnybrook calibration 1.65 -> 1.63 mm. Either alone costs a set more: the median alone ACDC
   +14 %, kappa = 3 alone large motion +24 % and cohort AAE +9.7 %; kappa = 5 with the median
-  raised the cohort AAE by 9.4 %; a lower alpha (0.75) with the median lowered Sunnybrook by 4 %
-  but raised the cohort AAE by 5.7 %.
+  raised the cohort AAE by 9.4 %. A lower alpha (0.75) with the median lowered Sunnybrook by 4.4 %
+  at +5.7 % cohort AAE and would have ranked first, but took 2.21x DeepFlow's time in that run,
+  over the budget (its arithmetic is the chosen row's; the timings of this table range 0.92x-2.21x
+  for the same work, the shared machine's noise). The edge-aware weight uses each pyramid
+  level's own gradient, in that level's pixels, so it lowers alpha more at the coarse levels.
 
 Where it loses (``make flow-bench`` on evaluation data, reported, never tuned on; these
 defaults, 2026-12-03): Sunnybrook's chained ED->ES contour tracking on the evaluation patients
@@ -137,10 +140,14 @@ def _check_params(p):
     """The pyramid weights (k / k_max)^decay need decay >= 0 (a negative one divides by zero at k = 0),
     the edge-aware weight kappa >= 0, and OpenCV's float median a side of 3 or 5 (0: none)."""
     for k in ("beta_decay", "delta_decay", "kappa"):
-        if p[k] < 0:
-            raise OfrnnError(f"must be >= 0, got {p[k]}", field=k)
-    if p["median"] not in (0, 3, 5):
-        raise OfrnnError(f"must be 0 (none), 3 or 5, got {p['median']}", field="median")
+        if not np.isfinite(p[k]) or p[k] < 0:
+            raise OfrnnError(f"must be a finite number >= 0, got {p[k]}", field=k)
+    try:
+        median = operator.index(p["median"])
+    except TypeError:
+        median = None
+    if median not in (0, 3, 5):
+        raise OfrnnError(f"must be 0 (none), 3 or 5, got {p['median']!r}", field="median")
     return p
 
 
@@ -215,13 +222,16 @@ def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta
     return _pyramid.coarse_to_fine(ref, mov, solver, downscale=downscale, min_size=min_size, max_levels=max_levels)
 
 
-def deep_flow(reference, moving, **params):
+def deep_flow(reference, moving, *, workers=None, **params):
     """Deep optical flow between two images (paper Sec. 2, Eqs. 4-7).
 
     Parameters
     ----------
     reference, moving : array_like (H, W)
         First and second image (any real dtype; scaled jointly to [0, 255]).
+    workers : int or None, keyword-only
+        Threads for the deep matching (default: the CPUs this process may use): with two or
+        more, its backward direction runs beside the forward one (the same matches).
     alpha : float, keyword-only
         Smoothness weight of Eq. 4 (default 1.0).
     beta : float, keyword-only
@@ -279,7 +289,7 @@ def deep_flow(reference, moving, **params):
     reference, moving = check_pair(reference, moving)
     p = _check_params({**DEFAULTS, **params})
     stack = to_255(np.stack([reference, moving]))
-    return _deep_flow_batch(stack[:1], stack[1:], workers=_usable_cpus(), **p)[0]
+    return _deep_flow_batch(stack[:1], stack[1:], workers=_workers(workers, _usable_cpus()), **p)[0]
 
 
 def sequence_flow(cine, *, workers=None, **params):
@@ -297,7 +307,9 @@ def sequence_flow(cine, *, workers=None, **params):
         shares are multiples of 4 pairs because OpenCV's area resize takes a stack's channels in
         fours, which would otherwise round the pairs of a split four differently (3e-6 px). On 2
         cores the flow of a 25-frame 64x64 ROI cine took 0.30 s against 0.34 s on one thread
-        (side by side, 10 phantom cines; see :func:`_deep_flow_batch`).
+        (side by side, 10 phantom cines; see :func:`_deep_flow_batch`; before the median filter
+        and kappa, which cost no measurable time). A cine of at most 5 frames is one share: with
+        ``workers`` of 2 or more its matching runs its two directions side by side instead.
     **params
         As :func:`deep_flow`.
 
@@ -315,10 +327,16 @@ def sequence_flow(cine, *, workers=None, **params):
     p = _check_params({**DEFAULTS, **params})
     stack = to_255(cine)
     pairs = len(stack) - 1
-    workers = max(1, min(_usable_cpus(), pairs // _MIN_CHUNK)) if workers is None else operator.index(workers)
+    workers = _workers(workers, max(1, min(_usable_cpus(), pairs // _MIN_CHUNK)))
+    return _deep_flow_batch(stack[:-1], stack[1:], workers=workers, **p)
+
+
+def _workers(workers, default):
+    """``workers`` as a positive int (``default`` when None); raises :class:`OfrnnError` below 1."""
+    workers = default if workers is None else operator.index(workers)
     if workers < 1:
         raise OfrnnError(f"must be at least 1, got {workers}", field="workers")
-    return _deep_flow_batch(stack[:-1], stack[1:], workers=workers, **p)
+    return workers
 
 
 def _in_threads(fn, reference, moving, workers):

@@ -446,9 +446,11 @@ def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patc
         reach = np.hypot(np.abs(forward[:, 0]) + 1, np.abs(forward[:, 1]) + 1) * factor
         candidate = (score > 0) & (reach >= min_motion_px)
         if not candidate.any():
-            # Nothing could pass: the backward matching (half the cost) would not change the answer.
+            # Nothing could pass: the backward matching (half the cost) would not change the
+            # answer. With ``concurrent`` it has run beside the forward one by now (leaving the
+            # pool waits for it), on a second CPU: the wall time is that of one direction.
             return (np.zeros((B, 2, H, W), np.float32), np.zeros((B, H, W), np.float32))
-        backward, backward_score = later.result() if later else match_grid(b, a, **kw)
+        backward, backward_score = later.result() if later is not None else match_grid(b, a, **kw)
     candidate &= _consistent(forward, backward, consistency, backward_score)
     disp, ok, ncc = _refine(reference, moving, forward, factor, keep=candidate)
     keep = candidate & ok & (ncc >= min_ncc) & (np.hypot(disp[:, 0], disp[:, 1]) >= min_motion_px)

@@ -81,10 +81,25 @@ def _edge_weights(psi):
 
 
 def local_smoothness(gx, gy, kappa):
-    """EpicFlow's local smoothness weight exp(-kappa |grad I|) (Revaud et al., CVPR 2015, Sec. 4,
-    kappa = 5 there), with the image gradient ``gx, gy`` of images in [0, 255] taken per unit
-    intensity range (/ 255). It multiplies alpha pixel by pixel: 1 on flat areas, so the flow may
-    break only where the image has an edge."""
+    """EpicFlow's local smoothness weight exp(-kappa |grad I|), which multiplies alpha pixel by
+    pixel: 1 on flat areas, so the flow may break only where the image has an edge.
+
+    Parameters
+    ----------
+    gx, gy : ndarray
+        Image gradient (per pixel of the level it is taken on) of images in [0, 255]; it is
+        taken per unit intensity range (/ 255).
+    kappa : float
+        Decay of the weight with the gradient (5 in EpicFlow).
+
+    Returns
+    -------
+    ndarray, the shape of ``gx``, in (0, 1].
+
+    References
+    ----------
+    Revaud et al., "EpicFlow", CVPR 2015, Sec. 4.
+    """
     return np.exp(np.float32(-kappa / 255.0) * np.sqrt(gx * gx + gy * gy))
 
 
