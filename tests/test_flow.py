@@ -748,20 +748,6 @@ def test_edge_aware_smoothness_leaks_less_motion_across_an_intensity_edge(seed):
     assert np.abs(aware[1][moving] - 1).mean() <= np.abs(plain[1][moving] - 1).mean()
 
 
-def test_concurrent_backward_matching_gives_the_same_matches():
-    big = texture(seed=3)
-    a, b = crop(big), crop(np.roll(big, (9, -4), axis=(0, 1)))  # 9.8 px, past the gate below
-    stack = deep.to_255(np.stack([a, b]))
-    for gate in (4.0, 1000.0):  # matches that pass, and none (the early return)
-        plain = matching.deep_matches(stack[:1], stack[1:], min_motion_px=gate)
-        both = matching.deep_matches(stack[:1], stack[1:], min_motion_px=gate, concurrent=True)
-        for got, want in zip(both, plain):
-            np.testing.assert_array_equal(got, want)
-        assert (plain[1].max() > 0) == (gate < 100)
-    one, two = (F.deep_flow(a, b, workers=w) for w in (1, 2))
-    np.testing.assert_array_equal(one, two)
-
-
 def test_every_deep_of_tuning_row_names_only_deep_flow_settings():
     import tomllib
 

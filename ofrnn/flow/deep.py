@@ -195,11 +195,8 @@ def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta
         # pixels of the coarsest level. Smaller motion is the variational part's, which is more
         # accurate there than any local match (see the module docstring).
         reach = min_motion / downscale ** (n_levels - 1)
-        # A batch of at most 4 pairs is not shared among threads (see _in_threads): its two
-        # matching directions run side by side instead.
-        concurrent = B <= 4 and workers > 1
-        match_flow, conf = _in_threads(partial(matching.deep_matches, min_motion_px=reach, concurrent=concurrent,
-                                               **match), reference, moving, workers)
+        match_flow, conf = _in_threads(partial(matching.deep_matches, min_motion_px=reach, **match), reference, moving,
+                                       workers)
     ref = _pyramid.gaussian(reference, sigma)
     mov = _pyramid.gaussian(moving, sigma)
 
@@ -222,16 +219,13 @@ def _deep_flow_batch(reference, moving, *, alpha, beta, beta_decay, gamma, delta
     return _pyramid.coarse_to_fine(ref, mov, solver, downscale=downscale, min_size=min_size, max_levels=max_levels)
 
 
-def deep_flow(reference, moving, *, workers=None, **params):
+def deep_flow(reference, moving, **params):
     """Deep optical flow between two images (paper Sec. 2, Eqs. 4-7).
 
     Parameters
     ----------
     reference, moving : array_like (H, W)
         First and second image (any real dtype; scaled jointly to [0, 255]).
-    workers : int or None, keyword-only
-        Threads for the deep matching (default: the CPUs this process may use): with two or
-        more, its backward direction runs beside the forward one (the same matches).
     alpha : float, keyword-only
         Smoothness weight of Eq. 4 (default 1.0).
     beta : float, keyword-only
@@ -289,7 +283,7 @@ def deep_flow(reference, moving, *, workers=None, **params):
     reference, moving = check_pair(reference, moving)
     p = _check_params({**DEFAULTS, **params})
     stack = to_255(np.stack([reference, moving]))
-    return _deep_flow_batch(stack[:1], stack[1:], workers=_workers(workers, _usable_cpus()), **p)[0]
+    return _deep_flow_batch(stack[:1], stack[1:], **p)[0]
 
 
 def sequence_flow(cine, *, workers=None, **params):
@@ -308,8 +302,7 @@ def sequence_flow(cine, *, workers=None, **params):
         fours, which would otherwise round the pairs of a split four differently (3e-6 px). On 2
         cores the flow of a 25-frame 64x64 ROI cine took 0.30 s against 0.34 s on one thread
         (side by side, 10 phantom cines; see :func:`_deep_flow_batch`; before the median filter
-        and kappa, which cost no measurable time). A cine of at most 5 frames is one share: with
-        ``workers`` of 2 or more its matching runs its two directions side by side instead.
+        and kappa, which cost no measurable time).
     **params
         As :func:`deep_flow`.
 
@@ -327,16 +320,10 @@ def sequence_flow(cine, *, workers=None, **params):
     p = _check_params({**DEFAULTS, **params})
     stack = to_255(cine)
     pairs = len(stack) - 1
-    workers = _workers(workers, max(1, min(_usable_cpus(), pairs // _MIN_CHUNK)))
-    return _deep_flow_batch(stack[:-1], stack[1:], workers=workers, **p)
-
-
-def _workers(workers, default):
-    """``workers`` as a positive int (``default`` when None); raises :class:`OfrnnError` below 1."""
-    workers = default if workers is None else operator.index(workers)
+    workers = max(1, min(_usable_cpus(), pairs // _MIN_CHUNK)) if workers is None else operator.index(workers)
     if workers < 1:
         raise OfrnnError(f"must be at least 1, got {workers}", field="workers")
-    return workers
+    return _deep_flow_batch(stack[:-1], stack[1:], workers=workers, **p)
 
 
 def _in_threads(fn, reference, moving, workers):

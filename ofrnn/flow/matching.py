@@ -33,8 +33,6 @@ The survivors' matching scores are c(x) of Eq. 7; every other pixel has c = 0.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import cv2
 import numpy as np
 
@@ -399,7 +397,7 @@ def search_range(shape, *, match_size=96, match_range=0.25):
 
 
 def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patch=16, n_starts=3, consistency=2.0,
-                 min_ncc=0.95, min_motion_px=0.0, concurrent=False):
+                 min_ncc=0.95, min_motion_px=0.0):
     """Verified, sub-pixel deep matches at full resolution: w' and c(x) of Eq. 7.
 
     Parameters
@@ -417,11 +415,6 @@ def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patc
     min_motion_px : float, keyword-only
         Matches moving less than this (full-resolution pixels) are dropped; those that cannot
         reach it within their refinement are not refined at all (the cost on small motion).
-    concurrent : bool, keyword-only
-        Match backward on a second thread while the forward matching runs (the same matches),
-        for batches too small to share among threads: a single pair then takes about the time
-        of one direction on two CPUs. Without it the backward matching runs only when a forward
-        match could pass ``min_motion_px``.
 
     Returns
     -------
@@ -436,21 +429,16 @@ def deep_matches(reference, moving, *, match_size=96, match_range=0.25, max_patc
     a = _pyramid.resize(reference, shape, interpolation=cv2.INTER_AREA)
     b = _pyramid.resize(moving, shape, interpolation=cv2.INTER_AREA)
     kw = dict(radius=radius, max_patch=max_patch, n_starts=n_starts)
-    with ThreadPoolExecutor(1) as pool:
-        # NumPy releases the GIL in the matrix products that make most of the matching's time
-        later = pool.submit(match_grid, b, a, **kw) if concurrent else None
-        forward, score = match_grid(a, b, **kw)
-        factor = H / shape[0]
-        # Refinement moves a match by at most one matching pixel per axis, so a match that cannot
-        # reach min_motion_px even then is not refined at all.
-        reach = np.hypot(np.abs(forward[:, 0]) + 1, np.abs(forward[:, 1]) + 1) * factor
-        candidate = (score > 0) & (reach >= min_motion_px)
-        if not candidate.any():
-            # Nothing could pass: the backward matching (half the cost) would not change the
-            # answer. With ``concurrent`` it has run beside the forward one by now (leaving the
-            # pool waits for it), on a second CPU: the wall time is that of one direction.
-            return (np.zeros((B, 2, H, W), np.float32), np.zeros((B, H, W), np.float32))
-        backward, backward_score = later.result() if later is not None else match_grid(b, a, **kw)
+    forward, score = match_grid(a, b, **kw)
+    factor = H / shape[0]
+    # Refinement moves a match by at most one matching pixel per axis, so a match that cannot reach
+    # min_motion_px even then is not refined at all.
+    reach = np.hypot(np.abs(forward[:, 0]) + 1, np.abs(forward[:, 1]) + 1) * factor
+    candidate = (score > 0) & (reach >= min_motion_px)
+    if not candidate.any():
+        # Nothing could pass: the backward matching (half the cost) would not change the answer.
+        return (np.zeros((B, 2, H, W), np.float32), np.zeros((B, H, W), np.float32))
+    backward, backward_score = match_grid(b, a, **kw)
     candidate &= _consistent(forward, backward, consistency, backward_score)
     disp, ok, ncc = _refine(reference, moving, forward, factor, keep=candidate)
     keep = candidate & ok & (ncc >= min_ncc) & (np.hypot(disp[:, 0], disp[:, 1]) >= min_motion_px)
