@@ -29,7 +29,7 @@ def _per_channels(fn, stack, shape, *, chunk=_MAX_CHANNELS):
 
 def resize(stack, shape, *, interpolation=cv2.INTER_LINEAR):
     """Resize a ``(B, H, W)`` stack to ``(B, *shape)``; OpenCV treats the batch as channels."""
-    B, H, W = stack.shape
+    _, H, W = stack.shape
     h, w = shape
     if (h, w) == (H, W):
         return stack.copy()
