@@ -4,7 +4,7 @@ The default is the paper-sized cohort: 114 subjects, 43 apical / 37 mid / 34 bas
 25 frames, 256x256 matrix. Options left unset draw per-subject values from clinical ranges
 (1.5 or 3 T, pixel 1.3-1.6 mm, SNR 50-140, nominal flip 45-60 deg times the transmit field,
 phase resolution 70-100 % and readout resolution 75-100 %, a rectangular field of view (the
-anterior-posterior axis shortened to 70-90 % of the matrix) in 60 % of the cines without a
+anterior-posterior axis shortened to 75-95 % of the matrix) in 85 % of the cines without a
 circular FOV mask, the torso turned about the heart). The same seed gives the
 same cohort, whatever --jobs.
 
@@ -29,7 +29,7 @@ def add_arguments(p):
                    help="fraction of phase-encoding lines acquired (default: 0.7-1.0 per subject)")
     p.add_argument("--phase-fov", type=float, default=None,
                    help="share of the matrix kept along the anterior-posterior axis, 0.5-1; 1 gives square frames "
-                        "(default: 0.7-0.9 in 60 %% of the cines without a circular FOV mask, else 1)")
+                        "(default: 0.75-0.95 in 85 %% of the cines without a circular FOV mask, else 1)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
