@@ -392,6 +392,19 @@ def test_rectangular_fov_is_a_window_of_the_square_one(seed):
         Acquisition(phase_fov=0.3)
 
 
+def test_fov_window_moves_towards_the_chest_wall_but_keeps_the_heart():
+    from ofrnn.simulate import _fov_window
+
+    none = np.array([], int)
+    # centred; moved by half the cut's half towards the high end; the other way
+    assert _fov_window(100, 0.8, 0, shift=0.0, keep_inside=none) == (slice(10, 90), slice(0, 100))
+    assert _fov_window(100, 0.8, 1, shift=0.5, keep_inside=none) == (slice(0, 100), slice(15, 95))
+    assert _fov_window(100, 0.8, 0, shift=-1.0, keep_inside=none)[0] == slice(0, 80)
+    # a heart spanning rows 10-50 keeps 4 pixels to the window's edge
+    assert _fov_window(100, 0.8, 0, shift=0.5, keep_inside=np.arange(10, 51))[0] == slice(6, 86)
+    assert _fov_window(100, 0.8, 0, shift=-1.0, keep_inside=np.arange(60, 91))[0] == slice(15, 95)
+
+
 def test_fixing_one_acquisition_setting_leaves_the_other_drawn_ones():
     a = simulate_subject(6, "apical", Acquisition(matrix=128, frames=3, pixel_mm=2.8))
     b = simulate_subject(6, "apical", Acquisition(matrix=128, frames=3, pixel_mm=2.8, field_t=1.5))
