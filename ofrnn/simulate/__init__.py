@@ -103,8 +103,11 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     Subject
         With every field of the store; ``attrs`` records the drawn acquisition and physiology
         (snr, field_t, tr_ms, flip_deg (the effective one), b1 (its share of the nominal), mt (the
-        magnetization-transfer factor of :data:`.mri.MT_TISSUES`), turn_deg (the torso's turn), rr_ms,
-        ef, ef_target, es_frame, rotation_es_deg, infarct territory and maximal transmurality).
+        magnetization-transfer factor of :data:`.mri.MT_TISSUES`), turn_deg (the torso's turn), phase_fov
+        with fov_row0 and fov_col0 (the rectangular field of view's share and where its window starts in
+        the square matrix; the cine and every ground truth are that window, shape (T, H, W) with H or W
+        shorter than ``matrix``), blood_counts (the stored integer scale), rr_ms, ef, ef_target,
+        es_frame, rotation_es_deg, infarct territory and maximal transmurality).
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}")
