@@ -2,10 +2,8 @@
 
 The default is the paper-sized cohort: 114 subjects, 43 apical / 37 mid / 34 basal slices,
 25 frames, 256x256 matrix. Options left unset draw per-subject values from clinical ranges
-(1.5 or 3 T, pixel 1.3-1.6 mm, SNR 50-140, nominal flip 45-60 deg times the transmit field,
-phase resolution 70-100 % and readout resolution 75-100 %, a rectangular field of view (the
-anterior-posterior axis shortened to 75-95 % of the matrix) in 85 % of the cines without a
-circular FOV mask, the torso turned about the heart). The same seed gives the
+(1.5 or 3 T, pixel 1.3-1.6 mm, SNR 35-100, nominal flip 45-60 deg times the transmit field,
+phase and readout resolution 60-95 %, the torso turned about the heart). The same seed gives the
 same cohort, whatever --jobs.
 
 example:
@@ -20,16 +18,13 @@ def add_arguments(p):
     p.add_argument("--subjects", type=int, default=114, help="number of slices (default: 114)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--frames", type=int, default=25, help="frames per cardiac cycle (default: 25)")
-    p.add_argument("--matrix", type=int, default=256, help="image matrix side (default: 256)")
+    p.add_argument("--matrix", type=int, default=256, help="image matrix, square (default: 256)")
     p.add_argument("--pixel-mm", type=float, default=None, help="pixel size in mm (default: 1.3-1.6 per subject)")
-    p.add_argument("--snr", type=float, default=None, help="blood SNR (default: 50-140 per subject)")
+    p.add_argument("--snr", type=float, default=None, help="blood SNR (default: 35-100 per subject)")
     p.add_argument("--field", type=float, choices=(1.5, 3.0), default=None,
                    help="field strength in T (default: 1.5 or 3 per subject, equally likely)")
     p.add_argument("--phase-resolution", type=float, default=None,
-                   help="fraction of phase-encoding lines acquired (default: 0.7-1.0 per subject)")
-    p.add_argument("--phase-fov", type=float, default=None,
-                   help="share of the matrix kept along the anterior-posterior axis, 0.5-1; 1 gives square frames "
-                        "(default: 0.75-0.95 in 85 %% of the cines without a circular FOV mask, else 1)")
+                   help="fraction of phase-encoding lines acquired (default: 0.6-0.95 per subject)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -45,7 +40,7 @@ def run(args):
     if args.jobs < 1:
         raise OfrnnError("must be at least 1", field="--jobs")
     acq = dict(frames=args.frames, matrix=args.matrix, pixel_mm=args.pixel_mm, snr=args.snr, field_t=args.field,
-               phase_resolution=args.phase_resolution, phase_fov=args.phase_fov)
+               phase_resolution=args.phase_resolution)
     try:
         Acquisition(**acq)
     except ValueError as e:

@@ -43,15 +43,13 @@ class Acquisition:
     frames: int = 25
     matrix: int = 256
     pixel_mm: float | None = None  # 1.3-1.6 mm
-    snr: float | None = None  # blood signal / noise sigma: 50-140
+    snr: float | None = None  # blood signal / noise sigma: 35-100
     field_t: float | None = None  # 1.5 or 3 T, equally likely (clinical cine runs on both)
     flip_deg: float | None = None  # nominal 45-60 deg times the transmit field: 0.5-1.0 at 3 T, 0.75-1.0 at 1.5 T
     tr_ms: float | None = None  # 3.0-3.4 ms at 3 T, 2.8-3.2 ms at 1.5 T
-    phase_resolution: float | None = None  # 0.7-1.0 of phase-encoding lines acquired
-    readout_resolution: float | None = None  # 0.75-1.0 of the readout samples (interpolated reconstruction)
+    phase_resolution: float | None = None  # 0.6-0.95 of phase-encoding lines acquired
+    readout_resolution: float | None = None  # 0.6-0.95 of the readout samples (interpolated reconstruction)
     fov_mask: float | None = None  # circular FOV mask radius / matrix: 0.46-0.5 in 35 % of cines, else 0 (none)
-    phase_fov: float | None = None  # rectangular FOV, share kept along the anterior-posterior axis: 0.75-0.95 in 85 %
-    # of the cines without a circular mask, else 1 (square)
     residual_shading: float | None = None  # coil shading left by the intensity correction: 0.2-0.8
 
     def __post_init__(self):
@@ -73,8 +71,6 @@ class Acquisition:
             raise ValueError("fov_mask must be 0 (none) or within 0.3-0.71")
         if self.residual_shading is not None and not 0.0 <= self.residual_shading <= 1.0:
             raise ValueError("residual_shading must be within 0-1")
-        if self.phase_fov is not None and not 0.5 <= self.phase_fov <= 1.0:
-            raise ValueError("phase_fov must be within 0.5-1.0")
 
 
 def level_counts(n):
@@ -103,11 +99,8 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     Subject
         With every field of the store; ``attrs`` records the drawn acquisition and physiology
         (snr, field_t, tr_ms, flip_deg (the effective one), b1 (its share of the nominal), mt (the
-        magnetization-transfer factor of :data:`.mri.MT_TISSUES`), turn_deg (the torso's turn), phase_fov
-        with fov_row0 and fov_col0 (the rectangular field of view's share and where its window starts in
-        the square matrix; the cine and every ground truth are that window, shape (T, H, W) with H or W
-        shorter than ``matrix``), blood_counts (the stored integer scale), rr_ms, ef, ef_target,
-        es_frame, rotation_es_deg, infarct territory and maximal transmurality).
+        magnetization-transfer factor of :data:`.mri.MT_TISSUES`), turn_deg (the torso's turn), rr_ms,
+        ef, ef_target, es_frame, rotation_es_deg, infarct territory and maximal transmurality).
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}")
@@ -118,7 +111,7 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     arng = substream(seed, ACQUISITION_STREAM)
     acq = acquisition
     drawn = dict(field_t=float(arng.choice([1.5, 3.0])), residual_shading=float(arng.uniform(0.2, 0.8)),
-                 readout_resolution=float(arng.uniform(0.75, 1.0)),
+                 readout_resolution=float(arng.uniform(0.6, 0.95)),
                  # a circular FOV mask (radius as a share of the matrix) in about a third of the cines
                  fov_mask=float(arng.uniform(0.46, 0.5)) if arng.random() < 0.35 else 0.0)
     field, residual, readout, fov_mask = (getattr(acq, k) if getattr(acq, k) is not None else v
@@ -135,36 +128,18 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     # cohort 0.31 against 0.32-0.36, `make realism-calibrate`); the upper quartile stays below
     # theirs (0.49 against 0.61-0.66: too little fat and fluid)
     mt = float(arng.uniform(*MT_RANGE))
-    # scanners store magnitude images as integers on a scale of their own choosing: the LV blood
-    # pool at 150-450 counts (SC-HF-I-1's frames have their 99th percentile at 410-650; ACDC
-    # 061-080's are quantised as coarsely), so noise and dark tissue take few distinct values
-    blood_counts = float(arng.uniform(150, 450))
-    # a rectangular field of view: clinical cine protocols shorten the phase-encoding FOV along the
-    # chest's shorter, anterior-posterior axis to save breath-hold time. 90 % of ACDC 061-080's
-    # slices are rectangular, short over long side 0.75-0.97 (10th-90th percentile, median 0.84),
-    # and their body fills 80 % of the frame against 48 % in Sunnybrook's square, circularly masked
-    # ones (`make realism-calibrate`): 0.75-0.95 in 85 % of the cines without a circular mask. The
-    # operator centres the FOV on the heart but places the short side to
-    # cut the air in front of the chest rather than the back: the window moves towards the chest
-    # wall by ``fov_shift`` (0-0.8) of the margin it leaves there (ACDC 061-080: the LV lies 0.05
-    # of the frame's side off its centre, towards the nearest skin). Drawn last in this stream, so
-    # the draws above stay as they were
-    fov_shift = float(arng.uniform(0.0, 0.8))
-    drawn_phase_fov = float(arng.uniform(0.75, 0.95)) if arng.random() < 0.85 and not fov_mask else 1.0
-    phase_fov = acq.phase_fov if acq.phase_fov is not None else drawn_phase_fov
     b1 = b1 if acq.flip_deg is None else 1.0
     T, n = acq.frames, acq.matrix
     spacing = acq.pixel_mm if acq.pixel_mm is not None else rng.uniform(1.3, 1.6)
     # blood SNR of clinical cine bSSFP with phased-array coils; ACDC 061-080 and SC-HF-I-1 measure
     # 59 and 106 by Immerkaer's estimator (`make realism-calibrate`). Edges and texture bias that
-    # estimator, so the range is set on the phantom's own reading: 50-140 nominal reads 50 (IQR
-    # 39-60) on the tuning cohort, the interpolated reconstruction and organ texture included (35-100
-    # read the same before the phantom's organ texture, fat planes and framing were changed)
-    snr = acq.snr if acq.snr is not None else rng.uniform(50, 140)
+    # estimator, so the range is set on the phantom's own reading: 35-100 nominal reads 50 (IQR
+    # 39-61) on the tuning cohort, the interpolated reconstruction and organ texture included
+    snr = acq.snr if acq.snr is not None else rng.uniform(35, 100)
     # nominal flip angle times the transmit field's share (an explicit flip_deg is taken as exact)
     flip = acq.flip_deg if acq.flip_deg is not None else rng.uniform(45, 60) * b1
     tr = acq.tr_ms if acq.tr_ms is not None else rng.uniform(*((3.0, 3.4) if field == 3.0 else (2.8, 3.2)))
-    phase_res = acq.phase_resolution if acq.phase_resolution is not None else rng.uniform(0.7, 1.0)
+    phase_res = acq.phase_resolution if acq.phase_resolution is not None else rng.uniform(0.6, 0.95)
     # temporal resolution as the paper's cohort: 45.1 +- 8.8 ms per frame (Sec. 3)
     rr = T * float(np.clip(rng.normal(45.1, 8.8), 30, 65))
     fov = (n * spacing, n * spacing)
@@ -187,34 +162,19 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     coil = coil_sensitivity((n, n), rng, spacing_mm=spacing)
     phase = smooth_field((n, n), rng, sigma_px=40 / spacing, amplitude=1.0)
     ci, cj = (int(round(v / spacing)) for v in anatomy.centre_mm)
-    phase_axis = int(rng.integers(2))
-    window = (slice(0, n), slice(0, n))
-    if phase_fov < 1.0:
-        # the anterior-posterior axis is the one nearer the display direction of the chest wall
-        # (90 deg before the torso's turn); phase encoding runs along it
-        ap = np.deg2rad(90.0 + scene["turn_deg"])
-        phase_axis = 0 if abs(np.sin(ap)) >= abs(np.cos(ap)) else 1
-        anterior_low = np.sin(ap) > 0 if phase_axis == 0 else np.cos(ap) < 0
-        heart = out["myocardium_t"].any(0) | out["lv_cavity_t"].any(0)
-        window = _fov_window(n, phase_fov, phase_axis, shift=fov_shift if anterior_low else -fov_shift,
-                             keep_inside=np.flatnonzero(heart.any(1 - phase_axis)))
-        out = {key: value[..., window[0], window[1]] for key, value in out.items()}
-        coil, phase = coil[window], phase[window]
-        ci, cj = ci - window[0].start, cj - window[1].start
     blood = sig[int(Tissue.LV_BLOOD)] * coil[ci, cj]
     cine = acquire(out["frames"] * coil * np.exp(1j * phase), rng, noise_sigma=blood / snr,
-                   phase_resolution=phase_res, phase_axis=phase_axis, readout_resolution=readout)
-    cine = np.rint(cine / intensity_correction(coil, (ci, cj), residual=residual) * (blood_counts / blood)).astype(np.float32)
+                   phase_resolution=phase_res, phase_axis=int(rng.integers(2)), readout_resolution=readout)
+    cine = np.rint(cine / intensity_correction(coil, (ci, cj), residual=residual)).astype(np.float32)
     if fov_mask:
         # some reconstructions blank the corners outside a circular field of view (Sunnybrook's)
-        H, W = cine.shape[1:]
-        yy, xx = np.mgrid[0:H, 0:W]
-        cine[:, np.hypot(yy - (H - 1) / 2, xx - (W - 1) / 2) > fov_mask * n] = 0
+        yy, xx = np.mgrid[0:n, 0:n]
+        cine[:, np.hypot(yy - (n - 1) / 2, xx - (n - 1) / 2) > fov_mask * n] = 0
 
     cav = out["lv_cavity_t"].reshape(T, -1).sum(1)
     es_frame = int(np.argmin(cav))
     inf = anatomy.infarct
-    attrs = dict(snr=float(snr), field_t=field, b1=b1, mt=mt, turn_deg=float(scene["turn_deg"]), residual_shading=residual, fov_mask=fov_mask, phase_fov=phase_fov, fov_row0=window[0].start, fov_col0=window[1].start, blood_counts=blood_counts, tr_ms=float(tr), te_ms=float(tr / 2),
+    attrs = dict(snr=float(snr), field_t=field, b1=b1, mt=mt, turn_deg=float(scene["turn_deg"]), residual_shading=residual, fov_mask=fov_mask, tr_ms=float(tr), te_ms=float(tr / 2),
                  flip_deg=float(flip), rr_ms=float(rr), phase_resolution=float(phase_res), readout_resolution=readout,
                  ef=float(1 - cav[es_frame] / max(cav[0], 1)), ef_target=motion.ef_target, es_frame=es_frame,
                  rotation_es_deg=float(np.rad2deg(motion.rotation_es)),
@@ -225,20 +185,6 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
                    aha_segments=out["aha_segments"], lv_box=lv_boxes(out["myocardium_t"], out["lv_cavity_t"]),
                    myocardium_t=out["myocardium_t"], lv_cavity_t=out["lv_cavity_t"], flow=out["flow"],
                    flow_valid=out["flow_valid"], attrs=attrs)
-
-
-def _fov_window(n, share, axis, *, shift, keep_inside, margin=4):
-    """(rows, cols) slices of an n x n matrix that keep ``share`` of it along ``axis``: centred, then
-    moved towards the high end by ``shift`` (-1..1) of half the cut, within the bounds that keep
-    the indices ``keep_inside`` (the heart's extent along ``axis``) ``margin`` pixels from the edges."""
-    keep = int(round(n * share))
-    start = int(round((n - keep) / 2 * (1 + shift)))
-    if keep_inside.size:
-        start = min(start, int(keep_inside.min()) - margin)
-        start = max(start, int(keep_inside.max()) + 1 + margin - keep)
-    start = int(np.clip(start, 0, n - keep))
-    full, cut = slice(0, n), slice(start, start + keep)
-    return (cut, full) if axis == 0 else (full, cut)
 
 
 def _simulate_task(task):
@@ -270,7 +216,7 @@ def simulate_cohort(path, *, n_subjects=114, seed=0, jobs=1, progress=True, **ac
         Show a progress bar.
     **acquisition
         Fields of :class:`Acquisition` (frames, matrix, pixel_mm, snr, field_t, flip_deg, tr_ms,
-        phase_resolution, readout_resolution, residual_shading, fov_mask, phase_fov).
+        phase_resolution, readout_resolution, residual_shading, fov_mask).
 
     Returns
     -------

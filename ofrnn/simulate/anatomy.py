@@ -255,18 +255,13 @@ def _sample_body(rng, level, centre, fov_mm):
     # arms and soft tissue of heavier patients); cine FOVs of 330-410 mm cut them at the sides, so
     # the body fills about 3/4 of the frame (ACDC 061-080, `make realism-calibrate`)
     ry, rx = rng.uniform(150, 200), rng.uniform(210, 280)
-    # the heart lies against the anterior chest wall: the skin 90-125 mm in front of the LV centre
-    # (LV radius, RV, mediastinal fat and the chest wall, seen in the oblique plane), the rest of
-    # the chest behind it. The nearest skin lies 1.91 LV diameters from the LV centre in ACDC
-    # 061-080 (median; IQR 1.53-2.46) and 1.53 in the phantom with 75-100 mm; 1.90 with 90-125 mm
-    # (`make realism-calibrate`'s frames and tuning cohort)
-    oy, ox = cy + ry - rng.uniform(90, 125), cx + rng.normal(0, 12)
+    # the heart lies against the anterior chest wall: the skin 75-100 mm in front of the LV centre
+    # (LV radius, RV, 20-40 mm of chest wall), the rest of the chest behind it
+    oy, ox = cy + ry - rng.uniform(75, 100), cx + rng.normal(0, 12)
     n_ribs = int(rng.integers(6, 11))
     body = dict(
         outline=(oy, ox, ry, rx),
-        # subcutaneous fat 12-30 mm: the calibration frames' body has more tissue as bright as fat
-        # (upper quartile 0.61-0.66 x blood) than the phantom had with 8-22 mm (0.49)
-        subcut_fat=periodic_profile(rng, base=rng.uniform(12, 30), rel_amp=0.35, kmax=3),
+        subcut_fat=periodic_profile(rng, base=rng.uniform(8, 22), rel_amp=0.35, kmax=3),
         muscle=periodic_profile(rng, base=rng.uniform(10, 18), rel_amp=0.35, kmax=3),
         ribs=[(rng.uniform(0, 2 * np.pi), rng.uniform(4, 7), rng.uniform(9, 15)) for _ in range(n_ribs)],
         liver=(cy + rng.uniform(60, 90), cx - rng.uniform(50, 80),
@@ -275,15 +270,10 @@ def _sample_body(rng, level, centre, fov_mm):
                                               rng.uniform(20, 30), rng.uniform(25, 35)),
         aorta=(cy + rng.uniform(60, 75), cx + rng.uniform(35, 50), rng.uniform(10, 13)),
         spine=(cy + rng.uniform(95, 110), cx + rng.uniform(15, 30), rng.uniform(15, 19)),
-        # anterior mediastinal (prevascular) fat between the heart and the chest wall: at the cardiac
-        # notch the left lung leaves the pericardium against the anterior wall, so the plane shows
-        # fat there, not a band of lung (the heart-centred crops' real-vs-simulated AUC fell from
-        # 0.64 to 0.58 when the pad grew from 10-18 x 25-45 mm, tuning cohort)
-        mediastinum=(cy - rng.uniform(45, 65), cx - rng.uniform(0, 25), rng.uniform(20, 32), rng.uniform(40, 65)),
-        # pulmonary and hepatic vessels: (row, col, radius mm, bright?); a quarter bright (in-plane
-        # and slow flow leave most small vessels grey in cine bSSFP; half of them bright gave too
-        # many of the strongest edges, a bright dot in black lung)
-        vessels=[(cy + rng.uniform(-120, 120), cx + rng.uniform(-180, 180), rng.uniform(1.0, 3.5), rng.random() < 0.25)
+        # anterior mediastinal (prevascular) fat: a thin pad between the heart and the chest wall
+        mediastinum=(cy - rng.uniform(40, 55), cx - rng.uniform(0, 25), rng.uniform(10, 18), rng.uniform(25, 45)),
+        # pulmonary and hepatic vessels: (row, col, radius mm, bright?)
+        vessels=[(cy + rng.uniform(-120, 120), cx + rng.uniform(-180, 180), rng.uniform(1.0, 3.5), rng.random() < 0.5)
                  for _ in range(int(rng.integers(40, 80)))],
     )
     return body
