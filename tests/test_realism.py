@@ -162,6 +162,25 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     assert "Separability" in (tmp_path / "report.md").read_text()
 
 
+def test_tissue_measures_give_the_chest_wall_distance_in_lv_diameters():
+    """A blood pool of radius 6 in a myocardial ring to radius 10 (LV diameter 20 px), centred 40 px
+    below the top skin of a round body: the nearest skin is 2 LV diameters away, straight up."""
+    from ofrnn.experiments.realism import tissue_measures
+
+    yy, xx = np.mgrid[0:200, 0:200]
+    body = np.hypot(yy - 100, xx - 100) < 80  # top skin at row 20
+    r = np.hypot(yy - 60, xx - 100)
+    blood, myocardium = r < 6, (r >= 6) & (r < 10)
+    image = np.where(body, 0.4, 0.01)
+    image[myocardium], image[blood] = 0.2, 1.0
+    out = tissue_measures(image, blood, myocardium)
+    assert abs(out["skin_direction_deg"] - 90) < 3
+    lv_diameter = 2 * np.sqrt((blood | myocardium).sum() / np.pi)
+    assert out["skin_distance_lv"] == pytest.approx(40 / lv_diameter, abs=0.1)
+    assert abs(out["skin_distance_lv"] - 2.0) < 0.1
+    assert np.isnan(tissue_measures(image, blood, None)["skin_distance_lv"])
+
+
 def test_skin_direction_points_at_the_nearest_real_skin():
     """From a blood pool above the centre of a round body the nearest skin is straight up (90 deg);
     an edge at the frame's border or darker than 5 % of blood (an FOV mask's rim) does not count."""

@@ -14,8 +14,10 @@ The simulated frames (the cohort of ``make data``) are set beside real bSSFP cin
   tabled beside it (:func:`ofrnn.simulate.mri.signal_table`);
 * **geometry**: the LV's epicardial diameter relative to the field of view, the body's share of
   the field of view, and the in-plane orientation (direction from the LV centre to the RV; ACDC
-  labels, and the phantom's septal AHA segments; Sunnybrook has no RV contours) and the direction
-  of the nearest skin (:func:`skin_direction_deg`: how the oblique plane lies in the chest);
+  labels, and the phantom's septal AHA segments; Sunnybrook has no RV contours), the direction
+  and distance (in LV diameters) of the nearest skin (:func:`nearest_skin`: how the oblique plane
+  lies in the chest, and how far the chest wall is), and the frame's short over long side (a
+  rectangular field of view);
 * **texture**: intensity, gradient-magnitude and uniform local-binary-pattern histograms (Ojala
   et al., IEEE TPAMI 24:971 (2002)) and radial power spectra;
 * **separability**: real-vs-simulated classifiers, whose ROC AUC is the headline (0.5: the
@@ -158,7 +160,13 @@ def tissue_measures(image, blood, myocardium):
                body_fraction=float(body.mean()))
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
-    out["skin_direction_deg"] = skin_direction_deg(body, img, blood, b)
+    v = nearest_skin(body, img, blood, b)
+    out["skin_direction_deg"] = float("nan") if v is None else float(np.rad2deg(np.arctan2(-v[0], v[1])) % 360)
+    # the chest wall's distance in LV diameters (scale-free: ACDC's copy keeps no pixel spacing);
+    # the LV is blood and myocardium, so frames contoured at the endocardium only get NaN
+    lv = blood | myocardium if myocardium is not None and myocardium.any() else None
+    out["skin_distance_lv"] = (float(np.hypot(*v) / (2 * np.sqrt(lv.sum() / np.pi)))
+                               if v is not None and lv is not None else float("nan"))
     return out
 
 
@@ -181,12 +189,11 @@ def fov_mask_radius(image, r=None):
     return far if far < 0.95 * float(r.max()) else float("inf")
 
 
-def skin_direction_deg(body, image, blood, level):
-    """Display angle (degrees in [0, 360); 0 = image right, 90 = up) from the LV blood pool's
-    centroid to the nearest point of the body's edge that is skin: not on the frame's border, not
-    on the rim of a circular FOV mask (:func:`fov_mask_radius`) and brighter than 5 % of the blood
-    ``level`` there. It is the chest wall nearest the heart, so it shows how the oblique short-axis
-    plane lies in the chest. NaN when no edge qualifies."""
+def nearest_skin(body, image, blood, level):
+    """(dy, dx) pixels from the LV blood pool's centroid to the nearest point of the body's edge
+    that is skin: not on the frame's border, not on the rim of a circular FOV mask
+    (:func:`fov_mask_radius`) and brighter than 5 % of the blood ``level`` there. It is the chest
+    wall nearest the heart. None when no edge qualifies."""
     from scipy import ndimage as ndi
 
     img = np.asarray(image)
@@ -196,11 +203,18 @@ def skin_direction_deg(body, image, blood, level):
     r = _centre_distance(img.shape)
     edge &= r < fov_mask_radius(img, r) - 3
     if not edge.any() or not blood.any():
-        return float("nan")
+        return None
     ly, lx = np.argwhere(blood).mean(0)
     ey, ex = np.nonzero(edge)
     i = int(np.argmin(np.hypot(ey - ly, ex - lx)))
-    return float(np.rad2deg(np.arctan2(-(ey[i] - ly), ex[i] - lx)) % 360)
+    return float(ey[i] - ly), float(ex[i] - lx)
+
+
+def skin_direction_deg(body, image, blood, level):
+    """Display angle (degrees in [0, 360); 0 = image right, 90 = up) of :func:`nearest_skin`: how
+    the oblique short-axis plane lies in the chest. NaN when no edge qualifies."""
+    v = nearest_skin(body, image, blood, level)
+    return float("nan") if v is None else float(np.rad2deg(np.arctan2(-v[0], v[1])) % 360)
 
 
 def noise_level(image):
@@ -516,8 +530,10 @@ def group_summaries(frames, stats, tissue, groups, subjects):
         rv_direction_deg=np.array([f["rv_angle"] for f in frames]),
         pixel_mm=np.array([f["spacing"] if f["spacing"] is not None else np.nan for f in frames]),
         matrix=np.array([np.sqrt(np.prod(f["image"].shape)) for f in frames]),
+        # short over long side: 1 for a square field of view, below for a rectangular one
+        aspect=np.array([min(f["image"].shape) / max(f["image"].shape) for f in frames]),
         **{k: np.array([r[k] if r is not None else np.nan for r in tissue])
-           for k in (*TISSUE_LABELS, "skin_direction_deg")})
+           for k in (*TISSUE_LABELS, "skin_direction_deg", "skin_distance_lv")})
     by_group = {}
     for g in GROUPS:
         idx = np.flatnonzero(groups == g)
@@ -724,14 +740,16 @@ def _report(m):
         L.append(f"| {t} | " + " | ".join(f"{sig[f][t]:.2f}" for f in sig) + " |")
     L += ["", "## Geometry", "",
           "| group | LV diameter / FOV side | RV direction (deg, 180 = image left) | nearest skin from the LV (deg, "
-          "90 = up) | matrix side (px) | pixel (mm) |",
-          "|---|---|---|---|---|---|"]
+          "90 = up) | nearest skin (LV diameters) | matrix side (px) | short / long side | pixel (mm) |",
+          "|---|---|---|---|---|---|---|---|"]
     for name, r in g.items():
         L.append(f"| {name} | {_iqr(r['lv_size'])} | {_iqr(r['rv_direction_deg'], '{:.0f}')} | "
-                 f"{_iqr(r.get('skin_direction_deg'), '{:.0f}')} | {_iqr(r['matrix'], '{:.0f}')} | {_iqr(r['pixel_mm'])} |")
+                 f"{_iqr(r.get('skin_direction_deg'), '{:.0f}')} | {_iqr(r.get('skin_distance_lv'))} | "
+                 f"{_iqr(r['matrix'], '{:.0f}')} | {_iqr(r.get('aspect'))} | {_iqr(r['pixel_mm'])} |")
     L += ["", "ACDC's shared copy keeps no pixel spacing. Sunnybrook has no RV contours. The nearest skin is the "
           "body's edge closest to the LV blood pool, off the frame's border: the chest wall, which shows how the "
-          "oblique short-axis plane lies in the chest (the phantom turns its torso about the heart to match).", "",
+          "oblique short-axis plane lies in the chest (the phantom turns its torso about the heart to match); its "
+          "distance is in epicardial LV diameters (frames without a myocardium contour have none).", "",
           "![geometry](geometry.png)", "", "## Texture", "",
           "Mean ± sd over frames of each group: intensity and gradient histograms of the frame over its 99th "
           "percentile, uniform LBP histograms, radial power spectra (Hann window; shape only).", "",
