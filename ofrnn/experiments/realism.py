@@ -161,11 +161,11 @@ def tissue_measures(image, blood, myocardium):
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
     v = nearest_skin(body, img, blood, b)
-    out["skin_direction_deg"] = float("nan") if v is None else float(np.rad2deg(np.arctan2(-v[0], v[1])) % 360)
+    out["skin_direction_deg"] = float("nan") if v is None else display_angle_deg(*v)
     # the chest wall's distance in LV diameters (scale-free: ACDC's copy keeps no pixel spacing);
     # the LV is blood and myocardium, so frames contoured at the endocardium only get NaN
     lv = blood | myocardium if myocardium is not None and myocardium.any() else None
-    out["skin_distance_lv"] = (float(np.hypot(*v) / (2 * np.sqrt(lv.sum() / np.pi)))
+    out["skin_distance_lv"] = (float(np.hypot(*v) / equivalent_diameter(lv))
                                if v is not None and lv is not None else float("nan"))
     return out
 
@@ -214,7 +214,7 @@ def skin_direction_deg(body, image, blood, level):
     """Display angle (degrees in [0, 360); 0 = image right, 90 = up) of :func:`nearest_skin`: how
     the oblique short-axis plane lies in the chest. NaN when no edge qualifies."""
     v = nearest_skin(body, image, blood, level)
-    return float("nan") if v is None else float(np.rad2deg(np.arctan2(-v[0], v[1])) % 360)
+    return float("nan") if v is None else display_angle_deg(*v)
 
 
 def noise_level(image):
@@ -228,16 +228,26 @@ def noise_level(image):
     return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6)
 
 
+def equivalent_diameter(mask):
+    """Diameter (px) of the disc with the mask's area."""
+    return float(2 * np.sqrt(mask.sum() / np.pi))
+
+
 def lv_size(lv, shape):
     """The LV's equivalent epicardial diameter over the field of view's (geometric mean) side."""
-    return float(2 * np.sqrt(lv.sum() / np.pi) / np.sqrt(shape[0] * shape[1]))
+    return equivalent_diameter(lv) / float(np.sqrt(shape[0] * shape[1]))
+
+
+def display_angle_deg(dy, dx):
+    """Display angle (degrees in [0, 360); 0 = image right, 90 = up) of an image step ``(dy, dx)``
+    (rows point down)."""
+    return float(np.rad2deg(np.arctan2(-dy, dx)) % 360)
 
 
 def direction_deg(frm, to):
-    """Display angle (degrees in [0, 360); 0 = image right, 90 = up) of the centroid of mask ``to``
-    seen from the centroid of mask ``frm``."""
+    """:func:`display_angle_deg` of the centroid of mask ``to`` seen from the centroid of mask ``frm``."""
     (y0, x0), (y1, x1) = (np.argwhere(m).mean(0) for m in (frm, to))
-    return float(np.rad2deg(np.arctan2(-(y1 - y0), x1 - x0)) % 360)
+    return display_angle_deg(y1 - y0, x1 - x0)
 
 
 def heart_crop(image, lv, *, scale, size):
