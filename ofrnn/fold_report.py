@@ -543,9 +543,13 @@ def aggregate(results, out):
         pooled["calls"] = M.call_summary(rows)
     cfg = results[0]["config"]
     n_subjects = sum(len(r["split"]["test"]) for r in results)
+    # the validation subjects' myocardium metrics: what an option is judged on (folds stored before the
+    # threshold-free two were kept lack them; n counts the folds that have them)
+    validation = {k: M.mean_sd([r.get("validation", {}).get("myocardium", {}).get(k) for r in results])
+                  for k in ("dice", "roc_auc", "sensitivity_at_spec95")}
     summary = dict(folds=[r["split"]["scheme"] for r in results], n_folds=len(results), n_test_subjects=n_subjects,
                    profile=cfg["profile"], roi=cfg["roi"], flow=cfg["flow"], data=results[0].get("data"),
-                   metrics=table, pooled=pooled, paper=PAPER)
+                   metrics=table, validation=validation, pooled=pooled, paper=PAPER)
     write_json(out / "metrics.json", summary, indent=2)
     L = [f"# OF-RNN cross-validation: {len(results)} folds, {n_subjects} test subjects", "",
          f"- **Data**: {describe_data(results[0].get('data', {}))}.",
@@ -575,6 +579,13 @@ def aggregate(results, out):
         L += ["", f"Slice calls pooled over folds ({c['rule']}): {counts}; slice-level sensitivity "
                   f"{_pct(c['sensitivity'])}{format_ci(c['sensitivity_ci95'])}, specificity "
                   f"{_pct(c['specificity'])}{format_ci(c['specificity_ci95'])} (Wilson 95 %)."]
+    shown = [f"{name} {v['mean']:.3f} +- {v['sd']:.3f}" + (f" ({v['n']} of {len(results)} folds)" if v["n"] < len(results)
+                                                           else "")
+             for name, v in zip(("Dice", "ROC AUC", "sensitivity at specificity 0.95"), validation.values())
+             if v["mean"] is not None]
+    if shown:
+        L += ["", "Validation subjects (held out of each fold's training subjects; options and settings are compared "
+                  f"on these, never on the test folds), myocardium, mean +- sd over folds: {', '.join(shown)}."]
     transfer = [r.get("validation", {}).get("threshold_transfer") for r in results]
     common = [rule for rule in (transfer[0] or {}) if all(t and rule in t for t in transfer)]
     if common:

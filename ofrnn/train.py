@@ -58,6 +58,9 @@ LOCALIZATION_SETTINGS = PROFILES.parent / "localization.toml"
 REPORT_VERSION = 5
 
 
+#: what a fold keeps of its validation subjects' pixel metrics (at the fold's threshold; the last two
+#: threshold-free): options are compared on these, never on the test fold
+VALIDATION_METRICS = ("accuracy", "sensitivity", "specificity", "dice", "roc_auc", "sensitivity_at_spec95")
 HOLDOUT_STREAM = 2**31 - 1  # the holdout's validation draw: its own stream, apart from every CV fold's
 
 
@@ -485,8 +488,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
                   versions=versions, paper=PAPER, training={k: {"epochs": len(v["epochs"]), "kept": v["kept"]}
                                                                  for k, v in training.items()},
                   overlays=[dict(id=i, reason=r) for i, r in drawn], bullseyes=bullseyes,
-                  validation={**{g: {k: val_metrics[g][k] for k in ("accuracy", "sensitivity", "specificity",
-                                                                      "dice")}
+                  validation={**{g: {k: val_metrics[g][k] for k in VALIDATION_METRICS if k in val_metrics[g]}
                                  for g in ("roi", "myocardium")},
                               "threshold_transfer": threshold_transfer(va, val_probs),
                               "segment_cut_transfer": cut_transfer})
@@ -497,5 +499,5 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     return result
 
 
-__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "make_split", "build", "training_batches", "train_network", "fold_localizer",
+__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "VALIDATION_METRICS", "make_split", "build", "training_batches", "train_network", "fold_localizer",
            "profile_reductions", "flow_settings", "run_fold"]

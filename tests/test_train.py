@@ -376,6 +376,16 @@ def test_killed_run_resumes_from_completed_stages_and_cv_aggregates(toy_cohort, 
             for r, t in ((res, {"0.5": 0.8, "dice": 0.7}), (again, {"0.5": 0.6, "dice": 0.5})))
     aggregate([a, b], tmp_path / "cv2")
     assert "`0.5` 0.700, `dice` 0.600" in (tmp_path / "cv2" / "report.md").read_text()
+    # the validation subjects' threshold-free metrics are kept per fold and averaged; a fold stored before
+    # they were kept counts as missing, not as zero
+    assert 0 <= res["validation"]["myocardium"]["roc_auc"] <= 1
+    assert 0 <= res["validation"]["myocardium"]["sensitivity_at_spec95"] <= 1
+    a, b = (dict(r, validation={**r["validation"], "myocardium": m}) for r, m in
+            ((res, {"dice": 0.8, "roc_auc": 0.96, "sensitivity_at_spec95": 0.85}), (again, {"dice": 0.7})))
+    cv3 = aggregate([a, b], tmp_path / "cv3")
+    assert cv3["validation"]["dice"]["mean"] == pytest.approx(0.75)
+    assert cv3["validation"]["roc_auc"] == dict(mean=pytest.approx(0.96), sd=0.0, n=1)
+    assert "ROC AUC 0.960 +- 0.000 (1 of 2 folds)" in (tmp_path / "cv3" / "report.md").read_text()
 
 
 def test_a_fold_of_an_older_report_version_is_evaluated_again_without_training(toy_cohort, tiny_run, tmp_path):
