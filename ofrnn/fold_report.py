@@ -529,6 +529,15 @@ def fold_table(results):
     return table
 
 
+#: the validation subjects' myocardium metrics the CV summary averages, with their report names
+_VALIDATION_SHOWN = {"dice": "Dice", "roc_auc": "ROC AUC", "sensitivity_at_spec95": "sensitivity at specificity 0.95"}
+
+
+def _of_folds(n, total):
+    """What a mean over folds adds when only ``n`` of ``total`` folds have the metric (stored before it existed)."""
+    return f" ({n} of {total} folds)" if n < total else ""
+
+
 def aggregate(results, out):
     """Mean +- sd over folds of the headline metrics; writes ``out``/metrics.json and report.md.
 
@@ -546,7 +555,7 @@ def aggregate(results, out):
     # the validation subjects' myocardium metrics: what an option is judged on (folds stored before the
     # threshold-free two were kept lack them; n counts the folds that have them)
     validation = {k: M.mean_sd([r.get("validation", {}).get("myocardium", {}).get(k) for r in results])
-                  for k in ("dice", "roc_auc", "sensitivity_at_spec95")}
+                  for k in _VALIDATION_SHOWN}
     summary = dict(folds=[r["split"]["scheme"] for r in results], n_folds=len(results), n_test_subjects=n_subjects,
                    profile=cfg["profile"], roi=cfg["roi"], flow=cfg["flow"], data=results[0].get("data"),
                    metrics=table, validation=validation, pooled=pooled, paper=PAPER)
@@ -565,8 +574,8 @@ def aggregate(results, out):
         unit = "" if key == "dice_myocardium_mean" else " %"
         scale = 1 if key == "dice_myocardium_mean" else 100
         # folds stored before a metric existed lack it: n says how many folds a row averages
-        ours = "-" if s["mean"] is None else f"{scale * s['mean']:.2f} +- {scale * s['sd']:.2f}{unit}" + (
-            f" ({s['n']} of {len(results)} folds)" if s["n"] < len(results) else "")
+        ours = "-" if s["mean"] is None else (f"{scale * s['mean']:.2f} +- {scale * s['sd']:.2f}{unit}"
+                                              + _of_folds(s["n"], len(results)))
         L.append(f"| {key} | {_pct(paper, 2) if paper else '-'} | {ours} |")
     cuts = [r["metrics"]["segments"].get("cut") for r in results]
     if any(c is not None for c in cuts):
@@ -579,10 +588,8 @@ def aggregate(results, out):
         L += ["", f"Slice calls pooled over folds ({c['rule']}): {counts}; slice-level sensitivity "
                   f"{_pct(c['sensitivity'])}{format_ci(c['sensitivity_ci95'])}, specificity "
                   f"{_pct(c['specificity'])}{format_ci(c['specificity_ci95'])} (Wilson 95 %)."]
-    shown = [f"{name} {v['mean']:.3f} +- {v['sd']:.3f}" + (f" ({v['n']} of {len(results)} folds)" if v["n"] < len(results)
-                                                           else "")
-             for name, v in zip(("Dice", "ROC AUC", "sensitivity at specificity 0.95"), validation.values())
-             if v["mean"] is not None]
+    shown = [f"{_VALIDATION_SHOWN[k]} {v['mean']:.3f} +- {v['sd']:.3f}{_of_folds(v['n'], len(results))}"
+             for k, v in validation.items() if v["mean"] is not None]
     if shown:
         L += ["", "Validation subjects (held out of each fold's training subjects; options and settings are compared "
                   f"on these, never on the test folds), myocardium, mean +- sd over folds: {', '.join(shown)}."]

@@ -488,7 +488,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
                   versions=versions, paper=PAPER, training={k: {"epochs": len(v["epochs"]), "kept": v["kept"]}
                                                                  for k, v in training.items()},
                   overlays=[dict(id=i, reason=r) for i, r in drawn], bullseyes=bullseyes,
-                  validation={**{g: {k: val_metrics[g][k] for k in VALIDATION_METRICS if k in val_metrics[g]}
+                  validation={**{g: {k: val_metrics[g][k] for k in VALIDATION_METRICS}
                                  for g in ("roi", "myocardium")},
                               "threshold_transfer": threshold_transfer(va, val_probs),
                               "segment_cut_transfer": cut_transfer})

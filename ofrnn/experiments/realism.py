@@ -154,19 +154,18 @@ def tissue_measures(image, blood, myocardium):
     b = float(np.median(img[blood]))
     body = body_mask(img, b)
     v = img[body]
-    out = dict(myocardium_blood=float(np.median(img[myocardium]) / b) if myocardium is not None and myocardium.any()
-               else float("nan"),
+    has_myocardium = myocardium is not None and myocardium.any()
+    out = dict(myocardium_blood=float(np.median(img[myocardium]) / b) if has_myocardium else float("nan"),
                blood_percentile=float(100 * np.mean(v < b)), snr=b / max(noise_level(img), 1e-9), bright_share=float(np.mean(v >= BRIGHT * b)),
                body_fraction=float(body.mean()))
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
-    v = nearest_skin(body, img, blood, b)
-    out["skin_direction_deg"] = float("nan") if v is None else display_angle_deg(*v)
+    step = nearest_skin(body, img, blood, b)
+    out["skin_direction_deg"] = display_angle_deg(*step)
     # the chest wall's distance in LV diameters (scale-free: ACDC's copy keeps no pixel spacing);
     # the LV is blood and myocardium, so frames contoured at the endocardium only get NaN
-    lv = blood | myocardium if myocardium is not None and myocardium.any() else None
-    out["skin_distance_lv"] = (float(np.hypot(*v) / equivalent_diameter(lv))
-                               if v is not None and lv is not None else float("nan"))
+    out["skin_distance_lv"] = (float(np.hypot(*step) / equivalent_diameter(blood | myocardium)) if has_myocardium
+                               else float("nan"))
     return out
 
 
@@ -193,7 +192,7 @@ def nearest_skin(body, image, blood, level):
     """(dy, dx) pixels from the LV blood pool's centroid to the nearest point of the body's edge
     that is skin: not on the frame's border, not on the rim of a circular FOV mask
     (:func:`fov_mask_radius`) and brighter than 5 % of the blood ``level`` there. It is the chest
-    wall nearest the heart. None when no edge qualifies."""
+    wall nearest the heart. (NaN, NaN) when no edge qualifies, so angles and distances of it are NaN."""
     from scipy import ndimage as ndi
 
     img = np.asarray(image)
@@ -203,7 +202,7 @@ def nearest_skin(body, image, blood, level):
     r = _centre_distance(img.shape)
     edge &= r < fov_mask_radius(img, r) - 3
     if not edge.any() or not blood.any():
-        return None
+        return float("nan"), float("nan")
     ly, lx = np.argwhere(blood).mean(0)
     ey, ex = np.nonzero(edge)
     i = int(np.argmin(np.hypot(ey - ly, ex - lx)))
@@ -213,8 +212,7 @@ def nearest_skin(body, image, blood, level):
 def skin_direction_deg(body, image, blood, level):
     """Display angle (degrees in [0, 360); 0 = image right, 90 = up) of :func:`nearest_skin`: how
     the oblique short-axis plane lies in the chest. NaN when no edge qualifies."""
-    v = nearest_skin(body, image, blood, level)
-    return float("nan") if v is None else display_angle_deg(*v)
+    return display_angle_deg(*nearest_skin(body, image, blood, level))
 
 
 def noise_level(image):
