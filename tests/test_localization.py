@@ -285,6 +285,23 @@ def test_localize_gives_one_transform_per_sequence(trained):
         det.localize(frame)
 
 
+def test_evaluation_scores_the_sequence_box_the_crop_is_cut_around(trained):
+    from ofrnn.experiments.localization import evaluate_set, set_metrics
+
+    det, _, _ = trained
+    frame, box, myo = ring_frame(np.random.default_rng(8))
+    moved = np.roll(myo, 3, axis=1)  # a second annotated frame whose truth lies 3 px to the right
+    seq = dict(id="s", cine=np.stack([frame] * 5), spacing=(2.0, 2.0), masks={0: {"o": myo}, 2: {"o": moved}})
+    rows, scores, labels = evaluate_set(det, [seq], quality_frames=0, rng=np.random.default_rng(0), desc="t")
+    found = det.localize(seq["cine"], mode="fast")["box"]
+    for row, truth in zip(rows, (box, box + [0, 3, 0, 3])):
+        c = (found[:2] + found[2:]) / 2 - (truth[:2] + truth[2:]) / 2
+        assert row["centre_px_sequence"] == pytest.approx(np.hypot(*c), abs=1e-6)
+        assert row["centre_mm_sequence"] == pytest.approx(2 * np.hypot(*c), abs=1e-6)
+    m = set_metrics(rows, scores, labels)
+    assert m["detection_sequence"]["centre_px"]["n"] == 2
+
+
 def test_load_detector_names_the_missing_file(tmp_path):
     from ofrnn.localization import load_detector
 
