@@ -22,7 +22,7 @@ from ..files import atomic_write_text, write_json
 REPO = Path(__file__).resolve().parents[2]
 
 #: (key, column title, reader of one set's metrics); ACDC files carry no spacing, so its centre
-#: error is in pixels
+#: error is in pixels. A title with '%' marks a percentage (one decimal in the report; the rest two)
 MEASURES = (
     ("containment", "whole-LV containment % (configured rule)", lambda m: m["containment_myocardium"]["percent"]),
     ("containment_per_frame", "containment, per-frame ranking % (the paper's)",
@@ -129,7 +129,7 @@ def report(r):
     for name, row in r["sets"].items():
         size = r["sizes"][name]
         lines.append(f"| {name} | {size['slices']} ({size['frames']}) | " + " | ".join(
-            _cell(row[key], "{:.2f}" if key in ("iou", "centre_mm", "centre_px", "centre_mm_sequence") else "{:.1f}") for key, _, _ in MEASURES)
+            _cell(row[key], "{:.1f}" if "%" in title else "{:.2f}") for key, title, _ in MEASURES)
             + " |")
     lines += ["", "Targets (issue 12): whole-LV containment >= 90 % on real Sunnybrook and ACDC evaluation frames "
               "(mean of 3 seeds), median centre error < 5 mm; simulated containment >= 96 %."]
