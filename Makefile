@@ -7,7 +7,7 @@ COHORT ?= data/phantom.h5
 SEED   ?= 0
 JOBS   ?= 2
 
-.PHONY: install test data info constraints clean
+.PHONY: install test data data-extra info constraints clean
 
 install: $(BIN)/activate
 	$(BIN)/pip install --upgrade pip
@@ -24,6 +24,13 @@ test:
 data: $(COHORT)
 $(COHORT): $(wildcard ofrnn/simulate/*.py)
 	$(OFRNN) simulate --subjects 114 --seed $(SEED) --jobs $(JOBS) --out $(COHORT)
+
+# Beyond the paper (issue 10): more simulated subjects for training only (`extra_training_cohort` of
+# experiments/train.toml, profile more-subjects): twice the default cohort's size, another seed
+EXTRA_COHORT := data/phantom-extra.h5
+data-extra: $(EXTRA_COHORT)
+$(EXTRA_COHORT): $(wildcard ofrnn/simulate/*.py)
+	$(OFRNN) simulate --subjects 228 --seed 2026 --jobs $(JOBS) --out $(EXTRA_COHORT)
 
 info: $(COHORT)
 	$(OFRNN) info $(COHORT)
@@ -49,15 +56,17 @@ TRAIN_FLAGS = --profile $(PROFILE) $(if $(FOLD_LOCALIZER),--fold-localizer $(FOL
 # each profile other than the default writes its own folder (results/train-cnn/, ...): a fold folder
 # holds one run's settings
 TRAIN_OUT = results/train$(if $(filter-out quick,$(PROFILE)),-$(PROFILE))
+# the profiles that train on the extra cohort as well
+TRAIN_DATA = $(COHORT) $(if $(filter more-subjects,$(PROFILE)),$(EXTRA_COHORT))
 .PHONY: train cv train-holdout bench
 
-train: $(COHORT)
+train: $(TRAIN_DATA)
 	$(OFRNN) train --cohort $(COHORT) --fold $(FOLD) $(TRAIN_FLAGS) --out $(TRAIN_OUT)/fold$(FOLD)
 
-cv: $(COHORT)
+cv: $(TRAIN_DATA)
 	$(OFRNN) train --cohort $(COHORT) --fold all $(TRAIN_FLAGS) --out $(TRAIN_OUT)
 
-train-holdout: $(COHORT)
+train-holdout: $(TRAIN_DATA)
 	$(OFRNN) train --cohort $(COHORT) --fold holdout $(TRAIN_FLAGS) --out $(TRAIN_OUT)/holdout
 
 results/train/fold3/model.keras: | $(COHORT)

@@ -228,11 +228,19 @@ def describe_data(data):
     if data.get("source") == "simulated":
         field = data.get("acquisition", {}).get("field_t")
         field = "1.5 or 3 T per subject" if field is None else f"{field} T"
-        return (f"**simulated** short-axis bSSFP cines (`ofrnn simulate`, seed {data.get('seed')}, "
+        text = (f"**simulated** short-axis bSSFP cines (`ofrnn simulate`, seed {data.get('seed')}, "
                 f"{data.get('n_subjects')} subjects, {field}), not the paper's 114 patients; "
                 "infarcts are drawn by the simulator, so the ground truth is exact")
-    return (f"**{data.get('source', 'unknown')}** cines ({data.get('n_subjects')} subjects), "
-            "ingested with `ofrnn ingest`; ground truth as supplied with them")
+    else:
+        text = (f"**{data.get('source', 'unknown')}** cines ({data.get('n_subjects')} subjects), "
+                "ingested with `ofrnn ingest`; ground truth as supplied with them")
+    extra = data.get("extra_training")
+    if extra:
+        seed = f", seed {extra.get('seed')}" if extra.get("source") == "simulated" else ""
+        text += (f". **Beyond the paper**: every fold's training subjects also include all {extra.get('n_subjects')} "
+                 f"subjects of another {extra.get('source', 'unknown')} cohort ({extra.get('sha256')}{seed}), "
+                 "never validated or tested on")
+    return text
 
 
 def _split_sentence(result):

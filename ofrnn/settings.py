@@ -132,6 +132,12 @@ class TrainingSettings:
         Train the fold's own heart localization layers, or leave them out of the bundle.
     localizer_settings : str
         Their settings file ("" = experiments/localization.toml) and ``localizer_profile`` its profile.
+    extra_training_cohort : str
+        Optional, beyond the paper ("", the default: off): a cohort file (a path from the working
+        directory) whose subjects all join every fold's training subjects, never its validation or
+        test subjects, e.g. more subjects of the simulator with another seed (``make
+        data-extra``). A data-scale option: the paper trained on its own 114 subjects, and so does
+        the faithful model. Each subject needs traced infarct and myocardium masks.
     """
 
     profile: str
@@ -176,6 +182,7 @@ class TrainingSettings:
     localizer: str = "train"
     localizer_settings: str = ""
     localizer_profile: str = "full"
+    extra_training_cohort: str = ""
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -196,6 +203,9 @@ class TrainingSettings:
             raise OfrnnError(f"must be odd, {PATCH_RANGE[0]}-{PATCH_RANGE[1]}, got {self.patch}", field="patch")
         if self.global_patch % 2 == 0:
             raise OfrnnError(f"must be odd, got {self.global_patch}", field="global_patch")
+        if not isinstance(self.extra_training_cohort, str):
+            raise OfrnnError(f"must be a file path (a string), got {self.extra_training_cohort!r}",
+                             field="extra_training_cohort")
         if not isinstance(self.augment, bool):
             raise OfrnnError(f"must be true or false, got {self.augment!r}", field="augment")
         if not (isinstance(self.threshold, str) and self.threshold in THRESHOLD_NAMES
@@ -240,7 +250,8 @@ class TrainingSettings:
 
     def as_dict(self):
         """The plain form written to records: tuples as lists, and the optional settings
-        (``infarct_share``, ``augment``, ``weight_average``, ``head_epochs``) only when they differ from their default,
+        (``infarct_share``, ``augment``, ``weight_average``, ``head_epochs``, ``extra_training_cohort``) only when
+        they differ from their default,
         so the records and cell keys of runs that never used them stay as they were."""
         out = {}
         for f in dataclasses.fields(self):
@@ -268,7 +279,7 @@ _FRACTIONS = dict(val_fraction=(0.0, 1.0), roi_margin=(0.0, 1.0), input_dropout=
 _CHOICES = dict(global_frame=GLOBAL_FRAMES, global_norm=GLOBAL_NORMS, motion_reference=REFERENCES,
                 local_frame=LOCAL_FRAMES, local_learner=LOCAL_LEARNERS, features=FEATURES, roi=ROI_SOURCES,
                 flow=FLOW_SOURCES, pixel_weights=PIXEL_WEIGHTS, localizer=LOCALIZERS)
-_RECORDED_WHEN_SET = ("infarct_share", "augment", "weight_average", "head_epochs")
+_RECORDED_WHEN_SET = ("infarct_share", "augment", "weight_average", "head_epochs", "extra_training_cohort")
 
 
 def _sequence(value, name, length, kind):

@@ -396,6 +396,26 @@ def _same_run(stamp, old):
             and training_settings(old.get("config", {})) == training_settings(stamp["config"]))
 
 
+def _labelled_cohort(cohort, *, field=None):
+    """(ids, levels) of a cohort whose every subject has traced infarct and myocardium masks.
+
+    Raises
+    ------
+    OfrnnError
+        Naming the file and the first subject without them (``field``: the setting that named the file).
+    """
+    if field and not Path(cohort).is_file():
+        raise OfrnnError("no such cohort file (`make data-extra` simulates the default one)", path=cohort, field=field)
+    with open_cohort(cohort) as c:
+        ids = list(c.ids)
+        levels = [c.meta(s)["level"] for s in ids]
+        for s in ids:
+            if "infarct" not in c.group(s) or "myocardium" not in c.group(s):
+                raise OfrnnError("training needs traced infarct and myocardium masks", path=c.path,
+                                 field=f"subjects/{s}/infarct")
+    return ids, levels
+
+
 def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=False, progress=True,
              settings=PROFILES):
     """Train on the other folds, evaluate on ``fold`` and write ``out`` (see the module docstring).
@@ -406,13 +426,10 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     from (for the report's list of what the profile reduces against ``paper``).
     """
     out = Path(out)
-    with open_cohort(cohort) as c:
-        ids = list(c.ids)
-        levels = [c.meta(s)["level"] for s in ids]
-        for s in ids:
-            if "infarct" not in c.group(s) or "myocardium" not in c.group(s):
-                raise OfrnnError("training needs traced infarct and myocardium masks", path=c.path,
-                                 field=f"subjects/{s}/infarct")
+    ids, levels = _labelled_cohort(cohort)
+    extra = cfg.extra_training_cohort
+    if extra:
+        _labelled_cohort(extra, field="extra_training_cohort")
     split = make_split(ids, levels, fold, cfg)
     if force and out.exists():
         shutil.rmtree(out)
@@ -421,6 +438,9 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     st = Path(cohort).stat()
     stamp = dict(cohort_bytes=st.st_size, cohort_mtime_ns=st.st_mtime_ns, fold=str(fold), config=cfg.as_dict(),
                  flow_params=flow_settings(cfg), split={k: split[k] for k in ("train", "val", "test")})
+    if extra:
+        st = Path(extra).stat()
+        stamp.update(extra_cohort_bytes=st.st_size, extra_cohort_mtime_ns=st.st_mtime_ns)
     if (out / "settings.json").is_file() and not _same_run(stamp, json.loads((out / "settings.json").read_text())):
         raise OfrnnError("holds a run with other settings (cohort file or its content, fold, its subjects, profile or "
                          "the deep optical flow's settings); use --force or another --out", path=out / "settings.json")
@@ -439,8 +459,11 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     subjects = {r.id: r for r in prepare_cohort(cohort, frames=cfg.frames, roi=cfg.roi, flow=cfg.flow,
                                                 margin=cfg.roi_margin, localizer=localizer, cache_dir=cache_dir,
                                                 progress=progress)}
+    # beyond the paper: the extra cohort's subjects join the training subjects only (never validation or test)
+    extra_subjects = prepare_cohort(extra, frames=cfg.frames, roi=cfg.roi, flow=cfg.flow, margin=cfg.roi_margin,
+                                    localizer=localizer, cache_dir=cache_dir, progress=progress) if extra else []
     timings["prepare"] = time.perf_counter() - t0
-    tr = [subjects[s] for s in split["train"]]
+    tr = [subjects[s] for s in split["train"]] + extra_subjects
     va = [subjects[s] for s in split["val"]]
     te = [subjects[s] for s in split["test"]]
     train, val = training_batches(tr, va, cfg)
@@ -473,6 +496,8 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     if training:
         plot_training(out / "training.png", training)
     data, versions = cohort_description(cohort), _versions(cfg)
+    if extra:
+        data["extra_training"] = cohort_description(extra)
     bundle_cfg = cfg.inference()
     bundle_cfg.update(threshold=thr, segment_cut=cut, fold=fold, cohort_sha256=data["sha256"], global_shape=list(train.global_shape),
                       intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=versions,
@@ -484,7 +509,8 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     result = dict(report_version=REPORT_VERSION, data=data, config=cfg.as_dict(),
                   split={k: split[k] for k in ("scheme", "fold", "train", "val", "test")},
                   profile_reductions=profile_reductions(cfg, settings), metrics=metrics,
-                  metrics_detected_roi=end_to_end, timings=timings,
+                  metrics_detected_roi=end_to_end, timings=timings, training_pixels=len(train),
+                  training_subjects=dict(cohort=len(split["train"]), extra=len(extra_subjects)),
                   versions=versions, paper=PAPER, training={k: {"epochs": len(v["epochs"]), "kept": v["kept"]}
                                                                  for k, v in training.items()},
                   overlays=[dict(id=i, reason=r) for i, r in drawn], bullseyes=bullseyes,
