@@ -26,7 +26,8 @@ $(COHORT): $(wildcard ofrnn/simulate/*.py)
 	$(OFRNN) simulate --subjects 114 --seed $(SEED) --jobs $(JOBS) --out $(COHORT)
 
 # Beyond the paper (issue 10): more simulated subjects for training only (`extra_training_cohort` of
-# experiments/train.toml, profile more-subjects): twice the default cohort's size, another seed
+# experiments/train.toml, profiles more-subjects and cnn-more-subjects): twice the default cohort's size,
+# another seed. The profiles name this path, so it is fixed here.
 EXTRA_COHORT := data/phantom-extra.h5
 data-extra: $(EXTRA_COHORT)
 $(EXTRA_COHORT): $(wildcard ofrnn/simulate/*.py)
@@ -42,8 +43,9 @@ clean:
 	rm -rf results
 
 # ---- OF-RNN training, cross-validation, benchmark (issue 5; settings: experiments/train.toml) ----
-# make train FOLD=k PROFILE=quick|paper|cnn: train on nine folds, evaluate fold k -> results/train/fold<k>/
-#   (PROFILE=paper -> results/train-paper/fold<k>/, PROFILE=cnn -> results/train-cnn/fold<k>/)
+# make train FOLD=k PROFILE=quick|paper|cnn|more-subjects|cnn-more-subjects: train on nine folds, evaluate
+#   fold k -> results/train/fold<k>/ (PROFILE=paper -> results/train-paper/fold<k>/, and so on; the
+#   more-subjects profiles, beyond the paper, also train on data/phantom-extra.h5, made first)
 # make cv: every fold (finished folds are skipped, a killed fold resumes) + mean +- sd -> results/train/cv/
 # make train-holdout: the paper's segment-level split (2/3 train, 1/3 test) -> results/train/holdout/
 # make bench: inference seconds per subject by stage and training throughput -> results/bench/
@@ -57,7 +59,7 @@ TRAIN_FLAGS = --profile $(PROFILE) $(if $(FOLD_LOCALIZER),--fold-localizer $(FOL
 # holds one run's settings
 TRAIN_OUT = results/train$(if $(filter-out quick,$(PROFILE)),-$(PROFILE))
 # the profiles that train on the extra cohort as well
-TRAIN_DATA = $(COHORT) $(if $(filter more-subjects,$(PROFILE)),$(EXTRA_COHORT))
+TRAIN_DATA = $(COHORT) $(if $(filter %more-subjects,$(PROFILE)),$(EXTRA_COHORT))
 .PHONY: train cv train-holdout bench
 
 train: $(TRAIN_DATA)

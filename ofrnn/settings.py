@@ -137,7 +137,9 @@ class TrainingSettings:
         directory) whose subjects all join every fold's training subjects, never its validation or
         test subjects, e.g. more subjects of the simulator with another seed (``make
         data-extra``). A data-scale option: the paper trained on its own 114 subjects, and so does
-        the faithful model. Each subject needs traced infarct and myocardium masks.
+        the faithful model. Each subject needs traced infarct and myocardium masks. The fold's heart
+        localization layers (``localizer = "train"``) are still trained on the evaluated cohort's
+        training subjects only; the ablation experiments refuse the setting.
     """
 
     profile: str

@@ -388,10 +388,11 @@ def flow_settings(cfg):
 
 
 def _same_run(stamp, old):
-    """Is the stored settings stamp the same run? It is when the cohort's size and modification time,
-    the fold, its subjects (training, validation and test), the training settings and the deep optical
-    flow's settings match."""
-    keys = ("cohort_bytes", "cohort_mtime_ns", "fold", "split", "flow_params")
+    """Is the stored settings stamp the same run? It is when the cohort's size and modification time
+    (and the extra training cohort's, when there is one), the fold, its subjects (training, validation
+    and test), the training settings and the deep optical flow's settings match."""
+    keys = ("cohort_bytes", "cohort_mtime_ns", "extra_cohort_bytes", "extra_cohort_mtime_ns", "fold", "split",
+            "flow_params")
     return (all(old.get(k) == stamp.get(k) for k in keys)
             and training_settings(old.get("config", {})) == training_settings(stamp["config"]))
 
@@ -416,6 +417,17 @@ def _labelled_cohort(cohort, *, field=None):
     return ids, levels
 
 
+def _distinct_cohorts(cohort, extra):
+    """Refuse an extra training cohort that is the evaluated cohort, or is simulated with its seed (the
+    simulator draws subject i from the seed and i, so the same seed repeats the evaluated subjects)."""
+    with open_cohort(cohort) as a, open_cohort(extra) as b:
+        seed = a.params.get("seed")
+        same_seed = a.source == b.source == "simulated" and seed is not None and seed == b.params.get("seed")
+    if Path(cohort).resolve() == Path(extra).resolve() or same_seed:
+        raise OfrnnError("is the evaluated cohort or simulated with its seed: its subjects would be trained on and "
+                         "tested on", path=extra, field="extra_training_cohort")
+
+
 def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=False, progress=True,
              settings=PROFILES):
     """Train on the other folds, evaluate on ``fold`` and write ``out`` (see the module docstring).
@@ -430,6 +442,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     extra = cfg.extra_training_cohort
     if extra:
         _labelled_cohort(extra, field="extra_training_cohort")
+        _distinct_cohorts(cohort, extra)
     split = make_split(ids, levels, fold, cfg)
     if force and out.exists():
         shutil.rmtree(out)
@@ -442,8 +455,9 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
         st = Path(extra).stat()
         stamp.update(extra_cohort_bytes=st.st_size, extra_cohort_mtime_ns=st.st_mtime_ns)
     if (out / "settings.json").is_file() and not _same_run(stamp, json.loads((out / "settings.json").read_text())):
-        raise OfrnnError("holds a run with other settings (cohort file or its content, fold, its subjects, profile or "
-                         "the deep optical flow's settings); use --force or another --out", path=out / "settings.json")
+        raise OfrnnError("holds a run with other settings (cohort file or its content, the extra training cohort's, "
+                         "fold, its subjects, profile or the deep optical flow's settings); use --force or another "
+                         "--out", path=out / "settings.json")
     previous = None
     if (out / "metrics.json").is_file() and (out / MODEL_FILE).is_file():
         previous = json.loads((out / "metrics.json").read_text())

@@ -1008,24 +1008,36 @@ def test_head_stage_trains_the_shared_discriminate_layers_on_frozen_motion_featu
 
 def test_an_extra_training_cohort_joins_the_training_subjects_only(toy_cohort, tiny_run, tmp_path):
     """Beyond the paper: every subject of ``extra_training_cohort`` is trained on, none is validated or
-    tested on, the report says so, and a missing file is one error naming the setting."""
+    tested on, the report says so, a rebuilt extra cohort is another run, and a missing file, the
+    evaluated cohort itself or one simulated with its seed is one error naming the setting."""
+    import dataclasses
+
     from ofrnn.errors import OfrnnError
     from ofrnn.train import run_fold
 
     _, cfg, base = tiny_run
     extra = tmp_path / "extra.h5"
-    write_cohort(extra, [toy_subject(i, infarct=i % 2 == 0, seed=1) for i in range(4)], source="simulated")
+    subjects = [dataclasses.replace(toy_subject(i, infarct=i % 2 == 0, seed=1), id=f"extra{i}") for i in range(4)]
+    write_cohort(extra, subjects, source="simulated", params=dict(seed=1))
     cfg = cfg.replace(extra_training_cohort=str(extra), localizer="none", lstm_epochs=1, ae_epochs=1,
                       finetune_epochs=1)
-    res = run_fold(toy_cohort, "holdout", cfg, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    out = tmp_path / "run"
+    res = run_fold(toy_cohort, "holdout", cfg, out, cache_dir=tmp_path / "cache", progress=False)
     assert res["training_subjects"] == dict(cohort=len(base["split"]["train"]), extra=4)
     assert base["training_subjects"]["extra"] == 0
     assert res["training_pixels"] > base["training_pixels"]
     assert res["split"]["val"] == base["split"]["val"] and res["split"]["test"] == base["split"]["test"]
+    scored = {row["id"] for row in res["metrics"]["per_subject"]}
+    assert scored == set(base["split"]["test"]) and not scored & {s.id for s in subjects}
     assert res["data"]["extra_training"]["n_subjects"] == 4
     assert res["config"]["extra_training_cohort"] == str(extra) and "extra_training_cohort" not in base["config"]
-    assert "Beyond the paper" in (tmp_path / "run" / "report.md").read_text()
-    with pytest.raises(OfrnnError) as e:
-        run_fold(toy_cohort, "holdout", cfg.replace(extra_training_cohort=str(tmp_path / "none.h5")),
-                 tmp_path / "missing", progress=False)
-    assert e.value.field == "extra_training_cohort" and "none.h5" in str(e.value)
+    assert "Beyond the paper" in (out / "report.md").read_text()
+    # a rebuilt extra cohort is not the finished run
+    write_cohort(extra, subjects[:3], source="simulated", params=dict(seed=1))
+    with pytest.raises(OfrnnError, match="extra training cohort"):
+        run_fold(toy_cohort, "holdout", cfg, out, progress=False)
+    for bad, why in ((tmp_path / "none.h5", "no such cohort file"), (toy_cohort, "evaluated cohort")):
+        with pytest.raises(OfrnnError, match=why) as e:
+            run_fold(toy_cohort, "holdout", cfg.replace(extra_training_cohort=str(bad)), tmp_path / "bad",
+                     progress=False)
+        assert e.value.field == "extra_training_cohort"

@@ -439,7 +439,9 @@ def _train_settings(cfg):
     from ..settings import apply_overrides, load_profile
 
     tcfg = load_profile(cfg["train_profile"], _cells._path(cfg.get("train_settings", "experiments/train.toml")))
-    return apply_overrides(tcfg, cfg.get("train_overrides", {}), table="train_overrides")
+    tcfg = apply_overrides(tcfg, cfg.get("train_overrides", {}), table="train_overrides")
+    _cells.refuse_extra_training(tcfg, cfg["train_profile"])
+    return tcfg
 
 
 def _code_version():
