@@ -1008,8 +1008,8 @@ def test_head_stage_trains_the_shared_discriminate_layers_on_frozen_motion_featu
 
 def test_an_extra_training_cohort_joins_the_training_subjects_only(toy_cohort, tiny_run, tmp_path):
     """Beyond the paper: every subject of ``extra_training_cohort`` is trained on, none is validated or
-    tested on, the report says so, a rebuilt extra cohort is another run, and a missing file, the
-    evaluated cohort itself or one simulated with its seed is one error naming the setting."""
+    tested on, the report says so, a rebuilt extra cohort is another run, and a missing file or the
+    evaluated cohort itself is one error naming the setting."""
     import dataclasses
 
     from ofrnn.errors import OfrnnError

@@ -12,11 +12,11 @@ weights, not retrained.
 --fold all runs every fold into OUT/fold<k>/ (finished folds are skipped) and aggregates mean +- sd
 into OUT/cv/. --fold holdout is the paper's segment-level split (2/3 train, 1/3 test).
 Settings come from experiments/train.toml (--profile quick | paper | cnn | more-subjects | cnn-more-subjects | ema |
-augment | head; cnn, beyond the paper, is quick with Table 2's CNN in place of the LSTM-RNN; more-subjects, beyond
-the paper, is quick with the 228 simulated subjects of data/phantom-extra.h5 ('make data-extra') added to every
-fold's training subjects, and cnn-more-subjects both; ema, augment and head are ablations of the training: quick with a moving average of the weights, with
-random 90-degree turns of each pixel's inputs, and with the discriminate layers trained alone on frozen motion
-features before fine-tuning).
+augment | head). Beyond the paper: cnn is quick with Table 2's CNN in place of the LSTM-RNN; more-subjects is quick
+with the 228 simulated subjects of data/phantom-extra.h5 ('make data-extra') added to every fold's training
+subjects; cnn-more-subjects is both. Ablations of the training: ema, augment and head are quick with a moving
+average of the weights, with random 90-degree turns of each pixel's inputs, and with the discriminate layers
+trained alone on frozen motion features before fine-tuning.
 """
 HELP = "train OF-RNN on a cohort fold and evaluate it (metrics, report, figures, model bundle)"
 NEEDS_TENSORFLOW = True
