@@ -1041,3 +1041,18 @@ def test_an_extra_training_cohort_joins_the_training_subjects_only(toy_cohort, t
             run_fold(toy_cohort, "holdout", cfg.replace(extra_training_cohort=str(bad)), tmp_path / "bad",
                      progress=False)
         assert e.value.field == "extra_training_cohort"
+
+
+def test_an_extra_cohort_simulated_with_the_evaluated_seed_is_refused(tmp_path):
+    """The simulator draws subject i from (seed, i): the same seed would train on the tested subjects."""
+    from ofrnn.errors import OfrnnError
+    from ofrnn.train import _distinct_cohorts
+
+    cohorts = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        cohorts[name] = tmp_path / f"{name}.h5"
+        write_cohort(cohorts[name], [toy_subject(0, infarct=True, seed=seed)], source="simulated", params=dict(seed=seed))
+    with pytest.raises(OfrnnError, match="simulated with its seed") as e:
+        _distinct_cohorts(cohorts["a"], cohorts["b"])
+    assert e.value.field == "extra_training_cohort"
+    _distinct_cohorts(cohorts["a"], cohorts["c"])  # another seed is another set of subjects
