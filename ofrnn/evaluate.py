@@ -226,7 +226,7 @@ def roi_coverage(cohort, detected):
 
 
 def evaluate_end_to_end(network, cohort, test_ids, cfg, threshold, detector, *, segment_cut=M.SEGMENT_RULE,
-                        progress=True):
+                        segmenter=None, progress=True):
     """The paper's end-to-end setting: ``detector`` (the fold's heart localization layers, trained on
     its training and validation subjects) finds the test subjects' ROIs, and the trained network and
     the fold's threshold score them.
@@ -247,6 +247,8 @@ def evaluate_end_to_end(network, cohort, test_ids, cfg, threshold, detector, *, 
         The fold's heart localization layers (:func:`ofrnn.train.fold_localizer`).
     segment_cut : float, keyword-only
         The fold's segment call (:func:`choose_segment_cut`).
+    segmenter : keras.Model, keyword-only
+        The fold's wall segmenter, for ``wall_geometry = "learned"`` (:mod:`ofrnn.wall`).
     progress : bool, keyword-only
         Show progress bars.
 
@@ -258,6 +260,10 @@ def evaluate_end_to_end(network, cohort, test_ids, cfg, threshold, detector, *, 
     """
     subjects = prepare_cohort(cohort, frames=cfg.frames, roi="detector", flow=cfg.flow, margin=cfg.roi_margin,
                               localizer=detector, ids=test_ids, progress=progress)
+    if segmenter is not None:
+        from .wall import with_wall
+
+        subjects = with_wall(subjects, segmenter)
     probs, _ = predict_all(network, subjects, cfg, progress=progress)
     metrics, _ = M.evaluate_rois(subjects, probs, threshold, segment_cut=segment_cut, seed=cfg.seed, intervals=True)
     metrics.update(coverage=roi_coverage(cohort, subjects))

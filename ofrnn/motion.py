@@ -219,7 +219,7 @@ def local_patches(roi_seq, *, patch=11, pixels=None, centres=None):
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def lstm_rnn(frames, patch, *, units=64, layers=4, dropout=0.2, name="local_motion"):
+def lstm_rnn(frames, patch, *, units=64, layers=4, dropout=0.2, extra=0, name="local_motion"):
     """The four-layer LSTM-RNN that turns P_l(p) into the local motion feature (Eqs. 1-3).
 
     Parameters
@@ -234,12 +234,15 @@ def lstm_rnn(frames, patch, *, units=64, layers=4, dropout=0.2, name="local_moti
         Stacked LSTM layers (the paper: four).
     dropout : float, keyword-only
         Rate of the dropout operator D applied to each layer's inputs x_t (Eq. 2).
+    extra : int, keyword-only
+        Values appended to each step's N*N patch (beyond the paper: the learned wall geometry,
+        :mod:`ofrnn.wall`); 0, the paper's input, by default.
     name : str, keyword-only
 
     Returns
     -------
     keras.Model
-        (batch, J, N*N) -> (batch, units): the last hidden state h_J of the top layer.
+        (batch, J, N*N + extra) -> (batch, units): the last hidden state h_J of the top layer.
 
     References
     ----------
@@ -247,7 +250,7 @@ def lstm_rnn(frames, patch, *, units=64, layers=4, dropout=0.2, name="local_moti
     """
     import keras
 
-    x_in = keras.Input((frames, patch * patch), name="local_patches")
+    x_in = keras.Input((frames, patch * patch + extra), name="local_patches")
     h = x_in
     for i in range(layers):
         # Eq. 2: the gates see D(x_t); Keras' LSTM ``dropout`` is exactly input dropout.

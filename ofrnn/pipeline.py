@@ -68,6 +68,7 @@ class RoiSubject:
     infarct: np.ndarray | None = None     # uint8 (64, 64)
     myocardium: np.ndarray | None = None  # uint8 (64, 64)
     aha: np.ndarray | None = None         # uint8 (64, 64)
+    wall: np.ndarray | None = None        # float32 (64, 64, 2), learned wall geometry (ofrnn.wall.with_wall)
 
 
 def resample_frames(seq, frames):
@@ -400,7 +401,9 @@ class PixelBatches:
     batch's patches are gathered from a strided view of the stacked sequences. Heart-frame patches
     (``local_frame="heart"``), bilinear samples on a turned grid, are instead computed once for the
     sampled pixels (``local_rows``, J * N * N float32 a pixel: about 1.8 GB for the quick profile's
-    training pixels, and a second copy as the graph feed's table).
+    training pixels, and a second copy as the graph feed's table). When the subjects carry learned
+    wall maps (``RoiSubject.wall``, :mod:`ofrnn.wall`), each pixel's two values are appended to
+    every frame of its local input, after any augmenting turn (they do not change under one).
     """
 
     def __init__(self, subjects, samples, *, patch, global_patch=3, global_frame="heart", motion_reference="none",
@@ -433,6 +436,11 @@ class PixelBatches:
         # Heart-frame patches are bilinear samples on a turned grid, too costly to gather per batch:
         # the sampled pixels' patches are computed once (about 12 kB a pixel) and then only indexed.
         self.local_rows = self._heart_rows(subjects) if local_frame == "heart" else None
+        # learned wall geometry (beyond the paper): (n, 2) per sampled pixel, appended to every frame's patch
+        has_wall = {rs.wall is not None for rs in subjects}
+        if len(has_wall) > 1:
+            raise OfrnnError("some subjects have wall maps and some do not", field="wall_geometry")
+        self.wall_rows = self._per_sample(subjects, lambda rs, ys, xs: rs.wall[ys, xs]) if True in has_wall else None
 
     def _per_sample(self, subjects, rows_of):
         """Stack ``rows_of(rs, ys, xs)`` (one row per pixel) of every subject's sampled pixels in
@@ -482,18 +490,32 @@ class PixelBatches:
     def global_shape(self):
         return self.global_rows.shape[1:]
 
+    @property
+    def local_width(self):
+        """Values per frame of the local input: N*N, plus the wall maps when the subjects carry them."""
+        return self.patch * self.patch + (0 if self.wall_rows is None else self.wall_rows.shape[1])
+
     def inputs(self, idx):
-        """(local (B, J, N*N), global (B, J-1, F)) for sample indices ``idx``."""
+        """(local (B, J, N*N), global (B, J-1, F)) for sample indices ``idx``; with wall maps the local
+        input is (B, J, N*N + 2), the pixel's two wall values repeated at every frame."""
+        return self._with_wall(self._patches(idx), idx), self.global_rows[idx]
+
+    def _patches(self, idx):
         s = self.samples
         if self.local_rows is not None:
-            return self.local_rows[idx], self.global_rows[idx]
+            return self.local_rows[idx]
         if self.centres is None:
             loc = self.windows[s["subject"][idx], :, s["y"][idx], s["x"][idx]]  # (B, J, N, N)
         else:
             c = self.centres[idx]
             loc = self.windows[s["subject"][idx][:, None], np.arange(self.frames)[None], c[..., 0], c[..., 1]]
-        return (np.ascontiguousarray(loc.reshape(len(idx), self.frames, self.patch * self.patch)),
-                self.global_rows[idx])
+        return np.ascontiguousarray(loc.reshape(len(idx), self.frames, self.patch * self.patch))
+
+    def _with_wall(self, loc, idx):
+        if self.wall_rows is None:
+            return loc
+        wall = np.broadcast_to(self.wall_rows[idx][:, None], (len(idx), self.frames, self.wall_rows.shape[1]))
+        return np.concatenate([loc, wall], axis=2)
 
     def batches(self, *, local_only=False):
         """Endless shuffled batches (x, label, weight); a new permutation every pass.
@@ -506,10 +528,12 @@ class PixelBatches:
             order = rng.permutation(len(self))
             for b in range(self.steps):
                 idx = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
-                loc, glo = self.inputs(idx)
+                loc, glo = self._patches(idx), self.global_rows[idx]
                 if self.augment:
                     loc, glo = dihedral(loc, glo, rng.choice(ROTATIONS, len(idx)), patch=self.patch,
                                         frame=self.global_frame, local_frame=self.local_frame)
+                # the wall maps are scalars per pixel, the same under every turn: appended after it
+                loc = self._with_wall(loc, idx)
                 x = loc if local_only else (loc, glo)
                 yield x, self.samples["label"][idx], self.samples["weight"][idx]
 
@@ -558,7 +582,7 @@ class PixelBatches:
 
         if feed not in ("graph", "generator"):
             raise OfrnnError(f"feed {feed!r} is not 'graph' or 'generator'", field="feed")
-        loc_spec = tf.TensorSpec((None, self.frames, self.patch * self.patch), tf.float32)
+        loc_spec = tf.TensorSpec((None, self.frames, self.local_width), tf.float32)
         glo_spec = tf.TensorSpec((None,) + tuple(self.global_shape), tf.float32)
         if feed == "generator":
             spec = (loc_spec if local_only else (loc_spec, glo_spec), tf.TensorSpec((None,), tf.int32),
@@ -573,6 +597,7 @@ class PixelBatches:
         oy, ox = np.mgrid[0:self.patch, 0:self.patch]
         offsets = tf.constant((oy * Wp + ox).ravel().astype(np.int32))
         label = tf.constant(s["label"].astype(np.int32))
+        wall = None if self.wall_rows is None else tf.constant(self.wall_rows)
         weight = tf.constant(s["weight"].astype(np.float32))
         if self.centres is not None:
             # flat index of each sample's patch origin in every frame, int32 like the other indices
@@ -610,6 +635,8 @@ class PixelBatches:
             glo = None if local_only else tf.gather(glob, idx)
             if self.augment:
                 loc, glo = augment(step, loc, glo)
+            if wall is not None:  # after the turn, as in batches()
+                loc = tf.concat([loc, tf.tile(tf.gather(wall, idx)[:, None], [1, J, 1])], axis=2)
             return (loc if local_only else (loc, glo)), tf.gather(label, idx), tf.gather(weight, idx)
 
         ds = tf.data.Dataset.range(len(self))

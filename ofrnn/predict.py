@@ -25,6 +25,7 @@ from .metrics import (CALL_MIN_PIXELS, SEGMENT_RULE, evaluate_rois, infarct_size
                       slice_call)
 from .motion import heart_patches, local_patches, tissue_centres
 from .pipeline import global_motion, prepare_subject, roi_flows, subject_transform
+from .wall import load_segmenter, with_wall
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "ofrnn_model.json"
@@ -48,7 +49,11 @@ def model_digest(folder):
 
 
 def load_bundle(folder):
-    """(network, config) of a trained bundle; :class:`OfrnnError` when it is missing or incomplete."""
+    """(network, config) of a trained bundle; :class:`OfrnnError` when it is missing or incomplete.
+
+    A bundle trained with ``wall_geometry = "learned"`` also holds its wall segmenter (``wall.keras``),
+    loaded into ``config["wall_segmenter"]`` (:mod:`ofrnn.wall`).
+    """
     folder = Path(folder)
     for name in (MODEL_FILE, CONFIG_FILE):
         if not (folder / name).is_file():
@@ -70,6 +75,10 @@ def load_bundle(folder):
     config.setdefault("global_frame", "image")
     config.setdefault("motion_reference", "none")
     config.setdefault("local_frame", "image")
+    config.setdefault("wall_geometry", "none")
+    if config["wall_geometry"] == "learned":
+        # a Keras model, not a setting: never written back (save_bundle is given the training's own dict)
+        config["wall_segmenter"] = load_segmenter(folder)
     config["model_sha256"] = model_digest(folder)
     return network, config
 
@@ -82,12 +91,14 @@ def roi_features(rs, config):
     rs : ofrnn.pipeline.RoiSubject
         A prepared subject with ``roi`` (J, H, W) and ``flows`` (J-1, 2, H, W).
     config : dict
-        ``patch``, ``local_frame``, ``global_patch``, ``global_frame`` and ``motion_reference``.
+        ``patch``, ``local_frame``, ``global_patch``, ``global_frame``, ``motion_reference`` and
+        ``wall_geometry`` (absent: "none").
 
     Returns
     -------
-    local : float32 array (H*W, J, N*N)
-        P_l rows in row-major pixel order (:mod:`ofrnn.motion`).
+    local : float32 array (H*W, J, N*N), or (H*W, J, N*N + 2) with learned wall geometry
+        P_l rows in row-major pixel order (:mod:`ofrnn.motion`), then the pixel's wall maps
+        (``rs.wall``, :func:`ofrnn.wall.with_wall`) repeated at every frame.
     global_ : float32 array (H*W, J-1, F)
         P_g rows (:func:`ofrnn.pipeline.global_motion`). Training draws the same rows for its
         sampled pixels (:class:`ofrnn.pipeline.PixelBatches`).
@@ -99,6 +110,12 @@ def roi_features(rs, config):
         loc = local_patches(rs.roi, patch=config["patch"], centres=centres)
     glo = global_motion(rs.flows, patch=config["global_patch"], frame=config["global_frame"],
                         reference=config["motion_reference"])
+    if config.get("wall_geometry", "none") != "none":
+        if rs.wall is None:
+            raise OfrnnError("the model reads learned wall geometry, and this subject has no wall maps",
+                             field=f"subjects/{rs.id}/wall")
+        wall = rs.wall.reshape(-1, rs.wall.shape[-1])
+        loc = np.concatenate([loc, np.broadcast_to(wall[:, None], (len(wall), loc.shape[1], wall.shape[1]))], axis=2)
     return loc, glo
 
 
@@ -382,6 +399,9 @@ def predict_subjects(network, config, subjects, out, *, roi="gt", localizer=None
             rs = prepare_subject(s, frames=config["frames"], transform=tr, flow=None, path=source_path)
             rs.flows = roi_flows(s, rs, flow=config["flow"], path=source_path)
             t2 = time.perf_counter()
+            if "wall_segmenter" in config:  # learned wall geometry: part of the features' time
+                rs = with_wall([rs], config["wall_segmenter"])[0]
+                tm["features"] = time.perf_counter() - t2
             prob = predict_roi(network, rs, config, timings=tm)
             H, W = s.cine.shape[1:]
             roi_mask = roimod.uncrop(np.ones_like(prob), tr, (H, W), order=0, fill=0) > 0

@@ -25,6 +25,7 @@ from .files import read_toml
 from .flow.trajectory import FRAMES as GLOBAL_FRAMES, REFERENCES
 from .motion import LOCAL_FRAMES, LOCAL_LEARNERS, PATCH_RANGE
 from .pipeline import FLOW_SOURCES, ROI_SOURCES, STRATA
+from .wall import WALL_GEOMETRY
 
 #: the project's settings file (``make train PROFILE=...``)
 PROFILES = Path(__file__).resolve().parent.parent / "experiments" / "train.toml"
@@ -72,6 +73,10 @@ class TrainingSettings:
         "image": runs before the setting existed used image axes.
     local_learner : {"lstm", "cnn"}
         The paper's 4-layer LSTM-RNN, or Table 2's CNN (beyond the paper).
+    wall_geometry : {"none", "learned"}
+        "learned" (beyond the paper): every LSTM step also reads the pixel's transmural depth and
+        wall thickness, estimated by a myocardium segmenter trained on the fold's training
+        subjects (:mod:`ofrnn.wall`). LSTM-RNN only. "none" (the default): the paper's input.
     features : {"both", "local", "global"}
         P(p) of Table 1: LSTM feature and P_g, or one of them.
     roi : {"gt", "detector"}
@@ -154,6 +159,7 @@ class TrainingSettings:
     motion_reference: str = "none"
     local_frame: str = "image"
     local_learner: str = "lstm"
+    wall_geometry: str = "none"
     features: str = "both"
     roi: str
     flow: str
@@ -208,6 +214,9 @@ class TrainingSettings:
         if not isinstance(self.extra_training_cohort, str):
             raise OfrnnError(f"must be a file path (a string), got {self.extra_training_cohort!r}",
                              field="extra_training_cohort")
+        if self.wall_geometry != "none" and self.local_learner != "lstm":
+            # the CNN reads the N*N values of a step as an image: extra values have no place in it
+            raise OfrnnError(f"needs local_learner 'lstm', got {self.local_learner!r}", field="wall_geometry")
         if not isinstance(self.augment, bool):
             raise OfrnnError(f"must be true or false, got {self.augment!r}", field="augment")
         if not (isinstance(self.threshold, str) and self.threshold in THRESHOLD_NAMES
@@ -270,8 +279,8 @@ class TrainingSettings:
 
 
 #: what a model bundle records of its training settings (ofrnn_model.json)
-INFERENCE_KEYS = ("frames", "patch", "global_patch", "global_frame", "motion_reference", "local_frame", "roi_margin",
-                  "flow", "roi", "profile", "eval_batch")
+INFERENCE_KEYS = ("frames", "patch", "global_patch", "global_frame", "motion_reference", "local_frame", "wall_geometry",
+                  "roi_margin", "flow", "roi", "profile", "eval_batch")
 _INTS = dict(seed=0, n_folds=2, frames=2, patch=1, global_patch=1, lstm_layers=1, lstm_units=1,
              pixels_per_subject=1, batch_size=1, lstm_epochs=0, ae_epochs=0, ae_samples=1, finetune_epochs=0,
              head_epochs=0, patience=0, eval_batch=1)
@@ -279,9 +288,10 @@ _FRACTIONS = dict(val_fraction=(0.0, 1.0), roi_margin=(0.0, 1.0), input_dropout=
                   feature_dropout=(0.0, 1.0), infarct_share=(0.0, 1.0), learning_rate=(0.0, 1.0),
                   finetune_learning_rate=(0.0, 1.0), weight_average=(0.0, 1.0))
 _CHOICES = dict(global_frame=GLOBAL_FRAMES, global_norm=GLOBAL_NORMS, motion_reference=REFERENCES,
-                local_frame=LOCAL_FRAMES, local_learner=LOCAL_LEARNERS, features=FEATURES, roi=ROI_SOURCES,
-                flow=FLOW_SOURCES, pixel_weights=PIXEL_WEIGHTS, localizer=LOCALIZERS)
-_RECORDED_WHEN_SET = ("infarct_share", "augment", "weight_average", "head_epochs", "extra_training_cohort")
+                local_frame=LOCAL_FRAMES, local_learner=LOCAL_LEARNERS, wall_geometry=WALL_GEOMETRY, features=FEATURES,
+                roi=ROI_SOURCES, flow=FLOW_SOURCES, pixel_weights=PIXEL_WEIGHTS, localizer=LOCALIZERS)
+_RECORDED_WHEN_SET = ("infarct_share", "augment", "weight_average", "head_epochs", "extra_training_cohort",
+                      "wall_geometry")
 
 
 def _sequence(value, name, length, kind):

@@ -12,7 +12,9 @@ choose the threshold and score the held-out subjects, and hand the result to
    supervised, on P(p) computed once with the local motion layers frozen;
 4. **fine-tuning** of the whole network end to end with the softmax.
 
-All stages use RMSProp (Sec. 3) and the weighted, stratified pixel samples of
+With ``wall_geometry = "learned"`` (beyond the paper) a myocardium segmenter is trained first, on
+the training subjects only, and every subject's wall maps join P_l(p) (:mod:`ofrnn.wall`). All
+stages use RMSProp (Sec. 3) and the weighted, stratified pixel samples of
 :func:`ofrnn.pipeline.sample_pixels`. Each completed stage leaves a weights file in
 ``checkpoints/`` and Keras' BackupAndRestore keeps the epoch within a stage, so a killed run
 resumes where it stopped. The decision threshold is the profile's: a number (0.5: the softmax's
@@ -48,6 +50,7 @@ from .pipeline import PixelBatches, batch_settings, prepare_cohort, sample_pixel
 from .predict import LOCALIZER_DIR, MODEL_FILE, save_bundle
 from .settings import PROFILES, load_profile, training_settings
 from .store import open_cohort
+from .wall import SEGMENTER_FILE, WALL_CHANNELS, fit_segmenter, load_segmenter, save_segmenter, with_wall
 
 #: settings of the heart localization layers (``make localize``), also used for a fold's own localizer
 LOCALIZATION_SETTINGS = PROFILES.parent / "localization.toml"
@@ -110,7 +113,7 @@ def build(cfg, global_shape, *, local_block=None):
         rnn = patch_cnn(cfg.frames, cfg.patch, units=cfg.lstm_units)
     else:
         rnn = lstm_rnn(cfg.frames, cfg.patch, units=cfg.lstm_units, layers=cfg.lstm_layers,
-                       dropout=cfg.input_dropout)
+                       dropout=cfg.input_dropout, extra=len(WALL_CHANNELS) if cfg.wall_geometry == "learned" else 0)
     network, parts = ofrnn_network(rnn, global_frames=global_shape[0], global_features=global_shape[1],
                                    encoder_sizes=cfg.encoder_sizes, activation=cfg.encoder_activation,
                                    features=cfg.features, feature_dropout=cfg.feature_dropout,
@@ -428,6 +431,18 @@ def _distinct_cohorts(cohort, extra):
                          "tested on", path=extra, field="extra_training_cohort")
 
 
+def fold_segmenter(train_subjects, cfg, folder):
+    """The fold's wall segmenter (:func:`ofrnn.wall.fit_segmenter` on its training subjects), and its
+    training time; a killed run resumes with the one it saved in ``folder`` (time None)."""
+    path = Path(folder) / SEGMENTER_FILE
+    if path.is_file():
+        return load_segmenter(folder), None
+    segmenter, seconds = fit_segmenter(train_subjects, seed=cfg.seed)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    save_segmenter(folder, segmenter)
+    return segmenter, seconds
+
+
 def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=False, progress=True,
              settings=PROFILES):
     """Train on the other folds, evaluate on ``fold`` and write ``out`` (see the module docstring).
@@ -480,6 +495,12 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     tr = [subjects[s] for s in split["train"]] + extra_subjects
     va = [subjects[s] for s in split["val"]]
     te = [subjects[s] for s in split["test"]]
+    segmenter = None
+    if cfg.wall_geometry == "learned":
+        segmenter, seconds = fold_segmenter(tr, cfg, out / "checkpoints")
+        if seconds is not None:
+            timings["wall_segmenter"] = seconds
+        tr, va, te = (with_wall(s, segmenter) for s in (tr, va, te))
     train, val = training_batches(tr, va, cfg)
     network, fit_times = train_network(train, val, cfg, out)
     timings.update(fit_times)
@@ -498,7 +519,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
         detector, folder, record = fold_localizer(cohort, split["train"] + split["val"], cfg,
                                                   cache_dir=cache_dir or out / "checkpoints", progress=progress)
         end_to_end = evaluate_end_to_end(network, cohort, split["test"], cfg, thr, detector, segment_cut=cut,
-                                         progress=progress)
+                                         segmenter=segmenter, progress=progress)
         end_to_end["localizer"] = record
         shutil.copytree(folder, out / LOCALIZER_DIR, dirs_exist_ok=True)
         if not record["reused"]:
@@ -517,6 +538,8 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
                       intensity="(I - q1) / (q99 - q1) per ROI sequence", versions=versions,
                       localizer=LOCALIZER_DIR if end_to_end is not None else None)
     save_bundle(out, network, bundle_cfg)
+    if segmenter is not None:
+        save_segmenter(out, segmenter)
     timings["total"] = time.perf_counter() - t_start
     if previous is not None:  # evaluated again: the training's own timings stand
         timings.update({k: previous["timings"][k] for k in ("prepare", "total") if k in previous["timings"]})

@@ -709,6 +709,69 @@ def test_graph_feed_gathers_the_same_inputs_as_the_numpy_path(local_frame):
     np.testing.assert_array_equal(w.numpy(), pb.samples["weight"][:16])
 
 
+def test_wall_maps_join_every_frame_of_the_local_input_in_both_feeds_and_at_prediction():
+    import dataclasses
+
+    from ofrnn.pipeline import PixelBatches
+    from ofrnn.predict import roi_features
+
+    subs, s = _toy_pixels()
+    rng = np.random.default_rng(3)
+    walled = [dataclasses.replace(rs, wall=rng.random((16, 16, 2)).astype(np.float32)) for rs in subs]
+    plain = PixelBatches(subs, s, patch=5, local_frame="heart", batch_size=16)
+    pb = PixelBatches(walled, s, patch=5, local_frame="heart", batch_size=16)
+    assert pb.local_width == 27 and plain.local_width == 25
+    loc, glo = pb.inputs(np.arange(16))
+    ref_loc, ref_glo = plain.inputs(np.arange(16))
+    np.testing.assert_array_equal(loc[..., :25], ref_loc)
+    np.testing.assert_array_equal(glo, ref_glo)
+    want = np.stack([walled[k].wall[y, x] for k, y, x in zip(s["subject"][:16], s["y"][:16], s["x"][:16])])
+    np.testing.assert_array_equal(loc[..., 25:], np.repeat(want[:, None], loc.shape[1], 1))
+    (gloc, _), _, _ = next(iter(pb.dataset(shuffle=False)))
+    np.testing.assert_array_equal(gloc.numpy(), loc)
+    (bloc, _), _, _ = next(pb.batches())
+    assert bloc.shape == (16, 5, 27)
+    # prediction builds the same rows for every ROI pixel, and refuses a subject without maps
+    cfg = dict(patch=5, local_frame="heart", global_patch=3, global_frame="heart", motion_reference="none",
+               wall_geometry="learned")
+    i = int(s["subject"][0])
+    full, _ = roi_features(walled[i], cfg)
+    sel = np.flatnonzero(s["subject"][:16] == i)
+    np.testing.assert_allclose(full[s["y"][sel] * 16 + s["x"][sel]], loc[sel], atol=1e-6)
+    from ofrnn.errors import OfrnnError
+
+    with pytest.raises(OfrnnError, match="wall"):
+        roi_features(subs[i], cfg)
+    with pytest.raises(OfrnnError, match="wall"):
+        PixelBatches([walled[0], subs[1], subs[2]], s, patch=5, local_frame="heart")
+
+
+def test_a_wall_geometry_run_bundles_its_segmenter_and_predicts_from_the_cine_alone(toy_cohort, tmp_path):
+    from ofrnn.predict import load_bundle, predict_subjects
+    from ofrnn.settings import load_profile
+    from ofrnn.store import open_cohort
+    from ofrnn.train import run_fold
+
+    cfg = load_profile("wall", **TINY, localizer="none")
+    assert cfg.wall_geometry == "learned"
+    out = tmp_path / "fold"
+    res = run_fold(toy_cohort, "holdout", cfg, out, cache_dir=tmp_path / "cache", progress=False)
+    assert res["timings"]["wall_segmenter"] > 0 and (out / "wall.keras").is_file()
+    assert res["metrics"]["myocardium"]["roc_auc"] > 0.6, res["metrics"]["myocardium"]
+    network, config = load_bundle(out)
+    assert config["wall_geometry"] == "learned" and network.inputs[0].shape[-1] == cfg.patch ** 2 + 2
+    with open_cohort(toy_cohort) as c:
+        subject = c.read(res["split"]["test"][0])
+    pred = predict_subjects(network, config, [subject], tmp_path / "pred", progress=False)
+    assert pred["timings"][0]["features"] > 0 and (tmp_path / "pred" / "predictions.h5").is_file()
+    # a bundle without its segmenter is refused with the file named
+    (out / "wall.keras").unlink()
+    from ofrnn.errors import OfrnnError
+
+    with pytest.raises(OfrnnError, match="wall.keras"):
+        load_bundle(out)
+
+
 def test_graph_feed_is_seeded_and_visits_every_pixel_once_per_epoch():
     def epoch(pb):
         it = iter(pb.dataset())
@@ -939,6 +1002,8 @@ def test_settings_refuse_unknown_missing_and_bad_values_naming_file_and_key(tmp_
         load_profile("quick", f)
     with pytest.raises(OfrnnError, match="input_dropout: must be a number in"):
         load_profile("quick").replace(input_dropout=1.5)
+    with pytest.raises(OfrnnError, match="wall_geometry: needs local_learner 'lstm'"):
+        load_profile("wall", local_learner="cnn")
 
 
 def test_settings_records_are_the_plain_dicts_of_before():
@@ -949,7 +1014,7 @@ def test_settings_records_are_the_plain_dicts_of_before():
     cfg = load_profile("quick")
     plain = cfg.as_dict()
     assert plain["encoder_sizes"] == [64, 32, 16] and isinstance(plain["strata_fractions"], list)
-    assert "infarct_share" not in plain and "augment" not in plain
+    assert "infarct_share" not in plain and "augment" not in plain and "wall_geometry" not in plain
     assert TrainingSettings.from_mapping(json.loads(json.dumps(plain))) == cfg
     assert "infarct_share" in cfg.replace(infarct_share=0.5).as_dict()
     # a record written before local_frame existed ran with image-axis patches

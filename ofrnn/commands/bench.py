@@ -133,6 +133,10 @@ def _training_throughput(network, config, args, ids, *, steps=STEPS, rounds=ROUN
                                   margin=config["roi_margin"], cache_dir=args.cache, ids=ids, progress=False)
     except OfrnnError:
         subjects = None
+    if subjects and "wall_segmenter" in config:  # the network reads learned wall geometry
+        from ..wall import with_wall
+
+        subjects = with_wall(subjects, config["wall_segmenter"])
     if subjects and all(r.infarct is not None and r.myocardium is not None for r in subjects):
         samples = sample_pixels(subjects, per_subject=800, fractions=[0.3, 0.3, 0.2, 0.2], seed=0)
         batches = PixelBatches(subjects, samples, batch_size=args.batch, seed=0, **batch_settings(config))

@@ -56,11 +56,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..errors import OfrnnError
 from ..files import atomic_write_text, content_digest, save_figure, write_json
 from ..flow import centred_grid, heart_components, lagrangian_displacement, radial_axes
+from ..wall import wall_distances
 from . import _cells
 
 GROUPS = ("motion", "geometry", "context", "position", "pg_heart", "pg_wall")
@@ -179,20 +179,6 @@ def motion_features(rs, *, centre=None, core=0.4):
     return np.moveaxis(maps, 0, -1), tuple(names)
 
 
-def _cavity(myo):
-    """The LV cavity enclosed by the myocardium; when the ring is open, the pixels closer to the ring's
-    centroid than its median radius."""
-    filled = ndi.binary_fill_holes(myo)
-    cav = filled & ~myo
-    if cav.any():
-        return cav, filled
-    cy, cx = np.argwhere(myo).mean(0)
-    yy, xx = np.mgrid[0:myo.shape[0], 0:myo.shape[1]]
-    r = np.hypot(yy - cy, xx - cx)
-    cav = (r < np.median(r[myo])) & ~myo
-    return cav, myo | cav
-
-
 def geometry_features(rs):
     """Wall geometry of every ROI pixel from the traced myocardium mask (which OF-RNN is NOT given).
 
@@ -209,7 +195,7 @@ def geometry_features(rs):
         thickness d_endo + d_epi - 1 (ROI pixels) and ``thickness_mm`` (the same in mm, via the ROI scale
         and the pixel spacing). d_endo and d_epi are Euclidean distance transforms
         (:func:`scipy.ndimage.distance_transform_edt`) to the cavity and to the outside of the filled
-        ring. Values outside the myocardium are defined but meaningless.
+        ring (:func:`ofrnn.wall.wall_distances`). Values outside the myocardium are defined but meaningless.
     names : tuple of str
     """
     if rs.myocardium is None:
@@ -217,9 +203,7 @@ def geometry_features(rs):
     myo = np.asarray(rs.myocardium, dtype=bool)
     if not myo.any():
         raise OfrnnError("empty myocardium mask", field=f"subjects/{rs.id}/myocardium")
-    cav, filled = _cavity(myo)
-    d_endo = ndi.distance_transform_edt(~cav)
-    d_epi = ndi.distance_transform_edt(filled)
+    d_endo, d_epi = wall_distances(myo)
     total = np.maximum(d_endo + d_epi, 1e-6)
     thick = np.maximum(d_endo + d_epi - 1, 0)
     mm = float(rs.transform.scale) * float(rs.spacing_mm[0])
