@@ -42,11 +42,12 @@ def wall_distances(myocardium):
 
     Returns
     -------
-    d_endo, d_epi : float arrays (H, W)
+    d_endo, d_epi : float arrays (H, W), or None
         Euclidean distance (pixels, :func:`scipy.ndimage.distance_transform_edt`) to the nearest
         cavity pixel, and to the nearest pixel outside the filled ring. The cavity is what the ring
         encloses; when the ring is open (a basal slice cut through the outflow tract, or a
-        segmentation gap), the pixels closer to the ring's centroid than its median radius.
+        segmentation gap), the pixels closer to the ring's centroid than its median radius. None
+        when even that finds no cavity (a mask of a pixel or a thin line): no wall to measure.
     """
     myo = np.asarray(myocardium, dtype=bool)
     filled = ndi.binary_fill_holes(myo)
@@ -57,6 +58,8 @@ def wall_distances(myocardium):
         r = np.hypot(yy - cy, xx - cx)
         cav = (r < np.median(r[myo])) & ~myo
         filled = myo | cav
+        if not cav.any():
+            return None
     return ndi.distance_transform_edt(~cav), ndi.distance_transform_edt(filled)
 
 
@@ -70,16 +73,19 @@ def wall_maps(myocardium):
     Returns
     -------
     float32 array (H, W, 2)
-        ``depth`` d_endo / (d_endo + d_epi) in [0, 1] (0 at the endocardium and in the cavity, 1 at
-        the epicardium and outside) and ``thickness`` d_endo + d_epi - 1 in units of
-        :data:`THICKNESS_UNIT` ROI pixels, clipped to [0, 3] (the cavity's and the outside's values
-        are defined, but only the wall's mean anything). An empty mask gives depth 0.5 and
-        thickness 0 everywhere: "unknown", the same for every pixel.
+        ``depth`` d_endo / (d_endo + d_epi) in [0, 1]: 0 in the cavity, rising across the wall from
+        about 1 / (1 + wall thickness) at its first pixel to 1 at the epicardium and outside; and
+        ``thickness`` d_endo + d_epi - 1 in units of :data:`THICKNESS_UNIT` ROI pixels, clipped to
+        [0, 3] (the cavity's and the outside's values are defined, but only the wall's mean
+        anything). A mask with no wall to measure (empty, or without a cavity:
+        :func:`wall_distances`) gives depth 0.5 and thickness 0 everywhere: "unknown", the same
+        for every pixel.
     """
     myo = np.asarray(myocardium, dtype=bool)
-    if not myo.any():
+    distances = wall_distances(myo) if myo.any() else None
+    if distances is None:
         return np.stack([np.full(myo.shape, 0.5), np.zeros(myo.shape)], axis=-1).astype(np.float32)
-    d_endo, d_epi = wall_distances(myo)
+    d_endo, d_epi = distances
     depth = d_endo / np.maximum(d_endo + d_epi, 1e-6)
     thick = np.clip((d_endo + d_epi - 1) / THICKNESS_UNIT, 0, 3)
     return np.stack([np.clip(depth, 0, 1), thick], axis=-1).astype(np.float32)
@@ -110,9 +116,17 @@ def myocardium_unet(*, size=64, channels=3, filters=(16, 32, 64)):
     Two 3x3 ReLU convolutions per level, 2x2 max-pooling down, nearest upsampling and the skip
     connection up (Ronneberger, Fischer and Brox, "U-Net: convolutional networks for biomedical
     image segmentation", MICCAI 2015), at a width that trains in well under a minute on 2 CPU
-    cores. ``size`` must be divisible by 2 ** (len(filters) - 1).
+    cores.
+
+    Raises
+    ------
+    ValueError
+        When ``size`` is not divisible by 2 ** (len(filters) - 1): the skips would not line up.
     """
     import keras
+
+    if size % 2 ** (len(filters) - 1):
+        raise ValueError(f"size {size} is not divisible by {2 ** (len(filters) - 1)}")
 
     def block(h, f, name):
         h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"{name}_conv_1")(h)
@@ -187,6 +201,8 @@ def estimate_wall(segmenter, rois):
     segmenter : keras.Model
         From :func:`fit_segmenter` or :func:`load_segmenter`.
     rois : sequence of float arrays (J, H, W)
+        Normalised ROI sequences of the segmenter's side (64x64 ROIs, :mod:`ofrnn.roi`); another
+        side makes Keras raise a ValueError.
 
     Returns
     -------
@@ -200,7 +216,18 @@ def estimate_wall(segmenter, rois):
 
 
 def with_wall(subjects, segmenter):
-    """The subjects with their ``wall`` maps estimated (:class:`ofrnn.pipeline.RoiSubject` copies)."""
+    """Prepared subjects with their wall maps.
+
+    Parameters
+    ----------
+    subjects : iterable of ofrnn.pipeline.RoiSubject
+    segmenter : keras.Model
+
+    Returns
+    -------
+    list of ofrnn.pipeline.RoiSubject
+        Copies with ``wall`` (H, W, 2) from :func:`estimate_wall`; the inputs are not changed.
+    """
     import dataclasses
 
     subjects = list(subjects)
@@ -209,6 +236,7 @@ def with_wall(subjects, segmenter):
 
 
 def save_segmenter(folder, segmenter):
+    """Write the segmenter as ``folder/wall.keras``, atomically (:func:`ofrnn.files.atomic_output`)."""
     from .files import atomic_output
 
     with atomic_output(Path(folder) / SEGMENTER_FILE, suffix=".keras") as tmp:

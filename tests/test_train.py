@@ -729,8 +729,15 @@ def test_wall_maps_join_every_frame_of_the_local_input_in_both_feeds_and_at_pred
     np.testing.assert_array_equal(loc[..., 25:], np.repeat(want[:, None], loc.shape[1], 1))
     (gloc, _), _, _ = next(iter(pb.dataset(shuffle=False)))
     np.testing.assert_array_equal(gloc.numpy(), loc)
-    (bloc, _), _, _ = next(pb.batches())
-    assert bloc.shape == (16, 5, 27)
+    # with augmentation the patch turns and the wall values, the same under a turn, follow unturned
+    aug = PixelBatches(walled, s, patch=5, local_frame="image", batch_size=16, augment=True)
+    (aloc, _), _, _ = next(iter(aug.dataset(shuffle=False)))
+    assert aloc.shape == (16, 5, 27)
+    np.testing.assert_array_equal(aloc.numpy()[..., 25:], loc[..., 25:])
+    (bloc, _), _, _ = next(aug.batches())  # a shuffled batch: each row carries its own pixel's values
+    every = np.stack([walled[k].wall[y, x] for k, y, x in zip(s["subject"], s["y"], s["x"])])
+    assert bloc.shape == (16, 5, 27) and np.all(bloc[:, :1, 25:] == bloc[..., 25:])
+    assert all(np.any(np.all(every == row, axis=1)) for row in bloc[:, 0, 25:])
     # prediction builds the same rows for every ROI pixel, and refuses a subject without maps
     cfg = dict(patch=5, local_frame="heart", global_patch=3, global_frame="heart", motion_reference="none",
                wall_geometry="learned")
@@ -763,7 +770,20 @@ def test_a_wall_geometry_run_bundles_its_segmenter_and_predicts_from_the_cine_al
     with open_cohort(toy_cohort) as c:
         subject = c.read(res["split"]["test"][0])
     pred = predict_subjects(network, config, [subject], tmp_path / "pred", progress=False)
-    assert pred["timings"][0]["features"] > 0 and (tmp_path / "pred" / "predictions.h5").is_file()
+    assert (tmp_path / "pred" / "predictions.h5").is_file()
+    # the probabilities are the fold's own: predict estimated the same wall maps as the evaluation did
+    import h5py
+
+    from ofrnn.evaluate import predict_all
+    from ofrnn.pipeline import prepare_cohort
+    from ofrnn.wall import with_wall
+
+    rs = prepare_cohort(toy_cohort, frames=cfg.frames, roi="gt", flow=cfg.flow, margin=cfg.roi_margin,
+                        cache_dir=tmp_path / "cache", ids=[subject.id], progress=False)
+    want = predict_all(network, with_wall(rs, config["wall_segmenter"]), cfg, progress=False)[0][0]
+    with h5py.File(tmp_path / "pred" / "predictions.h5") as f:
+        got = f[f"subjects/{subject.id}/infarct_prob"][()]
+    assert np.nanmax(got) > 0 and abs(np.nanmean(got) - want.mean()) < 1e-3
     # a bundle without its segmenter is refused with the file named
     (out / "wall.keras").unlink()
     from ofrnn.errors import OfrnnError

@@ -118,7 +118,7 @@ def _training_throughput(network, config, args, ids, *, steps=STEPS, rounds=ROUN
     network.compile(optimizer=keras.optimizers.RMSprop(1e-4), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     B = args.batch
-    x = [rng.random((B, config["frames"], config["patch"] ** 2), dtype=np.float32),
+    x = [rng.random((B,) + tuple(network.inputs[0].shape[1:]), dtype=np.float32),
          rng.random((B,) + tuple(network.inputs[1].shape[1:]), dtype=np.float32)]
     y = rng.integers(0, 2, B)
 

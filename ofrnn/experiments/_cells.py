@@ -109,16 +109,20 @@ def cell_settings(cfg, cell):
     own = {k: v for k, v in cfg["cells"][cell].items() if k not in ("block", "label")}
     tcfg = apply_overrides(apply_overrides(tcfg, cfg.get("overrides", {}), table="overrides"), own,
                            table=f"cells.{cell}")
-    refuse_extra_training(tcfg, cfg["train_profile"])
+    refuse_beyond_training(tcfg, cfg["train_profile"])
     return tcfg.replace(profile=f"{cfg['train_profile']}+{cfg['profile']}")
 
 
-def refuse_extra_training(tcfg, profile):
-    """The ablations train on their cohort's folds only: a profile with an extra training cohort would
-    be recorded as trained on it when it was not."""
+def refuse_beyond_training(tcfg, profile):
+    """Refuse the training options that the ablations do not carry out. They train on their cohort's
+    folds only, so a profile with an extra training cohort would be recorded as trained on it when
+    it was not; and their cells build no wall segmenter (:mod:`ofrnn.wall`)."""
     if tcfg.extra_training_cohort:
         raise OfrnnError(f"train profile {profile!r} adds an extra training cohort, which the ablations do not "
                          "train on; use a profile without it", field="extra_training_cohort")
+    if tcfg.wall_geometry != "none":
+        raise OfrnnError(f"train profile {profile!r} reads learned wall geometry, which the ablations do not "
+                         "build; use a profile without it", field="wall_geometry")
 
 
 def fold_list(cfg, n_folds):

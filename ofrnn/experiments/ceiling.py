@@ -203,7 +203,10 @@ def geometry_features(rs):
     myo = np.asarray(rs.myocardium, dtype=bool)
     if not myo.any():
         raise OfrnnError("empty myocardium mask", field=f"subjects/{rs.id}/myocardium")
-    d_endo, d_epi = wall_distances(myo)
+    distances = wall_distances(myo)
+    if distances is None:
+        raise OfrnnError("the myocardium mask encloses no cavity", field=f"subjects/{rs.id}/myocardium")
+    d_endo, d_epi = distances
     total = np.maximum(d_endo + d_epi, 1e-6)
     thick = np.maximum(d_endo + d_epi - 1, 0)
     mm = float(rs.transform.scale) * float(rs.spacing_mm[0])
@@ -424,16 +427,17 @@ def _train_settings(cfg):
 
     tcfg = load_profile(cfg["train_profile"], _cells._path(cfg.get("train_settings", "experiments/train.toml")))
     tcfg = apply_overrides(tcfg, cfg.get("train_overrides", {}), table="train_overrides")
-    _cells.refuse_extra_training(tcfg, cfg["train_profile"])
+    _cells.refuse_beyond_training(tcfg, cfg["train_profile"])
     return tcfg
 
 
 def _code_version():
-    """A hash of the code that makes the features (this module and the flow trajectories), so that a
-    change of it invalidates the kept cells."""
+    """A hash of the code that makes the features (this module, the flow trajectories and the wall
+    distances), so that a change of it invalidates the kept cells."""
+    from .. import wall
     from ..flow import trajectory
 
-    return _key([Path(m.__file__).read_bytes().hex() for m in (trajectory,)] + [Path(__file__).read_bytes().hex()])
+    return _key([Path(m.__file__).read_bytes().hex() for m in (trajectory, wall)] + [Path(__file__).read_bytes().hex()])
 
 
 def _key(blob):
