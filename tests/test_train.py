@@ -769,7 +769,7 @@ def test_a_wall_geometry_run_bundles_its_segmenter_and_predicts_from_the_cine_al
     assert config["wall_geometry"] == "learned" and network.inputs[0].shape[-1] == cfg.patch ** 2 + 2
     with open_cohort(toy_cohort) as c:
         subject = c.read(res["split"]["test"][0])
-    pred = predict_subjects(network, config, [subject], tmp_path / "pred", progress=False)
+    predict_subjects(network, config, [subject], tmp_path / "pred", progress=False)
     assert (tmp_path / "pred" / "predictions.h5").is_file()
     # the probabilities are the fold's own: predict estimated the same wall maps as the evaluation did
     import h5py
