@@ -46,6 +46,7 @@ from . import roi as roimod
 from .errors import OfrnnError
 from .files import atomic_output
 from .motion import LOCAL_FRAMES, pad_for_patches
+from .wall import append_wall
 
 #: where the sampling strata come from (order = stratum code)
 STRATA = ("infarct", "myocardium", "ring", "background")
@@ -437,10 +438,10 @@ class PixelBatches:
         # the sampled pixels' patches are computed once (about 12 kB a pixel) and then only indexed.
         self.local_rows = self._heart_rows(subjects) if local_frame == "heart" else None
         # learned wall geometry (beyond the paper): (n, 2) per sampled pixel, appended to every frame's patch
-        has_wall = {rs.wall is not None for rs in subjects}
-        if len(has_wall) > 1:
+        has_wall = [rs.wall is not None for rs in subjects]
+        if any(has_wall) and not all(has_wall):
             raise OfrnnError("some subjects have wall maps and some do not", field="wall_geometry")
-        self.wall_rows = self._per_sample(subjects, lambda rs, ys, xs: rs.wall[ys, xs]) if True in has_wall else None
+        self.wall_rows = self._per_sample(subjects, lambda rs, ys, xs: rs.wall[ys, xs]) if any(has_wall) else None
 
     def _per_sample(self, subjects, rows_of):
         """Stack ``rows_of(rs, ys, xs)`` (one row per pixel) of every subject's sampled pixels in
@@ -512,10 +513,7 @@ class PixelBatches:
         return np.ascontiguousarray(loc.reshape(len(idx), self.frames, self.patch * self.patch))
 
     def _with_wall(self, loc, idx):
-        if self.wall_rows is None:
-            return loc
-        wall = np.broadcast_to(self.wall_rows[idx][:, None], (len(idx), self.frames, self.wall_rows.shape[1]))
-        return np.concatenate([loc, wall], axis=2)
+        return loc if self.wall_rows is None else append_wall(loc, self.wall_rows[idx])
 
     def batches(self, *, local_only=False):
         """Endless shuffled batches (x, label, weight); a new permutation every pass.

@@ -25,7 +25,7 @@ from .metrics import (CALL_MIN_PIXELS, SEGMENT_RULE, evaluate_rois, infarct_size
                       slice_call)
 from .motion import heart_patches, local_patches, tissue_centres
 from .pipeline import global_motion, prepare_subject, roi_flows, subject_transform
-from .wall import load_segmenter, with_wall
+from .wall import append_wall, load_segmenter, with_wall
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "ofrnn_model.json"
@@ -114,8 +114,7 @@ def roi_features(rs, config):
         if rs.wall is None:
             raise OfrnnError("the model reads learned wall geometry, and this subject has no wall maps",
                              field=f"subjects/{rs.id}/wall")
-        wall = rs.wall.reshape(-1, rs.wall.shape[-1])
-        loc = np.concatenate([loc, np.broadcast_to(wall[:, None], (len(wall), loc.shape[1], wall.shape[1]))], axis=2)
+        loc = append_wall(loc, rs.wall.reshape(-1, rs.wall.shape[-1]))
     return loc, glo
 
 
@@ -123,7 +122,7 @@ def _forward(network):
     """The network's inference pass, compiled once per network with XLA (``jit_compile``).
 
     Why: on 2 CPU cores XLA fuses the LSTM-RNN's 25 steps and runs a 64x64 ROI's 4096 pixels in
-    0.11 s against 0.20 s for ``predict_on_batch`` (fold 3's quick bundle, the same probabilities
+    0.11 s against 0.19-0.20 s for ``predict_on_batch`` (fold 3's quick bundle, the same probabilities
     to 1e-6); its first call compiles in about 0.9 s against 0.7 s for tracing the plain graph.
     Keras leaves XLA off on CPU-only machines, and training keeps it off: XLA training steps were
     slower on CPU (``experiments/train.toml``). The function is kept on the network, so that it
