@@ -259,7 +259,7 @@ def lstm_rnn(frames, patch, *, units=64, layers=4, dropout=0.2, extra=0, name="l
     return keras.Model(x_in, h, name=name)
 
 
-def patch_cnn(frames, patch, *, filters=(16, 32), units=32, name="cnn"):
+def patch_cnn(frames, patch, *, filters=(16, 32), units=32, extra=0, name="cnn"):
     """A small CNN over P_l(p) in place of the LSTM-RNN: the paper's Table 2 "CNN" learner.
 
     Beyond the paper as OF-RNN's local motion layers (``local_learner = "cnn"`` in
@@ -279,12 +279,16 @@ def patch_cnn(frames, patch, *, filters=(16, 32), units=32, name="cnn"):
         Filters of each 3x3 convolution (Table 2's settings: 16, 32).
     units : int, keyword-only
         Width of the output feature (the LSTM-RNN's ``units``, so the encoders see the same size).
+    extra : int, keyword-only
+        Values appended to each step's N*N patch, the same at every step (beyond the paper: the
+        learned wall geometry, :mod:`ofrnn.wall`); they join the flattened convolution features
+        before the dense layer, since they are per-pixel scalars, not an image. 0 by default.
     name : str, keyword-only
 
     Returns
     -------
     keras.Model
-        (batch, J, N*N) -> (batch, units).
+        (batch, J, N*N + extra) -> (batch, units).
 
     References
     ----------
@@ -292,13 +296,24 @@ def patch_cnn(frames, patch, *, filters=(16, 32), units=32, name="cnn"):
     """
     import keras
 
-    x_in = keras.Input((frames, patch * patch), name="local_patches")
-    h = keras.layers.Reshape((frames, patch, patch), name="cnn_patches")(x_in)
+    x_in = keras.Input((frames, patch * patch + extra), name="local_patches")
+    patches = x_in
+    if extra:
+        # split each step into its patch and its extra values with cropping on the feature axis
+        by_value = keras.layers.Permute((2, 1), name="cnn_values_first")(x_in)  # (batch, N*N + extra, J)
+        patches = keras.layers.Permute((2, 1), name="cnn_patch_steps")(
+            keras.layers.Cropping1D((0, extra), name="cnn_patch_values")(by_value))
+        values = keras.layers.Permute((2, 1), name="cnn_extra_steps")(
+            keras.layers.Cropping1D((patch * patch, 0), name="cnn_extra_values")(by_value))
+        values = keras.layers.GlobalAveragePooling1D(name="cnn_extra")(values)  # constant over steps
+    h = keras.layers.Reshape((frames, patch, patch), name="cnn_patches")(patches)
     h = keras.layers.Permute((2, 3, 1), name="cnn_frames_as_channels")(h)
     for i, f in enumerate(filters):
         h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"cnn_conv_{i + 1}")(h)
     h = keras.layers.MaxPooling2D(2, padding="same", name="cnn_pool")(h)
     h = keras.layers.Flatten(name="cnn_flatten")(h)
+    if extra:
+        h = keras.layers.Concatenate(name="cnn_with_extra")([h, values])
     h = keras.layers.Dense(units, activation="relu", name="cnn_dense")(h)
     return keras.Model(x_in, h, name=name)
 

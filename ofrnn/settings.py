@@ -74,9 +74,10 @@ class TrainingSettings:
     local_learner : {"lstm", "cnn"}
         The paper's 4-layer LSTM-RNN, or Table 2's CNN (beyond the paper).
     wall_geometry : {"none", "learned"}
-        "learned" (beyond the paper): every LSTM step also reads the pixel's transmural depth and
-        wall thickness, estimated by a myocardium segmenter trained on the fold's training
-        subjects (:mod:`ofrnn.wall`). LSTM-RNN only. "none" (the default): the paper's input.
+        "learned" (beyond the paper): every step of P_l also carries the pixel's transmural depth
+        and wall thickness, estimated by a myocardium segmenter trained on the fold's training
+        subjects (:mod:`ofrnn.wall`); the LSTM-RNN reads them at every step, the CNN beside its
+        convolution features. "none" (the default): the paper's input.
     features : {"both", "local", "global"}
         P(p) of Table 1: LSTM feature and P_g, or one of them.
     roi : {"gt", "detector"}
@@ -214,9 +215,6 @@ class TrainingSettings:
         if not isinstance(self.extra_training_cohort, str):
             raise OfrnnError(f"must be a file path (a string), got {self.extra_training_cohort!r}",
                              field="extra_training_cohort")
-        if self.wall_geometry != "none" and self.local_learner != "lstm":
-            # the CNN reads the N*N values of a step as an image: extra values have no place in it
-            raise OfrnnError(f"needs local_learner 'lstm', got {self.local_learner!r}", field="wall_geometry")
         if not isinstance(self.augment, bool):
             raise OfrnnError(f"must be true or false, got {self.augment!r}", field="augment")
         if not (isinstance(self.threshold, str) and self.threshold in THRESHOLD_NAMES

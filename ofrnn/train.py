@@ -107,13 +107,14 @@ def build(cfg, global_shape, *, local_block=None):
     from .motion import lstm_rnn, patch_cnn
 
     learner = cfg.local_learner  # one of LOCAL_LEARNERS (checked by the settings)
+    extra = len(WALL_CHANNELS) if cfg.wall_geometry == "learned" else 0
     if local_block is not None:
         rnn = local_block(cfg)
     elif learner == "cnn":
-        rnn = patch_cnn(cfg.frames, cfg.patch, units=cfg.lstm_units)
+        rnn = patch_cnn(cfg.frames, cfg.patch, units=cfg.lstm_units, extra=extra)
     else:
         rnn = lstm_rnn(cfg.frames, cfg.patch, units=cfg.lstm_units, layers=cfg.lstm_layers,
-                       dropout=cfg.input_dropout, extra=len(WALL_CHANNELS) if cfg.wall_geometry == "learned" else 0)
+                       dropout=cfg.input_dropout, extra=extra)
     network, parts = ofrnn_network(rnn, global_frames=global_shape[0], global_features=global_shape[1],
                                    encoder_sizes=cfg.encoder_sizes, activation=cfg.encoder_activation,
                                    features=cfg.features, feature_dropout=cfg.feature_dropout,

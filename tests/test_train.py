@@ -753,6 +753,28 @@ def test_wall_maps_join_every_frame_of_the_local_input_in_both_feeds_and_at_pred
         PixelBatches([walled[0], subs[1], subs[2]], s, patch=5, local_frame="heart")
 
 
+def test_the_cnn_reads_the_patches_as_images_and_the_wall_values_beside_them():
+    """With extra values the CNN's convolutions see only each step's N*N patch, exactly as without
+    them, and the values (constant over the steps) still reach its output."""
+    import keras
+
+    from ofrnn.motion import patch_cnn
+
+    keras.utils.set_random_seed(0)
+    frames, n = 6, 5
+    plain, walled = patch_cnn(frames, n, units=8), patch_cnn(frames, n, units=8, extra=2)
+    for name in ("cnn_conv_1", "cnn_conv_2"):
+        walled.get_layer(name).set_weights(plain.get_layer(name).get_weights())
+    rng = np.random.default_rng(0)
+    patches = rng.normal(size=(4, frames, n * n)).astype("float32")
+    wall = np.broadcast_to(rng.normal(size=(4, 1, 2)), (4, frames, 2)).astype("float32")
+    flat = [keras.Model(m.input, m.get_layer("cnn_flatten").output) for m in (plain, walled)]
+    np.testing.assert_allclose(flat[1](np.concatenate([patches, wall], axis=2)), flat[0](patches), atol=1e-6)
+    a = walled(np.concatenate([patches, wall], axis=2)).numpy()
+    b = walled(np.concatenate([patches, wall + 1.0], axis=2)).numpy()
+    assert walled.inputs[0].shape[-1] == n * n + 2 and np.abs(a - b).max() > 1e-3
+
+
 def test_a_wall_geometry_run_bundles_its_segmenter_and_predicts_from_the_cine_alone(toy_cohort, tmp_path):
     from ofrnn.predict import load_bundle, predict_subjects
     from ofrnn.settings import load_profile
@@ -1022,8 +1044,7 @@ def test_settings_refuse_unknown_missing_and_bad_values_naming_file_and_key(tmp_
         load_profile("quick", f)
     with pytest.raises(OfrnnError, match="input_dropout: must be a number in"):
         load_profile("quick").replace(input_dropout=1.5)
-    with pytest.raises(OfrnnError, match="wall_geometry: needs local_learner 'lstm'"):
-        load_profile("wall", local_learner="cnn")
+    assert load_profile("wall", local_learner="cnn").wall_geometry == "learned"  # the CNN reads them too
 
 
 def test_settings_records_are_the_plain_dicts_of_before():
