@@ -395,6 +395,35 @@ def batch_settings(config):
                 motion_reference=config["motion_reference"], local_frame=config["local_frame"])
 
 
+#: byte alignment TensorFlow requires of a host buffer it reads in place
+_TF_ALIGN = 64
+
+
+def _host_buffer(shape, dtype):
+    """An uninitialised C-contiguous array whose data start on a :data:`_TF_ALIGN`-byte boundary, so
+    :func:`_host_tensor` can hand it to TensorFlow without a copy."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + _TF_ALIGN, np.uint8)
+    start = -raw.ctypes.data % _TF_ALIGN
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _host_tensor(array):
+    """A CPU tensor of ``array``, sharing its memory when it is C-contiguous and aligned (DLPack).
+
+    Why: the heart-frame P_l rows are about 12 kB a sampled pixel (1.8 GB for the quick profile's
+    149k pixels); ``tf.convert_to_tensor`` copies them, and briefly needs a third copy. The array
+    must not be written afterwards, which PixelBatches never does.
+    """
+    import tensorflow as tf
+
+    with tf.device("/CPU:0"):
+        if array.flags.c_contiguous and array.ctypes.data % _TF_ALIGN == 0 and array.size:
+            return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        return tf.convert_to_tensor(array)
+
+
 class PixelBatches:
     """Batches of (P_l(p), P_g(p)), label, weight for sampled pixels, built on the fly.
 
@@ -454,7 +483,7 @@ class PixelBatches:
                 continue
             rows = rows_of(rs, s["y"][sel], s["x"][sel])
             if out is None:
-                out = np.empty((len(s["subject"]),) + rows.shape[1:], dtype=rows.dtype)
+                out = _host_buffer((len(s["subject"]),) + rows.shape[1:], rows.dtype)
             out[sel] = rows
         return out
 
@@ -543,24 +572,22 @@ class PixelBatches:
         flat (S*J*Hp*Wp,) instead; with heart-frame patches the table is ``local_rows`` itself.
         Built once per instance (every stage and the validation pass share them). Eager tensors
         on the CPU, captured by the map function by reference (no copy into a graph), and not
-        variables, which a distribution strategy's scope would mirror onto every device.
+        variables, which a distribution strategy's scope would mirror onto every device. The
+        per-sample rows are shared with their NumPy arrays, not copied (:func:`_host_tensor`).
         """
-        import tensorflow as tf
-
         if getattr(self, "_tables", None) is None:
             self._tables = {}
-        with tf.device("/CPU:0"):
-            if "table" not in self._tables:
-                S, J, Hp, Wp = self.padded.shape
-                if self.local_rows is not None:
-                    table = self.local_rows
-                elif self.centres is not None:
-                    table = self.padded.reshape(-1)
-                else:
-                    table = np.ascontiguousarray(self.padded.reshape(S, J, Hp * Wp).transpose(0, 2, 1))
-                self._tables["table"] = tf.convert_to_tensor(table)
-            if not local_only and "glob" not in self._tables:
-                self._tables["glob"] = tf.convert_to_tensor(self.global_rows)
+        if "table" not in self._tables:
+            S, J, Hp, Wp = self.padded.shape
+            if self.local_rows is not None:
+                table = self.local_rows
+            elif self.centres is not None:
+                table = self.padded.reshape(-1)
+            else:
+                table = np.ascontiguousarray(self.padded.reshape(S, J, Hp * Wp).transpose(0, 2, 1))
+            self._tables["table"] = _host_tensor(table)
+        if not local_only and "glob" not in self._tables:
+            self._tables["glob"] = _host_tensor(self.global_rows)
         return self._tables["table"], self._tables.get("glob")
 
     def dataset(self, *, local_only=False, shuffle=True, feed="graph"):

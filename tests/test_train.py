@@ -675,6 +675,20 @@ def test_heart_patches_match_between_training_and_prediction():
         np.testing.assert_allclose(glo[sel], ref_glo[s["y"][sel] * 16 + s["x"][sel]], atol=1e-6)
 
 
+def test_the_graph_feed_reads_the_heart_frame_rows_in_place():
+    """The in-graph tables are the sampled rows themselves, not copies (12 kB a heart-frame pixel):
+    a value written into the NumPy rows is what the table then holds."""
+    from ofrnn.pipeline import PixelBatches
+
+    subs, s = _toy_pixels()
+    pb = PixelBatches(subs, s, patch=5, local_frame="heart")
+    table, glob = pb._graph_tables(local_only=False)
+    np.testing.assert_array_equal(table.numpy(), pb.local_rows)
+    np.testing.assert_array_equal(glob.numpy(), pb.global_rows)
+    pb.local_rows[3, 2, 1] = pb.global_rows[4, 1, 0] = 123.0
+    assert float(table[3, 2, 1]) == 123.0 and float(glob[4, 1, 0]) == 123.0
+
+
 def test_wall_frame_trajectories_match_between_training_and_prediction_and_refuse_augmentation():
     from ofrnn.errors import OfrnnError
     from ofrnn.pipeline import PixelBatches
@@ -1183,3 +1197,13 @@ def test_an_extra_cohort_simulated_with_the_evaluated_seed_is_refused(tmp_path):
         _distinct_cohorts(cohorts["a"], cohorts["b"])
     assert e.value.field == "extra_training_cohort"
     _distinct_cohorts(cohorts["a"], cohorts["c"])  # another seed is another set of subjects
+
+
+def test_the_comparison_note_names_every_network_option_beyond_the_paper():
+    from ofrnn.fold_report import comparison_note
+
+    sizes = dict(lstm_layers=4, patch=11, frames=25, global_patch=3)
+    assert "beyond the paper" not in comparison_note(sizes) and " follow the paper" in comparison_note(sizes)
+    note = comparison_note(dict(sizes, local_learner="cnn", wall_geometry="learned"))
+    assert note.count("beyond the paper") == 2 and "wall thickness" in note and "otherwise follow" in note
+    assert "wall thickness" in comparison_note(dict(sizes, wall_geometry="learned"))
