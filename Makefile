@@ -26,7 +26,7 @@ $(COHORT): $(wildcard ofrnn/simulate/*.py)
 	$(OFRNN) simulate --subjects 114 --seed $(SEED) --jobs $(JOBS) --out $(COHORT)
 
 # Beyond the paper (issue 10): more simulated subjects for training only (`extra_training_cohort` of
-# experiments/train.toml, profiles more-subjects and cnn-more-subjects): twice the default cohort's size,
+# experiments/train.toml, the profiles ending in more-subjects): twice the default cohort's size,
 # another seed. The profiles name this path, so it is fixed here.
 EXTRA_COHORT := data/phantom-extra.h5
 data-extra: $(EXTRA_COHORT)
@@ -43,7 +43,7 @@ clean:
 	rm -rf results
 
 # ---- OF-RNN training, cross-validation, benchmark (issue 5; settings: experiments/train.toml) ----
-# make train FOLD=k PROFILE=quick|paper|cnn|more-subjects|cnn-more-subjects|wall: train on nine folds, evaluate
+# make train FOLD=k PROFILE=quick|paper|cnn|more-subjects|cnn-more-subjects|wall|cnn-wall-more-subjects: train on nine folds, evaluate
 #   fold k -> results/train/fold<k>/ (PROFILE=paper -> results/train-paper/fold<k>/, and so on; the
 #   more-subjects profiles, beyond the paper, also train on data/phantom-extra.h5, made first)
 # make cv: every fold (finished folds are skipped, a killed fold resumes) + mean +- sd -> results/train/cv/
