@@ -275,7 +275,7 @@ def comparison_note(cfg=None, *, one_fold=True):
     else:
         local, follow = f"{cfg['lstm_layers']}-layer LSTM over {patches}", "follow"
     if cfg.get("wall_geometry", "none") == "learned":
-        local, follow = (local + " that also read, **beyond the paper**, each pixel's transmural depth and wall "
+        local, follow = (local + ", which also reads, **beyond the paper**, each pixel's transmural depth and wall "
                          "thickness from a learned myocardium segmenter (`wall_geometry = \"learned\"`)", "otherwise follow")
     return (
         f"**What is comparable with the paper.** The network ({local}, {cfg['global_patch']}x{cfg['global_patch']} "

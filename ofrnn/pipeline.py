@@ -419,7 +419,9 @@ def _host_tensor(array):
     import tensorflow as tf
 
     with tf.device("/CPU:0"):
-        if array.flags.c_contiguous and array.ctypes.data % _TF_ALIGN == 0 and array.size:
+        # NumPy exports only writable, native-order arrays through DLPack
+        if (array.flags.c_contiguous and array.flags.writeable and array.dtype.isnative and array.size
+                and array.ctypes.data % _TF_ALIGN == 0):
             return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
         return tf.convert_to_tensor(array)
 
@@ -431,7 +433,7 @@ class PixelBatches:
     batch's patches are gathered from a strided view of the stacked sequences. Heart-frame patches
     (``local_frame="heart"``), bilinear samples on a turned grid, are instead computed once for the
     sampled pixels (``local_rows``, J * N * N float32 a pixel: about 1.8 GB for the quick profile's
-    training pixels, and a second copy as the graph feed's table). When the subjects carry learned
+    training pixels, which the graph feed's table shares rather than copies). When the subjects carry learned
     wall maps (``RoiSubject.wall``, :mod:`ofrnn.wall`), each pixel's two values are appended to
     every frame of its local input, after any augmenting turn (they do not change under one).
     """

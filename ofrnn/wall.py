@@ -24,7 +24,7 @@ from .errors import OfrnnError
 
 #: the ``wall_geometry`` setting: none (the paper), or estimated by the fold's segmenter
 WALL_GEOMETRY = ("none", "learned")
-#: the maps appended to every LSTM step, in this order
+#: the maps appended to every step of P_l, in this order
 WALL_CHANNELS = ("depth", "thickness")
 #: wall thickness is given in units of this many ROI pixels, so that both maps are of order 1
 THICKNESS_UNIT = 10.0

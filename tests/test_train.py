@@ -767,7 +767,7 @@ def test_wall_maps_join_every_frame_of_the_local_input_in_both_feeds_and_at_pred
         PixelBatches([walled[0], subs[1], subs[2]], s, patch=5, local_frame="heart")
 
 
-def test_the_cnn_reads_the_patches_as_images_and_the_wall_values_beside_them():
+def test_the_cnn_reads_the_patches_as_images_and_the_wall_values_beside_them(tmp_path):
     """With extra values the CNN's convolutions see only each step's N*N patch, exactly as without
     them, and the values (constant over the steps) still reach its output."""
     import keras
@@ -787,6 +787,10 @@ def test_the_cnn_reads_the_patches_as_images_and_the_wall_values_beside_them():
     a = walled(np.concatenate([patches, wall], axis=2)).numpy()
     b = walled(np.concatenate([patches, wall + 1.0], axis=2)).numpy()
     assert walled.inputs[0].shape[-1] == n * n + 2 and np.abs(a - b).max() > 1e-3
+    # built from stock layers only, so a bundle with it loads in Keras' safe mode
+    walled.save(tmp_path / "cnn.keras")
+    again = keras.saving.load_model(tmp_path / "cnn.keras")
+    np.testing.assert_allclose(again(np.concatenate([patches, wall], axis=2)).numpy(), a, atol=1e-6)
 
 
 def test_a_wall_geometry_run_bundles_its_segmenter_and_predicts_from_the_cine_alone(toy_cohort, tmp_path):
