@@ -43,7 +43,7 @@ clean:
 	rm -rf results
 
 # ---- OF-RNN training, cross-validation, benchmark (issue 5; settings: experiments/train.toml) ----
-# make train FOLD=k PROFILE=quick|paper|cnn|more-subjects|cnn-more-subjects|wall|cnn-wall-more-subjects: train on nine folds, evaluate
+# make train FOLD=k PROFILE=quick|paper|cnn|...: train on nine folds (profiles: experiments/train.toml), evaluate
 #   fold k -> results/train/fold<k>/ (PROFILE=paper -> results/train-paper/fold<k>/, and so on; the
 #   more-subjects profiles, beyond the paper, also train on data/phantom-extra.h5, made first)
 # make cv: every fold (finished folds are skipped, a killed fold resumes) + mean +- sd -> results/train/cv/

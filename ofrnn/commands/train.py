@@ -11,13 +11,14 @@ weights, not retrained.
 
 --fold all runs every fold into OUT/fold<k>/ (finished folds are skipped) and aggregates mean +- sd
 into OUT/cv/. --fold holdout is the paper's segment-level split (2/3 train, 1/3 test).
-Settings come from experiments/train.toml (--profile quick | paper | cnn | more-subjects | cnn-more-subjects | wall |
-cnn-wall-more-subjects | ema | augment | head). Beyond the paper: cnn is quick with Table 2's CNN in place of the
-LSTM-RNN; more-subjects is quick with the 228 simulated subjects of data/phantom-extra.h5 ('make data-extra') added
-to every fold's training subjects; cnn-more-subjects is both; wall is quick whose LSTM-RNN also reads a learned
-transmural depth and wall thickness; cnn-wall-more-subjects is all three. Ablations of the training: ema, augment and head are quick with a moving
+Settings come from experiments/train.toml (--profile: one of its tables, listed under --help). Beyond the
+paper: cnn is quick with Table 2's CNN in place of the LSTM-RNN; more-subjects is quick with the 228 simulated
+subjects of data/phantom-extra.h5 ('make data-extra') added to every fold's training subjects; cnn-more-subjects
+is both; wall is quick whose LSTM-RNN also reads a learned transmural depth and wall thickness;
+cnn-wall-more-subjects is all three. Ablations of the training: ema, augment and head are quick with a moving
 average of the weights, with random 90-degree turns of each pixel's inputs, and with the discriminate layers
-trained alone on frozen motion features before fine-tuning.
+trained alone on frozen motion features before fine-tuning; myocardium-strata draws its training pixels more
+from the myocardium.
 """
 HELP = "train OF-RNN on a cohort fold and evaluate it (metrics, report, figures, model bundle)"
 NEEDS_TENSORFLOW = True
@@ -29,11 +30,22 @@ def _default_root(profile):
     return "results/train" if profile == "quick" else f"results/train-{profile}"
 
 
+def _profiles():
+    """The profiles of experiments/train.toml, for the help (the file is the one list of them)."""
+    import tomllib
+
+    from ..settings import PROFILES
+
+    try:
+        return [name for name in tomllib.loads(PROFILES.read_text()) if name != "common"]
+    except (OSError, tomllib.TOMLDecodeError):
+        return ["quick", "paper"]
+
+
 def add_arguments(p):
     p.add_argument("--cohort", default="data/phantom.h5", help="cohort file (default: %(default)s)")
     p.add_argument("--fold", default="3", help="test fold 0..9, 'all' (cross-validation) or 'holdout' (default: 3)")
-    p.add_argument("--profile", default="quick", help="profile in the settings file (quick | paper | cnn | more-subjects "
-                                                            "| cnn-more-subjects | wall | cnn-wall-more-subjects | ema | augment | head)")
+    p.add_argument("--profile", default="quick", help=f"profile in the settings file ({' | '.join(_profiles())})")
     p.add_argument("--settings", default=None, help="profiles TOML (default: experiments/train.toml)")
     p.add_argument("--out", default=None, help="results folder (default: results/train/fold<k>, or results/train; "
                                                "results/train-<profile>/... for a profile other than quick)")
