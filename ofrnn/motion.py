@@ -297,17 +297,13 @@ def patch_cnn(frames, patch, *, filters=(16, 32), units=32, extra=0, name="cnn")
     import keras
 
     x_in = keras.Input((frames, patch * patch + extra), name="local_patches")
-    patches = x_in
+    h = keras.layers.Permute((2, 1), name="cnn_values_first")(x_in)  # (batch, N*N + extra, J)
     if extra:
-        # split each step into its patch and its extra values with cropping on the feature axis
-        by_value = keras.layers.Permute((2, 1), name="cnn_values_first")(x_in)  # (batch, N*N + extra, J)
-        patches = keras.layers.Permute((2, 1), name="cnn_patch_steps")(
-            keras.layers.Cropping1D((0, extra), name="cnn_patch_values")(by_value))
-        values = keras.layers.Permute((2, 1), name="cnn_extra_steps")(
-            keras.layers.Cropping1D((patch * patch, 0), name="cnn_extra_values")(by_value))
-        values = keras.layers.GlobalAveragePooling1D(name="cnn_extra")(values)  # constant over steps
-    h = keras.layers.Reshape((frames, patch, patch), name="cnn_patches")(patches)
-    h = keras.layers.Permute((2, 3, 1), name="cnn_frames_as_channels")(h)
+        # cropping the value axis splits the patch from the extra values, which are the same at every step
+        values = keras.layers.Cropping1D((patch * patch, 0), name="cnn_extra_values")(h)
+        values = keras.layers.GlobalAveragePooling1D(data_format="channels_first", name="cnn_extra")(values)
+        h = keras.layers.Cropping1D((0, extra), name="cnn_patch_values")(h)
+    h = keras.layers.Reshape((patch, patch, frames), name="cnn_frames_as_channels")(h)
     for i, f in enumerate(filters):
         h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"cnn_conv_{i + 1}")(h)
     h = keras.layers.MaxPooling2D(2, padding="same", name="cnn_pool")(h)

@@ -11,7 +11,7 @@ weights, not retrained.
 
 --fold all runs every fold into OUT/fold<k>/ (finished folds are skipped) and aggregates mean +- sd
 into OUT/cv/. --fold holdout is the paper's segment-level split (2/3 train, 1/3 test).
-Settings come from experiments/train.toml (--profile: one of its tables, listed under --help). Beyond the
+Settings come from experiments/train.toml (--profile: one of its tables). Beyond the
 paper: cnn is quick with Table 2's CNN in place of the LSTM-RNN; more-subjects is quick with the 228 simulated
 subjects of data/phantom-extra.h5 ('make data-extra') added to every fold's training subjects; cnn-more-subjects
 is both; wall is quick whose LSTM-RNN also reads a learned transmural depth and wall thickness;
@@ -30,22 +30,11 @@ def _default_root(profile):
     return "results/train" if profile == "quick" else f"results/train-{profile}"
 
 
-def _profiles():
-    """The profiles of experiments/train.toml, for the help (the file is the one list of them)."""
-    import tomllib
-
-    from ..settings import PROFILES
-
-    try:
-        return [name for name in tomllib.loads(PROFILES.read_text()) if name != "common"]
-    except (OSError, tomllib.TOMLDecodeError):
-        return ["quick", "paper"]
-
-
 def add_arguments(p):
     p.add_argument("--cohort", default="data/phantom.h5", help="cohort file (default: %(default)s)")
     p.add_argument("--fold", default="3", help="test fold 0..9, 'all' (cross-validation) or 'holdout' (default: 3)")
-    p.add_argument("--profile", default="quick", help=f"profile in the settings file ({' | '.join(_profiles())})")
+    p.add_argument("--profile", default="quick", help="a table of the settings file (default: quick; an unknown name is "
+                                                            "refused with the file's profiles listed)")
     p.add_argument("--settings", default=None, help="profiles TOML (default: experiments/train.toml)")
     p.add_argument("--out", default=None, help="results folder (default: results/train/fold<k>, or results/train; "
                                                "results/train-<profile>/... for a profile other than quick)")
