@@ -26,7 +26,7 @@ $(COHORT): $(wildcard ofrnn/simulate/*.py)
 	$(OFRNN) simulate --subjects 114 --seed $(SEED) --jobs $(JOBS) --out $(COHORT)
 
 # Beyond the paper (issue 10): more simulated subjects for training only (`extra_training_cohort` of
-# experiments/train.toml, the profiles ending in more-subjects): twice the default cohort's size,
+# experiments/train.toml, the profiles whose name holds more-subjects): twice the default cohort's size,
 # another seed. The profiles name this path, so it is fixed here.
 EXTRA_COHORT := data/phantom-extra.h5
 data-extra: $(EXTRA_COHORT)
@@ -59,7 +59,7 @@ TRAIN_FLAGS = --profile $(PROFILE) $(if $(FOLD_LOCALIZER),--fold-localizer $(FOL
 # holds one run's settings
 TRAIN_OUT = results/train$(if $(filter-out quick,$(PROFILE)),-$(PROFILE))
 # the profiles that train on the extra cohort as well
-TRAIN_DATA = $(COHORT) $(if $(filter %more-subjects,$(PROFILE)),$(EXTRA_COHORT))
+TRAIN_DATA = $(COHORT) $(if $(findstring more-subjects,$(PROFILE)),$(EXTRA_COHORT))
 .PHONY: train cv train-holdout bench
 
 train: $(TRAIN_DATA)
