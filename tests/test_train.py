@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ofrnn.store import Subject, write_cohort
+from ofrnn.store import Subject, open_cohort, write_cohort
 
 flow_mod = pytest.importorskip("ofrnn.flow", reason="ofrnn.flow (global motion features, issue 3) not available")
 if not hasattr(flow_mod, "global_features"):
@@ -1211,3 +1211,65 @@ def test_the_comparison_note_names_every_network_option_beyond_the_paper():
     note = comparison_note(dict(sizes, local_learner="cnn", wall_geometry="learned"))
     assert note.count("beyond the paper") == 2 and "wall thickness" in note and "otherwise follow" in note
     assert "wall thickness" in comparison_note(dict(sizes, wall_geometry="learned"))
+
+
+def test_fold_command_passes_every_option_to_the_fold_process(tmp_path):
+    """--fold all trains each fold in a child process: its command line, parsed again, holds the same
+    options with that fold and folder."""
+    import argparse
+    import sys
+
+    from ofrnn.commands import train as cmd
+
+    parser = argparse.ArgumentParser()
+    cmd.add_arguments(parser)
+    given = ["--cohort", "c.h5", "--fold", "all", "--profile", "cnn", "--settings", "s.toml", "--flow", "gt",
+             "--roi", "detector", "--localizer", "loc", "--fold-localizer", "none", "--cache", "cache",
+             "--threads", "2", "--force", "--out", "root"]
+    args = parser.parse_args(given)
+    line = cmd.fold_command(args, 4, tmp_path / "root" / "fold4")
+    assert line[:4] == [sys.executable, "-m", "ofrnn", "train"]
+    child = parser.parse_args(line[4:])
+    assert child.fold == "4" and child.out == str(tmp_path / "root" / "fold4")
+    assert {k: v for k, v in vars(child).items() if k not in ("fold", "out")} == \
+           {k: v for k, v in vars(args).items() if k not in ("fold", "out")}
+    # options left at their defaults stay so
+    args = parser.parse_args(["--fold", "all"])
+    child = parser.parse_args(cmd.fold_command(args, 0, tmp_path / "f0")[4:])
+    assert child.settings is None and child.flow is None and child.localizer is None and not child.force
+
+
+def test_cross_validation_trains_each_fold_in_its_own_process(toy_cohort, tmp_path, capsys):
+    """`ofrnn train --fold all` on a two-fold tiny profile: both folds are trained (by child
+    processes) and aggregated; run again, it reuses them; a fold that fails stops it with one line."""
+    import tomllib
+
+    from ofrnn.cli import main
+
+    base = (Path(__file__).parents[1] / "experiments" / "train.toml").read_text()
+    one_epoch = dict(TINY, lstm_epochs=1, ae_epochs=1, finetune_epochs=1)  # what is tested is the run, not the fit
+    tiny = "\n[tiny]\nextends = \"quick\"\nn_folds = 2\nlocalizer = \"none\"\n" + "".join(
+        f"{k} = {json.dumps(v)}\n" for k, v in one_epoch.items())
+    tomllib.loads(base + tiny)  # the file the children read is valid TOML
+    settings = tmp_path / "train.toml"
+    settings.write_text(base + tiny)
+    line = ["train", "--cohort", str(toy_cohort), "--fold", "all", "--profile", "tiny", "--settings", str(settings),
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "cv")]
+    assert main(line) == 0
+    folds = [json.loads((tmp_path / "cv" / f"fold{k}" / "metrics.json").read_text()) for k in range(2)]
+    assert [f["split"]["fold"] for f in folds] == ["0", "1"]
+    tested = [s for f in folds for s in f["split"]["test"]]  # every toy subject tested exactly once
+    with open_cohort(toy_cohort) as c:
+        assert sorted(tested) == sorted(c.ids)
+    summary = json.loads((tmp_path / "cv" / "cv" / "metrics.json").read_text())
+    assert summary["n_folds"] == 2 and summary["profile"] == "tiny"
+    stamp = (tmp_path / "cv" / "fold0" / "metrics.json").stat().st_mtime_ns
+    assert main(line) == 0 and (tmp_path / "cv" / "fold0" / "metrics.json").stat().st_mtime_ns == stamp
+    # a fold whose process fails (here: its folder holds another run) stops the run with one line
+    (tmp_path / "cv2" / "fold0").mkdir(parents=True)
+    (tmp_path / "cv2" / "fold0" / "settings.json").write_text("{}")
+    capsys.readouterr()
+    assert main(line[:-1] + [str(tmp_path / "cv2")]) == 2
+    err = capsys.readouterr().err
+    assert "fold 0 stopped with exit status 2" in err and "Traceback" not in err
+    assert not (tmp_path / "cv2" / "fold1").exists()

@@ -9,8 +9,8 @@ rule), train_log*.csv (Keras CSVLogger), split.json and checkpoints/ (a killed r
 last completed stage / epoch). A fold finished by an older version is evaluated again from its
 weights, not retrained.
 
---fold all runs every fold into OUT/fold<k>/ (finished folds are skipped) and aggregates mean +- sd
-into OUT/cv/. --fold holdout is the paper's segment-level split (2/3 train, 1/3 test).
+--fold all runs every fold into OUT/fold<k>/, each in a process of its own (finished folds are skipped),
+and aggregates mean +- sd into OUT/cv/. --fold holdout is the paper's segment-level split (2/3 train, 1/3 test).
 Settings come from experiments/train.toml (--profile: one of its tables). Beyond the
 paper: cnn is quick with Table 2's CNN in place of the LSTM-RNN; more-subjects is quick with the 228 simulated
 subjects of data/phantom-extra.h5 ('make data-extra') added to every fold's training subjects; cnn-more-subjects
@@ -28,6 +28,20 @@ def _default_root(profile):
     """results/train for the default profile, results/train-<profile> for another (as the Makefile's TRAIN_OUT):
     a fold folder holds one run's settings."""
     return "results/train" if profile == "quick" else f"results/train-{profile}"
+
+
+def fold_command(args, fold, out):
+    """The command line that trains one ``fold`` of an ``--fold all`` run into ``out`` with the same options,
+    in a new Python process (a list for :func:`subprocess.run`)."""
+    import sys
+
+    cmd = [sys.executable, "-m", "ofrnn", "train", "--cohort", str(args.cohort), "--fold", str(fold),
+           "--profile", args.profile, "--out", str(out), "--cache", str(args.cache), "--threads", str(args.threads)]
+    for flag, value in (("--settings", args.settings), ("--flow", args.flow), ("--roi", args.roi),
+                        ("--localizer", args.localizer), ("--fold-localizer", args.fold_localizer)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    return cmd + (["--force"] if args.force else [])
 
 
 def add_arguments(p):
@@ -78,15 +92,22 @@ def run(args):
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     if args.fold == "all":
-        import keras
+        import subprocess
 
         root = Path(args.out or _default_root(args.profile))
         results = []
         for k in range(cfg.n_folds):
-            print(f"== fold {k} ==")
+            print(f"== fold {k} ==", flush=True)
+            # Each fold trains in a process of its own: the memory TensorFlow holds returns to the system
+            # between folds (one process for all ten was killed out of memory in fold 7 of a 16 GB-a-fold
+            # profile), and `make cv` runs every fold exactly as `make train FOLD=k` does.
+            rc = subprocess.run(fold_command(args, k, root / f"fold{k}")).returncode
+            if rc:
+                raise OfrnnError(f"fold {k} stopped with exit status {rc} (its message is above); the folds before it "
+                                 "are kept and rerunning the same command resumes", field="--fold")
+            # the finished fold is read back, not trained again
             results.append(run_fold(args.cohort, str(k), cfg, root / f"fold{k}", cache_dir=args.cache,
-                                    localizer=localizer, force=args.force, settings=settings))
-            keras.backend.clear_session()
+                                    localizer=localizer, settings=settings))
         summary = aggregate(results, root / "cv")
         for key, s in summary["metrics"].items():
             scale, unit = (1, "") if key == "dice_myocardium_mean" else (100, " %")
