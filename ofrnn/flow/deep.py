@@ -73,6 +73,15 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   1.3-3.4; a one-off check), so a rule setting sigma from measured noise would smooth the phantom
   more, the wrong way. What the real pool has and the phantom lacks (papillary muscles and
   trabeculae that change shape from frame to frame, an untested guess) is issue 12's to measure.
+  Three other changes were measured by the same scorer on the same sets (2026-12-04, one-off runs of
+  ``tune_deep`` against these defaults); each helps the real sets and costs the phantom as above.
+  An edge-preserving pre-filter, each image replaced by its total-variation structure part (Rudin,
+  Osher & Fatemi 1992; Wedel et al. 2009), weight 0.02 / 0.05 / 0.1 of the [0, 1] range: Sunnybrook
+  calibration -3.7 / -5.8 / -7.1 %, ED->ES EPE +5.6 / +23.5 / +39.2 %, large motion +10.5 / +56 /
+  +36 %. A stronger gradient-constancy weight, gamma 1.0 / 1.5: Sunnybrook -4.9 / -7.3 %, cohort AAE
+  +14.7 / +40.2 % (gamma and alpha both 1.5: -4.8 %, +13.8 %). A softer penaliser, eps 0.03 / 0.1:
+  Sunnybrook -2.1 / -5.6 %, cohort AAE +7.8 / +30.8 %. The admissible ones (pre-filter 0.02, gamma
+  1.0, gamma and alpha 1.5) had a higher mean relative error than these defaults (+1.6, +1.5, +2.3 %).
 
 - a median filter and edge-aware smoothness (``make flow-tune-filtering``,
   results/flow/tuning-filtering.md), last, on the same sets and rule, beyond DeepFlow: each
