@@ -103,8 +103,10 @@ def run(args):
             # profile), and `make cv` runs every fold exactly as `make train FOLD=k` does.
             rc = subprocess.run(fold_command(args, k, root / f"fold{k}")).returncode
             if rc:
-                raise OfrnnError(f"fold {k} stopped with exit status {rc} (its message is above); the folds before it "
-                                 "are kept and rerunning the same command resumes", field="--fold")
+                # a negative status is the signal that killed it (9: the system's out-of-memory killer, often)
+                how = f"was killed by signal {-rc}" if rc < 0 else f"stopped with exit status {rc} (its message is above)"
+                raise OfrnnError(f"fold {k} {how}; the folds before it are kept and rerunning the same command "
+                                 "resumes", field="--fold")
             # the finished fold is read back, not trained again
             results.append(run_fold(args.cohort, str(k), cfg, root / f"fold{k}", cache_dir=args.cache,
                                     localizer=localizer, settings=settings))
