@@ -1239,12 +1239,17 @@ def test_fold_command_passes_every_option_to_the_fold_process(tmp_path):
     assert child.settings is None and child.flow is None and child.localizer is None and not child.force
 
 
-def test_cross_validation_trains_each_fold_in_its_own_process(toy_cohort, tmp_path, capsys):
+def test_cross_validation_trains_each_fold_in_its_own_process(toy_cohort, tmp_path, capsys, monkeypatch):
     """`ofrnn train --fold all` on a two-fold tiny profile: both folds are trained (by child
     processes) and aggregated; run again, it reuses them; a fold that fails stops it with one line."""
+    import subprocess
     import tomllib
 
     from ofrnn.cli import main
+
+    started = []  # the fold processes the run starts, recorded on their way to subprocess.run
+    real_run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **k: started.append(cmd) or real_run(cmd, *a, **k))
 
     base = (Path(__file__).parents[1] / "experiments" / "train.toml").read_text()
     one_epoch = dict(TINY, lstm_epochs=1, ae_epochs=1, finetune_epochs=1)  # what is tested is the run, not the fit
@@ -1256,6 +1261,8 @@ def test_cross_validation_trains_each_fold_in_its_own_process(toy_cohort, tmp_pa
     line = ["train", "--cohort", str(toy_cohort), "--fold", "all", "--profile", "tiny", "--settings", str(settings),
             "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "cv")]
     assert main(line) == 0
+    assert [c[c.index("--fold") + 1] for c in started] == ["0", "1"]
+    assert all(c[c.index("--out") + 1] == str(tmp_path / "cv" / f"fold{k}") for k, c in enumerate(started))
     folds = [json.loads((tmp_path / "cv" / f"fold{k}" / "metrics.json").read_text()) for k in range(2)]
     assert [f["split"]["fold"] for f in folds] == ["0", "1"]
     tested = [s for f in folds for s in f["split"]["test"]]  # every toy subject tested exactly once
