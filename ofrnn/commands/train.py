@@ -31,17 +31,23 @@ def _default_root(profile):
 
 
 def fold_command(args, fold, out):
-    """The command line that trains one ``fold`` of an ``--fold all`` run into ``out`` with the same options,
-    in a new Python process (a list for :func:`subprocess.run`)."""
+    """The command line that trains one ``fold`` of an ``--fold all`` run into ``out`` with every other option
+    of ``args`` as given, in a new Python process (a list for :func:`subprocess.run`). The options are those
+    :func:`add_arguments` defines, each ``--name`` carrying ``args.name`` (dashes for underscores), so an option
+    added there is passed on too."""
+    import argparse
     import sys
 
-    cmd = [sys.executable, "-m", "ofrnn", "train", "--cohort", str(args.cohort), "--fold", str(fold),
-           "--profile", args.profile, "--out", str(out), "--cache", str(args.cache), "--threads", str(args.threads)]
-    for flag, value in (("--settings", args.settings), ("--flow", args.flow), ("--roi", args.roi),
-                        ("--localizer", args.localizer), ("--fold-localizer", args.fold_localizer)):
-        if value is not None:
-            cmd += [flag, str(value)]
-    return cmd + (["--force"] if args.force else [])
+    own = argparse.ArgumentParser()
+    add_arguments(own)
+    cmd = [sys.executable, "-m", "ofrnn", "train", "--fold", str(fold), "--out", str(out)]
+    for dest in vars(own.parse_args([])):
+        value = getattr(args, dest)
+        if dest in ("fold", "out") or value is None or value is False:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        cmd += [flag] if value is True else [flag, str(value)]
+    return cmd
 
 
 def add_arguments(p):
@@ -85,9 +91,10 @@ def run(args):
     if cfg.roi == "detector":
         if not args.localizer:
             raise OfrnnError("--roi detector needs --localizer DIR (a heart localization bundle)", field="--localizer")
-        from ..localization import load_detector
+        if args.fold != "all":  # with --fold all each fold's own process loads it
+            from ..localization import load_detector
 
-        localizer = load_detector(args.localizer)
+            localizer = load_detector(args.localizer)
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -107,9 +114,9 @@ def run(args):
                 how = f"was killed by signal {-rc}" if rc < 0 else f"stopped with exit status {rc} (its message is above)"
                 raise OfrnnError(f"fold {k} {how}; the folds before it are kept and rerunning the same command "
                                  "resumes", field="--fold")
-            # the finished fold is read back, not trained again
+            # the finished fold is read back, not trained again (so no localizer is needed here)
             results.append(run_fold(args.cohort, str(k), cfg, root / f"fold{k}", cache_dir=args.cache,
-                                    localizer=localizer, settings=settings))
+                                    settings=settings))
         summary = aggregate(results, root / "cv")
         for key, s in summary["metrics"].items():
             scale, unit = (1, "") if key == "dice_myocardium_mean" else (100, " %")

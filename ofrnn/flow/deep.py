@@ -84,8 +84,8 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   1.0, gamma and alpha 1.5) had a higher mean relative error than these defaults (+1.6, +1.5, +2.3 %).
   eps 0.03 had a lower one (-0.7 %: large motion -9.9 %) but timed over the budget in that run (2.62x
   DeepFlow's; these defaults 2.21x in the same run, so the timing is noise more than cost), and was
-  not pursued: +7.8 % cohort AAE would give away the phantom benchmark, where the deep OF leads
-  OpenCV DeepFlow by 3.5 % (4.77 against 4.94 deg).
+  not pursued: +7.8 % cohort AAE would give away the phantom benchmark, where the deep OF is 3.4 %
+  below OpenCV DeepFlow (4.77 against 4.94 deg, the bench of 2026-12-03 below).
 
 - a median filter and edge-aware smoothness (``make flow-tune-filtering``,
   results/flow/tuning-filtering.md), last, on the same sets and rule, beyond DeepFlow: each
