@@ -114,7 +114,8 @@ localize-rescore: $(COHORT)
 
 # ---- global motion: optical-flow benchmark (issue 3; settings: experiments/flow.toml) ----
 # make flow-bench: paper Table 3 on the simulated LV ROI sequences + FlyingChairs, motorcycle,
-# Sunnybrook and ACDC tracking + Fig. 4 -> results/flow/ (metrics.json, report.md, PNG figures).
+# Sunnybrook and ACDC tracking, Sunnybrook's contour tracking on the simulated cohort (exact truth)
+# + Fig. 4 -> results/flow/ (metrics.json, report.md, PNG figures).
 # make flow-tune: parameter search on a separately simulated training cohort (seed 1001) ->
 # results/flow/tuning.{json,md}; the library defaults in ofrnn/flow come from it.
 # make flow-tune-matching: the deep OF's matching weight on all training data (that cohort,

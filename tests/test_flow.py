@@ -620,6 +620,34 @@ def test_acdc_tracking_reports_how_much_of_the_contraction_a_flow_follows(tmp_pa
     assert table["exact"]["dice_lv_cavity"] > 0.9 > table["zero"]["dice_lv_cavity"]
 
 
+def test_simulated_tracking_carries_the_ed_cavity_onto_the_es_one_and_scores_a_still_contour(tmp_path, monkeypatch):
+    from ofrnn.experiments import flow as bench
+    from ofrnn.simulate import simulate_cohort
+    from ofrnn.store import open_cohort
+
+    cohort = tmp_path / "c.h5"
+    simulate_cohort(cohort, n_subjects=2, seed=4, matrix=96, frames=10, progress=False)
+    cases = bench.tracking_cases(cohort)
+    assert len(cases) == 2
+    with open_cohort(cohort) as c:
+        ids = c.ids
+    for (sid, frames, ed, es), want in zip(cases, ids):
+        assert sid == want and frames.shape[1:] == (64, 64) and 2 <= len(frames) <= 10
+        # physics: the exact flows carry the ED cavity onto a smaller one, within half a pixel of the
+        # ES cavity's own contour (nearest-neighbour masks in the ROI)
+        area = lambda poly: bench._polygon_mask(poly, frames.shape[1:]).sum()  # noqa: E731
+        assert area(es) < 0.95 * area(ed)
+    monkeypatch.setitem(bench.F.METHODS, "zero", lambda a, b: np.zeros((2,) + a.shape, np.float32))
+    cfg = {"simulated": {"cohort": str(cohort)}, "tracking": {"subjects": 0, "methods": ["zero", "farneback"]}}
+    res = bench.tracking(cfg, {})
+    zero = res["table"]["zero"]
+    # a still contour is off by the ED -> ES distance and keeps the ED area
+    assert zero["mcd_px_mean"] == pytest.approx(np.mean([bench._contour_distance(ed, es) for _, _, ed, es in cases]))
+    assert zero["es_area_ratio_median"] > 1.05
+    assert res["table"]["farneback"]["mcd_px_mean"] < zero["mcd_px_mean"]
+    assert "Simulated contour tracking" in bench.report({"profile": "t", "versions": {}, "seconds": 1.0, "tracking": res})
+
+
 def test_brightness_weight_that_decays_to_the_finest_level_leaves_a_single_level_unchanged():
     # delta_k = delta (k / k_max)^delta_decay: one pyramid level is the finest, so any decay > 0
     # switches the brightness term off there and the flow is the gradient-only one; decay 0 keeps it.

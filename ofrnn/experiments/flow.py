@@ -9,6 +9,8 @@ Parts (settings in experiments/flow.toml):
   mean contour distance (mm) against the manual ES contour, on the evaluation patients only;
 - ``acdc``: ED masks (LV cavity, LV epicardium) propagated to ES by the ED->ES flow, Dice, on the
   evaluation patients only;
+- ``tracking``: Sunnybrook's protocol on the simulated ROI sequences, where the truth is exact: the
+  ED cavity contour carried to ES by the chained flow, contour distance (px) and area ratio;
 - ``fig4``: start/end-of-systole frames and colour-coded deep OF vs HS (and ground truth).
 
 The ``tune`` profile instead searches the parameters of the deep flow and of the baselines on a
@@ -166,6 +168,61 @@ def simulated(cfg, params):
             "sequence_timing": {"frames": n_pairs + 1, "flow_ms_median": float(np.median(seq_ms)),
                                 "features_ms_median": float(np.median(feat_ms)),
                                 "total_ms_median": float(np.median(np.add(seq_ms, feat_ms)))}}
+
+
+def tracking_cases(path, *, subjects=0):
+    """The Sunnybrook benchmark's protocol on simulated 64x64 LV ROI sequences, where the truth is exact.
+
+    Frame 0 is ED (the simulator starts the cycle there) and ES the frame with the smallest LV
+    cavity. The ED cavity's contour (``skimage.measure.find_contours`` at 0.5 on the ROI's cavity
+    mask, resampled every 0.5 px) is carried to ES through the exact consecutive flows
+    (:func:`ofrnn.flow.trace`), so a method's error is its own, not the contour's.
+
+    Returns
+    -------
+    list of (id, frames ED..ES (T, 64, 64), ED contour (n, 2), true ES contour (n, 2))
+        Contours (y, x) in ROI pixels; the two share their vertices.
+    """
+    from skimage.measure import find_contours
+
+    from ..roi import crop, crop_flow, sequence_transform
+    from ..store import open_cohort
+
+    out = []
+    with open_cohort(path) as c:
+        for sid in (c.ids[:subjects] if subjects else c.ids):
+            s = c.read(sid, fields=["cine", "lv_box", "flow", "lv_cavity_t"])
+            t = sequence_transform(s.lv_box)
+            cav = crop(s.lv_cavity_t, t, order=0) > 0
+            es = int(np.argmin(cav.reshape(len(cav), -1).sum(1)))
+            ed = _resample_polygon(max(find_contours(cav[0].astype(float), 0.5), key=len))
+            out.append((sid, crop(s.cine, t)[:es + 1], ed, F.trace(crop_flow(s.flow, t)[:es], ed)[-1]))
+    return out
+
+
+def tracking(cfg, params):
+    """Contour tracking on the simulated cohort (:func:`tracking_cases`): mean contour distance (px)
+    to the truth, and the moved contour's area over the true ES area (> 1: too little of the
+    contraction followed), per method; the cross-check of the Sunnybrook row where the truth is exact."""
+    tc = cfg["tracking"]
+    path = _resolve(tc.get("cohort", cfg["simulated"]["cohort"]))
+    if not path.exists():
+        return {"skipped": f"{path} not found (run `make data`)"}
+    cases = tracking_cases(path, subjects=tc.get("subjects", 0))
+    out = {m: {"mcd_px": [], "area_ratio": []} for m in tc["methods"]}
+    for _, frames, ed, es in tqdm(cases, desc="tracking", unit="subject"):
+        m_es = _polygon_mask(es, frames.shape[1:])
+        for m in tc["methods"]:
+            moved = _propagate(frames, ed, m, params)
+            out[m]["mcd_px"].append(_contour_distance(moved, es))
+            out[m]["area_ratio"].append(_polygon_mask(moved, frames.shape[1:]).sum() / m_es.sum())
+    table = {m: {"mcd_px_mean": float(np.mean(r["mcd_px"])), "mcd_px_sd": float(np.std(r["mcd_px"])),
+                 "es_area_ratio_median": float(np.median(r["area_ratio"]))} for m, r in out.items()}
+    return {"cohort_sha256": content_digest(path), "subjects": len(cases), "table": table,
+            "note": "the evaluation cohort's 64x64 LV ROIs, frame 0 (ED) to the smallest cavity (ES); the truth is "
+                    "the ED cavity contour traced through the exact flows; mcd_px: mean contour distance to it "
+                    "(ROI pixels); es_area_ratio_median: the moved contour's area over the true one's (above 1: "
+                    "too little of the contraction followed), median over subjects"}
 
 
 # --------------------------------------------------------------------------- tuning (training cohort)
@@ -648,30 +705,34 @@ def sunnybrook_cases(folder, *, calibration, margin=0.75):
     return cases
 
 
+_NO_MOTION = "no motion (ED contour as is)"
+
+
 def sunnybrook(cfg, params):
     sb = cfg["sunnybrook"]
     folder = _resolve(sb["dir"])
     if not folder.is_dir():
         return {"skipped": f"{sb['dir']} not found"}
     cases = sunnybrook_cases(folder, calibration=False, margin=sb.get("margin", 0.75))
-    out = {m: {"dice": [], "mcd_mm": []} for m in sb["methods"]}
-    base = []
+    rows = {m: {"dice": [], "mcd_mm": [], "area_ratio": []} for m in [*sb["methods"], _NO_MOTION]}
     for _, fr, ed, es, sp in tqdm(cases, desc="sunnybrook", unit="slice"):
         m_es = _polygon_mask(es, fr.shape[1:])
-        base.append({"dice": _dice(_polygon_mask(ed, fr.shape[1:]), m_es), "mcd_mm": _contour_distance(ed, es) * sp})
-        for m in sb["methods"]:
-            moved = _propagate(fr, ed, m, params)
-            out[m]["dice"].append(_dice(_polygon_mask(moved, fr.shape[1:]), m_es))
-            out[m]["mcd_mm"].append(_contour_distance(moved, es) * sp)
+        for m in rows:
+            moved = ed if m == _NO_MOTION else _propagate(fr, ed, m, params)
+            m_mv = _polygon_mask(moved, fr.shape[1:])
+            rows[m]["dice"].append(_dice(m_mv, m_es))
+            rows[m]["mcd_mm"].append(_contour_distance(moved, es) * sp)
+            rows[m]["area_ratio"].append(m_mv.sum() / m_es.sum())
     table = {m: {"dice_mean": float(np.mean(r["dice"])), "dice_sd": float(np.std(r["dice"])),
-                 "mcd_mm_mean": float(np.mean(r["mcd_mm"]))} for m, r in out.items()}
-    table["no motion (ED contour as is)"] = {"dice_mean": float(np.mean([b["dice"] for b in base])),
-                                             "dice_sd": float(np.std([b["dice"] for b in base])),
-                                             "mcd_mm_mean": float(np.mean([b["mcd_mm"] for b in base]))}
+                 "mcd_mm_mean": float(np.mean(r["mcd_mm"])), "es_area_ratio_median": float(np.median(r["area_ratio"]))}
+             for m, r in rows.items()}
     patients = sorted({sunnybrook_patient(c[0]) for c in cases})
     return {"slices": len(cases), "patients": patients, "table": table,
+            "per_slice_mcd_mm": {c[0]: {m: r["mcd_mm"][i] for m, r in rows.items()} for i, c in enumerate(cases)},
             "note": f"evaluation patients only ({', '.join(patients)}; the calibration patient of "
-                    "experiments/realism.toml [split] is training data of the deep OF's smoothing stage)"}
+                    "experiments/realism.toml [split] is training data of the deep OF's smoothing stage); "
+                    "es_area_ratio_median: the moved contour's area over the manual ES one's, median over slices "
+                    "(above 1: too little of the contraction followed)"}
 
 
 ACDC_STRUCTURES = {"lv_cavity": (3,), "lv_epicardium": (2, 3)}
@@ -937,6 +998,19 @@ def _simulated_section(sim):
     return L
 
 
+def _per_slice_section(r):
+    """Sunnybrook's contour distance slice by slice for the deep OF, the dense method of lowest mean
+    and no motion: where the methods part is rarely spread evenly."""
+    if r is None or "per_slice_mcd_mm" not in r:
+        return []
+    dense = {m: v["mcd_mm_mean"] for m, v in r["table"].items() if m in DENSE}
+    cols = list(dict.fromkeys(["deep", min(dense, key=dense.get), _NO_MOTION]))
+    return (["### Sunnybrook slice by slice (mean contour distance, mm)", "",
+             "| slice | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+            + [f"| {sid} | " + " | ".join(_fmt(v.get(c), "{:.2f}") for c in cols) + " |"
+               for sid, v in r["per_slice_mcd_mm"].items()] + [""])
+
+
 def report(res):
     L = ["# Optical-flow benchmark (paper Table 3, Fig. 4)", "",
          f"Profile `{res['profile']}`; versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".",
@@ -965,6 +1039,17 @@ def report(res):
             if dense:
                 best = max(dense, key=dense.get)
                 L[-1:-1] = ["", f"Best {first} among dense methods: **{best}** ({dense[best]:.3f})."]
+        if key == "sunnybrook":
+            L += _per_slice_section(r)
+    r = res.get("tracking")
+    L += _section("Simulated contour tracking: Sunnybrook's protocol where the truth is exact", r,
+                  lambda r: f"{r['subjects']} subjects of the cohort {r['cohort_sha256']} (content digest); {r['note']}",
+                  lambda v, c: _fmt(v[c], "{:.3f}"))
+    if r is not None and "table" in r:
+        dense = {m: v["mcd_px_mean"] for m, v in r["table"].items() if m in DENSE}
+        if dense:
+            best = min(dense, key=dense.get)
+            L[-1:-1] = ["", f"Lowest mean contour distance among dense methods: **{best}** ({dense[best]:.3f} px)."]
     f4 = res.get("fig4")
     if f4 and "skipped" not in f4:
         L += ["## Fig. 4", "", "![fig4](fig4.png)", "",
@@ -984,7 +1069,7 @@ def run(config, profile, out_dir):
     params = cfg.get("params", {})
     t0 = time.perf_counter()
     res = {"profile": profile, "versions": _versions(), "config": cfg}
-    parts = cfg.get("parts", ["simulated", "flyingchairs", "motorcycle", "sunnybrook", "acdc", "fig4"])
+    parts = cfg.get("parts", ["simulated", "flyingchairs", "motorcycle", "sunnybrook", "acdc", "tracking", "fig4"])
     for part in parts:
         print(f"flow benchmark: {part}", flush=True)
         if part == "fig4":
