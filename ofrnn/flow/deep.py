@@ -132,9 +132,12 @@ defaults, 2026-12-04, results/flow/report.md):
   choice), but on the training cohort sigma 1.6 raises the myocardium AAE above OpenCV DeepFlow's
   (5.38 against 5.21 deg) and the ED->ES EPE by 41 %. On the training and calibration data alone
   sigma 1.2 wins both (AAE 5.09 deg against 5.21; SC-HF-I-1 1.57 mm against iLK's 1.60) but
-  breaks the tuning rule's 15 % bound on the ED->ES EPE (+15.7 %). Why the real basal slices want
-  more pre-smoothing than the phantom, I did not test; through-plane motion, which the
-  single-slice phantom lacks, is the likeliest candidate.
+  breaks the tuning rule's 15 % bound on the ED->ES EPE (+15.7 %). The basal slices lose on every
+  Sunnybrook patient, the calibration one too: on each patient's three most basal contoured slices
+  the deep OF trails iLK by 0.27 / 0.34 / 1.13 mm a slice (SC-HF-I-1 / -2 / -4), on the others by
+  -0.09 / +0.09 / -0.05 (a one-off per-slice run). The base moves most through the imaging plane, so
+  its in-plane intensities obey constancy least; the single-slice phantom has no through-plane
+  motion. That is the likeliest cause, not a tested one.
 - FlyingChairs evaluation pairs 0000003-0000005: EPE 3.2870 against OpenCV DeepFlow's 3.2872 px
   (the lowest, by a hair) and AAE 4.36 against 4.34 deg. The deep OF wins two of the three pairs
   on both (0000003: 3.91 / 1.28 against 4.03 deg / 1.45 px; 0000004: 2.87 / 2.30 against 3.51 /
