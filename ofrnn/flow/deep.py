@@ -135,9 +135,13 @@ defaults, 2026-12-04, results/flow/report.md):
   breaks the tuning rule's 15 % bound on the ED->ES EPE (+15.7 %). The basal slices lose on every
   Sunnybrook patient, the calibration one too: on each patient's three most basal contoured slices
   the deep OF trails iLK by 0.27 / 0.34 / 1.13 mm a slice (SC-HF-I-1 / -2 / -4), on the others by
-  -0.09 / +0.09 / -0.05 (a one-off per-slice run). The base moves most through the imaging plane, so
-  its in-plane intensities obey constancy least; the single-slice phantom has no through-plane
-  motion. That is the likeliest cause, not a tested one.
+  -0.09 / +0.09 / -0.05 (a one-off per-slice run). The base moves most through the imaging plane,
+  which the single-slice phantom never does, but a check did not bear that out as the cause: the
+  brightness-constancy residual |I_t+1(x + u) - I_t(x)| within 4 px of the carried contour is not
+  higher on the basal slices of every patient (iLK's flows: 4.45 against 2.65 grey levels of 255
+  on SC-HF-I-1, 3.52 against 3.68 on -2, 4.62 against 4.26 on -4), and on SC-HF-I-4's basal
+  slices the deep OF's flows fit the intensities better than iLK's (4.47) while carrying the
+  contour worse. What the manual ES contour follows there that the flow does not is open.
 - FlyingChairs evaluation pairs 0000003-0000005: EPE 3.2870 against OpenCV DeepFlow's 3.2872 px
   (the lowest, by a hair) and AAE 4.36 against 4.34 deg. The deep OF wins two of the three pairs
   on both (0000003: 3.91 / 1.28 against 4.03 deg / 1.45 px; 0000004: 2.87 / 2.30 against 3.51 /
