@@ -126,8 +126,10 @@ localize-rescore: $(COHORT)
 # Sunnybrook calibration patient's contour tracking -> results/flow/tuning-smoothing.{json,md}.
 # make flow-tune-filtering: then its median filter and edge-aware smoothness, on the same sets ->
 # results/flow/tuning-filtering.{json,md}.
+# make flow-tune-tracking: the smoothing measured once more with chained contour tracking on the
+# training cohort added -> results/flow/tuning-tracking.{json,md}.
 FLOW_PROFILE ?= full
-.PHONY: flow-bench flow-tune flow-tune-matching flow-tune-data flow-tune-smoothing flow-tune-filtering
+.PHONY: flow-bench flow-tune flow-tune-matching flow-tune-data flow-tune-smoothing flow-tune-filtering flow-tune-tracking
 
 flow-bench: $(COHORT)
 	$(OFRNN) experiment flow --profile $(FLOW_PROFILE) --out results/flow
@@ -146,6 +148,9 @@ flow-tune-smoothing:
 
 flow-tune-filtering:
 	$(OFRNN) experiment flow --profile tune-filtering --out results/flow
+
+flow-tune-tracking:
+	$(OFRNN) experiment flow --profile tune-tracking --out results/flow
 # ---- end global motion ----
 
 # ---- phantom physiology report (issue 2; settings: experiments/phantom.toml) ----

@@ -645,6 +645,9 @@ def test_simulated_tracking_carries_the_ed_cavity_onto_the_es_one_and_scores_a_s
     assert zero["mcd_px_mean"] == pytest.approx(np.mean([bench._contour_distance(ed, es) for _, _, ed, es in cases]))
     assert zero["es_area_ratio_median"] > 1.05
     assert res["table"]["farneback"]["mcd_px_mean"] < zero["mcd_px_mean"]
+    # the tuning's scorer of the same protocol (the deep OF with the given settings)
+    err, ms = bench._chained_contour_errors(cases, {})
+    assert err < zero["mcd_px_mean"] and ms > 0
     assert "Simulated contour tracking" in bench.report({"profile": "t", "versions": {}, "seconds": 1.0, "tracking": res})
 
 

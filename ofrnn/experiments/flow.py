@@ -332,6 +332,19 @@ def _tracking_errors(cases, params):
     return float(np.mean(err)), float(np.median(ms))
 
 
+def _chained_contour_errors(cases, params):
+    """Mean contour distance (px) of the ED cavity contour carried to ES through consecutive frames
+    by the deep OF with ``params``, against the one carried by the exact flows, and the median ms per
+    subject, over :func:`tracking_cases` (use training cohorts only)."""
+    err, ms = [], []
+    for _, frames, ed, es in cases:
+        t = time.perf_counter()
+        moved = _propagate(frames, ed, "deep", {"deep": params})
+        ms.append((time.perf_counter() - t) * 1e3)
+        err.append(_contour_distance(moved, es))
+    return float(np.mean(err)), float(np.median(ms))
+
+
 def _time_ratio(pairs, params, *, repeats=3):
     """Median over ``pairs`` of the deep OF's time with ``params`` over OpenCV DeepFlow's, each
     the best of ``repeats`` runs, the two timed back to back on every pair."""
@@ -394,7 +407,8 @@ def edes_pairs(seqs):
 
 TUNING_TITLES = {"matching": "Deep OF pyramid and matching", "data": "Deep OF data term",
                  "smoothing": "Deep OF pre-smoothing and smoothness",
-                 "filtering": "Deep OF median filter and edge-aware smoothness"}
+                 "filtering": "Deep OF median filter and edge-aware smoothness",
+                 "tracking": "Deep OF smoothing against chained contour tracking"}
 
 
 def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
@@ -404,7 +418,8 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     (results/flow/tuning-matching.md), then ``data`` the data term's weights on top of it
     (results/flow/tuning-data.md), then ``smoothing`` the pre-smoothing and smoothness weight
     (results/flow/tuning-smoothing.md), then ``filtering`` the median filter and edge-aware
-    smoothness (results/flow/tuning-filtering.md). Each candidate (keyword overrides of
+    smoothness (results/flow/tuning-filtering.md); ``tracking`` measures the smoothing once more
+    with chained contour tracking added (results/flow/tuning-tracking.md). Each candidate (keyword overrides of
     :data:`ofrnn.flow.DEFAULTS`) is scored on the training cohort (myocardium AAE of consecutive
     frames; myocardium EPE of ED->ES, :func:`edes_pairs`), the FlyingChairs training pairs, large
     global motion made from them (:func:`large_motion_pairs`), flow/tiny (EPE) and real cardiac
@@ -412,7 +427,9 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     ``acdc = true``, systole in one step, the ACDC LV cavity moved from ED to ES by the ED->ES flow
     (1 - Dice against the ES cavity; :func:`acdc_cases`); where it sets ``sunnybrook = true``,
     tracking through consecutive frames, the Sunnybrook ED endocardial contour carried to ES
-    (mean contour distance, mm; :func:`sunnybrook_cases`). A section's ``fixed`` settings go into
+    (mean contour distance, mm; :func:`sunnybrook_cases`); where it sets ``tracking = true``, the same
+    protocol on the training cohort, where the truth is exact (px; :func:`tracking_cases`). A
+    section's ``fixed`` settings go into
     every row, so its table does not move with the defaults chosen after it. Errors are relative to
     the ``reference`` candidate (the first row; beta = 0 when the settings name none). Among the
     candidates that raise no set's error by more than ``tolerance`` and, with ``max_time_ratio``,
@@ -428,7 +445,7 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     """
     # A later stage scores on the same sets with the same rule as the first: only its candidates,
     # reference and extra sets are its own.
-    own = ("reference", "candidates", "fixed", "acdc", "sunnybrook")
+    own = ("reference", "candidates", "fixed", "acdc", "sunnybrook", "tracking", "adopted")
     shared = {k: v for k, v in cfg["tuning"].get("matching", {}).items() if k not in own}
     tm = {**shared, **cfg["tuning"][section]}
     fc_dir = _resolve(cfg["flyingchairs"]["dir"])
@@ -443,6 +460,10 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
         sets["large motion EPE (px)"] = partial(_pair_errors, large_motion_pairs(chairs, **tm.get("large_motion", {})))
     if tiny_dir.is_dir():
         sets["flow/tiny EPE (px)"] = partial(_pair_errors, read_tiny(tiny_dir))
+    if tm.get("tracking"):  # the Sunnybrook protocol on the training cohort, where the truth is exact
+        tc = cfg["training"]
+        sets["cohort ED->ES cavity contour, chained (px)"] = partial(
+            _chained_contour_errors, tracking_cases(_resolve(tc["cohort"]), subjects=tc["subjects"]))
     # the real sets a stage names exist for it: no silent tuning without them
     acdc_cal, sb_cal = [], []
     if tm.get("acdc"):
@@ -497,7 +518,7 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
                  + (" and the time of 1 FlyingChairs pair each within it" if len(timed) > 1 else " within it") + ")")
     result = {"versions": _versions(), "training_cohort_sha256": cohort_digest, "step": step,
               "sets": list(sets), "rule": rule,
-              "candidates": rows, "chosen": chosen["params"]}
+              "candidates": rows, "chosen": chosen["params"], "adopted": bool(tm.get("adopted", True))}
     write_json(out_dir / f"tuning-{section}.json", result)
     real = []
     if acdc_cal:
@@ -522,7 +543,11 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
         L.append(f"| `{json.dumps(r['params'])}` | " + " | ".join(
             f"{r['errors'][k]:.3f} ({100 * (r['relative'][k] - 1):+.1f} %)" for k in sets)
             + f" | {', '.join(ms)} | {'yes' if r['admissible'] else 'no'} |")
-    L += ["", f"Chosen: `{json.dumps(chosen['params'])}`.", ""]
+    if tm.get("adopted", True):
+        L += ["", f"Chosen: `{json.dumps(chosen['params'])}`.", ""]
+    else:  # a measurement: the rule's pick is reported, the defaults stay (the section says why)
+        L += ["", f"The rule's pick: `{json.dumps(chosen['params'])}`. **Not adopted**: this stage is a measurement, "
+              f"and `ofrnn.flow.DEFAULTS` stay as they are (experiments/flow.toml [tuning.{section}] says why).", ""]
     atomic_write_text(out_dir / f"tuning-{section}.md", "\n".join(L))
     print("\n".join(L))
     return chosen["params"]

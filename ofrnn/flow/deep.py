@@ -72,7 +72,7 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   (Immerkaer's estimate 3.9-5.4 grey levels on 6 training subjects, Sunnybrook calibration crops
   1.3-3.4; a one-off check), so a rule setting sigma from measured noise would smooth the phantom
   more, the wrong way. Nor is it the phantom's images alone: on the training cohort's own 64x64
-  ROIs (10 subjects; a one-off check, 2026-12-04), the ED cavity contour chained to ES as the
+  ROIs (10 subjects; ``make flow-tune-tracking`` below, the AAE here over every pair), the ED cavity contour chained to ES as the
   Sunnybrook row does, scored against the contour chained through the exact flows, asks for the same
   changes: 0.407 px with these defaults, 0.361 / 0.342 px with sigma 1.2 / 1.6, 0.260 px with alpha
   0.5, 0.325 px without the median, while the same flows' myocardium AAE of consecutive frames
@@ -113,6 +113,16 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   over the time budget in that run (2.21x DeepFlow's; the timings of this table range 0.92x-2.21x
   for the same work, the shared machine's noise). The edge-aware weight uses each pyramid
   level's own gradient, in that level's pixels, so it lowers alpha more at the coarse levels.
+
+- chained contour tracking (``make flow-tune-tracking``, results/flow/tuning-tracking.md), a
+  measurement after the four stages, not one the defaults follow: the same sets and rule plus the
+  Sunnybrook protocol on the training cohort (each ED cavity contour chained to ES, against the
+  one the exact flows carry). The rule would pick alpha 0.8 (chained tracking -18.4 %, Sunnybrook
+  calibration -3.6 %, ACDC calibration -7.4 %, cohort AAE +9.6 %). Not adopted: over every pair of
+  the training cohort it lifts the myocardium AAE above OpenCV DeepFlow's (5.40 against 5.21 deg),
+  which would hand the paper's Table 3 row to DeepFlow, and OF-RNN's ten folds were not rerun
+  on it. The reasons, and sigma 1.2's place in the table, are in experiments/flow.toml
+  [tuning.tracking].
 
 Where it loses (``make flow-bench`` on evaluation data, reported, never tuned on; these
 defaults, 2026-12-04, results/flow/report.md):
