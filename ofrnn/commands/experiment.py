@@ -5,7 +5,7 @@ dict, the profile selects one of its [profile.<name>] sections (the experiment d
 profile changes), and results go to OUT_DIR (default results/<NAME>).
 
 Profiles per experiment (experiments/<NAME>.toml; the default is marked *):
-  flow           full* (the benchmark), quick, tune, tune-matching, tune-data, tune-smoothing, tune-filtering, tune-sparse
+  flow           full* (the benchmark), quick, tune, tune-matching, tune-data, tune-smoothing, tune-filtering, tune-tracking, tune-sparse
   localization   full* (the whole training and evaluation), quick, seed1, seed2, rescore, rescore-seed1, rescore-seed2
                  (rescore*: the trained bundles scored again under [detect]'s sequence rule)
   localization_seeds
