@@ -72,8 +72,9 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   (Immerkaer's estimate 3.9-5.4 grey levels on 6 training subjects, Sunnybrook calibration crops
   1.3-3.4; a one-off check), so a rule setting sigma from measured noise would smooth the phantom
   more, the wrong way. Nor is it the phantom's images alone: on the training cohort's own 64x64
-  ROIs (10 subjects; ``make flow-tune-tracking`` below, the AAE here over every pair), the ED cavity contour chained to ES as the
-  Sunnybrook row does, scored against the contour chained through the exact flows, asks for the same
+  ROIs (10 subjects; ``make flow-tune-tracking`` below, the AAE here over every pair), the ED
+  cavity contour chained to ES as the Sunnybrook row does, scored against the contour chained
+  through the exact flows, asks for the same
   changes: 0.407 px with these defaults, 0.361 / 0.342 px with sigma 1.2 / 1.6, 0.260 px with alpha
   0.5, 0.325 px without the median, while the same flows' myocardium AAE of consecutive frames
   rises from 4.94 to 5.09 / 5.38, 6.81 and 5.24 deg (OpenCV DeepFlow 5.21 deg; EPE 0.101 to
@@ -141,8 +142,10 @@ defaults, 2026-12-04, results/flow/report.md):
   1.89 / 2.90 / 1.94), below iLK's 1.33 (a diagnosis run after these defaults were fixed, not a
   choice), but on the training cohort sigma 1.6 raises the myocardium AAE above OpenCV DeepFlow's
   (5.38 against 5.21 deg) and the ED->ES EPE by 41 %. On the training and calibration data alone
-  sigma 1.2 wins both (AAE 5.09 deg against 5.21; SC-HF-I-1 1.57 mm against iLK's 1.60) but
-  breaks the tuning rule's 15 % bound on the ED->ES EPE (+15.7 %). The basal slices lose on every
+  sigma 1.2 wins both (AAE 5.09 deg against 5.21; SC-HF-I-1 1.57 mm against iLK's 1.60) and is
+  admissible in ``make flow-tune-tracking`` (ED->ES EPE +9.9 % against these defaults; the
+  smoothing stage's +15.7 % was against sigma 0.8 without the median), whose rule picks alpha 0.8
+  instead (above). The basal slices lose on every
   Sunnybrook patient, the calibration one too: on each patient's three most basal contoured slices
   the deep OF trails iLK by 0.27 / 0.34 / 1.13 mm a slice (SC-HF-I-1 / -2 / -4), on the others by
   -0.09 / +0.09 / -0.05 (a one-off per-slice run). The base moves most through the imaging plane,
