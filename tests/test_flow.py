@@ -631,8 +631,8 @@ def test_simulated_tracking_carries_the_ed_cavity_onto_the_es_one_and_scores_a_s
     assert len(cases) == 2
     with open_cohort(cohort) as c:
         ids = c.ids
-    for (sid, frames, ed, es), want in zip(cases, ids):
-        assert sid == want and frames.shape[1:] == (64, 64) and 2 <= len(frames) <= 10
+    for (sid, frames, ed, es, spacing), want in zip(cases, ids):
+        assert sid == want and frames.shape[1:] == (64, 64) and 2 <= len(frames) <= 10 and spacing == 1.0
         # physics: the exact flows carry the ED cavity onto a smaller one, within half a pixel of the
         # ES cavity's own contour (nearest-neighbour masks in the ROI)
         area = lambda poly: bench._polygon_mask(poly, frames.shape[1:]).sum()  # noqa: E731
@@ -642,11 +642,11 @@ def test_simulated_tracking_carries_the_ed_cavity_onto_the_es_one_and_scores_a_s
     res = bench.tracking(cfg, {})
     zero = res["table"]["zero"]
     # a still contour is off by the ED -> ES distance and keeps the ED area
-    assert zero["mcd_px_mean"] == pytest.approx(np.mean([bench._contour_distance(ed, es) for _, _, ed, es in cases]))
+    assert zero["mcd_px_mean"] == pytest.approx(np.mean([bench._contour_distance(ed, es) for _, _, ed, es, _ in cases]))
     assert zero["es_area_ratio_median"] > 1.05
     assert res["table"]["farneback"]["mcd_px_mean"] < zero["mcd_px_mean"]
     # the tuning's scorer of the same protocol (the deep OF with the given settings)
-    err, ms = bench._chained_contour_errors(cases, {})
+    err, ms = bench._tracking_errors(cases, {})
     assert err < zero["mcd_px_mean"] and ms > 0
     assert "Simulated contour tracking" in bench.report({"profile": "t", "versions": {}, "seconds": 1.0, "tracking": res})
 

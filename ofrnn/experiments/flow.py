@@ -180,8 +180,9 @@ def tracking_cases(path, *, subjects=0):
 
     Returns
     -------
-    list of (id, frames ED..ES (T, 64, 64), ED contour (n, 2), true ES contour (n, 2))
-        Contours (y, x) in ROI pixels; the two share their vertices.
+    list of (id, frames ED..ES (T, 64, 64), ED contour (n, 2), true ES contour (n, 2), 1.0)
+        Contours (y, x) in ROI pixels, the two sharing their vertices; the last item is the
+        spacing, as :func:`sunnybrook_cases` gives it, here one ROI pixel.
     """
     from skimage.measure import find_contours
 
@@ -196,7 +197,7 @@ def tracking_cases(path, *, subjects=0):
             cav = crop(s.lv_cavity_t, t, order=0) > 0
             es = int(np.argmin(cav.reshape(len(cav), -1).sum(1)))
             ed = _resample_polygon(max(find_contours(cav[0].astype(float), 0.5), key=len))
-            out.append((sid, crop(s.cine, t)[:es + 1], ed, F.trace(crop_flow(s.flow, t)[:es], ed)[-1]))
+            out.append((sid, crop(s.cine, t)[:es + 1], ed, F.trace(crop_flow(s.flow, t)[:es], ed)[-1], 1.0))
     return out
 
 
@@ -210,7 +211,7 @@ def tracking(cfg, params):
         return {"skipped": f"{path} not found (run `make data`)"}
     cases = tracking_cases(path, subjects=tc.get("subjects", 0))
     out = {m: {"mcd_px": [], "area_ratio": []} for m in tc["methods"]}
-    for _, frames, ed, es in tqdm(cases, desc="tracking", unit="subject"):
+    for _, frames, ed, es, _ in tqdm(cases, desc="tracking", unit="subject"):
         m_es = _polygon_mask(es, frames.shape[1:])
         for m in tc["methods"]:
             moved = _propagate(frames, ed, m, params)
@@ -320,28 +321,15 @@ def _cohort_aae(seqs, params, *, step):
 
 
 def _tracking_errors(cases, params):
-    """Mean contour distance (mm) of the ED contour carried to ES through consecutive frames by the
-    deep OF with ``params``, against the manual ES contour, and the median ms per slice, over
-    :func:`sunnybrook_cases`."""
+    """Mean contour distance of the ED contour carried to ES through consecutive frames by the deep
+    OF with ``params``, against the ES contour, and the median ms per slice: in mm over
+    :func:`sunnybrook_cases`, in ROI pixels over :func:`tracking_cases` (spacing 1)."""
     err, ms = [], []
     for _, frames, ed, es, spacing in cases:
         t = time.perf_counter()
         moved = _propagate(frames, ed, "deep", {"deep": params})
         ms.append((time.perf_counter() - t) * 1e3)
         err.append(_contour_distance(moved, es) * spacing)
-    return float(np.mean(err)), float(np.median(ms))
-
-
-def _chained_contour_errors(cases, params):
-    """Mean contour distance (px) of the ED cavity contour carried to ES through consecutive frames
-    by the deep OF with ``params``, against the one carried by the exact flows, and the median ms per
-    subject, over :func:`tracking_cases` (use training cohorts only)."""
-    err, ms = [], []
-    for _, frames, ed, es in cases:
-        t = time.perf_counter()
-        moved = _propagate(frames, ed, "deep", {"deep": params})
-        ms.append((time.perf_counter() - t) * 1e3)
-        err.append(_contour_distance(moved, es))
     return float(np.mean(err)), float(np.median(ms))
 
 
@@ -419,18 +407,17 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     (results/flow/tuning-data.md), then ``smoothing`` the pre-smoothing and smoothness weight
     (results/flow/tuning-smoothing.md), then ``filtering`` the median filter and edge-aware
     smoothness (results/flow/tuning-filtering.md); ``tracking`` measures the smoothing once more
-    with chained contour tracking added (results/flow/tuning-tracking.md). Each candidate (keyword overrides of
-    :data:`ofrnn.flow.DEFAULTS`) is scored on the training cohort (myocardium AAE of consecutive
+    with chained contour tracking added (results/flow/tuning-tracking.md). Each candidate
+    (keyword overrides of :data:`ofrnn.flow.DEFAULTS`) is scored on the training cohort (myocardium AAE of consecutive
     frames; myocardium EPE of ED->ES, :func:`edes_pairs`), the FlyingChairs training pairs, large
     global motion made from them (:func:`large_motion_pairs`), flow/tiny (EPE) and real cardiac
     motion of the calibration patients only, never the evaluation ones: where the section sets
     ``acdc = true``, systole in one step, the ACDC LV cavity moved from ED to ES by the ED->ES flow
     (1 - Dice against the ES cavity; :func:`acdc_cases`); where it sets ``sunnybrook = true``,
     tracking through consecutive frames, the Sunnybrook ED endocardial contour carried to ES
-    (mean contour distance, mm; :func:`sunnybrook_cases`); where it sets ``tracking = true``, the same
-    protocol on the training cohort, where the truth is exact (px; :func:`tracking_cases`). A
-    section's ``fixed`` settings go into
-    every row, so its table does not move with the defaults chosen after it. Errors are relative to
+    (mean contour distance, mm; :func:`sunnybrook_cases`); where it sets ``tracking = true``, the
+    same protocol on the training cohort, where the truth is exact (px; :func:`tracking_cases`). A
+    section's ``fixed`` settings go into every row, so its table does not move with the defaults chosen after it. Errors are relative to
     the ``reference`` candidate (the first row; beta = 0 when the settings name none). Among the
     candidates that raise no set's error by more than ``tolerance`` and, with ``max_time_ratio``,
     take at most that many times OpenCV DeepFlow's time per pair (:func:`_time_ratio` on a few
@@ -463,7 +450,7 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     if tm.get("tracking"):  # the Sunnybrook protocol on the training cohort, where the truth is exact
         tc = cfg["training"]
         sets["cohort ED->ES cavity contour, chained (px)"] = partial(
-            _chained_contour_errors, tracking_cases(_resolve(tc["cohort"]), subjects=tc["subjects"]))
+            _tracking_errors, tracking_cases(_resolve(tc["cohort"]), subjects=tc["subjects"]))
     # the real sets a stage names exist for it: no silent tuning without them
     acdc_cal, sb_cal = [], []
     if tm.get("acdc"):
