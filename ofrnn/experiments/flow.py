@@ -206,7 +206,7 @@ def tracking(cfg, params):
     to the truth, and the moved contour's area over the true ES area (> 1: too little of the
     contraction followed), per method; the cross-check of the Sunnybrook row where the truth is exact."""
     tc = cfg["tracking"]
-    path = _resolve(tc.get("cohort", cfg["simulated"]["cohort"]))
+    path = _resolve(cfg["simulated"]["cohort"])
     if not path.exists():
         return {"skipped": f"{path} not found (run `make data`)"}
     cases = tracking_cases(path, subjects=tc.get("subjects", 0))
@@ -408,8 +408,9 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     (results/flow/tuning-smoothing.md), then ``filtering`` the median filter and edge-aware
     smoothness (results/flow/tuning-filtering.md); ``tracking`` measures the smoothing once more
     with chained contour tracking added (results/flow/tuning-tracking.md). Each candidate
-    (keyword overrides of :data:`ofrnn.flow.DEFAULTS`) is scored on the training cohort (myocardium AAE of consecutive
-    frames; myocardium EPE of ED->ES, :func:`edes_pairs`), the FlyingChairs training pairs, large
+    (keyword overrides of :data:`ofrnn.flow.DEFAULTS`) is scored on the training cohort
+    (myocardium AAE of consecutive frames; myocardium EPE of ED->ES, :func:`edes_pairs`), the
+    FlyingChairs training pairs, large
     global motion made from them (:func:`large_motion_pairs`), flow/tiny (EPE) and real cardiac
     motion of the calibration patients only, never the evaluation ones: where the section sets
     ``acdc = true``, systole in one step, the ACDC LV cavity moved from ED to ES by the ED->ES flow
@@ -417,8 +418,8 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     tracking through consecutive frames, the Sunnybrook ED endocardial contour carried to ES
     (mean contour distance, mm; :func:`sunnybrook_cases`); where it sets ``tracking = true``, the
     same protocol on the training cohort, where the truth is exact (px; :func:`tracking_cases`). A
-    section's ``fixed`` settings go into every row, so its table does not move with the defaults chosen after it. Errors are relative to
-    the ``reference`` candidate (the first row; beta = 0 when the settings name none). Among the
+    section's ``fixed`` settings go into every row, so its table does not move with the defaults
+    chosen after it. Errors are relative to the ``reference`` candidate (the first row; beta = 0 when the settings name none). Among the
     candidates that raise no set's error by more than ``tolerance`` and, with ``max_time_ratio``,
     take at most that many times OpenCV DeepFlow's time per pair (:func:`_time_ratio` on a few
     cohort pairs and one FlyingChairs pair, each set's median within the budget), the lowest mean
@@ -953,14 +954,24 @@ def _section(title, r, intro, cell, cols=None):
             + [f"| {m} | " + " | ".join(cell(v, c) for c in cols) + " |" for m, v in r["table"].items()] + [""])
 
 
+def _best_dense(table, col, *, pick=min):
+    """(method, value) of the dense method whose ``col`` ``pick`` (min or max) selects in a report
+    table {method: {col: value}}, over finite values; None when no dense method has one."""
+    vals = {m: v[col] for m, v in table.items() if m in DENSE and v.get(col) is not None and np.isfinite(v[col])}
+    if not vals:
+        return None
+    best = pick(vals, key=vals.get)
+    return best, vals[best]
+
+
 def _speed_and_best(r):
     """Lines naming the lowest-EPE dense method and the deep OF's time against OpenCV's DeepFlow
     on the same pairs (the speed target: at most 2x)."""
     if r is None or "table" not in r:
         return []
     tab = r["table"]
-    dense = {m: v["epe"] for m, v in tab.items() if m in DENSE and np.isfinite(v["epe"])}
-    out = [f"Lowest EPE among dense methods: **{min(dense, key=dense.get)}** ({min(dense.values()):.2f} px)."] if dense else []
+    best = _best_dense(tab, "epe")
+    out = [f"Lowest EPE among dense methods: **{best[0]}** ({best[1]:.2f} px)."] if best else []
     if "deep" in tab and "opencv-deepflow" in tab:
         for m in ("deep", "deep-no-matching"):
             if m in tab:
@@ -998,9 +1009,8 @@ def _simulated_section(sim):
         L += ["", f"Whole {st['frames']}-frame ROI sequence (deep OF as one batch + trajectory features): "
               f"{st['flow_ms_median']:.0f} ms flow + {st['features_ms_median']:.0f} ms features = "
               f"{st['total_ms_median']:.0f} ms (median; target < 500 ms).", ""]
-        dense = {m: r["aae_mean"] for m, r in sim["table"].items() if m in DENSE and r["aae_mean"] is not None}
-        best = min(dense, key=dense.get)
-        L += [f"Lowest dense AAE: **{best}** ({dense[best]:.2f} deg).", ""]
+        best = _best_dense(sim["table"], "aae_mean")
+        L += [f"Lowest dense AAE: **{best[0]}** ({best[1]:.2f} deg).", ""] if best else []
         tab = sim["table"]
         if "deep" in tab and "opencv-deepflow" in tab:
             r = tab["deep"]["ms_per_pair_median"] / tab["opencv-deepflow"]["ms_per_pair_median"]
@@ -1015,8 +1025,8 @@ def _per_slice_section(r):
     and no motion: where the methods part is rarely spread evenly."""
     if r is None or "per_slice_mcd_mm" not in r:
         return []
-    dense = {m: v["mcd_mm_mean"] for m, v in r["table"].items() if m in DENSE}
-    cols = list(dict.fromkeys(["deep", min(dense, key=dense.get), _NO_MOTION]))
+    best = _best_dense(r["table"], "mcd_mm_mean")
+    cols = list(dict.fromkeys(["deep", *(best[:1] if best else ()), _NO_MOTION]))
     return (["### Sunnybrook slice by slice (mean contour distance, mm)", "",
              "| slice | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
             + [f"| {sid} | " + " | ".join(_fmt(v.get(c), "{:.2f}") for c in cols) + " |"
@@ -1047,10 +1057,9 @@ def report(res):
                       lambda v, c: _fmt(v[c], "{:.3f}"))
         if r is not None and "table" in r:
             first = next(iter(next(iter(r["table"].values()))))
-            dense = {m: v[first] for m, v in r["table"].items() if m in DENSE}
-            if dense:
-                best = max(dense, key=dense.get)
-                L[-1:-1] = ["", f"Best {first} among dense methods: **{best}** ({dense[best]:.3f})."]
+            best = _best_dense(r["table"], first, pick=max)
+            if best:
+                L[-1:-1] = ["", f"Best {first} among dense methods: **{best[0]}** ({best[1]:.3f})."]
         if key == "sunnybrook":
             L += _per_slice_section(r)
     r = res.get("tracking")
@@ -1058,10 +1067,9 @@ def report(res):
                   lambda r: f"{r['subjects']} subjects of the cohort {r['cohort_sha256']} (content digest); {r['note']}",
                   lambda v, c: _fmt(v[c], "{:.3f}"))
     if r is not None and "table" in r:
-        dense = {m: v["mcd_px_mean"] for m, v in r["table"].items() if m in DENSE}
-        if dense:
-            best = min(dense, key=dense.get)
-            L[-1:-1] = ["", f"Lowest mean contour distance among dense methods: **{best}** ({dense[best]:.3f} px)."]
+        best = _best_dense(r["table"], "mcd_px_mean")
+        if best:
+            L[-1:-1] = ["", f"Lowest mean contour distance among dense methods: **{best[0]}** ({best[1]:.3f} px)."]
     f4 = res.get("fig4")
     if f4 and "skipped" not in f4:
         L += ["## Fig. 4", "", "![fig4](fig4.png)", "",

@@ -65,8 +65,8 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   chained flows (mean contour distance, mm). Chosen: ``sigma = 1`` (was 0.8): Sunnybrook
   calibration 1.74 -> 1.65 mm, ACDC calibration cavity 1 - Dice -6.2 %, cohort AAE +2.5 %, ED->ES
   EPE +5.9 %, the other sets within 2 %. The real cines and the phantom pull apart here: more
-  pre-smoothing or a lower alpha keeps helping the real sets (sigma 1.6: Sunnybrook 1.51 mm,
-  ACDC -13 %; alpha 0.5: ACDC -22 %) while the phantom's sub-pixel motion pays for it (sigma 1.2:
+  pre-smoothing or a lower alpha keeps helping the real sets (sigma 1.6: Sunnybrook 1.51 mm, ACDC
+  -13 %; alpha 0.5: ACDC -22 %) while the phantom's sub-pixel motion pays for it (sigma 1.2:
   ED->ES EPE +15.7 %, just past the 15 % tolerance; sigma 1.6: +41 %; alpha 0.5: cohort AAE +46 %,
   large motion x6). It is not the noise: scaled to [0, 255], the phantom's ROIs are the noisier
   (Immerkaer's estimate 3.9-5.4 grey levels on 6 training subjects, Sunnybrook calibration crops
@@ -74,28 +74,27 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   more, the wrong way. Nor is it the phantom's images alone: on the training cohort's own 64x64
   ROIs (10 subjects; ``make flow-tune-tracking`` below, the AAE here over every pair), the ED
   cavity contour chained to ES as the Sunnybrook row does, scored against the contour chained
-  through the exact flows, asks for the same
-  changes: 0.407 px with these defaults, 0.361 / 0.342 px with sigma 1.2 / 1.6, 0.260 px with alpha
-  0.5, 0.325 px without the median, while the same flows' myocardium AAE of consecutive frames
-  rises from 4.94 to 5.09 / 5.38, 6.81 and 5.24 deg (OpenCV DeepFlow 5.21 deg; EPE 0.101 to
-  0.139 px with alpha 0.5). A chained contour adds up each frame's bias (smoothing holds back the
-  contraction: the moved contour stays larger than the true one) and averages its noise over many
-  points and frames; a per-frame error counts both, and smoothing lowers the noise. So the
-  per-frame phantom error of the paper's Table 3 and contour tracking rank these parameters
-  differently on the same images.
-  Three other changes were measured by the same scorer on the same sets (2026-12-04, one-off runs of
-  ``tune_deep`` against these defaults); each helps the real sets and costs the phantom as above.
-  An edge-preserving pre-filter, each image replaced by its total-variation structure part (Rudin,
-  Osher & Fatemi 1992; Wedel et al. 2009), weight 0.02 / 0.05 / 0.1 of the [0, 1] range: Sunnybrook
-  calibration -3.7 / -5.8 / -7.1 %, ED->ES EPE +5.6 / +23.5 / +39.2 %, large motion +10.5 / +56 /
-  +36 %. A stronger gradient-constancy weight, gamma 1.0 / 1.5: Sunnybrook -4.9 / -7.3 %, cohort AAE
-  +14.7 / +40.2 % (gamma and alpha both 1.5: -4.8 %, +13.8 %). A softer penaliser, eps 0.03 / 0.1:
+  through the exact flows, asks for the same changes: 0.407 px with these defaults, 0.361 / 0.342
+  px with sigma 1.2 / 1.6, 0.260 px with alpha 0.5, 0.325 px without the median, while the same
+  flows' myocardium AAE of consecutive frames rises from 4.94 to 5.09 / 5.38, 6.81 and 5.24 deg
+  (OpenCV DeepFlow 5.21 deg; EPE 0.101 to 0.139 px with alpha 0.5). A chained contour adds up each
+  frame's bias (smoothing holds back the contraction: the moved contour stays larger than the true
+  one) and averages its noise over many points and frames; a per-frame error counts both, and
+  smoothing lowers the noise. So the per-frame phantom error of the paper's Table 3 and contour
+  tracking rank these parameters differently on the same images. Three other changes were measured
+  by the same scorer on the same sets (2026-12-04, one-off runs of ``tune_deep`` against these
+  defaults); each helps the real sets and costs the phantom as above. An edge-preserving
+  pre-filter, each image replaced by its total-variation structure part (Rudin, Osher & Fatemi
+  1992; Wedel et al. 2009), weight 0.02 / 0.05 / 0.1 of the [0, 1] range: Sunnybrook calibration
+  -3.7 / -5.8 / -7.1 %, ED->ES EPE +5.6 / +23.5 / +39.2 %, large motion +10.5 / +56 / +36 %. A
+  stronger gradient-constancy weight, gamma 1.0 / 1.5: Sunnybrook -4.9 / -7.3 %, cohort AAE +14.7
+  / +40.2 % (gamma and alpha both 1.5: -4.8 %, +13.8 %). A softer penaliser, eps 0.03 / 0.1:
   Sunnybrook -2.1 / -5.6 %, cohort AAE +7.8 / +30.8 %. The admissible ones (pre-filter 0.02, gamma
-  1.0, gamma and alpha 1.5) had a higher mean relative error than these defaults (+1.6, +1.5, +2.3 %).
-  eps 0.03 had a lower one (-0.7 %: large motion -9.9 %) but timed over the budget in that run (2.62x
-  DeepFlow's; these defaults 2.21x in the same run, so the timing is noise more than cost), and was
-  not pursued: +7.8 % cohort AAE would give away the phantom benchmark, where the deep OF is 3.4 %
-  below OpenCV DeepFlow (4.77 against 4.94 deg, the bench of 2026-12-03 below).
+  1.0, gamma and alpha 1.5) had a higher mean relative error than these defaults (+1.6, +1.5, +2.3
+  %). eps 0.03 had a lower one (-0.7 %: large motion -9.9 %) but timed over the budget in that run
+  (2.62x DeepFlow's; these defaults 2.21x in the same run, so the timing is noise more than cost),
+  and was not pursued: +7.8 % cohort AAE would give away the phantom benchmark, where the deep OF
+  is 3.4 % below OpenCV DeepFlow (4.77 against 4.94 deg, the bench below).
 
 - a median filter and edge-aware smoothness (``make flow-tune-filtering``,
   results/flow/tuning-filtering.md), last, on the same sets and rule, beyond DeepFlow: each
@@ -131,38 +130,38 @@ defaults, 2026-12-04, results/flow/report.md):
 - Sunnybrook's chained ED->ES contour tracking on the evaluation patients (SC-HF-I-2 and -4, 19
   slices): Dice 0.932 / 1.57 mm against skimage's iLK 0.939 / 1.33 mm (Farneback 1.46, DIS 1.49).
   The report's slice-by-slice table shows where: SC-HF-I-4's three basal slices (00-02) hold 73 %
-  of the gap (3.05 / 4.18 / 2.57 mm against iLK's 1.70 / 2.82 / 1.90); on the other 16 slices
-  it is 1.26 against 1.18 mm, and the deep OF is the closer on 7 of them. On those basal slices
-  its contour stays outside the manual ES one along the lateral wall (seen on slices 00 and 01; moved
-  over manual ES area 1.23 / 1.31 / 1.15 against iLK's 1.11 / 1.20 / 1.09): it follows too
-  little of the contraction. Not the chaining: the benchmark's simulated tracking row, the same
-  protocol where the truth is exact (30 evaluation subjects), ranks the deep OF first, 0.394 px
-  against iLK's 0.481 and Farneback's 0.513. It is the trade-off of the smoothing stage above:
-  with sigma 1.6 the deep OF tracks the evaluation slices to 1.28 mm (SC-HF-I-4's basal slices
-  1.89 / 2.90 / 1.94), below iLK's 1.33 (a diagnosis run after these defaults were fixed, not a
-  choice), but on the training cohort sigma 1.6 raises the myocardium AAE above OpenCV DeepFlow's
-  (5.38 against 5.21 deg) and the ED->ES EPE by 41 %. On the training and calibration data alone
-  sigma 1.2 wins both (AAE 5.09 deg against 5.21; SC-HF-I-1 1.57 mm against iLK's 1.60) and is
-  admissible in ``make flow-tune-tracking`` (ED->ES EPE +9.9 % against these defaults; the
-  smoothing stage's +15.7 % was against sigma 0.8 without the median), whose rule picks alpha 0.8
-  instead (above). The basal slices lose on every
-  Sunnybrook patient, the calibration one too: on each patient's three most basal contoured slices
-  the deep OF trails iLK by 0.27 / 0.34 / 1.13 mm a slice (SC-HF-I-1 / -2 / -4), on the others by
-  -0.09 / +0.09 / -0.05 (a one-off per-slice run). The base moves most through the imaging plane,
-  which the single-slice phantom never does, but a check did not bear that out as the cause: the
-  brightness-constancy residual |I_t+1(x + u) - I_t(x)| within 4 px of the carried contour is not
-  higher on the basal slices of every patient (iLK's flows: 4.45 against 2.65 grey levels of 255
-  on SC-HF-I-1, 3.52 against 3.68 on -2, 4.62 against 4.26 on -4), and on SC-HF-I-4's basal
-  slices the deep OF's flows fit the intensities better than iLK's (4.47) while carrying the
-  contour worse. What the manual ES contour follows there that the flow does not is open.
-- FlyingChairs evaluation pairs 0000003-0000005: EPE 3.2870 against OpenCV DeepFlow's 3.2872 px
-  (the lowest, by a hair) and AAE 4.36 against 4.34 deg. The deep OF wins two of the three pairs
-  on both (0000003: 3.91 / 1.28 against 4.03 deg / 1.45 px; 0000004: 2.87 / 2.30 against 3.51 /
-  2.69) and loses 0000005 (6.30 / 6.28 against 5.49 / 5.72), the pair of largest motion (median
-  26.5 px, the whole background about 30 px down), over the whole image, not only at occlusions
-  or borders (away from motion boundaries EPE 4.80 against 4.27 px). Without the brightness term
-  (delta 0, DeepFlow's choice) that pair scores 5.68 deg (a diagnosis; the term was chosen on the
-  ACDC calibration cavity, -41 % 1 - Dice, and FlyingChairs training pairs, -8.1 % EPE).
+  of the gap (3.05 / 4.18 / 2.57 mm against iLK's 1.70 / 2.82 / 1.90); on the other 16 slices it
+  is 1.26 against 1.18 mm, and the deep OF is the closer on 7 of them. On those basal slices its
+  contour stays outside the manual ES one along the lateral wall (seen on slices 00 and 01; moved
+  over manual ES area 1.23 / 1.31 / 1.15 against iLK's 1.11 / 1.20 / 1.09, a one-off per-slice
+  run): it follows too little of the contraction. Not the chaining: the benchmark's simulated
+  tracking row, the same protocol where the truth is exact (30 evaluation subjects), ranks the
+  deep OF first, 0.394 px against iLK's 0.481 and Farneback's 0.513. It is the trade-off of the
+  smoothing stage above: with sigma 1.6 the deep OF tracks the evaluation slices to 1.28 mm
+  (SC-HF-I-4's basal slices 1.89 / 2.90 / 1.94), below iLK's 1.33 (a diagnosis run after these
+  defaults were fixed, not a choice), but on the training cohort sigma 1.6 raises the myocardium
+  AAE above OpenCV DeepFlow's (5.38 against 5.21 deg) and the ED->ES EPE by 41 %. On the training
+  and calibration data alone sigma 1.2 wins both (AAE 5.09 deg against 5.21; SC-HF-I-1 1.57 mm
+  against iLK's 1.60) and is admissible in ``make flow-tune-tracking`` (ED->ES EPE +9.9 % against
+  these defaults; the smoothing stage's +15.7 % was against sigma 0.8 without the median), whose
+  rule picks alpha 0.8 instead (above). The basal slices lose on every Sunnybrook patient, the
+  calibration one too: on each patient's three most basal contoured slices the deep OF trails iLK
+  by 0.27 / 0.34 / 1.13 mm a slice (SC-HF-I-1 / -2 / -4), on the others by -0.09 / +0.09 / -0.05
+  (a one-off per-slice run). The base moves most through the imaging plane, which the single-slice
+  phantom never does, but a check did not bear that out as the cause: the brightness-constancy
+  residual |I_t+1(x + u) - I_t(x)| within 4 px of the carried contour is not higher on the basal
+  slices of every patient (iLK's flows: 4.45 against 2.65 grey levels of 255 on SC-HF-I-1, 3.52
+  against 3.68 on -2, 4.62 against 4.26 on -4), and on SC-HF-I-4's basal slices the deep OF's
+  flows fit the intensities better than iLK's (4.47) while carrying the contour worse. What the
+  manual ES contour follows there that the flow does not is open. - FlyingChairs evaluation pairs
+  0000003-0000005: EPE 3.2870 against OpenCV DeepFlow's 3.2872 px (the lowest, by a hair) and AAE
+  4.36 against 4.34 deg. The deep OF wins two of the three pairs on both (0000003: 3.91 / 1.28
+  against 4.03 deg / 1.45 px; 0000004: 2.87 / 2.30 against 3.51 / 2.69) and loses 0000005 (6.30 /
+  6.28 against 5.49 / 5.72), the pair of largest motion (median 26.5 px, the whole background
+  about 30 px down), over the whole image, not only at occlusions or borders (away from motion
+  boundaries EPE 4.80 against 4.27 px). Without the brightness term (delta 0, DeepFlow's choice)
+  that pair scores 5.68 deg (a diagnosis; the term was chosen on the ACDC calibration cavity, -41
+  % 1 - Dice, and FlyingChairs training pairs, -8.1 % EPE).
 
 It wins the phantom (myocardium AAE 4.77 deg; OpenCV DeepFlow 4.94), the motorcycle pair (EPE
 1.30 px; DeepFlow 1.47) and ACDC (evaluation patients 041-060, 163 slices: cavity Dice 0.911, DIS
