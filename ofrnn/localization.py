@@ -323,13 +323,16 @@ def augment(image, boxes, rng, cfg):
     dest = np.clip(c0 + rng.uniform(-cfg["shift"], cfg["shift"], 2) * S, half, max(half, S - half))
     A = cv2.getRotationMatrix2D((float(c0[0]), float(c0[1])), angle, zoom)  # maps (x, y)
     A[:, 2] += dest - c0
-    if cfg["flip"] and rng.random() < 0.5:
-        A = np.array([[-1, 0, S], [0, 1, 0]], dtype=float) @ np.vstack([A, [0, 0, 1]])
+    if cfg["flip"] and rng.random() < 0.5:  # mirror in place: pixel x goes to S - 1 - x
+        A = np.array([[-1, 0, S - 1], [0, 1, 0]], dtype=float) @ np.vstack([A, [0, 0, 1]])
     out = cv2.warpAffine(image, A, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     # boxes: map the centres; the extent is that of the rotated inscribed ellipse (the LV is
-    # round), because the box around a rotated box's corners would inflate a tight LV box
+    # round), because the box around a rotated box's corners would inflate a tight LV box.
+    # OpenCV's A acts on pixel centres (pixel i at i), boxes on pixel edges (pixel i spans
+    # [i, i + 1)), hence the half pixel on either side; without it every training box sat half a
+    # detector pixel up and left of its LV on average (measured: -0.50, -0.43 px over 200 draws)
     b = np.asarray(boxes, dtype=float)
-    c = ((b[:, [1, 0]] + b[:, [3, 2]]) / 2) @ A[:, :2].T + A[:, 2]  # (N, xy)
+    c = ((b[:, [1, 0]] + b[:, [3, 2]]) / 2 - 0.5) @ A[:, :2].T + A[:, 2] + 0.5  # (N, xy)
     hh, ww = (b[:, 2] - b[:, 0]) / 2 * zoom, (b[:, 3] - b[:, 1]) / 2 * zoom
     t = np.deg2rad(angle)
     ey = np.sqrt((hh * np.cos(t)) ** 2 + (ww * np.sin(t)) ** 2)
