@@ -309,10 +309,10 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
     A fold's bundle must run on raw cines without a second training, and its localizer must never
     have seen the test fold: it is trained on the fold's training and validation subjects with the
     settings of ``cfg.localizer_settings`` (default ``experiments/localization.toml``, profile
-    ``cfg.localizer_profile``). One trained before on the same subjects, cohort content and
-    settings is reused from ``cache_dir`` (``localizer-<key>/``); the sequence rule
-    (:data:`ofrnn.localization.SEQUENCE_RULE`) is not part of the key: a reused localizer takes the
-    current one.
+    ``cfg.localizer_profile``). One trained before on the same subjects, cohort content, settings
+    and :data:`ofrnn.localization.TRAINING_REVISION` is reused from ``cache_dir``
+    (``localizer-<key>/``); the sequence rule (:data:`ofrnn.localization.SEQUENCE_RULE`) is not
+    part of the key: a reused localizer takes the current one.
 
     Parameters
     ----------
@@ -334,7 +334,7 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
     """
     from .experiments import resolve_config
     from .experiments.localization import training_frames
-    from .localization import SEQUENCE_RULE, apply_sequence_rule, load_detector, train_detector
+    from .localization import SEQUENCE_RULE, TRAINING_REVISION, apply_sequence_rule, load_detector, train_detector
 
     path = Path(cfg.localizer_settings or LOCALIZATION_SETTINGS)
     lcfg = resolve_config(read_toml(path, what="localization settings"), cfg.localizer_profile)
@@ -342,7 +342,7 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
     # the sequence rule does not touch training: a new rule reuses the trained localizer
     trained_by = dict(lcfg, detect={k: v for k, v in lcfg["detect"].items() if k not in SEQUENCE_RULE})
     blob = json.dumps(dict(ids=sorted(ids), size=st.st_size, mtime=st.st_mtime_ns, settings=trained_by,
-                           version=__version__), sort_keys=True, default=str)
+                           version=__version__, revision=TRAINING_REVISION), sort_keys=True, default=str)
     folder = Path(cache_dir) / f"localizer-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
     record_file = folder / "training.json"
     if record_file.is_file():

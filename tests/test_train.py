@@ -171,6 +171,29 @@ def test_fold_localizer_is_reused_under_a_new_sequence_rule(toy_cohort, tiny_run
     assert load_detector(where).settings["motion_prior"] == 1.5  # the bundle copied into a fold gets it too
 
 
+def test_fold_localizer_trained_by_an_older_training_revision_is_not_reused(toy_cohort, tiny_run, monkeypatch):
+    """A change to how detectors are trained (TRAINING_REVISION) retrains the fold's localizer
+    rather than reusing one the old code trained under the same settings."""
+    import ofrnn.localization as L
+    from ofrnn.train import fold_localizer
+
+    out, cfg, res = tiny_run
+    ids = res["split"]["train"] + res["split"]["val"]
+    cache = out.parent / "cache"
+    assert fold_localizer(toy_cohort, ids, cfg, cache_dir=cache, progress=False)[2]["reused"]
+
+    class Retrained(Exception):
+        pass
+
+    def refuse(*args, **kwargs):
+        raise Retrained
+
+    monkeypatch.setattr(L, "TRAINING_REVISION", L.TRAINING_REVISION + 1)
+    monkeypatch.setattr(L, "train_detector", refuse)
+    with pytest.raises(Retrained):
+        fold_localizer(toy_cohort, ids, cfg, cache_dir=cache, progress=False)
+
+
 def test_tiny_train_beats_chance_and_predicts(toy_cohort, tiny_run, tmp_path):
     from ofrnn.errors import OfrnnError
     from ofrnn.predict import load_bundle, predict_subjects
