@@ -477,7 +477,8 @@ def _end_to_end_section(m, e, cfg):
     if not e:
         return []
     cov, loc = e["coverage"], e["localizer"]
-    how = (f"reused (trained before on the same {loc['subjects']} subjects and settings)" if loc.get("reused") else
+    how = (f"reused (trained before on the same {loc['subjects']} subjects, settings and training revision)"
+           if loc.get("reused") else
            f"trained here on {loc['frames']} frames of the fold's {loc['subjects']} training and validation subjects "
            f"in {loc['seconds'] / 60:.1f} min")
     own = "annotated ROI" if cfg["roi"] == "gt" else "ROI of the run's localizer"

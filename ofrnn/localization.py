@@ -251,8 +251,9 @@ def motion_map(cine, *, input_size, percentiles, sigma_fraction=1 / 48):
 
 #: revision of how :func:`train_detector` turns frames and boxes into a detector; raised whenever a
 #: change to training (not to settings) alters what is learned, so cached fold localizers
-#: (:func:`ofrnn.train.fold_localizer`) trained before it are not reused. 2: the augmented boxes
-#: follow the image to the sub-pixel (2026-12-04)
+#: (:func:`ofrnn.train.fold_localizer`) trained before it are not reused; raise
+#: :data:`ofrnn.train.REPORT_VERSION` with it, or finished folds keep their old localizer. Saved
+#: bundles do not record it. 2: the augmented boxes follow the image to the sub-pixel (2026-12-04)
 TRAINING_REVISION = 2
 
 #: detection settings that only combine a trained detector's per-frame scores over a cine: a trained
