@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,8 +253,9 @@ def motion_map(cine, *, input_size, percentiles, sigma_fraction=1 / 48):
 #: revision of how :func:`train_detector` turns frames and boxes into a detector; raised whenever a
 #: change to training (not to settings) alters what is learned, so cached fold localizers
 #: (:func:`ofrnn.train.fold_localizer`) trained before it are not reused; raise
-#: :data:`ofrnn.train.REPORT_VERSION` with it, or finished folds keep their old localizer. Saved
-#: bundles do not record it. 2: the augmented boxes follow the image to the sub-pixel (2026-12-04)
+#: :data:`ofrnn.train.REPORT_VERSION` with it, or finished folds keep their old localizer. Bundles
+#: record it (``training_revision``; absent: 1), and :func:`load_detector` warns about an older one.
+#: 2: the augmented boxes follow the image to the sub-pixel (2026-12-04)
 TRAINING_REVISION = 2
 
 #: detection settings that only combine a trained detector's per-frame scores over a cine: a trained
@@ -724,6 +726,11 @@ def load_detector(folder):
                 "fast_frames", "sequence_min_iou", "roi_margin"):
         if key not in settings:
             raise OfrnnError("missing setting", path=spath, field=key)
+    revision = settings.get("training_revision", 1)  # bundles before revision 2 do not record it
+    if revision < TRAINING_REVISION:
+        warnings.warn(f"{spath}: detector of training revision {revision}, older than {TRAINING_REVISION} (boxes "
+                      "biased about one pixel up and left before 2026-12-04); retrain it for this version's boxes",
+                      stacklevel=2)
     try:
         model = keras.saving.load_model(mpath, compile=False)
     except Exception as e:  # Keras raises ValueError, OSError, zipfile errors ... for a bad file
@@ -811,7 +818,7 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True, initial=None):
                     fast_frames=d["fast_frames"], sequence_min_iou=d["sequence_min_iou"],
                     roi_margin=d["roi_margin"], motion_prior=motion_prior_power(d),
                     trained_on=len(frames), seed=seed, ofrnn_version=__version__,
-                    keras_version=keras.__version__)
+                    keras_version=keras.__version__, training_revision=TRAINING_REVISION)
     record = dict(history={k: [float(v) for v in vs] for k, vs in hist.history.items()},
                   proposal_seconds=t_prop, seconds=time.perf_counter() - t0)
     return Detector(model, settings), record

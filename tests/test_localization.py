@@ -286,6 +286,29 @@ def test_bundle_round_trip_gives_identical_detections(trained):
     assert a["box"][2] > a["box"][0] and a["box"][3] > a["box"][1]
 
 
+def test_a_bundle_of_an_older_training_revision_loads_with_a_warning(trained, tmp_path):
+    """Bundles record the training revision; one trained before it existed (revision 1, boxes biased
+    by the old augmentation) still loads, with a warning naming the file, and a current one loads
+    silently."""
+    import shutil
+    import warnings
+
+    from ofrnn.localization import TRAINING_REVISION, load_detector
+
+    _, _, folder = trained
+    settings = json.loads((folder / "detector.json").read_text())
+    assert settings["training_revision"] == TRAINING_REVISION
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_detector(folder)
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    del settings["training_revision"]
+    (old / "detector.json").write_text(json.dumps(settings))
+    with pytest.warns(UserWarning, match=r"detector\.json: detector of training revision 1, older than"):
+        load_detector(old)
+
+
 def test_fine_tuning_starts_from_the_given_detector_and_leaves_it_unchanged(trained):
     from ofrnn.localization import train_detector
 
