@@ -407,24 +407,24 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
     (results/flow/tuning-data.md), then ``smoothing`` the pre-smoothing and smoothness weight
     (results/flow/tuning-smoothing.md), then ``filtering`` the median filter and edge-aware
     smoothness (results/flow/tuning-filtering.md); ``tracking`` measures the smoothing once more
-    with chained contour tracking added (results/flow/tuning-tracking.md). Each candidate
-    (keyword overrides of :data:`ofrnn.flow.DEFAULTS`) is scored on the training cohort
-    (myocardium AAE of consecutive frames; myocardium EPE of ED->ES, :func:`edes_pairs`), the
-    FlyingChairs training pairs, large
-    global motion made from them (:func:`large_motion_pairs`), flow/tiny (EPE) and real cardiac
-    motion of the calibration patients only, never the evaluation ones: where the section sets
-    ``acdc = true``, systole in one step, the ACDC LV cavity moved from ED to ES by the ED->ES flow
-    (1 - Dice against the ES cavity; :func:`acdc_cases`); where it sets ``sunnybrook = true``,
-    tracking through consecutive frames, the Sunnybrook ED endocardial contour carried to ES
-    (mean contour distance, mm; :func:`sunnybrook_cases`); where it sets ``tracking = true``, the
-    same protocol on the training cohort, where the truth is exact (px; :func:`tracking_cases`). A
+    with chained contour tracking added (results/flow/tuning-tracking.md). Each candidate (keyword
+    overrides of :data:`ofrnn.flow.DEFAULTS`) is scored on the training cohort (myocardium AAE of
+    consecutive frames; myocardium EPE of ED->ES, :func:`edes_pairs`), the FlyingChairs training
+    pairs, large global motion made from them (:func:`large_motion_pairs`), flow/tiny (EPE) and real
+    cardiac motion of the calibration patients only, never the evaluation ones: where the section
+    sets ``acdc = true``, systole in one step, the ACDC LV cavity moved from ED to ES by the ED->ES
+    flow (1 - Dice against the ES cavity; :func:`acdc_cases`); where it sets ``sunnybrook = true``,
+    tracking through consecutive frames, the Sunnybrook ED endocardial contour carried to ES (mean
+    contour distance, mm; :func:`sunnybrook_cases`); where it sets ``tracking = true``, the same
+    protocol on the training cohort, where the truth is exact (px; :func:`tracking_cases`). A
     section's ``fixed`` settings go into every row, so its table does not move with the defaults
-    chosen after it. Errors are relative to the ``reference`` candidate (the first row; beta = 0 when the settings name none). Among the
-    candidates that raise no set's error by more than ``tolerance`` and, with ``max_time_ratio``,
-    take at most that many times OpenCV DeepFlow's time per pair (:func:`_time_ratio` on a few
-    cohort pairs and one FlyingChairs pair, each set's median within the budget), the lowest mean
-    relative error wins: one parameter set for small cardiac motion, systolic deformation and large
-    real motion alike. ``ms`` per set is recorded for information only (timed minutes apart).
+    chosen after it. Errors are relative to the ``reference`` candidate (the first row; beta = 0
+    when the settings name none). Among the candidates that raise no set's error by more than
+    ``tolerance`` and, with ``max_time_ratio``, take at most that many times OpenCV DeepFlow's time
+    per pair (:func:`_time_ratio` on a few cohort pairs and one FlyingChairs pair, each set's median
+    within the budget), the lowest mean relative error wins: one parameter set for small cardiac
+    motion, systolic deformation and large real motion alike. ``ms`` per set is recorded for
+    information only (timed minutes apart).
 
     Raises
     ------
@@ -504,9 +504,10 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
         rule += (f" and take at most {budget:g}x OpenCV DeepFlow's time per pair (best of {repeats}, timed side by "
                  f"side; the median over {len(timed['cohort'])} cohort pairs"
                  + (" and the time of 1 FlyingChairs pair each within it" if len(timed) > 1 else " within it") + ")")
+    adopted = bool(tm.get("adopted", True))  # False: a measurement, the defaults stay
     result = {"versions": _versions(), "training_cohort_sha256": cohort_digest, "step": step,
               "sets": list(sets), "rule": rule,
-              "candidates": rows, "chosen": chosen["params"], "adopted": bool(tm.get("adopted", True))}
+              "candidates": rows, "chosen": chosen["params"], "adopted": adopted}
     write_json(out_dir / f"tuning-{section}.json", result)
     real = []
     if acdc_cal:
@@ -531,9 +532,9 @@ def tune_deep(cfg, seqs, step, out_dir, *, section, cohort_digest):
         L.append(f"| `{json.dumps(r['params'])}` | " + " | ".join(
             f"{r['errors'][k]:.3f} ({100 * (r['relative'][k] - 1):+.1f} %)" for k in sets)
             + f" | {', '.join(ms)} | {'yes' if r['admissible'] else 'no'} |")
-    if tm.get("adopted", True):
+    if adopted:
         L += ["", f"Chosen: `{json.dumps(chosen['params'])}`.", ""]
-    else:  # a measurement: the rule's pick is reported, the defaults stay (the section says why)
+    else:  # the rule's pick is reported; the section says why the defaults stay
         L += ["", f"The rule's pick: `{json.dumps(chosen['params'])}`. **Not adopted**: this stage is a measurement, "
               f"and `ofrnn.flow.DEFAULTS` stay as they are (experiments/flow.toml [tuning.{section}] says why).", ""]
     atomic_write_text(out_dir / f"tuning-{section}.md", "\n".join(L))

@@ -90,11 +90,11 @@ flow-tune``, results/flow/tuning.md), myocardium AAE on 64x64 LV ROIs:
   stronger gradient-constancy weight, gamma 1.0 / 1.5: Sunnybrook -4.9 / -7.3 %, cohort AAE +14.7
   / +40.2 % (gamma and alpha both 1.5: -4.8 %, +13.8 %). A softer penaliser, eps 0.03 / 0.1:
   Sunnybrook -2.1 / -5.6 %, cohort AAE +7.8 / +30.8 %. The admissible ones (pre-filter 0.02, gamma
-  1.0, gamma and alpha 1.5) had a higher mean relative error than these defaults (+1.6, +1.5, +2.3
-  %). eps 0.03 had a lower one (-0.7 %: large motion -9.9 %) but timed over the budget in that run
-  (2.62x DeepFlow's; these defaults 2.21x in the same run, so the timing is noise more than cost),
-  and was not pursued: +7.8 % cohort AAE would give away the phantom benchmark, where the deep OF
-  is 3.4 % below OpenCV DeepFlow (4.77 against 4.94 deg, the bench below).
+  1.0, gamma and alpha 1.5) had a higher mean relative error than these defaults (+1.6, +1.5,
+  +2.3 %). eps 0.03 had a lower one (-0.7 %: large motion -9.9 %) but timed over the budget in
+  that run (2.62x DeepFlow's; these defaults 2.21x in the same run, so the timing is noise more
+  than cost), and was not pursued: +7.8 % cohort AAE would give away the phantom benchmark, where
+  the deep OF is 3.4 % below OpenCV DeepFlow (4.77 against 4.94 deg, the bench below).
 
 - a median filter and edge-aware smoothness (``make flow-tune-filtering``,
   results/flow/tuning-filtering.md), last, on the same sets and rule, beyond DeepFlow: each
@@ -153,15 +153,15 @@ defaults, 2026-12-04, results/flow/report.md):
   slices of every patient (iLK's flows: 4.45 against 2.65 grey levels of 255 on SC-HF-I-1, 3.52
   against 3.68 on -2, 4.62 against 4.26 on -4), and on SC-HF-I-4's basal slices the deep OF's
   flows fit the intensities better than iLK's (4.47) while carrying the contour worse. What the
-  manual ES contour follows there that the flow does not is open. - FlyingChairs evaluation pairs
-  0000003-0000005: EPE 3.2870 against OpenCV DeepFlow's 3.2872 px (the lowest, by a hair) and AAE
-  4.36 against 4.34 deg. The deep OF wins two of the three pairs on both (0000003: 3.91 / 1.28
-  against 4.03 deg / 1.45 px; 0000004: 2.87 / 2.30 against 3.51 / 2.69) and loses 0000005 (6.30 /
-  6.28 against 5.49 / 5.72), the pair of largest motion (median 26.5 px, the whole background
-  about 30 px down), over the whole image, not only at occlusions or borders (away from motion
-  boundaries EPE 4.80 against 4.27 px). Without the brightness term (delta 0, DeepFlow's choice)
-  that pair scores 5.68 deg (a diagnosis; the term was chosen on the ACDC calibration cavity, -41
-  % 1 - Dice, and FlyingChairs training pairs, -8.1 % EPE).
+  manual ES contour follows there that the flow does not is open.
+- FlyingChairs evaluation pairs 0000003-0000005: EPE 3.2870 against OpenCV DeepFlow's 3.2872 px
+  (the lowest, by a hair) and AAE 4.36 against 4.34 deg. The deep OF wins two of the three pairs
+  on both (0000003: 3.91 / 1.28 against 4.03 deg / 1.45 px; 0000004: 2.87 / 2.30 against 3.51 /
+  2.69) and loses 0000005 (6.30 / 6.28 against 5.49 / 5.72), the pair of largest motion (median
+  26.5 px, the whole background about 30 px down), over the whole image, not only at occlusions or
+  borders (away from motion boundaries EPE 4.80 against 4.27 px). Without the brightness term
+  (delta 0, DeepFlow's choice) that pair scores 5.68 deg (a diagnosis; the term was chosen on the
+  ACDC calibration cavity, -41 % 1 - Dice, and FlyingChairs training pairs, -8.1 % EPE).
 
 It wins the phantom (myocardium AAE 4.77 deg; OpenCV DeepFlow 4.94), the motorcycle pair (EPE
 1.30 px; DeepFlow 1.47) and ACDC (evaluation patients 041-060, 163 slices: cavity Dice 0.911, DIS
