@@ -457,13 +457,14 @@ def _summary(v):
 
 def _signal_ratios():
     """The phantom's on-resonance bSSFP signal per tissue over LV blood (flip 50 deg, mid TR, the
-    magnetization-transfer factor at the middle of its range)."""
+    magnetization-transfer factor at the middle of its range); magnitudes (fat's entry is signed
+    by its opposed phase, :func:`ofrnn.simulate.mri.chemical_shift_sign`)."""
     from ..simulate.mri import Tissue, signal_table
 
     out = {}
     for field, tr in ((1.5, 3.0), (3.0, 3.2)):
         sig = signal_table(field_t=field, flip_deg=50.0, tr_ms=tr, mt=float(np.mean(MT_RANGE)))
-        out[f"{field:g} T"] = {t.name.lower(): float(sig[int(t)] / sig[int(Tissue.LV_BLOOD)]) for t in Tissue}
+        out[f"{field:g} T"] = {t.name.lower(): float(abs(sig[int(t)]) / sig[int(Tissue.LV_BLOOD)]) for t in Tissue}
     return out
 
 

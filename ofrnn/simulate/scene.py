@@ -50,6 +50,10 @@ def _polar(centre, radius, angle):
     return centre[0] - radius * np.sin(angle), centre[1] + radius * np.cos(angle)
 
 
+#: size (mm, smoothing of the random field) of the bowel compartments of :func:`fat_planes`
+BOWEL_SCALE_MM = 12.0
+
+
 def sample_scene(rng, anatomy):
     """Draw the structures around the heart for one subject (image mm, row/col).
 
@@ -117,7 +121,12 @@ def sample_scene(rng, anatomy):
                   width_mm=float(rng.uniform(1.5, 3.0)))
     return dict(
         organs=spleen, loops=loops, vessels=vessels, great=great, fat=fat, stomach=stomach, diaphragm=diaphragm, planes=planes,
-        texture=dict(amplitude=float(rng.uniform(0.15, 0.35)), sigma_mm=float(rng.uniform(1.0, 3.0))),
+        # organ texture: heterogeneity of liver, spleen, muscle, gut and fat, and the vessels and
+        # partial volume a cine's 8 mm slice averages in; amplitude and grain set on the gradient
+        # histograms of the calibration frames, which hold twice the phantom's share of moderate
+        # gradients (0.1-0.17 of the 99th percentile per pixel) at the former 0.15-0.35 and 1-3 mm
+        # (`make realism-calibrate`)
+        texture=dict(amplitude=float(rng.uniform(0.25, 0.45)), sigma_mm=float(rng.uniform(2.0, 4.0))),
         # off-resonance (Hz) at 100 mm from the shimmed heart: up to about half a band spacing
         # (1 / (2 TR) ~ 160 Hz) at 3 T, less at 1.5 T (field-proportional); field_hz() scales it
         offresonance=dict(hz_100mm=float(rng.uniform(0, 120)), roughness_hz=float(rng.uniform(5, 40))),
@@ -170,23 +179,38 @@ def paint_planned(lab, rows, cols, body, paint):
 
 
 def fat_planes(lab, step_mm, planes):
-    """Thin fat septa through the abdominal viscera and the body-wall and back muscles (in place on
-    the material map ``lab`` with ``step_mm`` between points): where a smooth Gaussian random
-    field crosses zero, within ``width_mm`` (its zero set is a network of curved lines, as the fat
-    planes between bowel loops, mesentery and muscle bellies look in a cine)."""
+    """Thin fat septa between the muscle bellies of the body wall and the back, and the bowel of the
+    upper abdomen, in place on the material map ``lab`` (``step_mm`` between points).
+
+    * **Septa**: where a smooth Gaussian random field crosses zero, within ``width_mm`` (its zero
+      set is a network of curved lines ``scale_mm`` apart), kept in patches where a coarse (30 mm)
+      field is above its 40th percentile, as fat gathers between muscle groups.
+    * **Bowel**: the abdomen below the diaphragm is loops of gut rather than one tissue. A second
+      field (12 mm) splits it into compartments: soft tissue (wall, collapsed loops), semi-solid
+      content above 0.4 sd and fluid above 1.1 sd, with a fat plane (mesentery) around the content
+      in the same patches. Their edges are what fills a real abdomen with mid-contrast outlines;
+      the former even net of bright fat lines over a uniform abdomen left the phantom with half the
+      calibration frames' share of moderate gradients and twice their share of the steepest ones
+      (`make realism-calibrate`).
+    """
     rng = np.random.default_rng(planes["seed"])
     f = smooth_field(lab.shape, rng, sigma_px=planes["scale_mm"] / step_mm, amplitude=1.0)
     gy, gx = np.gradient(f)
     # distance to the zero set ~ |f| / |grad f| (first order)
     near = np.abs(f) < 0.5 * planes["width_mm"] / step_mm * np.hypot(gy, gx)
-    # fat gathers in patches (mesentery, omentum, between muscle groups) rather than as an even
-    # net: keep the planes where a coarse field (30 mm) is above its 40th percentile
     # (drawn on an 8x coarser grid and interpolated: a 30 mm blur of the full grid costs a second)
     q = 8
     coarse = smooth_field((-(-lab.shape[0] // q), -(-lab.shape[1] // q)), rng, sigma_px=30.0 / step_mm / q,
                           amplitude=1.0)
     patch = ndi.zoom(coarse, q, order=1)[:lab.shape[0], :lab.shape[1]] > -0.25
-    lab[near & patch & np.isin(lab, (Tissue.ABDOMEN, Tissue.MUSCLE))] = Tissue.FAT
+    lab[near & patch & (lab == Tissue.MUSCLE)] = Tissue.FAT
+    g = smooth_field(lab.shape, rng, sigma_px=BOWEL_SCALE_MM / step_mm, amplitude=1.0)
+    abdomen = lab == Tissue.ABDOMEN
+    lab[abdomen & (g > 0.4)] = Tissue.GUT_CONTENT
+    lab[abdomen & (g > 1.1)] = Tissue.STOMACH
+    gy, gx = np.gradient(g)
+    mesentery = np.abs(g + 0.3) < 0.5 * 1.5 / step_mm * np.hypot(gy, gx)  # 1.5 mm thick
+    lab[abdomen & mesentery & patch] = Tissue.FAT
 
 
 def _heart_distance(shape, spacing, centre_mm, radius_mm):
