@@ -11,6 +11,9 @@ cause such confusions, drawn from the anatomy of the oblique short-axis plane:
   trunk anterior-medial to the LV, the left atrium behind it; the inferior vena cava in the liver;
   bright blood discs with thin walls, the most LV-like distractors there are;
 * **pericardial fat pads** (cardiophrenic angle, apex): bright, irregular;
+* **fat septa and bowel**: fat between the muscle bellies of the body wall and the back, and the
+  upper abdomen split into loops of gut wall, content and fluid with mesenteric fat between them
+  (:func:`fat_planes`);
 * **organ texture**: heterogeneous liver, muscle and fat (stronger than the fine tissue texture
   the heart keeps);
 * **off-resonance**: a B0 field shimmed on the heart but not elsewhere, which bSSFP turns into dark
@@ -115,8 +118,9 @@ def sample_scene(rng, anatomy):
     # body reads as dark as lung, `make realism-calibrate`)
     diaphragm = (c[0] + {"apical": 0.0, "mid": 15.0, "basal": 35.0}[level] + rng.normal(0, 10), c[1] - 20.0,
                  1 / rng.uniform(300, 600))
-    # fat planes between muscles and around the viscera: the zero set of a smooth random field
-    # (a network of curved lines about ``scale_mm`` apart), ``width_mm`` thick
+    # fat septa between the muscle bellies: the zero set of a smooth random field (a network of
+    # curved lines about ``scale_mm`` apart), ``width_mm`` thick; the same seed draws the bowel
+    # compartments of the abdomen (fat_planes)
     planes = dict(seed=int(rng.integers(2 ** 31)), scale_mm=float(rng.uniform(2.5, 6)),
                   width_mm=float(rng.uniform(1.5, 3.0)))
     return dict(
