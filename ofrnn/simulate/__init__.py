@@ -41,7 +41,8 @@ PAPER_LEVEL_COUNTS = {"apical": 43, "mid": 37, "basal": 34}
 ACQUIRED_RESOLUTION = (0.55, 0.85)
 #: receive channels of the root-sum-of-squares combination (:func:`.mri.acquire`): the air of the
 #: calibration frames reads 0.035-0.039 of blood, against 0.011-0.016 for one channel's Rayleigh
-#: floor; four effective channels give 0.020 (the rest is ghosting, which the phantom lacks)
+#: floor; four effective channels give 0.017 (median, tuning cohort; the rest is ghosting, which
+#: the phantom lacks)
 RECEIVE_CHANNELS = 4
 
 
