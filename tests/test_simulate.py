@@ -361,6 +361,16 @@ def test_several_receive_channels_raise_the_air_and_keep_the_noise_of_bright_tis
     assert one.mean() == pytest.approx(10.0 * np.sqrt(np.pi / 2), rel=0.05)
     bright = acquire(np.full((4, 96, 96), 1000.0), rng, noise_sigma=10.0, channels=4, phase_resolution=0.7)
     assert bright.std() == pytest.approx(10.0, rel=0.08)
+    # every channel goes through the same zero-filled reconstruction: the air's level is kept and its
+    # noise is correlated between neighbours (a magnitude about as the square of the complex noise's
+    # correlation, here 0.23 against 0 at full resolution)
+    part = acquire(np.zeros((4, 96, 96)), rng, noise_sigma=10.0, channels=4, phase_resolution=0.7,
+                   readout_resolution=0.6)
+    assert part.mean() == pytest.approx(27.4, rel=0.05)
+    corr = lambda x: np.corrcoef(x[:, :, :-1].ravel(), x[:, :, 1:].ravel())[0, 1]  # noqa: E731
+    assert corr(part) > 0.15 and abs(corr(air)) < 0.05
+    with pytest.raises(ValueError, match="channels"):
+        acquire(np.zeros((1, 8, 8)), rng, noise_sigma=1.0, channels=0)
 
 
 def test_readout_truncation_keeps_the_noise_level_and_smooths_it():

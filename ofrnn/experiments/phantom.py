@@ -161,7 +161,7 @@ def _report(s, settings):
          "0 (in-plane incompressible), up to pixel quantisation"),
         ("infarct share of slice myocardium (post-MI)", _fmt(s["infarct_share"], True),
          "EMIDEC LGE: median 22 %, IQR 14-37 %"),
-        ("SNR (blood / noise sigma)", _fmt(s["snr"]), "35-100"),
+        ("SNR (blood / noise sigma, per receive channel)", _fmt(s["snr"]), "70-200"),
         ("pixel spacing (mm)", _fmt(s["spacing_mm"]), "1.3-1.6"),
     ]
     lines = ["# Phantom physiology", "",

@@ -48,7 +48,7 @@ class Tissue(IntEnum):
 #: density of aerated lung, 0.2-0.3, plus the blood of its capillaries and small vessels, which a
 #: cine voxel of 1.5 x 1.5 x 8 mm averages in); T2 40 / 30 ms at 1.5 / 3 T, shorter than the
 #: parenchyma's own to stand in for the intravoxel dephasing that darkens lung in bSSFP (more at
-#: 3 T). They put lung at 0.06-0.15 of blood over the flip angles drawn: the calibration frames'
+#: 3 T). They put lung at 0.08-0.17 of blood over the flip angles drawn: the calibration frames'
 #: lung reads 0.098 of blood in ACDC 061-080 and 0.062 in SC-HF-I-1 (median of the body's pixels
 #: below 0.15 of blood, `make realism-calibrate`); the former 0.2 and 30 / 20 ms (0.035-0.085)
 #: left a third more of the body at the bottom of the intensity histogram than in those frames.
@@ -137,9 +137,10 @@ def chemical_shift_sign(tissue, *, field_t, tr_ms):
     """Sign (+1 or -1) of a tissue's echo relative to water's at TE = TR / 2.
 
     A resonance that precesses ``beta = 2 pi k + b`` per TR (``b`` in (-pi, pi]) lies ``k`` pass
-    bands from water's and is read with the extra phase ``k pi`` at the echo (the factor
-    ``exp(i beta / 2)``; Hargreaves et al., Fat-suppressed steady-state free precession imaging
-    using phase detection, MRM 50:210 (2003)). Fat precesses -3.8 to -4.4 rad per TR at 1.5 T and
+    bands from water's. At TE = TR / 2 the echo of every pass band is real, its sign alternating
+    from band to band, so it is read with the extra phase ``k pi`` (Scheffler & Hennig, MRM 49:395
+    (2003); used for fat-water separation by Hargreaves et al., Fat-suppressed steady-state free
+    precession imaging using phase detection, MRM 50:210 (2003)). Fat precesses -3.8 to -4.4 rad per TR at 1.5 T and
     -8.2 to -9.3 rad at 3 T for the TRs drawn, one band away: it is read in opposed phase, so a
     voxel holding fat and water cancels. That is the dark line at every fat-water boundary of a
     bSSFP cine (epicardial fat, the body wall, the fat planes of the abdomen).
@@ -356,6 +357,8 @@ def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0, rea
         Magnitude images, Rician (non-central chi for several channels) where the signal is low,
         rounded to integers as scanners store them (DICOM magnitude images are integer-valued).
     """
+    if channels < 1:
+        raise ValueError(f"channels must be at least 1, got {channels}")
     images = np.asarray(images)
     T, H, W = images.shape
 
