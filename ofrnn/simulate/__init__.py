@@ -40,9 +40,9 @@ PAPER_LEVEL_COUNTS = {"apical": 43, "mid": 37, "basal": 34}
 #: power in the finest bands than ACDC 061-080 and SC-HF-I-1 do
 ACQUIRED_RESOLUTION = (0.55, 0.85)
 #: receive channels of the root-sum-of-squares combination (:func:`.mri.acquire`): the air of the
-#: calibration frames reads 0.035-0.039 of blood, against 0.011-0.016 for one channel's Rayleigh
-#: floor; four effective channels give 0.017 (median, tuning cohort; the rest is ghosting, which
-#: the phantom lacks)
+#: calibration frames reads 0.035-0.039 of blood, the former phantom's single channel (Rayleigh
+#: floor, SNR 35-100) 0.014; four effective channels at SNR 70-200 give 0.017 (medians, tuning
+#: cohort; the rest is ghosting, which the phantom lacks)
 RECEIVE_CHANNELS = 4
 
 

@@ -218,8 +218,8 @@ def sample_anatomy(rng, level, *, fov_mm):
     fat += 3.0 * np.exp(-(angle_diff(THETA, rv_centre + half) / 0.25) ** 2)
     fat += np.where(d < 1, rng.uniform(1, 3), 0.0)
     # the LV centre lies off the frame's centre by 0.36 (IQR 0.18-0.57) epicardial LV diameters in
-    # ACDC 061-080 and 0.26 in SC-HF-I-1 (the phantom's former sd of 8 mm gave 0.15): the field of
-    # view is placed on the chest as well as on the heart
+    # ACDC 061-080 and 0.26 in SC-HF-I-1 (the phantom's former sd of 8 mm gave 0.15, 14 mm gives
+    # 0.24; tuning cohort): the field of view is placed on the chest as well as on the heart
     centre = np.array([fov_mm[0] / 2, fov_mm[1] / 2]) + rng.normal(0, 14, 2)
     anatomy = Anatomy(level=level, centre_mm=centre, r_endo=r_endo, r_epi=r_endo + wall, rv_depth=rv_depth,
                       rv_wall=float(rng.uniform(2.5, 4.0)), fat=fat, rv_centre=float(rv_centre),

@@ -129,8 +129,13 @@ def chemical_shift_beta(tissue, *, field_t, tr_ms):
     """
     if tissue not in FATTY:
         return 0.0
+    return float(np.angle(np.exp(1j * _fat_precession(field_t, tr_ms))))
+
+
+def _fat_precession(field_t, tr_ms):
+    """Fat's precession per TR relative to water (rad, not wrapped)."""
     hz = FAT_SHIFT_PPM * GAMMA_MHZ_PER_T * float(field_t)
-    return float(np.angle(np.exp(2j * np.pi * hz * tr_ms * 1e-3)))
+    return 2 * np.pi * hz * tr_ms * 1e-3
 
 
 def chemical_shift_sign(tissue, *, field_t, tr_ms):
@@ -140,10 +145,11 @@ def chemical_shift_sign(tissue, *, field_t, tr_ms):
     bands from water's. At TE = TR / 2 the echo of every pass band is real, its sign alternating
     from band to band, so it is read with the extra phase ``k pi`` (Scheffler & Hennig, MRM 49:395
     (2003); used for fat-water separation by Hargreaves et al., Fat-suppressed steady-state free
-    precession imaging using phase detection, MRM 50:210 (2003)). Fat precesses -3.8 to -4.4 rad per TR at 1.5 T and
-    -8.2 to -9.3 rad at 3 T for the TRs drawn, one band away: it is read in opposed phase, so a
-    voxel holding fat and water cancels. That is the dark line at every fat-water boundary of a
-    bSSFP cine (epicardial fat, the body wall, the fat planes of the abdomen).
+    precession imaging using phase detection, MRM 50:210 (2003)). Fat precesses -3.8 to -4.4 rad
+    per TR at 1.5 T and -8.2 to -9.3 rad at 3 T for the TRs drawn, one band away: it is read in
+    opposed phase, so a voxel holding fat and water cancels. That is the dark line at every
+    fat-water boundary of a bSSFP cine (epicardial fat, the body wall, the fat planes of the
+    abdomen).
 
     Returns
     -------
@@ -151,8 +157,7 @@ def chemical_shift_sign(tissue, *, field_t, tr_ms):
     """
     if tissue not in FATTY:
         return 1.0
-    beta = 2 * np.pi * FAT_SHIFT_PPM * GAMMA_MHZ_PER_T * float(field_t) * tr_ms * 1e-3
-    return -1.0 if int(np.round(beta / (2 * np.pi))) % 2 else 1.0
+    return -1.0 if int(np.round(_fat_precession(field_t, tr_ms) / (2 * np.pi))) % 2 else 1.0
 
 
 #: static, macromolecule-rich tissues around the heart whose bSSFP signal reads lower than the
