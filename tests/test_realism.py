@@ -1,5 +1,7 @@
 """Phantom realism measurement (issue 12): frame statistics on known images, the split of real
 frames, and the cross-fitting that never scores a frame with a model that saw its subject."""
+import re
+
 import numpy as np
 import pytest
 
@@ -38,6 +40,34 @@ def test_tissue_measures_known_answer():
     assert m["blood_percentile"] == pytest.approx(100 * (1 - blood.sum() / body.sum()), abs=0.5)
     assert m["body_q50"] == pytest.approx(0.4)
     assert m["bright_share"] == pytest.approx(blood.sum() / body.sum(), abs=0.005)
+
+
+def test_level_shares_known_answer():
+    """Air, myocardium-grey and blood in known shares, one pixel on each inner edge."""
+    img = np.zeros(1000, np.float32)
+    img[:300] = 400.0        # 0.4 x blood: the 0.2-0.5 level
+    img[300:500] = 1000.0    # blood itself: >= 1
+    img[500] = 100.0         # exactly 0.1 x blood: in 0.1-0.2, not in air
+    m = R.level_shares(img.reshape(40, 25), 1000.0)
+    assert [m[f"level{i}"] for i in range(5)] == pytest.approx([0.499, 0.001, 0.3, 0.0, 0.2])
+    assert m["p99_blood"] == pytest.approx(1.0)
+    assert set(m) == set(R.LEVEL_LABELS)
+
+
+def test_separating_statistics_ranks_by_distance_from_chance_and_names_every_column():
+    st = dict(intensity_bins=4, gradient_bins=3, spectrum_bins=2, lbp_radius=1)
+    names = R.statistic_names(**st)
+    assert len(names) == 4 + 3 + 10 + 2
+    assert names[0] == "intensity 0.00-0.31 x p99" and names[-1] == "spectrum 0.250-0.500 cycles / px"
+    rng = np.random.default_rng(0)
+    is_real = np.r_[np.zeros(50, bool), np.ones(50, bool)]
+    X = rng.normal(size=(100, len(names)))
+    X[:, 5] += 10 * ~is_real         # higher in simulated frames: AUC 0
+    X[:, 9] += 1.0 * is_real         # higher in real frames, overlapping
+    top = R.separating_statistics(X, names, is_real, top=3)
+    assert [r["name"] for r in top[:2]] == [names[5], names[9]]
+    assert top[0]["auc"] == 0.0 and 0.7 < top[1]["auc"] < 1.0
+    assert top[0]["simulated"] > top[0]["real"] + 9
 
 
 def test_body_mask_fills_the_dark_lungs_inside_the_body():
@@ -159,7 +189,11 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     assert m["groups"]["acdc evaluation"]["myocardium_blood"]["median"] > 0
     for png in ("gallery", "crops", "texture", "geometry", "roc"):
         assert (tmp_path / f"{png}.png").stat().st_size > 1000
-    assert "Separability" in (tmp_path / "report.md").read_text()
+    assert len(m["separating_statistics"]) == 12
+    assert m["groups"]["simulated"]["level0"]["mean"] >= 0
+    report = (tmp_path / "report.md").read_text()
+    assert "Separability" in report and "What gives the phantom away" in report
+    assert not re.search(r"\bnan\b", report)
 
 
 def test_tissue_measures_give_the_chest_wall_distance_in_lv_diameters():

@@ -11,7 +11,9 @@ The simulated frames (the cohort of ``make data``) are set beside real bSSFP cin
   quantiles relative to blood; the share of bright body pixels (>= 0.7 x blood: fat and fluid in
   bSSFP). Real frames carry no labels for fat, liver, muscle or lung, so those tissues enter only
   through the body's intensity distribution; the phantom's own per-tissue bSSFP signals are
-  tabled beside it (:func:`ofrnn.simulate.mri.signal_table`);
+  tabled beside it (:func:`ofrnn.simulate.mri.signal_table`); and the whole frame's shares by level
+  over blood, with its 99th percentile over blood (:func:`level_shares`), which put the texture
+  statistics' intensity axis in tissue terms;
 * **geometry**: the LV's epicardial diameter relative to the field of view, the body's share of
   the field of view, and the in-plane orientation (direction from the LV centre to the RV; ACDC
   labels, and the phantom's septal AHA segments; Sunnybrook has no RV contours), the direction
@@ -22,7 +24,8 @@ The simulated frames (the cohort of ``make data``) are set beside real bSSFP cin
   et al., IEEE TPAMI 24:971 (2002)) and radial power spectra;
 * **separability**: real-vs-simulated classifiers, whose ROC AUC is the headline (0.5: the
   frames cannot be told apart; lower is better). A logistic regression on the statistics above,
-  and a small CNN on whole frames and on heart-centred crops.
+  and a small CNN on whole frames and on heart-centred crops. The single statistics that separate
+  best on the frames one may tune on (:func:`separating_statistics`) say what to mend next.
 
 **Split.** Real frames are split by patient (``[split]``): calibration (ACDC 061-080, Sunnybrook
 SC-HF-I-1) may be fitted, evaluation (the other patients) is only scored. Each classifier is
@@ -63,6 +66,14 @@ TISSUE_LABELS = {"myocardium_blood": "myocardium / blood", "snr": "blood / noise
                  "blood_percentile": "blood percentile in body",
                  **{f"body_q{q}": f"body q{q} / blood" for q in BODY_QUANTILES},
                  "bright_share": "bright share", "body_fraction": "body share of FOV"}
+#: inner edges of the intensity levels over the LV blood median at which :func:`level_shares`
+#: splits the whole frame: air and lung (< 0.1), dark tissue, grey tissue (myocardium, liver,
+#: muscle), bright tissue (fat, fluid), and above blood
+LEVEL_EDGES = (0.1, 0.2, 0.5, 1.0)
+LEVEL_LABELS = {"p99_blood": "99th percentile / blood",
+                **{f"level{i}": (f"< {LEVEL_EDGES[0]:g}" if i == 0 else f">= {LEVEL_EDGES[-1]:g}" if i == len(LEVEL_EDGES)
+                                 else f"{LEVEL_EDGES[i - 1]:g}-{LEVEL_EDGES[i]:g}")
+                   for i in range(len(LEVEL_EDGES) + 1)}}
 #: groups of frames, in plotting order
 GROUPS = ("simulated", "acdc calibration", "acdc evaluation", "sunnybrook calibration", "sunnybrook evaluation")
 
@@ -122,6 +133,56 @@ def frame_statistics(image, *, intensity_bins, gradient_bins, spectrum_bins, lbp
                 spectrum=radial_spectrum(x, bins=spectrum_bins))
 
 
+def statistic_names(*, intensity_bins, gradient_bins, spectrum_bins, lbp_radius):
+    """What each column of the statistics (:func:`frame_statistics`, families in :data:`STATISTICS`
+    order) measures, as short labels for the report, e.g. ``"intensity 0.00-0.04 x p99"``."""
+    def bands(n, hi, fmt):
+        return [f"{fmt.format(hi * i / n)}-{fmt.format(hi * (i + 1) / n)}" for i in range(n)]
+
+    lbp = [f"{k} of 8 neighbours brighter" for k in range(9)] + ["non-uniform"]
+    return ([f"intensity {b} x p99" for b in bands(intensity_bins, INTENSITY_MAX, "{:.2f}")]
+            + [f"gradient {b} x p99 / px" for b in bands(gradient_bins, GRADIENT_MAX, "{:.3f}")]
+            + [f"LBP r={lbp_radius:g}: {t}" for t in lbp]
+            + [f"spectrum {b} cycles / px" for b in bands(spectrum_bins, 0.5, "{:.3f}")])
+
+
+def separating_statistics(X, names, is_real, *, top):
+    """The single statistics that best tell real frames from simulated ones.
+
+    Parameters
+    ----------
+    X : (frames, statistics) array
+    names : sequence of str, one per column
+    is_real : (frames,) bool
+    top : int, keyword-only
+
+    Returns
+    -------
+    list of dict (name, auc, simulated, real), at most ``top``, most separating first: ``auc`` is
+    the ROC AUC of the statistic alone as a score for "real" (below 0.5: higher in simulated
+    frames), ranked by its distance from 0.5; ``simulated`` and ``real`` are the groups' means.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(is_real, bool)
+    auc = np.array([roc_auc_score(y, X[:, j]) if np.ptp(X[:, j]) > 0 else 0.5 for j in range(X.shape[1])])
+    order = np.argsort(-np.abs(auc - 0.5), kind="stable")[:top]
+    return [dict(name=names[j], auc=float(auc[j]), simulated=float(X[~y, j].mean()), real=float(X[y, j].mean()))
+            for j in order]
+
+
+def level_shares(image, blood_level):
+    """Where a frame's pixels lie relative to its LV blood pool: a scale-free intensity histogram.
+
+    Returns a dict: ``level<i>`` (share of all the frame's pixels in the i-th interval of
+    :data:`LEVEL_EDGES` times ``blood_level``; they sum to 1) and ``p99_blood`` (the frame's 99th
+    percentile over ``blood_level``, which scales the texture statistics' intensity axis).
+    """
+    x = np.asarray(image, np.float64) / blood_level
+    counts = np.bincount(np.searchsorted(LEVEL_EDGES, x.ravel(), side="right"), minlength=len(LEVEL_EDGES) + 1)
+    return dict(p99_blood=float(np.percentile(x, 99)), **{f"level{i}": float(c / x.size) for i, c in enumerate(counts)})
+
+
 def body_mask(image, blood_level):
     """The body: the convex hull of the regions above 15 % of the blood level (after a 3x3 median,
     which drops noise but keeps edges in place, and an opening that removes specks); a torso's
@@ -160,6 +221,7 @@ def tissue_measures(image, blood, myocardium):
                body_fraction=float(body.mean()))
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
+    out.update(level_shares(img, b))
     step = nearest_skin(body, img, blood, b)
     out["skin_direction_deg"] = display_angle_deg(*step)
     # the chest wall's distance in LV diameters (scale-free: ACDC's copy keeps no pixel spacing);
@@ -542,7 +604,7 @@ def group_summaries(frames, stats, tissue, groups, subjects):
         # short over long side: 1 for a square field of view, below for a rectangular one
         aspect=np.array([min(f["image"].shape) / max(f["image"].shape) for f in frames]),
         **{k: np.array([r[k] if r is not None else np.nan for r in tissue])
-           for k in (*TISSUE_LABELS, "skin_direction_deg", "skin_distance_lv")})
+           for k in (*TISSUE_LABELS, *LEVEL_LABELS, "skin_direction_deg", "skin_distance_lv")})
     by_group = {}
     for g in GROUPS:
         idx = np.flatnonzero(groups == g)
@@ -584,10 +646,16 @@ def run(config, profile, out_dir):
     separability, separability_calibration, curves = separability_tables(
         X, {k: len(stats[0][k]) for k in STATISTICS}, frames, labels, cfg, seed)
     timings["classifiers_s"] = time.perf_counter() - t
+    # which single statistics give the phantom away, on the frames one may tune on (the
+    # calibration real frames and the simulated ones), so the table can steer the phantom
+    tune = labels["calibration"] | ~labels["is_real"]
+    separating = separating_statistics(X[tune], statistic_names(**st), labels["is_real"][tune],
+                                       top=int(cfg["report"]["separating_statistics"]))
     per_frame, by_group = group_summaries(frames, stats, tissue, groups, labels["subjects"])
     timings["total_s"] = time.perf_counter() - t0
     _figures(frames, groups, labels["evaluation"], by_group, per_frame, curves, labels["is_real"], cfg, out_dir)
-    metrics = dict(separability=separability, separability_calibration=separability_calibration, groups=by_group,
+    metrics = dict(separability=separability, separability_calibration=separability_calibration,
+                   separating_statistics=separating, groups=by_group,
                    phantom_signal_over_blood=_signal_ratios(), skipped=skipped, settings=cfg, profile=profile,
                    timings=timings, split=dict(cfg["split"], evaluation="every other real patient"),
                    versions=dict(ofrnn=__version__, python=platform.python_version(), numpy=np.__version__,
@@ -727,6 +795,13 @@ def _report(m):
           f"{m['settings']['classifier']['folds']} folds for the statistics, {m['settings']['cnn']['folds']} for the "
           "CNNs, which thus train on fewer frames than in the evaluation above): AUC "
           + ", ".join(f"{k} {c['auc']:.3f}" for k, c in m["separability_calibration"].items()) + ".",
+          "", "What gives the phantom away most, one statistic at a time (calibration real frames against "
+          "simulated frames: the frames one may tune on; AUC of the statistic alone as a score for real, so "
+          "below 0.5 means higher in simulated frames; means over frames; intensities over each frame's 99th "
+          "percentile):", "",
+          "| statistic | AUC alone | simulated mean | real mean |", "|---|---|---|---|",
+          *(f"| {r['name']} | {r['auc']:.3f} | {r['simulated']:.4g} | {r['real']:.4g} |"
+            for r in m["separating_statistics"]),
           "", "![ROC](roc.png)", "", "## Galleries", "", "![frames](gallery.png)", "", "![crops](crops.png)", "",
           "## Tissue intensity ratios", "",
           "Median (IQR) over frames. Blood and myocardium from labels (ACDC), manual contours (Sunnybrook; "
@@ -740,6 +815,13 @@ def _report(m):
         L.append(f"| {name} | {r['frames']} ({r['subjects']}) | "
                  + " | ".join(_iqr(r.get(k), "{:.1f}" if k in ("blood_percentile", "snr") else "{:.2f}")
                               for k in TISSUE_LABELS) + " |")
+    L += ["", "Where the whole frame's pixels lie over the LV blood median (mean share of the frame; the "
+          "99th percentile, median (IQR), sets the scale of the texture statistics' intensity axis):", "",
+          "| group | " + " | ".join(LEVEL_LABELS.values()) + " |", "|---" * (len(LEVEL_LABELS) + 1) + "|"]
+    for name, r in g.items():
+        L.append(f"| {name} | {_iqr(r.get('p99_blood'))} | "
+                 + " | ".join(f"{r[k]['mean']:.3f}" if r.get(k) else "n/a" for k in LEVEL_LABELS if k != "p99_blood")
+                 + " |")
     sig = m["phantom_signal_over_blood"]
     L += ["", "The phantom's bSSFP signal over LV blood (flip 50 deg, nominal: the drawn transmit field lowers it; TR 3.0 ms at 1.5 T, "
           f"3.2 ms at 3 T; fat at its chemical shift; magnetization transfer at its mid-range {np.mean(MT_RANGE):g} in "
