@@ -59,6 +59,7 @@ def test_separating_statistics_ranks_by_distance_from_chance_and_names_every_col
     names = R.statistic_names(**st)
     assert len(names) == 4 + 3 + 10 + 2
     assert names[0] == "intensity 0.00-0.31 x p99" and names[-1] == "spectrum 0.250-0.500 cycles / px"
+    assert names[3] == "intensity >= 0.94 x p99"  # the histogram clips: its last bin is open
     rng = np.random.default_rng(0)
     is_real = np.r_[np.zeros(50, bool), np.ones(50, bool)]
     X = rng.normal(size=(100, len(names)))
@@ -68,6 +69,23 @@ def test_separating_statistics_ranks_by_distance_from_chance_and_names_every_col
     assert [r["name"] for r in top[:2]] == [names[5], names[9]]
     assert top[0]["auc"] == 0.0 and 0.7 < top[1]["auc"] < 1.0
     assert top[0]["simulated"] > top[0]["real"] + 9
+
+
+def test_statistic_names_name_the_column_that_measures_it():
+    """Isolated bright dots (0.5 % of the pixels, 5 x the 99th percentile) on a flat frame: their
+    share lands in the columns named for the open top intensity bin and for strict local maxima."""
+    from ofrnn.files import read_toml
+
+    st = read_toml(R.REPO / "experiments" / "realism.toml")["statistics"]
+    img = np.ones((100, 100), np.float32)
+    img[5:100:10, 5:100:20] = 5.0
+    s = R.frame_statistics(img, **st)
+    named = dict(zip(R.statistic_names(**st), np.concatenate([s[k] for k in R.STATISTICS])))
+    assert len(named) == sum(len(s[k]) for k in R.STATISTICS)
+    top = 1.25 * (st["intensity_bins"] - 1) / st["intensity_bins"]
+    assert named[f"intensity >= {top:.2f} x p99"] == pytest.approx(0.005)
+    assert named["LBP r=1: 0 of 8 neighbours >= centre"] == pytest.approx(0.005)
+    assert named["LBP r=1: 8 of 8 neighbours >= centre"] > 0.9  # flat: every neighbour ties
 
 
 def test_body_mask_fills_the_dark_lungs_inside_the_body():
@@ -190,7 +208,9 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     for png in ("gallery", "crops", "texture", "geometry", "roc"):
         assert (tmp_path / f"{png}.png").stat().st_size > 1000
     assert len(m["separating_statistics"]) == 12
-    assert m["groups"]["simulated"]["level0"]["mean"] >= 0
+    for group in m["groups"].values():
+        assert sum(group[f"level{i}"]["mean"] for i in range(len(R.LEVEL_EDGES) + 1)) == pytest.approx(1.0)
+        assert 0 < group["p99_blood"]["median"] < np.inf
     report = (tmp_path / "report.md").read_text()
     assert "Separability" in report and "What gives the phantom away" in report
     assert not re.search(r"\bnan\b", report)

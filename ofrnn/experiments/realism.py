@@ -67,8 +67,9 @@ TISSUE_LABELS = {"myocardium_blood": "myocardium / blood", "snr": "blood / noise
                  **{f"body_q{q}": f"body q{q} / blood" for q in BODY_QUANTILES},
                  "bright_share": "bright share", "body_fraction": "body share of FOV"}
 #: inner edges of the intensity levels over the LV blood median at which :func:`level_shares`
-#: splits the whole frame: air and lung (< 0.1), dark tissue, grey tissue (myocardium, liver,
-#: muscle), bright tissue (fat, fluid), and above blood
+#: splits the whole frame: air and lung (< 0.1), dark tissue, grey tissue (most myocardium, liver,
+#: muscle), bright tissue with the darker half of the blood pool (the top edge is its median), and
+#: above it (the brighter half, fat, fluid)
 LEVEL_EDGES = (0.1, 0.2, 0.5, 1.0)
 LEVEL_LABELS = {"p99_blood": "99th percentile / blood",
                 **{f"level{i}": (f"< {LEVEL_EDGES[0]:g}" if i == 0 else f">= {LEVEL_EDGES[-1]:g}" if i == len(LEVEL_EDGES)
@@ -93,7 +94,8 @@ def radial_spectrum(image, *, bins):
     ----------
     image : (H, W) array
     bins : int, keyword-only
-        Bands of equal width on (0, 0.5] cycles per pixel (the mean is left out).
+        Bands of equal width on (0, 0.5) cycles per pixel (the mean and the Nyquist frequency are left
+        out).
 
     Returns
     -------
@@ -114,7 +116,8 @@ def radial_spectrum(image, *, bins):
 
 
 def frame_statistics(image, *, intensity_bins, gradient_bins, spectrum_bins, lbp_radius):
-    """Hand-made statistics of one frame, as a dict of 1-D arrays (histograms are densities).
+    """Hand-made statistics of one frame, as a dict of 1-D arrays (histograms are shares of the
+    frame's pixels; their last bin also holds every value above it).
 
     ``intensity`` on [0, 1.25] of the 99th-percentile-normalised frame, ``gradient`` (magnitude
     per pixel, same scale) on [0, 0.3], ``lbp`` (uniform patterns, 8 neighbours at ``lbp_radius``)
@@ -136,14 +139,18 @@ def frame_statistics(image, *, intensity_bins, gradient_bins, spectrum_bins, lbp
 def statistic_names(*, intensity_bins, gradient_bins, spectrum_bins, lbp_radius):
     """What each column of the statistics (:func:`frame_statistics`, families in :data:`STATISTICS`
     order) measures, as short labels for the report, e.g. ``"intensity 0.00-0.04 x p99"``."""
-    def bands(n, hi, fmt):
-        return [f"{fmt.format(hi * i / n)}-{fmt.format(hi * (i + 1) / n)}" for i in range(n)]
+    def bands(n, hi, fmt, *, clipped=True):
+        # the histograms clip at their upper end, so their last bin holds everything above it
+        return [f">= {fmt.format(hi * i / n)}" if clipped and i == n - 1 else
+                f"{fmt.format(hi * i / n)}-{fmt.format(hi * (i + 1) / n)}" for i in range(n)]
 
-    lbp = [f"{k} of 8 neighbours brighter" for k in range(9)] + ["non-uniform"]
+    # uniform LBP codes (skimage, P = 8): k = how many neighbours are at least as bright as the
+    # centre, on one arc; 9 = any other (non-uniform) pattern
+    lbp = [f"{k} of 8 neighbours >= centre" for k in range(9)] + ["non-uniform"]
     return ([f"intensity {b} x p99" for b in bands(intensity_bins, INTENSITY_MAX, "{:.2f}")]
             + [f"gradient {b} x p99 / px" for b in bands(gradient_bins, GRADIENT_MAX, "{:.3f}")]
             + [f"LBP r={lbp_radius:g}: {t}" for t in lbp]
-            + [f"spectrum {b} cycles / px" for b in bands(spectrum_bins, 0.5, "{:.3f}")])
+            + [f"spectrum {b} cycles / px" for b in bands(spectrum_bins, 0.5, "{:.3f}", clipped=False)])
 
 
 def separating_statistics(X, names, is_real, *, top):
@@ -160,10 +167,18 @@ def separating_statistics(X, names, is_real, *, top):
     -------
     list of dict (name, auc, simulated, real), at most ``top``, most separating first: ``auc`` is
     the ROC AUC of the statistic alone as a score for "real" (below 0.5: higher in simulated
-    frames), ranked by its distance from 0.5; ``simulated`` and ``real`` are the groups' means.
+    frames), ranked by its distance from 0.5; ``simulated`` and ``real`` are the groups' means
+    (histogram columns: shares of the frame's pixels; spectrum columns: log10 power shares).
+
+    Raises
+    ------
+    ValueError
+        When ``names`` does not name every column of ``X``.
     """
     from sklearn.metrics import roc_auc_score
 
+    if len(names) != X.shape[1]:
+        raise ValueError(f"{len(names)} names for {X.shape[1]} statistics")
     y = np.asarray(is_real, bool)
     auc = np.array([roc_auc_score(y, X[:, j]) if np.ptp(X[:, j]) > 0 else 0.5 for j in range(X.shape[1])])
     order = np.argsort(-np.abs(auc - 0.5), kind="stable")[:top]
@@ -208,8 +223,9 @@ def tissue_measures(image, blood, myocardium):
     Returns a dict: ``myocardium_blood`` (median ratio; NaN without a myocardium mask),
     ``blood_percentile`` (percentile of the blood median among body pixels), ``body_q<k>``
     (body intensity quantiles over the blood median), ``snr`` (blood median over
-    :func:`noise_level`), ``bright_share`` (body share >= 0.7 x blood)
-    and ``body_fraction`` (body share of the field of view).
+    :func:`noise_level`), ``bright_share`` (body share >= 0.7 x blood), ``body_fraction`` (body
+    share of the field of view), and the whole frame's ``level<i>`` and ``p99_blood``
+    (:func:`level_shares`).
     """
     img = np.asarray(image, np.float32)
     b = float(np.median(img[blood]))
@@ -797,8 +813,9 @@ def _report(m):
           + ", ".join(f"{k} {c['auc']:.3f}" for k, c in m["separability_calibration"].items()) + ".",
           "", "What gives the phantom away most, one statistic at a time (calibration real frames against "
           "simulated frames: the frames one may tune on; AUC of the statistic alone as a score for real, so "
-          "below 0.5 means higher in simulated frames; means over frames; intensities over each frame's 99th "
-          "percentile):", "",
+          "below 0.5 means higher in simulated frames; means over frames: shares of the frame's pixels for the "
+          "histograms, log10 of the band's share of the power for the spectrum; intensities and gradients over "
+          "each frame's 99th percentile; a histogram's last bin holds everything above it):", "",
           "| statistic | AUC alone | simulated mean | real mean |", "|---|---|---|---|",
           *(f"| {r['name']} | {r['auc']:.3f} | {r['simulated']:.4g} | {r['real']:.4g} |"
             for r in m["separating_statistics"]),
