@@ -71,10 +71,9 @@ TISSUE_LABELS = {"myocardium_blood": "myocardium / blood", "snr": "blood / noise
 #: muscle), bright tissue with the darker half of the blood pool (the top edge is its median), and
 #: above it (the brighter half, fat, fluid)
 LEVEL_EDGES = (0.1, 0.2, 0.5, 1.0)
-LEVEL_LABELS = {"p99_blood": "99th percentile / blood",
-                **{f"level{i}": (f"< {LEVEL_EDGES[0]:g}" if i == 0 else f">= {LEVEL_EDGES[-1]:g}" if i == len(LEVEL_EDGES)
-                                 else f"{LEVEL_EDGES[i - 1]:g}-{LEVEL_EDGES[i]:g}")
-                   for i in range(len(LEVEL_EDGES) + 1)}}
+LEVEL_LABELS = {"p99_blood": "99th percentile / blood", "level0": f"< {LEVEL_EDGES[0]:g}",
+                **{f"level{i + 1}": f"{lo:g}-{hi:g}" for i, (lo, hi) in enumerate(zip(LEVEL_EDGES, LEVEL_EDGES[1:]))},
+                f"level{len(LEVEL_EDGES)}": f">= {LEVEL_EDGES[-1]:g}"}
 #: groups of frames, in plotting order
 GROUPS = ("simulated", "acdc calibration", "acdc evaluation", "sunnybrook calibration", "sunnybrook evaluation")
 
@@ -180,7 +179,7 @@ def separating_statistics(X, names, is_real, *, top):
     if len(names) != X.shape[1]:
         raise ValueError(f"{len(names)} names for {X.shape[1]} statistics")
     y = np.asarray(is_real, bool)
-    auc = np.array([roc_auc_score(y, X[:, j]) if np.ptp(X[:, j]) > 0 else 0.5 for j in range(X.shape[1])])
+    auc = np.array([roc_auc_score(y, X[:, j]) for j in range(X.shape[1])])  # a constant column scores 0.5
     order = np.argsort(-np.abs(auc - 0.5), kind="stable")[:top]
     return [dict(name=names[j], auc=float(auc[j]), simulated=float(X[~y, j].mean()), real=float(X[y, j].mean()))
             for j in order]
