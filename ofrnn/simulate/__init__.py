@@ -41,9 +41,12 @@ PAPER_LEVEL_COUNTS = {"apical": 43, "mid": 37, "basal": 34}
 ACQUIRED_RESOLUTION = (0.55, 0.85)
 #: receive channels of the root-sum-of-squares combination (:func:`.mri.acquire`): the air of the
 #: calibration frames reads 0.035-0.039 of blood, the former phantom's single channel (Rayleigh
-#: floor, SNR 35-100) 0.014; four effective channels at SNR 70-200 give 0.017 (medians, tuning
-#: cohort; the rest is ghosting, which the phantom lacks)
+#: floor, SNR 35-100) 0.014; four effective channels give 0.017 at SNR 70-200 and 0.024 at the
+#: present 42-120 (medians, tuning cohort; the rest is ghosting, which the phantom lacks)
 RECEIVE_CHANNELS = 4
+#: blood SNR (per receive channel) and echo time over TR, drawn per subject (see simulate_subject)
+SNR_RANGE = (42.0, 120.0)
+TE_FRACTION = (0.42, 0.5)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class Acquisition:
     frames: int = 25
     matrix: int = 256
     pixel_mm: float | None = None  # 1.3-1.6 mm
-    snr: float | None = None  # blood signal / noise sigma (per receive channel): 70-200
+    snr: float | None = None  # blood signal / noise sigma (per receive channel): 42-120
     field_t: float | None = None  # 1.5 or 3 T, equally likely (clinical cine runs on both)
     flip_deg: float | None = None  # nominal 45-60 deg times the transmit field: 0.5-1.0 at 3 T, 0.75-1.0 at 1.5 T
     tr_ms: float | None = None  # 3.0-3.4 ms at 3 T, 2.8-3.2 ms at 1.5 T
@@ -61,6 +64,7 @@ class Acquisition:
     readout_resolution: float | None = None  # 0.55-0.85 of the readout samples (interpolated reconstruction)
     fov_mask: float | None = None  # circular FOV mask radius / matrix: 0.46-0.5 in 35 % of cines, else 0 (none)
     residual_shading: float | None = None  # coil shading left by the intensity correction: 0.2-0.8
+    te_fraction: float | None = None  # echo time / TR: 0.42-0.5 (asymmetric echoes read before TR / 2)
 
     def __post_init__(self):
         if self.frames < 2:
@@ -81,6 +85,8 @@ class Acquisition:
             raise ValueError("fov_mask must be 0 (none) or within 0.3-0.71")
         if self.residual_shading is not None and not 0.0 <= self.residual_shading <= 1.0:
             raise ValueError("residual_shading must be within 0-1")
+        if self.te_fraction is not None and not 0.2 <= self.te_fraction <= 0.8:
+            raise ValueError("te_fraction must be within 0.2-0.8")
 
 
 def level_counts(n):
@@ -108,7 +114,7 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     -------
     Subject
         With every field of the store; ``attrs`` records the drawn acquisition and physiology
-        (snr, field_t, tr_ms, flip_deg (the effective one), b1 (its share of the nominal), mt (the
+        (snr, field_t, tr_ms, te_ms, flip_deg (the effective one), b1 (its share of the nominal), mt (the
         magnetization-transfer factor of :data:`.mri.MT_TISSUES`), turn_deg (the torso's turn), rr_ms,
         ef, ef_target, es_frame, rotation_es_deg, infarct territory and maximal transmurality).
     """
@@ -138,18 +144,24 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     # cohort 0.31 against 0.32-0.36, `make realism-calibrate`); the upper quartile stays below
     # theirs (0.49 against 0.61-0.66: too little fat and fluid)
     mt = float(arng.uniform(*MT_RANGE))
+    # the echo: Sunnybrook's GE cines read it at 0.44-0.46 of TR (DICOM headers), vendors with a
+    # symmetric echo at 0.5; before TR / 2 fat and water no longer cancel exactly (mri.echo_phase).
+    # Without it every fat-water boundary was an exact zero of the signed signal, whose magnitude
+    # kinks there: the kinks held the phantom's excess power in the finest spectral bands, which
+    # ACDC 061-080 and SC-HF-I-1 lack (`make realism-calibrate`)
+    te_fraction = float(arng.uniform(*TE_FRACTION))
+    te_fraction = acq.te_fraction if acq.te_fraction is not None else te_fraction
     b1 = b1 if acq.flip_deg is None else 1.0
     T, n = acq.frames, acq.matrix
     spacing = acq.pixel_mm if acq.pixel_mm is not None else rng.uniform(1.3, 1.6)
     # blood SNR of clinical cine bSSFP with phased-array coils; ACDC 061-080 and SC-HF-I-1 measure
-    # 59 and 106 by Immerkaer's estimator (`make realism-calibrate`). Edges and texture bias that
-    # estimator low, and on the phantom they dominate it: 70-200 nominal reads 44 (IQR 37-55) on the
-    # tuning cohort, and doubling the range moved the reading by 1. So the range is set on the
-    # pixel-scale statistics of the calibration frames instead, their local-binary-pattern
-    # histograms (noise makes non-uniform patterns): with a texture a little stronger than kept, a
-    # classifier on them alone reached AUC 0.92 at 35-100 and 0.89 at 70-200 (one tuning cohort each;
-    # a redraw of the noise alone moves that AUC by up to 0.06)
-    snr = acq.snr if acq.snr is not None else rng.uniform(70, 200)
+    # 59 and 106 by Immerkaer's estimator (`make realism-calibrate`), but edges and texture bias
+    # that estimator low, and on the phantom they dominate it. The range is set on the air outside
+    # the body, which is noise alone: it reads 0.039 (ACDC 061-080) and 0.032 (SC-HF-I-1) of the blood
+    # median, the former 70-200 gave 0.017 and 42-120 gives 0.024 (medians; the rest is ghosting,
+    # which the phantom lacks, and which made the local-binary-pattern histograms less real when
+    # tried). The pixel-scale statistics barely moved between those ranges
+    snr = acq.snr if acq.snr is not None else rng.uniform(*SNR_RANGE)
     # nominal flip angle times the transmit field's share (an explicit flip_deg is taken as exact)
     flip = acq.flip_deg if acq.flip_deg is not None else rng.uniform(45, 60) * b1
     tr = acq.tr_ms if acq.tr_ms is not None else rng.uniform(*((3.0, 3.4) if field == 3.0 else (2.8, 3.2)))
@@ -162,7 +174,7 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     motion = sample_motion(rng, anatomy, n_frames=T, rr_ms=rr)
     k = SUPERSAMPLE
     texture = 1 + smooth_field((n * k, n * k), rng, sigma_px=2.5 * k / spacing, amplitude=0.03)
-    sig = signal_table(field_t=field, flip_deg=flip, tr_ms=tr, mt=mt)
+    sig = signal_table(field_t=field, flip_deg=flip, tr_ms=tr, mt=mt, te_ms=te_fraction * tr)
     # the scene around the heart draws from its own stream: the heart, motion and noise above
     # and below are those of the same seed without it
     srng = scene_rng(seed)
@@ -189,7 +201,7 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     cav = out["lv_cavity_t"].reshape(T, -1).sum(1)
     es_frame = int(np.argmin(cav))
     inf = anatomy.infarct
-    attrs = dict(snr=float(snr), field_t=field, b1=b1, mt=mt, turn_deg=float(scene["turn_deg"]), residual_shading=residual, fov_mask=fov_mask, tr_ms=float(tr), te_ms=float(tr / 2),
+    attrs = dict(snr=float(snr), field_t=field, b1=b1, mt=mt, turn_deg=float(scene["turn_deg"]), residual_shading=residual, fov_mask=fov_mask, tr_ms=float(tr), te_ms=float(te_fraction * tr),
                  flip_deg=float(flip), rr_ms=float(rr), phase_resolution=float(phase_res), readout_resolution=readout,
                  ef=float(1 - cav[es_frame] / max(cav[0], 1)), ef_target=motion.ef_target, es_frame=es_frame,
                  rotation_es_deg=float(np.rad2deg(motion.rotation_es)),
@@ -231,7 +243,7 @@ def simulate_cohort(path, *, n_subjects=114, seed=0, jobs=1, progress=True, **ac
         Show a progress bar.
     **acquisition
         Fields of :class:`Acquisition` (frames, matrix, pixel_mm, snr, field_t, flip_deg, tr_ms,
-        phase_resolution, readout_resolution, residual_shading, fov_mask).
+        phase_resolution, readout_resolution, residual_shading, fov_mask, te_fraction).
 
     Returns
     -------

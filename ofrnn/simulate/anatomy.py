@@ -266,7 +266,11 @@ def _sample_body(rng, level, centre, fov_mm):
     n_ribs = int(rng.integers(6, 11))
     body = dict(
         outline=(oy, ox, ry, rx),
-        subcut_fat=periodic_profile(rng, base=rng.uniform(8, 22), rel_amp=0.35, kmax=3),
+        # subcutaneous fat 18-48 mm deep (the former 8-22 mm left 16 % of the body at or above 0.7
+        # of the blood level, against 23 % in ACDC 061-080 and 21 % in SC-HF-I-1, where fat and fluid
+        # are the bright tissues; 18-48 mm and the diaphragm of scene.sample_scene give 24 %, tuning
+        # cohort, `make realism-calibrate`): cardiac patients are mostly overweight
+        subcut_fat=periodic_profile(rng, base=rng.uniform(18, 48), rel_amp=0.35, kmax=3),
         muscle=periodic_profile(rng, base=rng.uniform(10, 18), rel_amp=0.35, kmax=3),
         ribs=[(rng.uniform(0, 2 * np.pi), rng.uniform(4, 7), rng.uniform(9, 15)) for _ in range(n_ribs)],
         liver=(cy + rng.uniform(60, 90), cx - rng.uniform(50, 80),

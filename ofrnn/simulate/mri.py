@@ -149,7 +149,7 @@ def chemical_shift_sign(tissue, *, field_t, tr_ms):
     per TR at 1.5 T and -8.2 to -9.3 rad at 3 T for the TRs drawn, one band away: it is read in
     opposed phase, so a voxel holding fat and water cancels. That is the dark line at every
     fat-water boundary of a bSSFP cine (epicardial fat, the body wall, the fat planes of the
-    abdomen).
+    abdomen); an echo read before TR / 2 leaves it a floor (:func:`echo_phase`).
 
     Returns
     -------
@@ -158,6 +158,28 @@ def chemical_shift_sign(tissue, *, field_t, tr_ms):
     if tissue not in FATTY:
         return 1.0
     return -1.0 if int(np.round(_fat_precession(field_t, tr_ms) / (2 * np.pi))) % 2 else 1.0
+
+
+def echo_phase(tissue, *, field_t, tr_ms, te_ms):
+    """Phase (rad) of a tissue's echo relative to water's, beyond the sign of
+    :func:`chemical_shift_sign`, when the echo is read ``te_ms - tr_ms / 2`` off the centre of TR.
+
+    The bSSFP echo is real only at TE = TR / 2; scanners shorten TR with an asymmetric echo read
+    earlier, and each resonance then turns by ``2 pi f (TE - TR / 2)`` before it is read (f: its
+    offset from water, fat's chemical shift; Scheffler & Hennig, MRM 49:395 (2003)). Fat and water
+    then meet at ``pi`` minus that angle rather than at ``pi``: a voxel holding equal shares of both
+    keeps ``2 sin(|phase| / 2)`` of one share's signal instead of cancelling, so the dark line at a
+    fat-water boundary has a floor. Sunnybrook's GE cines read TE / TR = 0.44-0.46 (DICOM
+    EchoTime over RepetitionTime, ``../shared/data/sunnybrook``).
+
+    Returns
+    -------
+    float: 0.0 for water-based tissues and for a symmetric echo.
+    """
+    if tissue not in FATTY:
+        return 0.0
+    hz = FAT_SHIFT_PPM * GAMMA_MHZ_PER_T * float(field_t)
+    return float(2 * np.pi * hz * (te_ms - tr_ms / 2) * 1e-3)
 
 
 #: static, macromolecule-rich tissues around the heart whose bSSFP signal reads lower than the
@@ -270,12 +292,16 @@ def band_table(*, field_t, flip_deg, tr_ms, n_bins=64):
     return table
 
 
-def signal_table(*, field_t, flip_deg, tr_ms, mt=1.0, scale=10000.0):
-    """Signal per label code (float32 array indexed by :class:`Tissue`): the bSSFP steady state
-    at each tissue's resonance (fat at its chemical shift, :func:`chemical_shift_beta`), signed
-    by its phase at the echo (:func:`chemical_shift_sign`: fat is negative, read in opposed phase,
-    so partial volume with water cancels; take ``abs`` for brightness), times ``mt`` for the
-    tissues of :data:`MT_TISSUES` (magnetization transfer; 1: none).
+def signal_table(*, field_t, flip_deg, tr_ms, mt=1.0, scale=10000.0, te_ms=None):
+    """Signal per label code (array indexed by :class:`Tissue`): the bSSFP steady state at each
+    tissue's resonance (fat at its chemical shift, :func:`chemical_shift_beta`), signed by its
+    phase at the echo (:func:`chemical_shift_sign`: fat is negative, read in opposed phase, so
+    partial volume with water cancels; take ``abs`` for brightness), times ``mt`` for the tissues
+    of :data:`MT_TISSUES` (magnetization transfer; 1: none).
+
+    ``te_ms`` (default TR / 2, a symmetric echo: float32, real) other than TR / 2 turns fat by
+    :func:`echo_phase` and returns complex64. The magnitudes stay those at TR / 2 (T2 decay over
+    the fraction of a millisecond the echo moves changes them by well under 1 %).
 
     ``scale`` puts blood near 1500-1900, the range of a scanner's 12-bit magnitude images.
     """
@@ -286,7 +312,10 @@ def signal_table(*, field_t, flip_deg, tr_ms, mt=1.0, scale=10000.0):
         table[int(tissue)] = (scale * chemical_shift_sign(tissue, field_t=field_t, tr_ms=tr_ms)
                               * bssfp_profile(pd, t1, t2, beta, flip_deg=flip_deg, tr_ms=tr_ms))
     table[list(MT_TISSUES)] *= mt
-    return table
+    if te_ms is None or te_ms == tr_ms / 2:
+        return table
+    turn = np.array([echo_phase(t, field_t=field_t, tr_ms=tr_ms, te_ms=te_ms) for t in Tissue])
+    return (table * np.exp(1j * turn)).astype(np.complex64)
 
 
 def coil_sensitivity(shape, rng, *, n_coils=8, spacing_mm=1.4):

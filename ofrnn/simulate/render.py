@@ -203,7 +203,8 @@ def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture,
     ----------
     anatomy, motion : the subject's model.
     shape : (H, W) output matrix; spacing : pixel size (mm).
-    signal : float32 (n_labels,) signal per tissue label (see :func:`ofrnn.simulate.mri.signal_table`).
+    signal : float32 or complex64 (n_labels,) signal per tissue label (see
+        :func:`ofrnn.simulate.mri.signal_table`; complex when fat is read off the centre of TR).
     texture : float32 (H*k, W*k) multiplicative tissue texture on the material grid (1 = none).
     band : optional ``(table, index)``: off-resonance signal ratio per label and phase bin
         (:func:`ofrnn.simulate.mri.band_table`) and the bin of every material point
@@ -211,7 +212,7 @@ def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture,
 
     Returns
     -------
-    dict with ``frames`` (T,H,W) float32, ``myocardium_t``, ``lv_cavity_t`` (T,H,W) uint8,
+    dict with ``frames`` (T,H,W) float32 (complex64 for a complex ``signal``), ``myocardium_t``, ``lv_cavity_t`` (T,H,W) uint8,
     ``infarct``, ``myocardium``, ``aha_segments`` (H,W) uint8, ``flow`` (T-1,2,H,W) float32 in
     pixels (dy, dx), ``flow_valid`` (T-1,H,W) uint8.
     """
@@ -222,7 +223,7 @@ def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture,
     if band is not None:
         table, index = band
         smap = smap * table[mat, index]
-    frame0 = _block_mean(smap, k).astype(np.float32)
+    frame0 = _block_mean(smap, k).astype(np.complex64 if np.iscomplexobj(smap) else np.float32)
     myo_labels = (Tissue.LV_MYOCARDIUM, Tissue.LV_INFARCT)
     cav_labels = (Tissue.LV_BLOOD, Tissue.PAPILLARY, Tissue.TRABECULAE)
     solid = np.isin(mat, SOLID)
