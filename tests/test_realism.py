@@ -34,12 +34,19 @@ def test_tissue_measures_known_answer():
     blood = _disk(shape, 50, 50, 8)
     img[myo] = 0.3
     img[blood] = 1.0
+    lung = _disk(shape, 50, 78, 8)
+    img[lung] = 0.05
+    img[~body] = 0.02  # the noise floor of the air
+    img[:5] = 0.0  # a reconstruction's blanked rows: not air
     m = R.tissue_measures(img, blood, myo & ~blood)
     assert m["myocardium_blood"] == pytest.approx(0.3)
     assert m["body_fraction"] == pytest.approx(body.mean(), abs=0.01)
     assert m["blood_percentile"] == pytest.approx(100 * (1 - blood.sum() / body.sum()), abs=0.5)
     assert m["body_q50"] == pytest.approx(0.4)
     assert m["bright_share"] == pytest.approx(blood.sum() / body.sum(), abs=0.005)
+    # the lung, plus the hull's rim of air pixels (under 1 % of the body)
+    assert m["dark_share"] == pytest.approx(lung.sum() / body.sum(), abs=0.015)
+    assert m["air_blood"] == pytest.approx(0.02)
 
 
 def test_level_shares_known_answer():

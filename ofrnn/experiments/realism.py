@@ -53,8 +53,9 @@ from .realdata import SHARED, acdc_sequences, is_calibration, sunnybrook_sequenc
 REPO = Path(__file__).resolve().parents[2]
 #: AHA segments of the interventricular septum (Cerqueira et al., Circulation 105:539 (2002))
 SEPTAL_SEGMENTS = (2, 3, 8, 9, 14)
-#: body pixels at least this bright relative to the LV blood pool count as "bright tissue"
-BRIGHT = 0.7
+#: body pixels at least this bright relative to the LV blood pool count as "bright tissue", those
+#: below DARK as lung or gas (the level at which :func:`body_mask` draws the body's regions)
+BRIGHT, DARK = 0.7, 0.15
 #: body intensity quantiles reported relative to the LV blood pool
 BODY_QUANTILES = (10, 25, 50, 75, 90)
 #: the statistics' families, in the order of the classifier's features
@@ -65,7 +66,8 @@ INTENSITY_MAX, GRADIENT_MAX = 1.25, 0.3
 TISSUE_LABELS = {"myocardium_blood": "myocardium / blood", "snr": "blood / noise",
                  "blood_percentile": "blood percentile in body",
                  **{f"body_q{q}": f"body q{q} / blood" for q in BODY_QUANTILES},
-                 "bright_share": "bright share", "body_fraction": "body share of FOV"}
+                 "bright_share": "bright share", "dark_share": "dark share", "body_fraction": "body share of FOV",
+                 "air_blood": "air / blood"}
 #: inner edges of the intensity levels over the LV blood median at which :func:`level_shares`
 #: splits the whole frame: air and lung (< 0.1), dark tissue, grey tissue (most myocardium, liver,
 #: muscle), bright tissue with the darker half of the blood pool (the top edge is its median), and
@@ -222,9 +224,11 @@ def tissue_measures(image, blood, myocardium):
     Returns a dict: ``myocardium_blood`` (median ratio; NaN without a myocardium mask),
     ``blood_percentile`` (percentile of the blood median among body pixels), ``body_q<k>``
     (body intensity quantiles over the blood median), ``snr`` (blood median over
-    :func:`noise_level`), ``bright_share`` (body share >= 0.7 x blood), ``body_fraction`` (body
-    share of the field of view), and the whole frame's ``level<i>`` and ``p99_blood``
-    (:func:`level_shares`).
+    :func:`noise_level`), ``bright_share`` (body share >= 0.7 x blood), ``dark_share`` (body share
+    < 0.15 x blood: lung and gas), ``body_fraction`` (body share of the field of view), ``air_blood``
+    (median of the frame outside the body over the blood median, exact zeros left out: a
+    reconstruction's blanked corners; NaN with fewer than 100 such pixels), and the whole frame's
+    ``level<i>`` and ``p99_blood`` (:func:`level_shares`).
     """
     img = np.asarray(image, np.float32)
     b = float(np.median(img[blood]))
@@ -233,7 +237,9 @@ def tissue_measures(image, blood, myocardium):
     has_myocardium = myocardium is not None and myocardium.any()
     out = dict(myocardium_blood=float(np.median(img[myocardium]) / b) if has_myocardium else float("nan"),
                blood_percentile=float(100 * np.mean(v < b)), snr=b / max(noise_level(img), 1e-9), bright_share=float(np.mean(v >= BRIGHT * b)),
-               body_fraction=float(body.mean()))
+               dark_share=float(np.mean(v < DARK * b)), body_fraction=float(body.mean()))
+    air = img[~body & (img > 0)]
+    out["air_blood"] = float(np.median(air) / b) if air.size >= 100 else float("nan")
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
     out.update(level_shares(img, b))
@@ -824,12 +830,15 @@ def _report(m):
           "myocardium only at ED) and the phantom's masks. The body is the convex hull of the regions above 15 % "
           "of the blood level; its quantiles are over the blood median. Real frames have no labels for fat, "
           "liver, muscle or lung: they show in the body quantiles and in the bright share (>= 0.7 x blood: fat and "
-          "fluid in bSSFP). Blood / noise: the blood median over Immerkaer's noise estimate (edges bias it low).", ""]
+          "fluid in bSSFP) and the dark share (< 0.15 x blood: lung and gas). Blood / noise: the blood median over "
+          "Immerkaer's noise estimate (edges bias it low). Air / blood: the median outside the body (noise, "
+          "ghosts; a reconstruction's blanked zeros left out).", ""]
     L += ["| group | frames (subjects) | " + " | ".join(TISSUE_LABELS.values()) + " |",
           "|---" * (len(TISSUE_LABELS) + 2) + "|"]
     for name, r in g.items():
         L.append(f"| {name} | {r['frames']} ({r['subjects']}) | "
-                 + " | ".join(_iqr(r.get(k), "{:.1f}" if k in ("blood_percentile", "snr") else "{:.2f}")
+                 + " | ".join(_iqr(r.get(k), "{:.1f}" if k in ("blood_percentile", "snr") else
+                                   "{:.3f}" if k == "air_blood" else "{:.2f}")
                               for k in TISSUE_LABELS) + " |")
     L += ["", "Where the whole frame's pixels lie over the LV blood median (mean share of the frame; the "
           "99th percentile, median (IQR), sets the scale of the texture statistics' intensity axis):", "",

@@ -268,7 +268,7 @@ def _sample_body(rng, level, centre, fov_mm):
         outline=(oy, ox, ry, rx),
         # subcutaneous fat 18-48 mm deep (the former 8-22 mm left 16 % of the body at or above 0.7
         # of the blood level, against 23 % in ACDC 061-080 and 21 % in SC-HF-I-1, where fat and fluid
-        # are the bright tissues; 18-48 mm and the diaphragm of scene.sample_scene give 24 %, tuning
+        # are the bright tissues; 18-48 mm and the diaphragm of scene.sample_scene give 25 %, tuning
         # cohort, `make realism-calibrate`): cardiac patients are mostly overweight
         subcut_fat=periodic_profile(rng, base=rng.uniform(18, 48), rel_amp=0.35, kmax=3),
         muscle=periodic_profile(rng, base=rng.uniform(10, 18), rel_amp=0.35, kmax=3),

@@ -116,7 +116,7 @@ def sample_scene(rng, anatomy):
     # more abdomen (apical planes pass under the dome, basal ones mostly through the chest)
     # (dome 25-60 mm above the LV centre, so the lung lies lateral to the heart and in the
     # costophrenic recesses: 16 % of the body reads below 0.15 of the blood level in ACDC 061-080
-    # (30 % in SC-HF-I-1); the former dome 0-35 mm below the LV centre gave 29 %, this one 15 %,
+    # (30 % in SC-HF-I-1); the former dome 0-35 mm below the LV centre gave 29 %, this one 16 %,
     # tuning cohort, `make realism-calibrate`)
     diaphragm = (c[0] + {"apical": -60.0, "mid": -45.0, "basal": -25.0}[level] + rng.normal(0, 10), c[1] - 20.0,
                  1 / rng.uniform(300, 600))
