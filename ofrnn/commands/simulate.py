@@ -2,7 +2,7 @@
 
 The default is the paper-sized cohort: 114 subjects, 43 apical / 37 mid / 34 basal slices,
 25 frames, 256x256 matrix. Options left unset draw per-subject values from clinical ranges
-(1.5 or 3 T, pixel 1.3-1.6 mm, blood SNR 70-200 per receive channel, nominal flip 45-60 deg times the
+(1.5 or 3 T, pixel 1.3-1.6 mm, blood SNR 42-120 per receive channel, nominal flip 45-60 deg times the
 transmit field, phase and readout resolution 55-85 %, the torso turned about the heart). The same seed gives the
 same cohort, whatever --jobs.
 
@@ -20,7 +20,7 @@ def add_arguments(p):
     p.add_argument("--frames", type=int, default=25, help="frames per cardiac cycle (default: 25)")
     p.add_argument("--matrix", type=int, default=256, help="image matrix, square (default: 256)")
     p.add_argument("--pixel-mm", type=float, default=None, help="pixel size in mm (default: 1.3-1.6 per subject)")
-    p.add_argument("--snr", type=float, default=None, help="blood SNR per receive channel (default: 70-200 per subject)")
+    p.add_argument("--snr", type=float, default=None, help="blood SNR per receive channel (default: 42-120 per subject)")
     p.add_argument("--field", type=float, choices=(1.5, 3.0), default=None,
                    help="field strength in T (default: 1.5 or 3 per subject, equally likely)")
     p.add_argument("--phase-resolution", type=float, default=None,

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from .._version import __version__
 from ..files import atomic_write_text, save_figure, write_json
+from ..simulate import SNR_RANGE
 from ..simulate.measure import area_ejection_fraction, remote_and_scar_thickening
 from ..store import open_cohort
 
@@ -161,7 +162,7 @@ def _report(s, settings):
          "0 (in-plane incompressible), up to pixel quantisation"),
         ("infarct share of slice myocardium (post-MI)", _fmt(s["infarct_share"], True),
          "EMIDEC LGE: median 22 %, IQR 14-37 %"),
-        ("SNR (blood / noise sigma, per receive channel)", _fmt(s["snr"]), "70-200"),
+        ("SNR (blood / noise sigma, per receive channel)", _fmt(s["snr"]), "%g-%g" % SNR_RANGE),
         ("pixel spacing (mm)", _fmt(s["spacing_mm"]), "1.3-1.6"),
     ]
     lines = ["# Phantom physiology", "",

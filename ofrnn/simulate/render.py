@@ -94,7 +94,7 @@ def _torso(anatomy: Anatomy, rows, cols):
     lab[depth >= fat] = Tissue.MUSCLE
     interior = depth >= wall
     lab[interior] = Tissue.LUNG
-    # the oblique short-axis plane leaves the chest below the heart: under the diaphragm's dome
+    # the oblique short-axis plane leaves the chest around the heart: under the diaphragm's dome
     # (highest in the middle, deepest laterally, where the costophrenic recesses hold lung) lie
     # the upper-abdominal viscera
     if "scene" in b:

@@ -113,7 +113,7 @@ def sample_scene(rng, anatomy):
     stomach = dict(wall_mm=float(rng.uniform(3, 7)),
                    content=int(rng.choice([Tissue.STOMACH, Tissue.GUT_CONTENT, Tissue.AIR], p=[0.45, 0.4, 0.15])))
     # the diaphragm's dome (row of its top and its column, mm; curvature 1/mm): lower slices cut
-    # more abdomen (apical planes pass under the dome, basal ones mostly through the chest)
+    # more abdomen, basal ones a little less
     # (dome 25-60 mm above the LV centre, so the lung lies lateral to the heart and in the
     # costophrenic recesses: 16 % of the body reads below 0.15 of the blood level in ACDC 061-080
     # (30 % in SC-HF-I-1); the former dome 0-35 mm below the LV centre gave 29 %, this one 16 %,
