@@ -68,6 +68,8 @@ TISSUE_LABELS = {"myocardium_blood": "myocardium / blood", "snr": "blood / noise
                  **{f"body_q{q}": f"body q{q} / blood" for q in BODY_QUANTILES},
                  "bright_share": "bright share", "dark_share": "dark share", "body_fraction": "body share of FOV",
                  "air_blood": "air / blood"}
+#: the report's number format of a tissue measure (the rest: two decimals)
+TISSUE_FORMATS = {"blood_percentile": "{:.1f}", "snr": "{:.1f}", "air_blood": "{:.3f}"}
 #: inner edges of the intensity levels over the LV blood median at which :func:`level_shares`
 #: splits the whole frame: air and lung (< 0.1), dark tissue, grey tissue (most myocardium, liver,
 #: muscle), bright tissue with the darker half of the blood pool (the top edge is its median), and
@@ -207,7 +209,7 @@ def body_mask(image, blood_level):
     from scipy import ndimage as ndi
     from skimage.morphology import convex_hull_image
 
-    fg = ndi.median_filter(np.asarray(image, np.float32), 3) > 0.15 * blood_level
+    fg = ndi.median_filter(np.asarray(image, np.float32), 3) > DARK * blood_level
     fg = ndi.binary_opening(fg, iterations=2)
     lab, n = ndi.label(fg)
     if n == 0:
@@ -837,9 +839,7 @@ def _report(m):
           "|---" * (len(TISSUE_LABELS) + 2) + "|"]
     for name, r in g.items():
         L.append(f"| {name} | {r['frames']} ({r['subjects']}) | "
-                 + " | ".join(_iqr(r.get(k), "{:.1f}" if k in ("blood_percentile", "snr") else
-                                   "{:.3f}" if k == "air_blood" else "{:.2f}")
-                              for k in TISSUE_LABELS) + " |")
+                 + " | ".join(_iqr(r.get(k), TISSUE_FORMATS.get(k, "{:.2f}")) for k in TISSUE_LABELS) + " |")
     L += ["", "Where the whole frame's pixels lie over the LV blood median (mean share of the frame; the "
           "99th percentile, median (IQR), sets the scale of the texture statistics' intensity axis):", "",
           "| group | " + " | ".join(LEVEL_LABELS.values()) + " |", "|---" * (len(LEVEL_LABELS) + 1) + "|"]

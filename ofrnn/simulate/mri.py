@@ -132,10 +132,11 @@ def chemical_shift_beta(tissue, *, field_t, tr_ms):
     return float(np.angle(np.exp(1j * _fat_precession(field_t, tr_ms))))
 
 
-def _fat_precession(field_t, tr_ms):
-    """Fat's precession per TR relative to water (rad, not wrapped)."""
+def _fat_precession(field_t, ms):
+    """Fat's precession relative to water over ``ms`` milliseconds (rad, not wrapped): per TR when
+    given TR."""
     hz = FAT_SHIFT_PPM * GAMMA_MHZ_PER_T * float(field_t)
-    return 2 * np.pi * hz * tr_ms * 1e-3
+    return 2 * np.pi * hz * ms * 1e-3
 
 
 def chemical_shift_sign(tissue, *, field_t, tr_ms):
@@ -178,8 +179,7 @@ def echo_phase(tissue, *, field_t, tr_ms, te_ms):
     """
     if tissue not in FATTY:
         return 0.0
-    hz = FAT_SHIFT_PPM * GAMMA_MHZ_PER_T * float(field_t)
-    return float(2 * np.pi * hz * (te_ms - tr_ms / 2) * 1e-3)
+    return float(_fat_precession(field_t, te_ms - tr_ms / 2))
 
 
 #: static, macromolecule-rich tissues around the heart whose bSSFP signal reads lower than the
