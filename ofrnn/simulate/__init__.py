@@ -188,10 +188,7 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     coil = coil_sensitivity((n, n), rng, spacing_mm=spacing)
     phase = smooth_field((n, n), rng, sigma_px=40 / spacing, amplitude=1.0)
     ci, cj = (int(round(v / spacing)) for v in anatomy.centre_mm)
-    # complex64 when fat turns, with a zero imaginary part for blood. Kept complex: the default cohort
-    # (94315a19b0c6bd34) was made so, and abs() rounds the noise's sigma differently, which moves a
-    # millionth of the pixels by one level and so changes the cohort's bytes and digest
-    blood = sig[int(Tissue.LV_BLOOD)] * coil[ci, cj]
+    blood = abs(float(sig[int(Tissue.LV_BLOOD)].real)) * coil[ci, cj]  # the table is complex when fat turns
     cine = acquire(out["frames"] * coil * np.exp(1j * phase), rng, noise_sigma=blood / snr,
                    phase_resolution=phase_res, phase_axis=int(rng.integers(2)), readout_resolution=readout,
                    channels=RECEIVE_CHANNELS)

@@ -393,32 +393,42 @@ def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0, rea
     """
     if channels < 1:
         raise ValueError(f"channels must be at least 1, got {channels}")
+    from scipy import fft
+
     images = np.asarray(images)
     T, H, W = images.shape
 
-    def central(n, fraction):
+    def kept(n, fraction):
+        # the acquired lines: the centre of k-space, in the unshifted order of an FFT's output
         keep = max(int(round(n * fraction)), 1)
         mask = np.zeros(n, bool)
         mask[(n - keep) // 2:(n - keep) // 2 + keep] = True
-        return mask
+        return np.flatnonzero(np.fft.ifftshift(mask))
 
     fractions = (phase_resolution, readout_resolution) if phase_axis == 0 else (readout_resolution, phase_resolution)
-    rows, cols = central(H, fractions[0]), central(W, fractions[1])
-    # white noise in the image is white in k-space; zero-filling removes the same share of both,
-    # so scale the pre-truncation noise to give noise_sigma after it
-    sigma = noise_sigma / np.sqrt(rows.mean() * cols.mean())
+    rows, cols = kept(H, fractions[0]), kept(W, fractions[1])
+    lines = np.ix_(range(T), rows, cols)
 
-    def truncated(x):
-        if rows.all() and cols.all():
-            return x
-        k = np.fft.fftshift(np.fft.fft2(x, norm="ortho"), axes=(-2, -1))
-        k *= (rows[:, None] & cols[None, :])
-        return np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho")
+    # white noise in the image is white in k-space (orthonormal FFT), so only the acquired samples
+    # are drawn; zero-filling keeps their share of its power, and the sigma is set so that the image
+    # has noise_sigma per real channel after it
+    sigma = np.float32(noise_sigma / np.sqrt(rows.size * cols.size / (H * W)))
 
-    noisy = truncated(images + sigma * (rng.standard_normal(images.shape) + 1j * rng.standard_normal(images.shape)))
-    power = np.abs(noisy) ** 2
-    if channels > 1:  # the noise-only channels, each through the same reconstruction
-        shape = (channels - 1, *images.shape)
-        extra = truncated(sigma * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)))
-        power += (np.abs(extra) ** 2).sum(0)
+    def noise():
+        shape = (T, rows.size, cols.size)
+        return (rng.standard_normal(shape, np.float32) + 1j * rng.standard_normal(shape, np.float32)) * sigma
+
+    def image(acquired):
+        # zero-filled reconstruction; the inverse runs along the phase axis on the acquired readout
+        # columns only (the rest are zero), then along the readout
+        k = np.zeros((T, H, cols.size), np.complex64)
+        k[:, rows] = acquired
+        grid = np.zeros((T, H, W), np.complex64)
+        grid[:, :, cols] = fft.ifft(k, axis=1, norm="ortho")
+        return fft.ifft(grid, axis=2, norm="ortho")
+
+    signal = fft.fft2(images.astype(np.complex64), norm="ortho")[lines]
+    power = np.abs(image(signal + noise())) ** 2
+    for _ in range(channels - 1):  # the noise-only channels, each through the same reconstruction
+        power += np.abs(image(noise())) ** 2
     return np.rint(np.sqrt(power)).astype(np.float32)
