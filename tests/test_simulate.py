@@ -500,18 +500,19 @@ def test_torso_turns_about_the_heart_which_stays_put():
     assert heart.any() and np.array_equal(labs[0.0][heart], labs[90.0][heart])
 
 
-@pytest.mark.parametrize("phase_axis", [0, 1])
-def test_acquire_without_noise_is_the_zero_filled_reconstruction(phase_axis):
+@pytest.mark.parametrize("shape, phase_axis, keep", [((40, 36), 0, (24, 27)), ((40, 36), 1, (30, 22)),
+                                                     ((39, 35), 0, (23, 26))])
+def test_acquire_without_noise_is_the_zero_filled_reconstruction(shape, phase_axis, keep):
     """With no noise, acquire is the magnitude of the image whose k-space outside the acquired centre
-    (phase and readout shares) is zeroed: the pruned single-precision inverse gives the plain one."""
+    (phase and readout shares; ``keep``: rows and columns, round(side x share)) is zeroed: the pruned
+    single-precision inverse gives the plain one, for even and odd sides."""
     rng = np.random.default_rng(3)
-    img = rng.standard_normal((2, 40, 36)) + 1j * rng.standard_normal((2, 40, 36))
-    img *= 500
+    H, W = shape
+    img = 500 * (rng.standard_normal((2, H, W)) + 1j * rng.standard_normal((2, H, W)))
     out = acquire(img, rng, noise_sigma=0.0, phase_resolution=0.6, readout_resolution=0.75, phase_axis=phase_axis)
     k = np.fft.fftshift(np.fft.fft2(img), axes=(1, 2))
-    keep = {0: (24, 27), 1: (30, 22)}[phase_axis]  # rows, cols kept: round(40 * 0.6) = 24, round(36 * 0.75) = 27
-    mask = np.zeros((40, 36), bool)
-    mask[(40 - keep[0]) // 2:(40 - keep[0]) // 2 + keep[0], (36 - keep[1]) // 2:(36 - keep[1]) // 2 + keep[1]] = True
+    mask = np.zeros((H, W), bool)
+    mask[(H - keep[0]) // 2:(H - keep[0]) // 2 + keep[0], (W - keep[1]) // 2:(W - keep[1]) // 2 + keep[1]] = True
     expected = np.abs(np.fft.ifft2(np.fft.ifftshift(k * mask, axes=(1, 2))))
     assert out.shape == img.shape and out.dtype == np.float32
     np.testing.assert_allclose(out, np.rint(expected), atol=1.0)

@@ -188,7 +188,7 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     coil = coil_sensitivity((n, n), rng, spacing_mm=spacing)
     phase = smooth_field((n, n), rng, sigma_px=40 / spacing, amplitude=1.0)
     ci, cj = (int(round(v / spacing)) for v in anatomy.centre_mm)
-    blood = abs(float(sig[int(Tissue.LV_BLOOD)].real)) * coil[ci, cj]  # the table is complex when fat turns
+    blood = float(np.abs(sig[int(Tissue.LV_BLOOD)])) * coil[ci, cj]  # the table is complex when fat turns
     cine = acquire(out["frames"] * coil * np.exp(1j * phase), rng, noise_sigma=blood / snr,
                    phase_resolution=phase_res, phase_axis=int(rng.integers(2)), readout_resolution=readout,
                    channels=RECEIVE_CHANNELS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 import numpy as np
+from scipy import fft
 from scipy import ndimage as ndi
 
 
@@ -361,7 +362,8 @@ def smooth_field(shape, rng, *, sigma_px, amplitude):
 
 
 def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0, readout_resolution=1.0, channels=1):
-    """Add complex Gaussian noise, truncate k-space (phase and readout), take the magnitude.
+    """Truncate k-space (phase and readout), add complex Gaussian noise to the acquired samples,
+    zero-fill, take the magnitude.
 
     Parameters
     ----------
@@ -393,8 +395,6 @@ def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0, rea
     """
     if channels < 1:
         raise ValueError(f"channels must be at least 1, got {channels}")
-    from scipy import fft
-
     images = np.asarray(images)
     T, H, W = images.shape
 
@@ -403,7 +403,7 @@ def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0, rea
         keep = max(int(round(n * fraction)), 1)
         mask = np.zeros(n, bool)
         mask[(n - keep) // 2:(n - keep) // 2 + keep] = True
-        return np.flatnonzero(np.fft.ifftshift(mask))
+        return np.flatnonzero(fft.ifftshift(mask))
 
     fractions = (phase_resolution, readout_resolution) if phase_axis == 0 else (readout_resolution, phase_resolution)
     rows, cols = kept(H, fractions[0]), kept(W, fractions[1])
