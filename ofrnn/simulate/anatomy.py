@@ -249,8 +249,9 @@ def _sample_body(rng, level, centre, fov_mm):
 
     The oblique short-axis plane cuts the chest wide: the body usually overflows the field of
     view at the sides, the heart lies anterior, close to the chest wall, with lungs lateral (the
-    diaphragm's dome, :func:`ofrnn.simulate.scene.sample_scene`, leaves little lung behind it), the liver below-left, spine and descending aorta posterior. Layers (subcutaneous
-    fat, chest-wall muscle with ribs) vary in thickness around the body. This is the layout before
+    diaphragm's dome, :func:`ofrnn.simulate.scene.sample_scene`, leaves little lung behind it), the
+    liver below-left, spine and descending aorta posterior. Layers (subcutaneous fat, chest-wall
+    muscle with ribs) vary in thickness around the body. This is the layout before
     the scene's turn about the heart (:func:`ofrnn.simulate.render.material_map`).
     """
     cy, cx = centre

@@ -407,7 +407,6 @@ def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0, rea
 
     fractions = (phase_resolution, readout_resolution) if phase_axis == 0 else (readout_resolution, phase_resolution)
     rows, cols = kept(H, fractions[0]), kept(W, fractions[1])
-    lines = np.ix_(range(T), rows, cols)
 
     # white noise in the image is white in k-space (orthonormal FFT), so only the acquired samples
     # are drawn; zero-filling keeps their share of its power, and the sigma is set so that the image
@@ -427,7 +426,7 @@ def acquire(images, rng, *, noise_sigma, phase_resolution=1.0, phase_axis=0, rea
         grid[:, :, cols] = fft.ifft(k, axis=1, norm="ortho")
         return fft.ifft(grid, axis=2, norm="ortho")
 
-    signal = fft.fft2(images.astype(np.complex64), norm="ortho")[lines]
+    signal = fft.fft2(images.astype(np.complex64), norm="ortho")[:, rows[:, None], cols]
     power = np.abs(image(signal + noise())) ** 2
     for _ in range(channels - 1):  # the noise-only channels, each through the same reconstruction
         power += np.abs(image(noise())) ** 2

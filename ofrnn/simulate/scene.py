@@ -112,8 +112,8 @@ def sample_scene(rng, anatomy):
     # as a myocardium around fluid, food or gas is the most LV-like thing below the diaphragm
     stomach = dict(wall_mm=float(rng.uniform(3, 7)),
                    content=int(rng.choice([Tissue.STOMACH, Tissue.GUT_CONTENT, Tissue.AIR], p=[0.45, 0.4, 0.15])))
-    # the diaphragm's dome (row of its top and its column, mm; curvature 1/mm): lower slices cut
-    # more abdomen, basal ones a little less
+    # the diaphragm's dome (row of its top and its column, mm; curvature 1/mm): apical slices cut
+    # more abdomen than basal ones
     # (dome 25-60 mm above the LV centre, so the lung lies lateral to the heart and in the
     # costophrenic recesses: 16 % of the body reads below 0.15 of the blood level in ACDC 061-080
     # (30 % in SC-HF-I-1); the former dome 0-35 mm below the LV centre gave 29 %, this one 16 %,
