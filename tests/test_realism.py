@@ -205,7 +205,7 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     config["profile"]["smoke"]["cnn"] = dict(epochs=1, frame_size=32, crop_size=24)
     R.run(config, "smoke", tmp_path)
     m = json.loads((tmp_path / "metrics.json").read_text())
-    for name in ("statistics", "cnn, whole frames", "cnn, heart-centred crops"):
+    for name in ("statistics", *R.STATISTICS, "cnn, whole frames", "cnn, heart-centred crops"):
         for real_set in ("all", "acdc", "sunnybrook"):
             assert 0 <= m["separability"][name][real_set]["auc"] <= 1
     for name in ("statistics", "intensity", "gradient", "lbp", "spectrum", "cnn, whole frames", "cnn, heart-centred crops"):

@@ -569,7 +569,7 @@ def load_frames(cfg):
 def separability_tables(X, parts, frames, labels, cfg, seed):
     """Real-vs-simulated AUCs: grouped CV on the calibration frames for the statistics, each of
     their families (``parts``: name -> width in ``X``) and the CNNs, and the cross-fitted
-    evaluation AUCs of the statistics and the CNNs. ``labels``: dict of per-frame arrays (groups, subjects, is_real,
+    evaluation AUCs of each of them (the ROC curves: the statistics together and the CNNs). ``labels``: dict of per-frame arrays (groups, subjects, is_real,
     calibration, evaluation). Returns (evaluation table, calibration table, ROC curves)."""
     groups, subjects, is_real = labels["groups"], labels["subjects"], labels["is_real"]
     calibration, evaluation = labels["calibration"], labels["evaluation"]
@@ -577,8 +577,9 @@ def separability_tables(X, parts, frames, labels, cfg, seed):
     cl = cfg["classifier"]
     use = calibration | ~is_real
     fold = class_folds(subjects, is_real, cl["folds"], seed)
-    # (fit_score, folds, scored on evaluation frames too?): every statistic together, then each
-    # family alone (which of them still gives the phantom away), then the CNNs
+    # (fit_score, folds, drawn in the ROC figure?): every statistic together, then each family
+    # alone (which of them gives the phantom away, on the calibration frames and on the evaluation
+    # patients, where the tuning numbers have overstated gains before), then the CNNs
     ends = np.cumsum(list(parts.values()))
     learners = {"statistics": (logistic_scores(X, cl["C"]), fold, True)}
     learners.update({k: (logistic_scores(X[:, e - n:e], cl["C"]), fold, False)
@@ -595,19 +596,23 @@ def separability_tables(X, parts, frames, labels, cfg, seed):
         learners["cnn, whole frames"] = (cnn_scores(whole, cn, seed), cfold, True)
         learners["cnn, heart-centred crops"] = (cnn_scores(crops, cn, seed), cfold, True)
     calibration_table, curves, scores = {}, {}, {}
-    for name, (fit, folds, evaluated) in learners.items():
+    drawn = set()
+    for name, (fit, folds, draw) in learners.items():
         fs = lambda tr, sc: fit(tr, sc, y=y)  # noqa: E731
         s = calibration_scores(is_real, calibration, folds, fs)
         calibration_table[name] = auc_with_interval(s[use], is_real[use], subjects[use], n_boot=cl["bootstrap"],
                                                     seed=seed)
         if name == "statistics":
             curves["statistics, calibration CV"] = (s, use)
-        if evaluated and evaluation.any():
+        if evaluation.any():
             scores[name] = cross_fit(is_real, calibration, evaluation, folds, fs)
+            if draw:
+                drawn.add(name)
     scored = evaluation | ~is_real
     table = {}
     for name, s in scores.items():
-        curves[name] = (s, scored)
+        if name in drawn:
+            curves[name] = (s, scored)
         table[name] = {}
         for real_set in ("all", "acdc", "sunnybrook"):
             m = scored & ((groups == "simulated") | (real_set == "all") | np.char.startswith(groups, real_set))
@@ -813,7 +818,7 @@ def _report(m):
     for name, r in sep.items():
         cells = [f"{r[k]['auc']:.3f} [{r[k]['ci95'][0]:.3f}, {r[k]['ci95'][1]:.3f}] ({r[k]['real_frames']} / "
                  f"{r[k]['simulated_frames']} frames)" if k in r else "n/a" for k in ("all", "acdc", "sunnybrook")]
-        L.append(f"| {name} | " + " | ".join(cells) + " |")
+        L.append(f"| {f'statistics: {name} alone' if name in STATISTICS else name} | " + " | ".join(cells) + " |")
     L += ["", f"Tuning numbers (calibration real frames and simulated frames only, grouped cross-validation: "
           f"{m['settings']['classifier']['folds']} folds for the statistics, {m['settings']['cnn']['folds']} for the "
           "CNNs, which thus train on fewer frames than in the evaluation above): AUC "
