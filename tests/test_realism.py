@@ -61,6 +61,28 @@ def test_level_shares_known_answer():
     assert set(m) == set(R.LEVEL_LABELS)
 
 
+def test_classifier_leaning_terms_sum_to_the_log_odds_gap_and_rank_the_informative_statistic_first():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    is_real = np.r_[np.zeros(60, bool), np.ones(60, bool)]
+    X = rng.normal(size=(120, 6))
+    X[:, 4] += 2.0 * is_real  # the only statistic that differs between the classes
+    names = [f"s{j}" for j in range(6)]
+    out = R.classifier_leaning(X, names, is_real, C=0.1, top=6)
+    assert out["terms"][0]["name"] == "s4" and out["terms"][0]["share"] > 0.5
+    assert sum(t["share"] for t in out["terms"]) == pytest.approx(1.0)
+    # the gap is the model's own: mean decision function of real frames minus simulated ones
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000, class_weight="balanced"))
+    model.fit(X, is_real.astype(int))
+    d = model.decision_function(X)
+    assert out["gap"] == pytest.approx(d[is_real].mean() - d[~is_real].mean(), rel=1e-6)
+    with pytest.raises(ValueError, match="names"):
+        R.classifier_leaning(X, names[:5], is_real, C=0.1, top=3)
+
+
 def test_separating_statistics_ranks_by_distance_from_chance_and_names_every_column():
     st = dict(intensity_bins=4, gradient_bins=3, spectrum_bins=2, lbp_radius=1)
     names = R.statistic_names(**st)
@@ -215,6 +237,7 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     for png in ("gallery", "crops", "texture", "geometry", "roc"):
         assert (tmp_path / f"{png}.png").stat().st_size > 1000
     assert len(m["separating_statistics"]) == 12
+    assert len(m["classifier_leaning"]["terms"]) == 12
     for group in m["groups"].values():
         assert sum(group[f"level{i}"]["mean"] for i in range(len(R.LEVEL_EDGES) + 1)) == pytest.approx(1.0)
         assert 0 < group["p99_blood"]["median"] < np.inf
