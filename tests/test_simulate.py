@@ -517,3 +517,29 @@ def test_acquire_without_noise_is_the_zero_filled_reconstruction(shape, phase_ax
     assert out.shape == img.shape and out.dtype == np.float32
     np.testing.assert_allclose(out, np.rint(expected), atol=1.0)
     assert np.mean(out == np.rint(expected)) > 0.95
+
+
+def test_softened_fat_boundaries_change_only_a_band_about_them_and_no_ground_truth(monkeypatch):
+    import ofrnn.simulate as sim
+    from ofrnn.simulate.render import soften_fat_boundaries
+
+    mat = np.full((60, 60), Tissue.MUSCLE, np.uint8)
+    mat[:, 28:32] = Tissue.FAT  # a 4-point fat sheet in muscle, read in opposed phase
+    smap = np.where(mat == Tissue.FAT, -0.68, 0.21).astype(np.float32)
+    assert soften_fat_boundaries(smap, mat, 0.0) is smap
+    out = soften_fat_boundaries(smap, mat, 2.0)
+    assert out.dtype == smap.dtype
+    np.testing.assert_array_equal(out[:, :15], smap[:, :15])  # far from the sheet: untouched
+    # the jump across the boundary is spread: the steepest step between neighbours is smaller
+    assert np.abs(np.diff(out[30])).max() < 0.6 * np.abs(np.diff(smap[30])).max()
+    # complex maps (fat turned by an asymmetric echo) are softened in both parts
+    z = soften_fat_boundaries(smap * np.complex64(np.exp(0.3j)), mat, 2.0)
+    np.testing.assert_allclose(z, out * np.exp(0.3j), atol=1e-6)
+    # in a subject, the frames change and no ground truth does
+    a = simulate_subject(5, "mid", Acquisition(matrix=128))
+    monkeypatch.setattr(sim, "FAT_PARTIAL_VOLUME_MM", 0.7)
+    b = simulate_subject(5, "mid", Acquisition(matrix=128))
+    assert not np.array_equal(a.cine, b.cine)
+    for field in ("myocardium", "infarct", "aha_segments", "lv_box", "myocardium_t", "lv_cavity_t", "flow", "flow_valid"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
