@@ -220,14 +220,10 @@ def classifier_leaning(X, names, is_real, *, C, top):
     ValueError
         When ``names`` does not name every column of ``X``.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     if len(names) != X.shape[1]:
         raise ValueError(f"{len(names)} names for {X.shape[1]} statistics")
     y = np.asarray(is_real, bool)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, class_weight="balanced"))
+    model = _logistic_model(C)
     model.fit(X, y.astype(int))
     scaler, lr = model[0], model[1]
     diff = (X[y].mean(0) - X[~y].mean(0)) / scaler.scale_
@@ -532,14 +528,19 @@ def auc_with_interval(scores, is_real, subjects, *, n_boot, seed):
                 simulated_subjects=int((~real_subject).sum()))
 
 
-def logistic_scores(X, C):
-    """``fit_score`` of a standardised logistic regression (balanced classes) on rows of ``X``."""
+def _logistic_model(C):
+    """The separability classifier: standardisation, then a logistic regression (balanced classes)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, class_weight="balanced"))
+
+
+def logistic_scores(X, C):
+    """``fit_score`` of a standardised logistic regression (balanced classes) on rows of ``X``."""
     def fit_score(train, score, *, y):
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, class_weight="balanced"))
+        model = _logistic_model(C)
         model.fit(X[train], y[train])
         return model.predict_proba(X[score])[:, 1]
     return fit_score
