@@ -646,7 +646,7 @@ def separability_tables(X, parts, frames, labels, cfg, seed):
         learners["cnn, whole frames"] = (cnn_scores(whole, cn, seed), cfold, True)
         learners["cnn, heart-centred crops"] = (cnn_scores(crops, cn, seed), cfold, True)
     calibration_table, curves, scores = {}, {}, {}
-    drawn = set()
+    scored = evaluation | ~is_real
     for name, (fit, folds, draw) in learners.items():
         fs = lambda tr, sc: fit(tr, sc, y=y)  # noqa: E731
         s = calibration_scores(is_real, calibration, folds, fs)
@@ -657,12 +657,9 @@ def separability_tables(X, parts, frames, labels, cfg, seed):
         if evaluation.any():
             scores[name] = cross_fit(is_real, calibration, evaluation, folds, fs)
             if draw:
-                drawn.add(name)
-    scored = evaluation | ~is_real
+                curves[name] = (scores[name], scored)
     table = {}
     for name, s in scores.items():
-        if name in drawn:
-            curves[name] = (s, scored)
         table[name] = {}
         for real_set in ("all", "acdc", "sunnybrook"):
             m = scored & ((groups == "simulated") | (real_set == "all") | np.char.startswith(groups, real_set))
@@ -727,10 +724,9 @@ def run(config, profile, out_dir):
     # which single statistics give the phantom away, on the frames one may tune on (the
     # calibration real frames and the simulated ones), so the table can steer the phantom
     tune = labels["calibration"] | ~labels["is_real"]
-    separating = separating_statistics(X[tune], statistic_names(**st), labels["is_real"][tune],
-                                       top=int(cfg["report"]["separating_statistics"]))
-    leaning = classifier_leaning(X[tune], statistic_names(**st), labels["is_real"][tune], C=cfg["classifier"]["C"],
-                                 top=int(cfg["report"]["separating_statistics"]))
+    names, top = statistic_names(**st), int(cfg["report"]["separating_statistics"])
+    separating = separating_statistics(X[tune], names, labels["is_real"][tune], top=top)
+    leaning = classifier_leaning(X[tune], names, labels["is_real"][tune], C=cfg["classifier"]["C"], top=top)
     per_frame, by_group = group_summaries(frames, stats, tissue, groups, labels["subjects"])
     timings["total_s"] = time.perf_counter() - t0
     _figures(frames, groups, labels["evaluation"], by_group, per_frame, curves, labels["is_real"], cfg, out_dir)

@@ -218,9 +218,7 @@ def soften_fat_boundaries(smap, mat, sigma_px):
         return smap
     e = ndi.gaussian_filter((mat == Tissue.FAT).astype(np.float32), sigma_px)
     w = 4 * e * (1 - e)
-    blur = (ndi.gaussian_filter(smap.real, sigma_px) + 1j * ndi.gaussian_filter(smap.imag, sigma_px)
-            if np.iscomplexobj(smap) else ndi.gaussian_filter(smap, sigma_px))
-    return (w * blur + (1 - w) * smap).astype(smap.dtype)
+    return (w * ndi.gaussian_filter(smap, sigma_px) + (1 - w) * smap).astype(smap.dtype)  # complex too
 
 
 def _block_mean(a, k):
