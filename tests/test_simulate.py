@@ -536,6 +536,7 @@ def test_softened_fat_boundaries_change_only_a_band_about_them_and_no_ground_tru
     z = soften_fat_boundaries(smap * np.complex64(np.exp(0.3j)), mat, 2.0)
     np.testing.assert_allclose(z, out * np.exp(0.3j), atol=1e-6)
     # in a subject, the frames change and no ground truth does
+    monkeypatch.setattr(sim, "FAT_PARTIAL_VOLUME_MM", 0.0)
     a = simulate_subject(5, "mid", Acquisition(matrix=128))
     monkeypatch.setattr(sim, "FAT_PARTIAL_VOLUME_MM", 0.7)
     b = simulate_subject(5, "mid", Acquisition(matrix=128))
