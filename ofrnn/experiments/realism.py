@@ -158,6 +158,13 @@ def statistic_names(*, intensity_bins, gradient_bins, spectrum_bins, lbp_radius)
             + [f"spectrum {b} cycles / px" for b in bands(spectrum_bins, 0.5, "{:.3f}", clipped=False)])
 
 
+def _real_labels(X, names, is_real):
+    """``is_real`` as a bool array, once ``names`` is checked to name every column of ``X`` (ValueError)."""
+    if len(names) != X.shape[1]:
+        raise ValueError(f"{len(names)} names for {X.shape[1]} statistics")
+    return np.asarray(is_real, bool)
+
+
 def separating_statistics(X, names, is_real, *, top):
     """The single statistics that best tell real frames from simulated ones.
 
@@ -182,9 +189,7 @@ def separating_statistics(X, names, is_real, *, top):
     """
     from sklearn.metrics import roc_auc_score
 
-    if len(names) != X.shape[1]:
-        raise ValueError(f"{len(names)} names for {X.shape[1]} statistics")
-    y = np.asarray(is_real, bool)
+    y = _real_labels(X, names, is_real)
     auc = np.array([roc_auc_score(y, X[:, j]) for j in range(X.shape[1])])  # a constant column scores 0.5
     order = np.argsort(-np.abs(auc - 0.5), kind="stable")[:top]
     return [dict(name=names[j], auc=float(auc[j]), simulated=float(X[~y, j].mean()), real=float(X[y, j].mean()))
@@ -220,9 +225,7 @@ def classifier_leaning(X, names, is_real, *, C, top):
     ValueError
         When ``names`` does not name every column of ``X``.
     """
-    if len(names) != X.shape[1]:
-        raise ValueError(f"{len(names)} names for {X.shape[1]} statistics")
-    y = np.asarray(is_real, bool)
+    y = _real_labels(X, names, is_real)
     model = _logistic_model(C)
     model.fit(X, y.astype(int))
     scaler, lr = model[0], model[1]
@@ -725,8 +728,9 @@ def run(config, profile, out_dir):
     # calibration real frames and the simulated ones), so the table can steer the phantom
     tune = labels["calibration"] | ~labels["is_real"]
     names, top = statistic_names(**st), int(cfg["report"]["separating_statistics"])
-    separating = separating_statistics(X[tune], names, labels["is_real"][tune], top=top)
-    leaning = classifier_leaning(X[tune], names, labels["is_real"][tune], C=cfg["classifier"]["C"], top=top)
+    X_tune, real_tune = X[tune], labels["is_real"][tune]
+    separating = separating_statistics(X_tune, names, real_tune, top=top)
+    leaning = classifier_leaning(X_tune, names, real_tune, C=cfg["classifier"]["C"], top=top)
     per_frame, by_group = group_summaries(frames, stats, tissue, groups, labels["subjects"])
     timings["total_s"] = time.perf_counter() - t0
     _figures(frames, groups, labels["evaluation"], by_group, per_frame, curves, labels["is_real"], cfg, out_dir)

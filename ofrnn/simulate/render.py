@@ -7,6 +7,7 @@ flow come from the same map, so the ground truth is exact for the images produce
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from .anatomy import Anatomy, sample_profile
 from .kinematics import FrameMap, Motion
@@ -212,8 +213,6 @@ def soften_fat_boundaries(smap, mat, sigma_px):
     -------
     (H, W) array of ``smap``'s dtype. Labels, and so masks and flow, are untouched.
     """
-    from scipy import ndimage as ndi
-
     if sigma_px <= 0:
         return smap
     e = ndi.gaussian_filter((mat == Tissue.FAT).astype(np.float32), sigma_px)
