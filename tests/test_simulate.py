@@ -544,3 +544,85 @@ def test_softened_fat_boundaries_change_only_a_band_about_them_and_no_ground_tru
     for field in ("myocardium", "infarct", "aha_segments", "lv_box", "myocardium_t", "lv_cavity_t", "flow", "flow_valid"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
+
+
+def _stepped_bssfp_echo(t1, t2, beta, *, flip_deg, tr_ms, n_tr=3000):
+    """Complex echo at TE = TR / 2 after ``n_tr`` RF pulses of alternating sign from equilibrium,
+    by stepping the Bloch equations pulse by pulse (demodulated with the RF's phase): an
+    independent check of the steady-state solver."""
+    a = np.deg2rad(flip_deg)
+    e1, e2 = np.exp(-tr_ms / t1), np.exp(-tr_ms / t2)
+    h1, h2 = np.exp(-tr_ms / 2 / t1), np.exp(-tr_ms / 2 / t2)
+    beta = np.asarray(beta, float)
+    m = np.zeros((beta.size, 3))
+    m[:, 2] = 1.0
+    for n in range(n_tr):
+        s = 1 if n % 2 == 0 else -1
+        ca, sa = np.cos(s * a), np.sin(s * a)
+        my, mz = ca * m[:, 1] + sa * m[:, 2], -sa * m[:, 1] + ca * m[:, 2]
+        mx = m[:, 0]
+        if n == n_tr - 1:  # the echo: half a TR of precession and decay, in the RF's frame
+            z = (mx + 1j * my) * np.exp(1j * beta / 2) * h2
+            return z * s
+        z = (mx + 1j * my) * np.exp(1j * beta) * e2
+        m = np.stack([z.real, z.imag, mz * e1 + (1 - e1)], 1)
+
+
+def test_signed_band_table_carries_the_echos_sign_from_pass_band_to_pass_band():
+    """bSSFP's echo at TE = TR / 2 flips sign from one pass band to the next (Scheffler & Hennig
+    2003): the signed table agrees with a pulse-by-pulse Bloch simulation in magnitude and sign,
+    and its magnitude is the unsigned table's."""
+    from ofrnn.simulate.mri import TISSUE_PROPERTIES, chemical_shift_beta
+
+    field, flip, tr = 1.5, 50.0, 3.0
+    plain = band_table(field_t=field, flip_deg=flip, tr_ms=tr, n_bins=64)
+    signed = band_table(field_t=field, flip_deg=flip, tr_ms=tr, n_bins=64, signed=True)
+    assert signed.shape == (len(Tissue), 128)
+    np.testing.assert_allclose(np.abs(signed[:, 32:96]), plain, rtol=1e-6)  # the middle period
+    np.testing.assert_allclose(np.abs(signed[:, :64]), np.abs(signed[:, 64:]), rtol=1e-5)  # periodic
+    np.testing.assert_allclose(signed[:, 64], 1.0, rtol=1e-6)  # bin 64 is beta = 0
+    # a water-based tissue: +1 about resonance, -1 one pass band away, either side
+    beta = -2 * np.pi + 2 * np.pi * np.arange(128) / 64
+    myo = signed[Tissue.LV_MYOCARDIUM]
+    inner, outer = np.abs(beta) < 0.9 * np.pi, np.abs(beta) > 1.1 * np.pi
+    assert (myo[inner] > 0).all() and (myo[outer] < 0).all()
+    # against the Bloch equations stepped pulse by pulse, for myocardium and fat (at its own shift)
+    for tissue in (Tissue.LV_MYOCARDIUM, Tissue.FAT):
+        _, t1, t2 = TISSUE_PROPERTIES[field][tissue]
+        shift = chemical_shift_beta(tissue, field_t=field, tr_ms=tr)
+        pick = np.array([64, 80, 100, 110, 20, 40, 56])  # away from the stop bands' centres
+        echo = _stepped_bssfp_echo(t1, t2, np.append(beta[pick] + shift, shift), flip_deg=flip, tr_ms=tr)
+        ratio = (echo[:-1] * np.conj(echo[-1])).real / np.abs(echo[-1]) ** 2
+        np.testing.assert_allclose(signed[tissue, pick], ratio, rtol=0.02, atol=0.01)
+
+
+def test_bands_indexed_over_two_periods_and_a_field_interpolated_inside_pixels():
+    from ofrnn.simulate.scene import band_index, upsample_linear
+
+    tr = 3.2
+    hz = np.array([0.0, 1 / (4 * tr * 1e-3), 1 / (tr * 1e-3), -1 / (tr * 1e-3), 2 / (tr * 1e-3)])
+    # one period: beta 0 -> bin 32, pi/2 -> 48, and a whole turn wraps back to 32
+    np.testing.assert_array_equal(band_index(hz, tr, 64), [32, 48, 32, 32, 32])
+    # two periods: a whole turn is the next pass band (bins 0 and 128 are beta = -2 pi = 2 pi)
+    np.testing.assert_array_equal(band_index(hz, tr, 64, periods=2), [64, 80, 0, 0, 64])
+    # a ramp is reproduced inside the pixels; each pixel's sub-samples average to its value
+    ramp = np.add.outer(np.arange(6.0), 2 * np.arange(5.0))
+    fine = upsample_linear(ramp, 3)
+    assert fine.shape == (18, 15)
+    rows, cols = (np.arange(18) + 0.5) / 3 - 0.5, (np.arange(15) + 0.5) / 3 - 0.5
+    exact = np.add.outer(np.clip(rows, 0, 5), 2 * np.clip(cols, 0, 4))
+    np.testing.assert_allclose(fine, exact, atol=1e-9)
+    np.testing.assert_allclose(fine.reshape(6, 3, 5, 3).mean((1, 3))[1:-1, 1:-1], ramp[1:-1, 1:-1], atol=1e-9)
+
+
+def test_signed_bands_change_the_frames_and_no_ground_truth(monkeypatch):
+    import ofrnn.simulate as sim
+
+    acq = Acquisition(matrix=128, field_t=3.0)
+    monkeypatch.setattr(sim, "SIGNED_BANDS", False)
+    a = simulate_subject(7, "basal", acq)
+    monkeypatch.setattr(sim, "SIGNED_BANDS", True)
+    b = simulate_subject(7, "basal", acq)
+    assert not np.array_equal(a.cine, b.cine)
+    for field in ("myocardium", "infarct", "aha_segments", "lv_box", "myocardium_t", "lv_cavity_t", "flow", "flow_valid"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))

@@ -30,7 +30,7 @@ from .kinematics import sample_motion
 from .mri import MT_RANGE, Tissue, acquire, band_table, coil_sensitivity, intensity_correction, signal_table, smooth_field
 from .render import SUPERSAMPLE, lv_boxes, render
 from .scene import (ACQUISITION_STREAM, band_index, field_hz, organ_texture, sample_scene, scene_rng, substream,
-                    upsample)
+                    upsample, upsample_linear)
 
 #: composition of the paper's cohort (Sec. 3): 43 apical, 37 mid-cavity, 34 basal slices
 PAPER_LEVEL_COUNTS = {"apical": 43, "mid": 37, "basal": 34}
@@ -46,6 +46,12 @@ ACQUIRED_RESOLUTION = (0.55, 0.85)
 #: docs/phantom-realism.md). A sigma of 0.7 mm spreads the fat-water mixture over about 2 mm,
 #: a fraction of the 6-10 mm slice that cuts these sheets obliquely
 FAT_PARTIAL_VOLUME_MM = 0.7
+#: bSSFP banding with the echo's sign (:func:`.mri.band_table` ``signed``): the signal flips sign
+#: from one pass band to the next, so a pixel across a stop band cancels to a thin black line
+#: instead of a dimmed band, the field being interpolated inside each pixel. Off keeps the default
+#: cohort's bytes (a magnitude profile, the field constant per pixel) until the cohort is next
+#: made again with every measure that rests on it
+SIGNED_BANDS = False
 #: receive channels of the root-sum-of-squares combination (:func:`.mri.acquire`): the air of the
 #: calibration frames reads 0.035-0.039 of blood, the former phantom's single channel (Rayleigh
 #: floor, SNR 35-100) 0.014; four effective channels give 0.017 at SNR 70-200 and 0.024 at the
@@ -187,8 +193,12 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     srng = scene_rng(seed)
     anatomy.body["scene"] = scene = sample_scene(srng, anatomy)
     texture *= organ_texture(srng, scene, (n * k, n * k), spacing / k, anatomy)
-    bins = band_index(field_hz(srng, scene, (n, n), spacing, anatomy, field), tr, 64)
-    band = (band_table(field_t=field, flip_deg=flip, tr_ms=tr, n_bins=64), upsample(bins, k))
+    hz = field_hz(srng, scene, (n, n), spacing, anatomy, field)
+    if SIGNED_BANDS:  # the field varies inside a pixel, so a pixel across a stop band cancels
+        bins = band_index(upsample_linear(hz, k), tr, 64, periods=2)
+    else:
+        bins = upsample(band_index(hz, tr, 64), k)
+    band = (band_table(field_t=field, flip_deg=flip, tr_ms=tr, n_bins=64, signed=SIGNED_BANDS), bins)
     out = render(anatomy, motion, shape=(n, n), spacing=spacing, signal=sig, texture=texture.astype(np.float32),
                  band=band, fat_partial_volume_mm=FAT_PARTIAL_VOLUME_MM)
 

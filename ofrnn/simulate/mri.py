@@ -276,20 +276,38 @@ def bssfp_profile(pd, t1, t2, beta, *, flip_deg, tr_ms, te_ms=None):
     return pd * np.hypot(m[..., 0], m[..., 1]) * np.exp(-te_ms / t2)
 
 
-def band_table(*, field_t, flip_deg, tr_ms, n_bins=64):
-    """Off-resonance signal relative to on-resonance, per label and phase bin: (n_labels, n_bins).
+def band_table(*, field_t, flip_deg, tr_ms, n_bins=64, signed=False):
+    """Off-resonance signal relative to on-resonance, per label and phase bin.
 
     Bin ``j`` holds ``beta = -pi + 2 pi j / n_bins`` (see :func:`ofrnn.simulate.scene.band_index`).
+    Each tissue is read at its own resonance (fat at its chemical shift), so its column is
+    relative to its own signal at zero field offset.
+
+    With ``signed`` the table spans two periods, ``beta = -2 pi + 2 pi j / n_bins`` for
+    ``j < 2 n_bins``, and each ratio carries the sign of the pass band the tissue then falls in
+    relative to its own: the echo at TE = TR / 2 is real and alternates in sign from pass band to
+    pass band (:func:`chemical_shift_sign`), so a voxel across a stop band cancels, which draws the
+    thin black lines of real bSSFP banding. Unsigned, the ratio is the magnitude alone, and a band
+    only dims.
+
+    Returns
+    -------
+    float32 (n_labels, n_bins), or (n_labels, 2 n_bins) with ``signed``.
     """
     props = TISSUE_PROPERTIES[float(field_t)]
-    beta = -np.pi + 2 * np.pi * np.arange(n_bins) / n_bins
-    table = np.ones((len(Tissue), n_bins), np.float32)
+    periods = 2 if signed else 1
+    beta = -periods * np.pi + 2 * np.pi * np.arange(periods * n_bins) / n_bins
+    table = np.ones((len(Tissue), periods * n_bins), np.float32)
     for tissue, (pd, t1, t2) in props.items():
-        # relative to the tissue's own signal at zero field offset (fat: at its chemical shift)
+        # relative to the tissue's own signal at zero field offset (fat: at its chemical shift,
+        # wrapped into the band about its own resonance)
         shift = chemical_shift_beta(tissue, field_t=field_t, tr_ms=tr_ms)
         on = bssfp_profile(1.0, t1, t2, shift, flip_deg=flip_deg, tr_ms=tr_ms)
         if on > 0:
-            table[int(tissue)] = bssfp_profile(1.0, t1, t2, beta + shift, flip_deg=flip_deg, tr_ms=tr_ms) / on
+            ratio = bssfp_profile(1.0, t1, t2, beta + shift, flip_deg=flip_deg, tr_ms=tr_ms) / on
+            if signed:
+                ratio = ratio * np.where(np.round((beta + shift) / (2 * np.pi)) % 2 == 0, 1.0, -1.0)
+            table[int(tissue)] = ratio
     return table
 
 

@@ -245,13 +245,27 @@ def field_hz(rng, scene, shape, spacing, anatomy, field_t):
     return hz * (field_t / 3.0)
 
 
-def band_index(hz, tr_ms, n_bins):
-    """Bin of the phase accrued per TR, beta = 2 pi f TR (wrapped to [-pi, pi)), on ``n_bins`` bins."""
-    beta = np.mod(2 * np.pi * hz * tr_ms * 1e-3 + np.pi, 2 * np.pi) - np.pi
-    return np.rint((beta + np.pi) / (2 * np.pi) * n_bins).astype(np.intp) % n_bins
+def band_index(hz, tr_ms, n_bins, *, periods=1):
+    """Bin of the phase accrued per TR, beta = 2 pi f TR, wrapped to [-periods pi, periods pi), on
+    ``n_bins`` bins per period of 2 pi (``periods * n_bins`` in all): the columns of
+    :func:`ofrnn.simulate.mri.band_table` with ``signed=False`` (1 period) or ``signed=True`` (2)."""
+    half = periods * np.pi
+    beta = np.mod(2 * np.pi * hz * tr_ms * 1e-3 + half, 2 * half) - half
+    return np.rint((beta + half) / (2 * np.pi) * n_bins).astype(np.intp) % (periods * n_bins)
 
 
 def upsample(field, k):
     """Nearest-neighbour ``k``-times upsampling of a smooth per-pixel field to the material grid."""
     return np.repeat(np.repeat(field, k, axis=0), k, axis=1)
+
+
+def upsample_linear(field, k):
+    """Bilinear ``k``-times upsampling of a smooth per-pixel field to the material grid
+    (sub-sample ``j`` lies at pixel coordinate ``(j + 0.5) / k - 0.5``, as in the renderer), so
+    a field varies inside each pixel; edges are held."""
+    H, W = field.shape
+    rows = (np.arange(H * k) + 0.5) / k - 0.5
+    cols = (np.arange(W * k) + 0.5) / k - 0.5
+    grid = np.meshgrid(rows, cols, indexing="ij")
+    return ndi.map_coordinates(np.asarray(field, np.float64), grid, order=1, mode="nearest")
 
