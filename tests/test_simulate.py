@@ -552,7 +552,7 @@ def _stepped_bssfp_echo(t1, t2, beta, *, flip_deg, tr_ms, n_tr=3000):
     independent check of the steady-state solver."""
     a = np.deg2rad(flip_deg)
     e1, e2 = np.exp(-tr_ms / t1), np.exp(-tr_ms / t2)
-    h1, h2 = np.exp(-tr_ms / 2 / t1), np.exp(-tr_ms / 2 / t2)
+    h2 = np.exp(-tr_ms / 2 / t2)
     beta = np.asarray(beta, float)
     m = np.zeros((beta.size, 3))
     m[:, 2] = 1.0
