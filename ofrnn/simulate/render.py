@@ -241,7 +241,7 @@ def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture,
         :func:`ofrnn.simulate.mri.signal_table`; complex when fat is read off the centre of TR).
     texture : float32 (H*k, W*k) multiplicative tissue texture on the material grid (1 = none).
     band : optional ``(table, index)``: off-resonance signal ratio per label and phase bin
-        (:func:`ofrnn.simulate.mri.band_table`) and the bin of every material point
+        (:func:`ofrnn.simulate.mri.band_table`, signed or not) and the bin of every material point
         (:func:`ofrnn.simulate.scene.band_index`), for bSSFP banding.
     fat_partial_volume_mm : Gaussian sigma (mm) of :func:`soften_fat_boundaries` (0: sharp boundaries).
 
