@@ -1,7 +1,7 @@
 """Learned wall geometry (beyond the paper): where across the myocardial wall each ROI pixel lies.
 
 OF-RNN's P_l patches show the wall, but the network reads a pixel's place across it poorly: most
-of its remaining errors are the transmural extent of partial infarcts (README, "Where the
+of its remaining errors are the transmural extent of partial infarcts (docs/design-choices.md, "Where the
 remaining errors sit"). Told the traced wall's depth and thickness as two more values at every
 LSTM step (an oracle, for a diagnosis only), the faithful model's validation Dice rose from 0.799
 to 0.832 on folds 3, 0 and 6 (2026-12-04). This module estimates the same two maps from the cine
