@@ -159,7 +159,14 @@ def chemical_shift_sign(tissue, *, field_t, tr_ms):
     """
     if tissue not in FATTY:
         return 1.0
-    return -1.0 if int(np.round(_fat_precession(field_t, tr_ms) / (2 * np.pi))) % 2 else 1.0
+    return float(pass_band_sign(_fat_precession(field_t, tr_ms)))
+
+
+def pass_band_sign(beta):
+    """Sign of the bSSFP echo at TE = TR / 2 for a phase per TR ``beta`` (rad, not wrapped),
+    relative to the pass band about resonance: ``(-1) ** k`` for the pass band ``k = round(beta / 2 pi)``
+    (see :func:`chemical_shift_sign`). Returns float64 +1 / -1 of ``beta``'s shape."""
+    return np.where(np.round(np.asarray(beta, np.float64) / (2 * np.pi)) % 2 == 0, 1.0, -1.0)
 
 
 def echo_phase(tissue, *, field_t, tr_ms, te_ms):
@@ -306,7 +313,7 @@ def band_table(*, field_t, flip_deg, tr_ms, n_bins=64, signed=False):
         if on > 0:
             ratio = bssfp_profile(1.0, t1, t2, beta + shift, flip_deg=flip_deg, tr_ms=tr_ms) / on
             if signed:
-                ratio = ratio * np.where(np.round((beta + shift) / (2 * np.pi)) % 2 == 0, 1.0, -1.0)
+                ratio = ratio * pass_band_sign(beta + shift)
             table[int(tissue)] = ratio
     return table
 

@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from .anatomy import Anatomy, sample_profile
 from .kinematics import FrameMap, Motion
 from .mri import SOLID, Tissue
-from .scene import paint_planned, paint_scene
+from .scene import paint_planned, paint_scene, subsample_positions
 
 #: sub-samples per pixel side
 SUPERSAMPLE = 3
@@ -20,7 +20,7 @@ SUPERSAMPLE = 3
 
 def _grid_mm(n, spacing, k):
     """Sub-sample positions (mm) along one axis: k per pixel, pixel centres at i * spacing."""
-    return ((np.arange(n * k) + 0.5) / k - 0.5) * spacing
+    return subsample_positions(n, k) * spacing
 
 
 def _ellipse(rows, cols, cy, cx, ry, rx):

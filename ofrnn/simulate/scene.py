@@ -254,6 +254,12 @@ def band_index(hz, tr_ms, n_bins, *, periods=1):
     return np.rint((beta + half) / (2 * np.pi) * n_bins).astype(np.intp) % (periods * n_bins)
 
 
+def subsample_positions(n, k):
+    """Positions, in pixels, of the ``k`` material-grid sub-samples per pixel along an axis of ``n``
+    pixels (pixel centres at 0, 1, ...; the renderer's grid, :func:`ofrnn.simulate.render.render`)."""
+    return (np.arange(n * k) + 0.5) / k - 0.5
+
+
 def upsample(field, k):
     """Nearest-neighbour ``k``-times upsampling of a smooth per-pixel field to the material grid."""
     return np.repeat(np.repeat(field, k, axis=0), k, axis=1)
@@ -261,11 +267,7 @@ def upsample(field, k):
 
 def upsample_linear(field, k):
     """Bilinear ``k``-times upsampling of a smooth per-pixel field to the material grid
-    (sub-sample ``j`` lies at pixel coordinate ``(j + 0.5) / k - 0.5``, as in the renderer), so
-    a field varies inside each pixel; edges are held."""
+    (:func:`subsample_positions`), so a field varies inside each pixel; edges are held."""
     H, W = field.shape
-    rows = (np.arange(H * k) + 0.5) / k - 0.5
-    cols = (np.arange(W * k) + 0.5) / k - 0.5
-    grid = np.meshgrid(rows, cols, indexing="ij")
+    grid = np.meshgrid(subsample_positions(H, k), subsample_positions(W, k), indexing="ij")
     return ndi.map_coordinates(np.asarray(field, np.float64), grid, order=1, mode="nearest")
-
