@@ -626,3 +626,52 @@ def test_signed_bands_change_the_frames_and_no_ground_truth(monkeypatch):
     assert not np.array_equal(a.cine, b.cine)
     for field in ("myocardium", "infarct", "aha_segments", "lv_box", "myocardium_t", "lv_cavity_t", "flow", "flow_valid"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_small_vessels_dot_lung_liver_and_spleen_and_change_no_ground_truth(monkeypatch):
+    """The small vessels draw from their own stream and are painted only where lung, liver or
+    spleen was: the heart, its motion and every ground truth are those of the same seed without them."""
+    import ofrnn.simulate as sim
+    from ofrnn.simulate import scene as sc
+    from ofrnn.simulate.anatomy import sample_anatomy
+    from ofrnn.simulate.render import material_map
+
+    a = sample_anatomy(np.random.default_rng(2), "apical", fov_mm=(360.0, 360.0))
+    a.body["scene"] = sc.sample_scene(np.random.default_rng(3), a)
+    bare = material_map(a, (180, 180), 2.0, k=1)
+    drawn = sc.sample_small_vessels(np.random.default_rng(4), a)
+    assert len(drawn) == sc.SMALL_VESSELS
+    bright = np.mean([t == Tissue.AORTA_BLOOD for *_, t in drawn])
+    assert abs(bright - sc.SMALL_VESSEL_BRIGHT) < 0.12
+    a.body["scene"]["small_vessels"] = drawn
+    dotted = material_map(a, (180, 180), 2.0, k=1)
+    changed = dotted != bare
+    assert changed.sum() > 50  # many of them land in the lungs, liver and spleen
+    assert set(np.unique(bare[changed])) <= {Tissue.LUNG, Tissue.LIVER, Tissue.SPLEEN}
+    assert set(np.unique(dotted[changed])) <= {Tissue.AORTA_BLOOD, Tissue.SOFT_TISSUE}
+
+    acq = Acquisition(matrix=128, frames=4, pixel_mm=2.8)
+    full = simulate_subject(3, "apical", acq)
+    monkeypatch.setattr(sim, "sample_small_vessels", lambda rng, anatomy: [])
+    without = simulate_subject(3, "apical", acq)
+    assert not np.array_equal(full.cine, without.cine)
+    for name in ("myocardium_t", "lv_cavity_t", "infarct", "lv_box", "flow", "aha_segments"):
+        np.testing.assert_array_equal(getattr(full, name), getattr(without, name), err_msg=name)
+    assert full.attrs == without.attrs
+    # where a vessel wall makes a lung pixel solid, its (zero) flow becomes valid tissue ground truth;
+    # around the heart nothing changes
+    y0, x0, y1, x1 = full.lv_box[0]
+    np.testing.assert_array_equal(full.flow_valid[:, y0:y1, x0:x1], without.flow_valid[:, y0:y1, x0:x1])
+
+
+def test_organ_texture_never_turns_the_signal_negative():
+    """A strong Gaussian texture falls below -1 somewhere; the multiplicative texture is clipped at 0
+    there and untouched elsewhere."""
+    from ofrnn.simulate.anatomy import sample_anatomy
+    from ofrnn.simulate.scene import organ_texture
+
+    a = sample_anatomy(np.random.default_rng(5), "mid", fov_mm=(256.0, 256.0))
+    scene = dict(texture=dict(amplitude=1.5, sigma_mm=3.0))
+    t = organ_texture(np.random.default_rng(6), scene, (256, 256), 1.0, a)
+    assert t.min() == 0.0 and (t == 0).mean() > 0.01  # clipped where 1 + f < 0
+    assert t.max() > 2.0  # the bright side is left as drawn

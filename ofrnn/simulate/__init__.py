@@ -29,8 +29,8 @@ from .anatomy import sample_anatomy
 from .kinematics import sample_motion
 from .mri import MT_RANGE, Tissue, acquire, band_table, coil_sensitivity, intensity_correction, signal_table, smooth_field
 from .render import SUPERSAMPLE, lv_boxes, render
-from .scene import (ACQUISITION_STREAM, band_index, field_hz, organ_texture, sample_scene, scene_rng, substream,
-                    upsample, upsample_linear)
+from .scene import (ACQUISITION_STREAM, VESSEL_STREAM, band_index, field_hz, organ_texture, sample_scene,
+                    sample_small_vessels, scene_rng, substream, upsample, upsample_linear)
 
 #: composition of the paper's cohort (Sec. 3): 43 apical, 37 mid-cavity, 34 basal slices
 PAPER_LEVEL_COUNTS = {"apical": 43, "mid": 37, "basal": 34}
@@ -48,10 +48,9 @@ ACQUIRED_RESOLUTION = (0.55, 0.85)
 FAT_PARTIAL_VOLUME_MM = 0.7
 #: bSSFP banding with the echo's sign (:func:`.mri.band_table` ``signed``): the signal flips sign
 #: from one pass band to the next, so a pixel across a stop band cancels to a thin black line
-#: instead of a dimmed band, the field being interpolated inside each pixel. Off keeps the default
-#: cohort's bytes (a magnitude profile, the field constant per pixel) until the cohort is next
-#: made again with every measure that rests on it
-SIGNED_BANDS = False
+#: instead of a dimmed band, the field being interpolated inside each pixel. On from the phantom
+#: 12-05e; off gives the magnitude profile with the field constant per pixel (12-05d and before)
+SIGNED_BANDS = True
 #: receive channels of the root-sum-of-squares combination (:func:`.mri.acquire`): the air of the
 #: calibration frames reads 0.035-0.039 of blood, the former phantom's single channel (Rayleigh
 #: floor, SNR 35-100) 0.014; four effective channels give 0.017 at SNR 70-200 and 0.024 at the
@@ -192,6 +191,7 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     # and below are those of the same seed without it
     srng = scene_rng(seed)
     anatomy.body["scene"] = scene = sample_scene(srng, anatomy)
+    scene["small_vessels"] = sample_small_vessels(substream(seed, VESSEL_STREAM), anatomy)
     texture *= organ_texture(srng, scene, (n * k, n * k), spacing / k, anatomy)
     hz = field_hz(srng, scene, (n, n), spacing, anatomy, field)
     if SIGNED_BANDS:  # the field varies inside a pixel, so a pixel across a stop band cancels
