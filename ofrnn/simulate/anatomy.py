@@ -190,6 +190,11 @@ def thinning(transmurality, chronic):
     return 0.4 * chronic * np.clip((np.asarray(transmurality) - 0.5) / 0.5, 0, 1)
 
 
+#: half-extent (row, col mm) about the LV centre over which vessels cut by the slice are scattered
+#: (the chest and upper abdomen); those outside lung, liver or spleen are not painted
+VESSEL_SPREAD_MM = (120.0, 180.0)
+
+
 def sample_anatomy(rng, level, *, fov_mm):
     """Sample one subject's ED anatomy (heart and torso) for a slice level.
 
@@ -286,7 +291,8 @@ def _sample_body(rng, level, centre, fov_mm):
         # anterior mediastinal (prevascular) fat: a thin pad between the heart and the chest wall
         mediastinum=(cy - rng.uniform(40, 55), cx - rng.uniform(0, 25), rng.uniform(10, 18), rng.uniform(25, 45)),
         # pulmonary and hepatic vessels: (row, col, radius mm, bright?)
-        vessels=[(cy + rng.uniform(-120, 120), cx + rng.uniform(-180, 180), rng.uniform(1.0, 3.5), rng.random() < 0.5)
+        vessels=[(cy + rng.uniform(-VESSEL_SPREAD_MM[0], VESSEL_SPREAD_MM[0]),
+                  cx + rng.uniform(-VESSEL_SPREAD_MM[1], VESSEL_SPREAD_MM[1]), rng.uniform(1.0, 3.5), rng.random() < 0.5)
                  for _ in range(int(rng.integers(40, 80)))],
     )
     return body

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .anatomy import VESSEL_SPREAD_MM
 from .mri import Tissue, smooth_field
 
 #: stream indices below a subject's SeedSequence (arbitrary constants that the cohort's own spawn
@@ -192,9 +193,9 @@ def sample_small_vessels(rng, anatomy):
 
     A short-axis cine's lungs are dotted with bright vessels and its liver and spleen with the
     cross-sections of their veins; the anatomy's 40-80 larger vessels left them nearly empty, and
-    with them the edges at the pixel scale that real frames hold. Drawn where the torso is laid out
-    (unturned, image mm), and painted by :func:`paint_scene` only where they fall in lung, liver or
-    spleen.
+    with them the edges at the pixel scale that real frames hold. Scattered over the same area as
+    those (:data:`.anatomy.VESSEL_SPREAD_MM`, unturned torso, image mm), and painted by
+    :func:`paint_scene` only where they fall in lung, liver or spleen.
 
     Parameters
     ----------
@@ -211,7 +212,8 @@ def sample_small_vessels(rng, anatomy):
     """
     cy, cx = anatomy.centre_mm
     n = SMALL_VESSELS
-    rows, cols = cy + rng.uniform(-120, 120, n), cx + rng.uniform(-180, 180, n)
+    (hr, hc) = VESSEL_SPREAD_MM
+    rows, cols = cy + rng.uniform(-hr, hr, n), cx + rng.uniform(-hc, hc, n)
     radius = rng.uniform(*SMALL_VESSEL_RADIUS_MM, n)
     bright = rng.random(n) < SMALL_VESSEL_BRIGHT
     return [(float(y), float(x), float(r), int(Tissue.AORTA_BLOOD if b else Tissue.SOFT_TISSUE))
