@@ -80,6 +80,15 @@ LEVEL_EDGES = (0.1, 0.2, 0.5, 1.0)
 LEVEL_LABELS = {"p99_blood": "99th percentile / blood", "level0": f"< {LEVEL_EDGES[0]:g}",
                 **{f"level{i + 1}": f"{lo:g}-{hi:g}" for i, (lo, hi) in enumerate(zip(LEVEL_EDGES, LEVEL_EDGES[1:]))},
                 f"level{len(LEVEL_EDGES)}": f">= {LEVEL_EDGES[-1]:g}"}
+#: inner edges of the bands of the 99th-percentile-normalised frame in which
+#: :func:`pixel_scale_measures` describes the body's pixel-scale texture: air and lung, grey tissue
+#: (myocardium, liver, muscle), mid-grey, and bright (blood, fat, fluid)
+PIXEL_BANDS = (0.04, 0.3, 0.7)
+PIXEL_BAND_NAMES = ("dark", "grey", "mid", "bright")
+#: the per-frame measures of :func:`pixel_scale_measures`, with their report labels
+PIXEL_SCALE_LABELS = {f"{b}_{k}": f"{b}: {label}" for b in PIXEL_BAND_NAMES
+                      for k, label in (("noise", "noise sd"), ("gradient", "gradient"), ("ties", "ties"),
+                                       ("flat", "8 of 8 >= centre"))}
 #: groups of frames, in plotting order
 GROUPS = ("simulated", "acdc calibration", "acdc evaluation", "sunnybrook calibration", "sunnybrook evaluation")
 
@@ -278,7 +287,8 @@ def tissue_measures(image, blood, myocardium):
     < 0.15 x blood: lung and gas), ``body_fraction`` (body share of the field of view), ``air_blood``
     (median of the frame outside the body over the blood median, exact zeros left out: a
     reconstruction's blanked corners; NaN with fewer than 100 such pixels), and the whole frame's
-    ``level<i>`` and ``p99_blood`` (:func:`level_shares`).
+    ``level<i>`` and ``p99_blood`` (:func:`level_shares`), and the body's pixel-scale texture by
+    intensity band (:func:`pixel_scale_measures`).
     """
     img = np.asarray(image, np.float32)
     b = float(np.median(img[blood]))
@@ -293,6 +303,7 @@ def tissue_measures(image, blood, myocardium):
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
     out.update(level_shares(img, b))
+    out.update(pixel_scale_measures(img, body))
     step = nearest_skin(body, img, blood, b)
     out["skin_direction_deg"] = display_angle_deg(*step)
     # the chest wall's distance in LV diameters (scale-free: ACDC's copy keeps no pixel spacing);
@@ -357,6 +368,56 @@ def noise_level(image):
     k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], float)
     response = ndi.convolve(np.asarray(image, float), k)[1:-1, 1:-1]
     return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6)
+
+
+def pixel_scale_measures(image, body, *, min_pixels=50):
+    """The body's texture at the pixel scale, band by band of the frame's intensity: what the local
+    binary patterns of :func:`frame_statistics` respond to.
+
+    The frame is normalised by its 99th percentile (:func:`normalise`) and split at
+    :data:`PIXEL_BANDS`; in each band, over the body's pixels at least 2 pixels from the border:
+
+    * ``<band>_noise``: noise sd, Immerkaer's Laplacian-difference response (:func:`noise_level`)
+      with the median of its magnitude (x 1.4826 / 6, Gaussian noise) so that edges bias it little;
+    * ``<band>_gradient``: median gradient magnitude (per pixel);
+    * ``<band>_ties``: share of pixels equal to their right neighbour after the LBP's quantisation
+      (255 levels on [0, :data:`INTENSITY_MAX`]);
+    * ``<band>_flat``: share whose 8 neighbours at radius 1 are all at least as bright (uniform LBP
+      code 8: a flat neighbourhood or a local minimum).
+
+    Parameters
+    ----------
+    image : (H, W) array
+    body : (H, W) bool array, the body (:func:`body_mask`).
+    min_pixels : int, keyword-only
+        Bands with fewer pixels give NaN.
+
+    Returns
+    -------
+    dict of float, keys of :data:`PIXEL_SCALE_LABELS` (intensities in units of the 99th percentile).
+    """
+    from scipy import ndimage as ndi
+    from skimage.feature import local_binary_pattern
+
+    x = normalise(image).astype(np.float64)
+    q = np.clip(x / INTENSITY_MAX * 255, 0, 255).astype(np.uint8)
+    flat = local_binary_pattern(q, 8, 1, method="uniform") == 8
+    laplace = np.abs(ndi.convolve(x, np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], float)))
+    gradient = np.hypot(*np.gradient(x))
+    ties = np.zeros(x.shape, bool)
+    ties[:, :-1] = q[:, :-1] == q[:, 1:]
+    inner = np.zeros(x.shape, bool)
+    inner[2:-2, 2:-2] = True
+    band = np.searchsorted(PIXEL_BANDS, x, side="right")
+    out = {}
+    for i, name in enumerate(PIXEL_BAND_NAMES):
+        m = body & inner & (band == i)
+        enough = m.sum() >= min_pixels
+        for key, v in (("noise", 1.4826 * np.median(laplace[m]) / 6 if enough else np.nan),
+                       ("gradient", np.median(gradient[m]) if enough else np.nan),
+                       ("ties", ties[m].mean() if enough else np.nan), ("flat", flat[m].mean() if enough else np.nan)):
+            out[f"{name}_{key}"] = float(v)
+    return out
 
 
 def equivalent_diameter(mask):
@@ -682,7 +743,7 @@ def group_summaries(frames, stats, tissue, groups, subjects):
         # short over long side: 1 for a square field of view, below for a rectangular one
         aspect=np.array([min(f["image"].shape) / max(f["image"].shape) for f in frames]),
         **{k: np.array([r[k] if r is not None else np.nan for r in tissue])
-           for k in (*TISSUE_LABELS, *LEVEL_LABELS, "skin_direction_deg", "skin_distance_lv")})
+           for k in (*TISSUE_LABELS, *LEVEL_LABELS, *PIXEL_SCALE_LABELS, "skin_direction_deg", "skin_distance_lv")})
     by_group = {}
     for g in GROUPS:
         idx = np.flatnonzero(groups == g)
@@ -935,5 +996,19 @@ def _report(m):
           "Mean ± sd over frames of each group: intensity and gradient histograms of the frame over its 99th "
           "percentile, uniform LBP histograms, radial power spectra (Hann window; shape only).", "",
           "![texture](texture.png)", "",
-          f"Versions: {m['versions']}. Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in m["timings"].items()), ""]
+          "The body's pixel-scale texture by band of the frame over its 99th percentile (median (IQR) over frames; "
+          "`realism.pixel_scale_measures`): noise sd (Immerkaer's mask, median-based) and median gradient per "
+          "pixel in units of the 99th percentile, the share of pixels tied with their right neighbour after the "
+          "LBP's quantisation, and the share with all 8 neighbours at least as bright (LBP code 8). Where the noise "
+          "sd is small against the gradient, the LBP reads slopes; where ties are many, flat neighbourhoods.", ""]
+    for b in PIXEL_BAND_NAMES:
+        lo = ([0.0] + list(PIXEL_BANDS))[PIXEL_BAND_NAMES.index(b)]
+        hi = (list(PIXEL_BANDS) + [None])[PIXEL_BAND_NAMES.index(b)]
+        L += [f"{b} ({lo:g}-{hi:g} x p99):" if hi else f"{b} (>= {lo:g} x p99):", "",
+              "| group | noise sd | gradient | ties | 8 of 8 >= centre |", "|---|---|---|---|---|"]
+        for name, r in g.items():
+            L.append(f"| {name} | " + " | ".join(_iqr(r.get(f"{b}_{k}"), "{:.4f}" if k in ("noise", "gradient") else "{:.2f}")
+                                                  for k in ("noise", "gradient", "ties", "flat")) + " |")
+        L.append("")
+    L += [f"Versions: {m['versions']}. Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in m["timings"].items()), ""]
     return "\n".join(L)
