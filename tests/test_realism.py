@@ -49,32 +49,39 @@ def test_tissue_measures_known_answer():
     assert m["air_blood"] == pytest.approx(0.02)
 
 
-
 def test_pixel_scale_measures_known_answer():
-    # grey band: a flat plateau (every pixel flat, and tied but for the column beside the bright
-    # half); bright band: Gaussian noise of known sd
+    """A flat plateau is all flat and tied; white noise of known sd gives that sd (despite specks,
+    which a mean-based estimate would take for noise) and the Rayleigh median of its gradient."""
     rng = np.random.default_rng(0)
     img = np.zeros((200, 200))
-    img[:, :100] = 0.2
+    img[:, :100] = 0.2  # grey band
     sd = 0.03
-    img[:, 100:] = 1.0 + rng.normal(0, sd, (200, 100))
+    noise = 1.0 + rng.normal(0, sd, 200 * 100)  # bright band
+    noise[rng.choice(noise.size, 100, replace=False)] += 0.6  # specks: 0.25 % of the frame, under its p99
+    img[:, 100:] = noise.reshape(200, 100)
     body = np.ones(img.shape, bool)
     m = R.pixel_scale_measures(img, body)
     p99 = np.percentile(img, 99)
-    assert m["grey_flat"] == 1.0
-    assert m["grey_ties"] == pytest.approx(97 / 98)  # columns 2-99 (2 px border left out)
-    assert m["grey_noise"] == 0.0 and m["grey_gradient"] == 0.0
-    assert m["bright_noise"] == pytest.approx(sd / p99, rel=0.05)
+    assert m["px_grey_flat"] == 1.0
+    assert m["px_grey_ties"] == pytest.approx(97 / 98)  # columns 2-99; 99's right neighbour is bright
+    assert m["px_grey_noise"] == 0.0 and m["px_grey_gradient"] == 0.0
+    # the mean of |response| reads 1.28 x the sd here, the median 1.05 x
+    assert m["px_bright_noise"] == pytest.approx(sd / p99, rel=0.1)
     # central differences of white noise: each component sd / sqrt(2), so the magnitude is Rayleigh
-    assert m["bright_gradient"] == pytest.approx(sd / p99 / np.sqrt(2) * np.sqrt(2 * np.log(2)), rel=0.05)
-    # white noise: a pixel is the darkest of its 9 with probability 1/9, and the quantisation's ties
-    # (neighbours a few levels apart) only add to that
-    assert 1 / 9 - 0.02 < m["bright_flat"] < 0.25
-    assert 0.0 < m["bright_ties"] < 0.2
-    # bands without pixels (none in 0.3-0.7 here), or outside the body, are NaN
-    assert np.isnan(m["mid_noise"]) and np.isnan(m["dark_flat"])
+    assert m["px_bright_gradient"] == pytest.approx(sd / p99 / np.sqrt(2) * np.sqrt(2 * np.log(2)), rel=0.05)
+    # a pixel is the darkest of its 9 with probability 1/9, and the quantisation's ties (neighbours
+    # a few levels apart) only add to that
+    assert 1 / 9 - 0.02 < m["px_bright_flat"] < 0.25
+    assert 0.0 < m["px_bright_ties"] < 0.2
+    # bands without pixels (none in 0.3-0.7 here), with too few, or outside the body are NaN
+    assert np.isnan(m["px_mid_noise"]) and np.isnan(m["px_dark_flat"])
     assert set(m) == set(R.PIXEL_SCALE_LABELS)
-    assert np.isnan(R.pixel_scale_measures(img, np.zeros(img.shape, bool))["bright_noise"])
+    assert np.isnan(R.pixel_scale_measures(img, np.zeros(img.shape, bool))["px_bright_noise"])
+    few = np.zeros(img.shape, bool)
+    few[50:56, 150:158] = True  # 48 pixels
+    assert np.isnan(R.pixel_scale_measures(img, few)["px_bright_noise"])
+    assert np.isfinite(R.pixel_scale_measures(img, few, min_pixels=40)["px_bright_noise"])
+
 
 def test_level_shares_known_answer():
     """Air, myocardium-grey and blood in known shares, one pixel on each inner edge."""

@@ -86,7 +86,7 @@ LEVEL_LABELS = {"p99_blood": "99th percentile / blood", "level0": f"< {LEVEL_EDG
 PIXEL_BANDS = (0.04, 0.3, 0.7)
 PIXEL_BAND_NAMES = ("dark", "grey", "mid", "bright")
 #: the per-frame measures of :func:`pixel_scale_measures`, with their report labels
-PIXEL_SCALE_LABELS = {f"{b}_{k}": f"{b}: {label}" for b in PIXEL_BAND_NAMES
+PIXEL_SCALE_LABELS = {f"px_{b}_{k}": f"{b}: {label}" for b in PIXEL_BAND_NAMES
                       for k, label in (("noise", "noise sd"), ("gradient", "gradient"), ("ties", "ties"),
                                        ("flat", "8 of 8 >= centre"))}
 #: Immerkaer's difference of two Laplacians (CVIU 64:300 (1996)): cancels smooth structure, and
@@ -377,15 +377,18 @@ def pixel_scale_measures(image, body, *, min_pixels=50):
     binary patterns of :func:`frame_statistics` respond to.
 
     The frame is normalised by its 99th percentile (:func:`normalise`) and split at
-    :data:`PIXEL_BANDS`; in each band, over the body's pixels at least 2 pixels from the border:
+    :data:`PIXEL_BANDS`; in each band, over the body's pixels at least 2 pixels from the frame's
+    border (where the filters' padding would invent neighbours):
 
-    * ``<band>_noise``: noise sd, Immerkaer's Laplacian-difference response (:func:`noise_level`)
-      with the median of its magnitude (x 1.4826 / 6, Gaussian noise) so that edges bias it little;
-    * ``<band>_gradient``: median gradient magnitude (per pixel);
-    * ``<band>_ties``: share of pixels equal to their right neighbour after the LBP's quantisation
-      (255 levels on [0, :data:`INTENSITY_MAX`]);
-    * ``<band>_flat``: share whose 8 neighbours at radius 1 are all at least as bright (uniform LBP
-      code 8: a flat neighbourhood or a local minimum).
+    * ``px_<band>_noise``: noise sd, Immerkaer's Laplacian-difference response (:func:`noise_level`)
+      with the median of its magnitude (x 1.4826 / 6, Gaussian noise) so that edges and specks bias
+      it little;
+    * ``px_<band>_gradient``: median gradient magnitude (per pixel);
+    * ``px_<band>_ties``: share of pixels equal to their right neighbour after the LBP's quantisation
+      (256 levels, 0-255, on [0, :data:`INTENSITY_MAX`]);
+    * ``px_<band>_flat``: share whose 8 neighbours at radius 1 (the ``lbp_radius`` of
+      ``experiments/realism.toml``) are all at least as bright (uniform LBP code 8: a flat
+      neighbourhood or a local minimum).
 
     Parameters
     ----------
@@ -418,7 +421,7 @@ def pixel_scale_measures(image, body, *, min_pixels=50):
         for key, v in (("noise", 1.4826 * np.median(laplace[m]) / 6 if enough else np.nan),
                        ("gradient", np.median(gradient[m]) if enough else np.nan),
                        ("ties", ties[m].mean() if enough else np.nan), ("flat", flat[m].mean() if enough else np.nan)):
-            out[f"{name}_{key}"] = float(v)
+            out[f"px_{name}_{key}"] = float(v)
     return out
 
 
@@ -1001,16 +1004,16 @@ def _report(m):
           "The body's pixel-scale texture by band of the frame over its 99th percentile (median (IQR) over frames; "
           "`realism.pixel_scale_measures`): noise sd (Immerkaer's mask, median-based) and median gradient per "
           "pixel in units of the 99th percentile, the share of pixels tied with their right neighbour after the "
-          "LBP's quantisation, and the share with all 8 neighbours at least as bright (LBP code 8). Where the noise "
+          "LBP's quantisation, and the share with all 8 neighbours at least as bright (LBP code 8); frames: those with at least 50 body pixels in the band. Where the noise "
           "sd is small against the gradient, the LBP reads slopes; where ties are many, flat neighbourhoods.", ""]
-    for b in PIXEL_BAND_NAMES:
-        lo = ([0.0] + list(PIXEL_BANDS))[PIXEL_BAND_NAMES.index(b)]
-        hi = (list(PIXEL_BANDS) + [None])[PIXEL_BAND_NAMES.index(b)]
+    for b, lo, hi in zip(PIXEL_BAND_NAMES, (0.0, *PIXEL_BANDS), (*PIXEL_BANDS, None)):
         L += [f"{b} ({lo:g}-{hi:g} x p99):" if hi else f"{b} (>= {lo:g} x p99):", "",
-              "| group | noise sd | gradient | ties | 8 of 8 >= centre |", "|---|---|---|---|---|"]
+              "| group | frames | noise sd | gradient | ties | 8 of 8 >= centre |", "|---|---|---|---|---|---|"]
         for name, r in g.items():
-            L.append(f"| {name} | " + " | ".join(_iqr(r.get(f"{b}_{k}"), "{:.4f}" if k in ("noise", "gradient") else "{:.2f}")
-                                                  for k in ("noise", "gradient", "ties", "flat")) + " |")
+            n = (r.get(f"px_{b}_noise") or {}).get("n", 0)
+            L.append(f"| {name} | {n} | " + " | ".join(
+                _iqr(r.get(f"px_{b}_{k}"), "{:.4f}" if k in ("noise", "gradient") else "{:.2f}")
+                for k in ("noise", "gradient", "ties", "flat")) + " |")
         L.append("")
     L += [f"Versions: {m['versions']}. Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in m["timings"].items()), ""]
     return "\n".join(L)
