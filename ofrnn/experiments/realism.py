@@ -85,6 +85,8 @@ LEVEL_LABELS = {"p99_blood": "99th percentile / blood", "level0": f"< {LEVEL_EDG
 #: (myocardium, liver, muscle), mid-grey, and bright (blood, fat, fluid)
 PIXEL_BANDS = (0.04, 0.3, 0.7)
 PIXEL_BAND_NAMES = ("dark", "grey", "mid", "bright")
+#: bands with fewer body pixels than this give :func:`pixel_scale_measures` NaN
+PIXEL_BAND_MIN_PIXELS = 50
 #: the per-frame measures of :func:`pixel_scale_measures`, with their report labels
 PIXEL_SCALE_LABELS = {f"px_{b}_{k}": f"{b}: {label}" for b in PIXEL_BAND_NAMES
                       for k, label in (("noise", "noise sd"), ("gradient", "gradient"), ("ties", "ties"),
@@ -132,6 +134,12 @@ def radial_spectrum(image, *, bins):
     return np.log10(mean / mean.sum() + 1e-12)
 
 
+def lbp_levels(x):
+    """The grey levels the local binary patterns compare: a normalised frame (:func:`normalise`)
+    on 256 levels (uint8, 0-255) over [0, :data:`INTENSITY_MAX`], clipped at both ends."""
+    return np.clip(x / INTENSITY_MAX * 255, 0, 255).astype(np.uint8)
+
+
 def frame_statistics(image, *, intensity_bins, gradient_bins, spectrum_bins, lbp_radius):
     """Hand-made statistics of one frame, as a dict of 1-D arrays (histograms are shares of the
     frame's pixels; their last bin also holds every value above it).
@@ -145,8 +153,7 @@ def frame_statistics(image, *, intensity_bins, gradient_bins, spectrum_bins, lbp
     x = normalise(image)
     gy, gx = np.gradient(x)
     grad = np.hypot(gy, gx)
-    q = np.clip(x / INTENSITY_MAX * 255, 0, 255).astype(np.uint8)
-    lbp = local_binary_pattern(q, 8, lbp_radius, method="uniform")
+    lbp = local_binary_pattern(lbp_levels(x), 8, lbp_radius, method="uniform")
     hist = lambda v, n, hi: np.histogram(np.clip(v, 0, hi), n, (0, hi))[0] / v.size  # noqa: E731
     return dict(intensity=hist(x, intensity_bins, INTENSITY_MAX), gradient=hist(grad, gradient_bins, GRADIENT_MAX),
                 lbp=np.bincount(lbp.astype(int).ravel(), minlength=10)[:10] / lbp.size,
@@ -372,7 +379,7 @@ def noise_level(image):
     return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6)
 
 
-def pixel_scale_measures(image, body, *, min_pixels=50):
+def pixel_scale_measures(image, body, *, min_pixels=PIXEL_BAND_MIN_PIXELS):
     """The body's texture at the pixel scale, band by band of the frame's intensity: what the local
     binary patterns of :func:`frame_statistics` respond to.
 
@@ -385,7 +392,7 @@ def pixel_scale_measures(image, body, *, min_pixels=50):
       it little;
     * ``px_<band>_gradient``: median gradient magnitude (per pixel);
     * ``px_<band>_ties``: share of pixels equal to their right neighbour after the LBP's quantisation
-      (256 levels, 0-255, on [0, :data:`INTENSITY_MAX`]);
+      (:func:`lbp_levels`);
     * ``px_<band>_flat``: share whose 8 neighbours at radius 1 (the ``lbp_radius`` of
       ``experiments/realism.toml``) are all at least as bright (uniform LBP code 8: a flat
       neighbourhood or a local minimum).
@@ -405,7 +412,7 @@ def pixel_scale_measures(image, body, *, min_pixels=50):
     from skimage.feature import local_binary_pattern
 
     x = normalise(image).astype(np.float64)
-    q = np.clip(x / INTENSITY_MAX * 255, 0, 255).astype(np.uint8)
+    q = lbp_levels(x)
     flat = local_binary_pattern(q, 8, 1, method="uniform") == 8
     laplace = np.abs(ndi.convolve(x, IMMERKAER_MASK))
     gradient = np.hypot(*np.gradient(x))
@@ -414,14 +421,14 @@ def pixel_scale_measures(image, body, *, min_pixels=50):
     inner = np.zeros(x.shape, bool)
     inner[2:-2, 2:-2] = True
     band = np.searchsorted(PIXEL_BANDS, x, side="right")
-    out = {}
+    out = dict.fromkeys(PIXEL_SCALE_LABELS, float("nan"))
     for i, name in enumerate(PIXEL_BAND_NAMES):
         m = body & inner & (band == i)
-        enough = m.sum() >= min_pixels
-        for key, v in (("noise", 1.4826 * np.median(laplace[m]) / 6 if enough else np.nan),
-                       ("gradient", np.median(gradient[m]) if enough else np.nan),
-                       ("ties", ties[m].mean() if enough else np.nan), ("flat", flat[m].mean() if enough else np.nan)):
-            out[f"px_{name}_{key}"] = float(v)
+        if m.sum() >= min_pixels:
+            # median absolute deviation to sd (x 1.4826), then the mask's gain on noise (6)
+            out.update({f"px_{name}_noise": float(1.4826 * np.median(laplace[m]) / 6),
+                        f"px_{name}_gradient": float(np.median(gradient[m])),
+                        f"px_{name}_ties": float(ties[m].mean()), f"px_{name}_flat": float(flat[m].mean())})
     return out
 
 
@@ -1004,7 +1011,8 @@ def _report(m):
           "The body's pixel-scale texture by band of the frame over its 99th percentile (median (IQR) over frames; "
           "`realism.pixel_scale_measures`): noise sd (Immerkaer's mask, median-based) and median gradient per "
           "pixel in units of the 99th percentile, the share of pixels tied with their right neighbour after the "
-          "LBP's quantisation, and the share with all 8 neighbours at least as bright (LBP code 8); frames: those with at least 50 body pixels in the band. Where the noise "
+          "LBP's quantisation, and the share with all 8 neighbours at least as bright (LBP code 8); frames: those with at least "
+          f"{PIXEL_BAND_MIN_PIXELS} body pixels in the band. Where the noise "
           "sd is small against the gradient, the LBP reads slopes; where ties are many, flat neighbourhoods.", ""]
     for b, lo, hi in zip(PIXEL_BAND_NAMES, (0.0, *PIXEL_BANDS), (*PIXEL_BANDS, None)):
         L += [f"{b} ({lo:g}-{hi:g} x p99):" if hi else f"{b} (>= {lo:g} x p99):", "",
