@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers, ops
+from scipy import ndimage as ndi
 
 from . import proposals as P
 from ._version import __version__
@@ -250,6 +251,57 @@ def motion_map(cine, *, input_size, percentiles, sigma_fraction=1 / 48):
     return (m / m.max()).astype(np.float32) if m.max() > 0 else np.ones_like(m)
 
 
+#: each motion blob is also proposed grown by these factors about its centre: the temporal change
+#: sits on the blood pool and the endocardium more than on the epicardium, whose box is the target
+MOTION_PROPOSAL_GROW = (1.0, 1.3)
+
+
+def motion_proposals(cine, *, input_size, percentiles, thresholds, min_side=3):
+    """Boxes around the regions of a cine's temporal change: extra proposals beside selective search.
+
+    Selective search groups pixels by colour and texture, so an LV whose blood pool runs into
+    its neighbours is sometimes never proposed: SC-HF-I-1's basal slice, where no fast proposal
+    overlaps the LV box with IoU >= 0.5 and every detector boxes the structure below it. The LV
+    is what changes most over the cycle; each connected region of :func:`motion_map` at or above
+    each threshold is proposed by its bounding box, also grown by :data:`MOTION_PROPOSAL_GROW`.
+    An extension of the paper's proposals (Sec. 2 proposes by selective search alone), scored by
+    the same network; chosen on calibration data only (docs/results-history.md).
+
+    Parameters
+    ----------
+    cine : array (T, H, W)
+        With T >= 2 (one frame has no temporal change: no boxes).
+    input_size : int, keyword-only
+        Detector side the map is computed at (:func:`motion_map`).
+    percentiles : tuple of float, keyword-only
+        Intensity normalisation of :func:`motion_map`.
+    thresholds : sequence of float, keyword-only
+        Levels of the map (its maximum is 1) whose regions are proposed; empty: no boxes.
+    min_side : int, keyword-only
+        Regions narrower than this many detector pixels are dropped.
+
+    Returns
+    -------
+    float array (N, 4)
+        Boxes (y0, x0, y1, x1) in image pixels, clipped to the frame.
+    """
+    cine = np.asarray(cine)
+    if len(cine) < 2 or not len(thresholds):
+        return np.zeros((0, 4))
+    m = motion_map(cine, input_size=input_size, percentiles=percentiles)
+    boxes = []
+    for level in thresholds:
+        labels, _ = ndi.label(m >= level)
+        for rows, cols in ndi.find_objects(labels):
+            if min(rows.stop - rows.start, cols.stop - cols.start) >= min_side:
+                boxes.append([rows.start, cols.start, rows.stop, cols.stop])
+    if not boxes:
+        return np.zeros((0, 4))
+    H, W = cine.shape[1:]  # the square padding of P.to_square, mapped back
+    b = boxes_to_image(np.array(boxes, dtype=float), max(H, W) / input_size, np.array([(max(H, W) - H) // 2, (max(H, W) - W) // 2]))
+    return P.clip_boxes(np.concatenate([P.scale_boxes(b, g) for g in MOTION_PROPOSAL_GROW]), cine.shape[1:])
+
+
 #: revision of how :func:`train_detector` turns frames and boxes into a detector; raised whenever a
 #: change to training (not to settings) alters what is learned, so cached fold localizers
 #: (:func:`ofrnn.train.fold_localizer`) trained before it are not reused; raise
@@ -258,9 +310,9 @@ def motion_map(cine, *, input_size, percentiles, sigma_fraction=1 / 48):
 #: 2: the augmented boxes follow the image to the sub-pixel (2026-12-04)
 TRAINING_REVISION = 2
 
-#: detection settings that only combine a trained detector's per-frame scores over a cine: a trained
-#: bundle takes new values without retraining (:func:`apply_sequence_rule`)
-SEQUENCE_RULE = ("fast_frames", "motion_prior")
+#: detection settings that only add boxes for a trained detector to score or combine its per-frame
+#: scores over a cine: a trained bundle takes new values without retraining (:func:`apply_sequence_rule`)
+SEQUENCE_RULE = ("fast_frames", "motion_prior", "motion_proposals")
 
 
 def apply_sequence_rule(detector, detect):
@@ -522,13 +574,15 @@ class Detector:
         start = np.floor(rois[..., :2] * scale)
         return np.concatenate([start, np.maximum(np.ceil(rois[..., 2:] * scale), start + 1)], axis=-1)
 
-    def detect_frames(self, frames, *, mode="fast", shared_proposals=False, prior=None):
+    def detect_frames(self, frames, *, mode="fast", shared_proposals=False, prior=None, extra=None):
         """Detect the LV in each frame (H, W) of ``frames``, scoring all frames in one batch.
 
         ``shared_proposals``: propose on the first frame only and score those boxes on every
         frame (frames of one cine share their geometry; selective search is the costly step).
         ``prior``: an optional (S, S) detector-space map in [0, 1] (:func:`motion_map`); boxes
-        are then ranked by LV probability times the prior's mean inside them.
+        are then ranked by LV probability times the prior's mean inside them. ``extra``: (N, 4)
+        image-pixel boxes proposed on every frame beside selective search's
+        (:meth:`motion_proposals`).
 
         Returns
         -------
@@ -538,9 +592,9 @@ class Detector:
             ``proposals`` (N, 4) image pixels, ``proposal_scores``
             (N,) LV probability of every (unregressed) proposal.
         """
-        return self._rank(self._score_frames(frames, mode=mode, shared_proposals=shared_proposals), prior)
+        return self._rank(self._score_frames(frames, mode=mode, shared_proposals=shared_proposals, extra=extra), prior)
 
-    def _score_frames(self, frames, *, mode, shared_proposals):
+    def _score_frames(self, frames, *, mode, shared_proposals, extra=None):
         """Proposals, LV probabilities and regressed boxes of each frame (the costly part of detection)."""
         s = self.settings
         frames = [np.asarray(f, dtype=np.float32) for f in frames]
@@ -550,6 +604,8 @@ class Detector:
             if k == 0 or not shared_proposals or f.shape != frames[0].shape:
                 props = P.region_proposals(f, mode=mode, size=s["fast_size"], grow=tuple(s["grow"]),
                                            max_proposals=s["max_proposals"])
+                if extra is not None and len(extra):
+                    props = np.unique(np.round(np.concatenate([props, extra]), 3), axis=0)
             imgs.append(img)
             maps.append((f.shape, factor, offset, props))
             rois.append(P.clip_boxes(boxes_to_detector(props, factor, offset), img.shape))
@@ -576,6 +632,14 @@ class Detector:
         """:func:`motion_map` of a cine in this detector's space."""
         return motion_map(cine, input_size=self.settings["input_size"], percentiles=self.settings["percentiles"])
 
+    def motion_proposals(self, cine):
+        """:func:`motion_proposals` of a cine at the ``motion_proposals`` thresholds (none when unset)."""
+        thresholds = self.settings.get("motion_proposals") or ()
+        if not thresholds:  # bundles before the setting, and the paper's selective search alone
+            return np.zeros((0, 4))
+        return motion_proposals(cine, input_size=self.settings["input_size"], percentiles=self.settings["percentiles"],
+                                thresholds=thresholds)
+
     def detect(self, frame, *, mode="fast"):
         """Detect the LV in one frame (H, W); see :meth:`detect_frames`."""
         return self.detect_frames([frame], mode=mode)[0]
@@ -585,7 +649,8 @@ class Detector:
 
         ``fast`` detects on ``fast_frames`` frames spread over the cycle (frame 0 = ED first) with
         the fast proposals of frame 0 shared by all; ``quality`` on every frame with its own
-        quality-mode proposals. :func:`sequence_box` merges the per-frame boxes. With a
+        quality-mode proposals; both add the cine's :meth:`motion_proposals` when the
+        ``motion_proposals`` setting has thresholds. :func:`sequence_box` merges the per-frame boxes. With a
         ``motion_prior`` exponent gamma > 0 (an extension of the paper's per-frame detector) and two
         or more frames, boxes are ranked by LV probability times the mean of m ** gamma inside them,
         m the cine's :func:`motion_map`; gamma = 0 ranks by LV probability alone (the paper's rule).
@@ -608,7 +673,8 @@ class Detector:
             grid = self.localize_grid(cine, frame_counts=(n,), motion_priors=motion_priors)
             return {g: grid[n, g] for g in motion_priors}
         frames = np.arange(cine.shape[0])
-        scored = [self._score_frames([cine[t]], mode=mode, shared_proposals=False)[0] for t in frames]
+        extra = self.motion_proposals(cine)
+        scored = [self._score_frames([cine[t]], mode=mode, shared_proposals=False, extra=extra)[0] for t in frames]
         return {g: self._sequence(self._rank(scored, p), frames) for g, p in self._priors(cine, motion_priors).items()}
 
     def localize_grid(self, cine, *, frame_counts, motion_priors=(0.0, 1.0)):
@@ -621,7 +687,8 @@ class Detector:
         T = cine.shape[0]
         chosen = {n: np.unique(np.linspace(0, T - 1, min(T, n)).round().astype(int)) for n in frame_counts}
         union = np.unique(np.concatenate(list(chosen.values())))
-        scored = dict(zip(union.tolist(), self._score_frames(cine[union], mode="fast", shared_proposals=True)))
+        scored = dict(zip(union.tolist(), self._score_frames(cine[union], mode="fast", shared_proposals=True,
+                                                             extra=self.motion_proposals(cine))))
         priors = self._priors(cine, motion_priors)
         return {(n, g): self._sequence(self._rank([scored[t] for t in frames.tolist()], priors[g]), frames)
                 for n, frames in chosen.items() for g in motion_priors}
@@ -817,6 +884,7 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True, initial=None):
                     fast_size=d["fast_size"],
                     fast_frames=d["fast_frames"], sequence_min_iou=d["sequence_min_iou"],
                     roi_margin=d["roi_margin"], motion_prior=motion_prior_power(d),
+                    motion_proposals=[float(t) for t in d.get("motion_proposals", ())],
                     trained_on=len(frames), seed=seed, ofrnn_version=__version__,
                     keras_version=keras.__version__, training_revision=TRAINING_REVISION)
     record = dict(history={k: [float(v) for v in vs] for k, vs in hist.history.items()},

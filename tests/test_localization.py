@@ -176,6 +176,45 @@ def test_motion_map_finds_the_contracting_disc_not_the_static_one():
     assert moving > 5 * static
 
 
+def test_motion_proposals_box_the_contracting_disc_and_not_the_static_one():
+    """The motion blobs' boxes hold the moving cavity's box (IoU >= 0.8, in image pixels after the
+    square padding is undone) and none lies on the static disc; one frame or no thresholds: none."""
+    from ofrnn.localization import Detector, motion_proposals
+
+    yy, xx = np.mgrid[0:80, 0:96]  # not square: the padding must be undone
+    cine = []
+    for t in range(10):
+        r = 14 - 5 * np.sin(np.pi * t / 9)
+        f = 0.2 + ((yy - 30) ** 2 + (xx - 30) ** 2 < r ** 2) + ((yy - 55) ** 2 + (xx - 70) ** 2 < 14 ** 2)
+        cine.append(f.astype(np.float32))
+    cine = np.stack(cine)
+    boxes = motion_proposals(cine, input_size=48, percentiles=(1, 99), thresholds=(0.2, 0.4, 0.6))
+    assert len(boxes) and np.all(boxes[:, 2:] <= [80, 96]) and np.all(boxes[:, :2] >= 0)
+    iou = P.box_iou(boxes, np.array([16.0, 16.0, 44.0, 44.0]))[:, 0]
+    assert iou.max() >= 0.8
+    assert P.box_iou(boxes, np.array([41.0, 56.0, 69.0, 84.0]))[:, 0].max() < 0.1
+    assert len(motion_proposals(cine[:1], input_size=48, percentiles=(1, 99), thresholds=(0.2,))) == 0
+    assert len(motion_proposals(cine, input_size=48, percentiles=(1, 99), thresholds=())) == 0
+    det = Detector(None, dict(input_size=48, percentiles=[1, 99]))
+    assert len(det.motion_proposals(cine)) == 0  # a bundle without the setting proposes none
+    det.settings["motion_proposals"] = [0.2, 0.4, 0.6]
+    np.testing.assert_array_equal(det.motion_proposals(cine), boxes)
+
+
+def test_extra_boxes_join_every_frames_proposals_and_are_scored():
+    from ofrnn.localization import Detector, build_fast_rcnn
+
+    net = build_fast_rcnn(input_size=32, filters=(4, 4, 4, 4, 4), stride=4, pooled_size=(2, 2), fc_units=8)
+    det = Detector(net, dict(input_size=32, percentiles=[1, 99], bbox_std=[0.1, 0.1, 0.2, 0.2], fast_size=64,
+                             grow=[1.0], max_proposals=2000, nms_iou=0.3, vote_iou=0.5))
+    img, _, _ = ring_frame(np.random.default_rng(8), size=64)
+    extra = np.array([[3.25, 5.0, 40.5, 37.0]])
+    plain, joined = (det.detect_frames([img, img], shared_proposals=True, extra=e) for e in (None, extra))
+    for d0, d1 in zip(plain, joined):
+        assert len(d1["proposals"]) == len(d0["proposals"]) + 1 and len(d1["proposal_scores"]) == len(d1["proposals"])
+        assert any(np.allclose(b, extra[0]) for b in d1["proposals"])
+
+
 def test_roi_crop_uncrop_maps_back_to_the_image():
     img, gt, myo = ring_frame(np.random.default_rng(4), size=160)
     t = sequence_transform(gt.astype(int))
@@ -521,7 +560,7 @@ def test_localize_variants_detects_on_fast_frames_and_raises_the_map_to_gamma():
     props = np.array([[10, 10, 30, 30], [60, 60, 80, 80]], float)
     seen = []
 
-    def score(frames, *, mode, shared_proposals):
+    def score(frames, *, mode, shared_proposals, extra=None):
         seen.append(len(frames))
         return [((100, 100), 1.0, np.zeros(2), props, np.array([0.9, 0.7]), props.copy()) for _ in frames]
 
@@ -551,7 +590,7 @@ def test_localize_grid_scores_every_frame_count_in_one_pass_as_localize_variants
         table[t] = ((100, 100), 1.0, np.zeros(2), props, rng.uniform(0.5, 1.0, 2), props.copy())
     seen = []
 
-    def score(frames, *, mode, shared_proposals):
+    def score(frames, *, mode, shared_proposals, extra=None):
         seen.append(len(frames))
         return [table[int(f[0, 0])] for f in frames]  # pixel (0, 0) holds the frame's index
 

@@ -134,7 +134,8 @@ def evaluate_set(detector, seqs, *, quality_frames, rng, desc):
         dfr = detect_frames(s)
         # per-frame fast detection as localize runs it: one proposal set shared by the frames
         prior = detector.motion_map(s["cine"]) ** gamma if gamma > 0 and len(s["cine"]) > 1 else None
-        fast = dict(zip(dfr, detector.detect_frames(s["cine"][dfr], mode="fast", shared_proposals=True, prior=prior)))
+        fast = dict(zip(dfr, detector.detect_frames(s["cine"][dfr], mode="fast", shared_proposals=True, prior=prior,
+                                                    extra=detector.motion_proposals(s["cine"]))))
         for fr, m in s["masks"].items():
             row = dict(id=s["id"], frame=int(fr), roi_side=t.side)
             for kind, mask in m.items():
