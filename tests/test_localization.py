@@ -472,7 +472,7 @@ def test_seed_summary_is_the_mean_and_sample_sd_of_the_runs(tmp_path):
     assert c["mean"] == pytest.approx(80.0) and c["sd"] == pytest.approx(10.0) and c["values"] == [80.0, 90.0, 70.0]
     assert r["sets"]["sunnybrook"]["containment_motion_prior"]["mean"] == pytest.approx(85.0)
     assert r["sets"]["sunnybrook"]["containment"]["mean"] == pytest.approx(85.0)  # the configured rule's
-    assert r["rule"] == dict(fast_frames=9, motion_prior=0.5)  # runs that rescored other bundles still compare
+    assert r["rule"] == dict(fast_frames=9, motion_prior=0.5, motion_proposals=[])  # runs that rescored other bundles still compare
     assert r["sets"]["sunnybrook"]["centre_mm"]["mean"] == pytest.approx(6.0)
     assert r["seeds"] == [0, 1, 2] and r["finetuned"]["seed"] == 0
     text = LS.report(r)

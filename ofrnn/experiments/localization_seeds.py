@@ -100,7 +100,8 @@ def collect(runs):
                                                  for k, v in m["finetuned"]["sets"].items()})
                       for m in metrics if m.get("finetuned")), None)
     detect = metrics[0]["settings"].get("detect", {})
-    rule = dict(fast_frames=detect.get("fast_frames"), motion_prior=float(detect.get("motion_prior", 0)))
+    rule = dict(fast_frames=detect.get("fast_frames"), motion_prior=float(detect.get("motion_prior", 0)),
+                motion_proposals=[float(t) for t in detect.get("motion_proposals", ())])
     return dict(runs=list(runs), seeds=seeds, cohort_sha256=digests.pop(), sets=table,
                 sizes=sizes[0], finetuned=finetuned, rule=rule)
 
@@ -123,7 +124,11 @@ def report(r):
              f"Configured sequence rule: detections on {r['rule']['fast_frames']} frames of each cine, boxes ranked by "
              + (f"LV probability times the mean of m^{r['rule']['motion_prior']:g} inside them (m: the cine's temporal "
                 "change; the motion prior, an extension chosen on calibration data by `make localize-rule`)"
-                if r["rule"]["motion_prior"] else "LV probability alone (the paper's rule)") + ".", "",
+                if r["rule"]["motion_prior"] else "LV probability alone (the paper's rule)")
+             + (f"; the boxes are selective search's and those around the cine's temporal-change regions at levels "
+                f"{', '.join(f'{t:g}' for t in r['rule']['motion_proposals'])} of its maximum (motion proposals, an "
+                "extension chosen on calibration data)" if r["rule"].get("motion_proposals") else
+                "; the boxes are selective search's (the paper's proposals)") + ".", "",
              "| set | slices (frames) | " + " | ".join(title for _, title, _ in MEASURES) + " |",
              "|---|---|" + "---|" * len(MEASURES)]
     for name, row in r["sets"].items():
