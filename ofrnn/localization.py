@@ -256,7 +256,7 @@ def motion_map(cine, *, input_size, percentiles, sigma_fraction=1 / 48):
 MOTION_PROPOSAL_GROW = (1.0, 1.3)
 
 
-def motion_proposals(cine, *, input_size, percentiles, thresholds, min_side=3):
+def motion_proposals(cine, *, input_size, percentiles, thresholds, min_side=3, motion=None):
     """Boxes around the regions of a cine's temporal change: extra proposals beside selective search.
 
     Selective search groups pixels by colour and texture, so an LV whose blood pool runs into
@@ -279,6 +279,8 @@ def motion_proposals(cine, *, input_size, percentiles, thresholds, min_side=3):
         Levels of the map (its maximum is 1) whose regions are proposed; empty: no boxes.
     min_side : int, keyword-only
         Regions narrower than this many detector pixels are dropped.
+    motion : array (input_size, input_size), optional, keyword-only
+        The cine's :func:`motion_map` when the caller has it already (it is not computed again).
 
     Returns
     -------
@@ -288,7 +290,7 @@ def motion_proposals(cine, *, input_size, percentiles, thresholds, min_side=3):
     cine = np.asarray(cine)
     if len(cine) < 2 or not len(thresholds):
         return np.zeros((0, 4))
-    m = motion_map(cine, input_size=input_size, percentiles=percentiles)
+    m = motion_map(cine, input_size=input_size, percentiles=percentiles) if motion is None else motion
     boxes = []
     for level in thresholds:
         labels, _ = ndi.label(m >= level)
@@ -297,8 +299,7 @@ def motion_proposals(cine, *, input_size, percentiles, thresholds, min_side=3):
                 boxes.append([rows.start, cols.start, rows.stop, cols.stop])
     if not boxes:
         return np.zeros((0, 4))
-    H, W = cine.shape[1:]  # the square padding of P.to_square, mapped back
-    b = boxes_to_image(np.array(boxes, dtype=float), max(H, W) / input_size, np.array([(max(H, W) - H) // 2, (max(H, W) - W) // 2]))
+    b = boxes_to_image(np.array(boxes, dtype=float), *P.square_mapping(cine.shape[1:], input_size))
     return P.clip_boxes(np.concatenate([P.scale_boxes(b, g) for g in MOTION_PROPOSAL_GROW]), cine.shape[1:])
 
 
@@ -605,7 +606,7 @@ class Detector:
                 props = P.region_proposals(f, mode=mode, size=s["fast_size"], grow=tuple(s["grow"]),
                                            max_proposals=s["max_proposals"])
                 if extra is not None and len(extra):
-                    props = np.unique(np.round(np.concatenate([props, extra]), 3), axis=0)
+                    props = P.unique_boxes(props, extra)
             imgs.append(img)
             maps.append((f.shape, factor, offset, props))
             rois.append(P.clip_boxes(boxes_to_detector(props, factor, offset), img.shape))
@@ -632,13 +633,14 @@ class Detector:
         """:func:`motion_map` of a cine in this detector's space."""
         return motion_map(cine, input_size=self.settings["input_size"], percentiles=self.settings["percentiles"])
 
-    def motion_proposals(self, cine):
-        """:func:`motion_proposals` of a cine at the ``motion_proposals`` thresholds (none when unset)."""
+    def motion_proposals(self, cine, motion=None):
+        """:func:`motion_proposals` of a cine at the ``motion_proposals`` thresholds (none when unset);
+        ``motion``: its :meth:`motion_map`, when already computed."""
         thresholds = self.settings.get("motion_proposals") or ()
         if not thresholds:  # bundles before the setting, and the paper's selective search alone
             return np.zeros((0, 4))
         return motion_proposals(cine, input_size=self.settings["input_size"], percentiles=self.settings["percentiles"],
-                                thresholds=thresholds)
+                                thresholds=thresholds, motion=motion)
 
     def detect(self, frame, *, mode="fast"):
         """Detect the LV in one frame (H, W); see :meth:`detect_frames`."""
@@ -673,9 +675,10 @@ class Detector:
             grid = self.localize_grid(cine, frame_counts=(n,), motion_priors=motion_priors)
             return {g: grid[n, g] for g in motion_priors}
         frames = np.arange(cine.shape[0])
-        extra = self.motion_proposals(cine)
+        m = self.cine_motion(cine, motion_priors)
+        extra = self.motion_proposals(cine, motion=m)
         scored = [self._score_frames([cine[t]], mode=mode, shared_proposals=False, extra=extra)[0] for t in frames]
-        return {g: self._sequence(self._rank(scored, p), frames) for g, p in self._priors(cine, motion_priors).items()}
+        return {g: self._sequence(self._rank(scored, p), frames) for g, p in self._priors(m, motion_priors).items()}
 
     def localize_grid(self, cine, *, frame_counts, motion_priors=(0.0, 1.0)):
         """Fast-mode :meth:`localize` for every (frame count, motion-prior exponent): {(n, gamma): result}.
@@ -687,15 +690,22 @@ class Detector:
         T = cine.shape[0]
         chosen = {n: np.unique(np.linspace(0, T - 1, min(T, n)).round().astype(int)) for n in frame_counts}
         union = np.unique(np.concatenate(list(chosen.values())))
+        m = self.cine_motion(cine, motion_priors)
         scored = dict(zip(union.tolist(), self._score_frames(cine[union], mode="fast", shared_proposals=True,
-                                                             extra=self.motion_proposals(cine))))
-        priors = self._priors(cine, motion_priors)
+                                                             extra=self.motion_proposals(cine, motion=m))))
+        priors = self._priors(m, motion_priors)
         return {(n, g): self._sequence(self._rank([scored[t] for t in frames.tolist()], priors[g]), frames)
                 for n, frames in chosen.items() for g in motion_priors}
 
-    def _priors(self, cine, motion_priors):
-        # m ** gamma for each exponent (None: rank by LV probability alone); m computed once per cine
-        m = self.motion_map(cine) if any(g > 0 for g in motion_priors) and len(cine) > 1 else None
+    def cine_motion(self, cine, motion_priors):
+        """The cine's :meth:`motion_map`, computed once for what reads it: a motion prior exponent in
+        ``motion_priors`` above 0, or the motion proposals; None when neither does, or for one frame."""
+        needed = any(g > 0 for g in motion_priors) or bool(self.settings.get("motion_proposals"))
+        return self.motion_map(cine) if needed and len(cine) > 1 else None
+
+    @staticmethod
+    def _priors(m, motion_priors):
+        # m ** gamma for each exponent (None: rank by LV probability alone)
         return {g: m ** g if g > 0 and m is not None else None for g in motion_priors}
 
     def _sequence(self, dets, frames):

@@ -68,12 +68,21 @@ def to_square(image, size):
     """
     H, W = image.shape
     S = max(H, W)
-    py, px = (S - H) // 2, (S - W) // 2
+    factor, offset = square_mapping(image.shape, size)
+    py, px = offset.astype(int)
     sq = np.zeros((S, S), dtype=np.float32)
     sq[py:py + H, px:px + W] = image
     interp = cv2.INTER_AREA if S > size else cv2.INTER_LINEAR
     out = cv2.resize(sq, (size, size), interpolation=interp) if S != size else sq
-    return out, S / size, np.array([py, px], dtype=float)
+    return out, factor, offset
+
+
+def square_mapping(shape, size):
+    """The factor and offset of :func:`to_square` for an (H, W) image, without resizing it:
+    ``original = resized * factor - (pad_y, pad_x)``."""
+    H, W = shape
+    S = max(H, W)
+    return S / size, np.array([(S - H) // 2, (S - W) // 2], dtype=float)
 
 
 # Fast mode groups two colour spaces of the frame, each on its own (OpenCV's
@@ -161,7 +170,7 @@ def region_proposals(image, *, mode="fast", size=128, grow=(1.0, 1.6), min_side=
     boxes = boxes[side >= min_side]
     # OpenCV ranks its proposals with a random number, so their order is not reproducible:
     # return them de-duplicated in a fixed (lexicographic) order, dropping the smallest first
-    boxes = np.unique(np.round(boxes, 3), axis=0)
+    boxes = unique_boxes(boxes)
     if len(boxes) > max_proposals:
         area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
         boxes = boxes[np.sort(np.argsort(-area, kind="stable")[:max_proposals])]
@@ -169,6 +178,11 @@ def region_proposals(image, *, mode="fast", size=128, grow=(1.0, 1.6), min_side=
 
 
 # -- box arithmetic ----------------------------------------------------------------------------
+
+def unique_boxes(*box_sets):
+    """The boxes of all (N_i, 4) sets, each once (to 0.001 pixel), in lexicographic order."""
+    return np.unique(np.round(np.concatenate(box_sets), 3), axis=0)
+
 
 def scale_boxes(boxes, factor):
     """Scale (N, 4) boxes by ``factor`` about their centres."""

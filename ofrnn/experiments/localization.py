@@ -133,9 +133,10 @@ def evaluate_set(detector, seqs, *, quality_frames, rng, desc):
         t = variants[gamma]
         dfr = detect_frames(s)
         # per-frame fast detection as localize runs it: one proposal set shared by the frames
-        prior = detector.motion_map(s["cine"]) ** gamma if gamma > 0 and len(s["cine"]) > 1 else None
-        fast = dict(zip(dfr, detector.detect_frames(s["cine"][dfr], mode="fast", shared_proposals=True, prior=prior,
-                                                    extra=detector.motion_proposals(s["cine"]))))
+        m = detector.cine_motion(s["cine"], (gamma,))
+        fast = dict(zip(dfr, detector.detect_frames(s["cine"][dfr], mode="fast", shared_proposals=True,
+                                                    prior=m ** gamma if gamma > 0 and m is not None else None,
+                                                    extra=detector.motion_proposals(s["cine"], motion=m))))
         for fr, m in s["masks"].items():
             row = dict(id=s["id"], frame=int(fr), roi_side=t.side)
             for kind, mask in m.items():
