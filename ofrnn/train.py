@@ -333,12 +333,10 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
         The detector, the folder it was saved in, and a record (``reused``, ``seconds``,
         ``subjects``, ``frames``).
     """
-    from .experiments import resolve_config
     from .experiments.localization import training_frames
     from .localization import SEQUENCE_RULE, TRAINING_REVISION, apply_sequence_rule, load_detector, train_detector
 
-    path = Path(cfg.localizer_settings or LOCALIZATION_SETTINGS)
-    lcfg = resolve_config(read_toml(path, what="localization settings"), cfg.localizer_profile)
+    lcfg = localizer_config(cfg)
     st = Path(cohort).stat()
     # the sequence rule does not touch training: a new rule reuses the trained localizer
     trained_by = dict(lcfg, detect={k: v for k, v in lcfg["detect"].items() if k not in SEQUENCE_RULE})
@@ -350,7 +348,8 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
         detector = load_detector(folder)
         if apply_sequence_rule(detector, lcfg["detect"]):
             detector.save(folder)
-        return detector, folder, {**json.loads(record_file.read_text()), "reused": True}
+        return detector, folder, {**json.loads(record_file.read_text()), "reused": True,
+                                  "rule": sequence_rule(cfg)}
     t0 = time.perf_counter()
     with open_cohort(cohort) as c:
         frames, boxes = training_frames(c, ids, lcfg["data"]["frames_per_subject"])
@@ -361,7 +360,44 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
     record = dict(subjects=len(ids), frames=len(frames), profile=cfg.localizer_profile,
                   seconds=time.perf_counter() - t0, loss=history["history"].get("loss", [])[-1:])
     write_json(record_file, record, indent=2)  # last: its presence marks the localizer as finished
-    return detector, folder, {**record, "reused": False}
+    return detector, folder, {**record, "reused": False, "rule": sequence_rule(cfg)}
+
+
+def localizer_config(cfg):
+    """The heart localization settings a fold's localizer follows: profile ``cfg.localizer_profile``
+    of ``cfg.localizer_settings`` (default :data:`LOCALIZATION_SETTINGS`), resolved (a dict of tables)."""
+    from .experiments import resolve_config
+
+    path = Path(cfg.localizer_settings or LOCALIZATION_SETTINGS)
+    return resolve_config(read_toml(path, what="localization settings"), cfg.localizer_profile)
+
+
+def sequence_rule(cfg):
+    """The settings of :data:`ofrnn.localization.SEQUENCE_RULE` in ``cfg``'s localization settings
+    (those of its ``[detect]`` table; a setting the table leaves out is absent): how the fold's
+    localizer turns a cine's frames into one ROI, set after training (``make localize-rule``), so a
+    finished fold whose end-to-end scores were taken under another rule is evaluated again."""
+    from .localization import SEQUENCE_RULE
+
+    detect = localizer_config(cfg)["detect"]
+    return {k: detect[k] for k in SEQUENCE_RULE if k in detect}
+
+
+def evaluated_again(previous, cfg):
+    """Why a finished fold (its ``metrics.json``, ``previous``) must be evaluated again from its saved
+    weights under ``cfg``, or None when it stands: an older :data:`REPORT_VERSION`, another decision
+    threshold, or (with ``localizer = "train"``) another sequence rule of the heart localization
+    layers than its end-to-end scores were taken under (a fold stored before the rule was recorded
+    counts as another)."""
+    if previous.get("report_version") != REPORT_VERSION:
+        return "an older report version"
+    if previous["config"].get("threshold") != cfg.threshold:
+        return "another decision threshold"
+    if cfg.localizer == "train":
+        record = (previous.get("metrics_detected_roi") or {}).get("localizer") or {}
+        if record.get("rule") != sequence_rule(cfg):
+            return "another sequence rule of the heart localization layers"
+    return None
 
 
 def profile_reductions(cfg, path=PROFILES):
@@ -450,8 +486,8 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     """Train on the other folds, evaluate on ``fold`` and write ``out`` (see the module docstring).
 
     Returns the result dict also written to ``out/metrics.json``. A finished fold is returned from
-    disk unless ``force``; one finished with an older :data:`REPORT_VERSION` or another decision
-    threshold is evaluated again from its saved weights. ``settings``: the profiles file ``cfg`` came
+    disk unless ``force``; one that :func:`evaluated_again` names (an older :data:`REPORT_VERSION`, another decision
+    threshold or localizer sequence rule) is evaluated again from its saved weights. ``settings``: the profiles file ``cfg`` came
     from (for the report's list of what the profile reduces against ``paper``).
     """
     out = Path(out)
@@ -478,9 +514,11 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     previous = None
     if (out / "metrics.json").is_file() and (out / MODEL_FILE).is_file():
         previous = json.loads((out / "metrics.json").read_text())
-        same_threshold = previous["config"].get("threshold") == cfg.threshold
-        if previous.get("report_version") == REPORT_VERSION and same_threshold:
+        why = evaluated_again(previous, cfg)
+        if why is None:
             return previous
+        if progress:
+            print(f"{out}: evaluating the trained network again ({why})")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "settings.json", stamp)
     t_start = time.perf_counter()
@@ -564,5 +602,5 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     return result
 
 
-__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "VALIDATION_METRICS", "make_split", "build", "training_batches", "train_network", "fold_localizer", "fold_segmenter",
+__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "VALIDATION_METRICS", "make_split", "build", "training_batches", "train_network", "fold_localizer", "localizer_config", "sequence_rule", "evaluated_again", "fold_segmenter",
            "profile_reductions", "flow_settings", "run_fold"]

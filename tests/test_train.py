@@ -450,11 +450,41 @@ def test_a_fold_of_an_older_report_version_is_evaluated_again_without_training(t
     assert again["metrics"]["myocardium"]["dice"] == pytest.approx(res["metrics"]["myocardium"]["dice"], abs=1e-6)
     for k in ("local", "autoencoders", "finetune", "total"):  # the training's timings, not the re-evaluation's
         assert again["timings"][k] == pytest.approx(res["timings"][k])
-    # another decision threshold: the same network, evaluated again at it
-    other = run_fold(toy_cohort, "holdout", cfg.replace(threshold=0.25), out, progress=False)
+    # another decision threshold and another sequence rule of the fold's localizer (each alone a reason:
+    # test_a_finished_fold_is_evaluated_again_...): the same network and localizer, evaluated again at the
+    # threshold, the test fold's ROIs found again under the rule, which the record and the bundle carry
+    from ofrnn.localization import load_detector
+
+    rule = out.parent / "localization-rule2.toml"
+    rule.write_text(re.sub(r"(?m)^fast_frames = \S+", "fast_frames = 2", Path(cfg.localizer_settings).read_text()))
+    other = run_fold(toy_cohort, "holdout", cfg.replace(threshold=0.25, localizer_settings=str(rule)), out,
+                     progress=False)
     assert other["metrics"]["threshold"] == 0.25 and other["config"]["threshold"] == 0.25
+    record = other["metrics_detected_roi"]["localizer"]
+    assert record["reused"] and record["rule"]["fast_frames"] == 2
+    assert load_detector(out / "localizer").settings["fast_frames"] == 2
     assert other["metrics"]["myocardium"]["roc_auc"] == pytest.approx(res["metrics"]["myocardium"]["roc_auc"])
     assert other["timings"]["finetune"] == pytest.approx(res["timings"]["finetune"])
+
+
+def test_a_finished_fold_is_evaluated_again_under_another_threshold_or_sequence_rule(tmp_path):
+    from ofrnn.settings import load_profile
+    from ofrnn.train import REPORT_VERSION, evaluated_again, sequence_rule
+
+    settings = tmp_path / "localization.toml"
+    settings.write_text((Path(__file__).parents[1] / "experiments" / "localization.toml").read_text() + TINY_LOCALIZER)
+    cfg = load_profile("quick", localizer_settings=str(settings), localizer_profile="tiny")
+    rule = sequence_rule(cfg)
+    assert set(rule) == {"fast_frames", "motion_prior", "motion_proposals"}
+    done = dict(report_version=REPORT_VERSION, config=dict(threshold=cfg.threshold),
+                metrics_detected_roi=dict(localizer=dict(reused=False, rule=rule)))
+    assert evaluated_again(done, cfg) is None
+    assert evaluated_again(dict(done, report_version=REPORT_VERSION - 1), cfg) == "an older report version"
+    assert evaluated_again(dict(done, config=dict(threshold=0.25)), cfg) == "another decision threshold"
+    moved = dict(done, metrics_detected_roi=dict(localizer=dict(rule={**rule, "motion_prior": 3.0})))
+    assert "sequence rule" in evaluated_again(moved, cfg)
+    assert "sequence rule" in evaluated_again(dict(done, metrics_detected_roi=dict(localizer={})), cfg)  # unrecorded
+    assert evaluated_again(moved, cfg.replace(localizer="none")) is None  # no localizer, no rule to follow
 
 
 def _transformed(seq, flows, code):
@@ -1274,7 +1304,10 @@ def test_cross_validation_trains_each_fold_in_its_own_process(toy_cohort, tmp_pa
     monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **k: started.append(cmd) or real_run(cmd, *a, **k))
 
     base = (Path(__file__).parents[1] / "experiments" / "train.toml").read_text()
-    one_epoch = dict(TINY, lstm_epochs=1, ae_epochs=1, finetune_epochs=1)  # what is tested is the run, not the fit
+    # what is tested is the run, not the fit: one epoch a stage, one LSTM layer, few pixels, and the
+    # simulator's flow rather than flows estimated again in each fold's fresh cache
+    one_epoch = dict(TINY, flow="gt", lstm_epochs=1, ae_epochs=1, finetune_epochs=1, lstm_layers=1,
+                     pixels_per_subject=100, ae_samples=200)
     tiny = "\n[tiny]\nextends = \"quick\"\nn_folds = 2\nlocalizer = \"none\"\n" + "".join(
         f"{k} = {json.dumps(v)}\n" for k, v in one_epoch.items())
     settings = tmp_path / "train.toml"
