@@ -263,6 +263,8 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     for name in ("statistics", "intensity", "gradient", "lbp", "spectrum", "cnn, whole frames", "cnn, heart-centred crops"):
         assert 0 <= m["separability_calibration"][name]["auc"] <= 1, name
     assert m["groups"]["simulated"]["frames"] == 12
+    # the smoke profile measures the first 3 patients of each real group (max_real_patients)
+    assert m["groups"]["acdc evaluation"]["subjects"] == 3 and m["groups"]["sunnybrook evaluation"]["subjects"] == 2
     assert m["groups"]["acdc evaluation"]["myocardium_blood"]["median"] > 0
     for png in ("gallery", "crops", "texture", "geometry", "roc"):
         assert (tmp_path / f"{png}.png").stat().st_size > 1000

@@ -852,7 +852,8 @@ def test_a_wall_geometry_run_bundles_its_segmenter_and_predicts_from_the_cine_al
     from ofrnn.store import open_cohort
     from ofrnn.train import run_fold
 
-    cfg = load_profile("wall", **TINY, localizer="none")
+    # the simulator's flow: flows estimated again in this test's fresh cache would add time, not coverage
+    cfg = load_profile("wall", **dict(TINY, flow="gt"), localizer="none")
     assert cfg.wall_geometry == "learned"
     out = tmp_path / "fold"
     res = run_fold(toy_cohort, "holdout", cfg, out, cache_dir=tmp_path / "cache", progress=False)
@@ -1218,7 +1219,7 @@ def test_an_extra_training_cohort_joins_the_training_subjects_only(toy_cohort, t
     subjects = [dataclasses.replace(toy_subject(i, infarct=i % 2 == 0, seed=1), id=f"extra{i}") for i in range(4)]
     write_cohort(extra, subjects, source="simulated", params=dict(seed=1))
     cfg = cfg.replace(extra_training_cohort=str(extra), localizer="none", lstm_epochs=1, ae_epochs=1,
-                      finetune_epochs=1)
+                      finetune_epochs=1, lstm_layers=1)  # what is tested is who is trained on, not the fit
     out = tmp_path / "run"
     res = run_fold(toy_cohort, "holdout", cfg, out, cache_dir=tmp_path / "cache", progress=False)
     assert res["training_subjects"] == dict(cohort=len(base["split"]["train"]), extra=4)

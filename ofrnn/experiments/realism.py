@@ -687,6 +687,13 @@ def load_frames(cfg):
     real, skipped = real_frames(SHARED, cfg["split"])
     if not cfg["evaluate"]:  # tuning: the evaluation frames are not even measured
         real = [f for f in real if f["group"].endswith("calibration")]
+    if cfg.get("max_real_patients"):  # the first patients of each real group (a smoke run)
+        first = {}
+        for f in real:
+            names = first.setdefault(f["group"], [])
+            if f["subject"] not in names and len(names) < cfg["max_real_patients"]:
+                names.append(f["subject"])
+        real = [f for f in real if f["subject"] in first[f["group"]]]
     if not real:
         raise OfrnnError(f"no real frames to compare with ({'; '.join(skipped.values())})", field="shared data")
     return sim + real, skipped
