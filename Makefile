@@ -97,9 +97,9 @@ localize-seeds: $(COHORT)
 	$(OFRNN) experiment localization --profile seed1 --out results/localization-seed1
 	$(OFRNN) experiment localization --profile seed2 --out results/localization-seed2
 	$(OFRNN) experiment localization_seeds --out results/localization-seeds
-# make localize-rule: the sequence rule (frames detected on, motion-prior exponent) chosen on
-# calibration data only, with the three seeds' bundles -> results/localization-rule/report.md (25 min
-# measured on a shared machine); set its choice in experiments/localization.toml [detect], then make
+# make localize-rule: the sequence rule (frames detected on, motion-prior exponent, motion proposals)
+# chosen on calibration data only, with the three seeds' bundles -> results/localization-rule/report.md
+# (7 min quiet); set its choice in experiments/localization.toml [detect], then make
 # localize-rescore scores the three bundles again under it and writes it into them, without retraining
 # them (seed 0's fine-tuned variant is fine-tuned again)
 .PHONY: localize-rule localize-rescore

@@ -533,13 +533,38 @@ def test_motion_prior_exponent_turns_the_ranking_from_a_static_distractor_to_the
 def test_sequence_rule_choice_takes_the_best_mean_and_breaks_ties_to_the_paper():
     from ofrnn.experiments.localization_rule import choose
 
-    table = {(3, 0.0): dict(a=90.0, b=100.0), (3, 0.5): dict(a=96.0, b=94.0), (9, 0.25): dict(a=97.0, b=93.0),
-             (9, 1.0): dict(a=99.0, b=80.0)}
-    assert choose(table) == (3, 0.0)  # 95.0: level with (3, 0.5) and (9, 0.25); the smallest gamma wins
-    table[3, 0.0] = dict(a=90.0, b=99.0)
-    assert choose(table) == (9, 0.25)  # 95.0 ties (3, 0.5): the smaller gamma
-    table[3, 0.25] = dict(a=97.0, b=93.0)
-    assert choose(table) == (3, 0.25)  # same gamma, fewer frames
+    off, on = (), (0.2, 0.4)
+    table = {(3, 0.0, on): dict(a=90.0, b=100.0), (3, 0.5, off): dict(a=96.0, b=94.0),
+             (9, 0.25, off): dict(a=97.0, b=93.0), (9, 1.0, off): dict(a=99.0, b=80.0)}
+    assert choose(table) == (9, 0.25, off)  # 95.0 three times: no motion proposals first, then the smaller gamma
+    table[3, 0.0, off] = dict(a=90.0, b=100.0)
+    assert choose(table) == (3, 0.0, off)  # 95.0: the smallest gamma among those without proposals
+    table[3, 0.0, off] = dict(a=90.0, b=99.0)
+    table[3, 0.25, off] = dict(a=97.0, b=93.0)
+    assert choose(table) == (3, 0.25, off)  # same gamma as (9, 0.25), fewer frames
+    table[3, 1.0, on] = dict(a=99.0, b=92.0)
+    assert choose(table) == (3, 1.0, on)  # the best mean, whatever it needs
+
+
+def test_rule_grid_scores_each_set_of_motion_proposals_on_its_own_copy_of_the_detector(monkeypatch):
+    """The rule's grid: each set of motion-proposal levels is scored by a copy of the detector with
+    that setting (here a stub that finds the LV only with proposals), the detector itself untouched."""
+    from ofrnn.experiments import localization_rule as LR
+
+    class Stub:
+        settings = dict(motion_proposals=[0.3], fast_frames=3)
+
+        def localize_grid(self, cine, *, frame_counts, motion_priors):
+            found = bool(self.settings["motion_proposals"])
+            return {(n, g): dict(transform=found) for n in frame_counts for g in motion_priors}
+
+    monkeypatch.setattr(LR, "_contained", lambda mask, transform: transform)
+    stub = Stub()
+    seqs = [dict(cine=None, masks={0: {"o": 1}, 5: {"i": 1}})]  # one frame with an epicardium to score
+    out = LR.containment(stub, seqs, fast_frames=[3, 9], gammas=[0.0, 1.0], proposal_sets=[(), (0.2, 0.4)], desc="t")
+    assert out == {(k, g, p): 100.0 * bool(p) for k in (3, 9) for g in (0.0, 1.0) for p in ((), (0.2, 0.4))}
+    assert stub.settings == dict(motion_proposals=[0.3], fast_frames=3)
+    assert LR.rule_key(3, 0.25, ()) == "3/0.25/off" and LR.rule_key(9, 1.0, [0.2, 0.4]) == "9/1/0.2, 0.4"
 
 
 def test_apply_sequence_rule_sets_only_the_rule():

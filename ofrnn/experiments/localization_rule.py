@@ -19,13 +19,17 @@ gamma = 1 is the motion prior the localization report has shown beside it.
   mask. It never trains or scores the detector.
 
 The real sets are the calibration patients of ``experiments/realism.toml`` [split]; no evaluation
-patient is read. The grid holds the number of frames detected on (``fast_frames``) and gamma. The
-rule: highest mean over the three sets of whole-LV containment, each set's value the mean over
-seeds; ties go to the smaller gamma, then to fewer frames. The chosen values are set by hand in
-``experiments/localization.toml`` [detect]; the report says whether they are.
+patient is read. The grid holds the number of frames detected on (``fast_frames``), gamma, and the
+motion proposals (``motion_proposals``: sets of levels of the motion map whose regions' boxes join
+selective search's proposals, :func:`ofrnn.localization.motion_proposals`; an empty set is selective
+search alone, the paper's). The rule: highest mean over the three sets of whole-LV containment, each
+set's value the mean over seeds; ties go to fewer motion-proposal levels, then to the smaller gamma,
+then to fewer frames: the paper's detector unless an extension earns its place. The chosen values are
+set by hand in ``experiments/localization.toml`` [detect]; the report says whether they are.
 """
 from __future__ import annotations
 
+import copy
 import platform
 import time
 from pathlib import Path
@@ -43,28 +47,46 @@ REPO = Path(__file__).resolve().parents[2]
 SETS = ("acdc", "sunnybrook", "simulated")
 
 
-def containment(detector, seqs, *, fast_frames, gammas, desc):
-    """Whole-LV containment (% of annotated frames) of each (fast_frames, gamma) rule on ``seqs``.
+def with_proposals(detector, levels):
+    """``detector`` proposing motion boxes at ``levels`` (a tuple; empty: selective search alone):
+    a shallow copy with its own settings, sharing the network."""
+    variant = copy.copy(detector)
+    variant.settings = {**detector.settings, "motion_proposals": list(levels)}
+    return variant
+
+
+def proposals_label(levels):
+    """How a set of motion-proposal levels reads in tables and keys: "off", or the levels."""
+    return ", ".join(f"{v:g}" for v in levels) if levels else "off"
+
+
+def containment(detector, seqs, *, fast_frames, gammas, proposal_sets=((),), desc):
+    """Whole-LV containment (% of annotated frames) of each (fast_frames, gamma, motion-proposal
+    levels) rule on ``seqs``.
 
     ``seqs``: dicts with ``cine`` (T, H, W) and ``masks`` {frame: {"o": epicardial mask}}, as
-    :func:`ofrnn.experiments.localization.evaluate_set` takes them. Returns {(k, gamma): percent}.
+    :func:`ofrnn.experiments.localization.evaluate_set` takes them. ``proposal_sets``: tuples of
+    levels. Returns {(k, gamma, levels): percent}.
     """
-    hits = {(k, g): [] for k in fast_frames for g in gammas}
+    hits = {(k, g, p): [] for k in fast_frames for g in gammas for p in proposal_sets}
+    variants = {p: with_proposals(detector, p) for p in proposal_sets}
     for s in tqdm(seqs, desc=desc, unit="slice"):
-        found = detector.localize_grid(s["cine"], frame_counts=tuple(fast_frames), motion_priors=tuple(gammas))
-        for key, f in found.items():
-            hits[key] += [_contained(m["o"], f["transform"]) for m in s["masks"].values() if "o" in m]
+        for p, variant in variants.items():
+            found = variant.localize_grid(s["cine"], frame_counts=tuple(fast_frames), motion_priors=tuple(gammas))
+            for (k, g), f in found.items():
+                hits[k, g, p] += [_contained(m["o"], f["transform"]) for m in s["masks"].values() if "o" in m]
     return {key: 100 * float(np.mean(v)) for key, v in hits.items()}
 
 
 def choose(table):
-    """The rule of highest mean containment over the sets; ties to the smaller gamma, then fewer frames.
+    """The rule of highest mean containment over the sets; ties to fewer motion-proposal levels, then
+    the smaller gamma, then fewer frames.
 
-    ``table``: {(fast_frames, gamma): {set: percent}}. Returns the chosen key.
+    ``table``: {(fast_frames, gamma, levels): {set: percent}}. Returns the chosen key.
     """
     scores = {key: float(np.mean(list(per_set.values()))) for key, per_set in table.items()}
     best = max(scores.values())
-    return min((key for key, v in scores.items() if v >= best - 1e-9), key=lambda key: (key[1], key[0]))
+    return min((key for key, v in scores.items() if v >= best - 1e-9), key=lambda key: (len(key[2]), key[1], key[0]))
 
 
 def calibration_sets(cfg):
@@ -103,7 +125,7 @@ def _seconds(detector, cine, fast_frames, gamma, repeats=5):
 
 
 def report(r):
-    ks, gs = r["grid"]["fast_frames"], r["grid"]["motion_prior"]
+    ks, gs, ps = r["grid"]["fast_frames"], r["grid"]["motion_prior"], r["grid"]["motion_proposals"]
     chosen, current = r["chosen"], r["configured"]
     lines = ["# Heart localization: the sequence rule, chosen on calibration data", "",
              "`make localize-rule` (`ofrnn experiment localization_rule`, settings `experiments/localization_rule.toml`). "
@@ -114,23 +136,29 @@ def report(r):
              + ". The real sets hold the calibration patients of `experiments/realism.toml` [split]: ACDC 061-080 "
              "(ED and ES only) and Sunnybrook SC-HF-I-1. The simulated set is the phantom's tuning cohort "
              f"`{r['simulated']}`, which never trains or scores the detector.", "",
-             "Rule of a row: detections on `fast_frames` frames spread over the cycle, each frame's boxes ranked by "
-             "LV probability times the mean of m^gamma inside the box (m: the cine's temporal-change map; gamma 0 is "
-             "the paper's ranking). Whole-LV containment %: mean over seeds (per seed in brackets).", "",
-             "| fast_frames | gamma | " + " | ".join(SETS) + " | mean over sets |", "|---|---|" + "---|" * (len(SETS) + 1)]
-    for k in ks:
-        for g in gs:
-            key = f"{k}/{g:g}"
-            row = r["table"][key]
-            mark = " **(chosen)**" if [k, g] == chosen else ""
-            cells = [f"{row[s]['mean']:.1f} ({' / '.join(f'{v:.1f}' for v in row[s]['values'])})" for s in SETS]
-            lines.append(f"| {k} | {g:g}{mark} | " + " | ".join(cells) + f" | {row['score']:.1f} |")
-    lines += ["", f"Rule: the highest mean over the sets; ties to the smaller gamma, then fewer frames. Chosen: "
-              f"**fast_frames = {chosen[0]}, motion_prior = {chosen[1]:g}**. `experiments/localization.toml` [detect] "
-              f"has fast_frames = {current[0]}, motion_prior = {current[1]:g}"
+             "Rule of a row: detections on `fast_frames` frames spread over the cycle, on selective search's "
+             "proposals of the first and, with motion proposals, the boxes of the regions of the cine's "
+             "temporal-change map m above those levels of its maximum (each also grown 1.3 times); each frame's boxes "
+             "ranked by LV probability times the mean of m^gamma inside the box (gamma 0 and no motion proposals: the "
+             "paper's detector). Whole-LV containment %: mean over seeds (per seed in brackets).", "",
+             "| motion proposals | fast_frames | gamma | " + " | ".join(SETS) + " | mean over sets |",
+             "|---|---|---|" + "---|" * (len(SETS) + 1)]
+    for p in ps:
+        for k in ks:
+            for g in gs:
+                row = r["table"][rule_key(k, g, p)]
+                mark = " **(chosen)**" if [k, g, p] == chosen else ""
+                cells = [f"{row[s]['mean']:.1f} ({' / '.join(f'{v:.1f}' for v in row[s]['values'])})" for s in SETS]
+                lines.append(f"| {proposals_label(p)} | {k} | {g:g}{mark} | " + " | ".join(cells)
+                             + f" | {row['score']:.1f} |")
+    lines += ["", "Rule: the highest mean over the sets; ties to fewer motion-proposal levels, then the smaller gamma, "
+              f"then fewer frames. Chosen: **fast_frames = {chosen[0]}, motion_prior = {chosen[1]:g}, motion_proposals "
+              f"= {proposals_label(chosen[2])}**. `experiments/localization.toml` [detect] has fast_frames = "
+              f"{current[0]}, motion_prior = {current[1]:g}, motion_proposals = {proposals_label(current[2])}"
               + (" (the chosen rule)." if list(current) == list(chosen) else ": **not the chosen rule**."), "",
               "Fast-mode localization of one " + f"{r['timing']['sequence_shape']} simulated cine at exponent "
-              f"{r['timing'].get('gamma', 0.0):g} (median of 5, seed {r['seeds'][-1]}'s detector, TensorFlow threads {r['timing']['threads']}, "
+              f"{r['timing'].get('gamma', 0.0):g}, motion proposals "
+              f"{proposals_label(r['timing'].get('motion_proposals', []))} (median of 5, seed {r['seeds'][-1]}'s detector, TensorFlow threads {r['timing']['threads']}, "
               "timed in the same run, so on a shared machine the absolute values are high): "
               + ", ".join(f"{k} frames {r['timing']['seconds'][str(k)]:.2f} s" for k in ks)
               + ". The rule does not weigh time: the localization report times the configured rule against its "
@@ -142,6 +170,11 @@ def report(r):
               "frame count are chosen here on calibration data only.", "",
               f"Versions: {r['versions']}. Wall time {r['seconds']:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def rule_key(fast_frames, gamma, levels):
+    """A rule's key in ``metrics.json``'s table: "fast_frames/gamma/levels"."""
+    return f"{fast_frames}/{gamma:g}/{proposals_label(levels)}"
 
 
 def run(config, profile, out_dir):
@@ -160,8 +193,12 @@ def run(config, profile, out_dir):
     except RuntimeError:  # TensorFlow already initialised by the caller: keep its threads
         pass
     ks, gs = [int(k) for k in cfg["fast_frames"]], [float(g) for g in cfg["motion_prior"]]
+    ps = [tuple(float(v) for v in levels) for levels in cfg.get("motion_proposals", [[]])]
     if not ks or not gs or min(ks) < 1 or min(gs) < 0:
         raise OfrnnError("fast_frames (>= 1) and motion_prior (>= 0) need at least one value each", field="grid")
+    if not ps or any(not 0 < v < 1 for levels in ps for v in levels):
+        raise OfrnnError("motion_proposals needs at least one set of levels, each in (0, 1) ([] for none)",
+                         field="motion_proposals")
     if not cfg["runs"]:
         raise OfrnnError("no detector runs to score", field="runs")
     sets = calibration_sets(cfg)
@@ -170,20 +207,25 @@ def run(config, profile, out_dir):
         folder = REPO / run_dir / "model"
         detector = load_detector(folder)
         seeds.append(detector.settings.get("seed"))
-        per_seed.append({name: containment(detector, seqs, fast_frames=ks, gammas=gs, desc=f"{run_dir} {name}")
+        per_seed.append({name: containment(detector, seqs, fast_frames=ks, gammas=gs, proposal_sets=ps,
+                                           desc=f"{run_dir} {name}")
                          for name, seqs in sets.items()})
-    means = {(k, g): {name: float(np.mean([p[name][k, g] for p in per_seed])) for name in SETS} for k in ks for g in gs}
+    means = {key: {name: float(np.mean([p[name][key] for p in per_seed])) for name in SETS} for key in per_seed[0][SETS[0]]}
     chosen = choose(means)
-    table = {f"{k}/{g:g}": {**{name: dict(mean=m[name], values=[p[name][k, g] for p in per_seed]) for name in SETS},
-                            "score": float(np.mean(list(m.values())))} for (k, g), m in means.items()}
+    table = {rule_key(*key): {**{name: dict(mean=m[name], values=[p[name][key] for p in per_seed]) for name in SETS},
+                              "score": float(np.mean(list(m.values())))} for key, m in means.items()}
     det = read_toml(REPO / "experiments" / "localization.toml")["detect"]
     cine = sets["simulated"][0]["cine"]
     timing = dict(sequence_shape=list(cine.shape), threads=cfg["threads"], gamma=chosen[1],
-                  seconds={str(k): _seconds(detector, cine, k, chosen[1]) for k in ks})
-    r = dict(runs=list(cfg["runs"]), seeds=seeds, simulated=cfg["simulated"], grid=dict(fast_frames=ks, motion_prior=gs),
+                  motion_proposals=list(chosen[2]),
+                  seconds={str(k): _seconds(with_proposals(detector, chosen[2]), cine, k, chosen[1]) for k in ks})
+    r = dict(runs=list(cfg["runs"]), seeds=seeds, simulated=cfg["simulated"],
+             grid=dict(fast_frames=ks, motion_prior=gs, motion_proposals=[list(p) for p in ps]),
              sizes={name: dict(slices=len(seqs), frames=sum("o" in m for s in seqs for m in s["masks"].values()))
                     for name, seqs in sets.items()},
-             table=table, chosen=[chosen[0], chosen[1]], configured=[int(det["fast_frames"]), motion_prior_power(det)],
+             table=table, chosen=[chosen[0], chosen[1], list(chosen[2])],
+             configured=[int(det["fast_frames"]), motion_prior_power(det),
+                         [float(v) for v in det.get("motion_proposals", [])]],
              timing=timing, seconds=time.perf_counter() - t0,
              versions=dict(ofrnn=__version__, tensorflow=tf.__version__, keras=keras.__version__, numpy=np.__version__,
                            python=platform.python_version()))
