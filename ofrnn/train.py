@@ -58,8 +58,9 @@ LOCALIZATION_SETTINGS = PROFILES.parent / "localization.toml"
 #: bumped when the evaluation or report of a fold changes: a finished fold of an older version is
 #: evaluated again from its saved weights (OF-RNN is not retrained; the fold's heart localization
 #: layers are trained if it has none yet, or one of an older training revision) and its report
-#: rewritten. 6: the fold localizer of :data:`ofrnn.localization.TRAINING_REVISION` 2 (2026-12-04)
-REPORT_VERSION = 6
+#: rewritten. 6: the fold localizer of :data:`ofrnn.localization.TRAINING_REVISION` 2 (2026-12-04);
+#: 7: the end-to-end section names the localizer's sequence rule (2026-12-06)
+REPORT_VERSION = 7
 
 
 #: what a fold keeps of its validation subjects' pixel metrics (at the fold's threshold; the last two

@@ -463,6 +463,7 @@ def test_a_fold_of_an_older_report_version_is_evaluated_again_without_training(t
     record = other["metrics_detected_roi"]["localizer"]
     assert record["reused"] and record["rule"]["fast_frames"] == 2
     assert load_detector(out / "localizer").settings["fast_frames"] == 2
+    assert "detections on 2 frames of each cine" in (out / "report.md").read_text()
     assert other["metrics"]["myocardium"]["roc_auc"] == pytest.approx(res["metrics"]["myocardium"]["roc_auc"])
     assert other["timings"]["finetune"] == pytest.approx(res["timings"]["finetune"])
 
