@@ -483,10 +483,8 @@ def _end_to_end_section(m, e, cfg):
            f"in {loc['seconds'] / 60:.1f} min")
     own = "annotated ROI" if cfg["roi"] == "gt" else "ROI of the run's localizer"
     rule = loc.get("rule")
-    if rule:
-        from .localization import motion_prior_power
-
-        gamma = motion_prior_power(rule)
+    if rule:  # ofrnn.localization.sequence_rule: the exponent a number, the levels a list
+        gamma = float(rule.get("motion_prior", 0))
         levels = rule.get("motion_proposals") or []
         rule = (f" Its sequence rule (`experiments/localization.toml` [detect], chosen by `make localize-rule`): "
                 f"detections on {rule.get('fast_frames', '?')} frames of each cine, boxes ranked by LV probability"

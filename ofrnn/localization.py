@@ -316,6 +316,28 @@ TRAINING_REVISION = 2
 SEQUENCE_RULE = ("fast_frames", "motion_prior", "motion_proposals")
 
 
+def sequence_rule(detect):
+    """The whole sequence rule a ``[detect]`` table sets, with the defaults of settings it leaves out.
+
+    Parameters
+    ----------
+    detect : dict
+        A ``[detect]`` table (``experiments/localization.toml``).
+
+    Returns
+    -------
+    dict
+        ``motion_prior`` (the exponent, :func:`motion_prior_power`; 0 when absent), ``motion_proposals``
+        (a list of levels; [] when absent: selective search alone) and ``fast_frames`` when the table
+        has it. Values as JSON gives them back, so a stored rule compares equal to the table's.
+    """
+    rule = dict(motion_prior=motion_prior_power(detect),
+                motion_proposals=[float(v) for v in detect.get("motion_proposals") or ()])
+    if "fast_frames" in detect:
+        rule["fast_frames"] = int(detect["fast_frames"])
+    return rule
+
+
 def apply_sequence_rule(detector, detect):
     """Set ``detector``'s :data:`SEQUENCE_RULE` settings from ``detect`` (a ``[detect]`` table).
 

@@ -335,9 +335,12 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
         ``subjects``, ``frames``).
     """
     from .experiments.localization import training_frames
-    from .localization import SEQUENCE_RULE, TRAINING_REVISION, apply_sequence_rule, load_detector, train_detector
+    from .localization import SEQUENCE_RULE, TRAINING_REVISION, apply_sequence_rule, load_detector, sequence_rule
+    from .localization import train_detector
 
     lcfg = localizer_config(cfg)
+    # the whole rule, defaults included, so the detector follows what the record says
+    rule = sequence_rule(lcfg["detect"])
     st = Path(cohort).stat()
     # the sequence rule does not touch training: a new rule reuses the trained localizer
     trained_by = dict(lcfg, detect={k: v for k, v in lcfg["detect"].items() if k not in SEQUENCE_RULE})
@@ -347,56 +350,71 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
     record_file = folder / "training.json"
     if record_file.is_file():
         detector = load_detector(folder)
-        if apply_sequence_rule(detector, lcfg["detect"]):
+        if apply_sequence_rule(detector, rule):
             detector.save(folder)
-        return detector, folder, {**json.loads(record_file.read_text()), "reused": True,
-                                  "rule": sequence_rule(cfg)}
+        return detector, folder, {**json.loads(record_file.read_text()), "reused": True, "rule": rule}
     t0 = time.perf_counter()
     with open_cohort(cohort) as c:
         frames, boxes = training_frames(c, ids, lcfg["data"]["frames_per_subject"])
     if progress:
         print(f"heart localization layers: training on {len(frames)} frames of {len(ids)} subjects")
     detector, history = train_detector(frames, boxes, lcfg, seed=lcfg["seed"], progress=progress)
+    apply_sequence_rule(detector, rule)
     detector.save(folder)
     record = dict(subjects=len(ids), frames=len(frames), profile=cfg.localizer_profile,
                   seconds=time.perf_counter() - t0, loss=history["history"].get("loss", [])[-1:])
     write_json(record_file, record, indent=2)  # last: its presence marks the localizer as finished
-    return detector, folder, {**record, "reused": False, "rule": sequence_rule(cfg)}
+    return detector, folder, {**record, "reused": False, "rule": rule}
 
 
 def localizer_config(cfg):
-    """The heart localization settings a fold's localizer follows: profile ``cfg.localizer_profile``
-    of ``cfg.localizer_settings`` (default :data:`LOCALIZATION_SETTINGS`), resolved (a dict of tables)."""
+    """The heart localization settings a fold's localizer follows.
+
+    Parameters
+    ----------
+    cfg : ofrnn.settings.TrainingSettings
+        ``localizer_settings`` (default :data:`LOCALIZATION_SETTINGS`) and ``localizer_profile``.
+
+    Returns
+    -------
+    dict
+        That profile of the settings file, resolved (a dict of tables: ``data``, ``model``,
+        ``detect``, ``train``, ...).
+    """
     from .experiments import resolve_config
 
     path = Path(cfg.localizer_settings or LOCALIZATION_SETTINGS)
     return resolve_config(read_toml(path, what="localization settings"), cfg.localizer_profile)
 
 
-def sequence_rule(cfg):
-    """The settings of :data:`ofrnn.localization.SEQUENCE_RULE` in ``cfg``'s localization settings
-    (those of its ``[detect]`` table; a setting the table leaves out is absent): how the fold's
-    localizer turns a cine's frames into one ROI, set after training (``make localize-rule``), so a
-    finished fold whose end-to-end scores were taken under another rule is evaluated again."""
-    from .localization import SEQUENCE_RULE
-
-    detect = localizer_config(cfg)["detect"]
-    return {k: detect[k] for k in SEQUENCE_RULE if k in detect}
-
-
 def evaluated_again(previous, cfg):
-    """Why a finished fold (its ``metrics.json``, ``previous``) must be evaluated again from its saved
-    weights under ``cfg``, or None when it stands: an older :data:`REPORT_VERSION`, another decision
-    threshold, or (with ``localizer = "train"``) another sequence rule of the heart localization
-    layers than its end-to-end scores were taken under (a fold stored before the rule was recorded
-    counts as another)."""
+    """Why a finished fold must be evaluated again from its saved weights, or None when it stands.
+
+    Parameters
+    ----------
+    previous : dict
+        The fold's ``metrics.json``.
+    cfg : ofrnn.settings.TrainingSettings
+        The settings it is asked for now (its settings stamp already matched).
+
+    Returns
+    -------
+    str or None
+        The reason: an older :data:`REPORT_VERSION`, another decision threshold, or (with
+        ``localizer = "train"``) another sequence rule of the heart localization layers
+        (:func:`ofrnn.localization.sequence_rule` of the ``[detect]`` table, what ``make
+        localize-rule`` sets after training) than its end-to-end scores were taken under; a fold
+        stored before the rule was recorded counts as another.
+    """
     if previous.get("report_version") != REPORT_VERSION:
         return "an older report version"
     if previous["config"].get("threshold") != cfg.threshold:
         return "another decision threshold"
     if cfg.localizer == "train":
+        from .localization import sequence_rule
+
         record = (previous.get("metrics_detected_roi") or {}).get("localizer") or {}
-        if record.get("rule") != sequence_rule(cfg):
+        if record.get("rule") != sequence_rule(localizer_config(cfg)["detect"]):
             return "another sequence rule of the heart localization layers"
     return None
 
@@ -603,5 +621,5 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     return result
 
 
-__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "VALIDATION_METRICS", "make_split", "build", "training_batches", "train_network", "fold_localizer", "localizer_config", "sequence_rule", "evaluated_again", "fold_segmenter",
+__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "VALIDATION_METRICS", "make_split", "build", "training_batches", "train_network", "fold_localizer", "localizer_config", "evaluated_again", "fold_segmenter",
            "profile_reductions", "flow_settings", "run_fold"]

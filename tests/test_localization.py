@@ -546,7 +546,7 @@ def test_sequence_rule_choice_takes_the_best_mean_and_breaks_ties_to_the_paper()
     assert choose(table) == (3, 1.0, on)  # the best mean, whatever it needs
 
 
-def test_rule_grid_scores_each_set_of_motion_proposals_on_its_own_copy_of_the_detector(monkeypatch):
+def test_rule_grid_scores_each_set_of_motion_proposals_on_its_own_copy_of_the_detector(monkeypatch, tmp_path):
     """The rule's grid: each set of motion-proposal levels is scored by a copy of the detector with
     that setting (here a stub that finds the LV only with proposals), the detector itself untouched."""
     from ofrnn.experiments import localization_rule as LR
@@ -564,7 +564,26 @@ def test_rule_grid_scores_each_set_of_motion_proposals_on_its_own_copy_of_the_de
     out = LR.containment(stub, seqs, fast_frames=[3, 9], gammas=[0.0, 1.0], proposal_sets=[(), (0.2, 0.4)], desc="t")
     assert out == {(k, g, p): 100.0 * bool(p) for k in (3, 9) for g in (0.0, 1.0) for p in ((), (0.2, 0.4))}
     assert stub.settings == dict(motion_proposals=[0.3], fast_frames=3)
-    assert LR.rule_key(3, 0.25, ()) == "3/0.25/off" and LR.rule_key(9, 1.0, [0.2, 0.4]) == "9/1/0.2, 0.4"
+    assert LR.rule_key(3, 0.25, ()) == "3/0.25/off" and LR.rule_key(9, 1.0, [0.4, 0.2]) == "9/1/0.2, 0.4"
+    assert LR.containment(stub, seqs, fast_frames=[3], gammas=[0.0], desc="t") == {(3, 0.0, (0.3,)): 100.0}
+
+    # the report marks the chosen row and says whether the settings file holds it
+    rows = {(k, g, p): dict(**{s: dict(mean=90.0 + k, values=[90.0 + k]) for s in LR.SETS}, score=90.0 + k)
+            for k in (3, 9) for g in (0.0,) for p in ((), (0.2, 0.4))}
+    r = dict(runs=["a"], seeds=[0], simulated="t.h5", grid=dict(fast_frames=[3, 9], motion_prior=[0.0],
+                                                                 motion_proposals=[[], [0.2, 0.4]]),
+             sizes={s: dict(slices=1, frames=1) for s in LR.SETS}, table={LR.rule_key(*key): v for key, v in rows.items()},
+             chosen=[9, 0.0, [0.2, 0.4]], configured=[9, 0.0, [0.2, 0.4]], versions={}, seconds=1.0,
+             timing=dict(sequence_shape=[25, 8, 8], threads=2, gamma=0.0, motion_proposals=[0.2, 0.4],
+                         seconds={"3": 0.1, "9": 0.2}))
+    text = LR.report(r)
+    assert "| 0.2, 0.4 | 9 | 0 **(chosen)** |" in text and text.count("(chosen)") == 1
+    assert "(the chosen rule)" in text
+    assert "not the chosen rule" in LR.report(dict(r, configured=[9, 0.0, []]))
+    # a grid of motion proposals that is not a list of lists of levels is one clear error
+    config = dict(runs=["a"], simulated="t.h5", fast_frames=[3], motion_prior=[0], threads=2, motion_proposals=[0.2, 0.4])
+    with pytest.raises(OfrnnError, match="motion_proposals"):
+        LR.run(config, "full", tmp_path)
 
 
 def test_apply_sequence_rule_sets_only_the_rule():

@@ -464,18 +464,23 @@ def test_a_fold_of_an_older_report_version_is_evaluated_again_without_training(t
     assert record["reused"] and record["rule"]["fast_frames"] == 2
     assert load_detector(out / "localizer").settings["fast_frames"] == 2
     assert "detections on 2 frames of each cine" in (out / "report.md").read_text()
+    # and it then stands: asked again with the same settings, the fold is returned as it is
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    run_fold(toy_cohort, "holdout", cfg.replace(threshold=0.25, localizer_settings=str(rule)), out, progress=False)
+    assert (out / "metrics.json").stat().st_mtime_ns == stamp
     assert other["metrics"]["myocardium"]["roc_auc"] == pytest.approx(res["metrics"]["myocardium"]["roc_auc"])
     assert other["timings"]["finetune"] == pytest.approx(res["timings"]["finetune"])
 
 
 def test_a_finished_fold_is_evaluated_again_under_another_threshold_or_sequence_rule(tmp_path):
+    from ofrnn.localization import sequence_rule
     from ofrnn.settings import load_profile
-    from ofrnn.train import REPORT_VERSION, evaluated_again, sequence_rule
+    from ofrnn.train import REPORT_VERSION, evaluated_again, localizer_config
 
     settings = tmp_path / "localization.toml"
     settings.write_text((Path(__file__).parents[1] / "experiments" / "localization.toml").read_text() + TINY_LOCALIZER)
     cfg = load_profile("quick", localizer_settings=str(settings), localizer_profile="tiny")
-    rule = sequence_rule(cfg)
+    rule = json.loads(json.dumps(sequence_rule(localizer_config(cfg)["detect"])))  # as metrics.json gives it back
     assert set(rule) == {"fast_frames", "motion_prior", "motion_proposals"}
     done = dict(report_version=REPORT_VERSION, config=dict(threshold=cfg.threshold),
                 metrics_detected_roi=dict(localizer=dict(reused=False, rule=rule)))
@@ -486,6 +491,8 @@ def test_a_finished_fold_is_evaluated_again_under_another_threshold_or_sequence_
     assert "sequence rule" in evaluated_again(moved, cfg)
     assert "sequence rule" in evaluated_again(dict(done, metrics_detected_roi=dict(localizer={})), cfg)  # unrecorded
     assert evaluated_again(moved, cfg.replace(localizer="none")) is None  # no localizer, no rule to follow
+    # a table without the newer settings has their defaults: the paper's ranking, selective search alone
+    assert sequence_rule(dict(fast_frames=3)) == dict(fast_frames=3, motion_prior=0.0, motion_proposals=[])
 
 
 def _transformed(seq, flows, code):

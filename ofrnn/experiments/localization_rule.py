@@ -48,26 +48,40 @@ SETS = ("acdc", "sunnybrook", "simulated")
 
 
 def with_proposals(detector, levels):
-    """``detector`` proposing motion boxes at ``levels`` (a tuple; empty: selective search alone):
-    a shallow copy with its own settings, sharing the network."""
+    """``detector`` proposing motion boxes at ``levels``.
+
+    Parameters
+    ----------
+    detector : ofrnn.localization.Detector
+    levels : sequence of float
+        Levels of the motion map's maximum (:func:`ofrnn.localization.motion_proposals`); empty:
+        selective search alone.
+
+    Returns
+    -------
+    ofrnn.localization.Detector
+        A shallow copy with its own settings, sharing the network; ``detector`` is unchanged.
+    """
     variant = copy.copy(detector)
     variant.settings = {**detector.settings, "motion_proposals": list(levels)}
     return variant
 
 
 def proposals_label(levels):
-    """How a set of motion-proposal levels reads in tables and keys: "off", or the levels."""
-    return ", ".join(f"{v:g}" for v in levels) if levels else "off"
+    """How a set of motion-proposal levels reads in tables and keys: "off", or the levels in order."""
+    return ", ".join(f"{v:g}" for v in sorted(levels)) if levels else "off"
 
 
-def containment(detector, seqs, *, fast_frames, gammas, proposal_sets=((),), desc):
+def containment(detector, seqs, *, fast_frames, gammas, proposal_sets=None, desc):
     """Whole-LV containment (% of annotated frames) of each (fast_frames, gamma, motion-proposal
     levels) rule on ``seqs``.
 
     ``seqs``: dicts with ``cine`` (T, H, W) and ``masks`` {frame: {"o": epicardial mask}}, as
     :func:`ofrnn.experiments.localization.evaluate_set` takes them. ``proposal_sets``: tuples of
-    levels. Returns {(k, gamma, levels): percent}.
+    levels (default: the detector's own setting alone). Returns {(k, gamma, levels): percent}.
     """
+    if proposal_sets is None:
+        proposal_sets = (tuple(detector.settings.get("motion_proposals") or ()),)
     hits = {(k, g, p): [] for k in fast_frames for g in gammas for p in proposal_sets}
     variants = {p: with_proposals(detector, p) for p in proposal_sets}
     for s in tqdm(seqs, desc=desc, unit="slice"):
@@ -173,7 +187,8 @@ def report(r):
 
 
 def rule_key(fast_frames, gamma, levels):
-    """A rule's key in ``metrics.json``'s table: "fast_frames/gamma/levels"."""
+    """A rule's key in ``metrics.json``'s table: "fast_frames/gamma/levels" (levels as
+    :func:`proposals_label` writes them)."""
     return f"{fast_frames}/{gamma:g}/{proposals_label(levels)}"
 
 
@@ -193,12 +208,14 @@ def run(config, profile, out_dir):
     except RuntimeError:  # TensorFlow already initialised by the caller: keep its threads
         pass
     ks, gs = [int(k) for k in cfg["fast_frames"]], [float(g) for g in cfg["motion_prior"]]
-    ps = [tuple(float(v) for v in levels) for levels in cfg.get("motion_proposals", [[]])]
     if not ks or not gs or min(ks) < 1 or min(gs) < 0:
         raise OfrnnError("fast_frames (>= 1) and motion_prior (>= 0) need at least one value each", field="grid")
-    if not ps or any(not 0 < v < 1 for levels in ps for v in levels):
-        raise OfrnnError("motion_proposals needs at least one set of levels, each in (0, 1) ([] for none)",
-                         field="motion_proposals")
+    sets_given = cfg.get("motion_proposals", [[]])
+    if not sets_given or not all(isinstance(levels, list) and all(isinstance(v, (int, float)) and 0 < v < 1
+                                                                  for v in levels) for levels in sets_given):
+        raise OfrnnError("motion_proposals needs a list of sets of levels, each a list of numbers in (0, 1) "
+                         "([] for none), e.g. [[], [0.2, 0.4]]", field="motion_proposals")
+    ps = [tuple(sorted(float(v) for v in levels)) for levels in sets_given]
     if not cfg["runs"]:
         raise OfrnnError("no detector runs to score", field="runs")
     sets = calibration_sets(cfg)
@@ -225,7 +242,7 @@ def run(config, profile, out_dir):
                     for name, seqs in sets.items()},
              table=table, chosen=[chosen[0], chosen[1], list(chosen[2])],
              configured=[int(det["fast_frames"]), motion_prior_power(det),
-                         [float(v) for v in det.get("motion_proposals", [])]],
+                         sorted(float(v) for v in det.get("motion_proposals") or ())],
              timing=timing, seconds=time.perf_counter() - t0,
              versions=dict(ofrnn=__version__, tensorflow=tf.__version__, keras=keras.__version__, numpy=np.__version__,
                            python=platform.python_version()))

@@ -687,6 +687,9 @@ def load_frames(cfg):
     real, skipped = real_frames(SHARED, cfg["split"])
     if not cfg["evaluate"]:  # tuning: the evaluation frames are not even measured
         real = [f for f in real if f["group"].endswith("calibration")]
+    if cfg.get("max_real_patients", 0) < 0:
+        raise OfrnnError(f"max_real_patients must be 0 (every patient) or more, got {cfg['max_real_patients']}",
+                         field="max_real_patients")
     if cfg.get("max_real_patients"):  # the first patients of each real group (a smoke run)
         first = {}
         for f in real:
