@@ -335,24 +335,19 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
         ``subjects``, ``frames``).
     """
     from .experiments.localization import training_frames
-    from .localization import SEQUENCE_RULE, TRAINING_REVISION, apply_sequence_rule, load_detector, sequence_rule
-    from .localization import train_detector
+    from .localization import apply_sequence_rule, load_detector, sequence_rule, train_detector
 
     lcfg = localizer_config(cfg)
     # the whole rule, defaults included, so the detector follows what the record says
     rule = sequence_rule(lcfg["detect"])
-    st = Path(cohort).stat()
-    # the sequence rule does not touch training: a new rule reuses the trained localizer
-    trained_by = dict(lcfg, detect={k: v for k, v in lcfg["detect"].items() if k not in SEQUENCE_RULE})
-    blob = json.dumps(dict(ids=sorted(ids), size=st.st_size, mtime=st.st_mtime_ns, settings=trained_by,
-                           version=__version__, revision=TRAINING_REVISION), sort_keys=True, default=str)
-    folder = Path(cache_dir) / f"localizer-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+    key = localizer_key(cohort, ids, lcfg)
+    folder = Path(cache_dir) / key
     record_file = folder / "training.json"
     if record_file.is_file():
         detector = load_detector(folder)
         if apply_sequence_rule(detector, rule):
             detector.save(folder)
-        return detector, folder, {**json.loads(record_file.read_text()), "reused": True, "rule": rule}
+        return detector, folder, {**json.loads(record_file.read_text()), "reused": True, "rule": rule, "key": key}
     t0 = time.perf_counter()
     with open_cohort(cohort) as c:
         frames, boxes = training_frames(c, ids, lcfg["data"]["frames_per_subject"])
@@ -364,7 +359,35 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
     record = dict(subjects=len(ids), frames=len(frames), profile=cfg.localizer_profile,
                   seconds=time.perf_counter() - t0, loss=history["history"].get("loss", [])[-1:])
     write_json(record_file, record, indent=2)  # last: its presence marks the localizer as finished
-    return detector, folder, {**record, "reused": False, "rule": rule}
+    return detector, folder, {**record, "reused": False, "rule": rule, "key": key}
+
+
+def localizer_key(cohort, ids, lcfg):
+    """The name a fold localizer is kept under in the cache: a digest of what trains it.
+
+    Parameters
+    ----------
+    cohort : path
+        The cohort file; its size and modification time stand for its content.
+    ids : list of str
+        The subjects it is trained on.
+    lcfg : dict
+        The localization settings (:func:`localizer_config`).
+
+    Returns
+    -------
+    str
+        ``localizer-<12 hex digits>`` over the subjects, the cohort, the settings but the sequence
+        rule (:data:`ofrnn.localization.SEQUENCE_RULE`, applied after training: a new rule reuses the
+        trained localizer), the package version and :data:`ofrnn.localization.TRAINING_REVISION`.
+    """
+    from .localization import SEQUENCE_RULE, TRAINING_REVISION
+
+    st = Path(cohort).stat()
+    trained_by = dict(lcfg, detect={k: v for k, v in lcfg["detect"].items() if k not in SEQUENCE_RULE})
+    blob = json.dumps(dict(ids=sorted(ids), size=st.st_size, mtime=st.st_mtime_ns, settings=trained_by,
+                           version=__version__, revision=TRAINING_REVISION), sort_keys=True, default=str)
+    return f"localizer-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
 
 
 def localizer_config(cfg):
@@ -387,7 +410,7 @@ def localizer_config(cfg):
     return resolve_config(read_toml(path, what="localization settings"), cfg.localizer_profile)
 
 
-def evaluated_again(previous, cfg):
+def evaluated_again(previous, cfg, cohort):
     """Why a finished fold must be evaluated again from its saved weights, or None when it stands.
 
     Parameters
@@ -396,15 +419,18 @@ def evaluated_again(previous, cfg):
         The fold's ``metrics.json``.
     cfg : ofrnn.settings.TrainingSettings
         The settings it is asked for now (its settings stamp already matched).
+    cohort : path
+        The evaluated cohort file.
 
     Returns
     -------
     str or None
-        The reason: an older :data:`REPORT_VERSION`, another decision threshold, or (with
-        ``localizer = "train"``) another sequence rule of the heart localization layers
-        (:func:`ofrnn.localization.sequence_rule` of the ``[detect]`` table, what ``make
-        localize-rule`` sets after training) than its end-to-end scores were taken under; a fold
-        stored before the rule was recorded counts as another.
+        The reason: an older :data:`REPORT_VERSION`, another decision threshold, or, with
+        ``localizer = "train"``, another heart localizer than its end-to-end scores were taken with:
+        one trained otherwise (:func:`localizer_key`: the localization settings' training part) or
+        following another sequence rule (:func:`ofrnn.localization.sequence_rule` of the ``[detect]``
+        table, what ``make localize-rule`` sets after training). A fold stored before these were
+        recorded counts as another.
     """
     if previous.get("report_version") != REPORT_VERSION:
         return "an older report version"
@@ -413,8 +439,12 @@ def evaluated_again(previous, cfg):
     if cfg.localizer == "train":
         from .localization import sequence_rule
 
+        lcfg = localizer_config(cfg)
         record = (previous.get("metrics_detected_roi") or {}).get("localizer") or {}
-        if record.get("rule") != sequence_rule(localizer_config(cfg)["detect"]):
+        ids = previous["split"]["train"] + previous["split"]["val"]
+        if record.get("key") != localizer_key(cohort, ids, lcfg):
+            return "another heart localizer (its training settings), or one not recorded"
+        if record.get("rule") != sequence_rule(lcfg["detect"]):
             return "another sequence rule of the heart localization layers"
     return None
 
@@ -533,7 +563,7 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     previous = None
     if (out / "metrics.json").is_file() and (out / MODEL_FILE).is_file():
         previous = json.loads((out / "metrics.json").read_text())
-        why = evaluated_again(previous, cfg)
+        why = evaluated_again(previous, cfg, cohort)
         if why is None:
             return previous
         if progress:
@@ -621,5 +651,5 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     return result
 
 
-__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "VALIDATION_METRICS", "make_split", "build", "training_batches", "train_network", "fold_localizer", "localizer_config", "evaluated_again", "fold_segmenter",
+__all__ = ["LOCALIZATION_SETTINGS", "REPORT_VERSION", "VALIDATION_METRICS", "make_split", "build", "training_batches", "train_network", "fold_localizer", "localizer_config", "localizer_key", "evaluated_again", "fold_segmenter",
            "profile_reductions", "flow_settings", "run_fold"]

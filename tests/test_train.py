@@ -472,25 +472,35 @@ def test_a_fold_of_an_older_report_version_is_evaluated_again_without_training(t
     assert other["timings"]["finetune"] == pytest.approx(res["timings"]["finetune"])
 
 
-def test_a_finished_fold_is_evaluated_again_under_another_threshold_or_sequence_rule(tmp_path):
+def test_a_finished_fold_is_evaluated_again_under_another_threshold_localizer_or_sequence_rule(tmp_path):
     from ofrnn.localization import sequence_rule
     from ofrnn.settings import load_profile
-    from ofrnn.train import REPORT_VERSION, evaluated_again, localizer_config
+    from ofrnn.train import REPORT_VERSION, evaluated_again, localizer_config, localizer_key
 
     settings = tmp_path / "localization.toml"
     settings.write_text((Path(__file__).parents[1] / "experiments" / "localization.toml").read_text() + TINY_LOCALIZER)
     cfg = load_profile("quick", localizer_settings=str(settings), localizer_profile="tiny")
-    rule = json.loads(json.dumps(sequence_rule(localizer_config(cfg)["detect"])))  # as metrics.json gives it back
+    cohort = tmp_path / "cohort.h5"
+    cohort.write_bytes(b"cohort")
+    split = dict(train=["b", "a"], val=["c"], test=["d"])
+    lcfg = localizer_config(cfg)
+    rule = json.loads(json.dumps(sequence_rule(lcfg["detect"])))  # as metrics.json gives it back
     assert set(rule) == {"fast_frames", "motion_prior", "motion_proposals"}
-    done = dict(report_version=REPORT_VERSION, config=dict(threshold=cfg.threshold),
-                metrics_detected_roi=dict(localizer=dict(reused=False, rule=rule)))
-    assert evaluated_again(done, cfg) is None
-    assert evaluated_again(dict(done, report_version=REPORT_VERSION - 1), cfg) == "an older report version"
-    assert evaluated_again(dict(done, config=dict(threshold=0.25)), cfg) == "another decision threshold"
-    moved = dict(done, metrics_detected_roi=dict(localizer=dict(rule={**rule, "motion_prior": 3.0})))
-    assert "sequence rule" in evaluated_again(moved, cfg)
-    assert "sequence rule" in evaluated_again(dict(done, metrics_detected_roi=dict(localizer={})), cfg)  # unrecorded
-    assert evaluated_again(moved, cfg.replace(localizer="none")) is None  # no localizer, no rule to follow
+    key = localizer_key(cohort, ["c", "a", "b"], lcfg)  # what fold_localizer records, whatever the order
+    done = dict(report_version=REPORT_VERSION, config=dict(threshold=cfg.threshold), split=split,
+                metrics_detected_roi=dict(localizer=dict(reused=False, rule=rule, key=key)))
+    assert evaluated_again(done, cfg, cohort) is None
+    assert evaluated_again(dict(done, report_version=REPORT_VERSION - 1), cfg, cohort) == "an older report version"
+    assert evaluated_again(dict(done, config=dict(threshold=0.25)), cfg, cohort) == "another decision threshold"
+    moved = dict(done, metrics_detected_roi=dict(localizer=dict(rule={**rule, "motion_prior": 3.0}, key=key)))
+    assert "sequence rule" in evaluated_again(moved, cfg, cohort)
+    assert evaluated_again(moved, cfg.replace(localizer="none"), cohort) is None  # no localizer, no rule to follow
+    for unrecorded in (dict(rule=rule), dict(key=key), {}):  # stored before the key or the rule was recorded
+        assert evaluated_again(dict(done, metrics_detected_roi=dict(localizer=unrecorded)), cfg, cohort)
+    # the localizer's training settings changed, its rule did not: another localizer (the rule alone would not be)
+    settings.write_text(settings.read_text().replace("epochs = 2\n", "epochs = 3\n"))
+    assert localizer_key(cohort, ["a", "b", "c"], localizer_config(cfg)) != key
+    assert "another heart localizer" in evaluated_again(done, cfg, cohort)
     # a table without the newer settings has their defaults: the paper's ranking, selective search alone
     assert sequence_rule(dict(fast_frames=3)) == dict(fast_frames=3, motion_prior=0.0, motion_proposals=[])
 
