@@ -535,9 +535,10 @@ def run_fold(cohort, fold, cfg, out, *, cache_dir=None, localizer=None, force=Fa
     """Train on the other folds, evaluate on ``fold`` and write ``out`` (see the module docstring).
 
     Returns the result dict also written to ``out/metrics.json``. A finished fold is returned from
-    disk unless ``force``; one that :func:`evaluated_again` names (an older :data:`REPORT_VERSION`, another decision
-    threshold or localizer sequence rule) is evaluated again from its saved weights. ``settings``: the profiles file ``cfg`` came
-    from (for the report's list of what the profile reduces against ``paper``).
+    disk unless ``force``; one that :func:`evaluated_again` names (an older :data:`REPORT_VERSION`,
+    another decision threshold, localizer or localizer sequence rule) is evaluated again from its
+    saved weights. ``settings``: the profiles file ``cfg`` came from (for the report's list of what
+    the profile reduces against ``paper``).
     """
     out = Path(out)
     ids, levels = _labelled_cohort(cohort)

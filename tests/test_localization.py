@@ -572,7 +572,8 @@ def test_rule_grid_scores_each_set_of_motion_proposals_on_its_own_copy_of_the_de
             for k in (3, 9) for g in (0.0,) for p in ((), (0.2, 0.4))}
     r = dict(runs=["a"], seeds=[0], simulated="t.h5", grid=dict(fast_frames=[3, 9], motion_prior=[0.0],
                                                                  motion_proposals=[[], [0.2, 0.4]]),
-             sizes={s: dict(slices=1, frames=1) for s in LR.SETS}, table={LR.rule_key(*key): v for key, v in rows.items()},
+             sizes={s: dict(slices=1, frames=1) for s in LR.SETS},
+             table={LR.rule_key(*key): v for key, v in rows.items()},
              chosen=[9, 0.0, [0.2, 0.4]], configured=[9, 0.0, [0.2, 0.4]], versions={}, seconds=1.0,
              timing=dict(sequence_shape=[25, 8, 8], threads=2, gamma=0.0, motion_proposals=[0.2, 0.4],
                          seconds={"3": 0.1, "9": 0.2}))
@@ -581,7 +582,8 @@ def test_rule_grid_scores_each_set_of_motion_proposals_on_its_own_copy_of_the_de
     assert "(the chosen rule)" in text
     assert "not the chosen rule" in LR.report(dict(r, configured=[9, 0.0, []]))
     # a grid of motion proposals that is not a list of lists of levels is one clear error
-    config = dict(runs=["a"], simulated="t.h5", fast_frames=[3], motion_prior=[0], threads=2, motion_proposals=[0.2, 0.4])
+    config = dict(runs=["a"], simulated="t.h5", fast_frames=[3], motion_prior=[0], threads=2,
+                  motion_proposals=[0.2, 0.4])
     with pytest.raises(OfrnnError, match="motion_proposals"):
         LR.run(config, "full", tmp_path)
 

@@ -227,7 +227,8 @@ def run(config, profile, out_dir):
         per_seed.append({name: containment(detector, seqs, fast_frames=ks, gammas=gs, proposal_sets=ps,
                                            desc=f"{run_dir} {name}")
                          for name, seqs in sets.items()})
-    means = {key: {name: float(np.mean([p[name][key] for p in per_seed])) for name in SETS} for key in per_seed[0][SETS[0]]}
+    means = {key: {name: float(np.mean([p[name][key] for p in per_seed])) for name in SETS}
+             for key in per_seed[0][SETS[0]]}
     chosen = choose(means)
     table = {rule_key(*key): {**{name: dict(mean=m[name], values=[p[name][key] for p in per_seed]) for name in SETS},
                               "score": float(np.mean(list(m.values())))} for key, m in means.items()}
