@@ -294,6 +294,36 @@ def wilson_interval(k, n, *, level=0.95):
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
+def rank_auc(y_true, y_score):
+    """ROC AUC from the ranks of the scores: the Mann-Whitney U statistic over n1 * n0.
+
+    The value :func:`sklearn.metrics.roc_auc_score` gives (tied scores count half), about twenty
+    times faster on a few hundred values, for bootstrap loops that compute it a thousand times.
+
+    Parameters
+    ----------
+    y_true : array (n,) of bool or {0, 1}
+    y_score : array (n,) of float
+
+    Returns
+    -------
+    float
+        The AUC; NaN when ``y_true`` holds one class only.
+
+    References
+    ----------
+    Hanley and McNeil, Radiology 143:29 (1982).
+    """
+    from scipy.stats import rankdata
+
+    y_true = np.asarray(y_true, dtype=bool)
+    n1 = int(y_true.sum())
+    n0 = y_true.size - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    return float((rankdata(y_score)[y_true].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
 def bootstrap_subjects(statistic, n_subjects, *, n_boot=N_BOOTSTRAP, level=0.95, seed=0, strata=None):
     """Percentile bootstrap interval of a statistic over subjects (resampled with replacement).
 
@@ -519,11 +549,11 @@ def evaluate_rois(subjects, probs, threshold, *, segment_cut=SEGMENT_RULE, inter
 def _segment_auc_interval(records, ids, seed):
     """Subject-bootstrap 95 % interval of the all-segment AUC (resampling slices with their segments)."""
     by_subject = [[r for r in records if r["subject"] == sid] for sid in ids]
+    truth = [np.array([r["truth"] for r in rows], bool) for rows in by_subject]
+    score = [np.array([r["score"] for r in rows], float) for rows in by_subject]
 
     def stat(idx):
-        rows = [r for i in idx for r in by_subject[i]]
-        t = [r["truth"] for r in rows]
-        return float(skm.roc_auc_score(t, [r["score"] for r in rows])) if 0 < sum(t) < len(t) else float("nan")
+        return rank_auc(np.concatenate([truth[i] for i in idx]), np.concatenate([score[i] for i in idx]))
 
     return bootstrap_subjects(stat, len(ids), seed=seed) if ids else None
 
@@ -551,7 +581,7 @@ def call_summary(per_subject):
                 specificity=_ratio(n["true negative"], neg), specificity_ci95=wilson_interval(n["true negative"], neg))
 
 
-__all__ = ["SEGMENT_RULE", "SEGMENT_CUTS", "CALL_MIN_PIXELS", "INTERVAL_METRICS", "N_BOOTSTRAP", "wilson_interval",
+__all__ = ["SEGMENT_RULE", "SEGMENT_CUTS", "CALL_MIN_PIXELS", "INTERVAL_METRICS", "N_BOOTSTRAP", "wilson_interval", "rank_auc",
            "sensitivity_at_specificity",
            "bootstrap_subjects", "mean_sd", "segment_percent", "slice_call", "call_outcome", "call_summary", "pixel_intervals", "confusion", "pixel_metrics", "curves", "youden_threshold", "dice_threshold", "infarct_size",
            "infarct_size_error", "segment_labels", "segment_records", "segment_metrics", "evaluate_rois"]

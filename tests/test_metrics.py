@@ -226,3 +226,18 @@ def test_bootstrap_subjects_keeps_each_stratum_its_size():
     assert lo == hi == 0.7  # 3 of stratum 0 and 7 of stratum 1 in every resample
     assert all(len(i) == 10 and set(i[:3]) <= {0, 1, 2} for i in seen)
     assert len({tuple(i) for i in seen}) > 1  # still resampled
+
+
+def test_rank_auc_is_sklearns_roc_auc_with_ties_and_nan_for_one_class():
+    from sklearn.metrics import roc_auc_score
+
+    from ofrnn.metrics import rank_auc
+
+    rng = np.random.default_rng(3)
+    for n, digits in ((7, 1), (60, 1), (300, 2), (300, 6)):  # few distinct scores: many ties
+        truth = rng.random(n) < 0.4
+        truth[:2] = [True, False]
+        score = np.round(rng.random(n) + 0.3 * truth, digits)
+        assert rank_auc(truth, score) == pytest.approx(roc_auc_score(truth, score), abs=1e-12)
+    assert rank_auc([1, 1, 0], [0.2, 0.9, 0.5]) == 0.5  # one of two positive pairs ranked right
+    assert np.isnan(rank_auc([1, 1], [0.2, 0.3])) and np.isnan(rank_auc([0, 0], [0.2, 0.3]))

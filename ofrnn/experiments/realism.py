@@ -585,7 +585,7 @@ def auc_with_interval(scores, is_real, subjects, *, n_boot, seed):
     simulated subjects resampled separately (:func:`ofrnn.metrics.bootstrap_subjects`)."""
     from sklearn.metrics import roc_auc_score
 
-    from ..metrics import bootstrap_subjects
+    from ..metrics import bootstrap_subjects, rank_auc
 
     number = {}  # subjects numbered in order of appearance
     subject = np.array([number.setdefault(s, len(number)) for s in subjects])
@@ -595,7 +595,7 @@ def auc_with_interval(scores, is_real, subjects, *, n_boot, seed):
 
     def auc(idx):
         rows = np.concatenate([frames_of[i] for i in idx])
-        return roc_auc_score(is_real[rows], scores[rows])
+        return rank_auc(is_real[rows], scores[rows])
 
     # stratum 0 = real subjects, drawn first
     lo, hi = bootstrap_subjects(auc, len(number), n_boot=n_boot, seed=seed, strata=~real_subject)
