@@ -482,19 +482,12 @@ def _end_to_end_section(m, e, cfg):
            f"trained here on {loc['frames']} frames of the fold's {loc['subjects']} training and validation subjects "
            f"in {loc['seconds'] / 60:.1f} min")
     own = "annotated ROI" if cfg["roi"] == "gt" else "ROI of the run's localizer"
-    rule = loc.get("rule")
-    if rule:  # ofrnn.localization.sequence_rule: the exponent a number, the levels a list
-        gamma = float(rule.get("motion_prior", 0))
-        levels = rule.get("motion_proposals") or []
-        rule = (f" Its sequence rule (`experiments/localization.toml` [detect], chosen by `make localize-rule`): "
-                f"detections on {rule.get('fast_frames', '?')} frames of each cine, boxes ranked by LV probability"
-                + (f" times the mean of m^{gamma:g} inside them (m: the cine's temporal change)" if gamma > 0 else
-                   " alone (the paper's ranking)")
-                + ", among selective search's proposals"
-                + (f" and the boxes of the regions where m exceeds {', '.join(f'{v:g}' for v in levels)} of its "
-                   "maximum (motion proposals)." if levels else " alone."))
-    else:
-        rule = ""
+    rule = ""
+    if loc.get("rule"):
+        from .localization import describe_sequence_rule  # a fold's report is written where TensorFlow runs
+
+        rule = (" Its sequence rule (`experiments/localization.toml` [detect], chosen by `make localize-rule`): "
+                f"{describe_sequence_rule(loc['rule'])}.")
     L = ["", "## End to end: ROIs from the heart localization layers", "",
          f"The fold's own heart localization layers (Fast R-CNN, profile `{loc.get('profile', 'full')}`; {how}; never "
          f"shown the test fold) find the ROI; the same network and threshold then score it.{rule} The detected ROI holds "

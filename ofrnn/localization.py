@@ -338,6 +338,31 @@ def sequence_rule(detect):
     return rule
 
 
+def describe_sequence_rule(rule):
+    """The sequence rule in words, for reports: what a cine's ROI comes from.
+
+    Parameters
+    ----------
+    rule : dict
+        :func:`sequence_rule`'s dict (as stored in a record or read back from JSON).
+
+    Returns
+    -------
+    str
+        One clause without a final full stop, e.g. "detections on 3 frames of each cine, boxes ranked
+        by LV probability times the mean of m^0.25 inside them (m: the cine's temporal change), among
+        selective search's proposals and the boxes of ... (motion proposals)".
+    """
+    gamma = float(rule.get("motion_prior", 0))
+    levels = rule.get("motion_proposals") or []
+    return (f"detections on {rule.get('fast_frames', '?')} frames of each cine, boxes ranked by LV probability"
+            + (f" times the mean of m^{gamma:g} inside them (m: the cine's temporal change)" if gamma > 0 else
+               " alone (the paper's ranking)")
+            + ", among selective search's proposals"
+            + (f" and the boxes of the regions where m exceeds {', '.join(f'{v:g}' for v in levels)} of its maximum "
+               "(motion proposals)" if levels else " alone (the paper's proposals)"))
+
+
 def apply_sequence_rule(detector, detect):
     """Set ``detector``'s :data:`SEQUENCE_RULE` settings from ``detect`` (a ``[detect]`` table).
 
@@ -700,7 +725,7 @@ class Detector:
         m = self.cine_motion(cine, motion_priors)
         extra = self.motion_proposals(cine, motion=m)
         scored = [self._score_frames([cine[t]], mode=mode, shared_proposals=False, extra=extra)[0] for t in frames]
-        return {g: self._sequence(self._rank(scored, p), frames) for g, p in self._priors(m, motion_priors).items()}
+        return {g: self._sequence(self._rank(scored, p), frames) for g, p in self.prior_maps(m, motion_priors).items()}
 
     def localize_grid(self, cine, *, frame_counts, motion_priors=(0.0, 1.0)):
         """Fast-mode :meth:`localize` for every (frame count, motion-prior exponent): {(n, gamma): result}.
@@ -715,7 +740,7 @@ class Detector:
         m = self.cine_motion(cine, motion_priors)
         scored = dict(zip(union.tolist(), self._score_frames(cine[union], mode="fast", shared_proposals=True,
                                                              extra=self.motion_proposals(cine, motion=m))))
-        priors = self._priors(m, motion_priors)
+        priors = self.prior_maps(m, motion_priors)
         return {(n, g): self._sequence(self._rank([scored[t] for t in frames.tolist()], priors[g]), frames)
                 for n, frames in chosen.items() for g in motion_priors}
 
@@ -726,8 +751,9 @@ class Detector:
         return self.motion_map(cine) if needed and len(cine) > 1 else None
 
     @staticmethod
-    def _priors(m, motion_priors):
-        # m ** gamma for each exponent (None: rank by LV probability alone)
+    def prior_maps(m, motion_priors):
+        """{gamma: m ** gamma} for each exponent, the ``prior`` :meth:`detect_frames` ranks by; None
+        for gamma 0 or without a map ``m`` (:meth:`cine_motion`): LV probability alone."""
         return {g: m ** g if g > 0 and m is not None else None for g in motion_priors}
 
     def _sequence(self, dets, frames):
@@ -913,11 +939,8 @@ def train_detector(frames, boxes, cfg, *, seed=0, progress=True, initial=None):
                      verbose=1 if progress else 0, shuffle=False)  # the generator draws at random itself
     settings = dict(input_size=S, percentiles=list(d["percentiles"]), bbox_std=list(d["bbox_std"]),
                     grow=list(d["grow"]), max_proposals=d["max_proposals"], nms_iou=d["nms_iou"], vote_iou=d["vote_iou"],
-                    fast_size=d["fast_size"],
-                    fast_frames=d["fast_frames"], sequence_min_iou=d["sequence_min_iou"],
-                    roi_margin=d["roi_margin"], motion_prior=motion_prior_power(d),
-                    motion_proposals=[float(t) for t in d.get("motion_proposals", ())],
-                    trained_on=len(frames), seed=seed, ofrnn_version=__version__,
+                    fast_size=d["fast_size"], sequence_min_iou=d["sequence_min_iou"], roi_margin=d["roi_margin"],
+                    **sequence_rule(d), trained_on=len(frames), seed=seed, ofrnn_version=__version__,
                     keras_version=keras.__version__, training_revision=TRAINING_REVISION)
     record = dict(history={k: [float(v) for v in vs] for k, vs in hist.history.items()},
                   proposal_seconds=t_prop, seconds=time.perf_counter() - t0)

@@ -135,7 +135,7 @@ def evaluate_set(detector, seqs, *, quality_frames, rng, desc):
         # per-frame fast detection as localize runs it: one proposal set shared by the frames
         m = detector.cine_motion(s["cine"], (gamma,))
         fast = dict(zip(dfr, detector.detect_frames(s["cine"][dfr], mode="fast", shared_proposals=True,
-                                                    prior=m ** gamma if gamma > 0 and m is not None else None,
+                                                    prior=detector.prior_maps(m, (gamma,))[gamma],
                                                     extra=detector.motion_proposals(s["cine"], motion=m))))
         for fr, m in s["masks"].items():
             row = dict(id=s["id"], frame=int(fr), roi_side=t.side)

@@ -197,7 +197,7 @@ def run(config, profile, out_dir):
     import keras
     import tensorflow as tf
 
-    from ..localization import load_detector, motion_prior_power
+    from ..localization import load_detector, sequence_rule
     from . import resolve_config
 
     t0 = time.perf_counter()
@@ -232,7 +232,7 @@ def run(config, profile, out_dir):
     chosen = choose(means)
     table = {rule_key(*key): {**{name: dict(mean=m[name], values=[p[name][key] for p in per_seed]) for name in SETS},
                               "score": float(np.mean(list(m.values())))} for key, m in means.items()}
-    det = read_toml(REPO / "experiments" / "localization.toml")["detect"]
+    configured = sequence_rule(read_toml(REPO / "experiments" / "localization.toml")["detect"])
     cine = sets["simulated"][0]["cine"]
     timing = dict(sequence_shape=list(cine.shape), threads=cfg["threads"], gamma=chosen[1],
                   motion_proposals=list(chosen[2]),
@@ -242,8 +242,7 @@ def run(config, profile, out_dir):
              sizes={name: dict(slices=len(seqs), frames=sum("o" in m for s in seqs for m in s["masks"].values()))
                     for name, seqs in sets.items()},
              table=table, chosen=[chosen[0], chosen[1], list(chosen[2])],
-             configured=[int(det["fast_frames"]), motion_prior_power(det),
-                         sorted(float(v) for v in det.get("motion_proposals") or ())],
+             configured=[configured["fast_frames"], configured["motion_prior"], sorted(configured["motion_proposals"])],
              timing=timing, seconds=time.perf_counter() - t0,
              versions=dict(ofrnn=__version__, tensorflow=tf.__version__, keras=keras.__version__, numpy=np.__version__,
                            python=platform.python_version()))

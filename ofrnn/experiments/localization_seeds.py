@@ -99,9 +99,9 @@ def collect(runs):
                            sets={k: {key: _read(v, get) for key, _, get in MEASURES}
                                                  for k, v in m["finetuned"]["sets"].items()})
                       for m in metrics if m.get("finetuned")), None)
-    detect = metrics[0]["settings"].get("detect", {})
-    rule = dict(fast_frames=detect.get("fast_frames"), motion_prior=float(detect.get("motion_prior", 0)),
-                motion_proposals=[float(t) for t in detect.get("motion_proposals", ())])
+    from ..localization import sequence_rule
+
+    rule = sequence_rule(metrics[0]["settings"].get("detect", {}))
     return dict(runs=list(runs), seeds=seeds, cohort_sha256=digests.pop(), sets=table,
                 sizes=sizes[0], finetuned=finetuned, rule=rule)
 
@@ -114,6 +114,8 @@ def _cell(s, fmt="{:.1f}"):
 
 
 def report(r):
+    from ..localization import describe_sequence_rule
+
     lines = ["# Heart localization over training seeds (phantom-only detector)", "",
              f"Seeds {', '.join(map(str, r['seeds']))} (`{'`, `'.join(r['runs'])}`), cohort sha256 `{r['cohort_sha256']}`. "
              "Mean ± sd (sample sd) over seeds, then the value of each seed. The seed draws the detector's weights and "
@@ -121,14 +123,8 @@ def report(r):
              "classifier is scored on: the spread is the whole pipeline's. The detector is trained on simulated frames "
              "only; real sets hold only the patients the phantom was not calibrated on. ACDC files carry no pixel "
              "spacing, so its centre error is in pixels.", "",
-             f"Configured sequence rule: detections on {r['rule']['fast_frames']} frames of each cine, boxes ranked by "
-             + (f"LV probability times the mean of m^{r['rule']['motion_prior']:g} inside them (m: the cine's temporal "
-                "change; the motion prior, an extension chosen on calibration data by `make localize-rule`)"
-                if r["rule"]["motion_prior"] else "LV probability alone (the paper's rule)")
-             + (f"; the boxes are selective search's and those around the cine's temporal-change regions at levels "
-                f"{', '.join(f'{t:g}' for t in r['rule']['motion_proposals'])} of its maximum (motion proposals, an "
-                "extension chosen on calibration data)" if r["rule"].get("motion_proposals") else
-                "; the boxes are selective search's (the paper's proposals)") + ".", "",
+             "Configured sequence rule (the motion prior and the motion proposals are extensions chosen on "
+             f"calibration data by `make localize-rule`): {describe_sequence_rule(r['rule'])}.", "",
              "| set | slices (frames) | " + " | ".join(title for _, title, _ in MEASURES) + " |",
              "|---|---|" + "---|" * len(MEASURES)]
     for name, row in r["sets"].items():
