@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from ofrnn.experiments import realism as R
 
@@ -339,3 +340,19 @@ def test_is_calibration_follows_the_split():
     assert is_calibration("sunnybrook", "SC-HF-I-1/slice03", split)
     assert not is_calibration("sunnybrook", "SC-HF-I-10/slice03", split)
     assert not is_calibration("sunnybrook", "SC-HF-I-2/slice03", split)
+
+
+def test_blood_depth_measures_known_answer():
+    shape = (80, 80)
+    pool = _disk(shape, 40, 40, 15)
+    depth = ndi.distance_transform_edt(pool)
+    img = np.where(pool, 1.0, 0.3)
+    m = R.blood_depth_measures(img, pool)
+    assert m["blood_core_rim"] == pytest.approx(1.0)
+    assert m["blood_spread"] == pytest.approx(0.0)
+    img[(depth >= 2) & (depth < 4)] = 0.8  # a dark rim, a bright core
+    img[depth >= 6] = 1.2
+    assert R.blood_depth_measures(img, pool)["blood_core_rim"] == pytest.approx(1.5)
+    small = _disk(shape, 40, 40, 4)  # no core six pixels deep
+    assert np.isnan(R.blood_depth_measures(img, small)["blood_core_rim"])
+    assert np.isnan(R.blood_depth_measures(img, np.zeros(shape, bool))["blood_spread"])

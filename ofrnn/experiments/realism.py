@@ -69,9 +69,13 @@ TISSUE_LABELS = {"myocardium_blood": "myocardium / blood", "snr": "blood / noise
                  "blood_percentile": "blood percentile in body",
                  **{f"body_q{q}": f"body q{q} / blood" for q in BODY_QUANTILES},
                  "bright_share": "bright share", "dark_share": "dark share", "body_fraction": "body share of FOV",
-                 "air_blood": "air / blood"}
+                 "air_blood": "air / blood", "blood_core_rim": "blood core / rim",
+                 "blood_spread": "blood IQR / median"}
 #: the report's number format of a tissue measure (the rest: two decimals)
 TISSUE_FORMATS = {"blood_percentile": "{:.1f}", "snr": "{:.1f}", "air_blood": "{:.3f}"}
+#: depths (pixels from the LV blood pool's contour) of :func:`blood_depth_measures`: the rim
+#: [RIM_DEPTH), clear of the contour's own pixel, and the core from CORE_DEPTH inwards
+RIM_DEPTH, CORE_DEPTH = (2, 4), 6
 #: inner edges of the intensity levels over the LV blood median at which :func:`level_shares`
 #: splits the whole frame: air and lung (< 0.1), dark tissue, grey tissue (most myocardium, liver,
 #: muscle), bright tissue with the darker half of the blood pool (the top edge is its median), and
@@ -297,8 +301,9 @@ def tissue_measures(image, blood, myocardium):
     < 0.15 x blood: lung and gas), ``body_fraction`` (body share of the field of view), ``air_blood``
     (median of the frame outside the body over the blood median, exact zeros left out: a
     reconstruction's blanked corners; NaN with fewer than 100 such pixels), and the whole frame's
-    ``level<i>`` and ``p99_blood`` (:func:`level_shares`), and the body's pixel-scale texture by
-    intensity band (:func:`pixel_scale_measures`).
+    ``level<i>`` and ``p99_blood`` (:func:`level_shares`), the blood pool from its contour inwards
+    (:func:`blood_depth_measures`), and the body's pixel-scale texture by intensity band
+    (:func:`pixel_scale_measures`).
     """
     img = np.asarray(image, np.float32)
     b = float(np.median(img[blood]))
@@ -313,6 +318,7 @@ def tissue_measures(image, blood, myocardium):
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
     out.update(level_shares(img, b))
+    out.update(blood_depth_measures(img, blood))
     out.update(pixel_scale_measures(img, body))
     step = nearest_skin(body, img, blood, b)
     out["skin_direction_deg"] = display_angle_deg(*step)
@@ -321,6 +327,39 @@ def tissue_measures(image, blood, myocardium):
     out["skin_distance_lv"] = (float(np.hypot(*step) / equivalent_diameter(blood | myocardium)) if has_myocardium
                                else float("nan"))
     return out
+
+
+def blood_depth_measures(image, blood):
+    """How the LV blood pool's signal changes from its contour inwards (in-flow and the
+    trabeculated rim; :func:`ofrnn.simulate.render.blood_inflow`).
+
+    Parameters
+    ----------
+    image : (H, W) array
+    blood : (H, W) bool array, the LV blood pool (cavity).
+
+    Returns
+    -------
+    dict: ``blood_core_rim``, the median of the pool's pixels at least :data:`CORE_DEPTH` pixels
+    from its contour over the median of those :data:`RIM_DEPTH` pixels from it (NaN when either
+    holds fewer than 10 pixels: a small pool); ``blood_spread``, the interquartile range over the
+    median of the pool's pixels at least 2 pixels from the contour (NaN under 10 pixels). Depth is
+    in pixels, as ACDC's copy keeps no spacing (its pixels, 1.4-1.7 mm, are the phantom's and
+    Sunnybrook's size).
+    """
+    from scipy import ndimage as ndi
+
+    img = np.asarray(image, np.float64)
+    depth = ndi.distance_transform_edt(np.asarray(blood, bool))
+    rim = img[(depth >= RIM_DEPTH[0]) & (depth < RIM_DEPTH[1])]
+    core = img[depth >= CORE_DEPTH]
+    inner = img[depth >= 2]
+    nan = float("nan")
+    core_rim = float(np.median(core) / np.median(rim)) if min(rim.size, core.size) >= 10 else nan
+    if inner.size < 10:
+        return dict(blood_core_rim=core_rim, blood_spread=nan)
+    q25, q50, q75 = np.percentile(inner, (25, 50, 75))
+    return dict(blood_core_rim=core_rim, blood_spread=float((q75 - q25) / q50) if q50 > 0 else nan)
 
 
 def _centre_distance(shape):
@@ -982,7 +1021,10 @@ def _report(m):
           "liver, muscle or lung: they show in the body quantiles and in the bright share (>= 0.7 x blood: fat and "
           "fluid in bSSFP) and the dark share (< 0.15 x blood: lung and gas). Blood / noise: the blood median over "
           "Immerkaer's noise estimate (edges bias it low). Air / blood: the median outside the body (noise, "
-          "ghosts; a reconstruction's blanked zeros left out).", ""]
+          "ghosts; a reconstruction's blanked zeros left out). Blood core / rim: the LV blood pool's median "
+          f"{CORE_DEPTH} or more pixels from its contour over its median {RIM_DEPTH[0]}-{RIM_DEPTH[1]} pixels from "
+          "it (in-flow brightens the fast core, the slow blood by the trabeculated wall stays dark); blood IQR / "
+          "median: over the pool's pixels 2 or more from the contour (`realism.blood_depth_measures`).", ""]
     L += ["| group | frames (subjects) | " + " | ".join(TISSUE_LABELS.values()) + " |",
           "|---" * (len(TISSUE_LABELS) + 2) + "|"]
     for name, r in g.items():

@@ -37,6 +37,7 @@ from .mri import Tissue, smooth_field
 SCENE_STREAM = 0x5CE7E
 ACQUISITION_STREAM = 0xAC0
 VESSEL_STREAM = 0x7E55E1
+INFLOW_STREAM = 0xF1011
 
 
 def substream(seed, stream):
