@@ -267,13 +267,17 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     # the smoke profile measures the first 3 patients of each real group (max_real_patients)
     assert m["groups"]["acdc evaluation"]["subjects"] == 3 and m["groups"]["sunnybrook evaluation"]["subjects"] == 2
     assert m["groups"]["acdc evaluation"]["myocardium_blood"]["median"] > 0
-    for png in ("gallery", "crops", "texture", "geometry", "roc"):
+    for png in ("gallery", "crops", "texture", "geometry", "profiles", "roc"):
         assert (tmp_path / f"{png}.png").stat().st_size > 1000
     assert len(m["separating_statistics"]) == 12
     assert len(m["classifier_leaning"]["terms"]) == 12
     for group in m["groups"].values():
         assert sum(group[f"level{i}"]["mean"] for i in range(len(R.LEVEL_EDGES) + 1)) == pytest.approx(1.0)
         assert 0 < group["p99_blood"]["median"] < np.inf
+    # the blood pool's profile is over its own median: about 1 at some depth
+    acdc = m["groups"]["acdc evaluation"]
+    profile = [acdc[k]["median"] for k in R.PROFILE_KEYS["blood"] if acdc.get(k)]
+    assert min(profile) < 1.05 and max(profile) > 0.95
     report = (tmp_path / "report.md").read_text()
     assert "Separability" in report and "What gives the phantom away" in report
     assert not re.search(r"\bnan\b", report)
@@ -353,6 +357,27 @@ def test_blood_depth_measures_known_answer():
     img[(depth >= 2) & (depth < 4)] = 0.8  # a dark rim, a bright core
     img[depth >= 6] = 1.2
     assert R.blood_depth_measures(img, pool)["blood_core_rim"] == pytest.approx(1.5)
+    # the profile by depth over the pool's median: the rim bins at 0.8, the core ones at 1.2
+    profile = [m2 for m2 in (R.blood_depth_measures(img, pool)[k] for k in R.PROFILE_KEYS["blood"])]
+    assert profile[1] == pytest.approx(0.8 / np.median(img[pool]))
+    assert profile[-1] == pytest.approx(1.2 / np.median(img[pool]))
     small = _disk(shape, 40, 40, 4)  # no core six pixels deep
     assert np.isnan(R.blood_depth_measures(img, small)["blood_core_rim"])
     assert np.isnan(R.blood_depth_measures(img, np.zeros(shape, bool))["blood_spread"])
+
+
+def test_air_distance_profile_known_answer():
+    """Air that fades away from the body reads so bin by bin; blanked zeros and sparse bins do not count."""
+    shape = (200, 200)
+    body = _disk(shape, 100, 100, 40)
+    distance = ndi.distance_transform_edt(~body)
+    img = np.where(body, 1.0, 0.05 * np.exp(-distance / 30))
+    img[:, 190:] = 0  # blanked by the reconstruction
+    out = R.air_distance_profile(img, body, 0.5)
+    edges = (*R.AIR_DISTANCE_EDGES, np.inf)
+    values = [out[k] for k in R.PROFILE_KEYS["air"]]
+    for i, v in enumerate(values[:-1]):
+        ring = (distance >= edges[i]) & (distance < edges[i + 1]) & (img > 0)
+        assert v == pytest.approx(np.median(img[ring]) / 0.5)
+    assert all(a > b for a, b in zip(values[:-2], values[1:-1]))  # fading
+    assert np.isnan(R.air_distance_profile(np.ones(shape), np.ones(shape, bool), 1.0)[R.PROFILE_KEYS["air"][0]])

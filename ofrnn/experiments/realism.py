@@ -76,6 +76,14 @@ TISSUE_FORMATS = {"blood_percentile": "{:.1f}", "snr": "{:.1f}", "air_blood": "{
 #: depths (pixels from the LV blood pool's contour) of :func:`blood_depth_measures`: the rim
 #: [RIM_DEPTH), clear of the contour's own pixel, and the core from CORE_DEPTH inwards
 RIM_DEPTH, CORE_DEPTH = (2, 4), 6
+#: inner edges (pixels) of the depth bins of the blood pool's profile (:func:`blood_depth_measures`)
+#: and of the distance bins of the air's profile beside the body (:func:`air_distance_profile`);
+#: the last bin of each is open
+BLOOD_DEPTH_EDGES = (1, 2, 3, 4, 6, 8, 11)
+AIR_DISTANCE_EDGES = (1, 4, 8, 16, 32, 64)
+#: the per-frame profile keys, in bin order
+PROFILE_KEYS = dict(blood=[f"blood_depth{i}" for i in range(len(BLOOD_DEPTH_EDGES))],
+                    air=[f"air_distance{i}" for i in range(len(AIR_DISTANCE_EDGES))])
 #: inner edges of the intensity levels over the LV blood median at which :func:`level_shares`
 #: splits the whole frame: air and lung (< 0.1), dark tissue, grey tissue (most myocardium, liver,
 #: muscle), bright tissue with the darker half of the blood pool (the top edge is its median), and
@@ -302,8 +310,8 @@ def tissue_measures(image, blood, myocardium):
     (median of the frame outside the body over the blood median, exact zeros left out: a
     reconstruction's blanked corners; NaN with fewer than 100 such pixels), and the whole frame's
     ``level<i>`` and ``p99_blood`` (:func:`level_shares`), the blood pool from its contour inwards
-    (:func:`blood_depth_measures`), and the body's pixel-scale texture by intensity band
-    (:func:`pixel_scale_measures`).
+    (:func:`blood_depth_measures`), the air away from the body (:func:`air_distance_profile`), and
+    the body's pixel-scale texture by intensity band (:func:`pixel_scale_measures`).
     """
     img = np.asarray(image, np.float32)
     b = float(np.median(img[blood]))
@@ -319,6 +327,7 @@ def tissue_measures(image, blood, myocardium):
         out[f"body_q{q}"] = float(val / b)
     out.update(level_shares(img, b))
     out.update(blood_depth_measures(img, blood))
+    out.update(air_distance_profile(img, body, b))
     out.update(pixel_scale_measures(img, body))
     step = nearest_skin(body, img, blood, b)
     out["skin_direction_deg"] = display_angle_deg(*step)
@@ -326,6 +335,16 @@ def tissue_measures(image, blood, myocardium):
     # the LV is blood and myocardium, so frames contoured at the endocardium only get NaN
     out["skin_distance_lv"] = (float(np.hypot(*step) / equivalent_diameter(blood | myocardium)) if has_myocardium
                                else float("nan"))
+    return out
+
+
+def _binned_medians(values, where, edges, *, min_pixels):
+    """Median of ``values`` over ``where`` in each bin [edges[i], edges[i + 1]) (the last open);
+    NaN for bins with fewer than ``min_pixels``."""
+    out = []
+    for lo, hi in zip(edges, (*edges[1:], np.inf)):
+        v = values[(where >= lo) & (where < hi)]
+        out.append(float(np.median(v)) if v.size >= min_pixels else float("nan"))
     return out
 
 
@@ -343,23 +362,48 @@ def blood_depth_measures(image, blood):
     dict: ``blood_core_rim``, the median of the pool's pixels at least :data:`CORE_DEPTH` pixels
     from its contour over the median of those :data:`RIM_DEPTH` pixels from it (NaN when either
     holds fewer than 10 pixels: a small pool); ``blood_spread``, the interquartile range over the
-    median of the pool's pixels at least 2 pixels from the contour (NaN under 10 pixels). Depth is
-    in pixels, as ACDC's copy keeps no spacing (its pixels, 1.4-1.7 mm, are the phantom's and
-    Sunnybrook's size).
+    median of the pool's pixels at least 2 pixels from the contour (NaN under 10 pixels); and the
+    profile ``blood_depth<i>``, the median in each bin of :data:`BLOOD_DEPTH_EDGES` over the
+    pool's median (NaN under 5 pixels). Depth is in pixels, as ACDC's copy keeps no spacing (its
+    pixels, 1.4-1.7 mm, are the phantom's and Sunnybrook's size).
     """
     from scipy import ndimage as ndi
 
     img = np.asarray(image, np.float64)
-    depth = ndi.distance_transform_edt(np.asarray(blood, bool))
+    pool = np.asarray(blood, bool)
+    depth = ndi.distance_transform_edt(pool)
     rim = img[(depth >= RIM_DEPTH[0]) & (depth < RIM_DEPTH[1])]
     core = img[depth >= CORE_DEPTH]
     inner = img[depth >= 2]
     nan = float("nan")
-    core_rim = float(np.median(core) / np.median(rim)) if min(rim.size, core.size) >= 10 else nan
-    if inner.size < 10:
-        return dict(blood_core_rim=core_rim, blood_spread=nan)
-    q25, q50, q75 = np.percentile(inner, (25, 50, 75))
-    return dict(blood_core_rim=core_rim, blood_spread=float((q75 - q25) / q50) if q50 > 0 else nan)
+    out = dict(blood_core_rim=float(np.median(core) / np.median(rim)) if min(rim.size, core.size) >= 10 else nan,
+               blood_spread=nan, **dict.fromkeys(PROFILE_KEYS["blood"], nan))
+    if inner.size >= 10:
+        q25, q50, q75 = np.percentile(inner, (25, 50, 75))
+        out["blood_spread"] = float((q75 - q25) / q50) if q50 > 0 else nan
+    if pool.any():
+        level = float(np.median(img[pool]))
+        out.update(zip(PROFILE_KEYS["blood"], np.array(_binned_medians(img, depth, BLOOD_DEPTH_EDGES, min_pixels=5))
+                       / level if level > 0 else [nan] * len(BLOOD_DEPTH_EDGES)))
+    return out
+
+
+def air_distance_profile(image, body, blood_level):
+    """The air beside the body: its median over ``blood_level`` in each bin of distance (pixels)
+    from the body, :data:`AIR_DISTANCE_EDGES` (a reconstruction's blanked zeros left out; NaN under
+    50 pixels). Real cines hold a haze there that fades away from the body; a noise floor is flat.
+
+    Returns
+    -------
+    dict of float, keys ``PROFILE_KEYS["air"]``.
+    """
+    from scipy import ndimage as ndi
+
+    img = np.asarray(image, np.float64)
+    distance = ndi.distance_transform_edt(~np.asarray(body, bool))
+    distance[img == 0] = -1  # no bin
+    medians = np.array(_binned_medians(img, distance, AIR_DISTANCE_EDGES, min_pixels=50)) / blood_level
+    return dict(zip(PROFILE_KEYS["air"], medians.tolist()))
 
 
 def _centre_distance(shape):
@@ -804,7 +848,8 @@ def group_summaries(frames, stats, tissue, groups, subjects):
         # short over long side: 1 for a square field of view, below for a rectangular one
         aspect=np.array([min(f["image"].shape) / max(f["image"].shape) for f in frames]),
         **{k: np.array([r[k] if r is not None else np.nan for r in tissue])
-           for k in (*TISSUE_LABELS, *LEVEL_LABELS, *PIXEL_SCALE_LABELS, "skin_direction_deg", "skin_distance_lv")})
+           for k in (*TISSUE_LABELS, *LEVEL_LABELS, *PIXEL_SCALE_LABELS, *PROFILE_KEYS["blood"], *PROFILE_KEYS["air"],
+                     "skin_direction_deg", "skin_distance_lv")})
     by_group = {}
     for g in GROUPS:
         idx = np.flatnonzero(groups == g)
@@ -864,7 +909,8 @@ def run(config, profile, out_dir):
                                  scikit_learn=sklearn.__version__, scikit_image=skimage.__version__))
     write_json(out_dir / "metrics.json", metrics, nan_as_null=True)
     atomic_write_text(out_dir / "report.md", _report(metrics))
-    print(f"wrote {out_dir}/metrics.json, report.md, gallery.png, crops.png, texture.png, geometry.png, roc.png")
+    print(f"wrote {out_dir}/metrics.json, report.md, gallery.png, crops.png, texture.png, geometry.png, profiles.png, "
+          "roc.png")
     for name, table in (("calibration frames, grouped CV", separability_calibration),
                         ("evaluation frames", {k: v.get("all") for k, v in separability.items()})):
         c = table.get("statistics")
@@ -953,6 +999,28 @@ def _figures(frames, groups, evaluation, by_group, per_frame, curves, is_real, c
     save_figure(fig, out_dir / "geometry.png", dpi=90)
     plt.close(fig)
 
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
+    for a, (kind, edges, xlabel, ylabel) in zip(ax, (
+            ("blood", BLOOD_DEPTH_EDGES, "depth from the LV blood pool's contour (px)", "LV blood / its median"),
+            ("air", AIR_DISTANCE_EDGES, "distance from the body (px)", "air outside the body / blood median"))):
+        x = np.arange(len(edges))
+        for g, r in by_group.items():
+            rows = [r.get(k) for k in PROFILE_KEYS[kind]]
+            if not any(rows):
+                continue
+            med, q1, q3 = (np.array([row[q] if row else np.nan for row in rows]) for q in ("median", "q1", "q3"))
+            a.plot(x, med, marker="o", lw=2 if g == "simulated" else 1, label=g)
+            a.fill_between(x, q1, q3, alpha=0.12)
+        a.set_xticks(x, [f"{lo}-{hi}" for lo, hi in zip(edges, edges[1:])] + [f">= {edges[-1]}"], fontsize=8)
+        a.set_xlabel(xlabel)
+        a.set_ylabel(ylabel)
+    ax[1].set_yscale("log")
+    ax[0].legend(fontsize=7)
+    fig.suptitle("median (IQR) over frames", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "profiles.png", dpi=90)
+    plt.close(fig)
+
     from sklearn.metrics import roc_curve
 
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
@@ -1024,7 +1092,9 @@ def _report(m):
           "ghosts; a reconstruction's blanked zeros left out). Blood core / rim: the LV blood pool's median "
           f"{CORE_DEPTH} or more pixels from its contour over its median {RIM_DEPTH[0]}-{RIM_DEPTH[1]} pixels from "
           "it (in-flow brightens the fast core, the slow blood by the trabeculated wall stays dark); blood IQR / "
-          "median: over the pool's pixels 2 or more from the contour (`realism.blood_depth_measures`).", ""]
+          "median: over the pool's pixels 2 or more from the contour (`realism.blood_depth_measures`). The whole "
+          "profiles, and the air's beside the body (`realism.air_distance_profile`; a haze that fades away from "
+          "the body in real cines, a flat noise floor in the phantom):", "", "![profiles](profiles.png)", ""]
     L += ["| group | frames (subjects) | " + " | ".join(TISSUE_LABELS.values()) + " |",
           "|---" * (len(TISSUE_LABELS) + 2) + "|"]
     for name, r in g.items():
