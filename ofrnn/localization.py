@@ -644,25 +644,36 @@ class Detector:
 
     def _score_frames(self, frames, *, mode, shared_proposals, extra=None):
         """Proposals, LV probabilities and regressed boxes of each frame (the costly part of detection)."""
+        return self._score_frame_sets(frames, mode=mode, shared_proposals=shared_proposals, extras=[extra])[0]
+
+    def _score_frame_sets(self, frames, *, mode, shared_proposals, extras):
+        """:meth:`_score_frames` for several sets of extra boxes at once: one list of per-frame
+        results per entry of ``extras`` (None or empty: selective search alone). Selective search
+        runs once per frame, and every set's boxes go through the network in one pass, where boxes
+        that several sets share are scored once (:meth:`score_proposals` scores each group of
+        boxes that snap to the same feature cells once)."""
         s = self.settings
         frames = [np.asarray(f, dtype=np.float32) for f in frames]
         imgs, maps, rois = [], [], []
         for k, f in enumerate(frames):
             img, factor, offset = to_detector(f, input_size=s["input_size"], percentiles=s["percentiles"])
             if k == 0 or not shared_proposals or f.shape != frames[0].shape:
-                props = P.region_proposals(f, mode=mode, size=s["fast_size"], grow=tuple(s["grow"]),
+                found = P.region_proposals(f, mode=mode, size=s["fast_size"], grow=tuple(s["grow"]),
                                            max_proposals=s["max_proposals"])
-                if extra is not None and len(extra):
-                    props = P.unique_boxes(props, extra)
+                props = [P.unique_boxes(found, e) if e is not None and len(e) else found for e in extras]
             imgs.append(img)
             maps.append((f.shape, factor, offset, props))
-            rois.append(P.clip_boxes(boxes_to_detector(props, factor, offset), img.shape))
+            rois.append(np.concatenate([P.clip_boxes(boxes_to_detector(b, factor, offset), img.shape) for b in props]))
         n = max(len(r) for r in rois)
         # pad every frame's RoIs to one count by repeating its first RoI (scores of pads are dropped)
         batch = np.stack([np.concatenate([r, np.repeat(r[:1], n - len(r), axis=0)]) for r in rois])
         probs, boxes = self.score_proposals(np.stack(imgs), batch)
-        return [(shape, factor, offset, props, p[:len(props)], b[:len(props)])
-                for (shape, factor, offset, props), p, b in zip(maps, probs, boxes)]
+        out = [[] for _ in extras]
+        for (shape, factor, offset, props), p, b in zip(maps, probs, boxes):
+            ends = np.cumsum([len(q) for q in props])
+            for i, (q, end) in enumerate(zip(props, ends)):
+                out[i].append((shape, factor, offset, q, p[end - len(q):end], b[end - len(q):end]))
+        return out
 
     def _rank(self, scored, prior=None):
         """The best box per scored frame: NMS and box voting on LV probability (times the prior's box mean)."""
@@ -680,10 +691,10 @@ class Detector:
         """:func:`motion_map` of a cine in this detector's space."""
         return motion_map(cine, input_size=self.settings["input_size"], percentiles=self.settings["percentiles"])
 
-    def motion_proposals(self, cine, motion=None):
-        """:func:`motion_proposals` of a cine at the ``motion_proposals`` thresholds (none when unset);
-        ``motion``: its :meth:`motion_map`, when already computed."""
-        thresholds = self.settings.get("motion_proposals") or ()
+    def motion_proposals(self, cine, motion=None, levels=None):
+        """:func:`motion_proposals` of a cine at the ``motion_proposals`` thresholds (none when unset),
+        or at ``levels`` when given; ``motion``: its :meth:`motion_map`, when already computed."""
+        thresholds = (self.settings.get("motion_proposals") or ()) if levels is None else levels
         if not thresholds:  # bundles before the setting, and the paper's selective search alone
             return np.zeros((0, 4))
         return motion_proposals(cine, input_size=self.settings["input_size"], percentiles=self.settings["percentiles"],
@@ -727,27 +738,39 @@ class Detector:
         scored = [self._score_frames([cine[t]], mode=mode, shared_proposals=False, extra=extra)[0] for t in frames]
         return {g: self._sequence(self._rank(scored, p), frames) for g, p in self.prior_maps(m, motion_priors).items()}
 
-    def localize_grid(self, cine, *, frame_counts, motion_priors=(0.0, 1.0)):
+    def localize_grid(self, cine, *, frame_counts, motion_priors=(0.0, 1.0), proposal_sets=None):
         """Fast-mode :meth:`localize` for every (frame count, motion-prior exponent): {(n, gamma): result}.
 
         The frames of all counts (``n`` spread over the cycle, frame 0 first) are scored in one pass
         on frame 0's proposals; only which frames are merged, and how boxes are ranked, differ.
+        ``proposal_sets``: tuples of motion-proposal levels (() for none) to try in place of the
+        ``motion_proposals`` setting, all in the same pass; the result is then keyed
+        (n, gamma, levels).
         """
         cine = _as_cine(cine)
         T = cine.shape[0]
+        sets = [None] if proposal_sets is None else [tuple(p) for p in proposal_sets]
         chosen = {n: np.unique(np.linspace(0, T - 1, min(T, n)).round().astype(int)) for n in frame_counts}
         union = np.unique(np.concatenate(list(chosen.values())))
-        m = self.cine_motion(cine, motion_priors)
-        scored = dict(zip(union.tolist(), self._score_frames(cine[union], mode="fast", shared_proposals=True,
-                                                             extra=self.motion_proposals(cine, motion=m))))
+        m = self.cine_motion(cine, motion_priors, proposal_sets=proposal_sets)
+        scored = self._score_frame_sets(cine[union], mode="fast", shared_proposals=True,
+                                        extras=[self.motion_proposals(cine, motion=m, levels=p) for p in sets])
         priors = self.prior_maps(m, motion_priors)
-        return {(n, g): self._sequence(self._rank([scored[t] for t in frames.tolist()], priors[g]), frames)
-                for n, frames in chosen.items() for g in motion_priors}
+        out = {}
+        for p, per_frame in zip(sets, scored):
+            by_frame = dict(zip(union.tolist(), per_frame))
+            for n, frames in chosen.items():
+                for g in motion_priors:
+                    ranked = self._rank([by_frame[t] for t in frames.tolist()], priors[g])
+                    out[(n, g) if p is None else (n, g, p)] = self._sequence(ranked, frames)
+        return out
 
-    def cine_motion(self, cine, motion_priors):
+    def cine_motion(self, cine, motion_priors, proposal_sets=None):
         """The cine's :meth:`motion_map`, computed once for what reads it: a motion prior exponent in
-        ``motion_priors`` above 0, or the motion proposals; None when neither does, or for one frame."""
-        needed = any(g > 0 for g in motion_priors) or bool(self.settings.get("motion_proposals"))
+        ``motion_priors`` above 0, or motion proposals (the setting's, or any of ``proposal_sets``);
+        None when neither does, or for one frame."""
+        levels = bool(self.settings.get("motion_proposals")) if proposal_sets is None else any(proposal_sets)
+        needed = any(g > 0 for g in motion_priors) or levels
         return self.motion_map(cine) if needed and len(cine) > 1 else None
 
     @staticmethod

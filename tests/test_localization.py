@@ -215,6 +215,26 @@ def test_extra_boxes_join_every_frames_proposals_and_are_scored():
         assert any(np.allclose(b, extra[0]) for b in d1["proposals"])
 
 
+def test_sets_of_extra_boxes_scored_in_one_pass_equal_each_set_scored_alone():
+    from ofrnn.localization import Detector, build_fast_rcnn
+
+    net = build_fast_rcnn(input_size=32, filters=(4, 4, 4, 4, 4), stride=4, pooled_size=(2, 2), fc_units=8)
+    det = Detector(net, dict(input_size=32, percentiles=[1, 99], bbox_std=[0.1, 0.1, 0.2, 0.2], fast_size=64,
+                             grow=[1.0], max_proposals=2000, nms_iou=0.3, vote_iou=0.5))
+    img, _, _ = ring_frame(np.random.default_rng(8), size=64)
+    frames = [img, img * 0.9]
+    extras = [None, np.array([[3.25, 5.0, 40.5, 37.0]]), np.array([[3.25, 5.0, 40.5, 37.0], [10.0, 8.0, 50.0, 44.0]])]
+    together = det._score_frame_sets(frames, mode="fast", shared_proposals=True, extras=extras)
+    assert len(together) == len(extras)
+    for e, per_frame in zip(extras, together):
+        alone = det._score_frames(frames, mode="fast", shared_proposals=True, extra=e)
+        assert len(per_frame) == len(frames)
+        for a, b in zip(alone, per_frame):
+            np.testing.assert_array_equal(a[3], b[3])  # the same proposals, in the same order
+            np.testing.assert_allclose(a[4], b[4], rtol=1e-5, atol=1e-6)  # their LV probabilities
+            np.testing.assert_allclose(a[5], b[5], rtol=1e-5, atol=1e-4)  # and regressed boxes
+
+
 def test_roi_crop_uncrop_maps_back_to_the_image():
     img, gt, myo = ring_frame(np.random.default_rng(4), size=160)
     t = sequence_transform(gt.astype(int))
@@ -546,23 +566,27 @@ def test_sequence_rule_choice_takes_the_best_mean_and_breaks_ties_to_the_paper()
     assert choose(table) == (3, 1.0, on)  # the best mean, whatever it needs
 
 
-def test_rule_grid_scores_each_set_of_motion_proposals_on_its_own_copy_of_the_detector(monkeypatch, tmp_path):
-    """The rule's grid: each set of motion-proposal levels is scored by a copy of the detector with
-    that setting (here a stub that finds the LV only with proposals), the detector itself untouched."""
+def test_rule_grid_scores_each_set_of_motion_proposals_in_one_pass(monkeypatch, tmp_path):
+    """The rule's grid: every set of motion-proposal levels comes from one detection pass per slice
+    (here a stub that finds the LV only with proposals), the detector's own setting untouched and
+    used when no sets are given."""
     from ofrnn.experiments import localization_rule as LR
 
     class Stub:
         settings = dict(motion_proposals=[0.3], fast_frames=3)
+        calls = 0
 
-        def localize_grid(self, cine, *, frame_counts, motion_priors):
-            found = bool(self.settings["motion_proposals"])
-            return {(n, g): dict(transform=found) for n in frame_counts for g in motion_priors}
+        def localize_grid(self, cine, *, frame_counts, motion_priors, proposal_sets):
+            self.calls += 1
+            return {(n, g, p): dict(transform=bool(p)) for n in frame_counts for g in motion_priors
+                    for p in proposal_sets}
 
     monkeypatch.setattr(LR, "_contained", lambda mask, transform: transform)
     stub = Stub()
     seqs = [dict(cine=None, masks={0: {"o": 1}, 5: {"i": 1}})]  # one frame with an epicardium to score
     out = LR.containment(stub, seqs, fast_frames=[3, 9], gammas=[0.0, 1.0], proposal_sets=[(), (0.2, 0.4)], desc="t")
     assert out == {(k, g, p): 100.0 * bool(p) for k in (3, 9) for g in (0.0, 1.0) for p in ((), (0.2, 0.4))}
+    assert stub.calls == 1
     assert stub.settings == dict(motion_proposals=[0.3], fast_frames=3)
     assert LR.rule_key(3, 0.25, ()) == "3/0.25/off" and LR.rule_key(9, 1.0, [0.4, 0.2]) == "9/1/0.2, 0.4"
     assert LR.containment(stub, seqs, fast_frames=[3], gammas=[0.0], desc="t") == {(3, 0.0, (0.3,)): 100.0}
@@ -612,7 +636,9 @@ def test_localize_variants_detects_on_fast_frames_and_raises_the_map_to_gamma():
 
     m = np.full((100, 100), 0.2)
     m[55:85, 55:85] = 1.0
-    det._score_frames, det.motion_map = score, lambda cine: m
+    det._score_frame_sets = lambda frames, *, mode, shared_proposals, extras: [
+        score(frames, mode=mode, shared_proposals=shared_proposals, extra=e) for e in extras]
+    det.motion_map = lambda cine: m
     cine = np.zeros((25, 100, 100), np.float32)
     out = det.localize_variants(cine, mode="fast", motion_priors=(0.0, 0.1, 0.5), fast_frames=9)
     assert seen == [9] and len(out[0.5]["frames"]) == 9
@@ -642,7 +668,9 @@ def test_localize_grid_scores_every_frame_count_in_one_pass_as_localize_variants
 
     m = np.full((100, 100), 0.2)
     m[55:85, 55:85] = 1.0
-    det._score_frames, det.motion_map = score, lambda cine: m
+    det._score_frame_sets = lambda frames, *, mode, shared_proposals, extras: [
+        score(frames, mode=mode, shared_proposals=shared_proposals, extra=e) for e in extras]
+    det.motion_map = lambda cine: m
     cine = np.zeros((25, 100, 100), np.float32)
     cine[:, 0, 0] = np.arange(25)
     grid = det.localize_grid(cine, frame_counts=(3, 9), motion_priors=(0.0, 0.5))

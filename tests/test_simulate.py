@@ -519,8 +519,27 @@ def test_acquire_without_noise_is_the_zero_filled_reconstruction(shape, phase_ax
     assert np.mean(out == np.rint(expected)) > 0.95
 
 
-def test_softened_fat_boundaries_change_only_a_band_about_them_and_no_ground_truth(monkeypatch):
+#: every ground truth of a subject: what a change of appearance alone must leave as it was
+GROUND_TRUTH = ("myocardium", "infarct", "aha_segments", "lv_box", "myocardium_t", "lv_cavity_t", "flow", "flow_valid")
+
+
+def _switched(monkeypatch, switch, values, seed, level, acq):
+    """The same subject simulated with the module setting ``switch`` at each of ``values``, after
+    checking that the frames differ and every ground truth does not."""
     import ofrnn.simulate as sim
+
+    out = []
+    for v in values:
+        monkeypatch.setattr(sim, switch, v)
+        out.append(simulate_subject(seed, level, acq))
+    a, b = out
+    assert not np.array_equal(a.cine, b.cine)
+    for field in GROUND_TRUTH:
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    return a, b
+
+
+def test_softened_fat_boundaries_change_only_a_band_about_them_and_no_ground_truth(monkeypatch):
     from ofrnn.simulate.render import soften_fat_boundaries
 
     mat = np.full((60, 60), Tissue.MUSCLE, np.uint8)
@@ -536,13 +555,7 @@ def test_softened_fat_boundaries_change_only_a_band_about_them_and_no_ground_tru
     z = soften_fat_boundaries(smap * np.complex64(np.exp(0.3j)), mat, 2.0)
     np.testing.assert_allclose(z, out * np.exp(0.3j), atol=1e-6)
     # in a subject, the frames change and no ground truth does
-    monkeypatch.setattr(sim, "FAT_PARTIAL_VOLUME_MM", 0.0)
-    a = simulate_subject(5, "mid", Acquisition(matrix=128))
-    monkeypatch.setattr(sim, "FAT_PARTIAL_VOLUME_MM", 0.7)
-    b = simulate_subject(5, "mid", Acquisition(matrix=128))
-    assert not np.array_equal(a.cine, b.cine)
-    for field in ("myocardium", "infarct", "aha_segments", "lv_box", "myocardium_t", "lv_cavity_t", "flow", "flow_valid"):
-        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    _switched(monkeypatch, "FAT_PARTIAL_VOLUME_MM", (0.0, 0.7), 5, "mid", Acquisition(matrix=128))
 
 
 
@@ -616,16 +629,7 @@ def test_bands_indexed_over_two_periods_and_a_field_interpolated_inside_pixels()
 
 
 def test_signed_bands_change_the_frames_and_no_ground_truth(monkeypatch):
-    import ofrnn.simulate as sim
-
-    acq = Acquisition(matrix=128, field_t=3.0)
-    monkeypatch.setattr(sim, "SIGNED_BANDS", False)
-    a = simulate_subject(7, "basal", acq)
-    monkeypatch.setattr(sim, "SIGNED_BANDS", True)
-    b = simulate_subject(7, "basal", acq)
-    assert not np.array_equal(a.cine, b.cine)
-    for field in ("myocardium", "infarct", "aha_segments", "lv_box", "myocardium_t", "lv_cavity_t", "flow", "flow_valid"):
-        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    _switched(monkeypatch, "SIGNED_BANDS", (False, True), 7, "basal", Acquisition(matrix=128, field_t=3.0))
 
 
 def test_small_vessels_dot_lung_liver_and_spleen_and_change_no_ground_truth(monkeypatch):
@@ -706,18 +710,10 @@ def test_blood_inflow_brightens_the_cavity_core_and_changes_no_ground_truth(monk
     import ofrnn.simulate as sim
     from ofrnn.experiments.realism import blood_depth_measures
 
-    acq = Acquisition(matrix=128, snr=400.0)
-    monkeypatch.setattr(sim, "BLOOD_INFLOW", False)
-    a = simulate_subject(3, "mid", acq)
-    monkeypatch.setattr(sim, "BLOOD_INFLOW", True)
-    b = simulate_subject(3, "mid", acq)
+    a, b = _switched(monkeypatch, "BLOOD_INFLOW", (False, True), 3, "mid", Acquisition(matrix=128, snr=400.0))
     assert "inflow_amplitude" not in a.attrs
     assert sim.INFLOW_AMPLITUDE[0] <= b.attrs["inflow_amplitude"] <= sim.INFLOW_AMPLITUDE[1]
     assert sim.INFLOW_LENGTH_MM[0] <= b.attrs["inflow_length_mm"] <= sim.INFLOW_LENGTH_MM[1]
-    assert not np.array_equal(a.cine, b.cine)
-    for field in ("myocardium", "infarct", "aha_segments", "lv_box", "myocardium_t", "lv_cavity_t", "flow",
-                  "flow_valid"):
-        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     # every frame's cavity (its own walls) brightens inwards with the profile, and not without it
     for t in (0, b.attrs["es_frame"]):
         cavity = b.lv_cavity_t[t].astype(bool)

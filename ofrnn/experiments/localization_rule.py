@@ -78,17 +78,18 @@ def containment(detector, seqs, *, fast_frames, gammas, proposal_sets=None, desc
 
     ``seqs``: dicts with ``cine`` (T, H, W) and ``masks`` {frame: {"o": epicardial mask}}, as
     :func:`ofrnn.experiments.localization.evaluate_set` takes them. ``proposal_sets``: tuples of
-    levels (default: the detector's own setting alone). Returns {(k, gamma, levels): percent}.
+    levels (default: the detector's own setting alone), all scored in one detection pass per slice
+    (:meth:`ofrnn.localization.Detector.localize_grid`). Returns {(k, gamma, levels): percent}.
     """
     if proposal_sets is None:
         proposal_sets = (tuple(detector.settings.get("motion_proposals") or ()),)
+    proposal_sets = [tuple(p) for p in proposal_sets]
     hits = {(k, g, p): [] for k in fast_frames for g in gammas for p in proposal_sets}
-    variants = {p: with_proposals(detector, p) for p in proposal_sets}
     for s in tqdm(seqs, desc=desc, unit="slice"):
-        for p, variant in variants.items():
-            found = variant.localize_grid(s["cine"], frame_counts=tuple(fast_frames), motion_priors=tuple(gammas))
-            for (k, g), f in found.items():
-                hits[k, g, p] += [_contained(m["o"], f["transform"]) for m in s["masks"].values() if "o" in m]
+        found = detector.localize_grid(s["cine"], frame_counts=tuple(fast_frames), motion_priors=tuple(gammas),
+                                       proposal_sets=proposal_sets)
+        for key, f in found.items():
+            hits[key] += [_contained(m["o"], f["transform"]) for m in s["masks"].values() if "o" in m]
     return {key: 100 * float(np.mean(v)) for key, v in hits.items()}
 
 
