@@ -752,7 +752,7 @@ class Detector:
         sets = [None] if proposal_sets is None else [tuple(p) for p in proposal_sets]
         chosen = {n: np.unique(np.linspace(0, T - 1, min(T, n)).round().astype(int)) for n in frame_counts}
         union = np.unique(np.concatenate(list(chosen.values())))
-        m = self.cine_motion(cine, motion_priors, proposal_sets=proposal_sets)
+        m = self.cine_motion(cine, motion_priors, proposal_sets=None if proposal_sets is None else sets)
         scored = self._score_frame_sets(cine[union], mode="fast", shared_proposals=True,
                                         extras=[self.motion_proposals(cine, motion=m, levels=p) for p in sets])
         priors = self.prior_maps(m, motion_priors)

@@ -221,18 +221,22 @@ def test_sets_of_extra_boxes_scored_in_one_pass_equal_each_set_scored_alone():
     net = build_fast_rcnn(input_size=32, filters=(4, 4, 4, 4, 4), stride=4, pooled_size=(2, 2), fc_units=8)
     det = Detector(net, dict(input_size=32, percentiles=[1, 99], bbox_std=[0.1, 0.1, 0.2, 0.2], fast_size=64,
                              grow=[1.0], max_proposals=2000, nms_iou=0.3, vote_iou=0.5))
-    img, _, _ = ring_frame(np.random.default_rng(8), size=64)
-    frames = [img, img * 0.9]
+    rng = np.random.default_rng(8)
+    # frames of other content and other shapes, so each has its own proposals and RoI count (padding)
+    frames = [ring_frame(rng, size=64)[0], ring_frame(rng, size=64)[0], ring_frame(rng, size=56)[0]]
     extras = [None, np.array([[3.25, 5.0, 40.5, 37.0]]), np.array([[3.25, 5.0, 40.5, 37.0], [10.0, 8.0, 50.0, 44.0]])]
-    together = det._score_frame_sets(frames, mode="fast", shared_proposals=True, extras=extras)
-    assert len(together) == len(extras)
-    for e, per_frame in zip(extras, together):
-        alone = det._score_frames(frames, mode="fast", shared_proposals=True, extra=e)
-        assert len(per_frame) == len(frames)
-        for a, b in zip(alone, per_frame):
-            np.testing.assert_array_equal(a[3], b[3])  # the same proposals, in the same order
-            np.testing.assert_allclose(a[4], b[4], rtol=1e-5, atol=1e-6)  # their LV probabilities
-            np.testing.assert_allclose(a[5], b[5], rtol=1e-5, atol=1e-4)  # and regressed boxes
+    for shared in (True, False):
+        together = det._score_frame_sets(frames, mode="fast", shared_proposals=shared, extras=extras)
+        assert len(together) == len(extras)
+        for e, per_frame in zip(extras, together):
+            alone = det._score_frames(frames, mode="fast", shared_proposals=shared, extra=e)
+            assert len(per_frame) == len(frames)
+            for a, b in zip(alone, per_frame):
+                assert a[0] == b[0]  # the frame's own shape
+                np.testing.assert_array_equal(a[3], b[3])  # the same proposals, in the same order
+                np.testing.assert_allclose(a[4], b[4], rtol=1e-5, atol=1e-6)  # their LV probabilities
+                np.testing.assert_allclose(a[5], b[5], rtol=1e-5, atol=1e-4)  # and regressed boxes
+    assert len(together[0][0][3]) != len(together[0][2][3])  # unequal counts: the batch was padded
 
 
 def test_roi_crop_uncrop_maps_back_to_the_image():
@@ -649,6 +653,35 @@ def test_localize_variants_detects_on_fast_frames_and_raises_the_map_to_gamma():
     assert len(det.localize(cine)["frames"]) == 3 and seen[-1] == 3  # the setting, when not overridden
     np.testing.assert_allclose(det.localize(cine)["box"], props[1])
     np.testing.assert_allclose(det.localize(cine, motion_prior=0)["box"], props[0])
+
+
+def test_localize_grid_tries_each_set_of_motion_proposals_in_the_same_pass():
+    """proposal_sets: the motion boxes of each set's levels (none for ()) go to one scoring call, the
+    motion map is computed for them even with no motion prior, and the grid is keyed by the set."""
+    from ofrnn.localization import Detector
+
+    det = Detector(None, dict(fast_frames=3, nms_iou=0.3, vote_iou=0.5, sequence_min_iou=0.3, roi_margin=0.15,
+                              input_size=48, percentiles=[1, 99], motion_proposals=[0.9]))
+    props = np.array([[10, 10, 30, 30], [60, 60, 80, 80]], float)
+    calls, maps = [], []
+
+    def score_sets(frames, *, mode, shared_proposals, extras):
+        calls.append([None if e is None else len(e) for e in extras])
+        # the LV found only where a set brought motion boxes
+        return [[((100, 100), 1.0, np.zeros(2), props, np.array([0.9, 0.7] if len(e) else [0.7, 0.9]),
+                  props.copy()) for _ in frames] for e in extras]
+
+    det._score_frame_sets = score_sets
+    det.motion_map = lambda cine: maps.append(1) or np.ones((48, 48))
+    det.motion_proposals = lambda cine, motion=None, levels=None: np.zeros((0, 4)) if not levels else props[:1]
+    cine = np.zeros((25, 100, 100), np.float32)
+    grid = det.localize_grid(cine, frame_counts=(3, 9), motion_priors=(0.0,), proposal_sets=[(), (0.2, 0.4)])
+    assert calls == [[0, 1]] and maps == [1]
+    assert set(grid) == {(n, 0.0, p) for n in (3, 9) for p in ((), (0.2, 0.4))}
+    np.testing.assert_allclose(grid[3, 0.0, (0.2, 0.4)]["box"], props[0])
+    np.testing.assert_allclose(grid[3, 0.0, ()]["box"], props[1])
+    # without sets: the detector's own setting, keyed (n, gamma) as before
+    assert set(det.localize_grid(cine, frame_counts=(3,), motion_priors=(0.0,))) == {(3, 0.0)}
 
 
 def test_localize_grid_scores_every_frame_count_in_one_pass_as_localize_variants_would():

@@ -357,10 +357,14 @@ def test_blood_depth_measures_known_answer():
     img[(depth >= 2) & (depth < 4)] = 0.8  # a dark rim, a bright core
     img[depth >= 6] = 1.2
     assert R.blood_depth_measures(img, pool)["blood_core_rim"] == pytest.approx(1.5)
-    # the profile by depth over the pool's median: the rim bins at 0.8, the core ones at 1.2
-    profile = [m2 for m2 in (R.blood_depth_measures(img, pool)[k] for k in R.PROFILE_KEYS["blood"])]
-    assert profile[1] == pytest.approx(0.8 / np.median(img[pool]))
-    assert profile[-1] == pytest.approx(1.2 / np.median(img[pool]))
+    # the profile by depth over the pool's median, bin by bin
+    m = R.blood_depth_measures(img, pool)
+    level = np.median(img[pool])
+    edges = (*R.BLOOD_DEPTH_EDGES, np.inf)
+    for i, key in enumerate(R.PROFILE_KEYS["blood"]):
+        assert m[key] == pytest.approx(np.median(img[(depth >= edges[i]) & (depth < edges[i + 1])]) / level)
+    assert m[R.PROFILE_KEYS["blood"][1]] == pytest.approx(0.8 / level)  # 2-3 px: the dark rim
+    assert m[R.PROFILE_KEYS["blood"][-1]] == pytest.approx(1.2 / level)  # 11+ px: the bright core
     small = _disk(shape, 40, 40, 4)  # no core six pixels deep
     assert np.isnan(R.blood_depth_measures(img, small)["blood_core_rim"])
     assert np.isnan(R.blood_depth_measures(img, np.zeros(shape, bool))["blood_spread"])

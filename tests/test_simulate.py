@@ -708,7 +708,7 @@ def test_blood_inflow_is_dark_at_the_walls_bright_in_the_core_and_only_in_blood(
 
 def test_blood_inflow_brightens_the_cavity_core_and_changes_no_ground_truth(monkeypatch):
     import ofrnn.simulate as sim
-    from ofrnn.experiments.realism import blood_depth_measures
+    from ofrnn.experiments.realism import blood_depth_measures, noise_level
 
     a, b = _switched(monkeypatch, "BLOOD_INFLOW", (False, True), 3, "mid", Acquisition(matrix=128, snr=400.0))
     assert "inflow_amplitude" not in a.attrs
@@ -721,9 +721,10 @@ def test_blood_inflow_brightens_the_cavity_core_and_changes_no_ground_truth(monk
         after = blood_depth_measures(b.cine[t], cavity)["blood_core_rim"]
         assert before == pytest.approx(1.0, abs=0.05)
         assert after > before + 0.1
-    # away from the heart the frame is the same but for the reconstruction's ringing (the noise is
-    # drawn alike: the profile draws from a stream of its own)
+    # away from the heart the frame is the same pixel for pixel but for the reconstruction's ringing:
+    # the noise is drawn alike, as the profile draws from a stream of its own (noise drawn again
+    # would differ by about the noise level everywhere)
     far = np.ones(a.cine.shape[1:], bool)
     ys, xs = np.nonzero(b.lv_cavity_t.any(0))
     far[max(ys.min() - 30, 0):ys.max() + 30, max(xs.min() - 30, 0):xs.max() + 30] = False
-    assert np.abs(a.cine[0][far].mean() / b.cine[0][far].mean() - 1) < 0.02
+    assert np.median(np.abs(a.cine[0] - b.cine[0])[far]) < 0.1 * noise_level(a.cine[0])

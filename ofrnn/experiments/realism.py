@@ -383,27 +383,35 @@ def blood_depth_measures(image, blood):
         out["blood_spread"] = float((q75 - q25) / q50) if q50 > 0 else nan
     if pool.any():
         level = float(np.median(img[pool]))
-        out.update(zip(PROFILE_KEYS["blood"], np.array(_binned_medians(img, depth, BLOOD_DEPTH_EDGES, min_pixels=5))
-                       / level if level > 0 else [nan] * len(BLOOD_DEPTH_EDGES)))
+        medians = _binned_medians(img, depth, BLOOD_DEPTH_EDGES, min_pixels=5)
+        out.update(zip(PROFILE_KEYS["blood"], [v / level if level > 0 else nan for v in medians]))
     return out
 
 
 def air_distance_profile(image, body, blood_level):
-    """The air beside the body: its median over ``blood_level`` in each bin of distance (pixels)
-    from the body, :data:`AIR_DISTANCE_EDGES` (a reconstruction's blanked zeros left out; NaN under
-    50 pixels). Real cines hold a haze there that fades away from the body; a noise floor is flat.
+    """The air beside the body, bin by bin of distance from it. Real cines hold a haze there that
+    fades away from the body; a noise floor is flat.
+
+    Parameters
+    ----------
+    image : (H, W) array
+    body : (H, W) bool array, the body (:func:`body_mask`).
+    blood_level : float
+        The LV blood median, in the image's units.
 
     Returns
     -------
-    dict of float, keys ``PROFILE_KEYS["air"]``.
+    dict of float, keys ``PROFILE_KEYS["air"]``: the median of the pixels outside the body in each
+    bin of :data:`AIR_DISTANCE_EDGES` (pixels from the body; a reconstruction's blanked zeros left
+    out) over ``blood_level``; NaN for bins of fewer than 50 pixels.
     """
     from scipy import ndimage as ndi
 
     img = np.asarray(image, np.float64)
     distance = ndi.distance_transform_edt(~np.asarray(body, bool))
     distance[img == 0] = -1  # no bin
-    medians = np.array(_binned_medians(img, distance, AIR_DISTANCE_EDGES, min_pixels=50)) / blood_level
-    return dict(zip(PROFILE_KEYS["air"], medians.tolist()))
+    medians = _binned_medians(img, distance, AIR_DISTANCE_EDGES, min_pixels=50)
+    return dict(zip(PROFILE_KEYS["air"], [v / blood_level for v in medians]))
 
 
 def _centre_distance(shape):

@@ -55,7 +55,7 @@ SIGNED_BANDS = True
 #: depth ``L`` (mm), drawn per subject from a stream of their own (:data:`.scene.INFLOW_STREAM`), so
 #: nothing else drawn changes. The calibration frames' LV blood brightens from the contour inwards
 #: (`make realism`'s "blood core / rim": ACDC 061-080 1.23, SC-HF-I-1 1.72), the phantom's uniform
-#: blood does not (0.99); these ranges give 1.21-1.22 on the two tuning draws. Off: switched on, the
+#: blood does not (0.99 on the tuning draws); these ranges give 1.21-1.22 on them. Off: switched on, the
 #: realism statistics lost on both draws (0.901 -> 0.909, 0.934 -> 0.949; the darker rim softens
 #: the blood-myocardium edge, docs/phantom-realism.md), and it changes the cohort's frames
 BLOOD_INFLOW = False

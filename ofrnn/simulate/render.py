@@ -236,7 +236,8 @@ def blood_inflow(lab, step_mm, *, amplitude, length_mm, blood=VENTRICULAR_BLOOD)
     is fast throughout, and a wall layer millimetres deep would dim the small ones.
 
     With ``d`` the distance (mm) from a blood point to the nearest point that is not ``blood``, the
-    factor is ``1 - a + 2 a (1 - exp(-d / L))``: ``1 - a`` at the wall, ``1 + a`` in the core. It is
+    factor is ``1 - a + 2 a (1 - exp(-d / L))``: about ``1 - a`` at the wall (``d`` is one grid step
+    there), ``1 + a`` in the core. It is
     centred on the steady state because the table's blood level
     (:func:`ofrnn.simulate.mri.signal_table`) was set on the calibration frames' median
     myocardium / blood. The shape was set on the calibration frames' LV blood by depth from the
@@ -309,12 +310,9 @@ def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture,
         table, index = band
         smap = smap * table[mat, index]
     smap = soften_fat_boundaries(smap, mat, fat_partial_volume_mm / spacing * k)
-    if inflow is not None:
-        amplitude, length_mm = inflow
-        frame0 = _block_mean(smap * blood_inflow(mat, spacing / k, amplitude=amplitude, length_mm=length_mm), k)
-    else:
-        frame0 = _block_mean(smap, k)
-    frame0 = frame0.astype(np.complex64 if np.iscomplexobj(smap) else np.float32)
+    # the in-flow profile is applied frame by frame below: the ventricles lie inside the moving window
+    # (the heart's radius with its RV and fat is within r_taper < r_window), which every frame overwrites
+    frame0 = _block_mean(smap, k).astype(np.complex64 if np.iscomplexobj(smap) else np.float32)
     myo_labels = (Tissue.LV_MYOCARDIUM, Tissue.LV_INFARCT)
     cav_labels = (Tissue.LV_BLOOD, Tissue.PAPILLARY, Tissue.TRABECULAE)
     solid = np.isin(mat, SOLID)
@@ -348,7 +346,7 @@ def render(anatomy: Anatomy, motion: Motion, *, shape, spacing, signal, texture,
         lab = mat[ir, ic]
         values = smap[ir, ic]
         if inflow is not None:  # by the distance from this frame's walls
-            values = values * blood_inflow(lab, spacing / k, amplitude=amplitude, length_mm=length_mm)
+            values = values * blood_inflow(lab, spacing / k, amplitude=inflow[0], length_mm=inflow[1])
         frames[t, y0:y1, x0:x1] = _block_mean(values, k)
         myo_t[t, y0:y1, x0:x1] = _block_frac(np.isin(lab, myo_labels), k) >= 0.5
         cav_t[t, y0:y1, x0:x1] = _block_frac(np.isin(lab, cav_labels), k) >= 0.5
