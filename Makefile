@@ -99,7 +99,7 @@ localize-seeds: $(COHORT)
 	$(OFRNN) experiment localization_seeds --out results/localization-seeds
 # make localize-rule: the sequence rule (frames detected on, motion-prior exponent, motion proposals)
 # chosen on calibration data only, with the three seeds' bundles -> results/localization-rule/report.md
-# (7 min quiet); set its choice in experiments/localization.toml [detect], then make
+# (4 min quiet); set its choice in experiments/localization.toml [detect], then make
 # localize-rescore scores the three bundles again under it and writes it into them, without retraining
 # them (seed 0's fine-tuned variant is fine-tuned again)
 .PHONY: localize-rule localize-rescore

@@ -769,8 +769,8 @@ class Detector:
         """The cine's :meth:`motion_map`, computed once for what reads it: a motion prior exponent in
         ``motion_priors`` above 0, or motion proposals (the setting's, or any of ``proposal_sets``);
         None when neither does, or for one frame."""
-        levels = bool(self.settings.get("motion_proposals")) if proposal_sets is None else any(proposal_sets)
-        needed = any(g > 0 for g in motion_priors) or levels
+        proposals = bool(self.settings.get("motion_proposals")) if proposal_sets is None else any(proposal_sets)
+        needed = any(g > 0 for g in motion_priors) or proposals
         return self.motion_map(cine) if needed and len(cine) > 1 else None
 
     @staticmethod

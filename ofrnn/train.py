@@ -353,8 +353,8 @@ def fold_localizer(cohort, ids, cfg, *, cache_dir, progress=True):
         frames, boxes = training_frames(c, ids, lcfg["data"]["frames_per_subject"])
     if progress:
         print(f"heart localization layers: training on {len(frames)} frames of {len(ids)} subjects")
+    # train_detector stores the same rule (sequence_rule of the same [detect] table) in its settings
     detector, history = train_detector(frames, boxes, lcfg, seed=lcfg["seed"], progress=progress)
-    apply_sequence_rule(detector, rule)
     detector.save(folder)
     record = dict(subjects=len(ids), frames=len(frames), profile=cfg.localizer_profile,
                   seconds=time.perf_counter() - t0, loss=history["history"].get("loss", [])[-1:])

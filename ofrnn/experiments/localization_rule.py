@@ -29,7 +29,6 @@ set by hand in ``experiments/localization.toml`` [detect]; the report says wheth
 """
 from __future__ import annotations
 
-import copy
 import platform
 import time
 from pathlib import Path
@@ -45,26 +44,6 @@ from .realdata import REAL_FOLDERS, SHARED, real_sequences
 
 REPO = Path(__file__).resolve().parents[2]
 SETS = ("acdc", "sunnybrook", "simulated")
-
-
-def with_proposals(detector, levels):
-    """``detector`` proposing motion boxes at ``levels``.
-
-    Parameters
-    ----------
-    detector : ofrnn.localization.Detector
-    levels : sequence of float
-        Levels of the motion map's maximum (:func:`ofrnn.localization.motion_proposals`); empty:
-        selective search alone.
-
-    Returns
-    -------
-    ofrnn.localization.Detector
-        A shallow copy with its own settings, sharing the network; ``detector`` is unchanged.
-    """
-    variant = copy.copy(detector)
-    variant.settings = {**detector.settings, "motion_proposals": list(levels)}
-    return variant
 
 
 def proposals_label(levels):
@@ -129,12 +108,13 @@ def calibration_sets(cfg):
     return sets
 
 
-def _seconds(detector, cine, fast_frames, gamma, repeats=5):
-    """Median seconds of one fast-mode localization of ``cine`` on ``fast_frames`` frames with exponent ``gamma``."""
+def _seconds(detector, cine, fast_frames, gamma, levels, repeats=5):
+    """Median seconds of one fast-mode localization of ``cine`` on ``fast_frames`` frames with exponent
+    ``gamma`` and motion proposals at ``levels``."""
     times = []
     for _ in range(repeats + 1):  # the first call traces the graph
         t0 = time.perf_counter()
-        detector.localize_variants(cine, mode="fast", motion_priors=(gamma,), fast_frames=fast_frames)
+        detector.localize_grid(cine, frame_counts=(fast_frames,), motion_priors=(gamma,), proposal_sets=[levels])
         times.append(time.perf_counter() - t0)
     return float(np.median(times[1:]))
 
@@ -237,7 +217,7 @@ def run(config, profile, out_dir):
     cine = sets["simulated"][0]["cine"]
     timing = dict(sequence_shape=list(cine.shape), threads=cfg["threads"], gamma=chosen[1],
                   motion_proposals=list(chosen[2]),
-                  seconds={str(k): _seconds(with_proposals(detector, chosen[2]), cine, k, chosen[1]) for k in ks})
+                  seconds={str(k): _seconds(detector, cine, k, chosen[1], chosen[2]) for k in ks})
     r = dict(runs=list(cfg["runs"]), seeds=seeds, simulated=cfg["simulated"],
              grid=dict(fast_frames=ks, motion_prior=gs, motion_proposals=[list(p) for p in ps]),
              sizes={name: dict(slices=len(seqs), frames=sum("o" in m for s in seqs for m in s["masks"].values()))

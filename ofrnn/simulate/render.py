@@ -237,10 +237,9 @@ def blood_inflow(lab, step_mm, *, amplitude, length_mm, blood=VENTRICULAR_BLOOD)
 
     With ``d`` the distance (mm) from a blood point to the nearest point that is not ``blood``, the
     factor is ``1 - a + 2 a (1 - exp(-d / L))``: about ``1 - a`` at the wall (``d`` is one grid step
-    there), ``1 + a`` in the core. It is
-    centred on the steady state because the table's blood level
-    (:func:`ofrnn.simulate.mri.signal_table`) was set on the calibration frames' median
-    myocardium / blood. The shape was set on the calibration frames' LV blood by depth from the
+    there), ``1 + a`` in the core. It is centred on the steady state because the table's blood level
+    (:func:`ofrnn.simulate.mri.signal_table`) was set on the calibration frames' median myocardium /
+    blood. The shape was set on the calibration frames' LV blood by depth from the
     contour (``make realism-calibrate``, "blood core / rim").
 
     Parameters
