@@ -33,7 +33,7 @@ def run(args):
     import time
 
     from ..errors import OfrnnError
-    from ..simulate import Acquisition, simulate_cohort
+    from ..simulate import Acquisition, keep_freed_memory, simulate_cohort
 
     if args.subjects < 1:
         raise OfrnnError("must be at least 1", field="--subjects")
@@ -45,6 +45,8 @@ def run(args):
         Acquisition(**acq)
     except ValueError as e:
         raise OfrnnError(str(e), field="acquisition") from None
+    if args.jobs == 1:  # this process simulates (the workers set it themselves)
+        keep_freed_memory()
     t0 = time.perf_counter()
     ids = simulate_cohort(args.out, n_subjects=args.subjects, seed=args.seed, jobs=args.jobs,
                           progress=not args.quiet, **acq)

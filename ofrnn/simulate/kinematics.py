@@ -180,8 +180,13 @@ class FrameMap:
         v = np.clip(query, 0, self.r1) / self._dR
         j0 = np.minimum(v.astype(np.intp), N_RADII - 2)
         wr = v - j0
-        lo = table[a0, j0] * (1 - wa) + table[a1, j0] * wa
-        hi = table[a0, j0 + 1] * (1 - wa) + table[a1, j0 + 1] * wa
+        # flat indices into the C-ordered table: one gather per corner is several times faster than
+        # two-array fancy indexing, and reads the same values (the cohort's bytes do not change)
+        flat = table.ravel()
+        i0 = a0 * N_RADII + j0
+        i1 = a1 * N_RADII + j0
+        lo = flat.take(i0) * (1 - wa) + flat.take(i1) * wa
+        hi = flat.take(i0 + 1) * (1 - wa) + flat.take(i1 + 1) * wa
         out = lo + (hi - lo) * wr
         return np.where(query >= self.r1, query, out)
 
