@@ -185,6 +185,24 @@ def test_subject_folds_keep_subjects_whole_and_are_seeded():
         assert len({a[i] for i, t in enumerate(subjects) if t == s}) == 1
 
 
+def test_calibration_folds_do_not_depend_on_whether_evaluation_patients_are_loaded():
+    """The tuning CV of `make realism` (evaluation patients loaded) and of `make realism-calibrate`
+    (not loaded) must put every calibration and simulated subject in the same fold."""
+    sim = [f"S{i:03d}" for i in range(30) for _ in range(2)]
+    cal = [f"patient{i:03d}" for i in range(61, 81) for _ in range(2)]
+    ev = [f"patient{i:03d}" for i in range(41, 61) for _ in range(2)]
+    is_real = np.r_[np.zeros(len(sim), bool), np.ones(len(cal) + len(ev), bool)]
+    calibration = np.r_[np.zeros(len(sim), bool), np.ones(len(cal), bool), np.zeros(len(ev), bool)]
+    with_eval = R.class_folds(sim + cal + ev, R.frame_strata(is_real, calibration), 5, seed=0)
+    n = len(sim) + len(cal)
+    without = R.class_folds(sim + cal, R.frame_strata(is_real[:n], calibration[:n]), 5, seed=0)
+    assert np.array_equal(with_eval[:n], without)
+    for stratum in (~is_real, calibration, is_real & ~calibration):  # every fold holds each stratum
+        assert set(with_eval[stratum]) == set(range(5))
+    # with real / simulated as the only strata the calibration patients' folds moved
+    assert not np.array_equal(R.class_folds(sim + cal + ev, is_real, 5, seed=0)[:n], without)
+
+
 def test_cross_fit_scores_each_frame_once_by_a_model_that_never_saw_it():
     rng = np.random.default_rng(0)
     n_sim, n_cal, n_eval = 40, 10, 12
@@ -263,6 +281,10 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
             assert 0 <= m["separability"][name][real_set]["auc"] <= 1
     for name in ("statistics", "intensity", "gradient", "lbp", "spectrum", "cnn, whole frames", "cnn, heart-centred crops"):
         assert 0 <= m["separability_calibration"][name]["auc"] <= 1, name
+    # the statistics' calibration CV on two draws of the folds, the first the one reported
+    draws = m["separability_calibration"]["statistics"]["fold_draws"]
+    assert len(draws) == 2 and draws[0] == pytest.approx(m["separability_calibration"]["statistics"]["auc"])
+    assert "fold_draws" not in m["separability_calibration"]["cnn, whole frames"]
     assert m["groups"]["simulated"]["frames"] == 12
     # the smoke profile measures the first 3 patients of each real group (max_real_patients)
     assert m["groups"]["acdc evaluation"]["subjects"] == 3 and m["groups"]["sunnybrook evaluation"]["subjects"] == 2
