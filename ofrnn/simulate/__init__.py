@@ -252,8 +252,10 @@ def keep_freed_memory():
 
     Rendering allocates and frees arrays of a few megabytes hundreds of times per subject; glibc
     serves each from a fresh ``mmap`` and hands it back on free, so every one costs page faults:
-    about 15 % of a subject's time (2 min 43 s against 2 min 22 s for ``make data``, measured
-    2026-12-06 on the 2-core build machine). Raising the mmap and trim thresholds
+    ``ofrnn simulate --subjects 114 --jobs 2`` took 159.5 s (40 s of it system time) before this
+    and the renderer's flat gathers, and 136.9 s (6 s) with both, back to back on the 2-core build
+    machine (2026-12-06, the same bytes); five subjects in one process, gathers in both: 11-12.7 s
+    with it, 13.6-15.5 s without. Raising the mmap and trim thresholds
     (``mallopt(3)``) keeps the freed memory for the next array; the peak memory is the same
     (about 350 MB per worker) and so is every value computed. A no-op where the C library is
     not glibc. Called in the simulator's own processes only (the workers of

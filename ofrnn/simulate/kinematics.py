@@ -180,7 +180,7 @@ class FrameMap:
         v = np.clip(query, 0, self.r1) / self._dR
         j0 = np.minimum(v.astype(np.intp), N_RADII - 2)
         wr = v - j0
-        # flat indices into the C-ordered table: one gather per corner is several times faster than
+        # flat indices into the C-ordered table: one gather per corner is about three times faster than
         # two-array fancy indexing, and reads the same values (the cohort's bytes do not change)
         flat = table.ravel()
         i0 = a0 * N_RADII + j0
