@@ -1106,11 +1106,14 @@ def _report(m):
         cells = [f"{r[k]['auc']:.3f} [{r[k]['ci95'][0]:.3f}, {r[k]['ci95'][1]:.3f}] ({r[k]['real_frames']} / "
                  f"{r[k]['simulated_frames']} frames)" if k in r else "n/a" for k in ("all", "acdc", "sunnybrook")]
         L.append(f"| {f'statistics: {name} alone' if name in STATISTICS else name} | " + " | ".join(cells) + " |")
+    draws = m["settings"]["classifier"]["fold_draws"]
     L += ["", f"Tuning numbers (calibration real frames and simulated frames only, grouped cross-validation: "
           f"{m['settings']['classifier']['folds']} folds for the statistics, {m['settings']['cnn']['folds']} for the "
-          "CNNs, which thus train on fewer frames than in the evaluation above): AUC "
-          + ", ".join(f"{k} {c['auc']:.3f}" + (f" ({c['auc_fold_draws_mean']:.3f} ± {c['auc_fold_draws_sd']:.3f} over "
-                                               f"{len(c['fold_draws'])} draws of the folds)" if "fold_draws" in c else "")
+          "CNNs, which thus train on fewer frames than in the evaluation above"
+          + (f"; in brackets the mean ± sd over {draws} draws of the statistics' folds, as the draw alone moves "
+             "the AUC by a few hundredths" if draws > 1 else "") + "): AUC "
+          + ", ".join(f"{k} {c['auc']:.3f}" + (f" ({c['auc_fold_draws_mean']:.3f} ± {c['auc_fold_draws_sd']:.3f})"
+                                               if "fold_draws" in c else "")
                       for k, c in m["separability_calibration"].items()) + ".",
           "", "What gives the phantom away most, one statistic at a time (calibration real frames against "
           "simulated frames: the frames one may tune on; AUC of the statistic alone as a score for real, so "
