@@ -728,3 +728,14 @@ def test_blood_inflow_brightens_the_cavity_core_and_changes_no_ground_truth(monk
     ys, xs = np.nonzero(b.lv_cavity_t.any(0))
     far[max(ys.min() - 30, 0):ys.max() + 30, max(xs.min() - 30, 0):xs.max() + 30] = False
     assert np.median(np.abs(a.cine[0] - b.cine[0])[far]) < 0.1 * noise_level(a.cine[0])
+
+
+def test_the_render_submodule_is_not_hidden_by_its_function():
+    """``ofrnn.simulate.render`` is the module (monkeypatching and docs name it), not the function."""
+    import importlib
+    import types
+
+    import ofrnn.simulate as S
+
+    assert isinstance(importlib.import_module("ofrnn.simulate.render"), types.ModuleType)
+    assert isinstance(S.render, types.ModuleType) and callable(S.render.render)

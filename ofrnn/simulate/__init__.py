@@ -28,7 +28,10 @@ from ..store import LEVELS, Subject
 from .anatomy import sample_anatomy
 from .kinematics import sample_motion
 from .mri import MT_RANGE, Tissue, acquire, band_table, coil_sensitivity, intensity_correction, signal_table, smooth_field
-from .render import SUPERSAMPLE, lv_boxes, render
+# imported as render_frames: bound as ``render`` the function would hide the submodule
+# (``import ofrnn.simulate.render`` would give the function, not the module)
+from .render import SUPERSAMPLE, lv_boxes
+from .render import render as render_frames
 from .scene import (ACQUISITION_STREAM, INFLOW_STREAM, VESSEL_STREAM, band_index, field_hz, organ_texture, sample_scene,
                     sample_small_vessels, scene_rng, substream, upsample, upsample_linear)
 
@@ -213,7 +216,7 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     if BLOOD_INFLOW:
         irng = substream(seed, INFLOW_STREAM)
         inflow = (float(irng.uniform(*INFLOW_AMPLITUDE)), float(irng.uniform(*INFLOW_LENGTH_MM)))
-    out = render(anatomy, motion, shape=(n, n), spacing=spacing, signal=sig, texture=texture.astype(np.float32),
+    out = render_frames(anatomy, motion, shape=(n, n), spacing=spacing, signal=sig, texture=texture.astype(np.float32),
                  band=band, fat_partial_volume_mm=FAT_PARTIAL_VOLUME_MM, inflow=inflow)
 
     coil = coil_sensitivity((n, n), rng, spacing_mm=spacing)
