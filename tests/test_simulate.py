@@ -732,10 +732,8 @@ def test_blood_inflow_brightens_the_cavity_core_and_changes_no_ground_truth(monk
 
 def test_the_render_submodule_is_not_hidden_by_its_function():
     """``ofrnn.simulate.render`` is the module (monkeypatching and docs name it), not the function."""
-    import importlib
     import types
 
     import ofrnn.simulate as S
 
-    assert isinstance(importlib.import_module("ofrnn.simulate.render"), types.ModuleType)
     assert isinstance(S.render, types.ModuleType) and callable(S.render.render)

@@ -362,7 +362,7 @@ def blood_depth_measures(image, blood):
     dict: ``blood_core_rim``, the median of the pool's pixels at least :data:`CORE_DEPTH` pixels
     from its contour over the median of those :data:`RIM_DEPTH` pixels from it (NaN when either
     holds fewer than 10 pixels: a small pool); ``blood_spread``, the interquartile range over the
-    median of the pool's pixels at least 2 pixels from the contour (NaN under 10 pixels); and the
+    median of the pool's pixels at least ``RIM_DEPTH[0]`` pixels from the contour (NaN under 10 pixels); and the
     profile ``blood_depth<i>``, the median in each bin of :data:`BLOOD_DEPTH_EDGES` over the
     pool's median (NaN under 5 pixels). Depth is in pixels, as ACDC's copy keeps no spacing (its
     pixels, 1.4-1.7 mm, are the phantom's and Sunnybrook's size).
@@ -374,7 +374,7 @@ def blood_depth_measures(image, blood):
     depth = ndi.distance_transform_edt(pool)
     rim = img[(depth >= RIM_DEPTH[0]) & (depth < RIM_DEPTH[1])]
     core = img[depth >= CORE_DEPTH]
-    inner = img[depth >= 2]
+    inner = img[depth >= RIM_DEPTH[0]]
     nan = float("nan")
     out = dict(blood_core_rim=float(np.median(core) / np.median(rim)) if min(rim.size, core.size) >= 10 else nan,
                blood_spread=nan, **dict.fromkeys(PROFILE_KEYS["blood"], nan))
@@ -822,6 +822,8 @@ def separability_tables(X, parts, frames, labels, cfg, seed):
     their families (``parts``: name -> width in ``X``) and the CNNs, and the cross-fitted
     evaluation AUCs of each of them (the ROC curves: the statistics together and the CNNs). ``labels``: dict of per-frame arrays (groups, subjects, is_real,
     calibration, evaluation). Returns (evaluation table, calibration table, ROC curves)."""
+    from ..metrics import rank_auc
+
     groups, subjects, is_real = labels["groups"], labels["subjects"], labels["is_real"]
     calibration, evaluation = labels["calibration"], labels["evaluation"]
     y = is_real.astype(int)
@@ -858,13 +860,11 @@ def separability_tables(X, parts, frames, labels, cfg, seed):
         if redraw and cl["fold_draws"] > 1:
             # which subjects share a fold moves a calibration CV by a few hundredths, as much as
             # the phantom changes it is used to judge: the statistics' CV again on other fold draws
-            from ..metrics import rank_auc
-
-            draws = [calibration_table[name]["auc"]] + [
-                rank_auc(is_real[use], calibration_scores(
-                    is_real, calibration, class_folds(subjects, strata, cl["folds"], seed + r), fs)[use])
-                for r in range(1, cl["fold_draws"])]
-            calibration_table[name].update(fold_draws=[float(a) for a in draws], auc_fold_draws_mean=float(np.mean(draws)),
+            # (seed + r; draw 0 is the one above, its scores reused)
+            draws = [rank_auc(is_real[use], (s if r == 0 else calibration_scores(
+                is_real, calibration, class_folds(subjects, strata, cl["folds"], seed + r), fs))[use])
+                for r in range(cl["fold_draws"])]
+            calibration_table[name].update(fold_draws=draws, auc_fold_draws_mean=float(np.mean(draws)),
                                            auc_fold_draws_sd=float(np.std(draws, ddof=1)))
         if name == "statistics":
             curves["statistics, calibration CV"] = (s, use)
@@ -1142,7 +1142,7 @@ def _report(m):
           "ghosts; a reconstruction's blanked zeros left out). Blood core / rim: the LV blood pool's median "
           f"{CORE_DEPTH} or more pixels from its contour over its median {RIM_DEPTH[0]}-{RIM_DEPTH[1]} pixels from "
           "it (in-flow brightens the fast core, the slow blood by the trabeculated wall stays dark); blood IQR / "
-          "median: over the pool's pixels 2 or more from the contour (`realism.blood_depth_measures`). The whole "
+          f"median: over the pool's pixels {RIM_DEPTH[0]} or more from the contour (`realism.blood_depth_measures`). The whole "
           "profiles, and the air's beside the body (`realism.air_distance_profile`; a haze that fades away from "
           "the body in real cines, a flat noise floor in the phantom):", "", "![profiles](profiles.png)", ""]
     L += ["| group | frames (subjects) | " + " | ".join(TISSUE_LABELS.values()) + " |",
