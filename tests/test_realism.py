@@ -84,6 +84,36 @@ def test_pixel_scale_measures_known_answer():
     assert np.isfinite(R.pixel_scale_measures(img, few, min_pixels=40)["px_bright_noise"])
 
 
+def test_edge_coherence_is_one_along_straight_edges_and_low_for_a_mottle():
+    """Known answers: moderate straight edges (blurred boundaries of a layered body wall) read 1,
+    an isotropic mottle with moderate gradients reads far lower, white grain lower still, and a
+    body with too few moderate-edge pixels, or none, gives NaN."""
+    n = 160
+    layers = np.full((n, n), 0.5)
+    for i, row in enumerate(range(20, n, 30)):
+        layers[row:] = 0.8 if i % 2 == 0 else 0.5  # fat and muscle layers, boundaries 30 rows apart
+    layers = ndi.gaussian_filter(layers, 1.0)
+    body = np.ones((n, n), bool)
+
+    def moderate(img):
+        g = np.hypot(*np.gradient(R.normalise(img)))
+        return ((g >= R.MODERATE_GRADIENT[0]) & (g < R.MODERATE_GRADIENT[1])).sum()
+
+    assert moderate(layers) > 1000  # the boundaries are moderate edges, not steep ones
+    assert R.edge_coherence(layers, body) > 0.99
+    x = np.random.default_rng(0).normal(size=(n, n))
+    mottle = 1 + 0.1 * ndi.gaussian_filter(x, 1.0) / ndi.gaussian_filter(x, 1.0).std()
+    grain = 1 + 0.1 * x
+    assert moderate(mottle) > 1000 and moderate(grain) > 1000
+    assert R.edge_coherence(mottle, body) < 0.6
+    assert R.edge_coherence(grain, body) < 0.35
+    assert np.isnan(R.edge_coherence(layers, np.zeros((n, n), bool)))
+    few = np.zeros((n, n), bool)
+    few[:, 10:14] = True  # 4 columns: 2 moderate rows at each of 5 boundaries, 40 pixels
+    assert np.isnan(R.edge_coherence(layers, few))
+    assert R.edge_coherence(layers, few, min_pixels=10) > 0.99
+
+
 def test_level_shares_known_answer():
     """Air, myocardium-grey and blood in known shares, one pixel on each inner edge."""
     img = np.zeros(1000, np.float32)
@@ -289,7 +319,7 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     # the smoke profile measures the first 3 patients of each real group (max_real_patients)
     assert m["groups"]["acdc evaluation"]["subjects"] == 3 and m["groups"]["sunnybrook evaluation"]["subjects"] == 2
     assert m["groups"]["acdc evaluation"]["myocardium_blood"]["median"] > 0
-    for png in ("gallery", "crops", "texture", "geometry", "profiles", "roc"):
+    for png in ("gallery", "crops", "edges", "texture", "geometry", "profiles", "roc"):
         assert (tmp_path / f"{png}.png").stat().st_size > 1000
     assert len(m["separating_statistics"]) == 12
     assert len(m["classifier_leaning"]["terms"]) == 12
@@ -300,8 +330,11 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     acdc = m["groups"]["acdc evaluation"]
     profile = [acdc[k]["median"] for k in R.PROFILE_KEYS["blood"] if acdc.get(k)]
     assert min(profile) < 1.05 and max(profile) > 0.95
+    assert 0 <= m["edge_coherence_auc_calibration"] <= 1
+    assert 0 < m["groups"]["simulated"]["edge_coherence"]["median"] <= 1
     report = (tmp_path / "report.md").read_text()
     assert "Separability" in report and "What gives the phantom away" in report
+    assert "moderate-edge coherence" in report
     assert not re.search(r"\bnan\b", report)
 
 
