@@ -1081,6 +1081,16 @@ def _gallery_picks(groups, shown, n):
     return rows
 
 
+def _gallery_cells(ax, picks, frames):
+    """Each gallery panel with a frame: ``(axes, frame index, frame)`` row by row over ``picks``;
+    every panel's axes are switched off, and panels beyond a row's picks stay empty."""
+    for r, idx in enumerate(picks):
+        for j in range(ax.shape[1]):
+            ax[r, j].axis("off")
+            if j < len(idx):
+                yield ax[r, j], idx[j], frames[idx[j]]
+
+
 def _edge_figure(frames, picks, coherence, out_dir):
     """The gallery's first frames with their moderate edges (:data:`MODERATE_GRADIENT`) coloured by
     the structure tensor's coherence (:func:`coherence_map`) over the frame in grey."""
@@ -1088,22 +1098,14 @@ def _edge_figure(frames, picks, coherence, out_dir):
     n = max(len(idx) for idx in picks)
     fig, ax = plt.subplots(2, n, figsize=(3.4 * n, 7.2), squeeze=False)
     shown = None
-    for r, idx in enumerate(picks):
-        for j in range(n):
-            a = ax[r, j]
-            a.axis("off")
-            if j >= len(idx):
-                continue
-            f = frames[idx[j]]
-            c, g = coherence_map(f["image"])
-            moderate = (g >= MODERATE_GRADIENT[0]) & (g < MODERATE_GRADIENT[1])
-            # the frame dimmed to a third, so the coloured edges stand out
-            a.imshow(np.clip(normalise(f["image"]), 0, 1.1), cmap="gray", vmin=0, vmax=3.0)
-            shown = a.imshow(np.ma.masked_where(~moderate, c), cmap="viridis", vmin=0, vmax=1,
-                             interpolation="nearest")
-            c_body = coherence[idx[j]]
-            a.set_title(f"{f['group'].split()[0]} {f['subject']}: " + (f"{c_body:.2f}" if np.isfinite(c_body) else "n/a"),
-                        fontsize=7)
+    for a, i, f in _gallery_cells(ax, picks, frames):
+        c, g = coherence_map(f["image"])
+        moderate = (g >= MODERATE_GRADIENT[0]) & (g < MODERATE_GRADIENT[1])
+        # the frame dimmed to a third, so the coloured edges stand out
+        a.imshow(np.clip(normalise(f["image"]), 0, 1.1), cmap="gray", vmin=0, vmax=3.0)
+        shown = a.imshow(np.ma.masked_where(~moderate, c), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        a.set_title(f"{f['group'].split()[0]} {f['subject']}: "
+                    + (f"{coherence[i]:.2f}" if np.isfinite(coherence[i]) else "n/a"), fontsize=7)
     if shown is not None:
         fig.colorbar(shown, ax=ax, shrink=0.6, label="orientation coherence")
     fig.suptitle(f"moderate edges ({MODERATE_GRADIENT[0]:g}-{MODERATE_GRADIENT[1]:g} x p99 per pixel) coloured by "
@@ -1119,18 +1121,12 @@ def _figures(frames, groups, evaluation, by_group, per_frame, curves, is_real, c
     shown = evaluation if evaluation.any() else ~evaluation & (groups != "simulated")
     picks = _gallery_picks(groups, shown, n)
     for name, crop in (("gallery.png", False), ("crops.png", True)):
-        fig, ax = plt.subplots(2, n, figsize=(1.9 * n, 4.2))
-        for r, idx in enumerate(picks):
-            for j in range(n):
-                a = ax[r, j]
-                a.axis("off")
-                if j >= len(idx):
-                    continue
-                f = frames[idx[j]]
-                img = heart_crop(f["image"], f["lv"], scale=cfg["cnn"]["crop_scale"], size=96) if crop \
-                    else normalise(f["image"])
-                a.imshow(np.clip(img, 0, 1.1), cmap="gray", vmin=0, vmax=1.1)
-                a.set_title(f"{f['group'].split()[0]} {f['subject']}", fontsize=7)
+        fig, ax = plt.subplots(2, n, figsize=(1.9 * n, 4.2), squeeze=False)
+        for a, _, f in _gallery_cells(ax, picks, frames):
+            img = heart_crop(f["image"], f["lv"], scale=cfg["cnn"]["crop_scale"], size=96) if crop \
+                else normalise(f["image"])
+            a.imshow(np.clip(img, 0, 1.1), cmap="gray", vmin=0, vmax=1.1)
+            a.set_title(f"{f['group'].split()[0]} {f['subject']}", fontsize=7)
         fig.suptitle("top: simulated; bottom: real " + ("evaluation frames (never fitted)" if evaluation.any()
                                                         else "calibration frames")
                      + (" - heart-centred crops" if crop else ""), fontsize=9)
