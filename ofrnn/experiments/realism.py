@@ -496,8 +496,8 @@ def pixel_scale_measures(image, body, *, min_pixels=PIXEL_BAND_MIN_PIXELS):
     binary patterns of :func:`frame_statistics` respond to.
 
     The frame is normalised by its 99th percentile (:func:`normalise`) and split at
-    :data:`PIXEL_BANDS`; in each band, over the body's pixels at least 2 pixels from the frame's
-    border (where the filters' padding would invent neighbours):
+    :data:`PIXEL_BANDS`; in each band, over the body's pixels at least :data:`BORDER_PX` pixels from
+    the frame's border (where the filters' padding would invent neighbours):
 
     * ``px_<band>_noise``: noise sd, Immerkaer's Laplacian-difference response (:func:`noise_level`)
       with the median of its magnitude (x 1.4826 / 6, Gaussian noise) so that edges and specks bias
@@ -594,7 +594,8 @@ def edge_coherence(image, body, *, gradient=MODERATE_GRADIENT, sigma_px=COHERENC
     sigma_px : float, keyword-only
         The structure tensor's integration scale (pixels).
     min_pixels : int, keyword-only
-        Fewer moderate-edge pixels in the body (at least 2 pixels from the frame's border) give NaN.
+        Fewer moderate-edge pixels in the body (at least :data:`BORDER_PX` pixels from the frame's
+        border) give NaN.
 
     Returns
     -------
@@ -994,12 +995,11 @@ def group_summaries(frames, stats, tissue, groups, subjects):
 def _single_measure_auc(values, is_real):
     """ROC AUC of one per-frame measure as a score for real over the frames where it is finite;
     None when either class has no such frame."""
-    from sklearn.metrics import roc_auc_score
+    from ..metrics import rank_auc
 
     ok = np.isfinite(values)
-    if len(set(is_real[ok])) < 2:
-        return None
-    return float(roc_auc_score(is_real[ok], values[ok]))
+    auc = rank_auc(is_real[ok], values[ok])
+    return None if np.isnan(auc) else auc
 
 
 def run(config, profile, out_dir):
