@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from ofrnn.experiments import realism as R
+from ofrnn.experiments import realism_measures as M
 
 
 def _disk(shape, cy, cx, r):
@@ -18,10 +19,10 @@ def test_radial_spectrum_is_flat_for_white_noise_and_falls_for_smooth_images():
     from scipy import ndimage as ndi
 
     noise = np.random.default_rng(0).normal(size=(128, 128))
-    flat = R.radial_spectrum(noise, bins=16)
+    flat = M.radial_spectrum(noise, bins=16)
     assert flat.shape == (16,)
     assert np.ptp(flat[2:]) < 0.3  # white: equal power per frequency (the lowest bands feel the window)
-    smooth = R.radial_spectrum(ndi.gaussian_filter(noise, 3.0), bins=16)
+    smooth = M.radial_spectrum(ndi.gaussian_filter(noise, 3.0), bins=16)
     assert smooth[-1] < smooth[1] - 4  # a 3-px blur removes the high frequencies (decades of power)
     assert np.all(np.diff(smooth[1:]) < 0)
 
@@ -39,7 +40,7 @@ def test_tissue_measures_known_answer():
     img[lung] = 0.05
     img[~body] = 0.02  # the noise floor of the air
     img[~body & (np.arange(shape[0])[:, None] < 90)] = 0.0  # blanked by the reconstruction (most of the air): not air
-    m = R.tissue_measures(img, blood, myo & ~blood)
+    m = M.tissue_measures(img, blood, myo & ~blood)
     assert m["myocardium_blood"] == pytest.approx(0.3)
     assert m["body_fraction"] == pytest.approx(body.mean(), abs=0.01)
     assert m["blood_percentile"] == pytest.approx(100 * (1 - blood.sum() / body.sum()), abs=0.5)
@@ -61,7 +62,7 @@ def test_pixel_scale_measures_known_answer():
     noise[rng.choice(noise.size, 100, replace=False)] += 0.6  # specks: 0.25 % of the frame, under its p99
     img[:, 100:] = noise.reshape(200, 100)
     body = np.ones(img.shape, bool)
-    m = R.pixel_scale_measures(img, body)
+    m = M.pixel_scale_measures(img, body)
     p99 = np.percentile(img, 99)
     assert m["px_grey_flat"] == 1.0
     assert m["px_grey_ties"] == pytest.approx(97 / 98)  # columns 2-99; 99's right neighbour is bright
@@ -76,12 +77,12 @@ def test_pixel_scale_measures_known_answer():
     assert 0.0 < m["px_bright_ties"] < 0.2
     # bands without pixels (none in 0.3-0.7 here), with too few, or outside the body are NaN
     assert np.isnan(m["px_mid_noise"]) and np.isnan(m["px_dark_flat"])
-    assert set(m) == set(R.PIXEL_SCALE_LABELS)
-    assert np.isnan(R.pixel_scale_measures(img, np.zeros(img.shape, bool))["px_bright_noise"])
+    assert set(m) == set(M.PIXEL_SCALE_LABELS)
+    assert np.isnan(M.pixel_scale_measures(img, np.zeros(img.shape, bool))["px_bright_noise"])
     few = np.zeros(img.shape, bool)
     few[50:56, 150:158] = True  # 48 pixels
-    assert np.isnan(R.pixel_scale_measures(img, few)["px_bright_noise"])
-    assert np.isfinite(R.pixel_scale_measures(img, few, min_pixels=40)["px_bright_noise"])
+    assert np.isnan(M.pixel_scale_measures(img, few)["px_bright_noise"])
+    assert np.isfinite(M.pixel_scale_measures(img, few, min_pixels=40)["px_bright_noise"])
 
 
 def test_edge_coherence_is_one_along_straight_edges_and_low_for_a_mottle():
@@ -96,11 +97,11 @@ def test_edge_coherence_is_one_along_straight_edges_and_low_for_a_mottle():
     body = np.ones((n, n), bool)
 
     def moderate(img):
-        g = np.hypot(*np.gradient(R.normalise(img)))
-        return ((g >= R.MODERATE_GRADIENT[0]) & (g < R.MODERATE_GRADIENT[1])).sum()
+        g = np.hypot(*np.gradient(M.normalise(img)))
+        return ((g >= M.MODERATE_GRADIENT[0]) & (g < M.MODERATE_GRADIENT[1])).sum()
 
     assert moderate(layers) > 1000  # the boundaries are moderate edges, not steep ones
-    assert R.edge_coherence(layers, body) > 0.99
+    assert M.edge_coherence(layers, body) > 0.99
     # the same layers at 30 and 45 degrees: the tensor's off-diagonal term counts (with jxy in
     # place of 2 jxy these read 0.6 and 0.5)
     yy, xx = np.mgrid[0:n, 0:n]
@@ -109,18 +110,18 @@ def test_edge_coherence_is_one_along_straight_edges_and_low_for_a_mottle():
         across = yy * np.cos(t) + xx * np.sin(t)
         oblique = ndi.gaussian_filter(np.where((across // 30) % 2 == 0, 0.5, 0.8), 1.0)
         assert moderate(oblique) > 1000
-        assert R.edge_coherence(oblique, body) > 0.95, deg
+        assert M.edge_coherence(oblique, body) > 0.95, deg
     x = np.random.default_rng(0).normal(size=(n, n))
     mottle = 1 + 0.1 * ndi.gaussian_filter(x, 1.0) / ndi.gaussian_filter(x, 1.0).std()
     grain = 1 + 0.1 * x
     assert moderate(mottle) > 1000 and moderate(grain) > 1000
-    assert R.edge_coherence(mottle, body) < 0.6
-    assert R.edge_coherence(grain, body) < 0.35
-    assert np.isnan(R.edge_coherence(layers, np.zeros((n, n), bool)))
+    assert M.edge_coherence(mottle, body) < 0.6
+    assert M.edge_coherence(grain, body) < 0.35
+    assert np.isnan(M.edge_coherence(layers, np.zeros((n, n), bool)))
     few = np.zeros((n, n), bool)
     few[:, 10:14] = True  # 4 columns: 2 moderate rows at each of 5 boundaries, 40 pixels
-    assert np.isnan(R.edge_coherence(layers, few))
-    assert R.edge_coherence(layers, few, min_pixels=10) > 0.99
+    assert np.isnan(M.edge_coherence(layers, few))
+    assert M.edge_coherence(layers, few, min_pixels=10) > 0.99
 
 
 def test_level_shares_known_answer():
@@ -129,10 +130,10 @@ def test_level_shares_known_answer():
     img[:300] = 400.0        # 0.4 x blood: the 0.2-0.5 level
     img[300:500] = 1000.0    # blood itself: >= 1
     img[500] = 100.0         # exactly 0.1 x blood: in 0.1-0.2, not in air
-    m = R.level_shares(img.reshape(40, 25), 1000.0)
+    m = M.level_shares(img.reshape(40, 25), 1000.0)
     assert [m[f"level{i}"] for i in range(5)] == pytest.approx([0.499, 0.001, 0.3, 0.0, 0.2])
     assert m["p99_blood"] == pytest.approx(1.0)
-    assert set(m) == set(R.LEVEL_LABELS)
+    assert set(m) == set(M.LEVEL_LABELS)
 
 
 def test_classifier_leaning_terms_sum_to_the_log_odds_gap_and_rank_the_informative_statistic_first():
@@ -155,7 +156,7 @@ def test_classifier_leaning_terms_sum_to_the_log_odds_gap_and_rank_the_informati
 
 def test_separating_statistics_ranks_by_distance_from_chance_and_names_every_column():
     st = dict(intensity_bins=4, gradient_bins=3, spectrum_bins=2, lbp_radius=1)
-    names = R.statistic_names(**st)
+    names = M.statistic_names(**st)
     assert len(names) == 4 + 3 + 10 + 2
     assert names[0] == "intensity 0.00-0.31 x p99" and names[-1] == "spectrum 0.250-0.500 cycles / px"
     assert names[3] == "intensity >= 0.94 x p99"  # the histogram clips: its last bin is open
@@ -178,9 +179,9 @@ def test_statistic_names_name_the_column_that_measures_it():
     st = read_toml(R.REPO / "experiments" / "realism.toml")["statistics"]
     img = np.ones((100, 100), np.float32)
     img[5:100:10, 5:100:20] = 5.0
-    s = R.frame_statistics(img, **st)
-    named = dict(zip(R.statistic_names(**st), np.concatenate([s[k] for k in R.STATISTICS])))
-    assert len(named) == sum(len(s[k]) for k in R.STATISTICS)
+    s = M.frame_statistics(img, **st)
+    named = dict(zip(M.statistic_names(**st), np.concatenate([s[k] for k in M.STATISTICS])))
+    assert len(named) == sum(len(s[k]) for k in M.STATISTICS)
     top = 1.25 * (st["intensity_bins"] - 1) / st["intensity_bins"]
     assert named[f"intensity >= {top:.2f} x p99"] == pytest.approx(0.005)
     assert named["LBP r=1: 0 of 8 neighbours >= centre"] == pytest.approx(0.005)
@@ -193,15 +194,15 @@ def test_body_mask_fills_the_dark_lungs_inside_the_body():
     body = _disk(shape, 40, 40, 30)
     img[body] = 1.0
     img[_disk(shape, 40, 25, 10)] = 0.0  # a lung: dark but inside the body
-    assert R.body_mask(img, 1.0).sum() == pytest.approx(body.sum(), rel=0.02)
+    assert M.body_mask(img, 1.0).sum() == pytest.approx(body.sum(), rel=0.02)
 
 
 def test_direction_and_size_of_the_lv():
     shape = (64, 64)
     lv = _disk(shape, 32, 32, 6)
-    assert R.direction_deg(lv, _disk(shape, 32, 12, 5)) == pytest.approx(180)  # RV on the image left
-    assert R.direction_deg(lv, _disk(shape, 12, 32, 5)) == pytest.approx(90)  # above
-    assert R.lv_size(lv, shape) == pytest.approx(12 / 64, rel=0.05)
+    assert M.direction_deg(lv, _disk(shape, 32, 12, 5)) == pytest.approx(180)  # RV on the image left
+    assert M.direction_deg(lv, _disk(shape, 12, 32, 5)) == pytest.approx(90)  # above
+    assert M.lv_size(lv, shape) == pytest.approx(12 / 64, rel=0.05)
 
 
 def test_heart_crop_is_centred_on_the_lv():
@@ -209,10 +210,10 @@ def test_heart_crop_is_centred_on_the_lv():
     img = np.full(shape, 0.2, np.float32)
     lv = _disk(shape, 30, 80, 8)
     img[lv] = 1.0
-    crop = R.heart_crop(img, lv, scale=2.5, size=40)
+    crop = M.heart_crop(img, lv, scale=2.5, size=40)
     assert crop.shape == (40, 40)
     assert crop[20, 20] > 0.9 and crop[1, 1] < 0.3
-    assert R.heart_crop(img, _disk(shape, 3, 3, 3), scale=2.5, size=40).shape == (40, 40)  # at the edge: padded
+    assert M.heart_crop(img, _disk(shape, 3, 3, 3), scale=2.5, size=40).shape == (40, 40)  # at the edge: padded
 
 
 def test_subject_folds_keep_subjects_whole_and_are_seeded():
@@ -315,7 +316,7 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     config["profile"]["smoke"]["cnn"] = dict(epochs=1, frame_size=32, crop_size=24)
     R.run(config, "smoke", tmp_path)
     m = json.loads((tmp_path / "metrics.json").read_text())
-    for name in ("statistics", *R.STATISTICS, "cnn, whole frames", "cnn, heart-centred crops"):
+    for name in ("statistics", *M.STATISTICS, "cnn, whole frames", "cnn, heart-centred crops"):
         for real_set in ("all", "acdc", "sunnybrook"):
             assert 0 <= m["separability"][name][real_set]["auc"] <= 1
     for name in ("statistics", "intensity", "gradient", "lbp", "spectrum", "cnn, whole frames", "cnn, heart-centred crops"):
@@ -333,11 +334,11 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     assert len(m["separating_statistics"]) == 12
     assert len(m["classifier_leaning"]["terms"]) == 12
     for group in m["groups"].values():
-        assert sum(group[f"level{i}"]["mean"] for i in range(len(R.LEVEL_EDGES) + 1)) == pytest.approx(1.0)
+        assert sum(group[f"level{i}"]["mean"] for i in range(len(M.LEVEL_EDGES) + 1)) == pytest.approx(1.0)
         assert 0 < group["p99_blood"]["median"] < np.inf
     # the blood pool's profile is over its own median: about 1 at some depth
     acdc = m["groups"]["acdc evaluation"]
-    profile = [acdc[k]["median"] for k in R.PROFILE_KEYS["blood"] if acdc.get(k)]
+    profile = [acdc[k]["median"] for k in M.PROFILE_KEYS["blood"] if acdc.get(k)]
     assert min(profile) < 1.05 and max(profile) > 0.95
     for scored in ("calibration", "evaluation"):
         assert 0 <= m["edge_coherence_auc"][scored] <= 1
@@ -351,7 +352,7 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
 def test_tissue_measures_give_the_chest_wall_distance_in_lv_diameters():
     """A blood pool of radius 6 in a myocardial ring to radius 10 (LV diameter 20 px), centred 40 px
     below the top skin of a round body: the nearest skin is 2 LV diameters away, straight up."""
-    from ofrnn.experiments.realism import tissue_measures
+    from ofrnn.experiments.realism_measures import tissue_measures
 
     yy, xx = np.mgrid[0:200, 0:200]
     body = np.hypot(yy - 100, xx - 100) < 80  # top skin at row 20
@@ -370,7 +371,7 @@ def test_tissue_measures_give_the_chest_wall_distance_in_lv_diameters():
 def test_skin_direction_points_at_the_nearest_real_skin():
     """From a blood pool above the centre of a round body the nearest skin is straight up (90 deg);
     an edge at the frame's border or darker than 5 % of blood (an FOV mask's rim) does not count."""
-    from ofrnn.experiments.realism import skin_direction_deg
+    from ofrnn.experiments.realism_measures import skin_direction_deg
 
     yy, xx = np.mgrid[0:200, 0:200]
     body = np.hypot(yy - 100, xx - 100) < 80
@@ -391,7 +392,7 @@ def test_skin_direction_points_at_the_nearest_real_skin():
     masked = np.where(np.hypot(yy - 99.5, xx - 99.5) <= 95, np.where(big, 0.5, 0.01), 0.0)
     pool = np.hypot(yy - 100, xx - 170) < 6  # near the mask's right rim, far from the top skin
     masked[pool] = 1.0
-    from ofrnn.experiments.realism import body_mask, fov_mask_radius
+    from ofrnn.experiments.realism_measures import body_mask, fov_mask_radius
 
     assert abs(fov_mask_radius(masked) - 95) < 1.5 and fov_mask_radius(image) == np.inf
     d = skin_direction_deg(body_mask(masked, 1.0), masked, pool, 1.0)
@@ -416,23 +417,23 @@ def test_blood_depth_measures_known_answer():
     pool = _disk(shape, 40, 40, 15)
     depth = ndi.distance_transform_edt(pool)
     img = np.where(pool, 1.0, 0.3)
-    m = R.blood_depth_measures(img, pool)
+    m = M.blood_depth_measures(img, pool)
     assert m["blood_core_rim"] == pytest.approx(1.0)
     assert m["blood_spread"] == pytest.approx(0.0)
     img[(depth >= 2) & (depth < 4)] = 0.8  # a dark rim, a bright core
     img[depth >= 6] = 1.2
-    assert R.blood_depth_measures(img, pool)["blood_core_rim"] == pytest.approx(1.5)
+    assert M.blood_depth_measures(img, pool)["blood_core_rim"] == pytest.approx(1.5)
     # the profile by depth over the pool's median, bin by bin
-    m = R.blood_depth_measures(img, pool)
+    m = M.blood_depth_measures(img, pool)
     level = np.median(img[pool])
-    edges = (*R.BLOOD_DEPTH_EDGES, np.inf)
-    for i, key in enumerate(R.PROFILE_KEYS["blood"]):
+    edges = (*M.BLOOD_DEPTH_EDGES, np.inf)
+    for i, key in enumerate(M.PROFILE_KEYS["blood"]):
         assert m[key] == pytest.approx(np.median(img[(depth >= edges[i]) & (depth < edges[i + 1])]) / level)
-    assert m[R.PROFILE_KEYS["blood"][1]] == pytest.approx(0.8 / level)  # 2-3 px: the dark rim
-    assert m[R.PROFILE_KEYS["blood"][-1]] == pytest.approx(1.2 / level)  # 11+ px: the bright core
+    assert m[M.PROFILE_KEYS["blood"][1]] == pytest.approx(0.8 / level)  # 2-3 px: the dark rim
+    assert m[M.PROFILE_KEYS["blood"][-1]] == pytest.approx(1.2 / level)  # 11+ px: the bright core
     small = _disk(shape, 40, 40, 4)  # no core six pixels deep
-    assert np.isnan(R.blood_depth_measures(img, small)["blood_core_rim"])
-    assert np.isnan(R.blood_depth_measures(img, np.zeros(shape, bool))["blood_spread"])
+    assert np.isnan(M.blood_depth_measures(img, small)["blood_core_rim"])
+    assert np.isnan(M.blood_depth_measures(img, np.zeros(shape, bool))["blood_spread"])
 
 
 def test_air_distance_profile_known_answer():
@@ -442,11 +443,11 @@ def test_air_distance_profile_known_answer():
     distance = ndi.distance_transform_edt(~body)
     img = np.where(body, 1.0, 0.05 * np.exp(-distance / 30))
     img[:, 190:] = 0  # blanked by the reconstruction
-    out = R.air_distance_profile(img, body, 0.5)
-    edges = (*R.AIR_DISTANCE_EDGES, np.inf)
-    values = [out[k] for k in R.PROFILE_KEYS["air"]]
+    out = M.air_distance_profile(img, body, 0.5)
+    edges = (*M.AIR_DISTANCE_EDGES, np.inf)
+    values = [out[k] for k in M.PROFILE_KEYS["air"]]
     for i, v in enumerate(values[:-1]):
         ring = (distance >= edges[i]) & (distance < edges[i + 1]) & (img > 0)
         assert v == pytest.approx(np.median(img[ring]) / 0.5)
     assert all(a > b for a, b in zip(values[:-2], values[1:-1]))  # fading
-    assert np.isnan(R.air_distance_profile(np.ones(shape), np.ones(shape, bool), 1.0)[R.PROFILE_KEYS["air"][0]])
+    assert np.isnan(M.air_distance_profile(np.ones(shape), np.ones(shape, bool), 1.0)[M.PROFILE_KEYS["air"][0]])

@@ -708,7 +708,7 @@ def test_blood_inflow_is_dark_at_the_walls_bright_in_the_core_and_only_in_blood(
 
 def test_blood_inflow_brightens_the_cavity_core_and_changes_no_ground_truth(monkeypatch):
     import ofrnn.simulate as sim
-    from ofrnn.experiments.realism import blood_depth_measures, noise_level
+    from ofrnn.experiments.realism_measures import blood_depth_measures, noise_level
 
     a, b = _switched(monkeypatch, "BLOOD_INFLOW", (False, True), 3, "mid", Acquisition(matrix=128, snr=400.0))
     assert "inflow_amplitude" not in a.attrs
