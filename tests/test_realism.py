@@ -349,6 +349,28 @@ def test_realism_experiment_end_to_end(shared_data, tmp_path):
     assert not re.search(r"\bnan\b", report)
 
 
+def test_myocardium_blood_ratio_reads_away_from_the_labels_edges():
+    # a thin wall between bright blood and bright epicardial fat, blurred by the point-spread
+    # function: the pixels at both of the wall's edges mix in brighter tissue, so its median read
+    # on the labels as drawn is too high; a few pixels in, the wall's own contrast is left
+    from scipy import ndimage as ndi
+
+    shape = (80, 80)
+    blood, heart = _disk(shape, 40, 40, 9), _disk(shape, 40, 40, 16)
+    myo = heart & ~blood
+    truth = np.full(shape, 0.6, np.float32)  # fat
+    truth[myo], truth[blood] = 0.3, 1.0
+    img = ndi.gaussian_filter(truth, 1.0)
+    as_drawn = M.myocardium_blood_ratio(img, blood, myo, margin_px=0)
+    one_in = M.myocardium_blood_ratio(img, blood, myo, margin_px=1)
+    assert as_drawn > one_in + 0.005 > 0.3 + 0.005  # 0.318 and 0.307 here
+    assert M.myocardium_blood_ratio(img, blood, myo, margin_px=3) == pytest.approx(0.3, abs=0.002)
+    # a wall too thin to keep CONTRAST_MIN_PIXELS after erosion, and no wall at all: NaN
+    thin = _disk(shape, 40, 40, 10) & ~blood
+    assert np.isnan(M.myocardium_blood_ratio(img, blood, thin, margin_px=1))
+    assert np.isnan(M.myocardium_blood_ratio(img, blood, None))
+
+
 def test_tissue_measures_give_the_chest_wall_distance_in_lv_diameters():
     """A blood pool of radius 6 in a myocardial ring to radius 10 (LV diameter 20 px), centred 40 px
     below the top skin of a round body: the nearest skin is 2 LV diameters away, straight up."""
