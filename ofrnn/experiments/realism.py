@@ -9,7 +9,7 @@ are in :mod:`ofrnn.experiments.realism_measures`, the figures and ``report.md`` 
 
 * **galleries** of simulated and real frames, whole and heart-centred;
 * **tissue intensity ratios**: LV myocardium / LV blood (ACDC labels, Sunnybrook contours, the
-  phantom's masks); the LV blood pool's percentile among body pixels; the body's intensity
+  phantom's masks; read one pixel in from both masks' edges); the LV blood pool's percentile among body pixels; the body's intensity
   quantiles relative to blood; the share of bright body pixels (>= 0.7 x blood: fat and fluid in
   bSSFP). Real frames carry no labels for fat, liver, muscle or lung, so those tissues enter only
   through the body's intensity distribution; the phantom's own per-tissue bSSFP signals are

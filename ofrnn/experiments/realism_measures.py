@@ -7,18 +7,21 @@ numbers that the experiment then compares between simulated and real frames:
   the frame over its 99th percentile (:func:`normalise`), uniform local-binary-pattern histograms
   (Ojala et al., IEEE TPAMI 24:971 (2002)) and the radial power spectrum (:func:`radial_spectrum`),
   named column by column by :func:`statistic_names`;
-* **tissue measures** (:func:`tissue_measures`): intensity ratios relative to the LV blood pool,
+* **tissue measures** (:func:`tissue_measures`): the myocardium's contrast
+  (:func:`myocardium_blood_ratio`) and intensity ratios relative to the LV blood pool,
   the body (:func:`body_mask`) and its intensity quantiles, the whole frame's shares by level
   (:func:`level_shares`), the blood pool from its contour inwards (:func:`blood_depth_measures`),
   the air beside the body (:func:`air_distance_profile`), Immerkaer's noise level
   (:func:`noise_level`), the body's pixel-scale texture by intensity band
   (:func:`pixel_scale_measures`), how straight its moderate edges run (:func:`edge_coherence`),
-  and the nearest skin (:func:`nearest_skin`);
+  the nearest skin (:func:`nearest_skin`, :func:`skin_direction_deg`) and the radius of a circular
+  field-of-view mask (:func:`fov_mask_radius`);
 * **geometry**: the LV's size (:func:`lv_size`), display angles (:func:`direction_deg`) and the
   heart-centred crop the CNN sees (:func:`heart_crop`).
 
-The realism experiment (``make realism``) and the simulator's tests (``tests/test_simulate.py``)
-use them.
+The realism experiment (``make realism``: :mod:`ofrnn.experiments.realism` and its report,
+:mod:`ofrnn.experiments.realism_report`) and the simulator's tests (``tests/test_simulate.py``) use
+them.
 """
 from __future__ import annotations
 
@@ -37,8 +40,8 @@ INTENSITY_MAX, GRADIENT_MAX = 1.25, 0.3
 #: (:func:`myocardium_blood_ratio`): a label's edge pixels mix the two tissues (partial volume across
 #: the endocardium, contours drawn on the boundary). ACDC 061-080 reads 0.465 on its labels as drawn,
 #: 0.406 one pixel in and 0.385 two pixels in (median over frames), SC-HF-I-1 0.337 / 0.311 / 0.311;
-#: the phantom's exact masks 0.342 / 0.335 / 0.340 (tuning cohort, 2026-12-06), so the labels as
-#: drawn overstate the real frames' myocardium by a sixth against the phantom's
+#: the phantom's exact masks 0.342 / 0.335 / 0.340 (tuning cohort, 2026-12-06): read on the labels
+#: as drawn, ACDC's contrast against the phantom's is overstated by about 12 %
 CONTRAST_MARGIN_PX = 1
 #: fewest pixels left in each mask for :func:`myocardium_blood_ratio` (thin apical walls erode away)
 CONTRAST_MIN_PIXELS = 10
@@ -214,30 +217,41 @@ def myocardium_blood_ratio(image, blood, myocardium, *, margin_px=CONTRAST_MARGI
     ----------
     image : (H, W) array
         One frame, any intensity scale.
-    blood, myocardium : (H, W) bool arrays
-        The LV blood pool and the LV myocardium (labels, contours or the phantom's masks).
+    blood : (H, W) array, read as bool
+        The LV blood pool (labels, contours or the phantom's mask).
+    myocardium : (H, W) array read as bool, or None
+        The LV myocardium; None where a frame has no myocardium contour (Sunnybrook's ES frames).
     margin_px : int, keyword-only
-        Pixels taken off each mask's edge (:data:`CONTRAST_MARGIN_PX`): contrast is read away from
-        the boundary, as an ROI is placed, so that partial volume and where a contour was drawn do
-        not mix the two tissues into it.
+        Pixels taken off each mask's edge (:data:`CONTRAST_MARGIN_PX`; 4-connected erosion, so a
+        city-block distance; pixels on the image's border count as outside): the contrast is read
+        away from the boundary, as an ROI is placed, so that partial volume and where a contour was
+        drawn do not mix the two tissues into it. 0 reads the masks as drawn.
     min_pixels : int, keyword-only
         Fewest pixels each eroded mask must keep.
 
     Returns
     -------
     float
-        The ratio; NaN without a myocardium mask or when either eroded mask keeps fewer than
-        ``min_pixels`` pixels (a thin apical wall).
+        The ratio; NaN without a myocardium (None or empty), or when either eroded mask keeps fewer
+        than ``min_pixels`` pixels (a thin apical wall, a small apical pool).
+
+    Raises
+    ------
+    ValueError
+        ``margin_px`` is negative.
     """
     from scipy import ndimage as ndi
 
-    if myocardium is None or not np.any(myocardium):
+    if margin_px < 0:
+        raise ValueError(f"margin_px must be 0 or more, got {margin_px}")
+    if myocardium is None:
         return float("nan")
-    img = np.asarray(image, np.float32)
+    myocardium, blood = (np.asarray(m, bool) for m in (myocardium, blood))
     if margin_px:
         myocardium, blood = (ndi.binary_erosion(m, iterations=margin_px) for m in (myocardium, blood))
     if myocardium.sum() < min_pixels or blood.sum() < min_pixels:
         return float("nan")
+    img = np.asarray(image, np.float32)
     return float(np.median(img[myocardium]) / np.median(img[blood]))
 
 
@@ -245,8 +259,9 @@ def tissue_measures(image, blood, myocardium):
     """Intensity ratios of one frame with its LV blood-pool and myocardium masks.
 
     Returns a dict: ``myocardium_blood`` (:func:`myocardium_blood_ratio`: medians read
-    :data:`CONTRAST_MARGIN_PX` in from both masks' edges), ``blood_percentile`` (percentile of the
-    blood median among body pixels), ``body_q<k>``
+    :data:`CONTRAST_MARGIN_PX` in from both masks' edges; every other ratio is over the blood
+    median on the whole mask, as drawn), ``blood_percentile`` (percentile of the blood median among
+    body pixels), ``body_q<k>``
     (body intensity quantiles over the blood median), ``snr`` (blood median over
     :func:`noise_level`), ``bright_share`` (body share >= 0.7 x blood), ``dark_share`` (body share
     < 0.15 x blood: lung and gas), ``body_fraction`` (body share of the field of view), ``air_blood``

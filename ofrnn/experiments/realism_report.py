@@ -1,6 +1,6 @@
 """Figures and the markdown report of the phantom-realism experiment (:mod:`ofrnn.experiments.realism`):
-galleries of simulated and real frames, texture, geometry and profile plots, ROC curves, and
-``report.md`` from the experiment's metrics.
+galleries of simulated and real frames, the moderate edges, texture, geometry and profile plots, ROC
+curves, and ``report.md`` from the experiment's metrics.
 """
 from __future__ import annotations
 
@@ -67,6 +67,25 @@ def _edge_figure(frames, picks, coherence, out_dir):
 
 
 def figures(frames, groups, evaluation, by_group, per_frame, curves, is_real, cfg, out_dir):
+    """Write the experiment's figures into ``out_dir``: ``gallery.png`` and ``crops.png`` (simulated
+    frames over real evaluation frames, or calibration frames when none are loaded), ``edges.png``,
+    ``texture.png``, ``geometry.png``, ``profiles.png`` and ``roc.png``.
+
+    Parameters
+    ----------
+    frames : list of dict
+        The frames (:func:`ofrnn.experiments.realism.load_frames`).
+    groups : (N,) str array
+        Each frame's group (:data:`ofrnn.experiments.realism.GROUPS`).
+    evaluation, is_real : (N,) bool arrays
+    by_group, per_frame : dict
+        Summaries and per-frame measures (:func:`ofrnn.experiments.realism.group_summaries`).
+    curves : dict
+        ROC curves: name -> (scores, which frames they score).
+    cfg : dict
+        The resolved settings (``experiments/realism.toml``).
+    out_dir : Path
+    """
     plt = pyplot()
     n = cfg["gallery"]["frames"]
     shown = evaluation if evaluation.any() else ~evaluation & (groups != "simulated")
@@ -171,6 +190,7 @@ def _iqr(s, fmt="{:.2f}"):
 
 
 def report(m):
+    """``report.md``'s text (markdown) from the experiment's metrics (``metrics.json``'s dict)."""
     sep, g = m["separability"], m["groups"]
     L = ["# Phantom realism: simulated vs real short-axis cine frames", "",
          "`make realism` (`ofrnn experiment realism`, settings `experiments/realism.toml`, profile "
@@ -217,9 +237,9 @@ def report(m):
           "", "![ROC](roc.png)", "", "## Galleries", "", "![frames](gallery.png)", "", "![crops](crops.png)", "",
           "## Tissue intensity ratios", "",
           "Median (IQR) over frames. Blood and myocardium from labels (ACDC), manual contours (Sunnybrook; "
-          f"myocardium only at ED) and the phantom's masks; their contrast is read {CONTRAST_MARGIN_PX} px in from both masks' "
-          "edges, where partial volume and the contour's placement do not mix the two tissues (ACDC 061-080 "
-          "reads about a sixth higher on its labels as drawn). The body is the convex hull of the regions above 15 % "
+          f"myocardium only at ED) and the phantom's masks; myocardium / blood is read {CONTRAST_MARGIN_PX} px in from both "
+          "masks' edges, where partial volume and the contour's placement do not mix the two tissues (frames "
+          "whose eroded wall or pool is too small give none); the other ratios are over the whole pool's median. The body is the convex hull of the regions above 15 % "
           "of the blood level; its quantiles are over the blood median. Real frames have no labels for fat, "
           "liver, muscle or lung: they show in the body quantiles and in the bright share (>= 0.7 x blood: fat and "
           "fluid in bSSFP) and the dark share (< 0.15 x blood: lung and gas). Blood / noise: the blood median over "

@@ -163,7 +163,7 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     # myocardium / blood (ACDC 061-080 0.46, IQR 0.35-0.57; SC-HF-I-1 0.34; `make
     # realism-calibrate`) and give 0.25-0.52. Those were read on the labels as drawn, whose edge pixels
     # mix in blood and fat; one pixel in from both edges, as `make realism` reads it since, ACDC
-    # 061-080 gives 0.41 and SC-HF-I-1 0.31, and the phantom's median (0.34) lies between them. Drawn
+    # 061-080 gives 0.41 and SC-HF-I-1 0.31, and the phantom's median (0.33) lies between them. Drawn
     # even when flip_deg is fixed (then unused), so fixing it leaves the draws after it as they were
     b1 = float(arng.uniform(*((0.5, 1.0) if field == 3.0 else (0.75, 1.0))))
     # magnetization transfer lowers liver, spleen, muscle and abdominal signal (mri.MT_TISSUES); the
