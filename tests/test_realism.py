@@ -378,6 +378,34 @@ def test_myocardium_blood_ratio_reads_away_from_the_labels_edges():
         M.myocardium_blood_ratio(img, blood, myo, margin_px=-1)
 
 
+def test_fat_under_the_skin_and_lung_read_where_they_lie():
+    # a torso: 6 px of fat (1.2 x blood) under the skin over muscle (0.3), a lung (0.08) and a
+    # heart; the fat is the band's brightest tissue and fills most of it, the lung the body's dark
+    shape = (140, 140)
+    img = np.full(shape, 0.02, np.float32)  # the air's noise floor
+    body = _disk(shape, 70, 70, 55)
+    img[body] = 1.2
+    img[_disk(shape, 70, 70, 49)] = 0.3
+    lung = _disk(shape, 70, 40, 12)
+    img[lung] = 0.08
+    blood, heart = _disk(shape, 70, 85, 8), _disk(shape, 70, 85, 13)
+    img[heart], img[blood] = 0.3, 1.0
+    m = M.tissue_measures(img, blood, heart & ~blood)
+    assert m["fat_blood"] == pytest.approx(1.2)
+    assert m["lung_blood"] == pytest.approx(0.08)
+    # a circular FOV mask that cuts the body: its rim is not skin, so the reading stays the fat's
+    yy, xx = np.mgrid[0:140, 0:140]
+    masked = np.where(np.hypot(yy - 69.5, xx - 69.5) > 0.47 * 140, 0.0, np.roll(img, 20, axis=1)).astype(np.float32)
+    body_m = M.body_mask(masked, 1.0)
+    assert M.subcutaneous_fat_ratio(masked, body_m, 1.0) == pytest.approx(1.2)
+    edge = M.skin_edge(body_m, masked, 1.0)
+    r = np.hypot(yy - 69.5, xx - 69.5)
+    assert edge.sum() > 50 and (r[edge] < 0.47 * 140 - 3).all()  # the skin, not the mask's rim
+    # no skin at all (the body fills the frame to its border): NaN
+    full = np.full(shape, 0.5, np.float32)
+    assert np.isnan(M.subcutaneous_fat_ratio(full, np.ones(shape, bool), 1.0))
+
+
 def test_tissue_measures_give_the_chest_wall_distance_in_lv_diameters():
     """A blood pool of radius 6 in a myocardial ring to radius 10 (LV diameter 20 px), centred 40 px
     below the top skin of a round body: the nearest skin is 2 LV diameters away, straight up."""

@@ -11,8 +11,10 @@ are in :mod:`ofrnn.experiments.realism_measures`, the figures and ``report.md`` 
 * **tissue intensity ratios**: LV myocardium / LV blood (ACDC labels, Sunnybrook contours, the
   phantom's masks; read one pixel in from both masks' edges); the LV blood pool's percentile among body pixels; the body's intensity
   quantiles relative to blood; the share of bright body pixels (>= 0.7 x blood: fat and fluid in
-  bSSFP). Real frames carry no labels for fat, liver, muscle or lung, so those tissues enter only
-  through the body's intensity distribution; the phantom's own per-tissue bSSFP signals are
+  bSSFP). Real frames carry no labels for fat, liver, muscle or lung: the fat under the skin and the
+  lung are read where they must lie (:func:`realism_measures.subcutaneous_fat_ratio`, the body's
+  darkest pixels), liver and muscle enter only through the body's intensity distribution; the
+  phantom's own per-tissue bSSFP signals are
   tabled beside it (:func:`ofrnn.simulate.mri.signal_table`); and the whole frame's shares by level
   over blood, with its 99th percentile over blood (:func:`realism_measures.level_shares`), which
   put the texture statistics' intensity axis in tissue terms;

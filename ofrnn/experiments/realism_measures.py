@@ -14,7 +14,8 @@ numbers that the experiment then compares between simulated and real frames:
   the air beside the body (:func:`air_distance_profile`), Immerkaer's noise level
   (:func:`noise_level`), the body's pixel-scale texture by intensity band
   (:func:`pixel_scale_measures`), how straight its moderate edges run (:func:`edge_coherence`),
-  the nearest skin (:func:`nearest_skin`, :func:`skin_direction_deg`) and the radius of a circular
+  the fat under the skin (:func:`subcutaneous_fat_ratio`), the nearest skin (:func:`skin_edge`,
+  :func:`nearest_skin`, :func:`skin_direction_deg`) and the radius of a circular
   field-of-view mask (:func:`fov_mask_radius`);
 * **geometry**: the LV's size (:func:`lv_size`), display angles (:func:`direction_deg`) and the
   heart-centred crop the CNN sees (:func:`heart_crop`).
@@ -45,8 +46,16 @@ INTENSITY_MAX, GRADIENT_MAX = 1.25, 0.3
 CONTRAST_MARGIN_PX = 1
 #: fewest pixels left in each mask for :func:`myocardium_blood_ratio` (thin apical walls erode away)
 CONTRAST_MIN_PIXELS = 10
+#: depth (pixels in from the skin) of the band :func:`subcutaneous_fat_ratio` reads, and its quantile:
+#: the fat under the skin is the band's brightest tissue, though a thin layer shares it with muscle
+FAT_BAND_PX, FAT_QUANTILE = (2, 8), 90
+#: fewest skin-edge and band pixels for :func:`subcutaneous_fat_ratio`, and fewest dark body pixels
+#: for the lung's level
+FAT_MIN_SKIN_PIXELS, FAT_MIN_BAND_PIXELS, LUNG_MIN_PIXELS = 20, 50, 50
 #: the per-frame intensity measures of :func:`tissue_measures`, with their report labels
-TISSUE_LABELS = {"myocardium_blood": f"myocardium / blood ({CONTRAST_MARGIN_PX} px in)", "snr": "blood / noise",
+TISSUE_LABELS = {"myocardium_blood": f"myocardium / blood ({CONTRAST_MARGIN_PX} px in)",
+                 "fat_blood": f"fat under the skin / blood (q{FAT_QUANTILE})", "lung_blood": "lung / blood",
+                 "snr": "blood / noise",
                  "blood_percentile": "blood percentile in body",
                  **{f"body_q{q}": f"body q{q} / blood" for q in BODY_QUANTILES},
                  "bright_share": "bright share", "dark_share": "dark share", "body_fraction": "body share of FOV",
@@ -266,7 +275,9 @@ def tissue_measures(image, blood, myocardium):
     :func:`noise_level`), ``bright_share`` (body share >= 0.7 x blood), ``dark_share`` (body share
     < 0.15 x blood: lung and gas), ``body_fraction`` (body share of the field of view), ``air_blood``
     (median of the frame outside the body over the blood median, exact zeros left out: a
-    reconstruction's blanked corners; NaN with fewer than 100 such pixels), and the whole frame's
+    reconstruction's blanked corners; NaN with fewer than 100 such pixels), ``fat_blood``
+    (:func:`subcutaneous_fat_ratio`), ``lung_blood`` (median of the body's pixels below the dark
+    level, over the blood median: lung and gas; NaN with fewer than :data:`LUNG_MIN_PIXELS`), and the whole frame's
     ``level<i>`` and ``p99_blood`` (:func:`level_shares`), the blood pool from its contour inwards
     (:func:`blood_depth_measures`), the air away from the body (:func:`air_distance_profile`), and
     the body's pixel-scale texture by intensity band (:func:`pixel_scale_measures`), and how straight
@@ -282,6 +293,10 @@ def tissue_measures(image, blood, myocardium):
                dark_share=float(np.mean(v < DARK * b)), body_fraction=float(body.mean()))
     air = img[~body & (img > 0)]
     out["air_blood"] = float(np.median(air) / b) if air.size >= 100 else float("nan")
+    out["fat_blood"] = subcutaneous_fat_ratio(img, body, b)
+    # the lung: the body's pixels below the DARK level (lung and gas), their median
+    dark = v[v < DARK * b]
+    out["lung_blood"] = float(np.median(dark) / b) if dark.size >= LUNG_MIN_PIXELS else float("nan")
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
     out.update(level_shares(img, b))
@@ -393,11 +408,10 @@ def fov_mask_radius(image, r=None):
     return far if far < 0.95 * float(r.max()) else float("inf")
 
 
-def nearest_skin(body, image, blood, level):
-    """(dy, dx) pixels from the LV blood pool's centroid to the nearest point of the body's edge
-    that is skin: not on the frame's border, not on the rim of a circular FOV mask
-    (:func:`fov_mask_radius`) and brighter than 5 % of the blood ``level`` there. It is the chest
-    wall nearest the heart. (NaN, NaN) when no edge qualifies, so angles and distances of it are NaN."""
+def skin_edge(body, image, level):
+    """The body's edge pixels that are skin: not on the frame's border, not on the rim of a circular
+    FOV mask (:func:`fov_mask_radius`) and brighter than 5 % of the blood ``level`` there (a blanked
+    or cut-off edge is not skin). (H, W) bool."""
     from scipy import ndimage as ndi
 
     img = np.asarray(image)
@@ -405,7 +419,54 @@ def nearest_skin(body, image, blood, level):
     edge[:3], edge[-3:], edge[:, :3], edge[:, -3:] = False, False, False, False
     edge &= img > 0.05 * level
     r = _centre_distance(img.shape)
-    edge &= r < fov_mask_radius(img, r) - 3
+    return edge & (r < fov_mask_radius(img, r) - 3)
+
+
+def subcutaneous_fat_ratio(image, body, level, *, band_px=FAT_BAND_PX, quantile=FAT_QUANTILE):
+    """The fat under the skin over the blood ``level``: the ``quantile`` of the body's pixels
+    ``band_px`` (first, last) pixels in from the skin (:func:`skin_edge`).
+
+    Real frames carry no fat labels; the fat under the skin is the one fat every short-axis frame
+    shows, and the brightest tissue of the body wall's outer centimetre in bSSFP, so a high quantile
+    of that band reads it (a band two pixels in leaves the skin's own partial volume out). The
+    phantom is read the same way. The surface coils' shading that a scanner's normalisation leaves
+    is part of what it reads, in real frames and in the phantom alike.
+
+    Parameters
+    ----------
+    image : (H, W) array
+    body : (H, W) bool
+        :func:`body_mask`.
+    level : float
+        The LV blood pool's median.
+    band_px : (int, int), keyword-only
+        Depth range (pixels, inclusive) of the band.
+    quantile : float, keyword-only
+        Percentile of the band's values.
+
+    Returns
+    -------
+    float
+        NaN with fewer than :data:`FAT_MIN_SKIN_PIXELS` skin pixels or :data:`FAT_MIN_BAND_PIXELS`
+        band pixels.
+    """
+    from scipy import ndimage as ndi
+
+    edge = skin_edge(body, image, level)
+    if edge.sum() < FAT_MIN_SKIN_PIXELS:
+        return float("nan")
+    depth = ndi.distance_transform_edt(~edge)
+    band = body & (depth >= band_px[0]) & (depth <= band_px[1])
+    if band.sum() < FAT_MIN_BAND_PIXELS:
+        return float("nan")
+    return float(np.percentile(np.asarray(image, np.float32)[band], quantile) / level)
+
+
+def nearest_skin(body, image, blood, level):
+    """(dy, dx) pixels from the LV blood pool's centroid to the nearest point of the body's edge
+    that is skin (:func:`skin_edge`). It is the chest wall nearest the heart. (NaN, NaN) when no
+    edge qualifies, so angles and distances of it are NaN."""
+    edge = skin_edge(body, image, level)
     if not edge.any() or not blood.any():
         return float("nan"), float("nan")
     ly, lx = np.argwhere(blood).mean(0)

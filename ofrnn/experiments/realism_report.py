@@ -9,9 +9,9 @@ import numpy as np
 from ..files import pyplot, save_figure
 from ..simulate.mri import MT_RANGE
 from .realism_measures import (AIR_DISTANCE_EDGES, BLOOD_DEPTH_EDGES, COHERENCE_SIGMA_PX, CONTRAST_MARGIN_PX,
-                               CORE_DEPTH, GRADIENT_MAX, INTENSITY_MAX, LEVEL_LABELS, MODERATE_GRADIENT,
-                               PIXEL_BAND_MIN_PIXELS, PIXEL_BAND_NAMES, PIXEL_BANDS, PROFILE_KEYS, RIM_DEPTH,
-                               STATISTICS, TISSUE_LABELS, coherence_map, heart_crop, normalise)
+                               CORE_DEPTH, FAT_BAND_PX, FAT_QUANTILE, GRADIENT_MAX, INTENSITY_MAX, LEVEL_LABELS,
+                               MODERATE_GRADIENT, PIXEL_BAND_MIN_PIXELS, PIXEL_BAND_NAMES, PIXEL_BANDS, PROFILE_KEYS,
+                               RIM_DEPTH, STATISTICS, TISSUE_LABELS, coherence_map, heart_crop, normalise)
 
 #: the report's number format of a tissue measure (the rest: two decimals)
 TISSUE_FORMATS = {"blood_percentile": "{:.1f}", "snr": "{:.1f}", "air_blood": "{:.3f}"}
@@ -241,8 +241,11 @@ def report(m):
           "masks' edges, where partial volume and the contour's placement do not mix the two tissues (frames "
           "whose eroded wall or pool is too small give none); the other ratios are over the whole pool's median. The body is the convex hull of the regions above 15 % "
           "of the blood level; its quantiles are over the blood median. Real frames have no labels for fat, "
-          "liver, muscle or lung: they show in the body quantiles and in the bright share (>= 0.7 x blood: fat and "
-          "fluid in bSSFP) and the dark share (< 0.15 x blood: lung and gas). Blood / noise: the blood median over "
+          "liver, muscle or lung, so two are read where they must lie: the fat under the skin as the "
+          f"{FAT_QUANTILE}th percentile of the body's pixels {FAT_BAND_PX[0]}-{FAT_BAND_PX[1]} px in from the skin "
+          "(edges on the frame's border or a circular FOV mask's rim are not skin), the lung as the median of the "
+          "body's pixels below 0.15 x blood (lung and gas); liver and muscle show only in the body quantiles, the "
+          "bright share (>= 0.7 x blood: fat and fluid in bSSFP) and the dark share (< 0.15 x blood). Blood / noise: the blood median over "
           "Immerkaer's noise estimate (edges bias it low). Air / blood: the median outside the body (noise, "
           "ghosts; a reconstruction's blanked zeros left out). Blood core / rim: the LV blood pool's median "
           f"{CORE_DEPTH} or more pixels from its contour over its median {RIM_DEPTH[0]}-{RIM_DEPTH[1]} pixels from "
