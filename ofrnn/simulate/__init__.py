@@ -168,8 +168,9 @@ def simulate_subject(seed, level, acquisition: Acquisition = Acquisition(), *, s
     b1 = float(arng.uniform(*((0.5, 1.0) if field == 3.0 else (0.75, 1.0))))
     # magnetization transfer lowers liver, spleen, muscle and abdominal signal (mri.MT_TISSUES); the
     # range puts the body's median over blood where ACDC 061-080 and SC-HF-I-1 have it (tuning
-    # cohort 0.31 against 0.32-0.36, `make realism-calibrate`); the upper quartile stays below
-    # theirs (0.49 against 0.61-0.66: too little fat and fluid)
+    # cohort 0.31 against 0.32-0.36, `make realism-calibrate`); the upper quartile stayed below
+    # theirs (0.49 against 0.61-0.66). With fat's six-peak spectrum (12-06a) the tuning cohort reads
+    # 0.36 and 0.62 (ACDC 061-080 0.36 and 0.66, SC-HF-I-1 0.33 and 0.61)
     mt = float(arng.uniform(*MT_RANGE))
     # the echo: Sunnybrook's GE cines read it at 0.44-0.46 of TR (DICOM headers), vendors with a
     # symmetric echo at 0.5; before TR / 2 fat and water no longer cancel exactly (mri.echo_phase).
