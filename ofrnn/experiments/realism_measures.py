@@ -290,13 +290,15 @@ def tissue_measures(image, blood, myocardium):
     has_myocardium = myocardium is not None and myocardium.any()
     out = dict(myocardium_blood=myocardium_blood_ratio(img, blood, myocardium),
                blood_percentile=float(100 * np.mean(v < b)), snr=b / max(noise_level(img), 1e-9), bright_share=float(np.mean(v >= BRIGHT * b)),
-               dark_share=float(np.mean(v < DARK * b)), body_fraction=float(body.mean()))
+               body_fraction=float(body.mean()))
+    # lung and gas: the body's pixels below the DARK level, their share and their median (the lung)
+    dark = v[v < DARK * b]
+    out["dark_share"] = float(dark.size / v.size)
+    out["lung_blood"] = float(np.median(dark) / b) if dark.size >= LUNG_MIN_PIXELS else float("nan")
+    skin = skin_edge(body, img, b)  # read by the fat under it and by the nearest skin
     air = img[~body & (img > 0)]
     out["air_blood"] = float(np.median(air) / b) if air.size >= 100 else float("nan")
-    out["fat_blood"] = subcutaneous_fat_ratio(img, body, b)
-    # the lung: the body's pixels below the DARK level (lung and gas), their median
-    dark = v[v < DARK * b]
-    out["lung_blood"] = float(np.median(dark) / b) if dark.size >= LUNG_MIN_PIXELS else float("nan")
+    out["fat_blood"] = subcutaneous_fat_ratio(img, body, b, edge=skin)
     for q, val in zip(BODY_QUANTILES, np.percentile(v, BODY_QUANTILES)):
         out[f"body_q{q}"] = float(val / b)
     out.update(level_shares(img, b))
@@ -304,7 +306,7 @@ def tissue_measures(image, blood, myocardium):
     out.update(air_distance_profile(img, body, b))
     out.update(pixel_scale_measures(img, body))
     out["edge_coherence"] = edge_coherence(img, body)
-    step = nearest_skin(body, img, blood, b)
+    step = nearest_skin(body, img, blood, b, edge=skin)
     out["skin_direction_deg"] = display_angle_deg(*step)
     # the chest wall's distance in LV diameters (scale-free: ACDC's copy keeps no pixel spacing);
     # the LV is blood and myocardium, so frames contoured at the endocardium only get NaN
@@ -422,7 +424,7 @@ def skin_edge(body, image, level):
     return edge & (r < fov_mask_radius(img, r) - 3)
 
 
-def subcutaneous_fat_ratio(image, body, level, *, band_px=FAT_BAND_PX, quantile=FAT_QUANTILE):
+def subcutaneous_fat_ratio(image, body, level, *, band_px=FAT_BAND_PX, quantile=FAT_QUANTILE, edge=None):
     """The fat under the skin over the blood ``level``: the ``quantile`` of the body's pixels
     ``band_px`` (first, last) pixels in from the skin (:func:`skin_edge`).
 
@@ -443,6 +445,8 @@ def subcutaneous_fat_ratio(image, body, level, *, band_px=FAT_BAND_PX, quantile=
         Depth range (pixels, inclusive) of the band.
     quantile : float, keyword-only
         Percentile of the band's values.
+    edge : (H, W) bool, keyword-only
+        :func:`skin_edge` of the same frame when the caller has it (None: computed here).
 
     Returns
     -------
@@ -452,7 +456,7 @@ def subcutaneous_fat_ratio(image, body, level, *, band_px=FAT_BAND_PX, quantile=
     """
     from scipy import ndimage as ndi
 
-    edge = skin_edge(body, image, level)
+    edge = skin_edge(body, image, level) if edge is None else edge
     if edge.sum() < FAT_MIN_SKIN_PIXELS:
         return float("nan")
     depth = ndi.distance_transform_edt(~edge)
@@ -462,11 +466,12 @@ def subcutaneous_fat_ratio(image, body, level, *, band_px=FAT_BAND_PX, quantile=
     return float(np.percentile(np.asarray(image, np.float32)[band], quantile) / level)
 
 
-def nearest_skin(body, image, blood, level):
+def nearest_skin(body, image, blood, level, *, edge=None):
     """(dy, dx) pixels from the LV blood pool's centroid to the nearest point of the body's edge
-    that is skin (:func:`skin_edge`). It is the chest wall nearest the heart. (NaN, NaN) when no
-    edge qualifies, so angles and distances of it are NaN."""
-    edge = skin_edge(body, image, level)
+    that is skin (:func:`skin_edge`; ``edge``: that of the same frame when the caller has it). It is
+    the chest wall nearest the heart. (NaN, NaN) when no edge qualifies, so angles and distances of
+    it are NaN."""
+    edge = skin_edge(body, image, level) if edge is None else edge
     if not edge.any() or not blood.any():
         return float("nan"), float("nan")
     ly, lx = np.argwhere(blood).mean(0)

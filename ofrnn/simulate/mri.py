@@ -122,10 +122,9 @@ FATTY = (Tissue.SUBCUTANEOUS_FAT, Tissue.FAT)
 #: fat's proton spectrum: its resonances relative to water (ppm) and their shares of fat's protons
 #: (summing to 1 to three decimals, as published), the six-peak model of Hamilton et al., "In vivo
 #: characterization of the liver fat 1H MR spectrum", NMR Biomed 24:784 (2011), the default of
-#: multi-peak fat-water separation. The
-#: methylene peak (FAT_SHIFT_PPM) holds 69 %; the olefinic and glycerol peaks near water (+0.60,
-#: -0.39 ppm) lie in water's pass band and are read in phase with it, against the main peak's opposed
-#: phase (:func:`fat_spectrum_factor`). Adipose tissue's spectrum differs from liver fat's by a few
+#: multi-peak fat-water separation. The methylene peak (FAT_SHIFT_PPM) holds 69 %; the olefinic and
+#: glycerol peaks near water (+0.60, -0.39 ppm) lie in water's pass band and are read in phase with
+#: it, against the main peak's opposed phase (:func:`fat_spectrum_factor`). Adipose tissue's spectrum differs from liver fat's by a few
 #: percent per peak (more unsaturated); the liver model stands in for both fatty labels.
 FAT_PEAKS_PPM = (-3.80, -3.40, -2.60, -1.94, -0.39, 0.60)
 FAT_PEAK_SHARES = (0.087, 0.693, 0.128, 0.004, 0.039, 0.048)
@@ -143,10 +142,10 @@ def chemical_shift_beta(tissue, *, field_t, tr_ms):
     return float(np.angle(np.exp(1j * _fat_precession(field_t, tr_ms))))
 
 
-def _fat_precession(field_t, ms):
+def _fat_precession(field_t, ms, ppm=FAT_SHIFT_PPM):
     """Fat's precession relative to water over ``ms`` milliseconds (rad, not wrapped): per TR when
-    given TR."""
-    hz = FAT_SHIFT_PPM * GAMMA_MHZ_PER_T * float(field_t)
+    given TR; of the main peak, or of the resonances ``ppm`` (array) of :data:`FAT_PEAKS_PPM`."""
+    hz = np.asarray(ppm, float) * GAMMA_MHZ_PER_T * float(field_t)
     return 2 * np.pi * hz * ms * 1e-3
 
 
@@ -203,7 +202,7 @@ def fat_spectrum_factor(*, field_t, flip_deg, tr_ms, t1, t2, peaks_ppm=FAT_PEAKS
     (the echo's sign from pass band to pass band).
     """
     def echo(ppm, share):
-        beta = 2 * np.pi * np.asarray(ppm, float) * GAMMA_MHZ_PER_T * float(field_t) * tr_ms * 1e-3
+        beta = _fat_precession(field_t, tr_ms, ppm)
         return float(np.sum(np.asarray(share, float) * pass_band_sign(beta)
                             * bssfp_profile(1.0, t1, t2, beta, flip_deg=flip_deg, tr_ms=tr_ms)))
 
